@@ -1,0 +1,16 @@
+"""largeemb: exact precision, recall, density, coverage and Fréchet distance
+for millions of embeddings, streamed out of core."""
+
+from .config import EvaluateConfig
+from .errors import InputError
+
+__version__ = "0.1.0"
+__all__ = ["evaluate", "EvaluateConfig", "InputError", "__version__"]
+
+
+def __getattr__(name):  # heavy modules load only when used
+    if name == "evaluate":
+        from .api import evaluate
+
+        return evaluate
+    raise AttributeError(name)

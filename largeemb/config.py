@@ -1,0 +1,74 @@
+"""Job configuration: frozen dataclasses, the one place where defaults live."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from .errors import InputError
+
+METRICS = ("euclidean", "cosine")
+
+#: Rows per block when streaming and tiling. A tile is one block × one block,
+#: so its distance matrix holds ``block_rows**2`` float32 values (64 MiB here).
+DEFAULT_BLOCK_ROWS = 4096
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """Everything that decides what ``evaluate`` computes.
+
+    ``k`` holds one or more neighbour counts; the first is the primary one
+    reported under ``metrics`` in ``metrics.json``.
+    """
+
+    k: tuple[int, ...] = (5,)
+    metric: str = "euclidean"
+    inclusive: bool = False
+    block_rows: int = DEFAULT_BLOCK_ROWS
+    seed: int = 0
+    workers: int | None = None
+    extra: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self):
+        ks = (self.k,) if isinstance(self.k, int) else tuple(int(v) for v in self.k)
+        object.__setattr__(self, "k", ks)
+        if not ks or any(v < 1 for v in ks) or len(set(ks)) != len(ks):
+            raise InputError(
+                f"k must be distinct whole numbers >= 1, got {self.k!r}",
+                "in the job configuration",
+                "pass e.g. --k 5 or --k 3,5,10",
+            )
+        if self.metric not in METRICS:
+            raise InputError(
+                f"unknown metric {self.metric!r}",
+                "in the job configuration",
+                f"use one of {', '.join(METRICS)}",
+            )
+        if self.block_rows < 64:
+            raise InputError(
+                f"block_rows must be at least 64, got {self.block_rows}",
+                "in the job configuration",
+                "use a larger --block-rows (default 4096)",
+            )
+        if self.extra:
+            raise InputError(
+                f"unknown configuration keys {sorted(self.extra)}",
+                "in the job configuration",
+                f"use only {', '.join(f.name for f in fields())}",
+            )
+
+    @property
+    def max_k(self) -> int:
+        return max(self.k)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "EvaluateConfig":
+        """Build a config from a mapping; unknown keys are an error, never ignored."""
+        known = {f.name for f in fields()}
+        unknown = {key: v for key, v in values.items() if key not in known}
+        return cls(**{key: v for key, v in values.items() if key in known}, extra=unknown)
+
+
+def fields():
+    return [f for f in dataclasses.fields(EvaluateConfig) if f.name != "extra"]

@@ -1,0 +1,201 @@
+"""The tiled computation as dask tasks.
+
+Every task receives a :class:`~largeemb.store.Source` and row ranges, opens
+the store and reads its own blocks: the graph carries locations and small
+per-row bookkeeping (radii, bounds), never embedding data. Partial results
+merge in fixed binary trees, so results do not depend on scheduling.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import dask
+import numpy as np
+
+from . import cross, knn
+from .distance import Block, metric_rows, prepare_block, sqdist_error_scale
+from .errors import InputError
+from .moments import Moments
+from .plan import RowBlock, row_blocks, segments, self_tiles, tree
+from .store import Source
+
+
+def _one_thread():
+    """Keep a task on one core: parallelism comes from the scheduler's workers.
+
+    faiss's OpenMP setting is per calling thread, so it is set in the task.
+    """
+    import faiss
+
+    faiss.omp_set_num_threads(1)
+
+
+def load_block(source: Source, block: RowBlock, centre: np.ndarray, metric: str) -> Block:
+    return prepare_block(source.read(block.start, block.stop), block.start, centre, metric)
+
+
+# -- moments pass -----------------------------------------------------------
+
+
+@dataclass
+class SegmentCheck:
+    """Per segment: moments plus the first row that cannot be used, if any."""
+
+    moments: Moments
+    first_nonfinite: int  # -1 when none
+    first_zero: int  # -1 when none (matters for the cosine metric)
+
+
+def _moment_task(source: Source, seg: RowBlock, shift: np.ndarray, metric: str) -> SegmentCheck:
+    raw = source.read(seg.start, seg.stop)
+    rows = np.asarray(raw, dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(rows).all(axis=1))
+    zero = np.flatnonzero(~rows.any(axis=1))
+    if len(bad):
+        rows = np.where(np.isfinite(rows), rows, 0.0)
+    if metric == "cosine" and len(zero):
+        rows = rows.copy()
+        rows[zero] = 1.0
+    metric_view = metric_rows(rows, metric)
+    return SegmentCheck(
+        Moments.of_rows(rows, shift, metric_view),
+        int(seg.start + bad[0]) if len(bad) else -1,
+        int(seg.start + zero[0]) if len(zero) else -1,
+    )
+
+
+def _merge_checks(a: SegmentCheck, b: SegmentCheck) -> SegmentCheck:
+    def first(x, y):
+        return min(v for v in (x, y) if v >= 0) if max(x, y) >= 0 else -1
+
+    return SegmentCheck(a.moments.merge(b.moments), first(a.first_nonfinite, b.first_nonfinite), first(a.first_zero, b.first_zero))
+
+
+def moments_graph(source: Source, metric: str):
+    shift = np.asarray(source.read(0, 1), dtype=np.float64)[0]
+    if not np.isfinite(shift).all():
+        shift = np.zeros_like(shift)
+    parts = [dask.delayed(_moment_task)(source, seg, shift, metric) for seg in segments(source.rows)]
+    return tree(parts, dask.delayed(_merge_checks))
+
+
+def checked_moments(check: SegmentCheck, source: Source, role: str, metric: str) -> Moments:
+    if check.first_nonfinite >= 0:
+        raise InputError(
+            f"{role} embeddings contain NaN or inf (first at row {check.first_nonfinite})",
+            f"in {source.name}",
+            "fix or drop those rows before evaluating",
+        )
+    if metric == "cosine" and check.first_zero >= 0:
+        raise InputError(
+            f"{role} row {check.first_zero} is all zeros, which has no direction for the cosine metric",
+            f"in {source.name}",
+            "drop zero rows or use --metric euclidean",
+        )
+    return check.moments
+
+
+# -- self k-NN radii ---------------------------------------------------------
+
+
+def _diag_task(source, block, centre, metric, K):
+    _one_thread()
+    return knn.diagonal(load_block(source, block, centre, metric), K)
+
+
+def _offdiag_task(source, a, b, centre, metric, diag_a, diag_b, K):
+    _one_thread()
+    return knn.off_diagonal(
+        load_block(source, a, centre, metric), load_block(source, b, centre, metric), diag_a.bound, diag_b.bound, K
+    )
+
+
+def _merge_task(diag, *tile_results_and_sides):
+    half = len(tile_results_and_sides) // 2
+    results, sides = tile_results_and_sides[:half], tile_results_and_sides[half:]
+    return knn.merge(diag, [result[side] for result, side in zip(results, sides)])
+
+
+def _finish_task(source, block, metric, nb, ks, kappa, *diags):
+    max_sqnorm = max(float(d.sqnorm.max()) for d in diags)
+    own = metric_rows(source.read(block.start, block.stop), metric)
+    wanted = np.unique(nb.idx[nb.idx >= 0])
+    neighbours = metric_rows(source.read_rows(wanted), metric)
+    radii, unproven = knn.finish(
+        nb, own, lambda rows: neighbours[np.searchsorted(wanted, rows)], ks, max_sqnorm, kappa
+    )
+    return radii, unproven + block.start
+
+
+def radii_graph(source: Source, centre, metric: str, ks: tuple[int, ...], block_rows: int):
+    """Delayed list of (radii, unproven global rows) per block."""
+    blocks = row_blocks(source.rows, block_rows)
+    K = knn.candidates_per_row(max(ks), source.rows)
+    diags = [dask.delayed(_diag_task)(source, b, centre, metric, K) for b in blocks]
+    tiles = {
+        (a.index, b.index): dask.delayed(_offdiag_task, nout=2)(source, a, b, centre, metric, diags[a.index], diags[b.index], K)
+        for a, b in self_tiles(blocks)
+    }
+    merged = []
+    for blk in blocks:
+        mine = [(tiles[key], 0 if key[0] == blk.index else 1) for key in sorted(tiles) if blk.index in key]
+        merged.append(dask.delayed(_merge_task)(diags[blk.index], *[t for t, _ in mine], *[s for _, s in mine]))
+    kappa = sqdist_error_scale(source.dim)
+    return [dask.delayed(_finish_task)(source, blk, metric, nb, ks, kappa, *diags) for blk, nb in zip(blocks, merged)]
+
+
+def collect_radii(per_block, source: Source, centre, metric: str, ks, block_rows: int) -> tuple[np.ndarray, int]:
+    """Concatenate block radii; recompute unproven rows by float64 brute force."""
+    radii = np.concatenate([r for r, _ in per_block])
+    unproven = np.concatenate([u for _, u in per_block])
+    if len(unproven):
+        rows = metric_rows(np.stack([source.read(i, i + 1)[0] for i in unproven]), metric)
+        blocks = (metric_rows(source.read(b.start, b.stop), metric) for b in row_blocks(source.rows, block_rows))
+        radii[unproven] = knn.exact_radii_rows(rows, blocks, ks)
+    return radii, len(unproven)
+
+
+# -- cross pass --------------------------------------------------------------
+
+
+def _cross_task(fake_src, real_src, fb, rb, centre, metric, fake_radii, real_radii, kappa, inclusive):
+    _one_thread()
+    fake = load_block(fake_src, fb, centre, metric)
+    real = load_block(real_src, rb, centre, metric)
+    return cross.tile(fake, real, fake_radii, real_radii, kappa, inclusive)
+
+
+def cross_graph(real_src, fake_src, centre, metric, real_radii, fake_radii, inclusive, block_rows):
+    real_blocks = row_blocks(real_src.rows, block_rows)
+    fake_blocks = row_blocks(fake_src.rows, block_rows)
+    kappa = sqdist_error_scale(real_src.dim)
+    real_slices = [real_radii[b.start : b.stop] for b in real_blocks]
+    per_fake = []
+    for fb in fake_blocks:
+        fake_slice = fake_radii[fb.start : fb.stop]
+        parts = [
+            dask.delayed(_cross_task)(fake_src, real_src, fb, rb, centre, metric, fake_slice, real_slices[rb.index], kappa, inclusive)
+            for rb in real_blocks
+        ]
+        per_fake.append(tree(parts, dask.delayed(cross.CrossPartial.merge_real_blocks)))
+    return tree(per_fake, dask.delayed(cross.CrossPartial.merge_fake_blocks))
+
+
+# -- running -----------------------------------------------------------------
+
+
+def cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def compute(*graphs, workers: int | None = None):
+    """Run delayed graphs in-process on a thread pool, one BLAS thread per task."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        return dask.compute(*graphs, scheduler="threads", num_workers=workers or cores())

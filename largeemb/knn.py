@@ -1,0 +1,174 @@
+"""Exact k-NN radii of one set, tile by tile.
+
+Each block first finds its K best candidates inside itself (faiss), which
+gives every row a float32 bound. Each upper-triangle tile (a < b) is then
+computed once and serves both sides: only entries under a row's bound become
+candidates, and each block keeps its K best by float32 distance. Finally the
+kept candidates get exact float64 distances; a row's radius is exact when no
+rejected neighbour can, within the proven float32 error, be nearer than it.
+The rare rows where that cannot be shown are recomputed in float64 against the
+whole set.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .distance import EXACT_CHUNK, Block, exact_row_dist, sqdist32
+
+#: Candidates kept per row beyond k+1, so that the float32 order rarely needs
+#: the float64 fallback.
+MARGIN = 4
+#: A row with more candidates than this many times K in one tile keeps only
+#: its best K from that tile.
+HEAVY_FACTOR = 16
+
+
+def candidates_per_row(max_k: int, rows: int) -> int:
+    return min(max_k + 1 + MARGIN, rows)
+
+
+@dataclass
+class Neighbours:
+    """The K best candidates (by float32 distance) of each row of one block.
+
+    Every neighbour not listed has float32 squared distance >= ``floor``.
+    Missing entries (a set smaller than K) have index -1 and distance inf.
+    """
+
+    start: int
+    d32: np.ndarray  # (rows, K) float32 squared distances
+    idx: np.ndarray  # (rows, K) int64 global row indices
+    floor: np.ndarray  # (rows,) float32
+    sqnorm: np.ndarray  # (rows,) float64 centred squared norms
+
+    @property
+    def bound(self) -> np.ndarray:
+        """Per-row float32 cut for new candidates: the K-th kept distance."""
+        return self.d32[:, -1]
+
+
+@dataclass
+class Candidates:
+    """Sparse candidates that one tile offers the rows of one block."""
+
+    rows: np.ndarray  # local row index within the block
+    idx: np.ndarray  # global neighbour index
+    d32: np.ndarray
+    floor_rows: np.ndarray  # rows whose floor this tile lowered
+    floor: np.ndarray
+
+
+def diagonal(block: Block, K: int) -> Neighbours:
+    """Best K candidates of each row within its own block (itself included)."""
+    import faiss
+
+    centred = np.ascontiguousarray(block.centred)
+    k_here = min(K, block.rows)
+    d32, local = faiss.knn(centred, centred, k_here)
+    floor = np.full(block.rows, np.inf, np.float32)
+    if k_here < K:  # the whole block is listed: nothing was rejected
+        pad = ((0, 0), (0, K - k_here))
+        d32 = np.pad(d32, pad, constant_values=np.inf)
+        local = np.pad(local, pad, constant_values=-1)
+    elif block.rows > K:
+        floor = d32[:, -1].copy()
+    idx = np.where(local >= 0, local + block.start, -1)
+    return Neighbours(block.start, d32, idx, floor, block.sqnorm)
+
+
+def _take(dist: np.ndarray, bound: np.ndarray, K: int, other_start: int, by_columns: bool) -> Candidates:
+    """Entries of ``dist`` under each own row's bound.
+
+    Own rows are the rows of ``dist``, or its columns when ``by_columns``
+    (the lower side of a symmetric tile, read without transposing).
+    """
+    n_rows, n_cols = dist.shape
+    cut = bound[None, :] if by_columns else bound[:, None]
+    flat = np.flatnonzero(dist < cut)
+    d32 = dist.ravel()[flat]
+    first, second = np.divmod(flat, n_cols)
+    own, other = (second, first) if by_columns else (first, second)
+    own_n = n_cols if by_columns else n_rows
+    floor_rows = np.empty(0, np.int64)
+    floor = np.empty(0, np.float32)
+    heavy = np.flatnonzero(np.bincount(own, minlength=own_n) > HEAVY_FACTOR * K)
+    if len(heavy):
+        keep = ~np.isin(own, heavy)
+        own, other, d32 = own[keep], other[keep], d32[keep]
+        heavy_dist = dist[:, heavy].T if by_columns else dist[heavy]
+        part = np.argpartition(heavy_dist, K, axis=1)
+        floor_rows = heavy
+        floor = np.take_along_axis(heavy_dist, part[:, K : K + 1], axis=1)[:, 0]
+        best = part[:, :K]
+        own = np.concatenate([own, np.repeat(heavy, K)])
+        other = np.concatenate([other, best.ravel()])
+        d32 = np.concatenate([d32, np.take_along_axis(heavy_dist, best, axis=1).ravel()])
+    return Candidates(own, other + other_start, d32, floor_rows, floor)
+
+
+def off_diagonal(a: Block, b: Block, bound_a: np.ndarray, bound_b: np.ndarray, K: int):
+    """One tile a × b (a before b), computed once: candidates for a's rows and for b's."""
+    dist = sqdist32(a, b)
+    return _take(dist, bound_a, K, b.start, by_columns=False), _take(dist, bound_b, K, a.start, by_columns=True)
+
+
+def merge(nb: Neighbours, batches: list[Candidates]) -> Neighbours:
+    """Fold candidate batches into a block's K best; what drops out lowers the floor."""
+    if not batches:
+        return nb
+    rows_n, K = nb.d32.shape
+    floor = nb.floor.copy()
+    for c in batches:
+        np.minimum.at(floor, c.floor_rows, c.floor)
+    rows = np.concatenate([np.repeat(np.arange(rows_n), K)] + [c.rows for c in batches])
+    d32 = np.concatenate([nb.d32.ravel()] + [c.d32 for c in batches])
+    idx = np.concatenate([nb.idx.ravel()] + [c.idx for c in batches])
+    order = np.lexsort((idx, d32, rows))
+    rows, d32, idx = rows[order], d32[order], idx[order]
+    rank = np.arange(len(rows)) - np.searchsorted(rows, np.arange(rows_n))[rows]
+    kept = rank < K
+    np.minimum.at(floor, rows[~kept], d32[~kept])
+    shape = (rows_n, K)
+    return Neighbours(nb.start, d32[kept].reshape(shape), idx[kept].reshape(shape), floor, nb.sqnorm)
+
+
+def finish(nb: Neighbours, own: np.ndarray, take_neighbours, ks: tuple[int, ...], max_sqnorm: float, kappa: float):
+    """Exact radii for each k, and the local rows whose exactness could not be shown.
+
+    ``own`` holds the block's float64 metric rows; ``take_neighbours(global
+    rows)`` gives float64 metric rows. Returns ``(radii (rows, len(ks)),
+    unproven local rows)``.
+    """
+    rows_n, K = nb.idx.shape
+    d64 = np.full((rows_n, K), np.inf)
+    step = max(1, EXACT_CHUNK // K)
+    for lo in range(0, rows_n, step):
+        idx = nb.idx[lo : lo + step]
+        present = idx >= 0
+        neighbours = take_neighbours(np.where(present, idx, idx.max()).ravel()).reshape(*idx.shape, -1)
+        diff = neighbours - own[lo : lo + step, None, :]
+        d64[lo : lo + step] = np.where(present, np.sqrt((diff * diff).sum(axis=2)), np.inf)
+    d64.sort(axis=1)
+    radii = d64[:, list(ks)]
+    widest = radii.max(axis=1)
+    lowest_rejected = nb.floor.astype(np.float64) - kappa * (nb.sqnorm + max_sqnorm)
+    proven = (widest * widest <= lowest_rejected) | (widest == 0.0)
+    return radii, np.flatnonzero(~proven)
+
+
+def exact_radii_rows(rows: np.ndarray, blocks, ks: tuple[int, ...]) -> np.ndarray:
+    """float64 brute-force radii of a few rows against every block (the fallback).
+
+    ``blocks`` yields float64 metric-row blocks of the whole set, the rows' own included.
+    """
+    width = max(ks) + 1
+    best = np.full((len(rows), width), np.inf)
+    for block in blocks:
+        for i, row in enumerate(rows):
+            both = np.concatenate([best[i], exact_row_dist(row, block)])
+            best[i] = np.partition(both, width - 1)[:width]
+    best.sort(axis=1)
+    return best[:, list(ks)]

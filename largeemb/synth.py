@@ -1,0 +1,92 @@
+"""Synthetic embeddings for demos, tests and benchmarks, and .npy conversion.
+
+Synthetic sets are Gaussian mixtures whose mode centres depend only on
+(dim, modes), so a "real" and a "fake" store written with different seeds
+share their modes; the fake can be shifted and can drop modes (mode collapse).
+Rows are generated block by block from (seed, block index), so any size is
+written in bounded memory and reproducibly.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import numpy as np
+
+from .errors import InputError
+
+DEFAULT_CHUNK_ROWS = 8192
+#: Per-coordinate spread of mode centres, relative to the unit noise within a mode.
+MODE_SPREAD = 1.5
+
+
+def mode_centres(dim: int, modes: int) -> np.ndarray:
+    return np.random.default_rng([dim, modes, 2020]).normal(0.0, MODE_SPREAD, (modes, dim))
+
+
+def synth_rows(start: int, stop: int, dim: int, seed: int, shift: float, modes: int, drop_modes: int, block: int) -> np.ndarray:
+    """Rows start:stop of a synthetic set (generated per fixed-size block)."""
+    centres = mode_centres(dim, modes)[: modes - drop_modes]
+    out = []
+    for b in range(start // block, (stop - 1) // block + 1):
+        rng = np.random.default_rng([seed, b])
+        n = block
+        which = rng.integers(0, len(centres), n)
+        rows = centres[which] + rng.standard_normal((n, dim)) + shift
+        lo, hi = max(start, b * block) - b * block, min(stop, (b + 1) * block) - b * block
+        out.append(rows[lo:hi])
+    return np.concatenate(out).astype(np.float32)
+
+
+def _refuse_existing(dst: str, force: bool):
+    if os.path.exists(dst):
+        if not force:
+            raise InputError(f"{dst} already exists", "as the output store", "choose another path or pass --force")
+        shutil.rmtree(dst) if os.path.isdir(dst) else os.remove(dst)
+
+
+def write_synth(
+    dst: str,
+    rows: int,
+    dim: int,
+    *,
+    seed: int = 0,
+    shift: float = 0.0,
+    modes: int = 10,
+    drop_modes: int = 0,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    force: bool = False,
+) -> str:
+    """Write a reproducible synthetic (rows, dim) float32 zarr array to ``dst``."""
+    import zarr
+
+    if rows < 1 or dim < 1:
+        raise InputError(f"rows and dim must be >= 1, got {rows} x {dim}", "for synth", "pass positive --rows and --dim")
+    if not 0 <= drop_modes < modes:
+        raise InputError(f"drop_modes must be in [0, {modes}), got {drop_modes}", "for synth", "keep at least one mode")
+    _refuse_existing(dst, force)
+    arr = zarr.create_array(dst, shape=(rows, dim), chunks=(min(chunk_rows, rows), dim), dtype="float32")
+    for start in range(0, rows, chunk_rows):
+        stop = min(rows, start + chunk_rows)
+        arr[start:stop] = synth_rows(start, stop, dim, seed, shift, modes, drop_modes, DEFAULT_CHUNK_ROWS)
+    return dst
+
+
+def convert_npy(src: str, dst: str, *, chunk_rows: int = DEFAULT_CHUNK_ROWS, force: bool = False) -> str:
+    """Copy a .npy file into a chunked zarr array without loading it whole."""
+    import zarr
+
+    try:
+        data = np.load(src, mmap_mode="r", allow_pickle=False)
+    except FileNotFoundError:
+        raise InputError("file not found", f"at {src}", "check the path") from None
+    except ValueError as exc:
+        raise InputError(f"not a plain NumPy array file ({exc})", f"at {src}", "save embeddings with np.save") from None
+    if data.ndim != 2:
+        raise InputError(f"array must be 2-D (rows, dim), got shape {data.shape}", f"at {src}", "reshape before saving")
+    _refuse_existing(dst, force)
+    arr = zarr.create_array(dst, shape=data.shape, chunks=(min(chunk_rows, max(1, data.shape[0])), data.shape[1]), dtype=data.dtype)
+    for start in range(0, data.shape[0], chunk_rows):
+        arr[start : start + chunk_rows] = np.asarray(data[start : start + chunk_rows])
+    return dst

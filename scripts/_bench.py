@@ -1,0 +1,37 @@
+"""Shared helpers for the benchmark scripts (not part of the package)."""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+
+
+def run_child(code: str) -> dict:
+    """Run Python ``code`` in a fresh process; it must print one JSON line last.
+
+    The child's own peak RSS (MiB) is added as ``peak_mib``.
+    """
+    wrapper = code + (
+        "\nimport json as _j, resource as _r\n"
+        "_out['peak_mib'] = _r.getrusage(_r.RUSAGE_SELF).ru_maxrss / 1024\n"
+        "print(_j.dumps(_out))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", wrapper], capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stderr)
+        raise SystemExit(f"benchmark child failed with status {proc.returncode}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def synth_pair(tmp: str, rows: int, dim: int) -> tuple[str, str]:
+    from largeemb.synth import write_synth
+
+    real = write_synth(f"{tmp}/real.zarr", rows, dim, seed=0)
+    fake = write_synth(f"{tmp}/fake.zarr", rows, dim, seed=1, shift=0.05, drop_modes=3)
+    return real, fake
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
