@@ -76,13 +76,29 @@ def _inside(dist, radii, ball_rows, point_rows, ball: Block, point: Block, kappa
     return inside
 
 
-def tile(fake: Block, real: Block, fake_radii, real_radii, kappa: float, inclusive: bool) -> CrossPartial:
-    """Memberships contributed by one fake block × real block tile.
+def block_pair(fake: Block, real: Block, fake_radii, real_radii, kappa: float, inclusive: bool, panel_rows: int) -> CrossPartial:
+    """Memberships contributed by one fake block × real block, panel by panel."""
+    nk = real_radii.shape[1]
+    fake_counts = np.zeros((fake.rows, nk), np.int64)
+    real_covered = np.zeros((real.rows, nk), bool)
+    real_recalled = np.zeros((real.rows, nk), bool)
+    real_panels = [(lo, p, p.right()) for lo, p in real.panels(panel_rows)]
+    for lo_f, pf in fake.panels(panel_rows):
+        for lo_r, pr, pr_right in real_panels:
+            part = tile(pf, pr, pr_right, fake_radii[lo_f : lo_f + pf.rows], real_radii[lo_r : lo_r + pr.rows], kappa, inclusive)
+            fake_counts[lo_f : lo_f + pf.rows] += part.fake_counts
+            real_covered[lo_r : lo_r + pr.rows] |= part.real_covered
+            real_recalled[lo_r : lo_r + pr.rows] |= part.real_recalled
+    return CrossPartial(fake_counts, real_covered, real_recalled)
+
+
+def tile(fake: Block, real: Block, real_right, fake_radii, real_radii, kappa: float, inclusive: bool) -> CrossPartial:
+    """Memberships contributed by one fake panel × real panel tile.
 
     ``fake_radii``/``real_radii``: (rows, nk) float64 radii of the tile's rows.
     """
     nk = real_radii.shape[1]
-    dist = sqdist32(fake, real)
+    dist = sqdist32(fake, real_right)
 
     # Real balls: which fake rows does each real row's ball contain?
     widest_real = real_radii.max(axis=1)

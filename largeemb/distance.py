@@ -14,7 +14,7 @@ import numpy as np
 
 UNIT_ROUNDOFF32 = 2.0**-24
 #: Pairs handled per chunk in exact float64 re-checks (bounds their memory).
-EXACT_CHUNK = 8192
+EXACT_CHUNK = 4096
 
 
 def sqdist_error_scale(dim: int) -> float:
@@ -31,13 +31,12 @@ def sqdist_error_scale(dim: int) -> float:
 
 @dataclass(frozen=True)
 class Block:
-    """One row block ready for the distance kernels."""
+    """A run of rows ready for the distance kernels (a read block, or a panel of one)."""
 
     start: int
     raw: np.ndarray  # rows as stored; exact float64 values are taken from here
     metric: str
     left: np.ndarray  # float32 [x - c, |x - c|^2, 1]
-    right: np.ndarray  # float32 [-2 (x - c), 1, |x - c|^2]
     sqnorm: np.ndarray  # float64 |x - c|^2 of the float32 centred rows
 
     @property
@@ -52,9 +51,26 @@ class Block:
     def centred(self) -> np.ndarray:
         return self.left[:, : self.dim]
 
+    def right(self) -> np.ndarray:
+        """float32 [-2 (x - c), 1, |x - c|^2]: the other GEMM operand."""
+        dim = self.dim
+        right = np.empty_like(self.left)
+        np.multiply(self.centred, -2.0, out=right[:, :dim])
+        right[:, dim] = 1.0
+        right[:, dim + 1] = self.left[:, dim]
+        return right
+
     def exact(self, local_rows: np.ndarray) -> np.ndarray:
         """float64 rows as the metric sees them: the values a brute force uses."""
         return metric_rows(self.raw[local_rows], self.metric)
+
+    def panel(self, lo: int, hi: int) -> "Block":
+        """Rows lo:hi as a Block of their own (views, no copies)."""
+        return Block(self.start + lo, self.raw[lo:hi], self.metric, self.left[lo:hi], self.sqnorm[lo:hi])
+
+    def panels(self, panel_rows: int) -> list[tuple[int, "Block"]]:
+        """(offset, panel) pairs covering the block: the unit of one GEMM."""
+        return [(lo, self.panel(lo, min(lo + panel_rows, self.rows))) for lo in range(0, self.rows, panel_rows)]
 
 
 def metric_rows(raw: np.ndarray, metric: str) -> np.ndarray:
@@ -72,26 +88,25 @@ def prepare_block(raw: np.ndarray, start: int, centre: np.ndarray, metric: str) 
     rounding per entry, the same bound as rounding a float64 difference);
     other dtypes and the cosine metric go through float64 first.
     """
-    if raw.dtype == np.float32 and metric == "euclidean":
-        centred = raw - centre
-    else:
-        centred = (metric_rows(raw, metric) - centre).astype(np.float32)
-    sqnorm = np.einsum("ij,ij->i", centred, centred, dtype=np.float64)
-    rows, dim = centred.shape
+    rows, dim = raw.shape
     left = np.empty((rows, dim + 2), dtype=np.float32)
-    right = np.empty((rows, dim + 2), dtype=np.float32)
-    left[:, :dim] = centred
+    centred = left[:, :dim]
+    if raw.dtype == np.float32 and metric == "euclidean":
+        np.subtract(raw, centre, out=centred)
+    else:
+        centred[...] = metric_rows(raw, metric) - centre
+    sqnorm = np.einsum("ij,ij->i", centred, centred, dtype=np.float64)
     left[:, dim] = sqnorm
     left[:, dim + 1] = 1.0
-    np.multiply(centred, -2.0, out=right[:, :dim])
-    right[:, dim] = 1.0
-    right[:, dim + 1] = sqnorm
-    return Block(start, raw, metric, left, right, sqnorm)
+    return Block(start, raw, metric, left, sqnorm)
 
 
-def sqdist32(a: Block, b: Block) -> np.ndarray:
-    """float32 squared distances between all rows of ``a`` and ``b`` (one GEMM)."""
-    return a.left @ b.right.T
+def sqdist32(a: Block, b_right: np.ndarray) -> np.ndarray:
+    """float32 squared distances between all rows of ``a`` and of ``b`` (one GEMM).
+
+    ``b_right`` is ``b.right()``, built once per panel by the caller.
+    """
+    return a.left @ b_right.T
 
 
 def exact_pair_dist(a: np.ndarray, b: np.ndarray) -> np.ndarray:

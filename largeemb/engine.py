@@ -18,7 +18,7 @@ from . import cross, knn
 from .distance import Block, metric_rows, prepare_block, sqdist_error_scale
 from .errors import InputError
 from .moments import Moments
-from .plan import RowBlock, row_blocks, segments, self_tiles, tree
+from .plan import PANEL_ROWS, RowBlock, row_blocks, segments, self_tiles, tree
 from .store import Source
 
 
@@ -102,13 +102,13 @@ def checked_moments(check: SegmentCheck, source: Source, role: str, metric: str)
 
 def _diag_task(source, block, centre, metric, K):
     _one_thread()
-    return knn.diagonal(load_block(source, block, centre, metric), K)
+    return knn.within(load_block(source, block, centre, metric), K, PANEL_ROWS)
 
 
 def _offdiag_task(source, a, b, centre, metric, diag_a, diag_b, K):
     _one_thread()
-    return knn.off_diagonal(
-        load_block(source, a, centre, metric), load_block(source, b, centre, metric), diag_a.bound, diag_b.bound, K
+    return knn.between(
+        load_block(source, a, centre, metric), load_block(source, b, centre, metric), diag_a.bound, diag_b.bound, K, PANEL_ROWS
     )
 
 
@@ -121,11 +121,12 @@ def _merge_task(diag, *tile_results_and_sides):
 def _finish_task(source, block, metric, nb, ks, kappa, *diags):
     max_sqnorm = max(float(d.sqnorm.max()) for d in diags)
     own = metric_rows(source.read(block.start, block.stop), metric)
-    wanted = np.unique(nb.idx[nb.idx >= 0])
-    neighbours = metric_rows(source.read_rows(wanted), metric)
-    radii, unproven = knn.finish(
-        nb, own, lambda rows: neighbours[np.searchsorted(wanted, rows)], ks, max_sqnorm, kappa
-    )
+
+    def take_neighbours(rows):
+        wanted, where = np.unique(rows, return_inverse=True)
+        return metric_rows(source.read_rows(wanted), metric)[where]
+
+    radii, unproven = knn.finish(nb, own, take_neighbours, ks, max_sqnorm, kappa)
     return radii, unproven + block.start
 
 
@@ -164,7 +165,7 @@ def _cross_task(fake_src, real_src, fb, rb, centre, metric, fake_radii, real_rad
     _one_thread()
     fake = load_block(fake_src, fb, centre, metric)
     real = load_block(real_src, rb, centre, metric)
-    return cross.tile(fake, real, fake_radii, real_radii, kappa, inclusive)
+    return cross.block_pair(fake, real, fake_radii, real_radii, kappa, inclusive, PANEL_ROWS)
 
 
 def cross_graph(real_src, fake_src, centre, metric, real_radii, fake_radii, inclusive, block_rows):

@@ -109,10 +109,54 @@ def _take(dist: np.ndarray, bound: np.ndarray, K: int, other_start: int, by_colu
     return Candidates(own, other + other_start, d32, floor_rows, floor)
 
 
-def off_diagonal(a: Block, b: Block, bound_a: np.ndarray, bound_b: np.ndarray, K: int):
-    """One tile a × b (a before b), computed once: candidates for a's rows and for b's."""
-    dist = sqdist32(a, b)
+def off_diagonal(a: Block, b: Block, bound_a: np.ndarray, bound_b: np.ndarray, K: int, b_right=None):
+    """One tile a × b (disjoint rows), computed once: candidates for a's rows and for b's."""
+    dist = sqdist32(a, b.right() if b_right is None else b_right)
     return _take(dist, bound_a, K, b.start, by_columns=False), _take(dist, bound_b, K, a.start, by_columns=True)
+
+
+def _shifted(c: Candidates, offset: int) -> Candidates:
+    return Candidates(c.rows + offset, c.idx, c.d32, c.floor_rows + offset, c.floor)
+
+
+def _joined(parts: list[Candidates]) -> Candidates:
+    return Candidates(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("rows", "idx", "d32", "floor_rows", "floor")))
+
+
+def within(block: Block, K: int, panel_rows: int) -> Neighbours:
+    """Each row's K best candidates inside its own block.
+
+    Panels on the diagonal go to faiss; each pair of panels is computed once
+    and serves both (the symmetric half of the block's distance matrix).
+    """
+    panels = block.panels(panel_rows)
+    local = [diagonal(p, K) for _, p in panels]
+    offered = [[] for _ in panels]
+    for i, (_, pa) in enumerate(panels):
+        for j in range(i + 1, len(panels)):
+            for_a, for_b = off_diagonal(pa, panels[j][1], local[i].bound, local[j].bound, K)
+            offered[i].append(for_a)
+            offered[j].append(for_b)
+    merged = [merge(nb, batches) for nb, batches in zip(local, offered)]
+    return Neighbours(
+        block.start,
+        np.concatenate([m.d32 for m in merged]),
+        np.concatenate([m.idx for m in merged]),
+        np.concatenate([m.floor for m in merged]),
+        block.sqnorm,
+    )
+
+
+def between(a: Block, b: Block, bound_a: np.ndarray, bound_b: np.ndarray, K: int, panel_rows: int):
+    """Candidates that block a (rows before b) and block b offer each other, panel by panel."""
+    for_a, for_b = [], []
+    b_panels = [(lo, p, p.right()) for lo, p in b.panels(panel_rows)]
+    for lo_a, pa in a.panels(panel_rows):
+        for lo_b, pb, pb_right in b_panels:
+            ca, cb = off_diagonal(pa, pb, bound_a[lo_a : lo_a + pa.rows], bound_b[lo_b : lo_b + pb.rows], K, pb_right)
+            for_a.append(_shifted(ca, lo_a))
+            for_b.append(_shifted(cb, lo_b))
+    return _joined(for_a), _joined(for_b)
 
 
 def merge(nb: Neighbours, batches: list[Candidates]) -> Neighbours:
@@ -126,7 +170,10 @@ def merge(nb: Neighbours, batches: list[Candidates]) -> Neighbours:
     rows = np.concatenate([np.repeat(np.arange(rows_n), K)] + [c.rows for c in batches])
     d32 = np.concatenate([nb.d32.ravel()] + [c.d32 for c in batches])
     idx = np.concatenate([nb.idx.ravel()] + [c.idx for c in batches])
-    order = np.lexsort((idx, d32, rows))
+    # One sort on (row, distance): the bits of a non-negative float32 order
+    # like its value. Clipping at 0 only moves a value towards the truth.
+    key = (rows.astype(np.uint64) << np.uint64(32)) | np.maximum(d32, 0).view(np.uint32).astype(np.uint64)
+    order = np.argsort(key, kind="stable")
     rows, d32, idx = rows[order], d32[order], idx[order]
     rank = np.arange(len(rows)) - np.searchsorted(rows, np.arange(rows_n))[rows]
     kept = rank < K
@@ -139,18 +186,22 @@ def finish(nb: Neighbours, own: np.ndarray, take_neighbours, ks: tuple[int, ...]
     """Exact radii for each k, and the local rows whose exactness could not be shown.
 
     ``own`` holds the block's float64 metric rows; ``take_neighbours(global
-    rows)`` gives float64 metric rows. Returns ``(radii (rows, len(ks)),
-    unproven local rows)``.
+    rows)`` gives float64 metric rows. Only candidates that can be among a
+    row's k+1 nearest within the float32 error get a float64 distance.
+    Returns ``(radii (rows, len(ks)), unproven local rows)``.
     """
     rows_n, K = nb.idx.shape
+    width = max(ks) + 1
+    slack = 2 * kappa * (nb.sqnorm + max_sqnorm)  # covers both candidates' errors
+    d32 = np.maximum(nb.d32.astype(np.float64), 0.0)
+    cut = np.sort(d32, axis=1)[:, width - 1] + slack
+    wanted = (d32 <= cut[:, None]) & (nb.idx >= 0)
+    own_rows, slots = np.nonzero(wanted)
     d64 = np.full((rows_n, K), np.inf)
-    step = max(1, EXACT_CHUNK // K)
-    for lo in range(0, rows_n, step):
-        idx = nb.idx[lo : lo + step]
-        present = idx >= 0
-        neighbours = take_neighbours(np.where(present, idx, idx.max()).ravel()).reshape(*idx.shape, -1)
-        diff = neighbours - own[lo : lo + step, None, :]
-        d64[lo : lo + step] = np.where(present, np.sqrt((diff * diff).sum(axis=2)), np.inf)
+    for lo in range(0, len(own_rows), EXACT_CHUNK):
+        r, c = own_rows[lo : lo + EXACT_CHUNK], slots[lo : lo + EXACT_CHUNK]
+        diff = take_neighbours(nb.idx[r, c]) - own[r]
+        d64[r, c] = np.sqrt((diff * diff).sum(axis=1))
     d64.sort(axis=1)
     radii = d64[:, list(ks)]
     widest = radii.max(axis=1)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -43,17 +45,89 @@ class Source:
         if self.data is not None:
             block = self.data[start:stop]
             return np.asarray(block.compute() if hasattr(block, "compute") else block)
-        return np.asarray(_open_array(self.location, self.array_path)[start:stop])
+        slab_rows = _slab_rows(self.location, self.array_path)
+        if not slab_rows:
+            return np.asarray(_open_array(self.location, self.array_path)[start:stop])
+        first, last = start // slab_rows, (stop - 1) // slab_rows
+        parts = [self._slab(i, slab_rows) for i in range(first, last + 1)]
+        rows = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        return rows[start - first * slab_rows : stop - first * slab_rows]
 
     def read_rows(self, rows: np.ndarray) -> np.ndarray:
         """The given rows (sorted, unique) as stored."""
         if self.data is not None:
             block = self.data[rows]
             return np.asarray(block.compute() if hasattr(block, "compute") else block)
-        return np.asarray(_open_array(self.location, self.array_path).get_orthogonal_selection((rows, slice(None))))
+        slab_rows = _slab_rows(self.location, self.array_path)
+        if not slab_rows:
+            return np.asarray(_open_array(self.location, self.array_path).get_orthogonal_selection((rows, slice(None))))
+        out = np.empty((len(rows), self.dim), dtype=self.dtype)
+        slab_of = rows // slab_rows
+        for i in np.unique(slab_of):
+            where = np.flatnonzero(slab_of == i)
+            out[where] = self._slab(int(i), slab_rows)[rows[where] - i * slab_rows]
+        return out
+
+    def _slab(self, index: int, slab_rows: int) -> np.ndarray:
+        key = (self.location, self.array_path, index)
+        slab = _SLABS.get(key)
+        if slab is None:
+            arr = _open_array(self.location, self.array_path)
+            slab = np.asarray(arr[index * slab_rows : min(self.rows, (index + 1) * slab_rows)])
+            _SLABS.put(key, slab)
+        return slab
 
     def describe(self) -> dict:
         return {"source": self.name, "rows": self.rows, "dim": self.dim, "dtype": self.dtype}
+
+
+class _SlabCache:
+    """Decoded chunk-aligned row slabs, least recently used dropped first.
+
+    Tiles read the same blocks many times; without this every read would
+    decompress whole zarr chunks again. Bounded in bytes, shared by the
+    threads of a process.
+    """
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self._slabs: OrderedDict = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key):
+        with self._lock:
+            slab = self._slabs.get(key)
+            if slab is not None:
+                self._slabs.move_to_end(key)
+            return slab
+
+    def put(self, key, slab: np.ndarray) -> None:
+        with self._lock:
+            if key in self._slabs or slab.nbytes > self.max_bytes:
+                return
+            self._slabs[key] = slab
+            self._bytes += slab.nbytes
+            while self._bytes > self.max_bytes:
+                _, old = self._slabs.popitem(last=False)
+                self._bytes -= old.nbytes
+
+
+#: Memory for decoded slabs per process (the only cache of embedding data).
+SLAB_CACHE_BYTES = 256 * 2**20
+#: Slabs are whole zarr chunks grown to at least this many rows.
+MIN_SLAB_ROWS = 2048
+_SLABS = _SlabCache(SLAB_CACHE_BYTES)
+
+
+@functools.lru_cache(maxsize=64)
+def _slab_rows(location: str, array_path: str) -> int:
+    """Rows per cached slab: a whole number of (inner) chunks, or 0 to bypass the cache."""
+    arr = _open_array(location, array_path)
+    chunk_rows = int(arr.chunks[0])
+    slab_rows = chunk_rows * max(1, -(-MIN_SLAB_ROWS // chunk_rows))
+    slab_bytes = slab_rows * int(arr.shape[1]) * arr.dtype.itemsize
+    return slab_rows if slab_bytes <= SLAB_CACHE_BYTES // 8 else 0
 
 
 @functools.lru_cache(maxsize=16)

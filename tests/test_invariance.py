@@ -64,3 +64,18 @@ def test_float16_and_integer_stores_are_widened(write_zarr):
     assert half.metrics == largeemb.evaluate(real.astype(np.float16).astype(np.float64), fake.astype(np.float16).astype(np.float64), k=3).metrics
     ints = largeemb.evaluate(np.round(real * 10).astype(np.int32), np.round(fake * 10).astype(np.int32), k=3)
     assert any("integer dtype" in w for w in ints.warnings)
+
+
+@pytest.mark.parametrize("panel_rows", [64, 100, 700])
+def test_identical_for_gemm_panel_sizes(sets, monkeypatch, panel_rows):
+    """The GEMM panel inside a block is a tuning knob: it must not change anything."""
+    from largeemb import engine
+
+    real, fake = sets
+    base = largeemb.evaluate(real, fake, k=(3, 1), block_rows=1000)
+    monkeypatch.setattr(engine, "PANEL_ROWS", panel_rows)
+    got = largeemb.evaluate(real, fake, k=(3, 1), block_rows=1000)
+    assert got.to_dict()["metrics"] == base.to_dict()["metrics"]
+    np.testing.assert_array_equal(got.real_radii, base.real_radii)
+    np.testing.assert_array_equal(got.fake_radii, base.fake_radii)
+    np.testing.assert_array_equal(got.fake_counts, base.fake_counts)
