@@ -5,7 +5,7 @@ from .config import EvaluateConfig
 from .errors import InputError
 
 __version__ = "0.1.0"
-__all__ = ["evaluate", "EvaluateConfig", "InputError", "__version__"]
+__all__ = ["evaluate", "build_reference", "EvaluateConfig", "InputError", "__version__"]
 
 
 def __getattr__(name):  # heavy modules load only when used
@@ -13,4 +13,8 @@ def __getattr__(name):  # heavy modules load only when used
         from .api import evaluate
 
         return evaluate
+    if name == "build_reference":
+        from .reference import build_reference
+
+        return build_reference
     raise AttributeError(name)

@@ -12,6 +12,7 @@ from .config import EvaluateConfig
 from .errors import InputError
 from .moments import frechet_distance
 from .result import EvaluationResult, metrics_from_memberships
+from .reference import is_reference, load_reference
 from .store import Source, open_source
 
 #: Below this many rows k-NN radii are unstable (Naeem et al. 2020).
@@ -36,6 +37,9 @@ def evaluate(
     real, fake
         The two sets, each a zarr path or fsspec URL (array or group), a
         zarr array, a dask array or a NumPy array of shape (rows, dim).
+        ``real`` may also be a reference directory made by
+        :func:`largeemb.build_reference`: its stored radii replace the
+        real × real pass, after its fingerprint is checked against the store.
     config
         An :class:`EvaluateConfig`; or give its fields as keyword
         ``options`` (``k=5``, ``metric="cosine"``, ``block_rows=4096``, …).
@@ -60,31 +64,35 @@ def evaluate(
         config = EvaluateConfig.from_dict(options)
     elif options:
         raise InputError("pass either config or keyword options", "in the evaluate() call", "not both")
-    real_src = open_source(real, real_array, role="real")
+    reference = load_reference(str(real)) if is_reference(real) else None
+    real_src = reference.source if reference else open_source(real, real_array, role="real")
     fake_src = open_source(fake, fake_array, role="fake")
     warnings = _check_pair(real_src, fake_src, config)
     timings: dict[str, float] = {}
 
     with _timed(timings, "moments"):
-        real_check, fake_check = engine.compute(
-            engine.moments_graph(real_src, config.metric), engine.moments_graph(fake_src, config.metric), workers=config.workers
+        (real_moments, real_fp), (fake_moments, fake_fp) = engine.moments_stage(
+            [(real_src, "real"), (fake_src, "fake")], config.metric, config.workers
         )
-    real_moments = engine.checked_moments(real_check, real_src, "real", config.metric)
-    fake_moments = engine.checked_moments(fake_check, fake_src, "fake", config.metric)
+    if reference:
+        reference.check(config.metric, real_fp)
     centre = real_moments.metric_mean.astype(np.float32)
 
     with _timed(timings, "radii"):
-        real_blocks, fake_blocks = engine.compute(
-            engine.radii_graph(real_src, centre, config.metric, config.k, config.block_rows),
-            engine.radii_graph(fake_src, centre, config.metric, config.k, config.block_rows),
-            workers=config.workers,
-        )
-        real_radii, real_unproven = engine.collect_radii(real_blocks, real_src, centre, config.metric, config.k, config.block_rows)
-        fake_radii, fake_unproven = engine.collect_radii(fake_blocks, fake_src, centre, config.metric, config.k, config.block_rows)
+        if reference:
+            real_radii, real_unproven = reference.radii(config.k), 0
+            [(fake_radii, fake_unproven)] = engine.radii_stage([fake_src], centre, config.metric, config.k, config.block_rows, config.workers)
+        else:
+            (real_radii, real_unproven), (fake_radii, fake_unproven) = engine.radii_stage(
+                [real_src, fake_src], centre, config.metric, config.k, config.block_rows, config.workers
+            )
 
+    realism_radius = realism_radii(real_radii[:, 0]) if config.samples else None
     with _timed(timings, "cross"):
         (memberships,) = engine.compute(
-            engine.cross_graph(real_src, fake_src, centre, config.metric, real_radii, fake_radii, config.inclusive, config.block_rows),
+            engine.cross_graph(
+                real_src, fake_src, centre, config.metric, real_radii, fake_radii, config.inclusive, config.block_rows, realism_radius
+            ),
             workers=config.workers,
         )
 
@@ -97,8 +105,13 @@ def evaluate(
     return EvaluationResult(
         by_k=by_k,
         fd=fd,
-        real={**real_src.describe(), "float64_fallback_rows": int(real_unproven)},
-        fake={**fake_src.describe(), "float64_fallback_rows": int(fake_unproven)},
+        real={
+            **real_src.describe(),
+            "fingerprint": real_fp,
+            "reference": reference.path if reference else None,
+            "float64_fallback_rows": int(real_unproven),
+        },
+        fake={**fake_src.describe(), "fingerprint": fake_fp, "float64_fallback_rows": int(fake_unproven)},
         params=_params(config),
         warnings=warnings,
         timings_s=timings,
@@ -108,7 +121,20 @@ def evaluate(
         fake_counts=memberships.fake_counts,
         real_covered=memberships.real_covered,
         real_recalled=memberships.real_recalled,
+        fake_nearest_dist=memberships.fake_nearest_dist,
+        fake_nearest_real=memberships.fake_nearest_real,
+        fake_realism=memberships.fake_realism,
+        real_nearest_dist=memberships.real_nearest_dist,
     )
+
+
+def realism_radii(real_radii: np.ndarray) -> np.ndarray:
+    """Radii of the real rows that take part in realism scores, 0 for the rest.
+
+    Kynkäänniemi et al. (2019) drop the half of the real balls with the
+    largest radii: a row takes part when its radius is not above the median.
+    """
+    return np.where(real_radii <= np.median(real_radii), real_radii, 0.0)
 
 
 def _check_pair(real: Source, fake: Source, config: EvaluateConfig) -> list[str]:
@@ -157,6 +183,8 @@ def _params(config: EvaluateConfig) -> dict:
         "inclusive": config.inclusive,
         "block_rows": config.block_rows,
         "seed": config.seed,
+        "samples": config.samples,
+        "panel_rows": engine.PANEL_ROWS,
     }
 
 

@@ -61,11 +61,16 @@ def _report(result, out: str) -> None:
 
 def _evaluate_to(real, fake, out: str, config: EvaluateConfig, real_array, fake_array, force: bool):
     from .api import evaluate
-    from .output import check_output_dir, write_result
+    from .output import METRICS_FILE, Staging, check_output_dir
+    from .samples import SAMPLES_STORE, write_samples
 
     check_output_dir(out, force)
     result = evaluate(real, fake, config, real_array=real_array, fake_array=fake_array)
-    write_result(result.to_dict(), out)
+    with Staging(out) as staging:
+        if config.samples:
+            write_samples(result, staging.file(SAMPLES_STORE))
+        staging.write_json(METRICS_FILE, result.to_dict())
+        staging.publish()
     return result
 
 
@@ -80,14 +85,17 @@ def evaluate(
     real_array: Annotated[Optional[str], typer.Option(help="Array name when REAL is a group.")] = None,
     fake_array: Annotated[Optional[str], typer.Option(help="Array name when FAKE is a group.")] = None,
     block_rows: Annotated[int, typer.Option(help="Rows per streamed block; a tile is block x block.")] = DEFAULTS.block_rows,
+    samples: Annotated[bool, typer.Option("--samples/--no-samples", help="Write per-sample values to samples.zarr.")] = DEFAULTS.samples,
     workers: Annotated[Optional[int], typer.Option(help="Threads for the in-process run (default: all cores).")] = None,
     force: Force = False,
     debug: Debug = False,
 ):
-    """Evaluate FAKE against REAL and write metrics.json to --out."""
+    """Evaluate FAKE against REAL and write metrics.json (and samples.zarr) to --out."""
 
     def action():
-        config = EvaluateConfig(k=_parse_k(k), metric=metric, inclusive=inclusive, block_rows=block_rows, workers=workers)
+        config = EvaluateConfig(
+            k=_parse_k(k), metric=metric, inclusive=inclusive, block_rows=block_rows, samples=samples, workers=workers
+        )
         _report(_evaluate_to(real, fake, out, config, real_array, fake_array, force), out)
 
     _run(debug, action)
@@ -143,6 +151,68 @@ def demo(
         _report(_evaluate_to(real, fake, out, DEFAULTS, None, None, force), out)
 
     _run(debug, action)
+
+
+@app.command()
+def worst(
+    out: Annotated[str, typer.Argument(help="The --out directory of an evaluate run.")],
+    n: Annotated[int, typer.Option("--n", help="Rows to list on each side.")] = 20,
+    debug: Debug = False,
+):
+    """List the fake rows least supported by the real set and the real rows least covered."""
+    from .samples import read_samples, worst_rows
+
+    def action():
+        samples = read_samples(out)
+        fake, real = worst_rows(samples, n)
+        typer.echo(f"fake rows least supported by the real set (k={samples['k'][0]}):")
+        typer.echo(f"{'row':>10} {'balls':>6} {'realism':>10} {'nearest real':>13} {'distance':>10}")
+        for r in fake:
+            typer.echo(f"{r['row']:>10} {r['ball_count']:>6} {r['realism']:>10.4f} {r['nearest_real']:>13} {r['nearest_real_dist']:>10.4f}")
+        typer.echo("real rows least covered by the fake set:")
+        typer.echo(f"{'row':>10} {'covered':>8} {'nearest fake':>13} {'radius':>10}")
+        for r in real:
+            typer.echo(f"{r['row']:>10} {str(r['covered']):>8} {r['nearest_fake_dist']:>13.4f} {r['radius']:>10.4f}")
+
+    _run(debug, action)
+
+
+reference_app = typer.Typer(help="Build or inspect a reference cache of the real set (radii per k, moments, fingerprint).", no_args_is_help=True)
+app.add_typer(reference_app, name="reference")
+
+
+@reference_app.command("build")
+def reference_build(
+    real: Annotated[str, typer.Argument(help="Real embeddings: zarr array or group, local path or fsspec URL.")],
+    out: Annotated[str, typer.Option("--out", "-o", help="Directory for the reference.")],
+    k: Annotated[str, typer.Option(help="Neighbour counts to store radii for, e.g. 3,5,10.")] = "3,5,10",
+    metric: Annotated[str, typer.Option(help=f"Distance: {' or '.join(METRICS)}.")] = DEFAULTS.metric,
+    real_array: Annotated[Optional[str], typer.Option(help="Array name when REAL is a group.")] = None,
+    block_rows: Annotated[int, typer.Option(help="Rows per streamed block.")] = DEFAULTS.block_rows,
+    force: Force = False,
+    debug: Debug = False,
+):
+    """Compute the real set's radii, moments and fingerprint once, for nightly evaluate runs."""
+    from .reference import build_reference
+
+    def action():
+        ref = build_reference(real, out, _parse_k(k), metric=metric, block_rows=block_rows, real_array=real_array, force=force)
+        typer.echo(f"wrote reference {ref.path} (k={','.join(map(str, ref.k))}, {ref.source.rows} rows); use it as REAL in `largeemb evaluate`")
+
+    _run(debug, action)
+
+
+@reference_app.command("info")
+def reference_info(
+    ref: Annotated[str, typer.Argument(help="A reference directory.")],
+    debug: Debug = False,
+):
+    """Print what a reference holds and where its source is."""
+    import json
+
+    from .reference import load_reference
+
+    _run(debug, lambda: typer.echo(json.dumps(load_reference(ref).info(), indent=2)))
 
 
 def _ours(data_dir: str) -> bool:

@@ -19,7 +19,8 @@ class EvaluateConfig:
     """Everything that decides what ``evaluate`` computes.
 
     ``k`` holds one or more neighbour counts; the first is the primary one
-    reported under ``metrics`` in ``metrics.json``.
+    reported under ``metrics`` in ``metrics.json``. ``samples`` adds the
+    per-sample values (nearest rows, realism scores) to the cross pass.
     """
 
     k: tuple[int, ...] = (5,)
@@ -27,6 +28,7 @@ class EvaluateConfig:
     inclusive: bool = False
     block_rows: int = DEFAULT_BLOCK_ROWS
     seed: int = 0
+    samples: bool = True
     workers: int | None = None
     extra: dict = field(default_factory=dict, compare=False, repr=False)
 

@@ -8,6 +8,7 @@ merge in fixed binary trees, so results do not depend on scheduling.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 
@@ -46,6 +47,14 @@ class SegmentCheck:
     moments: Moments
     first_nonfinite: int  # -1 when none
     first_zero: int  # -1 when none (matters for the cosine metric)
+    digests: list[bytes]  # content hash of each segment, in row order
+
+    def fingerprint(self, source: Source) -> str:
+        """Hash of shape, dtype and every stored byte, streamed once."""
+        whole = hashlib.blake2b(f"{source.rows}x{source.dim}:{source.dtype}".encode(), digest_size=16)
+        for digest in self.digests:
+            whole.update(digest)
+        return whole.hexdigest()
 
 
 def _moment_task(source: Source, seg: RowBlock, shift: np.ndarray, metric: str) -> SegmentCheck:
@@ -63,6 +72,7 @@ def _moment_task(source: Source, seg: RowBlock, shift: np.ndarray, metric: str) 
         Moments.of_rows(rows, shift, metric_view),
         int(seg.start + bad[0]) if len(bad) else -1,
         int(seg.start + zero[0]) if len(zero) else -1,
+        [hashlib.blake2b(np.ascontiguousarray(raw).tobytes(), digest_size=16).digest()],
     )
 
 
@@ -70,7 +80,12 @@ def _merge_checks(a: SegmentCheck, b: SegmentCheck) -> SegmentCheck:
     def first(x, y):
         return min(v for v in (x, y) if v >= 0) if max(x, y) >= 0 else -1
 
-    return SegmentCheck(a.moments.merge(b.moments), first(a.first_nonfinite, b.first_nonfinite), first(a.first_zero, b.first_zero))
+    return SegmentCheck(
+        a.moments.merge(b.moments),
+        first(a.first_nonfinite, b.first_nonfinite),
+        first(a.first_zero, b.first_zero),
+        a.digests + b.digests,
+    )
 
 
 def moments_graph(source: Source, metric: str):
@@ -161,27 +176,55 @@ def collect_radii(per_block, source: Source, centre, metric: str, ks, block_rows
 # -- cross pass --------------------------------------------------------------
 
 
-def _cross_task(fake_src, real_src, fb, rb, centre, metric, fake_radii, real_radii, kappa, inclusive):
+def _cross_task(fake_src, real_src, fb, rb, centre, metric, fake_radii, real_radii, realism_radius, kappa, inclusive):
     _one_thread()
     fake = load_block(fake_src, fb, centre, metric)
     real = load_block(real_src, rb, centre, metric)
-    return cross.block_pair(fake, real, fake_radii, real_radii, kappa, inclusive, PANEL_ROWS)
+    return cross.block_pair(fake, real, fake_radii, real_radii, realism_radius, kappa, inclusive, PANEL_ROWS)
 
 
-def cross_graph(real_src, fake_src, centre, metric, real_radii, fake_radii, inclusive, block_rows):
+def cross_graph(real_src, fake_src, centre, metric, real_radii, fake_radii, inclusive, block_rows, realism_radius=None):
+    """Delayed CrossPartial of the whole fake × real pass.
+
+    ``realism_radius`` (per real row, 0 where it takes no part) turns on the
+    per-sample values; None leaves them out.
+    """
     real_blocks = row_blocks(real_src.rows, block_rows)
     fake_blocks = row_blocks(fake_src.rows, block_rows)
     kappa = sqdist_error_scale(real_src.dim)
-    real_slices = [real_radii[b.start : b.stop] for b in real_blocks]
+
+    def rows_of(values, b):
+        return None if values is None else values[b.start : b.stop]
+
     per_fake = []
     for fb in fake_blocks:
-        fake_slice = fake_radii[fb.start : fb.stop]
         parts = [
-            dask.delayed(_cross_task)(fake_src, real_src, fb, rb, centre, metric, fake_slice, real_slices[rb.index], kappa, inclusive)
+            dask.delayed(_cross_task)(
+                fake_src, real_src, fb, rb, centre, metric, rows_of(fake_radii, fb), rows_of(real_radii, rb),
+                rows_of(realism_radius, rb), kappa, inclusive,
+            )
             for rb in real_blocks
         ]
         per_fake.append(tree(parts, dask.delayed(cross.CrossPartial.merge_real_blocks)))
     return tree(per_fake, dask.delayed(cross.CrossPartial.merge_fake_blocks))
+
+
+# -- stages shared by evaluate and reference build ---------------------------
+
+
+def moments_stage(sources_and_roles, metric: str, workers=None):
+    """One streamed pass per source: checked moments and content fingerprints."""
+    checks = compute(*[moments_graph(src, metric) for src, _ in sources_and_roles], workers=workers)
+    return [
+        (checked_moments(check, src, role, metric), check.fingerprint(src))
+        for check, (src, role) in zip(checks, sources_and_roles)
+    ]
+
+
+def radii_stage(sources, centre, metric: str, ks, block_rows: int, workers=None):
+    """Exact k-NN radii of each source: a list of ((rows, len(ks)) radii, fallback row count)."""
+    per_source = compute(*[radii_graph(src, centre, metric, ks, block_rows) for src in sources], workers=workers)
+    return [collect_radii(blocks, src, centre, metric, ks, block_rows) for blocks, src in zip(per_source, sources)]
 
 
 # -- running -----------------------------------------------------------------

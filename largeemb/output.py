@@ -51,9 +51,9 @@ class Staging:
             fh.flush()
             os.fsync(fh.fileno())
 
-    def publish(self) -> None:
-        """Move every staged entry into ``out``; metrics.json last, as the commit mark."""
-        names = sorted(os.listdir(self.path), key=lambda n: n == METRICS_FILE)
+    def publish(self, last: str = METRICS_FILE) -> None:
+        """Move every staged entry into ``out``; ``last`` (the commit mark) goes last."""
+        names = sorted(os.listdir(self.path), key=lambda n: n == last)
         for name in names:
             target = os.path.join(self.out, name)
             if os.path.isdir(target) and not os.path.islink(target):

@@ -32,6 +32,10 @@ class EvaluationResult:
     fake_counts: np.ndarray | None = field(default=None, repr=False)
     real_covered: np.ndarray | None = field(default=None, repr=False)
     real_recalled: np.ndarray | None = field(default=None, repr=False)
+    fake_nearest_dist: np.ndarray | None = field(default=None, repr=False)
+    fake_nearest_real: np.ndarray | None = field(default=None, repr=False)
+    fake_realism: np.ndarray | None = field(default=None, repr=False)
+    real_nearest_dist: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def metrics(self) -> dict[str, float]:
@@ -39,11 +43,31 @@ class EvaluationResult:
         first = self.params["k"][0]
         return {**self.by_k[first], FD: self.fd}
 
+    def standard_errors(self) -> dict:
+        """Sampling standard errors of the metrics, per k.
+
+        Conditional on the radii (the real and fake balls are held fixed):
+        binomial for precision, recall and coverage from the per-row flags,
+        and the standard error of the mean per-fake ball count over k for density.
+        """
+        out = {"conditional_on": "k-NN radii"}
+        for q, k in enumerate(self.params["k"]):
+            m = self.by_k[k]
+            n_fake, n_real = len(self.fake_counts), len(self.real_covered)
+            out[str(k)] = {
+                PRECISION: _binomial_se(m[PRECISION], n_fake),
+                RECALL: _binomial_se(m[RECALL], n_real),
+                DENSITY: float(np.std(self.fake_counts[:, q] / k, ddof=1) / np.sqrt(n_fake)),
+                COVERAGE: _binomial_se(m[COVERAGE], n_real),
+            }
+        return out
+
     def to_dict(self) -> dict:
         return {
             "schema_version": SCHEMA_VERSION,
             "metrics": self.metrics,
             "by_k": {str(k): v for k, v in self.by_k.items()},
+            "standard_errors": self.standard_errors(),
             "real": self.real,
             "fake": self.fake,
             "params": self.params,
@@ -51,6 +75,10 @@ class EvaluationResult:
             "timings_s": {key: round(v, 4) for key, v in self.timings_s.items()},
             "versions": self.versions,
         }
+
+
+def _binomial_se(p: float, n: int) -> float:
+    return float(np.sqrt(p * (1 - p) / n))
 
 
 def metrics_from_memberships(ks, fake_counts, real_covered, real_recalled) -> dict[int, dict[str, float]]:

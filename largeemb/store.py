@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import os
 import threading
+import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -33,6 +34,9 @@ class Source:
     dtype: str
     #: Only for arrays handed in from memory (NumPy or dask); never for stores.
     data: object = field(default=None, compare=False, repr=False)
+    #: New for every opening: cached handles and slabs of an earlier run are
+    #: never served to a later one (the store may have changed in between).
+    token: str = field(default_factory=lambda: uuid.uuid4().hex, compare=False, repr=False)
 
     @property
     def name(self) -> str:
@@ -45,9 +49,9 @@ class Source:
         if self.data is not None:
             block = self.data[start:stop]
             return np.asarray(block.compute() if hasattr(block, "compute") else block)
-        slab_rows = _slab_rows(self.location, self.array_path)
+        slab_rows = _slab_rows(self.location, self.array_path, self.token)
         if not slab_rows:
-            return np.asarray(_open_array(self.location, self.array_path)[start:stop])
+            return np.asarray(_open_array(self.location, self.array_path, self.token)[start:stop])
         first, last = start // slab_rows, (stop - 1) // slab_rows
         parts = [self._slab(i, slab_rows) for i in range(first, last + 1)]
         rows = parts[0] if len(parts) == 1 else np.concatenate(parts)
@@ -58,9 +62,9 @@ class Source:
         if self.data is not None:
             block = self.data[rows]
             return np.asarray(block.compute() if hasattr(block, "compute") else block)
-        slab_rows = _slab_rows(self.location, self.array_path)
+        slab_rows = _slab_rows(self.location, self.array_path, self.token)
         if not slab_rows:
-            return np.asarray(_open_array(self.location, self.array_path).get_orthogonal_selection((rows, slice(None))))
+            return np.asarray(_open_array(self.location, self.array_path, self.token).get_orthogonal_selection((rows, slice(None))))
         out = np.empty((len(rows), self.dim), dtype=self.dtype)
         slab_of = rows // slab_rows
         for i in np.unique(slab_of):
@@ -69,10 +73,10 @@ class Source:
         return out
 
     def _slab(self, index: int, slab_rows: int) -> np.ndarray:
-        key = (self.location, self.array_path, index)
+        key = (self.location, self.array_path, self.token, index)
         slab = _SLABS.get(key)
         if slab is None:
-            arr = _open_array(self.location, self.array_path)
+            arr = _open_array(self.location, self.array_path, self.token)
             slab = np.asarray(arr[index * slab_rows : min(self.rows, (index + 1) * slab_rows)])
             _SLABS.put(key, slab)
         return slab
@@ -121,9 +125,9 @@ _SLABS = _SlabCache(SLAB_CACHE_BYTES)
 
 
 @functools.lru_cache(maxsize=64)
-def _slab_rows(location: str, array_path: str) -> int:
+def _slab_rows(location: str, array_path: str, token: str) -> int:
     """Rows per cached slab: a whole number of (inner) chunks, or 0 to bypass the cache."""
-    arr = _open_array(location, array_path)
+    arr = _open_array(location, array_path, token)
     chunk_rows = int(arr.chunks[0])
     slab_rows = chunk_rows * max(1, -(-MIN_SLAB_ROWS // chunk_rows))
     slab_bytes = slab_rows * int(arr.shape[1]) * arr.dtype.itemsize
@@ -131,7 +135,7 @@ def _slab_rows(location: str, array_path: str) -> int:
 
 
 @functools.lru_cache(maxsize=16)
-def _open_array(location: str, array_path: str):
+def _open_array(location: str, array_path: str, token: str):
     import zarr
 
     node = zarr.open(store=location, mode="r")

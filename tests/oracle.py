@@ -50,3 +50,23 @@ def frechet(real, fake) -> float:
     covmean = scipy.linalg.sqrtm(s1 @ s2)
     covmean = np.real(covmean)
     return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
+
+
+def per_sample(real, fake, k: int) -> dict:
+    """Per-row values of SPEC §2 by brute force (ties go to the lowest index)."""
+    real = np.asarray(real, np.float64)
+    fake = np.asarray(fake, np.float64)
+    r_real = radii(real, k)
+    d = pairwise(fake, real)  # (m, n)
+    eligible = np.where(r_real <= np.median(r_real), r_real, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(eligible[None, :] > 0, eligible[None, :] / d, 0.0)
+    return {
+        "fake_ball_count": (d < r_real[None, :]).sum(axis=1),
+        "fake_nearest_real": d.argmin(axis=1),
+        "fake_nearest_dist": d.min(axis=1),
+        "fake_realism": ratio.max(axis=1),
+        "real_radius": r_real,
+        "real_covered": (d < r_real[None, :]).any(axis=0),
+        "real_nearest_dist": d.min(axis=0),
+    }

@@ -1,0 +1,149 @@
+"""Reference cache: what depends on the real set alone, computed once.
+
+A nightly job compares a new fake set with the same real set every time; the
+real × real pass costs as much as the fake × fake one, so its radii (for
+several k), its moments and its content fingerprint are kept in a directory
+that ``evaluate`` accepts in place of the real store. The fingerprint is
+checked against the store on every use: a changed store is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import InputError
+from .moments import Moments
+from .store import Source, open_source
+
+REFERENCE_FILE = "reference.json"
+RADII_STORE = "radii.zarr"
+MOMENTS_FILE = "moments.npz"
+KIND = "largeemb-reference"
+SCHEMA_VERSION = 1
+
+
+def is_reference(obj) -> bool:
+    return isinstance(obj, (str, os.PathLike)) and os.path.isfile(os.path.join(str(obj), REFERENCE_FILE))
+
+
+@dataclass(frozen=True)
+class Reference:
+    path: str
+    source: Source
+    k: tuple[int, ...]
+    metric: str
+    fingerprint: str
+    created_utc: str
+
+    def radii(self, ks: tuple[int, ...]) -> np.ndarray:
+        """Stored radii for the requested k, as a (rows, len(ks)) float64 array."""
+        import zarr
+
+        missing = [k for k in ks if k not in self.k]
+        if missing:
+            raise InputError(
+                f"reference holds radii for k={','.join(map(str, self.k))}, not k={','.join(map(str, missing))}",
+                f"in {self.path}",
+                "rebuild it with `largeemb reference build --k ...` including those k",
+            )
+        stored = zarr.open_array(os.path.join(self.path, RADII_STORE), mode="r")[...]
+        return stored[:, [self.k.index(k) for k in ks]]
+
+    def moments(self) -> Moments:
+        with np.load(os.path.join(self.path, MOMENTS_FILE)) as saved:
+            return Moments(int(saved["count"]), saved["shift"], saved["s1"], saved["s2"], saved["metric_sum"])
+
+    def check(self, metric: str, fingerprint: str) -> None:
+        if metric != self.metric:
+            raise InputError(
+                f"reference was built with --metric {self.metric}, not {metric}",
+                f"in {self.path}",
+                f"evaluate with --metric {self.metric} or build another reference",
+            )
+        if fingerprint != self.fingerprint:
+            raise InputError(
+                "real store no longer matches the reference's fingerprint (its data changed)",
+                f"store {self.source.name}, reference {self.path}",
+                "rebuild the reference with `largeemb reference build`",
+            )
+
+    def info(self) -> dict:
+        return {
+            "path": self.path,
+            "source": self.source.describe(),
+            "fingerprint": self.fingerprint,
+            "k": list(self.k),
+            "metric": self.metric,
+            "created_utc": self.created_utc,
+            "holds": [RADII_STORE + " (radii per k)", MOMENTS_FILE + " (float64 mean/covariance sums)"],
+        }
+
+
+def load_reference(path: str) -> Reference:
+    try:
+        with open(os.path.join(path, REFERENCE_FILE)) as fh:
+            meta = json.load(fh)
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(f"not a readable reference ({exc})", f"at {path}", "build one with `largeemb reference build`") from None
+    if meta.get("kind") != KIND:
+        raise InputError("not a largeemb reference", f"at {path}", "build one with `largeemb reference build`")
+    src = meta["source"]
+    source = open_source(src["location"], src["array_path"] or None, role="real")
+    return Reference(path, source, tuple(meta["k"]), meta["metric"], src["fingerprint"], meta["created_utc"])
+
+
+def build_reference(real, out: str, k=(3, 5, 10), *, metric="euclidean", block_rows=None, real_array=None, workers=None, force=False) -> Reference:
+    """Compute and store the real set's radii (for each k), moments and fingerprint.
+
+    Parameters
+    ----------
+    real
+        Path or fsspec URL of the real zarr array or group (stored by location,
+        so it must stay where it is).
+    out
+        Directory for the reference; refused if it already holds one, unless ``force``.
+    k, metric, block_rows, real_array, workers
+        As for :func:`largeemb.evaluate`.
+
+    Returns
+    -------
+    Reference
+    """
+    from . import engine
+    from .config import EvaluateConfig
+    from .output import Staging
+    from .samples import CHUNK_ROWS
+
+    config = EvaluateConfig(k=k, metric=metric, **({"block_rows": block_rows} if block_rows else {}), workers=workers)
+    if not isinstance(real, (str, os.PathLike)):
+        raise InputError("a reference needs a real store it can find again", "in build_reference()", "pass a zarr path or URL")
+    if os.path.exists(os.path.join(out, REFERENCE_FILE)) and not force:
+        raise InputError("directory already holds a reference", f"in {out}", "choose another --out or pass --force")
+    source = open_source(real, real_array, role="real")
+    location = source.location if "://" in source.location else os.path.abspath(source.location)
+    [(moments, fingerprint)] = engine.moments_stage([(source, "real")], config.metric, config.workers)
+    centre = moments.metric_mean.astype(np.float32)
+    [(radii, _)] = engine.radii_stage([source], centre, config.metric, config.k, config.block_rows, config.workers)
+
+    import zarr
+
+    meta = {
+        "schema_version": SCHEMA_VERSION,
+        "kind": KIND,
+        "source": {**source.describe(), "location": location, "array_path": source.array_path, "fingerprint": fingerprint},
+        "k": list(config.k),
+        "metric": config.metric,
+        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    with Staging(out) as staging:
+        arr = zarr.create_array(staging.file(RADII_STORE), shape=radii.shape, dtype="float64", chunks=(CHUNK_ROWS, radii.shape[1]))
+        arr[...] = radii
+        np.savez(staging.file(MOMENTS_FILE), count=moments.count, shift=moments.shift, s1=moments.s1, s2=moments.s2, metric_sum=moments.metric_sum)
+        staging.write_json(REFERENCE_FILE, meta)
+        staging.publish(last=REFERENCE_FILE)
+    return load_reference(out)

@@ -1,0 +1,95 @@
+"""Per-sample values on disk (``OUT/samples.zarr``) and the "worst rows" listing."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from .errors import InputError
+
+SAMPLES_STORE = "samples.zarr"
+CHUNK_ROWS = 65536
+
+#: name in the store -> (attribute of EvaluationResult, description)
+FAKE_ARRAYS = {
+    "ball_count": ("fake_counts", "real balls containing the fake row, per k"),
+    "radius": ("fake_radii", "k-NN radius within the fake set, per k"),
+    "nearest_real": ("fake_nearest_real", "index of the nearest real row (lowest on ties)"),
+    "nearest_real_dist": ("fake_nearest_dist", "distance to the nearest real row"),
+    "realism": ("fake_realism", "realism score, max over real rows with radius <= median of radius / distance"),
+}
+REAL_ARRAYS = {
+    "radius": ("real_radii", "k-NN radius within the real set, per k"),
+    "covered": ("real_covered", "some fake row lies in the real row's ball, per k"),
+    "recalled": ("real_recalled", "the real row lies in some fake row's ball, per k"),
+    "nearest_fake_dist": ("real_nearest_dist", "distance to the nearest fake row"),
+}
+
+
+def write_samples(result, path: str) -> None:
+    """Write the per-row arrays of ``result`` as a zarr group at ``path``."""
+    import zarr
+
+    group = zarr.open_group(path, mode="w")
+    group.attrs.update({"k": list(result.params["k"]), "realism_k": result.params["k"][0], "metric": result.params["metric"]})
+    for side, arrays in (("fake", FAKE_ARRAYS), ("real", REAL_ARRAYS)):
+        sub = group.create_group(side)
+        for name, (attr, description) in arrays.items():
+            values = np.asarray(getattr(result, attr))
+            arr = sub.create_array(name, shape=values.shape, dtype=values.dtype, chunks=(CHUNK_ROWS,) + values.shape[1:])
+            arr[...] = values
+            arr.attrs["description"] = description
+
+
+def read_samples(out: str) -> dict:
+    import zarr
+
+    path = os.path.join(out, SAMPLES_STORE)
+    if not os.path.isdir(path):
+        raise InputError(
+            f"no {SAMPLES_STORE} found",
+            f"in {out}",
+            "point at the --out directory of a finished `largeemb evaluate` run (with per-sample values on)",
+        )
+    group = zarr.open_group(path, mode="r")
+    values = {f"{side}/{name}": group[side][name][...] for side, arrays in (("fake", FAKE_ARRAYS), ("real", REAL_ARRAYS)) for name in arrays}
+    values["k"] = list(group.attrs["k"])
+    return values
+
+
+def worst_rows(samples: dict, n: int) -> tuple[list[dict], list[dict]]:
+    """The n fake rows least supported by the real set and the n real rows least covered.
+
+    Fake rows rank by ball count (primary k), then realism score, both ascending.
+    Real rows rank uncovered first, then by nearest-fake distance over radius, descending.
+    """
+    counts = samples["fake/ball_count"][:, 0]
+    realism = samples["fake/realism"]
+    fake_order = np.lexsort((np.arange(len(counts)), realism, counts))[:n]
+    fake = [
+        {
+            "row": int(j),
+            "ball_count": int(counts[j]),
+            "realism": float(realism[j]),
+            "nearest_real": int(samples["fake/nearest_real"][j]),
+            "nearest_real_dist": float(samples["fake/nearest_real_dist"][j]),
+        }
+        for j in fake_order
+    ]
+    radius = samples["real/radius"][:, 0]
+    covered = samples["real/covered"][:, 0]
+    nearest = samples["real/nearest_fake_dist"]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gap = np.where(radius > 0, nearest / radius, np.inf)
+    real_order = np.lexsort((np.arange(len(gap)), -gap, covered))[:n]
+    real = [
+        {
+            "row": int(i),
+            "covered": bool(covered[i]),
+            "nearest_fake_dist": float(nearest[i]),
+            "radius": float(radius[i]),
+        }
+        for i in real_order
+    ]
+    return fake, real

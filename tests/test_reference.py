@@ -1,0 +1,82 @@
+"""Reference cache: same results as a plain evaluate, refused when the source changed."""
+
+import json
+
+import numpy as np
+import pytest
+import zarr
+from typer.testing import CliRunner
+
+import largeemb
+from conftest import mixture
+from largeemb.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def stores(write_zarr):
+    real = write_zarr("real.zarr", mixture(1800, 12, 1), chunks=(500, 12))
+    fake = write_zarr("fake.zarr", mixture(1300, 12, 2, keep=5, shift=0.1), chunks=(400, 12))
+    return real, fake
+
+
+def test_reference_equals_plain_evaluate_for_every_k(stores, tmp_path):
+    real, fake = stores
+    ref = largeemb.build_reference(real, str(tmp_path / "ref"), k=(3, 5, 10), block_rows=700)
+    for ks in ((5,), (10, 3), (3, 5, 10)):
+        plain = largeemb.evaluate(real, fake, k=ks)
+        cached = largeemb.evaluate(ref.path, fake, k=ks)
+        assert cached.to_dict()["metrics"] == plain.to_dict()["metrics"]
+        assert cached.to_dict()["by_k"] == plain.to_dict()["by_k"]
+        np.testing.assert_array_equal(cached.fake_realism, plain.fake_realism)
+        np.testing.assert_array_equal(cached.real_radii, plain.real_radii)
+        assert cached.real["reference"] == ref.path
+
+
+def test_changed_source_is_refused(stores, tmp_path):
+    real, fake = stores
+    ref = largeemb.build_reference(real, str(tmp_path / "ref"), k=(3,))
+    arr = zarr.open_array(real, mode="r+")
+    arr[1234, 5] = arr[1234, 5] + 1.0
+    result = runner.invoke(app, ["evaluate", ref.path, fake, "--out", str(tmp_path / "out"), "--k", "3"])
+    assert result.exit_code == 2
+    assert "fingerprint" in result.output and real in result.output
+    assert not (tmp_path / "out" / "metrics.json").exists()
+
+
+def test_k_not_in_reference_and_wrong_metric_are_refused(stores, tmp_path):
+    real, fake = stores
+    ref = largeemb.build_reference(real, str(tmp_path / "ref"), k=(3, 5))
+    with pytest.raises(largeemb.InputError, match="k=7"):
+        largeemb.evaluate(ref.path, fake, k=7)
+    with pytest.raises(largeemb.InputError, match="metric"):
+        largeemb.evaluate(ref.path, fake, k=3, metric="cosine")
+
+
+def test_cli_build_info_evaluate(stores, tmp_path):
+    real, fake = stores
+    ref, out = str(tmp_path / "ref"), str(tmp_path / "out")
+    built = runner.invoke(app, ["reference", "build", real, "--out", ref, "--k", "3,5"])
+    assert built.exit_code == 0, built.output
+    again = runner.invoke(app, ["reference", "build", real, "--out", ref])
+    assert again.exit_code == 2 and "--force" in again.output
+    info = runner.invoke(app, ["reference", "info", ref])
+    assert info.exit_code == 0 and json.loads(info.output)["k"] == [3, 5]
+    evaluated = runner.invoke(app, ["evaluate", ref, fake, "--out", out, "--k", "5,3"])
+    assert evaluated.exit_code == 0, evaluated.output
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert set(metrics["by_k"]) == {"5", "3"}
+    worst = runner.invoke(app, ["worst", out, "--n", "3"])
+    assert worst.exit_code == 0 and "least covered" in worst.output
+
+
+def test_samples_store_matches_result(stores, tmp_path):
+    real, fake = stores
+    out = tmp_path / "out"
+    assert runner.invoke(app, ["evaluate", real, fake, "--out", str(out), "--k", "3"]).exit_code == 0
+    result = largeemb.evaluate(real, fake, k=3)
+    group = zarr.open_group(str(out / "samples.zarr"), mode="r")
+    np.testing.assert_array_equal(group["fake/realism"][...], result.fake_realism)
+    np.testing.assert_array_equal(group["real/nearest_fake_dist"][...], result.real_nearest_dist)
+    np.testing.assert_array_equal(group["fake/ball_count"][...], result.fake_counts)
