@@ -95,6 +95,19 @@ def evaluate(
             ),
             workers=config.workers,
         )
+    per_sample = {}
+    if config.samples:
+        with _timed(timings, "samples"):
+            fake_parts, real_parts = engine.compute(
+                *engine.settle_graph(real_src, fake_src, centre, config.metric, memberships, realism_radius, config.block_rows),
+                workers=config.workers,
+            )
+        per_sample = {
+            "fake_nearest_dist": np.concatenate([p[0] for p in fake_parts]),
+            "fake_nearest_real": np.concatenate([p[1] for p in fake_parts]),
+            "fake_realism": np.concatenate([p[2] for p in fake_parts]),
+            "real_nearest_dist": np.concatenate(real_parts),
+        }
 
     with _timed(timings, "fd"):
         fd = frechet_distance(real_moments.mean, real_moments.cov, fake_moments.mean, fake_moments.cov)
@@ -121,10 +134,7 @@ def evaluate(
         fake_counts=memberships.fake_counts,
         real_covered=memberships.real_covered,
         real_recalled=memberships.real_recalled,
-        fake_nearest_dist=memberships.fake_nearest_dist,
-        fake_nearest_real=memberships.fake_nearest_real,
-        fake_realism=memberships.fake_realism,
-        real_nearest_dist=memberships.real_nearest_dist,
+        **per_sample,
     )
 
 

@@ -22,63 +22,91 @@ NEAR_COPY = 8.0
 
 
 @dataclass
+class Shortlist:
+    """Candidate pairs for a per-row extreme (nearest row, best ratio).
+
+    ``rows`` index the side the value belongs to, ``cols`` the other side
+    (both global). ``lo``/``hi`` bound each pair's true value (a squared
+    distance or a squared ratio) from the float32 tile and its error bound.
+    """
+
+    rows: np.ndarray
+    cols: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+
+    def __add__(self, other: "Shortlist") -> "Shortlist":
+        return Shortlist(*(np.concatenate([getattr(self, f), getattr(other, f)]) for f in ("rows", "cols", "lo", "hi")))
+
+    def _take(self, keep) -> "Shortlist":
+        return Shortlist(self.rows[keep], self.cols[keep], self.lo[keep], self.hi[keep])
+
+    def for_min(self) -> "Shortlist":
+        """Drop pairs that cannot be a row's minimum."""
+        rows, where = np.unique(self.rows, return_inverse=True)
+        best = np.full(len(rows), np.inf)
+        np.minimum.at(best, where, self.hi)
+        return self._take(self.lo <= best[where])
+
+    def for_max(self) -> "Shortlist":
+        """Drop pairs that cannot be a row's maximum."""
+        rows, where = np.unique(self.rows, return_inverse=True)
+        best = np.full(len(rows), -np.inf)
+        np.maximum.at(best, where, self.lo)
+        return self._take(self.hi >= best[where])
+
+    def select(self, lo_row: int, hi_row: int) -> "Shortlist":
+        return self._take((self.rows >= lo_row) & (self.rows < hi_row))
+
+
+@dataclass
 class CrossPartial:
     """What one tile (or a merge of tiles) says, per k.
 
     ``fake_counts[j, q]``: real balls (k = ks[q]) containing fake row j.
     ``real_covered[i, q]``: some fake row lies in real row i's ball.
     ``real_recalled[i, q]``: real row i lies in some fake row's ball.
-    Per-sample fields are None unless asked for: each fake row's nearest real
-    row (distance, index; lowest index on ties) and realism score; each real
-    row's distance to its nearest fake row.
+    Shortlists (None unless per-sample values are asked for) hold the pairs
+    that can still be each fake row's nearest real row or best realism
+    ratio, and each real row's nearest fake row; they are settled in
+    float64 after the pass (:func:`settle_fake`, :func:`settle_real`).
     """
 
     fake_counts: np.ndarray  # (fake rows, nk) int64
     real_covered: np.ndarray  # (real rows, nk) bool
     real_recalled: np.ndarray  # (real rows, nk) bool
-    fake_nearest_dist: np.ndarray | None = None
-    fake_nearest_real: np.ndarray | None = None
-    fake_realism: np.ndarray | None = None
-    real_nearest_dist: np.ndarray | None = None
+    fake_nearest: Shortlist | None = None
+    fake_realism: Shortlist | None = None
+    real_nearest: Shortlist | None = None
 
-    @property
-    def has_samples(self) -> bool:
-        return self.fake_nearest_dist is not None
+    def _merged_lists(self, other, out):
+        if self.fake_nearest is not None:
+            out.fake_nearest = (self.fake_nearest + other.fake_nearest).for_min()
+            out.fake_realism = (self.fake_realism + other.fake_realism).for_max()
+            out.real_nearest = (self.real_nearest + other.real_nearest).for_min()
+        return out
 
     def merge_real_blocks(self, other: "CrossPartial") -> "CrossPartial":
         """Same fake rows, two disjoint runs of real rows (self's first)."""
-        out = CrossPartial(
-            self.fake_counts + other.fake_counts,
-            np.concatenate([self.real_covered, other.real_covered]),
-            np.concatenate([self.real_recalled, other.real_recalled]),
+        return self._merged_lists(
+            other,
+            CrossPartial(
+                self.fake_counts + other.fake_counts,
+                np.concatenate([self.real_covered, other.real_covered]),
+                np.concatenate([self.real_recalled, other.real_recalled]),
+            ),
         )
-        if self.has_samples:
-            out.fake_nearest_dist, out.fake_nearest_real = _nearer(
-                self.fake_nearest_dist, self.fake_nearest_real, other.fake_nearest_dist, other.fake_nearest_real
-            )
-            out.fake_realism = np.maximum(self.fake_realism, other.fake_realism)
-            out.real_nearest_dist = np.concatenate([self.real_nearest_dist, other.real_nearest_dist])
-        return out
 
     def merge_fake_blocks(self, other: "CrossPartial") -> "CrossPartial":
         """Two disjoint runs of fake rows (self's first) over the same real rows."""
-        out = CrossPartial(
-            np.concatenate([self.fake_counts, other.fake_counts]),
-            self.real_covered | other.real_covered,
-            self.real_recalled | other.real_recalled,
+        return self._merged_lists(
+            other,
+            CrossPartial(
+                np.concatenate([self.fake_counts, other.fake_counts]),
+                self.real_covered | other.real_covered,
+                self.real_recalled | other.real_recalled,
+            ),
         )
-        if self.has_samples:
-            out.fake_nearest_dist = np.concatenate([self.fake_nearest_dist, other.fake_nearest_dist])
-            out.fake_nearest_real = np.concatenate([self.fake_nearest_real, other.fake_nearest_real])
-            out.fake_realism = np.concatenate([self.fake_realism, other.fake_realism])
-            out.real_nearest_dist = np.minimum(self.real_nearest_dist, other.real_nearest_dist)
-        return out
-
-
-def _nearer(dist_a, idx_a, dist_b, idx_b):
-    """Element-wise nearer of two (distance, index) candidates; lower index on ties."""
-    take_b = (dist_b < dist_a) | ((dist_b == dist_a) & (idx_b < idx_a))
-    return np.where(take_b, dist_b, dist_a), np.where(take_b, idx_b, idx_a)
 
 
 def _pairs(mask: np.ndarray):
@@ -180,8 +208,7 @@ def tile(fake: Block, real: Block, real_right, fake_radii, real_radii, realism_r
     )
     if samples:
         near = np.flatnonzero(d32 <= near_cut_real[r_rows])
-        out.real_nearest_dist = np.full(real.rows, np.inf)
-        np.minimum.at(out.real_nearest_dist, r_rows[near], exact_real_side(near))
+        out.real_nearest = _bounded(r_rows[near] + real.start, f_rows[near] + fake.start, d32[near], pair_eps[near]).for_min()
 
     # Fake balls (rows): recall; nearest real per fake row; realism scores.
     widest = fake_radii.max(axis=1)
@@ -200,37 +227,26 @@ def tile(fake: Block, real: Block, real_right, fake_radii, real_radii, realism_r
     out.real_recalled = _flags(r_rows, _inside(d32, fake_radii[f_rows], pair_eps, exact_fake_side, inclusive), real.rows)
     if samples:
         near = np.flatnonzero(d32 <= near_cut_fake[f_rows])
-        out.fake_nearest_dist, out.fake_nearest_real = _row_nearest(
-            f_rows[near], r_rows[near] + real.start, exact_fake_side(near), fake.rows
-        )
+        out.fake_nearest = _bounded(f_rows[near] + fake.start, r_rows[near] + real.start, d32[near], pair_eps[near]).for_min()
         close = np.flatnonzero(d32 <= NEAR_COPY * eps_fake[f_rows])
-        out.fake_realism = _realism(dist, fake, real, realism_radius, eps_fake, row_min, f_rows[close], r_rows[close])
+        out.fake_realism = _realism(dist, fake, real, realism_radius, eps_fake, row_min, f_rows[close], r_rows[close], kappa)
     return out
 
 
-def _row_nearest(rows, cols, exact, n):
-    """Per row, the smallest exact distance and its column (lowest on ties)."""
-    best_dist = np.full(n, np.inf)
-    best_col = np.full(n, -1, np.int64)
-    order = np.lexsort((cols, exact, rows))
-    rows, cols, exact = rows[order], cols[order], exact[order]
-    first = np.ones(len(rows), bool)
-    first[1:] = rows[1:] != rows[:-1]
-    best_dist[rows[first]] = exact[first]
-    best_col[rows[first]] = cols[first]
-    return best_dist, best_col
+def _bounded(rows, cols, d32, eps) -> Shortlist:
+    return Shortlist(rows, cols, d32 - eps, d32 + eps)
 
 
-def _realism(dist, fake: Block, real: Block, realism_radius, eps_fake, row_min, close_rows, close_cols):
-    """Per fake row, max over eligible real rows of radius / distance, in float64.
+def _realism(dist, fake: Block, real: Block, realism_radius, eps_fake, row_min, close_rows, close_cols, kappa):
+    """Shortlist of pairs that can give a fake row its realism score.
 
+    The score is the max over eligible real rows of radius / distance.
     float32 ratios r²/d² rank the pairs; every pair whose ratio could, within
-    the float32 error, reach the row's best is recomputed exactly. Pairs
-    closer than NEAR_COPY error bounds (near-copies) are always recomputed.
-    A zero radius counts as ratio 0; a positive radius at distance 0 as inf.
+    the float32 error, reach the row's best is kept. Pairs closer than
+    NEAR_COPY error bounds (near-copies) are always kept.
     """
     if not realism_radius.any():
-        return np.zeros(fake.rows)
+        return Shortlist(*(np.empty(0, t) for t in (np.int64, np.int64, np.float64, np.float64)))
     r2 = (realism_radius * realism_radius).astype(np.float32)
     tiny = np.float32(np.finfo(np.float32).tiny)
     with np.errstate(over="ignore"):
@@ -248,9 +264,42 @@ def _realism(dist, fake: Block, real: Block, realism_radius, eps_fake, row_min, 
     r_cols = np.concatenate([r_cols, close_cols])
     keep = realism_radius[r_cols] > 0
     f_rows, r_cols = f_rows[keep], r_cols[keep]
-    exact = exact_pairs(fake.exact, real.exact, f_rows, r_cols)
+    d32 = dist[f_rows, r_cols].astype(np.float64)
+    eps = kappa * (fake.sqnorm[f_rows] + real.sqnorm[r_cols])
+    r2 = realism_radius[r_cols] ** 2
     with np.errstate(divide="ignore"):
-        score = realism_radius[r_cols] / exact
-    out = np.zeros(fake.rows)
-    np.maximum.at(out, f_rows, score)
+        lo = r2 / (d32 + eps)
+        hi = np.where(d32 > eps, r2 / (d32 - eps), np.inf)
+    return Shortlist(f_rows + fake.start, r_cols + real.start, lo, hi).for_max()
+
+
+def settle_fake(fake: Block, take_real, nearest: Shortlist, realism: Shortlist, realism_radius):
+    """Exact per-sample values of a fake block from its shortlists.
+
+    ``take_real(global rows)`` gives float64 metric rows of the real set.
+    Returns (nearest distance, nearest real index (lowest on ties), realism score).
+    """
+    rows = nearest.rows - fake.start
+    exact = exact_pairs(fake.exact, take_real, rows, nearest.cols)
+    order = np.lexsort((nearest.cols, exact, rows))
+    first = order[np.r_[True, rows[order][1:] != rows[order][:-1]]]
+    nearest_dist = np.full(fake.rows, np.inf)
+    nearest_real = np.full(fake.rows, -1, np.int64)
+    nearest_dist[rows[first]] = exact[first]
+    nearest_real[rows[first]] = nearest.cols[first]
+
+    rows = realism.rows - fake.start
+    exact = exact_pairs(fake.exact, take_real, rows, realism.cols)
+    with np.errstate(divide="ignore"):
+        score = realism_radius[realism.cols] / exact
+    realism_score = np.zeros(fake.rows)
+    np.maximum.at(realism_score, rows, score)
+    return nearest_dist, nearest_real, realism_score
+
+
+def settle_real(real: Block, take_fake, nearest: Shortlist) -> np.ndarray:
+    """Exact distance from each real row of a block to its nearest fake row."""
+    rows = nearest.rows - real.start
+    out = np.full(real.rows, np.inf)
+    np.minimum.at(out, rows, exact_pairs(real.exact, take_fake, rows, nearest.cols))
     return out

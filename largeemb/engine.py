@@ -136,12 +136,7 @@ def _merge_task(diag, *tile_results_and_sides):
 def _finish_task(source, block, metric, nb, ks, kappa, *diags):
     max_sqnorm = max(float(d.sqnorm.max()) for d in diags)
     own = metric_rows(source.read(block.start, block.stop), metric)
-
-    def take_neighbours(rows):
-        wanted, where = np.unique(rows, return_inverse=True)
-        return metric_rows(source.read_rows(wanted), metric)[where]
-
-    radii, unproven = knn.finish(nb, own, take_neighbours, ks, max_sqnorm, kappa)
+    radii, unproven = knn.finish(nb, own, _taker(source, metric), ks, max_sqnorm, kappa)
     return radii, unproven + block.start
 
 
@@ -207,6 +202,42 @@ def cross_graph(real_src, fake_src, centre, metric, real_radii, fake_radii, incl
         ]
         per_fake.append(tree(parts, dask.delayed(cross.CrossPartial.merge_real_blocks)))
     return tree(per_fake, dask.delayed(cross.CrossPartial.merge_fake_blocks))
+
+
+def _taker(source: Source, metric: str):
+    """Gather float64 metric rows by global index (any order, repeats allowed)."""
+
+    def take(rows):
+        wanted, where = np.unique(rows, return_inverse=True)
+        return metric_rows(source.read_rows(wanted), metric)[where]
+
+    return take
+
+
+def _settle_fake_task(fake_src, real_src, fb, centre, metric, nearest, realism, realism_radius):
+    fake = load_block(fake_src, fb, centre, metric)
+    return cross.settle_fake(fake, _taker(real_src, metric), nearest, realism, realism_radius)
+
+
+def _settle_real_task(real_src, fake_src, rb, centre, metric, nearest):
+    real = load_block(real_src, rb, centre, metric)
+    return cross.settle_real(real, _taker(fake_src, metric), nearest)
+
+
+def settle_graph(real_src, fake_src, centre, metric, partial: cross.CrossPartial, realism_radius, block_rows):
+    """Delayed exact per-sample values from the cross pass's shortlists, block by block."""
+    fake_parts = [
+        dask.delayed(_settle_fake_task)(
+            fake_src, real_src, fb, centre, metric,
+            partial.fake_nearest.select(fb.start, fb.stop), partial.fake_realism.select(fb.start, fb.stop), realism_radius,
+        )
+        for fb in row_blocks(fake_src.rows, block_rows)
+    ]
+    real_parts = [
+        dask.delayed(_settle_real_task)(real_src, fake_src, rb, centre, metric, partial.real_nearest.select(rb.start, rb.stop))
+        for rb in row_blocks(real_src.rows, block_rows)
+    ]
+    return fake_parts, real_parts
 
 
 # -- stages shared by evaluate and reference build ---------------------------
