@@ -45,7 +45,7 @@ def _run(debug: bool, action):
         if debug:
             raise
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
         typer.echo("error: interrupted, nothing was published", err=True)
         raise typer.Exit(130) from None
@@ -61,16 +61,15 @@ def _report(result, out: str) -> None:
 
 def _evaluate_to(real, fake, out: str, config: EvaluateConfig, real_array, fake_array, force: bool):
     from .api import evaluate
-    from .output import METRICS_FILE, Staging, check_output_dir
+    from .output import METRICS_FILE, result_dir
     from .samples import SAMPLES_STORE, write_samples
 
-    check_output_dir(out, force)
-    result = evaluate(real, fake, config, real_array=real_array, fake_array=fake_array)
-    with Staging(out) as staging:
+    # Claims --out (refusing early), and publishes only if everything below succeeds.
+    with result_dir(out, force) as staging:
+        result = evaluate(real, fake, config, real_array=real_array, fake_array=fake_array)
         if config.samples:
             write_samples(result, staging.file(SAMPLES_STORE))
         staging.write_json(METRICS_FILE, result.to_dict())
-        staging.publish()
     return result
 
 

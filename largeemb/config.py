@@ -74,3 +74,21 @@ class EvaluateConfig:
 
 def fields():
     return [f for f in dataclasses.fields(EvaluateConfig) if f.name != "extra"]
+
+
+@dataclass(frozen=True)
+class ReadRetry:
+    """How a read from a store is retried after a transient error (network, throttling).
+
+    Delays double from ``first_delay_s`` up to ``max_delay_s``, with jitter so
+    that many workers hitting one object store do not retry in step; with the
+    defaults a read gives up after 8 to 16 s of waiting.
+    """
+
+    attempts: int = 6
+    first_delay_s: float = 0.5
+    max_delay_s: float = 8.0
+
+    def delays(self):
+        """Seconds to wait before each retry (one fewer than ``attempts``)."""
+        return [min(self.max_delay_s, self.first_delay_s * 2**i) for i in range(self.attempts - 1)]

@@ -48,6 +48,7 @@ class SegmentCheck:
     first_nonfinite: int  # -1 when none
     first_zero: int  # -1 when none (matters for the cosine metric)
     digests: list[bytes]  # content hash of each segment, in row order
+    first_too_large: int = -1  # -1 when none
 
     def fingerprint(self, source: Source) -> str:
         """Hash of shape, dtype and every stored byte, streamed once."""
@@ -57,10 +58,24 @@ class SegmentCheck:
         return whole.hexdigest()
 
 
+def largest_safe_value(dim: int, metric: str) -> float:
+    """Largest |value| whose distances stay finite in the arithmetic that computes them.
+
+    Euclidean tiles hold squared distances of centred rows in float32, with
+    terms up to about 4 dim (2 |x|)²; a 4x margin on top. Cosine rows are
+    normalised in float64, where only the norm can overflow.
+    """
+    if metric == "cosine":
+        return float(np.sqrt(np.finfo(np.float64).max / (dim + 2)) / 4)
+    return float(np.sqrt(np.finfo(np.float32).max / (64.0 * (dim + 2))))
+
+
 def _moment_task(source: Source, seg: RowBlock, shift: np.ndarray, metric: str) -> SegmentCheck:
     raw = source.read(seg.start, seg.stop)
     rows = np.asarray(raw, dtype=np.float64)
-    bad = np.flatnonzero(~np.isfinite(rows).all(axis=1))
+    finite = np.isfinite(rows)
+    bad = np.flatnonzero(~finite.all(axis=1))
+    huge = np.flatnonzero((finite & (np.abs(rows) > largest_safe_value(source.dim, metric))).any(axis=1))
     zero = np.flatnonzero(~rows.any(axis=1))
     if len(bad):
         rows = np.where(np.isfinite(rows), rows, 0.0)
@@ -73,6 +88,7 @@ def _moment_task(source: Source, seg: RowBlock, shift: np.ndarray, metric: str) 
         int(seg.start + bad[0]) if len(bad) else -1,
         int(seg.start + zero[0]) if len(zero) else -1,
         [hashlib.blake2b(np.ascontiguousarray(raw).tobytes(), digest_size=16).digest()],
+        int(seg.start + huge[0]) if len(huge) else -1,
     )
 
 
@@ -85,6 +101,7 @@ def _merge_checks(a: SegmentCheck, b: SegmentCheck) -> SegmentCheck:
         first(a.first_nonfinite, b.first_nonfinite),
         first(a.first_zero, b.first_zero),
         a.digests + b.digests,
+        first(a.first_too_large, b.first_too_large),
     )
 
 
@@ -102,6 +119,13 @@ def checked_moments(check: SegmentCheck, source: Source, role: str, metric: str)
             f"{role} embeddings contain NaN or inf (first at row {check.first_nonfinite})",
             f"in {source.name}",
             "fix or drop those rows before evaluating",
+        )
+    if check.first_too_large >= 0:
+        raise InputError(
+            f"{role} row {check.first_too_large} holds a value beyond ±{largest_safe_value(source.dim, metric):.3g}, "
+            "where distances would overflow",
+            f"in {source.name}",
+            "rescale the embeddings (e.g. L2-normalise them or use --metric cosine)",
         )
     if metric == "cosine" and check.first_zero >= 0:
         raise InputError(

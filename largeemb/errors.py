@@ -2,7 +2,8 @@
 
 Every problem with the user's input is raised as :class:`InputError`, which
 renders as one line ``<what>, <where>, <what to do>``; the CLI prints it as
-``error: …`` and exits with status 2.
+``error: …`` and exits with the error's ``exit_code`` (2 for bad input or
+usage, 3 when a store could not be read even after retries).
 """
 
 from __future__ import annotations
@@ -11,10 +12,30 @@ from __future__ import annotations
 class InputError(ValueError):
     """Bad input or usage: says what is wrong, where, and what to do."""
 
+    exit_code = 2
+
     def __init__(self, what: str, where: str, todo: str):
         self.what, self.where, self.todo = what, where, todo
         super().__init__(f"{what}, {where}, {todo}")
 
+    def __reduce__(self):
+        # Tasks may raise these on a dask.distributed worker: they must pickle.
+        return (type(self), (self.what, self.where, self.todo))
+
 
 class OutputExistsError(InputError):
     """The output directory already holds a result and --force was not given."""
+
+
+class OutputLockedError(InputError):
+    """Another run is writing to the same output directory."""
+
+
+class StoreReadError(InputError):
+    """A store stayed unreadable after bounded retries (network, throttling).
+
+    Not the input's fault, so it has its own exit status: rerunning later may
+    succeed, which a scheduler can act on.
+    """
+
+    exit_code = 3

@@ -170,16 +170,22 @@ def merge(nb: Neighbours, batches: list[Candidates]) -> Neighbours:
     rows = np.concatenate([np.repeat(np.arange(rows_n), K)] + [c.rows for c in batches])
     d32 = np.concatenate([nb.d32.ravel()] + [c.d32 for c in batches])
     idx = np.concatenate([nb.idx.ravel()] + [c.idx for c in batches])
-    # One sort on (row, distance): the bits of a non-negative float32 order
-    # like its value. Clipping at 0 only moves a value towards the truth.
-    key = (rows.astype(np.uint64) << np.uint64(32)) | np.maximum(d32, 0).view(np.uint32).astype(np.uint64)
-    order = np.argsort(key, kind="stable")
+    # Sort on (row, distance, index); row and distance share one 64-bit key.
+    key = (rows.astype(np.uint64) << np.uint64(32)) | _ordered_bits(d32)
+    order = np.lexsort((idx, key))
     rows, d32, idx = rows[order], d32[order], idx[order]
     rank = np.arange(len(rows)) - np.searchsorted(rows, np.arange(rows_n))[rows]
     kept = rank < K
     np.minimum.at(floor, rows[~kept], d32[~kept])
     shape = (rows_n, K)
     return Neighbours(nb.start, d32[kept].reshape(shape), idx[kept].reshape(shape), floor, nb.sqnorm)
+
+
+def _ordered_bits(values: np.ndarray) -> np.ndarray:
+    """float32 values as unsigned integers in the same order (sign-magnitude flip)."""
+    bits = np.ascontiguousarray(values, dtype=np.float32).view(np.uint32)
+    flipped = np.where(bits & np.uint32(0x80000000), ~bits, bits | np.uint32(0x80000000))
+    return flipped.astype(np.uint64)
 
 
 def finish(nb: Neighbours, own: np.ndarray, take_neighbours, ks: tuple[int, ...], max_sqnorm: float, kappa: float):

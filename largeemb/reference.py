@@ -116,7 +116,7 @@ def build_reference(real, out: str, k=(3, 5, 10), *, metric="euclidean", block_r
     """
     from . import engine
     from .config import EvaluateConfig
-    from .output import Staging
+    from .output import OutputLock, Staging
     from .samples import CHUNK_ROWS
 
     config = EvaluateConfig(k=k, metric=metric, **({"block_rows": block_rows} if block_rows else {}), workers=workers)
@@ -125,6 +125,7 @@ def build_reference(real, out: str, k=(3, 5, 10), *, metric="euclidean", block_r
     if os.path.exists(os.path.join(out, REFERENCE_FILE)) and not force:
         raise InputError("directory already holds a reference", f"in {out}", "choose another --out or pass --force")
     source = open_source(real, real_array, role="real")
+    os.makedirs(out, exist_ok=True)
     location = source.location if "://" in source.location else os.path.abspath(source.location)
     [(moments, fingerprint)] = engine.moments_stage([(source, "real")], config.metric, config.workers)
     centre = moments.metric_mean.astype(np.float32)
@@ -140,10 +141,10 @@ def build_reference(real, out: str, k=(3, 5, 10), *, metric="euclidean", block_r
         "metric": config.metric,
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    with Staging(out) as staging:
+    with OutputLock(out), Staging(out) as staging:
         arr = zarr.create_array(staging.file(RADII_STORE), shape=radii.shape, dtype="float64", chunks=(CHUNK_ROWS, radii.shape[1]))
         arr[...] = radii
         np.savez(staging.file(MOMENTS_FILE), count=moments.count, shift=moments.shift, s1=moments.s1, s2=moments.s2, metric_sum=moments.metric_sum)
         staging.write_json(REFERENCE_FILE, meta)
-        staging.publish(last=REFERENCE_FILE)
+        staging.publish(force, last=REFERENCE_FILE)
     return load_reference(out)

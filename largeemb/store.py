@@ -7,20 +7,30 @@ travel in a task graph to any worker, which opens the store itself.
 from __future__ import annotations
 
 import functools
+import itertools
+import math
 import os
 import threading
 import uuid
 from collections import OrderedDict
+import random
+import sys
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import InputError
+from .config import ReadRetry
+from .errors import InputError, StoreReadError
 
 FLOAT_KINDS = "f"
 CAST_KINDS = "iu"
 MEMORY = "<memory>"
 DEFAULT_ARRAY_NAME = "embeddings"
+#: Retry policy of every store access (module-level so tests can shorten it).
+READ_RETRY = ReadRetry()
+#: OSErrors that no retry can cure.
+PERMANENT_OS_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
 
 
 @dataclass(frozen=True)
@@ -32,11 +42,13 @@ class Source:
     rows: int
     dim: int
     dtype: str
-    #: Only for arrays handed in from memory (NumPy or dask); never for stores.
+    #: Only for arrays handed in from memory (NumPy, dask or an open zarr array).
     data: object = field(default=None, compare=False, repr=False)
     #: New for every opening: cached handles and slabs of an earlier run are
     #: never served to a later one (the store may have changed in between).
     token: str = field(default_factory=lambda: uuid.uuid4().hex, compare=False, repr=False)
+    #: "real" or "fake", for error messages.
+    role: str = field(default="", compare=False)
 
     @property
     def name(self) -> str:
@@ -46,12 +58,12 @@ class Source:
 
     def read(self, start: int, stop: int) -> np.ndarray:
         """Rows ``start:stop`` as stored (any dtype), as a NumPy array."""
-        if self.data is not None:
+        if self._in_memory:
             block = self.data[start:stop]
             return np.asarray(block.compute() if hasattr(block, "compute") else block)
-        slab_rows = _slab_rows(self.location, self.array_path, self.token)
+        slab_rows = self._slab_rows()
         if not slab_rows:
-            return np.asarray(_open_array(self.location, self.array_path, self.token)[start:stop])
+            return self._fetch(lambda arr: arr[start:stop], np.arange(start, stop), f"rows {start}:{stop}")
         first, last = start // slab_rows, (stop - 1) // slab_rows
         parts = [self._slab(i, slab_rows) for i in range(first, last + 1)]
         rows = parts[0] if len(parts) == 1 else np.concatenate(parts)
@@ -59,12 +71,12 @@ class Source:
 
     def read_rows(self, rows: np.ndarray) -> np.ndarray:
         """The given rows (sorted, unique) as stored."""
-        if self.data is not None:
+        if self._in_memory:
             block = self.data[rows]
             return np.asarray(block.compute() if hasattr(block, "compute") else block)
-        slab_rows = _slab_rows(self.location, self.array_path, self.token)
+        slab_rows = self._slab_rows()
         if not slab_rows:
-            return np.asarray(_open_array(self.location, self.array_path, self.token).get_orthogonal_selection((rows, slice(None))))
+            return self._fetch(lambda arr: arr.get_orthogonal_selection((rows, slice(None))), rows, _rows_text(rows))
         out = np.empty((len(rows), self.dim), dtype=self.dtype)
         slab_of = rows // slab_rows
         for i in np.unique(slab_of):
@@ -72,14 +84,33 @@ class Source:
             out[where] = self._slab(int(i), slab_rows)[rows[where] - i * slab_rows]
         return out
 
+    def _slab_rows(self) -> int:
+        return 0 if self.data is not None else _slab_rows(self.location, self.array_path, self.token)
+
     def _slab(self, index: int, slab_rows: int) -> np.ndarray:
+        """One cached, chunk-aligned run of rows (read with retries on a miss)."""
         key = (self.location, self.array_path, self.token, index)
         slab = _SLABS.get(key)
         if slab is None:
-            arr = _open_array(self.location, self.array_path, self.token)
-            slab = np.asarray(arr[index * slab_rows : min(self.rows, (index + 1) * slab_rows)])
+            lo, hi = index * slab_rows, min(self.rows, (index + 1) * slab_rows)
+            slab = self._fetch(lambda arr: arr[lo:hi], np.arange(lo, hi), f"rows {lo}:{hi}")
             _SLABS.put(key, slab)
         return slab
+
+    @property
+    def _in_memory(self) -> bool:
+        return self.data is not None and not hasattr(self.data, "store_path")
+
+    def _array(self):
+        return self.data if self.data is not None else _open_array(self.location, self.array_path, self.token)
+
+    def _fetch(self, select, rows: np.ndarray, rows_text: str) -> np.ndarray:
+        """``select(array)``, retrying transient errors; any other failure means a corrupt store."""
+        return _retrying(
+            lambda: np.asarray(select(self._array())),
+            lambda exc: _corrupt_rows_error(self, rows, exc),
+            lambda exc, attempts: _read_failed(f"{self.role} store {self.name}".lstrip(), rows_text, exc, attempts),
+        )
 
     def describe(self) -> dict:
         return {"source": self.name, "rows": self.rows, "dim": self.dim, "dtype": self.dtype}
@@ -142,6 +173,152 @@ def _open_array(location: str, array_path: str, token: str):
     return node[array_path] if array_path else node
 
 
+# -- faults while reading ------------------------------------------------------
+
+
+def _is_transient(exc: BaseException) -> bool:
+    """Errors worth retrying: network, timeouts, throttling (fsspec maps most to OSError)."""
+    if isinstance(exc, PERMANENT_OS_ERRORS):
+        return False
+    if isinstance(exc, OSError):  # also ConnectionError, TimeoutError
+        return True
+    aiohttp = sys.modules.get("aiohttp")  # only loaded when an HTTP-based store is in use
+    return aiohttp is not None and isinstance(exc, aiohttp.ClientError)
+
+
+def _retrying(action, permanent_error, exhausted_error):
+    """``action()`` with bounded, jittered exponential backoff on transient errors.
+
+    ``permanent_error(exc)`` builds the error raised at once for a failure no
+    retry can cure; ``exhausted_error(exc, attempts)`` the one raised when
+    retries run out.
+    """
+    delays = READ_RETRY.delays()
+    for attempt in range(len(delays) + 1):
+        try:
+            return action()
+        except (MemoryError, InputError):
+            raise
+        except Exception as exc:
+            if not _is_transient(exc):
+                raise permanent_error(exc) from None
+            if attempt == len(delays):
+                raise exhausted_error(exc, attempt + 1) from None
+            # Jitter: many workers hitting one object store should not retry in step.
+            time.sleep(delays[attempt] * random.uniform(0.5, 1.0))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _read_failed(where: str, what: str, exc: BaseException, attempts: int) -> StoreReadError:
+    return StoreReadError(
+        f"could not read {what} after {attempts} attempts ({_short(exc)})",
+        f"in {where}",
+        "check that the store is reachable and rerun (exit status 3: a later retry may succeed)",
+    )
+
+
+def _corrupt_rows_error(source: Source, rows: np.ndarray, exc: BaseException) -> InputError:
+    """Name the first stored chunk (by its rows) that cannot be read back."""
+    bad = _first_unreadable_chunk(source._array, rows)
+    where_rows = f"rows {bad[0]}:{bad[1]}" if bad else _rows_text(rows)
+    role = f"{source.role} " if source.role else ""
+    return InputError(
+        f"stored {where_rows} cannot be read back ({_short(exc)})",
+        f"in {role}store {source.name}",
+        "the chunk holding them is truncated or corrupt: re-export or rewrite the store",
+    )
+
+
+def _first_unreadable_chunk(array, rows: np.ndarray, most: int = 64) -> tuple[int, int] | None:
+    """Probe the first ``most`` chunks holding ``rows`` one by one (only on the error path)."""
+    try:
+        arr = array()
+        step = int(arr.chunks[0])
+    except Exception:
+        return None
+    for chunk in np.unique(np.asarray(rows) // step)[:most]:
+        lo, hi = int(chunk) * step, min(int(chunk + 1) * step, arr.shape[0])
+        try:
+            arr[lo:hi]
+        except Exception:
+            return lo, hi
+    return None
+
+
+def _not_a_store_reason(exc: BaseException) -> str:
+    if type(exc).__name__ in ("GroupNotFoundError", "ArrayNotFoundError", "NodeNotFoundError"):
+        return "no zarr metadata there"
+    return _short(exc)
+
+
+def _short(exc: BaseException, limit: int = 160) -> str:
+    text = " ".join(str(exc).split())
+    text = text if len(text) <= limit else text[: limit - 1] + "…"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _rows_text(rows: np.ndarray) -> str:
+    rows = np.asarray(rows)
+    if len(rows) <= 4:
+        return "rows " + ", ".join(map(str, rows.tolist()))
+    return f"rows {rows[0]}, {rows[1]}, … {rows[-1]} ({len(rows)} rows)"
+
+
+# -- missing chunks ------------------------------------------------------------
+
+
+def missing_chunks(arr) -> tuple[int, int, tuple[int, int] | None]:
+    """(missing, expected, rows of the first missing) stored objects of a zarr array.
+
+    zarr reads an absent chunk as the fill value, so a half-copied store gives
+    wrong numbers silently. Listing keys costs no data reads. For a sharded
+    array the stored objects are shards; chunks absent inside a present shard
+    are not seen here (zarr leaves out chunks equal to the fill value).
+    """
+    step = arr.shards or arr.chunks
+    grid = [math.ceil(size / part) for size, part in zip(arr.shape, step)]
+    expected = math.prod(grid)
+    if expected == 0:
+        return 0, 0, None
+    stored = _stored_keys(arr)
+    missing, first = 0, None
+    for coords in itertools.product(*map(range, grid)):
+        if arr.metadata.encode_chunk_key(coords) not in stored:
+            missing += 1
+            if first is None:
+                first = (coords[0] * step[0], min((coords[0] + 1) * step[0], arr.shape[0]))
+    return missing, expected, first
+
+
+def _stored_keys(arr) -> set[str]:
+    from zarr.core.sync import sync
+
+    prefix = arr.store_path.path
+    listing = f"{prefix}/" if prefix else ""
+
+    async def collect():
+        return [key async for key in arr.store_path.store.list_prefix(listing)]
+
+    return {key[len(listing) :] for key in sync(collect())}
+
+
+def _check_chunks(arr, src: Source) -> None:
+    missing, expected, first = _retrying(
+        lambda: missing_chunks(arr),
+        lambda exc: InputError(f"cannot list the chunks of the {src.role} array ({_short(exc)})", f"in {src.name}", "check the store"),
+        lambda exc, attempts: _read_failed(f"{src.role} store {src.name}".lstrip(), "the chunk listing", exc, attempts),
+    )
+    if missing:
+        fill = arr.fill_value.item() if hasattr(arr.fill_value, "item") else arr.fill_value
+        raise InputError(
+            f"{src.role} array is missing {missing} of {expected} stored chunks (first: rows {first[0]}:{first[1]}); "
+            f"zarr would read them as {fill!r}",
+            f"in {src.name}",
+            "re-export or finish copying the store (if those rows really are all "
+            f"{fill!r}, rewrite it with write_empty_chunks=True)",
+        )
+
+
 def _is_url(location: str) -> bool:
     return "://" in location
 
@@ -156,14 +333,16 @@ def open_source(obj, array_name: str | None = None, role: str = "input") -> Sour
             raise InputError(
                 f"{role} store not found", f"at {location}", "check the path"
             )
-        try:
-            node = zarr.open(store=location, mode="r")
-        except Exception as exc:  # zarr raises several types for "not a store"
-            raise InputError(
-                f"{role} is not a readable zarr store ({type(exc).__name__}: {exc})".rstrip(),
+        node = _retrying(
+            lambda: zarr.open(store=location, mode="r"),
+            # zarr raises several types for "not a store"
+            lambda exc: InputError(
+                f"{role} is not a readable zarr store ({_not_a_store_reason(exc)})",
                 f"at {location}",
                 "pass a zarr array or group (convert .npy files with `largeemb convert`)",
-            ) from None
+            ),
+            lambda exc, attempts: _read_failed(f"{role} store {location}", "the store metadata", exc, attempts),
+        )
         array_path = ""
         if isinstance(node, zarr.Group):
             array_path = _choose_array(node, array_name, location, role)
@@ -174,12 +353,20 @@ def open_source(obj, array_name: str | None = None, role: str = "input") -> Sour
                 f"at {location}",
                 "drop the --*-array option",
             )
-        return _checked(Source(location, array_path, *_shape2(node.shape, location, role), str(node.dtype)), role)
+        name = f"{location}::{array_path}" if array_path else location
+        src = Source(location, array_path, *_shape2(node.shape, name, role), _dtype_name(node.dtype, name, role), role=role)
+        _checked(src, role)
+        _check_chunks(node, src)
+        return src
     if isinstance(obj, zarr.Array):
-        src = Source(MEMORY, "", *_shape2(obj.shape, "the zarr array given", role), str(obj.dtype), data=obj)
-        return _checked(src, role)
+        where = "the zarr array given"
+        src = Source(MEMORY, "", *_shape2(obj.shape, where, role), _dtype_name(obj.dtype, where, role), data=obj, role=role)
+        _checked(src, role)
+        _check_chunks(obj, src)
+        return src
     if hasattr(obj, "shape") and hasattr(obj, "dtype"):
-        return _checked(Source(MEMORY, "", *_shape2(obj.shape, "the array given", role), str(np.dtype(obj.dtype)), data=obj), role)
+        where = "the array given"
+        return _checked(Source(MEMORY, "", *_shape2(obj.shape, where, role), _dtype_name(obj.dtype, where, role), data=obj, role=role), role)
     raise InputError(
         f"{role} of type {type(obj).__name__} is not supported",
         "in the Python API call",
@@ -226,16 +413,27 @@ def _shape2(shape, where: str, role: str) -> tuple[int, int]:
     return int(shape[0]), int(shape[1])
 
 
-def _checked(src: Source, role: str) -> Source:
-    kind = np.dtype(src.dtype).kind
-    if kind not in FLOAT_KINDS + CAST_KINDS or np.dtype(src.dtype).itemsize > 8:
+def _dtype_name(dtype, where: str, role: str) -> str:
+    """The stored dtype's name, if largeemb can compute with it (before building a Source)."""
+    try:
+        dtype = np.dtype(dtype)
+        usable = dtype.kind in FLOAT_KINDS + CAST_KINDS and dtype.itemsize <= 8
+    except TypeError:  # not a NumPy dtype at all
+        usable = False
+    if not usable:
         raise InputError(
-            f"{role} array has unsupported dtype {src.dtype}",
-            f"at {src.name}",
-            "store float16, float32 or float64 embeddings",
+            f"{role} array has unsupported dtype {dtype}",
+            f"at {where}",
+            "store float16, float32 or float64 embeddings (integers are cast with a warning)",
         )
+    return str(dtype)
+
+
+def _checked(src: Source, role: str) -> Source:
+    if src.rows == 0:
+        raise InputError(f"{role} array has no rows", f"at {src.name}", "check that the export wrote any embeddings")
     if src.rows < 2:
-        raise InputError(f"{role} array has {src.rows} rows", f"at {src.name}", "k-NN radii need at least k+1 rows")
+        raise InputError(f"{role} array has only 1 row", f"at {src.name}", "k-NN radii need at least k+1 rows")
     if src.dim < 1:
         raise InputError(f"{role} array has dim 0", f"at {src.name}", "store at least one feature per row")
     return src

@@ -1,0 +1,340 @@
+"""SPEC §7: every kind of bad input ends in one `error:` line, exit 2, and no result.
+
+Each case builds its own broken input, runs `largeemb evaluate` through the
+CLI, and checks the exit status, that the message names the problem (and the
+store), that there is no traceback, and that nothing was left in --out.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+import zarr
+from typer.testing import CliRunner
+
+from conftest import mixture
+from largeemb import api, store
+from largeemb.cli import app
+from largeemb.config import EvaluateConfig, ReadRetry
+from largeemb.store import Source
+
+runner = CliRunner()
+DIM = 4
+
+
+def _zarr(path: Path, data: np.ndarray, chunks=None, **kwargs) -> str:
+    arr = zarr.create_array(str(path), shape=data.shape, dtype=data.dtype, chunks=chunks or data.shape, **kwargs)
+    if data.size:
+        arr[:] = data
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def good(tmp_path_factory):
+    """A valid real/fake pair, shared by the cases that break only one side."""
+    base = tmp_path_factory.mktemp("good")
+    return {
+        "real": _zarr(base / "real.zarr", mixture(300, DIM, 1), chunks=(100, DIM)),
+        "fake": _zarr(base / "fake.zarr", mixture(250, DIM, 2), chunks=(100, DIM)),
+    }
+
+
+@dataclass
+class Case:
+    """``build(tmp_path, good)`` returns (CLI arguments after ``evaluate``, the store the message must name)."""
+
+    id: str
+    build: Callable
+    expect: tuple[str, ...]
+    exit_code: int = 2
+
+
+def _real(make):
+    """A case whose real input is ``make(tmp_path)``; fake is the good one."""
+
+    def build(tmp, good):
+        real = make(tmp)
+        return [real, good["fake"]], real
+
+    return build
+
+
+def _with_nan_in_last_chunk(tmp):
+    data = mixture(5000, DIM, 3)
+    data[4750, 2] = np.nan  # middle of the last chunk (4500:5000), in the second moments segment
+    return _zarr(tmp / "nan.zarr", data, chunks=(1500, DIM))
+
+
+def _with_inf(tmp):
+    data = mixture(5000, DIM, 4)
+    data[4100, 0] = np.inf
+    data[7, 1] = np.inf  # the first one must be reported, whatever segment finishes first
+    return _zarr(tmp / "inf.zarr", data, chunks=(1000, DIM))
+
+
+def _with_deleted_chunk(tmp, zarr_format=3):
+    path = _zarr(tmp / "holes.zarr", mixture(500, DIM, 5), chunks=(100, DIM), zarr_format=zarr_format)
+    os.remove(os.path.join(path, "c/2/0" if zarr_format == 3 else "2.0"))
+    return path
+
+
+def _with_deleted_shard(tmp):
+    path = _zarr(tmp / "sharded.zarr", mixture(800, DIM, 6), chunks=(50, DIM), shards=(200, DIM))
+    os.remove(os.path.join(path, "c/3/0"))
+    return path
+
+
+def _with_truncated_chunk(tmp, compressors="auto"):
+    path = _zarr(tmp / "trunc.zarr", mixture(500, DIM, 7), chunks=(100, DIM), compressors=compressors)
+    chunk = os.path.join(path, "c/3/0")
+    content = Path(chunk).read_bytes()
+    Path(chunk).write_bytes(content[: len(content) // 2])
+    return path
+
+
+def _group(tmp, arrays: dict):
+    group = zarr.open_group(str(tmp / "group.zarr"), mode="w")
+    for name, data in arrays.items():
+        group.create_array(name, data=data, chunks=data.shape)
+    return str(tmp / "group.zarr")
+
+
+def _not_zarr_file(tmp):
+    (tmp / "real.npy").write_bytes(b"\x93NUMPY not a zarr store")
+    return str(tmp / "real.npy")
+
+
+def _unwritable_out(tmp, good):
+    (tmp / "a_file").write_text("x")
+    return [good["real"], good["fake"], "--out", str(tmp / "a_file" / "out")], str(tmp / "a_file" / "out")
+
+
+def _out_is_a_file(tmp, good):
+    (tmp / "out_file").write_text("x")
+    return [good["real"], good["fake"], "--out", str(tmp / "out_file")], str(tmp / "out_file")
+
+
+CASES = [
+    Case("missing_path", lambda tmp, good: ([str(tmp / "nope.zarr"), good["fake"]], str(tmp / "nope.zarr")), ("not found",)),
+    Case("file_not_zarr", _real(_not_zarr_file), ("not a readable zarr store",)),
+    Case("dir_not_zarr", _real(lambda tmp: (tmp / "empty").mkdir() or str(tmp / "empty")), ("not a readable zarr store",)),
+    Case("one_d", _real(lambda tmp: _zarr(tmp / "1d.zarr", np.zeros(100, np.float32))), ("must be 2-D", "(100,)")),
+    Case("three_d", _real(lambda tmp: _zarr(tmp / "3d.zarr", np.zeros((10, 4, 3), np.float32))), ("must be 2-D", "(10, 4, 3)")),
+    Case("zero_rows", _real(lambda tmp: _zarr(tmp / "empty.zarr", np.zeros((0, DIM), np.float32), chunks=(10, DIM))), ("no rows",)),
+    Case("one_row", _real(lambda tmp: _zarr(tmp / "one.zarr", mixture(1, DIM, 8))), ("only 1 row",)),
+    Case(
+        "dim_mismatch",
+        lambda tmp, good: ([good["real"], _zarr(tmp / "dim9.zarr", mixture(250, 9, 2))], str(tmp / "dim9.zarr")),
+        ("differ in dim", "4 vs 9"),
+    ),
+    Case("nan_in_middle_of_last_chunk", _real(_with_nan_in_last_chunk), ("NaN or inf", "first at row 4750")),
+    Case(
+        "pos_inf_fake",
+        lambda tmp, good: ([good["real"], _with_inf(tmp)], str(tmp / "inf.zarr")),
+        ("fake embeddings contain NaN or inf", "first at row 7"),
+    ),
+    Case(
+        "neg_inf_float16",
+        _real(lambda tmp: _zarr(tmp / "f16.zarr", np.where(np.arange(300)[:, None] == 299, -np.inf, mixture(300, DIM, 9)).astype(np.float16))),
+        ("NaN or inf", "first at row 299"),
+    ),
+    Case(
+        "k_not_below_rows",
+        lambda tmp, good: ([_zarr(tmp / "five.zarr", mixture(5, DIM, 1)), good["fake"], "--k", "5"], str(tmp / "five.zarr")),
+        ("k=5 needs more than 5 real rows",),
+    ),
+    Case(
+        "string_dtype",
+        _real(lambda tmp: zarr.create_array(str(tmp / "str.zarr"), shape=(10, DIM), dtype=str) and str(tmp / "str.zarr")),
+        ("unsupported dtype",),
+    ),
+    Case("complex_dtype", _real(lambda tmp: _zarr(tmp / "c.zarr", mixture(300, DIM, 1).astype(np.complex64))), ("unsupported dtype complex64",)),
+    Case("bool_dtype", _real(lambda tmp: _zarr(tmp / "b.zarr", mixture(300, DIM, 1) > 0)), ("unsupported dtype bool",)),
+    Case("deleted_chunk", _real(_with_deleted_chunk), ("missing 1 of 5 stored chunks", "rows 200:300")),
+    Case("deleted_chunk_zarr_v2", _real(lambda tmp: _with_deleted_chunk(tmp, zarr_format=2)), ("missing 1 of 5 stored chunks",)),
+    Case("deleted_shard", _real(_with_deleted_shard), ("missing 1 of 4 stored chunks", "rows 600:800")),
+    Case("truncated_compressed_chunk", _real(_with_truncated_chunk), ("stored rows 300:400 cannot be read back", "corrupt")),
+    Case("truncated_raw_chunk", _real(lambda tmp: _with_truncated_chunk(tmp, compressors=None)), ("stored rows 300:400 cannot be read back",)),
+    Case(
+        "group_two_arrays_no_name",
+        _real(lambda tmp: _group(tmp, {"a": mixture(300, DIM, 1), "b": mixture(300, DIM, 2)})),
+        ("several 2-D arrays (a, b)", "--real-array"),
+    ),
+    Case("group_without_2d_array", _real(lambda tmp: _group(tmp, {"labels": np.arange(300)})), ("no 2-D array",)),
+    Case(
+        "group_wrong_array_name",
+        lambda tmp, good: ([_group(tmp, {"a": mixture(300, DIM, 1)}), good["fake"], "--real-array", "emb"], str(tmp / "group.zarr")),
+        ("no array named 'emb'", "use one of: a"),
+    ),
+    Case("unwritable_out", _unwritable_out, ("cannot write the output directory",)),
+    Case("out_is_a_file", _out_is_a_file, ("is a file",)),
+    Case(
+        "values_overflow_float32",
+        _real(lambda tmp: _zarr(tmp / "huge.zarr", np.where(np.arange(300)[:, None] == 123, 1e30, mixture(300, DIM, 1)).astype(np.float64))),
+        ("row 123", "overflow"),
+    ),
+    Case(
+        "cosine_zero_row",
+        lambda tmp, good: (
+            [_zarr(tmp / "z.zarr", np.where(np.arange(300)[:, None] == 42, 0.0, mixture(300, DIM, 1))), good["fake"], "--metric", "cosine"],
+            str(tmp / "z.zarr"),
+        ),
+        ("row 42 is all zeros",),
+    ),
+    Case("bad_k", lambda tmp, good: ([good["real"], good["fake"], "--k", "5,x"], None), ("--k must be whole numbers",)),
+    Case("tiny_block_rows", lambda tmp, good: ([good["real"], good["fake"], "--block-rows", "8"], None), ("block_rows must be at least 64",)),
+]
+
+
+def _files_under(path: Path) -> list[str]:
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*")) if path.is_dir() else []
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input_is_one_line_error_and_no_result(case, tmp_path, good):
+    args, named = case.build(tmp_path, good)
+    if "--out" not in args:
+        args = [*args, "--out", str(tmp_path / "out")]
+    out = Path(args[args.index("--out") + 1])
+    before = _files_under(out)
+
+    result = runner.invoke(app, ["evaluate", *args])
+
+    assert result.exit_code == case.exit_code, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.output
+    for text in case.expect:
+        assert text in lines[0], lines[0]
+    if named:
+        assert named in lines[0], lines[0]
+    assert result.stdout == ""
+    assert _files_under(out) == before  # no metrics.json, no staging, no lock left
+    assert not (tmp_path / "out").exists()
+
+
+def test_debug_shows_the_traceback(tmp_path, good):
+    result = runner.invoke(app, ["evaluate", str(tmp_path / "nope.zarr"), good["fake"], "--out", str(tmp_path / "o"), "--debug"])
+    assert result.exit_code != 0
+    assert isinstance(result.exception, ValueError) and "not found" in str(result.exception)
+
+
+# -- remote stores: transient errors are retried, then reported ---------------------
+
+
+class FlakyArray:
+    """A zarr array whose first ``failures`` reads raise a transient error."""
+
+    def __init__(self, array, failures: int, error=ConnectionError):
+        self.array, self.failures, self.error = array, failures, error
+        self.calls = 0
+        self.lock = threading.Lock()
+
+    def _maybe_fail(self):
+        with self.lock:
+            self.calls += 1
+            if self.calls <= self.failures:
+                raise self.error("connection reset by peer")
+
+    def __getitem__(self, key):
+        self._maybe_fail()
+        return self.array[key]
+
+    def get_orthogonal_selection(self, key):
+        self._maybe_fail()
+        return self.array.get_orthogonal_selection(key)
+
+    def __getattr__(self, name):
+        return getattr(self.array, name)
+
+
+@pytest.fixture
+def fast_retry(monkeypatch):
+    monkeypatch.setattr(store, "READ_RETRY", ReadRetry(attempts=3, first_delay_s=0.001, max_delay_s=0.002))
+
+
+def _flaky_open(monkeypatch, failures, error=ConnectionError):
+    flaky = {}
+    real_open = store._open_array
+
+    def open_flaky(location, array_path, token):
+        key = (location, array_path)
+        if key not in flaky:
+            flaky[key] = FlakyArray(real_open(location, array_path, token), failures, error)
+        return flaky[key]
+
+    monkeypatch.setattr(store, "_open_array", open_flaky)
+    return flaky
+
+
+def test_transient_read_errors_are_retried_and_change_nothing(monkeypatch, fast_retry, good):
+    expected = api.evaluate(good["real"], good["fake"], k=3, block_rows=64).to_dict()["by_k"]
+    flaky = _flaky_open(monkeypatch, failures=2)
+    got = api.evaluate(good["real"], good["fake"], k=3, block_rows=64).to_dict()["by_k"]
+    assert got == expected
+    assert all(arr.calls > arr.failures for arr in flaky.values())
+
+
+def test_persistent_read_errors_name_the_rows_and_exit_3(monkeypatch, fast_retry, good, tmp_path):
+    _flaky_open(monkeypatch, failures=10**9, error=TimeoutError)
+    result = runner.invoke(app, ["evaluate", good["real"], good["fake"], "--out", str(tmp_path / "out")])
+    assert result.exit_code == 3, result.output
+    line = result.stderr.strip()
+    assert line.startswith("error: could not read rows ") and "after 3 attempts (TimeoutError" in line
+    assert good["real"] in line or good["fake"] in line
+    assert "\n" not in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_chunk_check_lists_keys_without_reading_data(tmp_path, monkeypatch):
+    path = _with_deleted_chunk(tmp_path)
+    arr = zarr.open_array(path, mode="r")
+    monkeypatch.setattr(type(arr), "__getitem__", lambda *a: pytest.fail("read data"))
+    assert store.missing_chunks(arr) == (1, 5, (200, 300))
+
+
+def test_sparse_but_complete_store_is_accepted(tmp_path):
+    data = mixture(400, DIM, 1)
+    arr = zarr.create_array(str(tmp_path / "ok.zarr"), shape=data.shape, dtype=data.dtype, chunks=(100, 3))  # dim split too
+    arr[:] = data
+    assert store.missing_chunks(arr) == (0, 8, None)
+    assert store.open_source(str(tmp_path / "ok.zarr"), role="real").rows == 400
+
+
+# -- warnings land in metrics.json and on stderr -------------------------------------
+
+
+def test_warnings_reach_metrics_json_and_stderr(tmp_path):
+    rng = np.random.default_rng(0)
+    unique = rng.integers(-50, 50, (100, DIM))
+    real = _zarr(tmp_path / "dup.zarr", np.repeat(unique, 3, axis=0).astype(np.int32))  # each row 3 times
+    fake = _zarr(tmp_path / "fake.zarr", rng.standard_normal((400, DIM)).astype(np.float32) * 20)
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["evaluate", real, fake, "--out", str(out), "--k", "2"])
+    assert result.exit_code == 0, result.output
+    warnings = json.loads((out / "metrics.json").read_text())["warnings"]
+    expected = {
+        "zero radii": "300 real rows have a zero k-NN radius",
+        "integer cast": "real array has integer dtype int32: cast to float",
+        "small real set": "real set has only 300 rows",
+        "small fake set": "fake set has only 400 rows",
+    }
+    for name, text in expected.items():
+        assert any(text in w for w in warnings), (name, warnings)
+        assert f"warning: {text}" in result.stderr, (name, result.stderr)
+    assert not any("radius" in w and "fake" in w for w in warnings)  # fake rows are distinct
+
+
+def test_large_dim_warning():
+    cfg = EvaluateConfig(k=(5,))
+    small, large = (Source("r", "", 2000, d, "float32") for d in (api.LARGE_DIM, api.LARGE_DIM + 1))
+    assert not any("dim" in w for w in api._check_pair(small, small, cfg))
+    (warning,) = [w for w in api._check_pair(large, large, cfg) if "dim" in w]
+    assert f"dim {api.LARGE_DIM + 1} > {api.LARGE_DIM}" in warning and "MiB" in warning
