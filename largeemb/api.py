@@ -76,6 +76,7 @@ def evaluate(
         )
     if reference:
         reference.check(config.metric, real_fp)
+    _check_scale(real_moments, fake_moments, real_src, fake_src)
     centre = real_moments.metric_mean.astype(np.float32)
 
     with _timed(timings, "radii"):
@@ -170,6 +171,24 @@ def _check_pair(real: Source, fake: Source, config: EvaluateConfig) -> list[str]
     if real.dim > LARGE_DIM:
         warnings.append(f"dim {real.dim} > {LARGE_DIM}: each covariance takes {real.dim**2 * 8 / 2**20:.0f} MiB")
     return warnings
+
+
+#: Below this spread, squared distances of centred rows fall out of float32's
+#: normal range and its error bound no longer holds.
+SMALLEST_SPREAD = 1e-15
+
+
+def _check_scale(real_moments, fake_moments, real: Source, fake: Source) -> None:
+    """Refuse data whose spread float32 cannot resolve (all-identical rows are fine)."""
+    spread = max(
+        float(np.sqrt(max(np.trace(m.cov), 0.0) / len(m.mean))) for m in (real_moments, fake_moments)
+    )
+    if 0.0 < spread < SMALLEST_SPREAD:
+        raise InputError(
+            f"embeddings vary by only ~{spread:.1e} around their mean, too little for the float32 distance tiles",
+            f"in {real.name} and {fake.name}",
+            "multiply both sets by the same large power of two (distances scale, metrics do not change)",
+        )
 
 
 def _radius_warnings(real_radii, fake_radii, config: EvaluateConfig) -> list[str]:

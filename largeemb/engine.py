@@ -19,7 +19,7 @@ from . import cross, knn
 from .distance import Block, metric_rows, prepare_block, sqdist_error_scale
 from .errors import InputError
 from .moments import Moments
-from .plan import PANEL_ROWS, RowBlock, row_blocks, segments, self_tiles, tree
+from .plan import PANEL_ROWS, RowBlock, bands, row_blocks, segments, tree
 from .store import Source
 
 
@@ -151,10 +151,8 @@ def _offdiag_task(source, a, b, centre, metric, diag_a, diag_b, K):
     )
 
 
-def _merge_task(diag, *tile_results_and_sides):
-    half = len(tile_results_and_sides) // 2
-    results, sides = tile_results_and_sides[:half], tile_results_and_sides[half:]
-    return knn.merge(diag, [result[side] for result, side in zip(results, sides)])
+def _merge_task(state, *batches):
+    return knn.merge(state, list(batches))
 
 
 def _finish_task(source, block, metric, nb, ks, kappa, *diags):
@@ -165,20 +163,28 @@ def _finish_task(source, block, metric, nb, ks, kappa, *diags):
 
 
 def radii_graph(source: Source, centre, metric: str, ks: tuple[int, ...], block_rows: int):
-    """Delayed list of (radii, unproven global rows) per block."""
+    """Delayed list of (radii, unproven global rows) per block.
+
+    Tiles run in bands: round r pairs every block a with block a + r, and each
+    block's K best are merged between rounds, so every row's float32 bound
+    tightens as it meets more rows (like a heap in a sequential scan) while
+    each tile is still computed once for both sides. Candidates per row then
+    grow with the log of the block count instead of linearly.
+    """
     blocks = row_blocks(source.rows, block_rows)
     K = knn.candidates_per_row(max(ks), source.rows)
     diags = [dask.delayed(_diag_task)(source, b, centre, metric, K) for b in blocks]
-    tiles = {
-        (a.index, b.index): dask.delayed(_offdiag_task, nout=2)(source, a, b, centre, metric, diags[a.index], diags[b.index], K)
-        for a, b in self_tiles(blocks)
-    }
-    merged = []
-    for blk in blocks:
-        mine = [(tiles[key], 0 if key[0] == blk.index else 1) for key in sorted(tiles) if blk.index in key]
-        merged.append(dask.delayed(_merge_task)(diags[blk.index], *[t for t, _ in mine], *[s for _, s in mine]))
+    state = list(diags)
+    for band in bands(len(blocks)):
+        offers = {}
+        for a, b in band:
+            for_a, for_b = dask.delayed(_offdiag_task, nout=2)(source, blocks[a], blocks[b], centre, metric, state[a], state[b], K)
+            offers.setdefault(a, []).append(for_a)
+            offers.setdefault(b, []).append(for_b)
+        for x, batches in offers.items():
+            state[x] = dask.delayed(_merge_task)(state[x], *batches)
     kappa = sqdist_error_scale(source.dim)
-    return [dask.delayed(_finish_task)(source, blk, metric, nb, ks, kappa, *diags) for blk, nb in zip(blocks, merged)]
+    return [dask.delayed(_finish_task)(source, blk, metric, nb, ks, kappa, *diags) for blk, nb in zip(blocks, state)]
 
 
 def collect_radii(per_block, source: Source, centre, metric: str, ks, block_rows: int) -> tuple[np.ndarray, int]:

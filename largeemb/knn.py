@@ -160,25 +160,33 @@ def between(a: Block, b: Block, bound_a: np.ndarray, bound_b: np.ndarray, K: int
 
 
 def merge(nb: Neighbours, batches: list[Candidates]) -> Neighbours:
-    """Fold candidate batches into a block's K best; what drops out lowers the floor."""
-    if not batches:
-        return nb
-    rows_n, K = nb.d32.shape
+    """Fold candidate batches into a block's K best; what drops out lowers the floor.
+
+    Only rows that were offered something are re-sorted, so a late round with
+    few candidates costs little.
+    """
     floor = nb.floor.copy()
     for c in batches:
         np.minimum.at(floor, c.floor_rows, c.floor)
-    rows = np.concatenate([np.repeat(np.arange(rows_n), K)] + [c.rows for c in batches])
-    d32 = np.concatenate([nb.d32.ravel()] + [c.d32 for c in batches])
-    idx = np.concatenate([nb.idx.ravel()] + [c.idx for c in batches])
+    offered = np.concatenate([c.rows for c in batches]) if batches else np.empty(0, np.int64)
+    if not len(offered):
+        return Neighbours(nb.start, nb.d32, nb.idx, floor, nb.sqnorm)
+    touched = np.unique(offered)
+    K = nb.d32.shape[1]
+    rows = np.concatenate([np.repeat(np.arange(len(touched)), K), np.searchsorted(touched, offered)])
+    d32 = np.concatenate([nb.d32[touched].ravel()] + [c.d32 for c in batches])
+    idx = np.concatenate([nb.idx[touched].ravel()] + [c.idx for c in batches])
     # Sort on (row, distance, index); row and distance share one 64-bit key.
     key = (rows.astype(np.uint64) << np.uint64(32)) | _ordered_bits(d32)
     order = np.lexsort((idx, key))
     rows, d32, idx = rows[order], d32[order], idx[order]
-    rank = np.arange(len(rows)) - np.searchsorted(rows, np.arange(rows_n))[rows]
+    rank = np.arange(len(rows)) - np.searchsorted(rows, np.arange(len(touched)))[rows]
     kept = rank < K
-    np.minimum.at(floor, rows[~kept], d32[~kept])
-    shape = (rows_n, K)
-    return Neighbours(nb.start, d32[kept].reshape(shape), idx[kept].reshape(shape), floor, nb.sqnorm)
+    np.minimum.at(floor, touched[rows[~kept]], d32[~kept])
+    new_d32, new_idx = nb.d32.copy(), nb.idx.copy()
+    new_d32[touched] = d32[kept].reshape(len(touched), K)
+    new_idx[touched] = idx[kept].reshape(len(touched), K)
+    return Neighbours(nb.start, new_d32, new_idx, floor, nb.sqnorm)
 
 
 def _ordered_bits(values: np.ndarray) -> np.ndarray:

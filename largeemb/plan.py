@@ -41,9 +41,13 @@ def segments(rows: int) -> list[RowBlock]:
     return [RowBlock(i, a, b) for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:]))]
 
 
-def self_tiles(blocks: list[RowBlock]) -> list[tuple[RowBlock, RowBlock]]:
-    """Upper-triangle tile pairs (a < b) of a self pass; diagonals are separate."""
-    return [(a, b) for a in blocks for b in blocks if a.index < b.index]
+def bands(n_blocks: int) -> list[list[tuple[int, int]]]:
+    """Upper-triangle tile pairs of a self pass, in rounds: round r holds (a, a + r).
+
+    Within a round every block appears at most twice, so the tiles of a round
+    run in parallel and each block's state is merged once per round.
+    """
+    return [[(a, a + r) for a in range(n_blocks - r)] for r in range(1, n_blocks)]
 
 
 def tree(items: list, combine):

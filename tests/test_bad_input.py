@@ -338,3 +338,12 @@ def test_large_dim_warning():
     assert not any("dim" in w for w in api._check_pair(small, small, cfg))
     (warning,) = [w for w in api._check_pair(large, large, cfg) if "dim" in w]
     assert f"dim {api.LARGE_DIM + 1} > {api.LARGE_DIM}" in warning and "MiB" in warning
+
+
+def test_spread_too_small_for_float32_is_refused():
+    real = np.random.default_rng(0).standard_normal((1100, 8)) * 1e-20
+    fake = np.random.default_rng(1).standard_normal((1100, 8)) * 1e-20
+    from largeemb.errors import InputError
+
+    with pytest.raises(InputError, match="power of two"):
+        api.evaluate(real, fake, k=3)
