@@ -155,8 +155,11 @@ def _merge_task(state, *batches):
     return knn.merge(state, list(batches))
 
 
-def _finish_task(source, block, metric, nb, ks, kappa, *diags):
-    max_sqnorm = max(float(d.sqnorm.max()) for d in diags)
+def _max_sqnorm_task(*diags) -> float:
+    return max(float(d.sqnorm.max()) for d in diags)
+
+
+def _finish_task(source, block, metric, nb, ks, kappa, max_sqnorm):
     own = metric_rows(source.read(block.start, block.stop), metric)
     radii, unproven = knn.finish(nb, own, _taker(source, metric), ks, max_sqnorm, kappa)
     return radii, unproven + block.start
@@ -184,7 +187,8 @@ def radii_graph(source: Source, centre, metric: str, ks: tuple[int, ...], block_
         for x, batches in offers.items():
             state[x] = dask.delayed(_merge_task)(state[x], *batches)
     kappa = sqdist_error_scale(source.dim)
-    return [dask.delayed(_finish_task)(source, blk, metric, nb, ks, kappa, *diags) for blk, nb in zip(blocks, state)]
+    max_sqnorm = dask.delayed(_max_sqnorm_task)(*diags)  # a scalar, so the diagonal results can be freed early
+    return [dask.delayed(_finish_task)(source, blk, metric, nb, ks, kappa, max_sqnorm) for blk, nb in zip(blocks, state)]
 
 
 def collect_radii(per_block, source: Source, centre, metric: str, ks, block_rows: int) -> tuple[np.ndarray, int]:

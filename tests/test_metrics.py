@@ -151,3 +151,15 @@ def test_several_k_match_single_k_runs():
         single = largeemb.evaluate(real, fake, k=k).metrics
         assert sweep.by_k[k] == {key: single[key] for key in KEYS}
     assert sweep.metrics == largeemb.evaluate(real, fake, k=3).metrics
+
+
+def test_radii_agree_with_faiss_knn_up_to_float32():
+    """The symmetric tiled search finds the same neighbours faiss.knn does; the
+    radii then differ only by faiss's float32 rounding (ours are float64 exact)."""
+    import faiss
+
+    real = mixture(2500, 32, 9)
+    result = largeemb.evaluate(real, mixture(1000, 32, 10), k=(5, 2), block_rows=400)
+    dist, _ = faiss.knn(real, real, 6)
+    np.testing.assert_allclose(result.real_radii[:, 0], np.sqrt(np.maximum(dist[:, 5], 0)), rtol=2e-5)
+    np.testing.assert_allclose(result.real_radii[:, 1], np.sqrt(np.maximum(dist[:, 2], 0)), rtol=2e-5)
