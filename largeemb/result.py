@@ -32,6 +32,11 @@ class EvaluationResult:
     fake_counts: np.ndarray | None = field(default=None, repr=False)
     real_covered: np.ndarray | None = field(default=None, repr=False)
     real_recalled: np.ndarray | None = field(default=None, repr=False)
+    #: Streamed float64 moments of each set as stored (mean, covariance).
+    real_moments: object = field(default=None, repr=False)
+    fake_moments: object = field(default=None, repr=False)
+    #: What the plots need (``largeemb.projection.Projection``); None with plots off.
+    projection: object = field(default=None, repr=False)
 
     @property
     def metrics(self) -> dict[str, float]:
