@@ -117,13 +117,14 @@ def evaluate(
 def plot(
     run: Annotated[str, typer.Argument(help="Output directory of a `largeemb evaluate` run.")],
     out: Annotated[Optional[str], typer.Option("--out", "-o", help="Directory for the figures (default: RUN itself).")] = None,
+    force: Force = False,
     debug: Debug = False,
 ):
     """Redraw every plot of a finished run from its saved data, without recomputing distances."""
     from .report import redraw
 
     def action():
-        for path in redraw(run, out):
+        for path in redraw(run, out, force=force):
             typer.echo(f"wrote {path}")
 
     _run(debug, action)

@@ -160,7 +160,7 @@ def pca_figure(
     ax.set_xlabel(axis_labels[0])
     ax.set_ylabel(axis_labels[1])
     ax.set_title(title)
-    ax.legend(loc="upper right", fontsize="small", framealpha=0.85, markerscale=1.0)
+    ax.legend(loc="best", fontsize="small", framealpha=0.85)
     _caption(fig, caption)
     return fig
 
@@ -212,30 +212,38 @@ def k_sweep_figure(ks, by_k: dict, *, title: str = "Metrics against k", ax=None)
     return fig
 
 
+def _doubling_bins(largest: int) -> list[tuple[int, int]]:
+    """Count ranges 0, 1, 2, 3-4, 5-8, 9-16, ...: ball counts are heavy-tailed."""
+    bins, low = [(0, 0), (1, 1)], 2
+    while low <= largest:
+        high = 2 * low - 2 if low > 2 else 2
+        bins.append((low, high))
+        low = high + 1
+    return [(low, min(high, max(largest, 1))) for low, high in bins if low <= max(largest, 1)]
+
+
 def ball_count_figure(ks, bincounts: np.ndarray, *, title: str | None = None, ax=None):
-    """Share of fake rows by the number of real k-NN balls holding them, one line per k.
+    """Share of fake rows by the number of real k-NN balls holding them, one bar colour per k.
 
     ``bincounts[q, c]`` is the number of fake rows inside exactly ``c`` real
-    balls for the q-th k. Rows in no ball at all are the 1 - precision share.
+    balls for the q-th k. Counts are grouped in doubling ranges; rows in no
+    ball at all are the 1 - precision share.
     """
-    fig, ax = _axes(ax, figsize=(7.0, 5.0))
+    fig, ax = _axes(ax, figsize=(8.0, 5.0))
     bincounts = np.asarray(bincounts, np.float64)
     rows = bincounts[0].sum()
-    cumulative = np.cumsum(bincounts.sum(axis=0))
-    # Show up to where 99.5 % of all rows lie; the rest is one "and more" step.
-    shown = int(min(np.searchsorted(cumulative, 0.995 * cumulative[-1]) + 1, bincounts.shape[1]))
-    has_tail = bincounts[:, shown:].sum() > 0
+    bins = _doubling_bins(bincounts.shape[1] - 1)
+    width = 0.8 / len(ks)
     for q, k in enumerate(ks):
-        share = bincounts[q, :shown] / rows
-        y = np.append(share, bincounts[q, shown:].sum() / rows) if has_tail else share
-        ax.step(np.arange(len(y)), y, where="mid", label=f"k={k}: {share[0]:.1%} in no ball")
-    if has_tail:
-        ticks = [int(t) for t in ax.get_xticks() if 0 <= t < shown - shown // 10]
-        ax.set_xticks(ticks + [shown], [str(t) for t in ticks] + [f"≥{shown}"])
+        shares = [bincounts[q, low : high + 1].sum() / rows for low, high in bins]
+        ax.bar(np.arange(len(bins)) + (q - (len(ks) - 1) / 2) * width, shares, width=width,
+               label=f"k={k}: {shares[0]:.1%} in no ball")
+    ax.set_xticks(np.arange(len(bins)), [str(low) if low == high else f"{low}-{high}" for low, high in bins],
+                  rotation=45 if len(bins) > 10 else 0)
     ax.set_xlabel("real k-NN balls holding a fake row")
     ax.set_ylabel("share of fake rows")
-    ax.set_title(title or f"Ball counts of {int(rows):,} fake rows (density = mean / k)")
-    ax.grid(alpha=0.3)
+    ax.set_title(title or f"Ball counts of {int(rows):,} fake rows (density = mean count / k)")
+    ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize="small")
     return fig
 

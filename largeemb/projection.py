@@ -171,7 +171,6 @@ class ScanPart:
 
 
 def _scan_task(source: Source, seg: RowBlock, metric: str, basis: PcaBasis, edges, wanted: np.ndarray) -> ScanPart:
-    engine._one_thread()
     rows = metric_rows(source.read(seg.start, seg.stop), metric)
     coords = basis.project(rows)
     counts, _, _ = np.histogram2d(coords[:, 0], coords[:, 1], bins=edges)
@@ -210,6 +209,8 @@ class SetProjection:
 
 @dataclass
 class Projection:
+    """What the plots need from the embeddings; everything else comes from the result."""
+
     basis: PcaBasis
     method: str
     real: SetProjection

@@ -132,12 +132,22 @@ def load_run(directory: str) -> tuple[dict[str, np.ndarray], dict]:
     return data, metrics
 
 
-def redraw(directory: str, out: str | None = None) -> list[str]:
-    """Draw every figure of the run in ``directory`` again, into ``out`` (default: the same directory)."""
+def redraw(directory: str, out: str | None = None, force: bool = False) -> list[str]:
+    """Draw every figure of the run in ``directory`` again, into ``out`` (default: the same directory).
+
+    The run's own figures are replaced; figures in another directory only with ``force``.
+    """
     from .output import Staging
 
     data, metrics = load_run(directory)
     out = out or directory
+    elsewhere = os.path.isdir(out) and not os.path.samefile(out, directory)
+    if elsewhere and not force:
+        taken = [name for name in PLOT_FILES if os.path.exists(os.path.join(out, name))]
+        if taken:
+            raise InputError(
+                f"{', '.join(taken)} already exist", f"in {out}", "choose another --out or pass --force to replace them"
+            )
     with Staging(out) as staging:
         written = draw(data, metrics, staging.path)
         staging.publish()

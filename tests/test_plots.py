@@ -93,6 +93,9 @@ def test_plot_command_reproduces_the_figures(run_dir, tmp_path):
     assert result.exit_code == 0, result.output
     for name in FIGURES:
         np.testing.assert_array_equal(pixels(again / name), before[name])
+    refused = runner.invoke(app, ["plot", str(run_dir), "--out", str(again)])
+    assert refused.exit_code == 2 and "--force" in refused.output
+    assert runner.invoke(app, ["plot", str(run_dir), "--out", str(again), "--force"]).exit_code == 0
     (run_dir / "pca.png").unlink()
     assert runner.invoke(app, ["plot", str(run_dir)]).exit_code == 0
     np.testing.assert_array_equal(pixels(run_dir / "pca.png"), before["pca.png"])
