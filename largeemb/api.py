@@ -113,6 +113,16 @@ def evaluate(
     with _timed(timings, "fd"):
         fd = frechet_distance(real_moments.mean, real_moments.cov, fake_moments.mean, fake_moments.cov)
 
+    projection = None
+    if config.plots:
+        from .projection import project
+
+        with _timed(timings, "projection"):
+            projection = project(
+                real_src, fake_src, real_moments, fake_moments, metric=config.metric, method=config.pca,
+                plot_samples=config.plot_samples, tsne_samples=config.tsne_samples, seed=config.seed, workers=config.workers,
+            )
+
     warnings += _radius_warnings(real_radii, fake_radii, config)
     by_k = metrics_from_memberships(config.k, memberships.fake_counts, memberships.real_covered, memberships.real_recalled)
     timings["total"] = sum(timings.values())
@@ -136,6 +146,9 @@ def evaluate(
         real_covered=memberships.real_covered,
         real_recalled=memberships.real_recalled,
         **per_sample,
+        real_moments=real_moments,
+        fake_moments=fake_moments,
+        projection=projection,
     )
 
 
@@ -214,13 +227,17 @@ def _params(config: EvaluateConfig) -> dict:
         "seed": config.seed,
         "samples": config.samples,
         "panel_rows": engine.PANEL_ROWS,
+        "plots": config.plots,
+        "pca": config.pca,
+        "plot_samples": config.plot_samples,
+        "tsne_samples": config.tsne_samples,
     }
 
 
 def _versions() -> dict[str, str]:
     from importlib import metadata
 
-    names = ["largeemb", "numpy", "dask", "zarr", "faiss-cpu", "scikit-learn"]
+    names = ["largeemb", "numpy", "dask", "zarr", "faiss-cpu", "scikit-learn", "openTSNE", "matplotlib"]
     out = {}
     for name in names:
         try:

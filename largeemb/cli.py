@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .config import METRICS, EvaluateConfig
+from .config import METRICS, PCA_METHODS, EvaluateConfig
 from .errors import InputError
 
 DEFAULTS = EvaluateConfig()
@@ -57,11 +57,14 @@ def _report(result, out: str) -> None:
     for warning in result.warnings:
         typer.echo(f"warning: {warning}", err=True)
     typer.echo(f"wrote {os.path.join(out, 'metrics.json')}")
+    if result.projection is not None:
+        typer.echo(f"wrote plots to {out} (redraw them with `largeemb plot {out}`)")
 
 
 def _evaluate_to(real, fake, out: str, config: EvaluateConfig, real_array, fake_array, force: bool):
     from .api import evaluate
     from .output import METRICS_FILE, result_dir
+    from .report import write_plots
     from .samples import SAMPLES_STORE, write_samples
 
     # Claims --out (refusing early), and publishes only if everything below succeeds.
@@ -69,6 +72,11 @@ def _evaluate_to(real, fake, out: str, config: EvaluateConfig, real_array, fake_
         result = evaluate(real, fake, config, real_array=real_array, fake_array=fake_array)
         if config.samples:
             write_samples(result, staging.file(SAMPLES_STORE))
+        if config.plots:
+            try:
+                write_plots(result, staging.path)
+            except Exception as exc:  # a figure must never cost the metrics of a long run
+                result.warnings.append(f"plots failed ({type(exc).__name__}: {exc}); metrics.json is complete")
         staging.write_json(METRICS_FILE, result.to_dict())
     return result
 
@@ -86,16 +94,38 @@ def evaluate(
     block_rows: Annotated[int, typer.Option(help="Rows per streamed block; a tile is block x block.")] = DEFAULTS.block_rows,
     samples: Annotated[bool, typer.Option("--samples/--no-samples", help="Write per-sample values to samples.zarr.")] = DEFAULTS.samples,
     workers: Annotated[Optional[int], typer.Option(help="Threads for the in-process run (default: all cores).")] = None,
+    pca: Annotated[str, typer.Option(help=f"PCA basis of the plots: {' or '.join(PCA_METHODS)} (exact from streamed moments, or scikit-learn's IncrementalPCA).")] = DEFAULTS.pca,
+    tsne_samples: Annotated[int, typer.Option(help="Rows of each set in the joint t-SNE subsample (0 skips t-SNE).")] = DEFAULTS.tsne_samples,
+    plot_samples: Annotated[int, typer.Option(help="Rows of each set drawn as points on pca.png.")] = DEFAULTS.plot_samples,
+    no_plots: Annotated[bool, typer.Option("--no-plots", help="Write metrics.json only: no projections, no figures.")] = not DEFAULTS.plots,
     force: Force = False,
     debug: Debug = False,
 ):
-    """Evaluate FAKE against REAL and write metrics.json (and samples.zarr) to --out."""
+    """Evaluate FAKE against REAL and write metrics.json, samples.zarr and plots to --out."""
 
     def action():
         config = EvaluateConfig(
-            k=_parse_k(k), metric=metric, inclusive=inclusive, block_rows=block_rows, samples=samples, workers=workers
+            k=_parse_k(k), metric=metric, inclusive=inclusive, block_rows=block_rows, samples=samples, workers=workers,
+            pca=pca, tsne_samples=tsne_samples, plot_samples=plot_samples, plots=not no_plots,
         )
         _report(_evaluate_to(real, fake, out, config, real_array, fake_array, force), out)
+
+    _run(debug, action)
+
+
+@app.command()
+def plot(
+    run: Annotated[str, typer.Argument(help="Output directory of a `largeemb evaluate` run.")],
+    out: Annotated[Optional[str], typer.Option("--out", "-o", help="Directory for the figures (default: RUN itself).")] = None,
+    force: Force = False,
+    debug: Debug = False,
+):
+    """Redraw every plot of a finished run from its saved data, without recomputing distances."""
+    from .report import redraw
+
+    def action():
+        for path in redraw(run, out, force=force):
+            typer.echo(f"wrote {path}")
 
     _run(debug, action)
 

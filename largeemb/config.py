@@ -8,6 +8,9 @@ from dataclasses import dataclass, field
 from .errors import InputError
 
 METRICS = ("euclidean", "cosine")
+#: How the PCA basis of the plots is fitted: exactly from the streamed float64
+#: moments, or with scikit-learn's IncrementalPCA, block by block.
+PCA_METHODS = ("moments", "incremental")
 
 #: Rows per block when streaming and tiling. A tile is one block × one block,
 #: so its distance matrix holds ``block_rows**2`` float32 values (64 MiB here).
@@ -30,6 +33,13 @@ class EvaluateConfig:
     seed: int = 0
     samples: bool = True
     workers: int | None = None
+    #: Compute the projections behind the plots (PCA backdrop, subsamples).
+    plots: bool = True
+    pca: str = "moments"
+    #: Rows of each set drawn as points on the PCA plot (all rows when a set is smaller).
+    plot_samples: int = 2_000
+    #: Rows of each set in the joint t-SNE subsample; 0 skips t-SNE.
+    tsne_samples: int = 10_000
     extra: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self):
@@ -52,6 +62,18 @@ class EvaluateConfig:
                 f"block_rows must be at least 64, got {self.block_rows}",
                 "in the job configuration",
                 "use a larger --block-rows (default 4096)",
+            )
+        if self.pca not in PCA_METHODS:
+            raise InputError(
+                f"unknown PCA method {self.pca!r}",
+                "in the job configuration",
+                f"use one of {', '.join(PCA_METHODS)}",
+            )
+        if self.plot_samples < 1 or self.tsne_samples < 0:
+            raise InputError(
+                f"subsample sizes must be plot_samples >= 1 and tsne_samples >= 0, got {self.plot_samples} and {self.tsne_samples}",
+                "in the job configuration",
+                "pass e.g. --tsne-samples 10000 (0 skips t-SNE)",
             )
         if self.extra:
             raise InputError(

@@ -25,7 +25,7 @@ from .errors import InputError, OutputExistsError, OutputLockedError
 METRICS_FILE = "metrics.json"
 #: Every name a run may publish into ``--out``; a previous run's files by these
 #: names are the "result" that needs ``--force`` to be replaced.
-RESULT_FILES = (METRICS_FILE, "pca.png", "tsne.png", "k_sweep.png", "samples.zarr")
+RESULT_FILES = (METRICS_FILE, "samples.zarr", "projection.npz", "pca.png", "tsne.png", "k_sweep.png", "ball_counts.png")
 LOCK_FILE = ".largeemb.lock"
 STAGING_PREFIX = ".staging-"
 

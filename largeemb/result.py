@@ -36,6 +36,11 @@ class EvaluationResult:
     fake_nearest_real: np.ndarray | None = field(default=None, repr=False)
     fake_realism: np.ndarray | None = field(default=None, repr=False)
     real_nearest_dist: np.ndarray | None = field(default=None, repr=False)
+    #: Streamed float64 moments of each set as stored (mean, covariance).
+    real_moments: object = field(default=None, repr=False)
+    fake_moments: object = field(default=None, repr=False)
+    #: What the plots need (``largeemb.projection.Projection``); None with plots off.
+    projection: object = field(default=None, repr=False)
 
     @property
     def metrics(self) -> dict[str, float]:

@@ -61,14 +61,14 @@ def test_synth_then_evaluate_then_refuse_to_overwrite(tmp_path):
     real, fake, out = str(tmp_path / "r.zarr"), str(tmp_path / "f.zarr"), str(tmp_path / "out")
     assert runner.invoke(app, ["synth", real, "--rows", "1500", "--dim", "8"]).exit_code == 0
     assert runner.invoke(app, ["synth", fake, "--rows", "1200", "--dim", "8", "--seed", "3", "--shift", "0.2"]).exit_code == 0
-    first = runner.invoke(app, ["evaluate", real, fake, "--out", out, "--k", "3"])
+    first = runner.invoke(app, ["evaluate", real, fake, "--out", out, "--k", "3", "--tsne-samples", "200"])
     assert first.exit_code == 0, first.output
     before = (tmp_path / "out" / "metrics.json").read_bytes()
     again = runner.invoke(app, ["evaluate", real, fake, "--out", out, "--k", "5"])
     assert again.exit_code == 2
     assert "error:" in again.output and "--force" in again.output
     assert (tmp_path / "out" / "metrics.json").read_bytes() == before
-    forced = runner.invoke(app, ["evaluate", real, fake, "--out", out, "--k", "5", "--force"])
+    forced = runner.invoke(app, ["evaluate", real, fake, "--out", out, "--k", "5", "--force", "--no-plots"])
     assert forced.exit_code == 0
     assert json.loads((tmp_path / "out" / "metrics.json").read_text())["params"]["k"] == [5]
 

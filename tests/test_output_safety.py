@@ -48,7 +48,7 @@ def stores(tmp_path_factory):
 
 
 def _evaluate(stores, out, *extra, fake="fake"):
-    return runner.invoke(app, ["evaluate", stores["real"], stores[fake], "--out", str(out), *extra])
+    return runner.invoke(app, ["evaluate", stores["real"], stores[fake], "--out", str(out), "--tsne-samples", "200", *extra])
 
 
 def _entries(out: Path) -> list[str]:
@@ -90,7 +90,8 @@ def test_existing_result_survives_failed_reruns_and_force_replaces_only_on_succe
     # --force and success: replaced; the old run's other result files go, the user's file stays.
     assert _evaluate(stores, out, "--k", "5", "--force").exit_code == 0
     assert json.loads((out / METRICS_FILE).read_text())["params"]["k"] == [5]
-    assert _entries(out) == ["metrics.json", "notes.txt", "samples.zarr"]
+    assert "k_sweep.png" not in _entries(out)  # the old run's figure went with it
+    assert set(_entries(out)) <= set(output.RESULT_FILES) | {"notes.txt"}
     assert (out / "notes.txt").read_text() == "mine"
 
 
@@ -197,7 +198,7 @@ def _valid(path: Path) -> dict | None:
 
 
 def _cli(stores, out, k):
-    return [sys.executable, "-m", "largeemb", "evaluate", stores["real"], stores["fake"], "--out", str(out), "--k", str(k)]
+    return [sys.executable, "-m", "largeemb", "evaluate", stores["real"], stores["fake"], "--out", str(out), "--k", str(k), "--tsne-samples", "200"]
 
 
 @pytest.fixture(scope="module")

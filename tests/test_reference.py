@@ -63,7 +63,7 @@ def test_cli_build_info_evaluate(stores, tmp_path):
     assert again.exit_code == 2 and "--force" in again.output
     info = runner.invoke(app, ["reference", "info", ref])
     assert info.exit_code == 0 and json.loads(info.output)["k"] == [3, 5]
-    evaluated = runner.invoke(app, ["evaluate", ref, fake, "--out", out, "--k", "5,3"])
+    evaluated = runner.invoke(app, ["evaluate", ref, fake, "--out", out, "--k", "5,3", "--no-plots"])
     assert evaluated.exit_code == 0, evaluated.output
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert set(metrics["by_k"]) == {"5", "3"}
@@ -74,7 +74,7 @@ def test_cli_build_info_evaluate(stores, tmp_path):
 def test_samples_store_matches_result(stores, tmp_path):
     real, fake = stores
     out = tmp_path / "out"
-    assert runner.invoke(app, ["evaluate", real, fake, "--out", str(out), "--k", "3"]).exit_code == 0
+    assert runner.invoke(app, ["evaluate", real, fake, "--out", str(out), "--k", "3", "--no-plots"]).exit_code == 0
     result = largeemb.evaluate(real, fake, k=3)
     group = zarr.open_group(str(out / "samples.zarr"), mode="r")
     np.testing.assert_array_equal(group["fake/realism"][...], result.fake_realism)

@@ -1,0 +1,254 @@
+"""Figures: arrays in, a matplotlib Figure out.
+
+Pure plotting: no file or store access, no computation beyond what a figure
+needs. Every function draws into ``ax`` when given (and returns its figure),
+else into a new figure of a readable size. The Agg backend is used, and
+nothing is ever shown on screen.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+REAL_COLOUR, FAKE_COLOUR = "tab:blue", "tab:orange"
+FIGSIZE = (8.0, 7.0)
+DPI = 150
+#: Share of a set's rows inside each contour line drawn for the fake density.
+CONTOUR_SHARES = (0.5, 0.9, 0.99)
+#: The density view is cropped to hold all but this share of rows on each side.
+CROP_TAIL = 0.0005
+METRIC_NAMES = ("precision", "recall", "density", "coverage")
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _axes(ax, figsize=FIGSIZE):
+    if ax is not None:
+        return ax.figure, ax
+    fig, ax = _pyplot().subplots(figsize=figsize, dpi=DPI, layout="constrained")
+    return fig, ax
+
+
+def _caption(fig, text: str | None) -> None:
+    """A wrapped note under the axes, with room kept for it in the layout."""
+    if not text:
+        return
+    import textwrap
+
+    lines = textwrap.wrap(text, width=int(fig.get_figwidth() * 17))
+    height = (len(lines) + 0.8) * 9.0 / 72 / fig.get_figheight()
+    fig.text(0.01, 0.008, "\n".join(lines), fontsize=7.5, ha="left", va="bottom", color="0.25")
+    engine = fig.get_layout_engine()
+    if engine is not None and hasattr(engine, "set"):
+        engine.set(rect=(0, height, 1, 1 - height))
+
+
+def _marker_size(points: int) -> float:
+    """Smaller dots for more points, so a few thousand stay apart and 20,000 do not blob."""
+    return float(np.clip(8000.0 / max(points, 1), 2.0, 12.0))
+
+
+def _interleaved(real: np.ndarray, fake: np.ndarray):
+    """Both sets in one seeded random order, so neither is always drawn on top."""
+    coords = np.concatenate([real, fake])
+    colours = np.array([REAL_COLOUR] * len(real) + [FAKE_COLOUR] * len(fake))
+    order = np.random.default_rng(0).permutation(len(coords))
+    return coords[order], colours[order]
+
+
+def _scatter_both(ax, real_coords, fake_coords, alpha, size_scale=1.0):
+    coords, colours = _interleaved(real_coords, fake_coords)
+    size = _marker_size(len(coords)) * size_scale
+    ax.scatter(coords[:, 0], coords[:, 1], s=size, c=colours, alpha=alpha, linewidths=0, rasterized=True)
+    # Legend handles drawn apart from the interleaved cloud.
+    ax.scatter([], [], s=30, color=REAL_COLOUR, label=f"real ({len(real_coords):,} shown)")
+    ax.scatter([], [], s=30, color=FAKE_COLOUR, label=f"fake ({len(fake_coords):,} shown)")
+
+
+def _share_levels(counts: np.ndarray, shares) -> list[float]:
+    """Count thresholds whose upper level sets hold the given shares of all rows."""
+    flat = np.sort(counts.ravel())[::-1]
+    total = np.cumsum(flat)
+    if total[-1] == 0:
+        return []
+    levels = [float(flat[min(np.searchsorted(total, share * total[-1]), len(flat) - 1)]) for share in shares]
+    return sorted(set(level for level in levels if level > 0))
+
+
+def _crop(edges: np.ndarray, marginal: np.ndarray) -> tuple[float, float]:
+    """Axis limits that leave out only the thinnest tails of a marginal count."""
+    cumulative = np.cumsum(marginal)
+    if cumulative[-1] == 0:
+        return float(edges[0]), float(edges[-1])
+    lo = np.searchsorted(cumulative, CROP_TAIL * cumulative[-1])
+    hi = np.searchsorted(cumulative, (1 - CROP_TAIL) * cumulative[-1])
+    low, high = float(edges[lo]), float(edges[min(hi + 1, len(edges) - 1)])
+    pad = 0.05 * (high - low)
+    return low - pad, high + pad
+
+
+def pca_figure(
+    real_coords: np.ndarray,
+    fake_coords: np.ndarray,
+    *,
+    real_radii: np.ndarray | None = None,
+    x_edges: np.ndarray | None = None,
+    y_edges: np.ndarray | None = None,
+    real_counts: np.ndarray | None = None,
+    fake_counts: np.ndarray | None = None,
+    title: str = "Real and fake on the real set's first two principal components",
+    axis_labels: tuple[str, str] = ("PC 1", "PC 2"),
+    caption: str | None = None,
+    ax=None,
+):
+    """Both sets on two principal axes.
+
+    ``real_coords``/``fake_coords`` are the points drawn (all rows of a small
+    set, or a subsample). ``real_radii`` (one per real point) draws each real
+    point's k-NN radius as a circle around the first ``len(real_radii)``
+    real points. With ``real_counts``/``fake_counts``
+    (2-D histograms of all rows on ``x_edges`` × ``y_edges``) the real
+    density is drawn as a log-scaled backdrop and the fake density as contour
+    lines holding 50/90/99 % of its rows, with the points on top.
+    """
+    from matplotlib.collections import EllipseCollection
+    from matplotlib import colormaps
+    from matplotlib.colors import ListedColormap, LogNorm
+
+    fig, ax = _axes(ax)
+    backdrop = real_counts is not None and fake_counts is not None
+    if backdrop:
+        real_counts = np.asarray(real_counts)
+        fake_counts = np.asarray(fake_counts)
+        shown = np.ma.masked_equal(real_counts.T, 0)
+        if shown.count():
+            # Light greys, so that the blue and orange points stay visible on top.
+            greys = ListedColormap(colormaps["Greys"](np.linspace(0.08, 0.65, 256)))
+            image = ax.pcolormesh(
+                x_edges, y_edges, shown, cmap=greys, norm=LogNorm(vmin=1, vmax=max(2, shown.max())), rasterized=True, zorder=0
+            )
+            fig.colorbar(image, ax=ax, shrink=0.8, pad=0.01, label="real rows per bin (all rows, log scale)")
+        fake_density = _smoothed(fake_counts)
+        levels = _share_levels(fake_density, CONTOUR_SHARES)
+        if levels:
+            x_mid, y_mid = (x_edges[:-1] + x_edges[1:]) / 2, (y_edges[:-1] + y_edges[1:]) / 2
+            ax.contour(x_mid, y_mid, fake_density.T, levels=levels, colors=FAKE_COLOUR, linewidths=1.2, zorder=2)
+            ax.plot([], [], color=FAKE_COLOUR, linewidth=1.2, label="fake density: 50/90/99 % of all rows")
+        ax.set_xlim(*_crop(x_edges, real_counts.sum(axis=1) + fake_counts.sum(axis=1)))
+        ax.set_ylim(*_crop(y_edges, real_counts.sum(axis=0) + fake_counts.sum(axis=0)))
+    _scatter_both(ax, np.asarray(real_coords), np.asarray(fake_coords), alpha=0.8 if backdrop else 0.6, size_scale=2.0 if backdrop else 1.0)
+    if real_radii is not None and len(real_radii):
+        diameters = 2 * np.asarray(real_radii, np.float64)
+        circles = EllipseCollection(
+            diameters, diameters, np.zeros_like(diameters), units="xy", offsets=np.asarray(real_coords)[: len(diameters)],
+            offset_transform=ax.transData, facecolors="none", edgecolors=REAL_COLOUR,
+            linewidths=0.5, alpha=float(np.clip(12.0 / len(diameters), 0.03, 0.4)), zorder=1,
+        )
+        ax.add_collection(circles, autolim=False)
+        ax.plot([], [], color=REAL_COLOUR, linewidth=0.8, label="real k-NN radius (full dim)")
+    if not backdrop:
+        ax.autoscale_view()
+    # Equal units on both axes, so circles are circles and PC 2's smaller spread shows.
+    ax.set_aspect("equal", adjustable="box" if backdrop else "datalim")
+    ax.set_xlabel(axis_labels[0])
+    ax.set_ylabel(axis_labels[1])
+    ax.set_title(title)
+    ax.legend(loc="best", fontsize="small", framealpha=0.85)
+    _caption(fig, caption)
+    return fig
+
+
+def _smoothed(counts: np.ndarray) -> np.ndarray:
+    """Counts blurred over about one bin, so contour lines follow the density, not bin noise."""
+    from scipy.ndimage import gaussian_filter
+
+    return gaussian_filter(np.asarray(counts, np.float64), sigma=1.5)
+
+
+def tsne_figure(
+    real_coords: np.ndarray,
+    fake_coords: np.ndarray,
+    *,
+    title: str = "t-SNE of a joint subsample",
+    caption: str | None = None,
+    ax=None,
+):
+    """t-SNE coordinates of the joint subsample, real and fake in two colours."""
+    fig, ax = _axes(ax)
+    _scatter_both(ax, np.asarray(real_coords), np.asarray(fake_coords), alpha=0.6)
+    ax.set_xlabel("t-SNE 1")
+    ax.set_ylabel("t-SNE 2")
+    ax.tick_params(labelbottom=False, labelleft=False)  # t-SNE axes have no units
+    ax.set_title(title)
+    ax.legend(loc="upper right", fontsize="small", framealpha=0.85)
+    _caption(fig, caption)
+    return fig
+
+
+def k_sweep_figure(ks, by_k: dict, *, title: str = "Metrics against k", ax=None):
+    """Precision, recall, density and coverage for each evaluated k.
+
+    ``by_k`` maps each k (int or str) to a dict holding the four metrics.
+    """
+    fig, ax = _axes(ax, figsize=(7.0, 5.0))
+    ks = sorted(int(k) for k in ks)
+    lookup = {int(k): v for k, v in by_k.items()}
+    for name in METRIC_NAMES:
+        ax.plot(ks, [lookup[k][name] for k in ks], marker="o", label=name)
+    ax.axhline(1.0, color="0.6", linewidth=0.8, linestyle="--", zorder=0)
+    ax.set_xticks(ks)
+    ax.set_xlabel("k (nearest neighbours defining each ball)")
+    ax.set_ylabel("value (density can exceed 1)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return fig
+
+
+def _doubling_bins(largest: int) -> list[tuple[int, int]]:
+    """Count ranges 0, 1, 2, 3-4, 5-8, 9-16, ...: ball counts are heavy-tailed."""
+    bins, low = [(0, 0), (1, 1)], 2
+    while low <= largest:
+        high = 2 * low - 2 if low > 2 else 2
+        bins.append((low, high))
+        low = high + 1
+    return [(low, min(high, max(largest, 1))) for low, high in bins if low <= max(largest, 1)]
+
+
+def ball_count_figure(ks, bincounts: np.ndarray, *, title: str | None = None, ax=None):
+    """Share of fake rows by the number of real k-NN balls holding them, one bar colour per k.
+
+    ``bincounts[q, c]`` is the number of fake rows inside exactly ``c`` real
+    balls for the q-th k. Counts are grouped in doubling ranges; rows in no
+    ball at all are the 1 - precision share.
+    """
+    fig, ax = _axes(ax, figsize=(8.0, 5.0))
+    bincounts = np.asarray(bincounts, np.float64)
+    rows = bincounts[0].sum()
+    bins = _doubling_bins(bincounts.shape[1] - 1)
+    width = 0.8 / len(ks)
+    for q, k in enumerate(ks):
+        shares = [bincounts[q, low : high + 1].sum() / rows for low, high in bins]
+        ax.bar(np.arange(len(bins)) + (q - (len(ks) - 1) / 2) * width, shares, width=width,
+               label=f"k={k}: {shares[0]:.1%} in no ball")
+    ax.set_xticks(np.arange(len(bins)), [str(low) if low == high else f"{low}-{high}" for low, high in bins],
+                  rotation=45 if len(bins) > 10 else 0)
+    ax.set_xlabel("real k-NN balls holding a fake row")
+    ax.set_ylabel("share of fake rows")
+    ax.set_title(title or f"Ball counts of {int(rows):,} fake rows (density = mean count / k)")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize="small")
+    return fig
+
+
+def save(fig, path: str) -> None:
+    """Write a figure as PNG and release its memory."""
+    fig.savefig(path, dpi=DPI)
+    _pyplot().close(fig)

@@ -1,0 +1,229 @@
+"""The plot stage: an evaluation's projection becomes saved plot data
+(``projection.npz``) and figures; ``redraw`` makes the figures again from
+that data and ``metrics.json`` alone, without touching the embeddings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import numpy as np
+
+from .errors import InputError
+
+PROJECTION_FILE = "projection.npz"
+PCA_PNG, TSNE_PNG, K_SWEEP_PNG, BALL_COUNTS_PNG = "pca.png", "tsne.png", "k_sweep.png", "ball_counts.png"
+#: Every file this stage may write (all are in output.RESULT_FILES, so a
+#: --force run removes those of an earlier run that it does not write again).
+PLOT_FILES = (PROJECTION_FILE, PCA_PNG, TSNE_PNG, K_SWEEP_PNG, BALL_COUNTS_PNG)
+PLOT_DATA_VERSION = 1
+#: Over a density backdrop, radii are drawn for this many real points only:
+#: thousands of full-dimensional balls would hide the backdrop.
+CIRCLES_ON_BACKDROP = 100
+METRICS_FILE = "metrics.json"
+
+
+def plot_data(result) -> dict[str, np.ndarray]:
+    """Everything the figures need, as named arrays; runs t-SNE on the joint subsample."""
+    from . import projection as proj
+
+    p = result.projection
+    real_tsne = fake_tsne = np.zeros((0, 2))
+    if len(p.real.tsne_index) and len(p.fake.tsne_index):
+        embedding = proj.tsne(
+            np.concatenate([p.real.tsne_rows, p.fake.tsne_rows]),
+            np.concatenate([p.real.tsne_init, p.fake.tsne_init]),
+            seed=result.params["seed"],
+        )
+        real_tsne, fake_tsne = embedding[: len(p.real.tsne_index)], embedding[len(p.real.tsne_index) :]
+    counts = result.fake_counts
+    ball_counts = np.zeros((counts.shape[1], int(counts.max()) + 1), dtype=np.int64)
+    for q in range(counts.shape[1]):
+        ball_counts[q] = np.bincount(counts[:, q], minlength=ball_counts.shape[1])
+    return {
+        "version": np.array(PLOT_DATA_VERSION),
+        "pca_method": np.array(p.method),
+        "real_rows": np.array(result.real["rows"]),
+        "fake_rows": np.array(result.fake["rows"]),
+        "ks": np.array(result.params["k"]),
+        "pca_mean": p.basis.mean,
+        "pca_components": p.basis.components,
+        "explained_variance": p.basis.explained_variance,
+        "explained_variance_ratio": p.basis.explained_variance_ratio,
+        "x_edges": p.real.histogram.x_edges,
+        "y_edges": p.real.histogram.y_edges,
+        "real_counts": p.real.histogram.counts,
+        "fake_counts": p.fake.histogram.counts,
+        "real_outside": np.array(p.real.histogram.outside),
+        "fake_outside": np.array(p.fake.histogram.outside),
+        "real_plot_index": p.real.plot_index,
+        "fake_plot_index": p.fake.plot_index,
+        "real_plot_coords": p.real.plot_coords,
+        "fake_plot_coords": p.fake.plot_coords,
+        "real_plot_radii": result.real_radii[p.real.plot_index],
+        "real_tsne_index": p.real.tsne_index,
+        "fake_tsne_index": p.fake.tsne_index,
+        "real_tsne_coords": real_tsne,
+        "fake_tsne_coords": fake_tsne,
+        "ball_counts": ball_counts,
+    }
+
+
+def write_plots(result, directory: str) -> list[str]:
+    """Save plot data and draw every figure into ``directory`` (a staging directory).
+
+    Adds the stage's timings (``tsne``, ``plots``) to ``result.timings_s``.
+    Returns the names of the files written.
+    """
+    start = time.perf_counter()
+    data = plot_data(result)
+    tsne_done = time.perf_counter()
+    with open(os.path.join(directory, PROJECTION_FILE), "wb") as fh:
+        np.savez_compressed(fh, **data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    written = [PROJECTION_FILE] + draw(data, result.to_dict(), directory)
+    timings = result.timings_s
+    timings["tsne"] = tsne_done - start
+    timings["plots"] = time.perf_counter() - tsne_done
+    timings["total"] = sum(v for key, v in timings.items() if key != "total")
+    return written
+
+
+def load_run(directory: str) -> tuple[dict[str, np.ndarray], dict]:
+    """Plot data and metrics of a finished run; a clear error when there is none."""
+    metrics_path = os.path.join(directory, METRICS_FILE)
+    data_path = os.path.join(directory, PROJECTION_FILE)
+    if not os.path.isfile(metrics_path):
+        raise InputError(
+            "no largeemb result found (no metrics.json)",
+            f"in {directory}",
+            "pass the --out directory of a finished `largeemb evaluate` run",
+        )
+    if not os.path.isfile(data_path):
+        raise InputError(
+            f"the run holds no plot data ({PROJECTION_FILE} is missing; was it run with --no-plots?)",
+            f"in {directory}",
+            "rerun `largeemb evaluate` without --no-plots",
+        )
+    try:
+        with open(metrics_path) as fh:
+            metrics = json.load(fh)
+        with np.load(data_path, allow_pickle=False) as npz:
+            data = {name: npz[name] for name in npz.files}
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read the saved run ({exc})", f"in {directory}", "rerun `largeemb evaluate`") from None
+    if int(data.get("version", -1)) != PLOT_DATA_VERSION:
+        raise InputError(
+            f"{PROJECTION_FILE} has plot data version {data.get('version')}, this largeemb reads {PLOT_DATA_VERSION}",
+            f"in {directory}",
+            "rerun `largeemb evaluate` with this version",
+        )
+    return data, metrics
+
+
+def redraw(directory: str, out: str | None = None, force: bool = False) -> list[str]:
+    """Draw every figure of the run in ``directory`` again, into ``out`` (default: the same directory).
+
+    The run's own figures are replaced; figures in another directory only with ``force``.
+    """
+    from .output import Staging
+
+    data, metrics = load_run(directory)
+    out = out or directory
+    elsewhere = os.path.isdir(out) and not os.path.samefile(out, directory)
+    if elsewhere and not force:
+        taken = [name for name in PLOT_FILES if os.path.exists(os.path.join(out, name))]
+        if taken:
+            raise InputError(
+                f"{', '.join(taken)} already exist", f"in {out}", "choose another --out or pass --force to replace them"
+            )
+    with Staging(out) as staging:
+        written = draw(data, metrics, staging.path)
+        staging.publish(force=True, last=PCA_PNG)  # replaces figures only; metrics.json stays
+    return [os.path.join(out, name) for name in written]
+
+
+# -- figures from plot data --------------------------------------------------------
+
+
+def draw(data: dict, metrics: dict, directory: str) -> list[str]:
+    """Draw pca.png, tsne.png, ball_counts.png and (several k) k_sweep.png; returns their names."""
+    from . import plots
+
+    written = []
+    figures = [(PCA_PNG, pca_figure(data, metrics))]
+    if len(data["real_tsne_coords"]):
+        figures.append((TSNE_PNG, tsne_figure(data, metrics)))
+    ks = [int(k) for k in data["ks"]]
+    figures.append((BALL_COUNTS_PNG, plots.ball_count_figure(ks, data["ball_counts"])))
+    if len(ks) > 1:
+        figures.append((K_SWEEP_PNG, plots.k_sweep_figure(ks, metrics["by_k"])))
+    for name, fig in figures:
+        plots.save(fig, os.path.join(directory, name))
+        written.append(name)
+    return written
+
+
+def _headline(metrics: dict) -> str:
+    k = metrics["params"]["k"][0]
+    values = metrics["metrics"]
+    return f"density {values['density']:.3f}, coverage {values['coverage']:.3f} (k={k})"
+
+
+def pca_figure(data: dict, metrics: dict):
+    from . import plots
+
+    real_rows, fake_rows = int(data["real_rows"]), int(data["fake_rows"])
+    real_coords, fake_coords = data["real_plot_coords"], data["fake_plot_coords"]
+    k = metrics["params"]["k"][0]
+    dim = metrics["real"]["dim"]
+    space = " of unit rows (cosine)" if metrics["params"]["metric"] == "cosine" else ""
+    ratio = data["explained_variance_ratio"]
+    labels = tuple(f"PC {i + 1} ({ratio[i]:.1%} of real variance)" if i < len(ratio) else f"PC {i + 1}" for i in range(2))
+    everything = len(real_coords) == real_rows and len(fake_coords) == fake_rows
+    radii = data["real_plot_radii"][:, 0]
+    if not everything and len(radii) > CIRCLES_ON_BACKDROP:
+        # Circles go to the first points of a seeded shuffle, so any real point may get one.
+        order = np.random.default_rng(0).permutation(len(radii))
+        real_coords, radii = real_coords[order], radii[order][:CIRCLES_ON_BACKDROP]
+    who = "each real point's" if len(radii) == len(real_coords) else f"{len(radii)} real points'"
+    circles = f"Circles: {who} {k}-NN radius in the full {dim}-dim space{space}, shown for scale (a projection only shrinks distances)."
+    method = "IncrementalPCA" if str(data["pca_method"]) == "incremental" else "exact PCA"
+    if everything:
+        caption = f"All {real_rows:,} real and {fake_rows:,} fake rows. {circles} Basis: {method} of the real set{space}."
+        backdrop = {}
+    else:
+        outside = int(data["real_outside"]) + int(data["fake_outside"])
+        caption = (
+            f"Backdrop: all {real_rows:,} real rows (log density); orange lines hold 50/90/99 % of all {fake_rows:,} fake rows. "
+            f"Points: seeded subsample of {len(real_coords):,} real and {len(fake_coords):,} fake rows. {circles} "
+            f"Basis: {method} of the real set{space}."
+            + (f" {outside:,} rows fall beyond the binned range." if outside else "")
+        )
+        backdrop = dict(
+            x_edges=data["x_edges"], y_edges=data["y_edges"], real_counts=data["real_counts"], fake_counts=data["fake_counts"]
+        )
+    return plots.pca_figure(
+        real_coords,
+        fake_coords,
+        real_radii=radii,
+        title=f"PCA of real and fake: {_headline(metrics)}",
+        axis_labels=labels,
+        caption=caption,
+        **backdrop,
+    )
+
+
+def tsne_figure(data: dict, metrics: dict):
+    from . import plots
+
+    real, fake = data["real_tsne_coords"], data["fake_tsne_coords"]
+    return plots.tsne_figure(
+        real,
+        fake,
+        title=f"t-SNE of {len(real):,} real and {len(fake):,} fake rows: {_headline(metrics)}",
+        caption=f"Seeded subsample (seed {metrics['params']['seed']}) of each set, embedded together with openTSNE from PCA coordinates.",
+    )

@@ -1,0 +1,155 @@
+"""Figures: pure plot functions, the plot stage of `largeemb evaluate`, and `largeemb plot`."""
+
+import json
+
+import matplotlib.image
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from largeemb import plots, report
+from largeemb.cli import app
+
+runner = CliRunner()
+FIGURES = ("pca.png", "tsne.png", "k_sweep.png", "ball_counts.png")
+
+
+def test_backend_is_agg_and_plot_functions_draw_into_a_given_ax():
+    import matplotlib.pyplot as plt
+
+    rng = np.random.default_rng(0)
+    real, fake = rng.standard_normal((50, 2)), rng.standard_normal((40, 2)) + 1
+    fig, axes = plt.subplots(1, 4)
+    assert plots.pca_figure(real, fake, real_radii=np.full(50, 0.3), ax=axes[0]) is fig
+    assert plots.tsne_figure(real, fake, ax=axes[1]) is fig
+    by_k = {3: dict(precision=0.9, recall=0.8, density=1.1, coverage=0.7), 5: dict(precision=0.95, recall=0.85, density=1.0, coverage=0.8)}
+    assert plots.k_sweep_figure([3, 5], by_k, ax=axes[2]) is fig
+    assert plots.ball_count_figure([3, 5], np.array([[5, 20, 15], [2, 18, 20]]), ax=axes[3]) is fig
+    assert plt.get_backend().lower() == "agg"
+    plt.close(fig)
+
+
+def test_backdrop_figure_crops_to_the_rows_and_labels_everything():
+    rng = np.random.default_rng(1)
+    rows = rng.standard_normal((20_000, 2))
+    edges = np.linspace(-30, 30, 301)
+    counts, _, _ = np.histogram2d(rows[:, 0], rows[:, 1], bins=(edges, edges))
+    fig = plots.pca_figure(
+        rows[:100], rows[100:200], real_radii=np.full(10, 0.5), x_edges=edges, y_edges=edges,
+        real_counts=counts.astype(int), fake_counts=counts.astype(int), axis_labels=("PC 1 (x)", "PC 2 (y)"), caption="note",
+    )
+    ax = fig.axes[0]
+    low, high = ax.get_xlim()
+    assert -8 < low < -3 and 3 < high < 8  # not the whole ±30 binned range
+    assert ax.get_xlabel() == "PC 1 (x)" and ax.get_legend() is not None
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any("fake density" in t for t in labels) and any("radius" in t for t in labels)
+    plots.save(fig, "/dev/null")
+
+
+def synth_pair(tmp_path, real_rows=1500, fake_rows=1200):
+    real, fake = str(tmp_path / "r.zarr"), str(tmp_path / "f.zarr")
+    assert runner.invoke(app, ["synth", real, "--rows", str(real_rows), "--dim", "8"]).exit_code == 0
+    assert runner.invoke(app, ["synth", fake, "--rows", str(fake_rows), "--dim", "8", "--seed", "3", "--shift", "0.2", "--drop-modes", "2"]).exit_code == 0
+    return real, fake
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("run")
+    real, fake = synth_pair(tmp)
+    out = tmp / "out"
+    result = runner.invoke(
+        app, ["evaluate", real, fake, "--out", str(out), "--k", "3,5", "--tsne-samples", "250", "--plot-samples", "300"]
+    )
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def pixels(path):
+    return matplotlib.image.imread(str(path))
+
+
+def test_evaluate_writes_every_figure_and_the_plot_data(run_dir):
+    for name in FIGURES:
+        image = pixels(run_dir / name)
+        assert image.shape[0] >= 600 and image.shape[1] >= 900  # readable size
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["params"]["tsne_samples"] == 250 and metrics["params"]["pca"] == "moments"
+    assert {"projection", "tsne", "plots"} <= set(metrics["timings_s"])
+    data, _ = report.load_run(str(run_dir))
+    # More rows than --plot-samples: a backdrop of every row, a subsample on top.
+    assert data["real_counts"].sum() + data["real_outside"] == 1500
+    assert data["fake_counts"].sum() + data["fake_outside"] == 1200
+    assert len(data["real_plot_coords"]) == 300 and len(data["real_tsne_coords"]) == 250
+    assert data["ball_counts"].shape[0] == 2 and data["ball_counts"][0].sum() == 1200
+    assert not list(run_dir.glob(".staging-*"))
+
+
+def test_plot_command_reproduces_the_figures(run_dir, tmp_path):
+    before = {name: pixels(run_dir / name) for name in FIGURES}
+    again = tmp_path / "again"
+    result = runner.invoke(app, ["plot", str(run_dir), "--out", str(again)])
+    assert result.exit_code == 0, result.output
+    for name in FIGURES:
+        np.testing.assert_array_equal(pixels(again / name), before[name])
+    refused = runner.invoke(app, ["plot", str(run_dir), "--out", str(again)])
+    assert refused.exit_code == 2 and "--force" in refused.output
+    assert runner.invoke(app, ["plot", str(run_dir), "--out", str(again), "--force"]).exit_code == 0
+    (run_dir / "pca.png").unlink()
+    assert runner.invoke(app, ["plot", str(run_dir)]).exit_code == 0
+    np.testing.assert_array_equal(pixels(run_dir / "pca.png"), before["pca.png"])
+
+
+def test_plot_command_refuses_a_directory_without_a_run(tmp_path):
+    result = runner.invoke(app, ["plot", str(tmp_path)])
+    assert result.exit_code == 2
+    assert result.output.startswith("error:") and "no largeemb result" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    missing = runner.invoke(app, ["plot", str(tmp_path / "nowhere")])
+    assert missing.exit_code == 2 and "error:" in missing.output
+
+
+def test_small_sets_draw_every_point_and_no_plots_leaves_no_stale_figures(tmp_path):
+    real, fake = synth_pair(tmp_path, 400, 300)
+    out = tmp_path / "out"
+    first = runner.invoke(app, ["evaluate", real, fake, "--out", str(out), "--k", "3,5", "--tsne-samples", "0"])
+    assert first.exit_code == 0, first.output
+    data, _ = report.load_run(str(out))
+    assert len(data["real_plot_coords"]) == 400 and len(data["fake_plot_coords"]) == 300
+    np.testing.assert_array_equal(data["real_plot_index"], np.arange(400))
+    assert (out / "pca.png").exists() and (out / "k_sweep.png").exists() and not (out / "tsne.png").exists()
+    again = runner.invoke(app, ["evaluate", real, fake, "--out", str(out), "--no-plots", "--force"])
+    assert again.exit_code == 0, again.output
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "samples.zarr"]
+    refused = runner.invoke(app, ["plot", str(out)])
+    assert refused.exit_code == 2 and "--no-plots" in refused.output
+
+
+def test_bad_plot_options_are_one_line_errors(tmp_path):
+    real, fake = synth_pair(tmp_path, 300, 300)
+    result = runner.invoke(app, ["evaluate", real, fake, "--out", str(tmp_path / "o"), "--pca", "svd"])
+    assert result.exit_code == 2 and result.output.startswith("error:") and "incremental" in result.output
+    assert not (tmp_path / "o" / "metrics.json").exists()
+
+
+def test_a_failing_plot_stage_keeps_the_metrics(tmp_path, monkeypatch):
+    real, fake = synth_pair(tmp_path, 300, 300)
+
+    def broken(result, directory):
+        raise RuntimeError("no fonts")
+
+    monkeypatch.setattr(report, "write_plots", broken)
+    result = runner.invoke(app, ["evaluate", real, fake, "--out", str(tmp_path / "o"), "--tsne-samples", "0"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert any("plots failed" in w and "no fonts" in w for w in metrics["warnings"])
+
+
+def test_one_dimensional_sets_still_plot(tmp_path):
+    import largeemb
+
+    rng = np.random.default_rng(2)
+    result = largeemb.evaluate(rng.standard_normal((300, 1)), rng.standard_normal((250, 1)) + 0.5, k=3, tsne_samples=100)
+    written = report.write_plots(result, str(tmp_path))
+    assert {"pca.png", "tsne.png", "projection.npz"} <= set(written)
