@@ -90,25 +90,16 @@ def evaluate(
 
     realism_radius = realism_radii(real_radii[:, 0]) if config.samples else None
     with _timed(timings, "cross"):
-        (memberships,) = engine.compute(
-            engine.cross_graph(
-                real_src, fake_src, centre, config.metric, real_radii, fake_radii, config.inclusive, config.block_rows, realism_radius
-            ),
-            workers=config.workers,
+        memberships = engine.cross_stage(
+            real_src, fake_src, centre, config.metric, real_radii, fake_radii, config.inclusive, config.block_rows,
+            realism_radius, config.workers,
         )
     per_sample = {}
     if config.samples:
         with _timed(timings, "samples"):
-            fake_parts, real_parts = engine.compute(
-                *engine.settle_graph(real_src, fake_src, centre, config.metric, memberships, realism_radius, config.block_rows),
-                workers=config.workers,
+            per_sample = engine.settle_stage(
+                real_src, fake_src, centre, config.metric, memberships, realism_radius, config.block_rows, config.workers
             )
-        per_sample = {
-            "fake_nearest_dist": np.concatenate([p[0] for p in fake_parts]),
-            "fake_nearest_real": np.concatenate([p[1] for p in fake_parts]),
-            "fake_realism": np.concatenate([p[2] for p in fake_parts]),
-            "real_nearest_dist": np.concatenate(real_parts),
-        }
 
     with _timed(timings, "fd"):
         fd = frechet_distance(real_moments.mean, real_moments.cov, fake_moments.mean, fake_moments.cov)

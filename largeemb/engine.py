@@ -9,7 +9,9 @@ merge in fixed binary trees, so results do not depend on scheduling.
 from __future__ import annotations
 
 import hashlib
+import operator
 import os
+import uuid
 from dataclasses import dataclass
 
 import dask
@@ -21,6 +23,30 @@ from .errors import InputError
 from .moments import Moments
 from .plan import PANEL_ROWS, RowBlock, bands, row_blocks, segments, tree
 from .store import Source
+
+
+class Graph:
+    """A plain dask task graph, built task by task.
+
+    Each ``dask.delayed`` call merges the whole graph upstream of its
+    arguments, which is quadratic in the task count when tasks chain (the
+    banded self pass of a million rows has tens of thousands). Here a task is
+    one dict entry: ``task()`` returns its key, and keys passed as arguments
+    (also inside lists) become the results of those tasks.
+    """
+
+    def __init__(self):
+        self.tasks: dict = {}
+        self._prefix = uuid.uuid4().hex[:12]
+
+    def task(self, label: str, func, *args):
+        key = (f"{label}-{self._prefix}", len(self.tasks))
+        self.tasks[key] = (func, *args)
+        return key
+
+    def tree(self, keys: list, combine, label: str):
+        """Combine ``keys`` pairwise in a fixed binary tree (deterministic order)."""
+        return tree(keys, lambda a, b: self.task(label, combine, a, b))
 
 
 def _one_thread():
@@ -105,12 +131,12 @@ def _merge_checks(a: SegmentCheck, b: SegmentCheck) -> SegmentCheck:
     )
 
 
-def moments_graph(source: Source, metric: str):
+def moments_graph(g: Graph, source: Source, metric: str):
     shift = np.asarray(source.read(0, 1), dtype=np.float64)[0]
     if not np.isfinite(shift).all():
         shift = np.zeros_like(shift)
-    parts = [dask.delayed(_moment_task)(source, seg, shift, metric) for seg in segments(source.rows)]
-    return tree(parts, dask.delayed(_merge_checks))
+    parts = [g.task("moments", _moment_task, source, seg, shift, metric) for seg in segments(source.rows)]
+    return g.tree(parts, _merge_checks, "moments-merge")
 
 
 def checked_moments(check: SegmentCheck, source: Source, role: str, metric: str) -> Moments:
@@ -165,8 +191,8 @@ def _finish_task(source, block, metric, nb, ks, kappa, max_sqnorm):
     return radii, unproven + block.start
 
 
-def radii_graph(source: Source, centre, metric: str, ks: tuple[int, ...], block_rows: int):
-    """Delayed list of (radii, unproven global rows) per block.
+def radii_graph(g: Graph, source: Source, centre, metric: str, ks: tuple[int, ...], block_rows: int):
+    """Keys of (radii, unproven global rows), one per block.
 
     Tiles run in bands: round r pairs every block a with block a + r, and each
     block's K best are merged between rounds, so every row's float32 bound
@@ -176,19 +202,19 @@ def radii_graph(source: Source, centre, metric: str, ks: tuple[int, ...], block_
     """
     blocks = row_blocks(source.rows, block_rows)
     K = knn.candidates_per_row(max(ks), source.rows)
-    diags = [dask.delayed(_diag_task)(source, b, centre, metric, K) for b in blocks]
+    diags = [g.task("knn-within", _diag_task, source, b, centre, metric, K) for b in blocks]
     state = list(diags)
     for band in bands(len(blocks)):
         offers = {}
         for a, b in band:
-            for_a, for_b = dask.delayed(_offdiag_task, nout=2)(source, blocks[a], blocks[b], centre, metric, state[a], state[b], K)
-            offers.setdefault(a, []).append(for_a)
-            offers.setdefault(b, []).append(for_b)
+            pair = g.task("knn-between", _offdiag_task, source, blocks[a], blocks[b], centre, metric, state[a], state[b], K)
+            offers.setdefault(a, []).append(g.task("knn-offer", operator.getitem, pair, 0))
+            offers.setdefault(b, []).append(g.task("knn-offer", operator.getitem, pair, 1))
         for x, batches in offers.items():
-            state[x] = dask.delayed(_merge_task)(state[x], *batches)
+            state[x] = g.task("knn-merge", _merge_task, state[x], *batches)
     kappa = sqdist_error_scale(source.dim)
-    max_sqnorm = dask.delayed(_max_sqnorm_task)(*diags)  # a scalar, so the diagonal results can be freed early
-    return [dask.delayed(_finish_task)(source, blk, metric, nb, ks, kappa, max_sqnorm) for blk, nb in zip(blocks, state)]
+    max_sqnorm = g.task("knn-max-norm", _max_sqnorm_task, *diags)  # a scalar, so diagonal results free early
+    return [g.task("knn-finish", _finish_task, source, blk, metric, nb, ks, kappa, max_sqnorm) for blk, nb in zip(blocks, state)]
 
 
 def collect_radii(per_block, source: Source, centre, metric: str, ks, block_rows: int) -> tuple[np.ndarray, int]:
@@ -212,8 +238,8 @@ def _cross_task(fake_src, real_src, fb, rb, centre, metric, fake_radii, real_rad
     return cross.block_pair(fake, real, fake_radii, real_radii, realism_radius, kappa, inclusive, PANEL_ROWS)
 
 
-def cross_graph(real_src, fake_src, centre, metric, real_radii, fake_radii, inclusive, block_rows, realism_radius=None):
-    """Delayed CrossPartial of the whole fake × real pass.
+def cross_graph(g: Graph, real_src, fake_src, centre, metric, real_radii, fake_radii, inclusive, block_rows, realism_radius=None):
+    """Key of the CrossPartial of the whole fake × real pass.
 
     ``realism_radius`` (per real row, 0 where it takes no part) turns on the
     per-sample values; None leaves them out.
@@ -228,14 +254,14 @@ def cross_graph(real_src, fake_src, centre, metric, real_radii, fake_radii, incl
     per_fake = []
     for fb in fake_blocks:
         parts = [
-            dask.delayed(_cross_task)(
-                fake_src, real_src, fb, rb, centre, metric, rows_of(fake_radii, fb), rows_of(real_radii, rb),
+            g.task(
+                "cross", _cross_task, fake_src, real_src, fb, rb, centre, metric, rows_of(fake_radii, fb), rows_of(real_radii, rb),
                 rows_of(realism_radius, rb), kappa, inclusive,
             )
             for rb in real_blocks
         ]
-        per_fake.append(tree(parts, dask.delayed(cross.CrossPartial.merge_real_blocks)))
-    return tree(per_fake, dask.delayed(cross.CrossPartial.merge_fake_blocks))
+        per_fake.append(g.tree(parts, cross.CrossPartial.merge_real_blocks, "cross-merge-real"))
+    return g.tree(per_fake, cross.CrossPartial.merge_fake_blocks, "cross-merge-fake")
 
 
 def _taker(source: Source, metric: str):
@@ -258,17 +284,17 @@ def _settle_real_task(real_src, fake_src, rb, centre, metric, nearest):
     return cross.settle_real(real, _taker(fake_src, metric), nearest)
 
 
-def settle_graph(real_src, fake_src, centre, metric, partial: cross.CrossPartial, realism_radius, block_rows):
-    """Delayed exact per-sample values from the cross pass's shortlists, block by block."""
+def settle_graph(g: Graph, real_src, fake_src, centre, metric, partial: cross.CrossPartial, realism_radius, block_rows):
+    """Keys of the exact per-sample values, block by block, from the cross pass's shortlists."""
     fake_parts = [
-        dask.delayed(_settle_fake_task)(
-            fake_src, real_src, fb, centre, metric,
+        g.task(
+            "settle-fake", _settle_fake_task, fake_src, real_src, fb, centre, metric,
             partial.fake_nearest.select(fb.start, fb.stop), partial.fake_realism.select(fb.start, fb.stop), realism_radius,
         )
         for fb in row_blocks(fake_src.rows, block_rows)
     ]
     real_parts = [
-        dask.delayed(_settle_real_task)(real_src, fake_src, rb, centre, metric, partial.real_nearest.select(rb.start, rb.stop))
+        g.task("settle-real", _settle_real_task, real_src, fake_src, rb, centre, metric, partial.real_nearest.select(rb.start, rb.stop))
         for rb in row_blocks(real_src.rows, block_rows)
     ]
     return fake_parts, real_parts
@@ -279,7 +305,8 @@ def settle_graph(real_src, fake_src, centre, metric, partial: cross.CrossPartial
 
 def moments_stage(sources_and_roles, metric: str, workers=None):
     """One streamed pass per source: checked moments and content fingerprints."""
-    checks = compute(*[moments_graph(src, metric) for src, _ in sources_and_roles], workers=workers)
+    g = Graph()
+    checks = run(g, [moments_graph(g, src, metric) for src, _ in sources_and_roles], workers)
     return [
         (checked_moments(check, src, role, metric), check.fingerprint(src))
         for check, (src, role) in zip(checks, sources_and_roles)
@@ -288,8 +315,30 @@ def moments_stage(sources_and_roles, metric: str, workers=None):
 
 def radii_stage(sources, centre, metric: str, ks, block_rows: int, workers=None):
     """Exact k-NN radii of each source: a list of ((rows, len(ks)) radii, fallback row count)."""
-    per_source = compute(*[radii_graph(src, centre, metric, ks, block_rows) for src in sources], workers=workers)
+    g = Graph()
+    per_source = run(g, [radii_graph(g, src, centre, metric, ks, block_rows) for src in sources], workers)
     return [collect_radii(blocks, src, centre, metric, ks, block_rows) for blocks, src in zip(per_source, sources)]
+
+
+def cross_stage(real_src, fake_src, centre, metric, real_radii, fake_radii, inclusive, block_rows, realism_radius=None, workers=None):
+    """The fake × real pass: a CrossPartial over all rows."""
+    g = Graph()
+    key = cross_graph(g, real_src, fake_src, centre, metric, real_radii, fake_radii, inclusive, block_rows, realism_radius)
+    return run(g, key, workers)
+
+
+def settle_stage(real_src, fake_src, centre, metric, partial, realism_radius, block_rows, workers=None) -> dict:
+    """Exact per-sample values (arrays named as EvaluationResult fields)."""
+    g = Graph()
+    fake_parts, real_parts = run(
+        g, list(settle_graph(g, real_src, fake_src, centre, metric, partial, realism_radius, block_rows)), workers
+    )
+    return {
+        "fake_nearest_dist": np.concatenate([p[0] for p in fake_parts]),
+        "fake_nearest_real": np.concatenate([p[1] for p in fake_parts]),
+        "fake_realism": np.concatenate([p[2] for p in fake_parts]),
+        "real_nearest_dist": np.concatenate(real_parts),
+    }
 
 
 # -- running -----------------------------------------------------------------
@@ -302,8 +351,20 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
+def run(g: Graph, outputs, workers: int | None = None):
+    """Run a task graph in-process on a thread pool, one BLAS thread per task.
+
+    ``outputs`` is a key or a (nested) list of keys; results come back in the same shape.
+    """
+    import dask.threaded
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        return dask.threaded.get(g.tasks, outputs, num_workers=workers or cores())
+
+
 def compute(*graphs, workers: int | None = None):
-    """Run delayed graphs in-process on a thread pool, one BLAS thread per task."""
+    """Run dask collections (e.g. small delayed graphs) in-process, one BLAS thread per task."""
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(1):

@@ -76,9 +76,9 @@ def main():
     for samples in (False, True):
         realism = api.realism_radii(real_radii[:, 0]) if samples else None
         start = time.perf_counter()
-        (partial,) = engine.compute(engine.cross_graph(real_src, fake_src, centre, "euclidean", real_radii, fake_radii, False, block, realism))
+        partial = engine.cross_stage(real_src, fake_src, centre, "euclidean", real_radii, fake_radii, False, block, realism)
         if samples:
-            engine.compute(*engine.settle_graph(real_src, fake_src, centre, "euclidean", partial, realism, block))
+            engine.settle_stage(real_src, fake_src, centre, "euclidean", partial, realism, block)
         cross_s = time.perf_counter() - start
         flops = 2.0 * n * n * dim
         label = "cross pass + samples" if samples else "cross pass          "

@@ -83,7 +83,7 @@ def test_existing_result_survives_failed_reruns_and_force_replaces_only_on_succe
         raise RuntimeError("worker lost")
 
     with monkeypatch.context() as patch:
-        patch.setattr(engine, "cross_graph", crash)
+        patch.setattr(engine, "cross_stage", crash)
         crashed = _evaluate(stores, out, "--k", "5", "--force")
     assert crashed.exit_code != 0 and isinstance(crashed.exception, RuntimeError)
     unchanged()

@@ -61,8 +61,8 @@ def test_moments_basis_matches_sklearn_pca(data, oracle_pca, chunk):
 def test_moments_pass_of_evaluate_gives_the_same_basis(data, oracle_pca, write_zarr):
     """Through the real moments pass: a store whose chunks do not divide the rows, several workers."""
     source = open_source(write_zarr("pca.zarr", data, chunks=(1234, 24)))
-    check = engine.compute(engine.moments_graph(source, "euclidean"), workers=3)[0]
-    basis = projection.basis_from_moments(check.moments)
+    [(moments, _)] = engine.moments_stage([(source, "real")], "euclidean", workers=3)
+    basis = projection.basis_from_moments(moments)
     assert component_angles_deg(basis.components, oracle_pca.components_).max() < 1e-4
     np.testing.assert_allclose(basis.explained_variance, oracle_pca.explained_variance_, rtol=1e-8)
 
@@ -99,9 +99,9 @@ def test_subsample_depends_only_on_rows_size_and_seed():
 
 
 def run_project(source_a, source_b, workers=None, method="moments"):
-    moments = engine.compute(engine.moments_graph(source_a, "euclidean"), engine.moments_graph(source_b, "euclidean"))
+    (real_moments, _), (fake_moments, _) = engine.moments_stage([(source_a, "real"), (source_b, "fake")], "euclidean")
     return projection.project(
-        source_a, source_b, moments[0].moments, moments[1].moments, metric="euclidean", method=method,
+        source_a, source_b, real_moments, fake_moments, metric="euclidean", method=method,
         plot_samples=150, tsne_samples=400, seed=11, workers=workers,
     )
 
