@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from contextlib import contextmanager
 
 import numpy as np
 
-from . import engine
+from . import checkpoint, engine, execution
 from .config import EvaluateConfig
 from .errors import InputError
 from .moments import frechet_distance
 from .result import EvaluationResult, metrics_from_memberships
 from .store import Source, open_source
+
+logger = logging.getLogger("largeemb")
 
 #: Below this many rows k-NN radii are unstable (Naeem et al. 2020).
 SMALL_SET_ROWS = 1000
@@ -27,6 +30,9 @@ def evaluate(
     *,
     real_array: str | None = None,
     fake_array: str | None = None,
+    client=None,
+    checkpoint_dir: str | None = None,
+    resume: bool = False,
     **options,
 ) -> EvaluationResult:
     """Compare a fake (generated) embedding set with a real one, exactly.
@@ -43,6 +49,18 @@ def evaluate(
     real_array, fake_array
         Array names inside zarr groups (default: the only 2-D array, else
         ``embeddings``).
+    client
+        A ``dask.distributed.Client``: run on its cluster (wins over the
+        config's ``scheduler`` and ``workers``). Workers open the stores
+        themselves, so on a cluster both sets must be paths or URLs every
+        worker can read; in-memory arrays are refused.
+    checkpoint_dir
+        Keep each finished task here (one ``.npz`` each), so that an
+        interrupted run can resume. Must be visible to every worker. The
+        caller removes it once the result is safe (the CLI uses ``OUT/.work``).
+    resume
+        Continue the unfinished work found in ``checkpoint_dir``; without it,
+        unfinished work there is an error (never silently reused or lost).
 
     Returns
     -------
@@ -63,30 +81,19 @@ def evaluate(
     real_src = open_source(real, real_array, role="real")
     fake_src = open_source(fake, fake_array, role="fake")
     warnings = _check_pair(real_src, fake_src, config)
+    execution.check_sources(config, client, real_src, fake_src)
+    store = None
+    if checkpoint_dir is not None:
+        store = checkpoint.open_store(checkpoint_dir, _checkpoint_fingerprint(real_src, fake_src, config), resume)
     timings: dict[str, float] = {}
-
-    with _timed(timings, "moments"):
-        real_check, fake_check = engine.compute(
-            engine.moments_graph(real_src, config.metric), engine.moments_graph(fake_src, config.metric), workers=config.workers
+    with execution.open_run(config, client, store) as run:
+        logger.info("running %s", run.executor.describe())
+        execution.check_reachable(run, (real_src, fake_src), checkpoint_dir)
+        real_moments, fake_moments, real_radii, fake_radii, real_unproven, fake_unproven, memberships = _passes(
+            real_src, fake_src, config, timings
         )
-    real_moments = engine.checked_moments(real_check, real_src, "real", config.metric)
-    fake_moments = engine.checked_moments(fake_check, fake_src, "fake", config.metric)
-    centre = real_moments.metric_mean.astype(np.float32)
-
-    with _timed(timings, "radii"):
-        real_blocks, fake_blocks = engine.compute(
-            engine.radii_graph(real_src, centre, config.metric, config.k, config.block_rows),
-            engine.radii_graph(fake_src, centre, config.metric, config.k, config.block_rows),
-            workers=config.workers,
-        )
-        real_radii, real_unproven = engine.collect_radii(real_blocks, real_src, centre, config.metric, config.k, config.block_rows)
-        fake_radii, fake_unproven = engine.collect_radii(fake_blocks, fake_src, centre, config.metric, config.k, config.block_rows)
-
-    with _timed(timings, "cross"):
-        (memberships,) = engine.compute(
-            engine.cross_graph(real_src, fake_src, centre, config.metric, real_radii, fake_radii, config.inclusive, config.block_rows),
-            workers=config.workers,
-        )
+        if store is not None:
+            logger.info("%s", run.summary())
 
     with _timed(timings, "fd"):
         fd = frechet_distance(real_moments.mean, real_moments.cov, fake_moments.mean, fake_moments.cov)
@@ -109,6 +116,50 @@ def evaluate(
         real_covered=memberships.real_covered,
         real_recalled=memberships.real_recalled,
     )
+
+
+def _passes(real_src: Source, fake_src: Source, config: EvaluateConfig, timings: dict):
+    """The three passes over the data, on the current run's executor."""
+    Tasks = execution.Tasks
+    with _timed(timings, "moments"):
+        real_check, fake_check = engine.compute(
+            engine.moments_graph(real_src, config.metric, Tasks("moments-real")),
+            engine.moments_graph(fake_src, config.metric, Tasks("moments-fake")),
+            label="moments",
+        )
+    real_moments = engine.checked_moments(real_check, real_src, "real", config.metric)
+    fake_moments = engine.checked_moments(fake_check, fake_src, "fake", config.metric)
+    centre = real_moments.metric_mean.astype(np.float32)
+
+    with _timed(timings, "radii"):
+        real_blocks, fake_blocks = engine.compute(
+            engine.radii_graph(real_src, centre, config.metric, config.k, config.block_rows, Tasks("radii-real")),
+            engine.radii_graph(fake_src, centre, config.metric, config.k, config.block_rows, Tasks("radii-fake")),
+            label="radii",
+        )
+        real_radii, real_unproven = engine.collect_radii(real_blocks, real_src, centre, config.metric, config.k, config.block_rows)
+        fake_radii, fake_unproven = engine.collect_radii(fake_blocks, fake_src, centre, config.metric, config.k, config.block_rows)
+
+    with _timed(timings, "cross"):
+        (memberships,) = engine.compute(
+            engine.cross_graph(
+                real_src, fake_src, centre, config.metric, real_radii, fake_radii, config.inclusive, config.block_rows, Tasks("cross")
+            ),
+            label="cross",
+        )
+    return real_moments, fake_moments, real_radii, fake_radii, real_unproven, fake_unproven, memberships
+
+
+def _checkpoint_fingerprint(real: Source, fake: Source, config: EvaluateConfig) -> dict:
+    """What must match for a resumed run to reuse finished tasks (not where it runs)."""
+    from . import __version__
+
+    return {
+        "real": checkpoint.quick_fingerprint(real),
+        "fake": checkpoint.quick_fingerprint(fake),
+        "params": _params(config),
+        "largeemb": __version__,
+    }
 
 
 def _check_pair(real: Source, fake: Source, config: EvaluateConfig) -> list[str]:

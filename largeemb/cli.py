@@ -6,6 +6,7 @@ commands, so ``largeemb --help`` stays fast.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from typing import Annotated, Optional
@@ -59,13 +60,42 @@ def _report(result, out: str) -> None:
     typer.echo(f"wrote {os.path.join(out, 'metrics.json')}")
 
 
-def _evaluate_to(real, fake, out: str, config: EvaluateConfig, real_array, fake_array, force: bool):
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time (test runners swap it)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _):
+        pass
+
+
+def _log_to_stderr() -> None:
+    """Progress and run notes go to stderr as ``largeemb: ...`` lines."""
+    logger = logging.getLogger("largeemb")
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("largeemb: %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
+def _evaluate_to(real, fake, out: str, config: EvaluateConfig, real_array, fake_array, force: bool, resume: bool = False):
+    """Evaluate with finished tasks kept in ``out/.work`` (removed once the result is published)."""
     from .api import evaluate
+    from .checkpoint import WORK_DIR, discard
     from .output import check_output_dir, write_result
 
     check_output_dir(out, force)
-    result = evaluate(real, fake, config, real_array=real_array, fake_array=fake_array)
+    work = os.path.join(out, WORK_DIR)
+    if force and not resume:
+        discard(work)
+    _log_to_stderr()
+    result = evaluate(real, fake, config, real_array=real_array, fake_array=fake_array, checkpoint_dir=work, resume=resume)
     write_result(result.to_dict(), out)
+    discard(work)
     return result
 
 
@@ -80,15 +110,28 @@ def evaluate(
     real_array: Annotated[Optional[str], typer.Option(help="Array name when REAL is a group.")] = None,
     fake_array: Annotated[Optional[str], typer.Option(help="Array name when FAKE is a group.")] = None,
     block_rows: Annotated[int, typer.Option(help="Rows per streamed block; a tile is block x block.")] = DEFAULTS.block_rows,
-    workers: Annotated[Optional[int], typer.Option(help="Threads for the in-process run (default: all cores).")] = None,
+    scheduler: Annotated[Optional[str], typer.Option(help="Run on the running dask cluster at this address (e.g. tcp://host:8786).")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Start a LocalCluster of N worker processes (default: run in-process).")] = None,
+    threads_per_worker: Annotated[
+        Optional[int], typer.Option(help="Task threads per worker (in-process: of this process); default: cores / workers.")
+    ] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from the finished tasks kept in OUT/.work.")] = False,
     force: Force = False,
     debug: Debug = False,
 ):
     """Evaluate FAKE against REAL and write metrics.json to --out."""
 
     def action():
-        config = EvaluateConfig(k=_parse_k(k), metric=metric, inclusive=inclusive, block_rows=block_rows, workers=workers)
-        _report(_evaluate_to(real, fake, out, config, real_array, fake_array, force), out)
+        config = EvaluateConfig(
+            k=_parse_k(k),
+            metric=metric,
+            inclusive=inclusive,
+            block_rows=block_rows,
+            workers=workers,
+            threads_per_worker=threads_per_worker,
+            scheduler=scheduler,
+        )
+        _report(_evaluate_to(real, fake, out, config, real_array, fake_array, force, resume), out)
 
     _run(debug, action)
 

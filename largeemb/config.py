@@ -20,6 +20,12 @@ class EvaluateConfig:
 
     ``k`` holds one or more neighbour counts; the first is the primary one
     reported under ``metrics`` in ``metrics.json``.
+
+    Where it runs (never what it computes): ``scheduler`` is the address of a
+    running dask cluster; ``workers`` starts a LocalCluster of that many worker
+    processes; with neither the job runs in-process. ``threads_per_worker`` is
+    the task threads of each worker (in-process: of this process; default: the
+    cores divided among the workers).
     """
 
     k: tuple[int, ...] = (5,)
@@ -28,6 +34,8 @@ class EvaluateConfig:
     block_rows: int = DEFAULT_BLOCK_ROWS
     seed: int = 0
     workers: int | None = None
+    threads_per_worker: int | None = None
+    scheduler: str | None = None
     extra: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self):
@@ -50,6 +58,20 @@ class EvaluateConfig:
                 f"block_rows must be at least 64, got {self.block_rows}",
                 "in the job configuration",
                 "use a larger --block-rows (default 4096)",
+            )
+        for name in ("workers", "threads_per_worker"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise InputError(
+                    f"{name} must be a whole number >= 1, got {value!r}",
+                    "in the job configuration",
+                    f"pass e.g. --{name.replace('_', '-')} 2",
+                )
+        if self.scheduler and self.workers:
+            raise InputError(
+                "--scheduler and --workers both given",
+                "in the job configuration",
+                "use --scheduler to join a running cluster, or --workers to start one here",
             )
         if self.extra:
             raise InputError(

@@ -4,6 +4,11 @@ Every task receives a :class:`~largeemb.store.Source` and row ranges, opens
 the store and reads its own blocks: the graph carries locations and small
 per-row bookkeeping (radii, bounds), never embedding data. Partial results
 merge in fixed binary trees, so results do not depend on scheduling.
+
+Units of work (tiles, per-block results, the roots of merge trees) are named
+through :class:`~largeemb.execution.Tasks`, which counts them for progress and
+keeps them on disk when the run keeps checkpoints; how graphs run is
+:mod:`largeemb.execution`'s business.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from dataclasses import dataclass
 import dask
 import numpy as np
 
-from . import cross, knn
+from . import cross, execution, knn
 from .distance import Block, metric_rows, prepare_block, sqdist_error_scale
 from .errors import InputError
 from .moments import Moments
@@ -30,6 +35,19 @@ def _one_thread():
     import faiss
 
     faiss.omp_set_num_threads(1)
+
+
+def thread_probe_task() -> dict:
+    """What a task sees of threads once it has set them up as the tile tasks do."""
+    import faiss
+    from threadpoolctl import threadpool_info
+
+    _one_thread()
+    return {
+        "faiss": faiss.omp_get_max_threads(),
+        "blas": {info["filepath"]: info["num_threads"] for info in threadpool_info()},
+        "pid": os.getpid(),
+    }
 
 
 def load_block(source: Source, block: RowBlock, centre: np.ndarray, metric: str) -> Block:
@@ -73,12 +91,14 @@ def _merge_checks(a: SegmentCheck, b: SegmentCheck) -> SegmentCheck:
     return SegmentCheck(a.moments.merge(b.moments), first(a.first_nonfinite, b.first_nonfinite), first(a.first_zero, b.first_zero))
 
 
-def moments_graph(source: Source, metric: str):
+def moments_graph(source: Source, metric: str, tasks: execution.Tasks | None = None):
+    tasks = tasks or execution.Tasks("moments")
     shift = np.asarray(source.read(0, 1), dtype=np.float64)[0]
     if not np.isfinite(shift).all():
         shift = np.zeros_like(shift)
+    (shift,) = tasks.share([shift])
     parts = [dask.delayed(_moment_task)(source, seg, shift, metric) for seg in segments(source.rows)]
-    return tree(parts, dask.delayed(_merge_checks))
+    return tasks.root("all", tree(parts, dask.delayed(_merge_checks)))
 
 
 def checked_moments(check: SegmentCheck, source: Source, role: str, metric: str) -> Moments:
@@ -129,13 +149,15 @@ def _finish_task(source, block, metric, nb, ks, kappa, *diags):
     return radii, unproven + block.start
 
 
-def radii_graph(source: Source, centre, metric: str, ks: tuple[int, ...], block_rows: int):
+def radii_graph(source: Source, centre, metric: str, ks: tuple[int, ...], block_rows: int, tasks: execution.Tasks | None = None):
     """Delayed list of (radii, unproven global rows) per block."""
+    tasks = tasks or execution.Tasks("radii")
+    (centre,) = tasks.share([centre])
     blocks = row_blocks(source.rows, block_rows)
     K = knn.candidates_per_row(max(ks), source.rows)
-    diags = [dask.delayed(_diag_task)(source, b, centre, metric, K) for b in blocks]
+    diags = [tasks(f"diag-{b.index}", _diag_task, source, b, centre, metric, K) for b in blocks]
     tiles = {
-        (a.index, b.index): dask.delayed(_offdiag_task, nout=2)(source, a, b, centre, metric, diags[a.index], diags[b.index], K)
+        (a.index, b.index): tasks(f"offdiag-{a.index}-{b.index}", _offdiag_task, source, a, b, centre, metric, diags[a.index], diags[b.index], K)
         for a, b in self_tiles(blocks)
     }
     merged = []
@@ -143,7 +165,7 @@ def radii_graph(source: Source, centre, metric: str, ks: tuple[int, ...], block_
         mine = [(tiles[key], 0 if key[0] == blk.index else 1) for key in sorted(tiles) if blk.index in key]
         merged.append(dask.delayed(_merge_task)(diags[blk.index], *[t for t, _ in mine], *[s for _, s in mine]))
     kappa = sqdist_error_scale(source.dim)
-    return [dask.delayed(_finish_task)(source, blk, metric, nb, ks, kappa, *diags) for blk, nb in zip(blocks, merged)]
+    return [tasks(f"finish-{blk.index}", _finish_task, source, blk, metric, nb, ks, kappa, *diags) for blk, nb in zip(blocks, merged)]
 
 
 def collect_radii(per_block, source: Source, centre, metric: str, ks, block_rows: int) -> tuple[np.ndarray, int]:
@@ -167,35 +189,38 @@ def _cross_task(fake_src, real_src, fb, rb, centre, metric, fake_radii, real_rad
     return cross.tile(fake, real, fake_radii, real_radii, kappa, inclusive)
 
 
-def cross_graph(real_src, fake_src, centre, metric, real_radii, fake_radii, inclusive, block_rows):
+def cross_graph(real_src, fake_src, centre, metric, real_radii, fake_radii, inclusive, block_rows, tasks: execution.Tasks | None = None):
+    tasks = tasks or execution.Tasks("cross")
     real_blocks = row_blocks(real_src.rows, block_rows)
     fake_blocks = row_blocks(fake_src.rows, block_rows)
     kappa = sqdist_error_scale(real_src.dim)
-    real_slices = [real_radii[b.start : b.stop] for b in real_blocks]
+    # Radii go to the cluster once per block, not once per tile.
+    centre, *slices = tasks.share(
+        [centre] + [real_radii[b.start : b.stop] for b in real_blocks] + [fake_radii[b.start : b.stop] for b in fake_blocks]
+    )
+    real_slices, fake_slices = slices[: len(real_blocks)], slices[len(real_blocks) :]
     per_fake = []
     for fb in fake_blocks:
-        fake_slice = fake_radii[fb.start : fb.stop]
+        fake_slice = fake_slices[fb.index]
         parts = [
-            dask.delayed(_cross_task)(fake_src, real_src, fb, rb, centre, metric, fake_slice, real_slices[rb.index], kappa, inclusive)
+            tasks(f"tile-{fb.index}-{rb.index}", _cross_task, fake_src, real_src, fb, rb, centre, metric, fake_slice, real_slices[rb.index], kappa, inclusive)
             for rb in real_blocks
         ]
-        per_fake.append(tree(parts, dask.delayed(cross.CrossPartial.merge_real_blocks)))
+        per_fake.append(tasks.root(f"fake-{fb.index}", tree(parts, dask.delayed(cross.CrossPartial.merge_real_blocks))))
     return tree(per_fake, dask.delayed(cross.CrossPartial.merge_fake_blocks))
 
 
 # -- running -----------------------------------------------------------------
 
 
-def cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
+cores = execution.cores
 
 
-def compute(*graphs, workers: int | None = None):
-    """Run delayed graphs in-process on a thread pool, one BLAS thread per task."""
-    from threadpoolctl import threadpool_limits
+def compute(*graphs, workers: int | None = None, label: str = "tasks"):
+    """Compute delayed graphs on the current run's executor (see
+    :func:`largeemb.execution.open_run`), with progress under ``label``.
 
-    with threadpool_limits(1):
-        return dask.compute(*graphs, scheduler="threads", num_workers=workers or cores())
+    Outside a run they go to in-process threads (``workers`` of them, default
+    all cores; kept for callers that predate runs).
+    """
+    return execution.compute(*graphs, label=label, threads=workers)
