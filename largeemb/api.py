@@ -89,9 +89,14 @@ def evaluate(
     with execution.open_run(config, client, store) as run:
         logger.info("running %s", run.executor.describe())
         execution.check_reachable(run, (real_src, fake_src), checkpoint_dir)
-        real_moments, fake_moments, real_radii, fake_radii, real_unproven, fake_unproven, memberships = _passes(
-            real_src, fake_src, config, timings
-        )
+        try:
+            real_moments, fake_moments, real_radii, fake_radii, real_unproven, fake_unproven, memberships = _passes(
+                real_src, fake_src, config, timings
+            )
+        except InputError:
+            if store is not None:  # bad data (e.g. NaN rows): nothing worth resuming
+                checkpoint.discard(checkpoint_dir)
+            raise
         if store is not None:
             logger.info("%s", run.summary())
 

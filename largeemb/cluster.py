@@ -50,9 +50,30 @@ class OneBlasThread(WorkerPlugin):
         from threadpoolctl import threadpool_limits
 
         self._limits = threadpool_limits(1)
+        if os.environ.get("MALLOC_TRIM_THRESHOLD_"):
+            _reuse_freed_tiles()
 
     def teardown(self, worker):
         self._limits.restore_original_limits()
+
+
+def _reuse_freed_tiles() -> None:
+    """Undo the cost of dask's MALLOC_TRIM_THRESHOLD_ for tile-sized arrays.
+
+    Setting that variable turns off glibc's adaptive mmap threshold, so every
+    array above 128 KiB becomes a fresh mmap and page-faults on first touch
+    (tile tasks ran 1.8x slower). Serving arrays up to 32 MiB from the heap and
+    trimming only above 256 MiB lets freed tiles be reused, as without dask.
+    """
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc: nothing to undo
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    libc.mallopt(m_mmap_threshold, 32 * 2**20)
+    libc.mallopt(m_trim_threshold, 256 * 2**20)
 
 
 class OnCluster:

@@ -225,3 +225,11 @@ def test_progress_bar_on_a_terminal():
             bar.advance()
     shown = stream.getvalue()
     assert "cross" in shown and "3/3" in shown and "tasks/s" in shown
+
+
+def test_bad_data_leaves_no_unfinished_work(tmp_path, write_zarr):
+    real = mixture(1200, 8, 1)
+    real[700] = np.nan
+    result = runner.invoke(app, ["evaluate", write_zarr("nan.zarr", real), write_zarr("ok.zarr", mixture(1100, 8, 2)), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "row 700" in result.output
+    assert not (tmp_path / "o" / checkpoint.WORK_DIR).exists()  # a fixed rerun needs no --resume or --force
