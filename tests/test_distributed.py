@@ -3,6 +3,7 @@ separately started scheduler + workers; no data in the graph; no thread
 oversubscription; a killed worker changes nothing. Everything on 127.0.0.1."""
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -169,7 +170,7 @@ for name in ("_offdiag_task", "_cross_task"):
 """
 
 
-def test_a_killed_worker_changes_nothing(stores, in_process, tmp_path):
+def test_a_killed_worker_changes_nothing(stores, in_process, tmp_path, caplog):
     work = tmp_path / "work"
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address="127.0.0.1:0") as local, Client(local, set_as_default=False) as client:
         client.run(exec, SLOW_TILES, {})
@@ -187,20 +188,16 @@ def test_a_killed_worker_changes_nothing(stores, in_process, tmp_path):
 
         killer = threading.Thread(target=kill_when_under_way, daemon=True)
         killer.start()
-        result = largeemb.evaluate(*stores, k=(3, 5), block_rows=512, client=client, checkpoint_dir=str(work))
+        with caplog.at_level(logging.INFO, logger="largeemb"):
+            result = largeemb.evaluate(*stores, k=(3, 5), block_rows=512, client=client, checkpoint_dir=str(work))
         killer.join(timeout=5)
-    assert killed.is_set(), "the run finished before a worker could be killed"
-    with pytest.raises(ProcessLookupError):
-        os.kill(victim, 0)
+        assert killed.is_set(), "the run finished before a worker could be killed"
+        assert victim not in client.run(os.getpid).values()  # that worker is gone (the nanny started another)
     assert {"metrics": result.metrics, "by_k": {str(k): v for k, v in result.by_k.items()}} == in_process
-    assert len([n for n in os.listdir(work) if n.endswith(".npz") and ".tmp-" not in n]) == result_tasks(work)
-
-
-def result_tasks(work) -> int:
-    """Every named task of the run left exactly one finished checkpoint."""
-    manifest = json.loads((work / checkpoint.MANIFEST).read_text())
-    assert manifest["params"]["block_rows"] == 512
-    return len([n for n in os.listdir(work) if n.endswith(".npz") and ".tmp-" not in n])
+    # Every named task left exactly one finished checkpoint, the rerun ones included.
+    (summary,) = [r.getMessage() for r in caplog.records if "tasks computed" in r.getMessage()]
+    computed = int(summary.split()[0])
+    assert len([n for n in os.listdir(work) if n.endswith(".npz") and ".tmp-" not in n]) == computed
 
 
 def test_unreachable_scheduler_is_a_one_line_error(stores, tmp_path, monkeypatch):
