@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from contextlib import contextmanager
 
 import numpy as np
 
-from . import engine
+from . import checkpoint, engine, execution
 from .config import EvaluateConfig
 from .errors import InputError
 from .moments import frechet_distance
 from .result import EvaluationResult, metrics_from_memberships
 from .reference import is_reference, load_reference
 from .store import Source, open_source
+
+logger = logging.getLogger("largeemb")
 
 #: Below this many rows k-NN radii are unstable (Naeem et al. 2020).
 SMALL_SET_ROWS = 1000
@@ -28,6 +31,9 @@ def evaluate(
     *,
     real_array: str | None = None,
     fake_array: str | None = None,
+    client=None,
+    checkpoint_dir: str | None = None,
+    resume: bool = False,
     **options,
 ) -> EvaluationResult:
     """Compare a fake (generated) embedding set with a real one, exactly.
@@ -47,6 +53,18 @@ def evaluate(
     real_array, fake_array
         Array names inside zarr groups (default: the only 2-D array, else
         ``embeddings``).
+    client
+        A ``dask.distributed.Client``: run on its cluster (wins over the
+        config's ``scheduler`` and ``workers``). Workers open the stores
+        themselves, so on a cluster both sets must be paths or URLs every
+        worker can read; in-memory arrays are refused.
+    checkpoint_dir
+        Keep each finished task here (one ``.npz`` each), so that an
+        interrupted run can resume. Must be visible to every worker. The
+        caller removes it once the result is safe (the CLI uses ``OUT/.work``).
+    resume
+        Continue the unfinished work found in ``checkpoint_dir``; without it,
+        unfinished work there is an error (never silently reused or lost).
 
     Returns
     -------
@@ -68,51 +86,38 @@ def evaluate(
     real_src = reference.source if reference else open_source(real, real_array, role="real")
     fake_src = open_source(fake, fake_array, role="fake")
     warnings = _check_pair(real_src, fake_src, config)
+    execution.check_sources(config, client, real_src, fake_src)
+    store = None
+    if checkpoint_dir is not None:
+        store = checkpoint.open_store(checkpoint_dir, _checkpoint_fingerprint(real_src, fake_src, config), resume)
     timings: dict[str, float] = {}
+    with execution.open_run(config, client, store) as run:
+        logger.debug("running %s", run.executor.describe())
+        execution.check_reachable(run, (real_src, fake_src), checkpoint_dir)
+        try:
+            passes = _passes(real_src, fake_src, reference, config, timings)
+        except InputError:
+            if store is not None:  # bad data (e.g. NaN rows): nothing worth resuming
+                checkpoint.discard(checkpoint_dir)
+            raise
+        if store is not None:
+            logger.info("%s", run.summary())
+        (real_moments, real_fp), (fake_moments, fake_fp) = passes["moments"]
+        real_radii, real_unproven, fake_radii, fake_unproven = passes["radii"]
+        memberships, per_sample, realism_radius = passes["cross"]
 
-    with _timed(timings, "moments"):
-        (real_moments, real_fp), (fake_moments, fake_fp) = engine.moments_stage(
-            [(real_src, "real"), (fake_src, "fake")], config.metric, config.workers
-        )
-    if reference:
-        reference.check(config.metric, real_fp)
-    _check_scale(real_moments, fake_moments, real_src, fake_src)
-    centre = real_moments.metric_mean.astype(np.float32)
+        projection = None
+        if config.plots:
+            from .projection import project
 
-    with _timed(timings, "radii"):
-        if reference:
-            real_radii, real_unproven = reference.radii(config.k), 0
-            [(fake_radii, fake_unproven)] = engine.radii_stage([fake_src], centre, config.metric, config.k, config.block_rows, config.workers)
-        else:
-            (real_radii, real_unproven), (fake_radii, fake_unproven) = engine.radii_stage(
-                [real_src, fake_src], centre, config.metric, config.k, config.block_rows, config.workers
-            )
-
-    realism_radius = realism_radii(real_radii[:, 0]) if config.samples else None
-    with _timed(timings, "cross"):
-        memberships = engine.cross_stage(
-            real_src, fake_src, centre, config.metric, real_radii, fake_radii, config.inclusive, config.block_rows,
-            realism_radius, config.workers,
-        )
-    per_sample = {}
-    if config.samples:
-        with _timed(timings, "samples"):
-            per_sample = engine.settle_stage(
-                real_src, fake_src, centre, config.metric, memberships, realism_radius, config.block_rows, config.workers
-            )
+            with _timed(timings, "projection"):
+                projection = project(
+                    real_src, fake_src, real_moments, fake_moments, metric=config.metric, method=config.pca,
+                    plot_samples=config.plot_samples, tsne_samples=config.tsne_samples, seed=config.seed,
+                )
 
     with _timed(timings, "fd"):
         fd = frechet_distance(real_moments.mean, real_moments.cov, fake_moments.mean, fake_moments.cov)
-
-    projection = None
-    if config.plots:
-        from .projection import project
-
-        with _timed(timings, "projection"):
-            projection = project(
-                real_src, fake_src, real_moments, fake_moments, metric=config.metric, method=config.pca,
-                plot_samples=config.plot_samples, tsne_samples=config.tsne_samples, seed=config.seed, workers=config.workers,
-            )
 
     warnings += _radius_warnings(real_radii, fake_radii, config)
     by_k = metrics_from_memberships(config.k, memberships.fake_counts, memberships.real_covered, memberships.real_recalled)
@@ -150,6 +155,53 @@ def realism_radii(real_radii: np.ndarray) -> np.ndarray:
     largest radii: a row takes part when its radius is not above the median.
     """
     return np.where(real_radii <= np.median(real_radii), real_radii, 0.0)
+
+
+def _passes(real_src: Source, fake_src: Source, reference, config: EvaluateConfig, timings: dict) -> dict:
+    """The passes over the data, on the current run's executor."""
+    with _timed(timings, "moments"):
+        moments = engine.moments_stage([(real_src, "real"), (fake_src, "fake")], config.metric)
+    (real_moments, real_fp), (fake_moments, fake_fp) = moments
+    if reference:
+        reference.check(config.metric, real_fp)
+    _check_scale(real_moments, fake_moments, real_src, fake_src)
+    centre = real_moments.metric_mean.astype(np.float32)
+
+    with _timed(timings, "radii"):
+        if reference:
+            real_radii, real_unproven = reference.radii(config.k), 0
+            [(fake_radii, fake_unproven)] = engine.radii_stage([fake_src], centre, config.metric, config.k, config.block_rows)
+        else:
+            (real_radii, real_unproven), (fake_radii, fake_unproven) = engine.radii_stage(
+                [real_src, fake_src], centre, config.metric, config.k, config.block_rows
+            )
+
+    realism_radius = realism_radii(real_radii[:, 0]) if config.samples else None
+    with _timed(timings, "cross"):
+        memberships = engine.cross_stage(
+            real_src, fake_src, centre, config.metric, real_radii, fake_radii, config.inclusive, config.block_rows, realism_radius
+        )
+    per_sample = {}
+    if config.samples:
+        with _timed(timings, "samples"):
+            per_sample = engine.settle_stage(real_src, fake_src, centre, config.metric, memberships, realism_radius, config.block_rows)
+    return {
+        "moments": moments,
+        "radii": (real_radii, real_unproven, fake_radii, fake_unproven),
+        "cross": (memberships, per_sample, realism_radius),
+    }
+
+
+def _checkpoint_fingerprint(real: Source, fake: Source, config: EvaluateConfig) -> dict:
+    """What must match for a resumed run to reuse finished tasks (not where it runs)."""
+    from . import __version__
+
+    return {
+        "real": checkpoint.quick_fingerprint(real),
+        "fake": checkpoint.quick_fingerprint(fake),
+        "params": _params(config),
+        "largeemb": __version__,
+    }
 
 
 def _check_pair(real: Source, fake: Source, config: EvaluateConfig) -> list[str]:

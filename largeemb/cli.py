@@ -6,6 +6,7 @@ commands, so ``largeemb --help`` stays fast.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from typing import Annotated, Optional
@@ -61,15 +62,43 @@ def _report(result, out: str) -> None:
         typer.echo(f"wrote plots to {out} (redraw them with `largeemb plot {out}`)")
 
 
-def _evaluate_to(real, fake, out: str, config: EvaluateConfig, real_array, fake_array, force: bool):
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time (test runners swap it)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _):
+        pass
+
+
+def _log_to_stderr() -> None:
+    """Progress and run notes go to stderr as ``largeemb: ...`` lines."""
+    logger = logging.getLogger("largeemb")
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("largeemb: %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
+def _evaluate_to(real, fake, out: str, config: EvaluateConfig, real_array, fake_array, force: bool, resume: bool = False):
+    """Evaluate with finished tasks kept in ``out/.work`` (removed once the result is published)."""
     from .api import evaluate
+    from .checkpoint import WORK_DIR, discard
     from .output import METRICS_FILE, result_dir
     from .report import write_plots
     from .samples import SAMPLES_STORE, write_samples
 
+    work = os.path.join(out, WORK_DIR)
     # Claims --out (refusing early), and publishes only if everything below succeeds.
     with result_dir(out, force) as staging:
-        result = evaluate(real, fake, config, real_array=real_array, fake_array=fake_array)
+        if force and not resume:
+            discard(work)
+        _log_to_stderr()
+        result = evaluate(real, fake, config, real_array=real_array, fake_array=fake_array, checkpoint_dir=work, resume=resume)
         if config.samples:
             write_samples(result, staging.file(SAMPLES_STORE))
         if config.plots:
@@ -78,6 +107,7 @@ def _evaluate_to(real, fake, out: str, config: EvaluateConfig, real_array, fake_
             except Exception as exc:  # a figure must never cost the metrics of a long run
                 result.warnings.append(f"plots failed ({type(exc).__name__}: {exc}); metrics.json is complete")
         staging.write_json(METRICS_FILE, result.to_dict())
+    discard(work)
     return result
 
 
@@ -93,11 +123,16 @@ def evaluate(
     fake_array: Annotated[Optional[str], typer.Option(help="Array name when FAKE is a group.")] = None,
     block_rows: Annotated[int, typer.Option(help="Rows per streamed block; a tile is block x block.")] = DEFAULTS.block_rows,
     samples: Annotated[bool, typer.Option("--samples/--no-samples", help="Write per-sample values to samples.zarr.")] = DEFAULTS.samples,
-    workers: Annotated[Optional[int], typer.Option(help="Threads for the in-process run (default: all cores).")] = None,
     pca: Annotated[str, typer.Option(help=f"PCA basis of the plots: {' or '.join(PCA_METHODS)} (exact from streamed moments, or scikit-learn's IncrementalPCA).")] = DEFAULTS.pca,
     tsne_samples: Annotated[int, typer.Option(help="Rows of each set in the joint t-SNE subsample (0 skips t-SNE).")] = DEFAULTS.tsne_samples,
     plot_samples: Annotated[int, typer.Option(help="Rows of each set drawn as points on pca.png.")] = DEFAULTS.plot_samples,
     no_plots: Annotated[bool, typer.Option("--no-plots", help="Write metrics.json only: no projections, no figures.")] = not DEFAULTS.plots,
+    scheduler: Annotated[Optional[str], typer.Option(help="Run on the running dask cluster at this address (e.g. tcp://host:8786).")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Start a LocalCluster of N worker processes (default: run in-process).")] = None,
+    threads_per_worker: Annotated[
+        Optional[int], typer.Option(help="Task threads per worker (in-process: of this process); default: cores / workers.")
+    ] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from the finished tasks kept in OUT/.work.")] = False,
     force: Force = False,
     debug: Debug = False,
 ):
@@ -105,10 +140,11 @@ def evaluate(
 
     def action():
         config = EvaluateConfig(
-            k=_parse_k(k), metric=metric, inclusive=inclusive, block_rows=block_rows, samples=samples, workers=workers,
+            k=_parse_k(k), metric=metric, inclusive=inclusive, block_rows=block_rows, samples=samples,
             pca=pca, tsne_samples=tsne_samples, plot_samples=plot_samples, plots=not no_plots,
+            workers=workers, threads_per_worker=threads_per_worker, scheduler=scheduler,
         )
-        _report(_evaluate_to(real, fake, out, config, real_array, fake_array, force), out)
+        _report(_evaluate_to(real, fake, out, config, real_array, fake_array, force, resume), out)
 
     _run(debug, action)
 

@@ -24,6 +24,12 @@ class EvaluateConfig:
     ``k`` holds one or more neighbour counts; the first is the primary one
     reported under ``metrics`` in ``metrics.json``. ``samples`` adds the
     per-sample values (nearest rows, realism scores) to the cross pass.
+
+    Where it runs (never what it computes): ``scheduler`` is the address of a
+    running dask cluster; ``workers`` starts a LocalCluster of that many worker
+    processes; with neither the job runs in-process. ``threads_per_worker`` is
+    the task threads of each worker (in-process: of this process; default: the
+    cores divided among the workers).
     """
 
     k: tuple[int, ...] = (5,)
@@ -40,6 +46,8 @@ class EvaluateConfig:
     plot_samples: int = 2_000
     #: Rows of each set in the joint t-SNE subsample; 0 skips t-SNE.
     tsne_samples: int = 10_000
+    threads_per_worker: int | None = None
+    scheduler: str | None = None
     extra: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self):
@@ -74,6 +82,20 @@ class EvaluateConfig:
                 f"subsample sizes must be plot_samples >= 1 and tsne_samples >= 0, got {self.plot_samples} and {self.tsne_samples}",
                 "in the job configuration",
                 "pass e.g. --tsne-samples 10000 (0 skips t-SNE)",
+            )
+        for name in ("workers", "threads_per_worker"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise InputError(
+                    f"{name} must be a whole number >= 1, got {value!r}",
+                    "in the job configuration",
+                    f"pass e.g. --{name.replace('_', '-')} 2",
+                )
+        if self.scheduler and self.workers:
+            raise InputError(
+                "--scheduler and --workers both given",
+                "in the job configuration",
+                "use --scheduler to join a running cluster, or --workers to start one here",
             )
         if self.extra:
             raise InputError(

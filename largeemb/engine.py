@@ -9,7 +9,6 @@ merge in fixed binary trees, so results do not depend on scheduling.
 from __future__ import annotations
 
 import hashlib
-import operator
 import os
 import uuid
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from dataclasses import dataclass
 import dask
 import numpy as np
 
-from . import cross, knn
+from . import cross, execution, knn
 from .distance import Block, metric_rows, prepare_block, sqdist_error_scale
 from .errors import InputError
 from .moments import Moments
@@ -33,16 +32,28 @@ class Graph:
     banded self pass of a million rows has tens of thousands). Here a task is
     one dict entry: ``task()`` returns its key, and keys passed as arguments
     (also inside lists) become the results of those tasks.
+
+    ``unit()`` adds a named unit of work (a tile, a block's result): the
+    current run (:mod:`largeemb.execution`) counts it for progress and, when
+    it keeps checkpoints, saves it or loads it instead of computing it.
     """
 
-    def __init__(self):
+    def __init__(self, scope: str = "tasks"):
         self.tasks: dict = {}
+        self.named = execution.Tasks(scope)
         self._prefix = uuid.uuid4().hex[:12]
 
     def task(self, label: str, func, *args):
         key = (f"{label}-{self._prefix}", len(self.tasks))
         self.tasks[key] = (func, *args)
         return key
+
+    def unit(self, name: str, func, *args):
+        return self.named.add(self.tasks, name, func, *args)
+
+    def share(self, values: list) -> list:
+        """Values many tasks need (radii, centre): on a cluster, sent once, not per task."""
+        return self.named.share(values)
 
     def tree(self, keys: list, combine, label: str):
         """Combine ``keys`` pairwise in a fixed binary tree (deterministic order)."""
@@ -57,6 +68,19 @@ def _one_thread():
     import faiss
 
     faiss.omp_set_num_threads(1)
+
+
+def thread_probe_task() -> dict:
+    """What a task sees of threads once it has set them up as the tile tasks do."""
+    import faiss
+    from threadpoolctl import threadpool_info
+
+    _one_thread()
+    return {
+        "faiss": faiss.omp_get_max_threads(),
+        "blas": {info["filepath"]: info["num_threads"] for info in threadpool_info()},
+        "pid": os.getpid(),
+    }
 
 
 def load_block(source: Source, block: RowBlock, centre: np.ndarray, metric: str) -> Block:
@@ -131,12 +155,13 @@ def _merge_checks(a: SegmentCheck, b: SegmentCheck) -> SegmentCheck:
     )
 
 
-def moments_graph(g: Graph, source: Source, metric: str):
+def moments_graph(g: Graph, source: Source, metric: str, role: str = "set"):
     shift = np.asarray(source.read(0, 1), dtype=np.float64)[0]
     if not np.isfinite(shift).all():
         shift = np.zeros_like(shift)
+    (shift,) = g.share([shift])
     parts = [g.task("moments", _moment_task, source, seg, shift, metric) for seg in segments(source.rows)]
-    return g.tree(parts, _merge_checks, "moments-merge")
+    return g.unit(f"{role}-all", _same, g.tree(parts, _merge_checks, "moments-merge"))
 
 
 def checked_moments(check: SegmentCheck, source: Source, role: str, metric: str) -> Moments:
@@ -177,8 +202,9 @@ def _offdiag_task(source, a, b, centre, metric, diag_a, diag_b, K):
     )
 
 
-def _merge_task(state, *batches):
-    return knn.merge(state, list(batches))
+def _merge_task(state, *offers):
+    """Merge into a block's state what tiles offered it: (tile result, side) pairs, flattened."""
+    return knn.merge(state, [offers[i][offers[i + 1]] for i in range(0, len(offers), 2)])
 
 
 def _max_sqnorm_task(*diags) -> float:
@@ -191,7 +217,7 @@ def _finish_task(source, block, metric, nb, ks, kappa, max_sqnorm):
     return radii, unproven + block.start
 
 
-def radii_graph(g: Graph, source: Source, centre, metric: str, ks: tuple[int, ...], block_rows: int):
+def radii_graph(g: Graph, source: Source, centre, metric: str, ks: tuple[int, ...], block_rows: int, role: str = "set"):
     """Keys of (radii, unproven global rows), one per block.
 
     Tiles run in bands: round r pairs every block a with block a + r, and each
@@ -202,19 +228,23 @@ def radii_graph(g: Graph, source: Source, centre, metric: str, ks: tuple[int, ..
     """
     blocks = row_blocks(source.rows, block_rows)
     K = knn.candidates_per_row(max(ks), source.rows)
-    diags = [g.task("knn-within", _diag_task, source, b, centre, metric, K) for b in blocks]
+    kappa = sqdist_error_scale(source.dim)
+    source, centre = g.share([source, centre])  # on a cluster: references to data sent once
+    diags = [g.unit(f"{role}-within-{b.index}", _diag_task, source, b, centre, metric, K) for b in blocks]
     state = list(diags)
     for band in bands(len(blocks)):
         offers = {}
         for a, b in band:
-            pair = g.task("knn-between", _offdiag_task, source, blocks[a], blocks[b], centre, metric, state[a], state[b], K)
-            offers.setdefault(a, []).append(g.task("knn-offer", operator.getitem, pair, 0))
-            offers.setdefault(b, []).append(g.task("knn-offer", operator.getitem, pair, 1))
-        for x, batches in offers.items():
-            state[x] = g.task("knn-merge", _merge_task, state[x], *batches)
-    kappa = sqdist_error_scale(source.dim)
+            pair = g.unit(f"{role}-between-{a}-{b}", _offdiag_task, source, blocks[a], blocks[b], centre, metric, state[a], state[b], K)
+            offers.setdefault(a, []).extend([pair, 0])
+            offers.setdefault(b, []).extend([pair, 1])
+        for x, offered in offers.items():
+            state[x] = g.task("knn-merge", _merge_task, state[x], *offered)
     max_sqnorm = g.task("knn-max-norm", _max_sqnorm_task, *diags)  # a scalar, so diagonal results free early
-    return [g.task("knn-finish", _finish_task, source, blk, metric, nb, ks, kappa, max_sqnorm) for blk, nb in zip(blocks, state)]
+    return [
+        g.unit(f"{role}-finish-{blk.index}", _finish_task, source, blk, metric, nb, ks, kappa, max_sqnorm)
+        for blk, nb in zip(blocks, state)
+    ]
 
 
 def collect_radii(per_block, source: Source, centre, metric: str, ks, block_rows: int) -> tuple[np.ndarray, int]:
@@ -248,19 +278,24 @@ def cross_graph(g: Graph, real_src, fake_src, centre, metric, real_radii, fake_r
     fake_blocks = row_blocks(fake_src.rows, block_rows)
     kappa = sqdist_error_scale(real_src.dim)
 
-    def rows_of(values, b):
-        return None if values is None else values[b.start : b.stop]
+    def per_block(values, blocks):
+        if values is None:
+            return [None] * len(blocks)
+        return g.share([values[b.start : b.stop] for b in blocks])  # once per block, not once per tile
 
+    real_src, fake_src, centre = g.share([real_src, fake_src, centre])
+    real_slices, fake_slices = per_block(real_radii, real_blocks), per_block(fake_radii, fake_blocks)
+    realism_slices = per_block(realism_radius, real_blocks)
     per_fake = []
     for fb in fake_blocks:
         parts = [
-            g.task(
-                "cross", _cross_task, fake_src, real_src, fb, rb, centre, metric, rows_of(fake_radii, fb), rows_of(real_radii, rb),
-                rows_of(realism_radius, rb), kappa, inclusive,
+            g.unit(
+                f"tile-{fb.index}-{rb.index}", _cross_task, fake_src, real_src, fb, rb, centre, metric,
+                fake_slices[fb.index], real_slices[rb.index], realism_slices[rb.index], kappa, inclusive,
             )
             for rb in real_blocks
         ]
-        per_fake.append(g.tree(parts, cross.CrossPartial.merge_real_blocks, "cross-merge-real"))
+        per_fake.append(g.unit(f"fake-{fb.index}", _same, g.tree(parts, cross.CrossPartial.merge_real_blocks, "cross-merge-real")))
     return g.tree(per_fake, cross.CrossPartial.merge_fake_blocks, "cross-merge-fake")
 
 
@@ -286,16 +321,22 @@ def _settle_real_task(real_src, fake_src, rb, centre, metric, nearest):
 
 def settle_graph(g: Graph, real_src, fake_src, centre, metric, partial: cross.CrossPartial, realism_radius, block_rows):
     """Keys of the exact per-sample values, block by block, from the cross pass's shortlists."""
+    fake_blocks = row_blocks(fake_src.rows, block_rows)
+    real_blocks = row_blocks(real_src.rows, block_rows)
+    centre, realism_radius = g.share([centre, realism_radius])
+    fake_lists = g.share([partial.fake_nearest.select(b.start, b.stop) for b in fake_blocks])
+    realism_lists = g.share([partial.fake_realism.select(b.start, b.stop) for b in fake_blocks])
+    real_lists = g.share([partial.real_nearest.select(b.start, b.stop) for b in real_blocks])
     fake_parts = [
         g.task(
             "settle-fake", _settle_fake_task, fake_src, real_src, fb, centre, metric,
-            partial.fake_nearest.select(fb.start, fb.stop), partial.fake_realism.select(fb.start, fb.stop), realism_radius,
+            fake_lists[fb.index], realism_lists[fb.index], realism_radius,
         )
-        for fb in row_blocks(fake_src.rows, block_rows)
+        for fb in fake_blocks
     ]
     real_parts = [
-        g.task("settle-real", _settle_real_task, real_src, fake_src, rb, centre, metric, partial.real_nearest.select(rb.start, rb.stop))
-        for rb in row_blocks(real_src.rows, block_rows)
+        g.task("settle-real", _settle_real_task, real_src, fake_src, rb, centre, metric, real_lists[rb.index])
+        for rb in real_blocks
     ]
     return fake_parts, real_parts
 
@@ -303,35 +344,35 @@ def settle_graph(g: Graph, real_src, fake_src, centre, metric, partial: cross.Cr
 # -- stages shared by evaluate and reference build ---------------------------
 
 
-def moments_stage(sources_and_roles, metric: str, workers=None):
+def moments_stage(sources_and_roles, metric: str):
     """One streamed pass per source: checked moments and content fingerprints."""
-    g = Graph()
-    checks = run(g, [moments_graph(g, src, metric) for src, _ in sources_and_roles], workers)
+    g = Graph("moments")
+    checks = run(g, [moments_graph(g, src, metric, role) for src, role in sources_and_roles], "moments")
     return [
         (checked_moments(check, src, role, metric), check.fingerprint(src))
         for check, (src, role) in zip(checks, sources_and_roles)
     ]
 
 
-def radii_stage(sources, centre, metric: str, ks, block_rows: int, workers=None):
+def radii_stage(sources, centre, metric: str, ks, block_rows: int, roles=("real", "fake")):
     """Exact k-NN radii of each source: a list of ((rows, len(ks)) radii, fallback row count)."""
-    g = Graph()
-    per_source = run(g, [radii_graph(g, src, centre, metric, ks, block_rows) for src in sources], workers)
+    g = Graph("radii")
+    per_source = run(g, [radii_graph(g, src, centre, metric, ks, block_rows, role) for src, role in zip(sources, roles)], "radii")
     return [collect_radii(blocks, src, centre, metric, ks, block_rows) for blocks, src in zip(per_source, sources)]
 
 
-def cross_stage(real_src, fake_src, centre, metric, real_radii, fake_radii, inclusive, block_rows, realism_radius=None, workers=None):
+def cross_stage(real_src, fake_src, centre, metric, real_radii, fake_radii, inclusive, block_rows, realism_radius=None):
     """The fake × real pass: a CrossPartial over all rows."""
-    g = Graph()
+    g = Graph("cross")
     key = cross_graph(g, real_src, fake_src, centre, metric, real_radii, fake_radii, inclusive, block_rows, realism_radius)
-    return run(g, key, workers)
+    return run(g, key, "cross")
 
 
-def settle_stage(real_src, fake_src, centre, metric, partial, realism_radius, block_rows, workers=None) -> dict:
+def settle_stage(real_src, fake_src, centre, metric, partial, realism_radius, block_rows) -> dict:
     """Exact per-sample values (arrays named as EvaluationResult fields)."""
-    g = Graph()
+    g = Graph("samples")
     fake_parts, real_parts = run(
-        g, list(settle_graph(g, real_src, fake_src, centre, metric, partial, realism_radius, block_rows)), workers
+        g, list(settle_graph(g, real_src, fake_src, centre, metric, partial, realism_radius, block_rows)), "samples"
     )
     return {
         "fake_nearest_dist": np.concatenate([p[0] for p in fake_parts]),
@@ -344,28 +385,30 @@ def settle_stage(real_src, fake_src, centre, metric, partial, realism_radius, bl
 # -- running -----------------------------------------------------------------
 
 
-def cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
+cores = execution.cores
 
 
-def run(g: Graph, outputs, workers: int | None = None):
-    """Run a task graph in-process on a thread pool, one BLAS thread per task.
+def _same(value):
+    """Pass a value through: gives a merge tree's root a name of its own."""
+    return value
 
-    ``outputs`` is a key or a (nested) list of keys; results come back in the same shape.
+
+def run(g: Graph, outputs, label: str = "tasks"):
+    """Run a task graph on the current run's executor (in-process threads by default).
+
+    ``outputs`` is a key or a (nested) list of keys; results come back in the
+    same shape. The graph is handed over as one collection, so the executor
+    sees each task once however many outputs there are.
     """
-    import dask.threaded
-    from threadpoolctl import threadpool_limits
+    from dask.delayed import Delayed
 
-    with threadpool_limits(1):
-        return dask.threaded.get(g.tasks, outputs, num_workers=workers or cores())
+    root = g.task("outputs", _same, outputs)
+    return execution.compute(Delayed(root, g.tasks), label=label)[0]
 
 
-def compute(*graphs, workers: int | None = None):
-    """Run dask collections (e.g. small delayed graphs) in-process, one BLAS thread per task."""
-    from threadpoolctl import threadpool_limits
+def compute(*graphs, workers: int | None = None, label: str = "tasks"):
+    """Compute dask collections (e.g. small delayed graphs) on the current run's executor.
 
-    with threadpool_limits(1):
-        return dask.compute(*graphs, scheduler="threads", num_workers=workers or cores())
+    Outside a run they go to in-process threads (``workers`` of them, default all cores).
+    """
+    return execution.compute(*graphs, label=label, threads=workers)

@@ -185,10 +185,13 @@ def _scan_task(source: Source, seg: RowBlock, metric: str, basis: PcaBasis, edge
 
 def scan_graph(source: Source, metric: str, basis: PcaBasis, edges, wanted: np.ndarray):
     """One pass: histogram of all projected rows plus the rows at ``wanted`` (sorted) indices."""
-    parts = []
-    for seg in segments(source.rows):
-        lo, hi = np.searchsorted(wanted, [seg.start, seg.stop])
-        parts.append(dask.delayed(_scan_task)(source, seg, metric, basis, edges, wanted[lo:hi]))
+    from .execution import Tasks
+
+    segs = segments(source.rows)
+    bounds = [np.searchsorted(wanted, [seg.start, seg.stop]) for seg in segs]
+    # On a cluster these go to the workers once, not inside every task.
+    basis, edges, *picks = Tasks("projection").share([basis, edges] + [wanted[lo:hi] for lo, hi in bounds])
+    parts = [dask.delayed(_scan_task)(source, seg, metric, basis, edges, pick) for seg, pick in zip(segs, picks)]
     return tree(parts, dask.delayed(ScanPart.merge))
 
 
@@ -244,7 +247,7 @@ def project(
     """
     if metric != "euclidean":
         real_moments, fake_moments = engine.compute(
-            metric_moments_graph(real, metric), metric_moments_graph(fake, metric), workers=workers
+            metric_moments_graph(real, metric), metric_moments_graph(fake, metric), workers=workers, label="projection"
         )
     basis = basis_from_moments(real_moments) if method == "moments" else basis_incremental(real, metric)
     edges = histogram_edges(basis, [real_moments, fake_moments])
@@ -255,7 +258,7 @@ def project(
         union = np.union1d(plot_index, tsne_index)
         wanted.append((union, plot_index, tsne_index))
         graphs.append(scan_graph(src, metric, basis, edges, union))
-    real_part, fake_part = engine.compute(*graphs, workers=workers)
+    real_part, fake_part = engine.compute(*graphs, workers=workers, label="projection")
     return Projection(basis, method, _split(real_part, *wanted[0]), _split(fake_part, *wanted[1]))
 
 

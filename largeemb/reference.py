@@ -97,7 +97,9 @@ def load_reference(path: str) -> Reference:
     return Reference(path, source, tuple(meta["k"]), meta["metric"], src["fingerprint"], meta["created_utc"])
 
 
-def build_reference(real, out: str, k=(3, 5, 10), *, metric="euclidean", block_rows=None, real_array=None, workers=None, force=False) -> Reference:
+def build_reference(
+    real, out: str, k=(3, 5, 10), *, metric="euclidean", block_rows=None, real_array=None, workers=None, scheduler=None, force=False
+) -> Reference:
     """Compute and store the real set's radii (for each k), moments and fingerprint.
 
     Parameters
@@ -107,19 +109,20 @@ def build_reference(real, out: str, k=(3, 5, 10), *, metric="euclidean", block_r
         so it must stay where it is).
     out
         Directory for the reference; refused if it already holds one, unless ``force``.
-    k, metric, block_rows, real_array, workers
-        As for :func:`largeemb.evaluate`.
+    k, metric, block_rows, real_array, workers, scheduler
+        As for :func:`largeemb.evaluate` (``workers``: a LocalCluster of that
+        many processes; ``scheduler``: a running cluster's address).
 
     Returns
     -------
     Reference
     """
-    from . import engine
+    from . import engine, execution
     from .config import EvaluateConfig
     from .output import OutputLock, Staging
     from .samples import CHUNK_ROWS
 
-    config = EvaluateConfig(k=k, metric=metric, **({"block_rows": block_rows} if block_rows else {}), workers=workers)
+    config = EvaluateConfig(k=k, metric=metric, **({"block_rows": block_rows} if block_rows else {}), workers=workers, scheduler=scheduler)
     if not isinstance(real, (str, os.PathLike)):
         raise InputError("a reference needs a real store it can find again", "in build_reference()", "pass a zarr path or URL")
     if os.path.exists(os.path.join(out, REFERENCE_FILE)) and not force:
@@ -127,9 +130,10 @@ def build_reference(real, out: str, k=(3, 5, 10), *, metric="euclidean", block_r
     source = open_source(real, real_array, role="real")
     os.makedirs(out, exist_ok=True)
     location = source.location if "://" in source.location else os.path.abspath(source.location)
-    [(moments, fingerprint)] = engine.moments_stage([(source, "real")], config.metric, config.workers)
-    centre = moments.metric_mean.astype(np.float32)
-    [(radii, _)] = engine.radii_stage([source], centre, config.metric, config.k, config.block_rows, config.workers)
+    with execution.open_run(config):
+        [(moments, fingerprint)] = engine.moments_stage([(source, "real")], config.metric)
+        centre = moments.metric_mean.astype(np.float32)
+        [(radii, _)] = engine.radii_stage([source], centre, config.metric, config.k, config.block_rows, roles=("real",))
 
     import zarr
 

@@ -32,7 +32,7 @@ def test_identical_for_store_chunks_and_worker_counts(sets, write_zarr):
     for chunks, workers in (((100, 24), 1), ((777, 24), 2), ((2311, 24), 3)):
         real_path = write_zarr(f"real-{chunks[0]}.zarr", real, chunks=chunks)
         fake_path = write_zarr(f"fake-{chunks[0]}.zarr", fake, chunks=(min(chunks[0], 1709), 24))
-        got = largeemb.evaluate(real_path, fake_path, k=3, block_rows=512, workers=workers).to_dict()["metrics"]
+        got = largeemb.evaluate(real_path, fake_path, k=3, block_rows=512, threads_per_worker=workers).to_dict()["metrics"]
         assert got == base
 
 

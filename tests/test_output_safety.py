@@ -56,8 +56,13 @@ def _entries(out: Path) -> list[str]:
 
 
 def _snapshot(out: Path) -> dict[str, bytes]:
-    """Every file under ``out`` (stores like samples.zarr are directories) and its bytes."""
-    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    """Every result file under ``out`` (stores like samples.zarr are directories) and its bytes.
+
+    ``.work/`` is left out: a crashed run keeps its finished tasks there on
+    purpose, for ``--resume``.
+    """
+    files = (p for p in sorted(out.rglob("*")) if p.is_file() and p.relative_to(out).parts[0] != ".work")
+    return {str(p.relative_to(out)): p.read_bytes() for p in files}
 
 
 def test_existing_result_survives_failed_reruns_and_force_replaces_only_on_success(stores, tmp_path, monkeypatch):

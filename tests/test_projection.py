@@ -5,7 +5,7 @@ import pytest
 from sklearn.decomposition import PCA
 
 import largeemb
-from largeemb import engine, projection
+from largeemb import engine, execution, projection
 from largeemb.config import EvaluateConfig
 from largeemb.errors import InputError
 from largeemb.moments import Moments
@@ -61,7 +61,8 @@ def test_moments_basis_matches_sklearn_pca(data, oracle_pca, chunk):
 def test_moments_pass_of_evaluate_gives_the_same_basis(data, oracle_pca, write_zarr):
     """Through the real moments pass: a store whose chunks do not divide the rows, several workers."""
     source = open_source(write_zarr("pca.zarr", data, chunks=(1234, 24)))
-    [(moments, _)] = engine.moments_stage([(source, "real")], "euclidean", workers=3)
+    with execution.open_run(EvaluateConfig(threads_per_worker=3)):
+        [(moments, _)] = engine.moments_stage([(source, "real")], "euclidean")
     basis = projection.basis_from_moments(moments)
     assert component_angles_deg(basis.components, oracle_pca.components_).max() < 1e-4
     np.testing.assert_allclose(basis.explained_variance, oracle_pca.explained_variance_, rtol=1e-8)

@@ -1,0 +1,185 @@
+"""Finished tasks kept on disk, so an interrupted run can resume.
+
+A run's work directory (``OUT/.work/`` from the CLI) holds ``manifest.json``
+(what the run computes: inputs, options, format) and one ``<task>.npz`` per
+finished task, written to a temporary name and moved into place with
+``os.replace``: a file that exists is complete. Results are stored without
+pickle: arrays and numbers, plus a JSON description of how they nest
+(dataclasses of this package, tuples, lists).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import os
+import shutil
+import uuid
+
+import numpy as np
+
+from .errors import InputError
+
+FORMAT = 1
+MANIFEST = "manifest.json"
+SUFFIX = ".npz"
+#: The work directory inside ``--out``.
+WORK_DIR = ".work"
+
+
+class CheckpointStore:
+    """One run's finished tasks in ``path``; ``done`` is what existed when opened."""
+
+    def __init__(self, path: str, done: set[str]):
+        self.path = path
+        self.done = done
+        self.loaded = 0  # tasks taken from disk by this run
+        self.computed = 0  # tasks this run computed and saved
+
+    def file(self, name: str) -> str:
+        return os.path.join(self.path, name + SUFFIX)
+
+    def has(self, name: str) -> bool:
+        return name in self.done
+
+
+def open_store(path: str, fingerprint: dict, resume: bool) -> CheckpointStore:
+    """Open (or start) the work directory ``path`` for a run described by ``fingerprint``.
+
+    Unfinished work is only taken up with ``resume``, and only when it was
+    started with the same inputs and options.
+    """
+    manifest = os.path.join(path, MANIFEST)
+    wanted = {"format": FORMAT, **fingerprint}
+    if os.path.exists(manifest):
+        if not resume:
+            raise InputError(
+                "output directory holds unfinished work from an interrupted run",
+                f"in {path}",
+                "pass --resume (API: resume=True) to continue it, or --force (API: delete it) to discard it",
+            )
+        try:
+            with open(manifest) as fh:
+                found = json.load(fh)
+        except (OSError, ValueError):
+            found = {}
+        differ = sorted(key for key in set(wanted) | set(found) if wanted.get(key) != found.get(key))
+        if differ:
+            raise InputError(
+                f"unfinished work was started with different inputs or options (differs in: {', '.join(differ)})",
+                f"in {path}",
+                "rerun with the same inputs and options, or pass --force without --resume to discard it",
+            )
+        return CheckpointStore(path, _finished(path))
+    os.makedirs(path, exist_ok=True)
+    for name in os.listdir(path):  # leftovers without a manifest cannot be trusted
+        if name.endswith(SUFFIX) or ".tmp-" in name:
+            os.remove(os.path.join(path, name))
+    _write_atomic(manifest, lambda fh: fh.write(json.dumps(wanted, indent=2, sort_keys=True).encode()))
+    return CheckpointStore(path, set())
+
+
+def discard(path: str) -> None:
+    """Remove a work directory (after a successful publish, or on --force)."""
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _finished(path: str) -> set[str]:
+    return {name[: -len(SUFFIX)] for name in os.listdir(path) if name.endswith(SUFFIX) and ".tmp-" not in name}
+
+
+def quick_fingerprint(source) -> dict:
+    """What identifies an input for resuming: location, shape, dtype and its
+    first and last rows (two chunk reads; catches a store rewritten in place)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for row in (0, source.rows - 1):
+        digest.update(np.ascontiguousarray(source.read(row, row + 1)).tobytes())
+    return {**source.describe(), "rows_sha256": digest.hexdigest()[:16]}
+
+
+# -- saving and loading one task's result -------------------------------------
+
+
+def save(path: str, value) -> None:
+    """Write ``value`` to ``path`` atomically (temporary file, then rename)."""
+    arrays: dict[str, np.ndarray] = {}
+    tree = _encode(value, arrays)
+    arrays["__tree__"] = np.array(json.dumps(tree))
+    _write_atomic(path, lambda fh: np.savez(fh, **arrays))
+
+
+def load(path: str):
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {key: data[key] for key in data.files}
+    return _decode(json.loads(str(arrays.pop("__tree__"))), arrays)
+
+
+def _write_atomic(path: str, write) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        with open(tmp, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _encode(value, arrays: dict):
+    if value is None:
+        return {"none": True}
+    if isinstance(value, str):
+        return {"str": value}
+    if isinstance(value, bytes):
+        return {"bytes": value.hex()}
+    if isinstance(value, np.ndarray):
+        key = f"a{len(arrays)}"
+        arrays[key] = value
+        return {"array": key}
+    if isinstance(value, (bool, np.bool_)):
+        return {"bool": bool(value)}
+    if isinstance(value, (int, np.integer)):
+        return {"int": int(value)}
+    if isinstance(value, (float, np.floating)):
+        return {"float": float(value).hex()}
+    if isinstance(value, (tuple, list)):
+        return {type(value).__name__: [_encode(item, arrays) for item in value]}
+    if dataclasses.is_dataclass(value) and type(value).__module__.startswith("largeemb."):
+        cls = type(value)
+        fields = {f.name: _encode(getattr(value, f.name), arrays) for f in dataclasses.fields(value)}
+        return {"class": f"{cls.__module__}:{cls.__qualname__}", "fields": fields}
+    raise TypeError(f"cannot checkpoint a {type(value).__name__}")
+
+
+def _decode(tree: dict, arrays: dict):
+    (kind,) = set(tree) - {"fields"}
+    if kind == "none":
+        return None
+    if kind == "str":
+        return tree["str"]
+    if kind == "bytes":
+        return bytes.fromhex(tree["bytes"])
+    if kind == "array":
+        return arrays[tree["array"]]
+    if kind == "bool":
+        return tree["bool"]
+    if kind == "int":
+        return tree["int"]
+    if kind == "float":
+        return float.fromhex(tree["float"])
+    if kind == "tuple":
+        return tuple(_decode(item, arrays) for item in tree["tuple"])
+    if kind == "list":
+        return [_decode(item, arrays) for item in tree["list"]]
+    module, qualname = tree["class"].split(":")
+    if not module.startswith("largeemb."):  # only our own record types, never arbitrary code
+        raise ValueError(f"checkpoint names a foreign type {tree['class']}")
+    cls = getattr(importlib.import_module(module), qualname)
+    if not dataclasses.is_dataclass(cls):
+        raise ValueError(f"checkpoint names a non-record type {tree['class']}")
+    return cls(**{name: _decode(item, arrays) for name, item in tree["fields"].items()})

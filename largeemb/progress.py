@@ -1,0 +1,107 @@
+"""Progress of long passes: tasks done, rate, ETA.
+
+On a terminal a rich progress bar is drawn on stderr; otherwise (a batch job's
+log) plain lines go to the ``largeemb`` logger, only for long passes: one every
+``LOG_EVERY_S`` seconds and one when a pass that long ends (a short job's log
+stays quiet), plus one when a resumed pass starts from checkpoints.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+
+logger = logging.getLogger("largeemb")
+
+#: Seconds between progress lines in a log (not a terminal).
+LOG_EVERY_S = 30.0
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+class Progress:
+    """Counts finished tasks of one pass.
+
+    ``terminal`` decides between a bar and log lines (default: whether stderr
+    is a TTY).
+    """
+
+    def __init__(self, label: str, total: int, loaded: int = 0, terminal: bool | None = None, stream=None):
+        self.label, self.total, self.done = label, total, 0
+        self.started = self.last_line = time.monotonic()
+        self._bar = None
+        if total == 0:
+            return
+        stream = stream or sys.stderr
+        if terminal is None:
+            terminal = hasattr(stream, "isatty") and stream.isatty()
+        if terminal:
+            self._bar = _rich_bar(label, total, stream)
+        elif loaded:
+            logger.info("%s: %d tasks to compute (%d more taken from checkpoints)", label, total, loaded)
+
+    def advance(self, count: int = 1) -> None:
+        self.done += count
+        if self._bar is not None:
+            self._bar[0].advance(self._bar[1], count)
+        elif time.monotonic() - self.last_line >= LOG_EVERY_S and self.done < self.total:
+            self.last_line = time.monotonic()
+            logger.info("%s", self.line())
+
+    def line(self) -> str:
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        rate = self.done / elapsed
+        eta = _clock((self.total - self.done) / rate) if rate > 0 else "?"
+        share = 100 * self.done / self.total if self.total else 100
+        return f"{self.label}: {self.done}/{self.total} tasks ({share:.0f}%), {rate:.1f} tasks/s, ETA {eta}"
+
+    def close(self, failed: bool = False) -> None:
+        if self.total == 0:
+            return
+        if self._bar is not None:
+            self._bar[0].stop()
+            self._bar = None
+            return
+        elapsed = time.monotonic() - self.started
+        if elapsed < LOG_EVERY_S:
+            return
+        if failed:
+            logger.info("%s: stopped after %d/%d tasks", self.label, self.done, self.total)
+        else:
+            logger.info("%s: %d/%d tasks in %.1f s (%.1f tasks/s)", self.label, self.done, self.total, elapsed, self.done / max(elapsed, 1e-9))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, *_):
+        self.close(failed=exc_type is not None)
+        return False
+
+
+def _rich_bar(label: str, total: int, stream):
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, ProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import Progress as RichProgress
+    from rich.text import Text
+
+    class RateColumn(ProgressColumn):
+        def render(self, task):
+            return Text(f"{task.speed:.1f} tasks/s" if task.speed else "")
+
+    bar = RichProgress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        RateColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=Console(file=stream, force_terminal=True),
+    )
+    bar.start()
+    return bar, bar.add_task(label, total=total)

@@ -1,0 +1,79 @@
+"""The cluster templates in jobs/: they parse, pass `bash -n` (and shellcheck when
+installed), state their parameters at the top, and use only options that exist."""
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from largeemb.cli import app
+
+JOBS = Path(__file__).parents[1] / "jobs"
+TEMPLATES = sorted(p for p in JOBS.rglob("*") if p.is_file() and p.name != "README.md")
+YAMLS = [p for p in TEMPLATES if p.suffix in (".yaml", ".yml")]
+SCRIPTS = [p for p in TEMPLATES if p.read_text().startswith("#!/bin/bash")]
+
+
+def _names(paths):
+    return [str(p.relative_to(JOBS)) for p in paths]
+
+
+def test_the_templates_are_there():
+    assert {"slurm", "kubernetes", "nightly"} <= {p.parent.name for p in TEMPLATES}
+    assert YAMLS and SCRIPTS
+
+
+@pytest.mark.parametrize("path", TEMPLATES, ids=_names(TEMPLATES))
+def test_parameters_and_command_are_stated_at_the_top(path):
+    header = "\n".join(path.read_text().splitlines()[:30])
+    assert "Parameters" in header
+    assert "largeemb evaluate" in header
+
+
+@pytest.mark.parametrize("path", SCRIPTS, ids=_names(SCRIPTS))
+def test_shell_scripts_parse(path):
+    subprocess.run(["bash", "-n", str(path)], check=True)
+    shellcheck = shutil.which("shellcheck")
+    if shellcheck:
+        result = subprocess.run([shellcheck, "--shell=bash", str(path)], capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout
+
+
+@pytest.mark.parametrize("path", YAMLS, ids=_names(YAMLS))
+def test_kubernetes_manifests(path):
+    docs = [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+    assert docs
+    for doc in docs:
+        assert doc["apiVersion"] == "batch/v1" and doc["kind"] in ("Job", "CronJob")
+        job = doc["spec"]["jobTemplate"]["spec"] if doc["kind"] == "CronJob" else doc["spec"]
+        pod = job["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
+        for container in pod["containers"]:
+            assert {"cpu", "memory"} <= set(container["resources"]["requests"])
+            assert container["securityContext"]["allowPrivilegeEscalation"] is False
+            command = " ".join(container["command"] + container.get("args", []))
+            assert "largeemb" in command or ".sh" in command
+            defined = {env["name"] for env in container.get("env", [])}
+            assert set(re.findall(r"\$\((\w+)\)", command)) <= defined  # Kubernetes expands $(VAR) from env
+            for mount in container.get("volumeMounts", []):
+                assert mount["name"] in {volume["name"] for volume in pod["volumes"]}
+
+
+def test_nightly_builds_the_reference_then_evaluates_the_newest_output():
+    script = (JOBS / "nightly" / "nightly-evaluate.sh").read_text()
+    assert script.index("largeemb reference build") < script.index("largeemb evaluate")
+    assert "nightly-evaluate.sh" in (JOBS / "nightly" / "cronjob.yaml").read_text()
+    assert "nightly-evaluate.sh" in (JOBS / "nightly" / "crontab").read_text()
+
+
+def test_templates_use_only_existing_evaluate_options():
+    help_text = CliRunner().invoke(app, ["evaluate", "--help"], terminal_width=200).output
+    for path in TEMPLATES:
+        for line in path.read_text().splitlines():
+            if "largeemb evaluate" in line:
+                for option in re.findall(r"(--[a-z][a-z-]+)", line):
+                    assert option in help_text, f"{path.name}: {option}"

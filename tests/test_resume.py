@@ -1,0 +1,239 @@
+"""Checkpoints and --resume: a killed job continues where it stopped and gives
+the same result as an uninterrupted one, recomputing only unfinished tasks."""
+
+import json
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import fields
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import largeemb
+from conftest import mixture
+from largeemb import checkpoint, engine, progress
+from largeemb.cli import app
+from largeemb.cross import CrossPartial, Shortlist
+from largeemb.knn import Candidates, Neighbours
+from largeemb.moments import Moments
+
+runner = CliRunner()
+SUMMARY = re.compile(r"(\d+) tasks computed, (\d+) loaded from checkpoints")
+ARGS = ["--k", "3,5", "--block-rows", "128"]
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory):
+    import zarr
+
+    root = tmp_path_factory.mktemp("resume-data")
+    paths = []
+    for name, data in (("real", mixture(1500, 16, 1)), ("fake", mixture(1300, 16, 2, keep=5, shift=0.1))):
+        arr = zarr.create_array(str(root / f"{name}.zarr"), shape=data.shape, dtype=data.dtype, chunks=(256, 16))
+        arr[:] = data
+        paths.append(str(root / f"{name}.zarr"))
+    return paths
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(stores, tmp_path_factory):
+    """metrics.json of an uninterrupted run, and how many tasks it computed."""
+    whole, total, loaded = _evaluate(*stores, tmp_path_factory.mktemp("whole") / "out")
+    assert loaded == 0 and total > 200
+    return whole, total
+
+
+def _evaluate(real, fake, out, *extra):
+    result = runner.invoke(app, ["evaluate", real, fake, "--out", str(out), *ARGS, *extra])
+    assert result.exit_code == 0, result.output
+    computed, loaded = map(int, SUMMARY.search(result.output).groups())
+    return json.loads((out / "metrics.json").read_text()), computed, loaded
+
+
+def _finished_files(work) -> int:
+    return sum(1 for name in os.listdir(work) if name.endswith(".npz") and ".tmp-" not in name)
+
+
+# A job whose tile tasks are slowed down, so that it can be killed part-way.
+SLOW_JOB = """
+import sys, time
+import largeemb.engine as engine
+for name in ("_offdiag_task", "_cross_task"):
+    def slow(*args, _task=getattr(engine, name)):
+        time.sleep(0.02)
+        return _task(*args)
+    setattr(engine, name, slow)
+from largeemb.cli import main
+sys.argv = ["largeemb"] + sys.argv[1:]
+main()
+"""
+
+
+def test_killed_job_resumes_with_identical_metrics_recomputing_only_unfinished_tasks(stores, uninterrupted, tmp_path):
+    real, fake = stores
+    whole, total = uninterrupted
+
+    out = tmp_path / "killed"
+    work = out / checkpoint.WORK_DIR
+    job = subprocess.Popen(
+        [sys.executable, "-c", SLOW_JOB, "evaluate", real, fake, "--out", str(out), *ARGS],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (work.is_dir() and _finished_files(work) >= total // 2):
+            assert job.poll() is None, "the job ended before it could be killed"
+            assert time.monotonic() < deadline, "the job made no progress"
+            time.sleep(0.01)
+        job.send_signal(signal.SIGKILL)
+        job.wait(timeout=30)
+    finally:
+        if job.poll() is None:
+            job.kill()
+    finished = _finished_files(work)
+    assert total // 2 <= finished < total
+    assert not (out / "metrics.json").exists()
+
+    refused = runner.invoke(app, ["evaluate", real, fake, "--out", str(out), *ARGS])
+    assert refused.exit_code == 2 and "unfinished work" in refused.output and "--resume" in refused.output
+
+    resumed, computed, loaded = _evaluate(real, fake, out, "--resume")
+    assert resumed["metrics"] == whole["metrics"] and resumed["by_k"] == whole["by_k"]
+    assert computed == total - finished  # every finished task was reused, none recomputed
+    assert 0 < loaded <= finished  # tasks under a finished merge are not even loaded
+    assert not work.exists()  # removed once the result is published
+
+
+@pytest.fixture
+def interrupted(stores, tmp_path, monkeypatch):
+    """An output directory whose run died in the cross pass (a task raised)."""
+    real, fake = stores
+    calls = []
+
+    def failing(*args, _task=engine._cross_task):
+        calls.append(1)
+        if len(calls) > 30:
+            raise RuntimeError("node lost")
+        return _task(*args)
+
+    out = tmp_path / "out"
+    with monkeypatch.context() as patch:
+        patch.setattr(engine, "_cross_task", failing)
+        with pytest.raises(RuntimeError, match="node lost"):
+            largeemb.evaluate(real, fake, k=(3, 5), block_rows=128, threads_per_worker=1, checkpoint_dir=str(out / checkpoint.WORK_DIR))
+    return real, fake, out
+
+
+def test_resume_refuses_other_inputs_or_options(interrupted, tmp_path, write_zarr):
+    real, fake, out = interrupted
+    other_k = runner.invoke(app, ["evaluate", real, fake, "--out", str(out), "--k", "3", "--block-rows", "128", "--resume"])
+    assert other_k.exit_code == 2
+    assert "different inputs or options" in other_k.output and "params" in other_k.output
+
+    rewritten = write_zarr("rewritten.zarr", mixture(1300, 16, 9))  # same shape, new rows
+    other_fake = runner.invoke(app, ["evaluate", real, rewritten, "--out", str(out), *ARGS, "--resume"])
+    assert other_fake.exit_code == 2 and "fake" in other_fake.output
+    assert (out / checkpoint.WORK_DIR / checkpoint.MANIFEST).exists()  # refusing destroys nothing
+
+
+def test_force_discards_unfinished_work(interrupted, uninterrupted):
+    real, fake, out = interrupted
+    metrics, computed, loaded = _evaluate(real, fake, out, "--force")
+    whole, total = uninterrupted
+    assert loaded == 0 and computed == total and metrics["metrics"] == whole["metrics"]
+
+
+def test_resume_without_unfinished_work_just_runs(stores, tmp_path):
+    real, fake = stores
+    metrics, computed, loaded = _evaluate(real, fake, tmp_path / "new", "--resume")
+    assert loaded == 0 and computed > 0
+
+
+def test_checkpoint_round_trip_keeps_values_and_dtypes(tmp_path):
+    rng = np.random.default_rng(0)
+    values = [
+        engine.SegmentCheck(Moments(7, rng.random(3), rng.random(3), rng.random((3, 3)), rng.random(3)), -1, 4, [b"\x01\xff", b""]),
+        Neighbours(128, rng.random((5, 3)).astype(np.float32), rng.integers(-1, 9, (5, 3)), np.array([np.inf, 1, 2, 3, np.nan], np.float32), rng.random(5)),
+        tuple(Candidates(*(rng.integers(0, 9, 4) for _ in range(2)), rng.random(4).astype(np.float32), np.empty(0, np.int64), np.empty(0, np.float32)) for _ in range(2)),
+        (rng.random((6, 2)), np.array([3, 5], np.int64)),
+        CrossPartial(rng.integers(0, 9, (4, 2)), rng.random((3, 2)) > 0.5, np.zeros((3, 2), bool)),
+        CrossPartial(
+            rng.integers(0, 9, (4, 1)), np.ones((3, 1), bool), np.zeros((3, 1), bool),
+            *(Shortlist(rng.integers(0, 9, 5), rng.integers(0, 9, 5), rng.random(5), rng.random(5)) for _ in range(3)),
+        ),
+        [1.5, float("inf"), True, 3],
+    ]
+    for i, value in enumerate(values):
+        path = str(tmp_path / f"{i}.npz")
+        checkpoint.save(path, value)
+        _assert_same(checkpoint.load(path), value)
+    assert sorted(os.listdir(tmp_path)) == [f"{i}.npz" for i in range(len(values))]  # no temporary files left
+
+
+def _assert_same(got, want):
+    assert type(got) is type(want)
+    if isinstance(want, np.ndarray):
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+    elif isinstance(want, (tuple, list)):
+        assert len(got) == len(want)
+        for g, w in zip(got, want):
+            _assert_same(g, w)
+    elif hasattr(want, "__dataclass_fields__"):
+        for f in fields(want):
+            _assert_same(getattr(got, f.name), getattr(want, f.name))
+    else:
+        assert got == want
+
+
+def test_checkpoint_refuses_foreign_types(tmp_path):
+    path = str(tmp_path / "evil.npz")
+    np.savez(path, __tree__=np.array(json.dumps({"class": "os:system", "fields": {}})))
+    with pytest.raises(ValueError, match="foreign"):
+        checkpoint.load(path)
+
+
+def test_interrupted_write_leaves_no_file(tmp_path):
+    def broken(fh):
+        fh.write(b"half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        checkpoint._write_atomic(str(tmp_path / "x.npz"), broken)
+    assert os.listdir(tmp_path) == []
+
+
+def test_progress_lines_in_a_log(stores, tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(progress, "LOG_EVERY_S", 0.0)
+    real, fake = stores
+    with caplog.at_level(logging.INFO, logger="largeemb"):
+        largeemb.evaluate(real, fake, k=3, block_rows=256)
+    lines = [r.getMessage() for r in caplog.records]
+    assert any(re.match(r"radii: \d+/\d+ tasks \(\d+%\), [\d.]+ tasks/s, ETA \d+:\d\d$", line) for line in lines), lines
+    assert any(re.match(r"cross: (\d+)/\1 tasks in [\d.]+ s", line) for line in lines), lines
+
+
+def test_progress_bar_on_a_terminal():
+    import io
+
+    stream = io.StringIO()
+    with progress.Progress("cross", 3, terminal=True, stream=stream) as bar:
+        for _ in range(3):
+            bar.advance()
+    shown = stream.getvalue()
+    assert "cross" in shown and "3/3" in shown and "tasks/s" in shown
+
+
+def test_bad_data_leaves_no_unfinished_work(tmp_path, write_zarr):
+    real = mixture(1200, 8, 1)
+    real[700] = np.nan
+    result = runner.invoke(app, ["evaluate", write_zarr("nan.zarr", real), write_zarr("ok.zarr", mixture(1100, 8, 2)), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "row 700" in result.output
+    assert not (tmp_path / "o" / checkpoint.WORK_DIR).exists()  # a fixed rerun needs no --resume or --force
