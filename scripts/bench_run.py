@@ -33,8 +33,9 @@ def ensure_store(path: str, rows: int, dim: int, **synth) -> str:
     return write_synth(path, rows, dim, force=True, **synth)
 
 
-def run(real: str, fake: str, out: str, k: int, samples: bool) -> dict:
+def run(real: str, fake: str, out: str, k: int, samples: bool, block_rows: int | None) -> dict:
     cmd = ["largeemb", "evaluate", real, fake, "--out", out, "--k", str(k), "--force"]
+    cmd += ["--block-rows", str(block_rows)] if block_rows else []
     cmd += [] if samples else ["--no-samples"]
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -55,6 +56,7 @@ def main():
     parser.add_argument("--k", type=int, default=5)
     parser.add_argument("--dir", default=None, help="where the stores and the result go (default: a temporary directory)")
     parser.add_argument("--no-samples", action="store_true")
+    parser.add_argument("--block-rows", type=int, default=None)
     args = parser.parse_args()
 
     base = args.dir or tempfile.mkdtemp(prefix="largeemb-bench-")
@@ -62,11 +64,11 @@ def main():
     n, dim = args.rows, args.dim
     real = ensure_store(os.path.join(base, f"real-{n}x{dim}.zarr"), n, dim, seed=0)
     fake = ensure_store(os.path.join(base, f"fake-{n}x{dim}.zarr"), n, dim, seed=1, shift=0.05, drop_modes=3)
-    res = run(real, fake, os.path.join(base, f"out-{n}x{dim}"), args.k, not args.no_samples)
+    res = run(real, fake, os.path.join(base, f"out-{n}x{dim}"), args.k, not args.no_samples, args.block_rows)
     flops = 3 * 2.0 * n * n * dim  # cross pass + two self passes, as useful work
     rate = flops / res["wall_s"] / 1e9
     m = res["metrics"]
-    print(f"n = m = {n}, dim {dim}, k {args.k}, samples {'off' if args.no_samples else 'on'}")
+    print(f"n = m = {n}, dim {dim}, k {args.k}, samples {'off' if args.no_samples else 'on'}, block rows {args.block_rows or 'default'}")
     print(f"wall {res['wall_s']:.1f} s   peak RSS {res['peak_mib']:.0f} MiB   useful rate {rate:.1f} GFLOP/s")
     print("stage seconds: " + ", ".join(f"{key} {v:.1f}" for key, v in m["timings_s"].items()))
     print("metrics: " + ", ".join(f"{key} {v:.5f}" for key, v in m["metrics"].items()))
