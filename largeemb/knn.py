@@ -200,26 +200,34 @@ def finish(nb: Neighbours, own: np.ndarray, take_neighbours, ks: tuple[int, ...]
     """Exact radii for each k, and the local rows whose exactness could not be shown.
 
     ``own`` holds the block's float64 metric rows; ``take_neighbours(global
-    rows)`` gives float64 metric rows. Only candidates that can be among a
-    row's k+1 nearest within the float32 error get a float64 distance.
+    rows)`` gives float64 metric rows. With s the (k+1)-th smallest float32
+    value of a row and e its error bound, candidates below s - 2e are surely
+    among the k+1 nearest and those above s + 2e surely not, so only the few
+    within s ± 2e get a float64 distance: the radius is the right one of those.
     Returns ``(radii (rows, len(ks)), unproven local rows)``.
     """
     rows_n, K = nb.idx.shape
-    width = max(ks) + 1
-    slack = 2 * kappa * (nb.sqnorm + max_sqnorm)  # covers both candidates' errors
-    d32 = np.maximum(nb.d32.astype(np.float64), 0.0)
-    cut = np.sort(d32, axis=1)[:, width - 1] + slack
-    wanted = (d32 <= cut[:, None]) & (nb.idx >= 0)
-    own_rows, slots = np.nonzero(wanted)
+    eps = (kappa * (nb.sqnorm + max_sqnorm))[:, None]
+    d32 = nb.d32.astype(np.float64)
+    ranked = np.sort(d32, axis=1)
+    windows, below = [], []
+    for k in ks:
+        at = ranked[:, k : k + 1]
+        windows.append((np.abs(d32 - at) <= 2 * eps) & (nb.idx >= 0))
+        below.append((d32 < at - 2 * eps).sum(axis=1))
+    need = np.logical_or.reduce(windows)
     d64 = np.full((rows_n, K), np.inf)
+    own_rows, slots = np.nonzero(need)
     for lo in range(0, len(own_rows), EXACT_CHUNK):
         r, c = own_rows[lo : lo + EXACT_CHUNK], slots[lo : lo + EXACT_CHUNK]
         diff = take_neighbours(nb.idx[r, c]) - own[r]
         d64[r, c] = np.sqrt((diff * diff).sum(axis=1))
-    d64.sort(axis=1)
-    radii = d64[:, list(ks)]
+    radii = np.empty((rows_n, len(ks)))
+    for q, k in enumerate(ks):
+        in_window = np.sort(np.where(windows[q], d64, np.inf), axis=1)
+        radii[:, q] = in_window[np.arange(rows_n), k - below[q]]
     widest = radii.max(axis=1)
-    lowest_rejected = nb.floor.astype(np.float64) - kappa * (nb.sqnorm + max_sqnorm)
+    lowest_rejected = nb.floor.astype(np.float64) - eps[:, 0]
     proven = (widest * widest <= lowest_rejected) | (widest == 0.0)
     return radii, np.flatnonzero(~proven)
 
