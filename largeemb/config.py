@@ -12,8 +12,8 @@ METRICS = ("euclidean", "cosine")
 #: moments, or with scikit-learn's IncrementalPCA, block by block.
 PCA_METHODS = ("moments", "incremental")
 
-#: Rows per block when streaming and tiling. A tile is one block × one block,
-#: so its distance matrix holds ``block_rows**2`` float32 values (64 MiB here).
+#: Rows per block when streaming and tiling (one task's share of rows). Inside
+#: a task the GEMM runs in ``plan.PANEL_ROWS`` panels, which bound its memory.
 DEFAULT_BLOCK_ROWS = 4096
 
 

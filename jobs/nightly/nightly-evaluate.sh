@@ -12,9 +12,9 @@
 #   largeemb reference build "$REAL_SOURCE" --out "$REFERENCE" --k "$K"     (only when missing)
 #   largeemb evaluate "$REFERENCE" "$NEWEST" --out "$RESULTS/NAME" --k "$K" --workers "$WORKERS" --resume
 #
-# `largeemb reference build` and evaluating against a reference come from the
-# reference-cache feature (SPEC section 5); until it lands, set REFERENCE to the
-# real zarr store itself and the evaluate line works unchanged.
+# The reference (SPEC section 5) holds the real set's radii for each k in K, so
+# the nightly evaluate skips the real x real pass; its fingerprint is checked
+# against the real store on every run.
 # A reference whose source data changed is refused (exit 2): rebuild it with --force.
 # --resume lets the next night (or a rerun) finish an evaluation a crash interrupted.
 set -euo pipefail
