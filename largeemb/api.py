@@ -48,7 +48,7 @@ def evaluate(
         real × real pass, after its fingerprint is checked against the store.
     config
         An :class:`EvaluateConfig`; or give its fields as keyword
-        ``options`` (``k=5``, ``metric="cosine"``, ``block_rows=4096``, …).
+        ``options`` (``k=5``, ``metric="cosine"``, ``block_rows=8192``, …).
         Unknown options are an error.
     real_array, fake_array
         Array names inside zarr groups (default: the only 2-D array, else
@@ -86,6 +86,7 @@ def evaluate(
     real_src = reference.source if reference else open_source(real, real_array, role="real")
     fake_src = open_source(fake, fake_array, role="fake")
     warnings = _check_pair(real_src, fake_src, config)
+    config = config.resolved(max(real_src.rows, fake_src.rows))
     execution.check_sources(config, client, real_src, fake_src)
     store = None
     if checkpoint_dir is not None:

@@ -121,7 +121,9 @@ def evaluate(
     inclusive: Annotated[bool, typer.Option("--inclusive", help="Count a point on a ball's boundary as inside (<= instead of <).")] = DEFAULTS.inclusive,
     real_array: Annotated[Optional[str], typer.Option(help="Array name when REAL is a group.")] = None,
     fake_array: Annotated[Optional[str], typer.Option(help="Array name when FAKE is a group.")] = None,
-    block_rows: Annotated[int, typer.Option(help="Rows per streamed block (one task); GEMMs run in 2048-row panels inside it.")] = DEFAULTS.block_rows,
+    block_rows: Annotated[
+        Optional[int], typer.Option(help="Rows per streamed block (one task); GEMMs run in 2048-row panels inside it. Default: 4096, more for sets over 262,144 rows.")
+    ] = DEFAULTS.block_rows,
     samples: Annotated[bool, typer.Option("--samples/--no-samples", help="Write per-sample values to samples.zarr.")] = DEFAULTS.samples,
     pca: Annotated[str, typer.Option(help=f"PCA basis of the plots: {' or '.join(PCA_METHODS)} (exact from streamed moments, or scikit-learn's IncrementalPCA).")] = DEFAULTS.pca,
     tsne_samples: Annotated[int, typer.Option(help="Rows of each set in the joint t-SNE subsample (0 skips t-SNE).")] = DEFAULTS.tsne_samples,
@@ -253,7 +255,7 @@ def reference_build(
     k: Annotated[str, typer.Option(help="Neighbour counts to store radii for, e.g. 3,5,10.")] = "3,5,10",
     metric: Annotated[str, typer.Option(help=f"Distance: {' or '.join(METRICS)}.")] = DEFAULTS.metric,
     real_array: Annotated[Optional[str], typer.Option(help="Array name when REAL is a group.")] = None,
-    block_rows: Annotated[int, typer.Option(help="Rows per streamed block.")] = DEFAULTS.block_rows,
+    block_rows: Annotated[Optional[int], typer.Option(help="Rows per streamed block (default: as for evaluate).")] = DEFAULTS.block_rows,
     force: Force = False,
     debug: Debug = False,
 ):

@@ -12,9 +12,13 @@ METRICS = ("euclidean", "cosine")
 #: moments, or with scikit-learn's IncrementalPCA, block by block.
 PCA_METHODS = ("moments", "incremental")
 
-#: Rows per block when streaming and tiling (one task's share of rows). Inside
-#: a task the GEMM runs in ``plan.PANEL_ROWS`` panels, which bound its memory.
+#: Rows per block when streaming and tiling (one task's share of rows), unless
+#: the set is large: see :meth:`EvaluateConfig.resolved`. Inside a task the
+#: GEMM runs in ``plan.PANEL_ROWS`` panels, which bound its memory.
 DEFAULT_BLOCK_ROWS = 4096
+#: With the default block size, a set is cut into at most about this many
+#: blocks: tasks grow with its square, and so does the scheduler's bookkeeping.
+MAX_BLOCKS = 64
 
 
 @dataclass(frozen=True)
@@ -35,7 +39,8 @@ class EvaluateConfig:
     k: tuple[int, ...] = (5,)
     metric: str = "euclidean"
     inclusive: bool = False
-    block_rows: int = DEFAULT_BLOCK_ROWS
+    #: None: DEFAULT_BLOCK_ROWS, grown for large sets (see ``resolved``).
+    block_rows: int | None = None
     seed: int = 0
     samples: bool = True
     workers: int | None = None
@@ -65,7 +70,7 @@ class EvaluateConfig:
                 "in the job configuration",
                 f"use one of {', '.join(METRICS)}",
             )
-        if self.block_rows < 64:
+        if self.block_rows is not None and self.block_rows < 64:
             raise InputError(
                 f"block_rows must be at least 64, got {self.block_rows}",
                 "in the job configuration",
@@ -103,6 +108,18 @@ class EvaluateConfig:
                 "in the job configuration",
                 f"use only {', '.join(f.name for f in fields())}",
             )
+
+    def resolved(self, rows: int) -> "EvaluateConfig":
+        """This config with a block size for sets of up to ``rows`` rows.
+
+        The default is DEFAULT_BLOCK_ROWS, grown in whole GEMM panels so that
+        a set has at most about MAX_BLOCKS blocks (16,384 rows at a million).
+        """
+        if self.block_rows is not None:
+            return self
+        panel = 2048
+        grown = -(-rows // (MAX_BLOCKS * panel)) * panel
+        return dataclasses.replace(self, block_rows=max(DEFAULT_BLOCK_ROWS, grown))
 
     @property
     def max_k(self) -> int:

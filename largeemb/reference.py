@@ -122,12 +122,13 @@ def build_reference(
     from .output import OutputLock, Staging
     from .samples import CHUNK_ROWS
 
-    config = EvaluateConfig(k=k, metric=metric, **({"block_rows": block_rows} if block_rows else {}), workers=workers, scheduler=scheduler)
+    config = EvaluateConfig(k=k, metric=metric, block_rows=block_rows, workers=workers, scheduler=scheduler)
     if not isinstance(real, (str, os.PathLike)):
         raise InputError("a reference needs a real store it can find again", "in build_reference()", "pass a zarr path or URL")
     if os.path.exists(os.path.join(out, REFERENCE_FILE)) and not force:
         raise InputError("directory already holds a reference", f"in {out}", "choose another --out or pass --force")
     source = open_source(real, real_array, role="real")
+    config = config.resolved(source.rows)
     os.makedirs(out, exist_ok=True)
     location = source.location if "://" in source.location else os.path.abspath(source.location)
     with execution.open_run(config):

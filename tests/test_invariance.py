@@ -79,3 +79,14 @@ def test_identical_for_gemm_panel_sizes(sets, monkeypatch, panel_rows):
     np.testing.assert_array_equal(got.real_radii, base.real_radii)
     np.testing.assert_array_equal(got.fake_radii, base.fake_radii)
     np.testing.assert_array_equal(got.fake_counts, base.fake_counts)
+
+
+def test_default_block_size_grows_with_the_set():
+    """Tasks grow with the square of the block count: large sets get larger blocks."""
+    from largeemb.config import EvaluateConfig
+
+    assert EvaluateConfig().resolved(20_000).block_rows == 4096
+    assert EvaluateConfig().resolved(1_000_000).block_rows == 16_384
+    assert EvaluateConfig(block_rows=512).resolved(1_000_000).block_rows == 512
+    result = largeemb.evaluate(mixture(1100, 8, 1), mixture(1000, 8, 2), k=3)
+    assert result.params["block_rows"] == 4096
