@@ -105,7 +105,7 @@ def evaluate(
             logger.info("%s", run.summary())
         (real_moments, real_fp), (fake_moments, fake_fp) = passes["moments"]
         real_radii, real_unproven, fake_radii, fake_unproven = passes["radii"]
-        memberships, per_sample, realism_radius = passes["cross"]
+        memberships, per_sample = passes["cross"]
 
         projection = None
         if config.plots:
@@ -189,7 +189,7 @@ def _passes(real_src: Source, fake_src: Source, reference, config: EvaluateConfi
     return {
         "moments": moments,
         "radii": (real_radii, real_unproven, fake_radii, fake_unproven),
-        "cross": (memberships, per_sample, realism_radius),
+        "cross": (memberships, per_sample),
     }
 
 
