@@ -12,6 +12,7 @@ from . import checkpoint, engine, execution
 from .config import EvaluateConfig
 from .errors import InputError
 from .moments import frechet_distance
+from .projection import project
 from .result import EvaluationResult, metrics_from_memberships
 from .reference import is_reference, load_reference
 from .store import Source, open_source
@@ -109,8 +110,6 @@ def evaluate(
 
         projection = None
         if config.plots:
-            from .projection import project
-
             with _timed(timings, "projection"):
                 projection = project(
                     real_src, fake_src, real_moments, fake_moments, metric=config.metric, method=config.pca,
