@@ -30,13 +30,6 @@ LOCK_FILE = ".largeemb.lock"
 STAGING_PREFIX = ".staging-"
 
 
-def check_output_dir(out: str, force: bool) -> None:
-    """Refuse early (before any expensive work) if ``out`` cannot take a result."""
-    _refuse_unwritable(out)
-    _refuse_existing(out, force)
-    _probe_writable(out)
-
-
 def _refuse_unwritable(out: str) -> None:
     if os.path.exists(out) and not os.path.isdir(out):
         raise InputError(f"--out {out} is a file", "for the output directory", "give a directory path")
@@ -175,13 +168,6 @@ def _fsync_dir(path: str) -> None:
         pass
     finally:
         os.close(fd)
-
-
-def write_result(result_dict: dict, out: str, force: bool = False) -> str:
-    """Claim ``out``, stage and publish ``metrics.json``; returns its path."""
-    with result_dir(out, force) as staging:
-        staging.write_json(METRICS_FILE, result_dict)
-    return os.path.join(out, METRICS_FILE)
 
 
 # -- the lock ------------------------------------------------------------------
