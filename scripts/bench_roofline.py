@@ -66,13 +66,13 @@ def main():
         return flops / seconds / 1e9
 
     start = time.perf_counter()
-    [(real_radii, _)] = engine.radii_stage([real_src], centre, "euclidean", (k,), api.EvaluateConfig().block_rows)
+    [(real_radii, _)] = engine.radii_stage([real_src], centre, "euclidean", (k,), api.EvaluateConfig().resolved(n).block_rows)
     self_s = time.perf_counter() - start
-    [(fake_radii, _)] = engine.radii_stage([fake_src], centre, "euclidean", (k,), api.EvaluateConfig().block_rows)
+    [(fake_radii, _)] = engine.radii_stage([fake_src], centre, "euclidean", (k,), api.EvaluateConfig().resolved(n).block_rows)
     self_flops = 2.0 * n * n * dim
     print(f"self k-NN pass       {self_s:8.2f} s  {rate(self_s, self_flops):8.1f} GFLOP/s  {rate(self_s, self_flops) / peak:6.2f} of matmul")
 
-    block = api.EvaluateConfig().block_rows
+    block = api.EvaluateConfig().resolved(n).block_rows
     for samples in (False, True):
         realism = api.realism_radii(real_radii[:, 0]) if samples else None
         start = time.perf_counter()
