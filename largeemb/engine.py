@@ -20,7 +20,8 @@ from .errors import InputError
 from .moments import Moments
 from .plan import PANEL_ROWS, RowBlock, bands, row_blocks, segments
 from .store import Source
-from .taskgraph import Graph, run, same as _same
+from .execution import same as _same
+from .taskgraph import Graph, run
 
 
 def _one_thread():

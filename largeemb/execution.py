@@ -163,7 +163,7 @@ def check_reachable(run: Run, sources, checkpoint_dir: str | None) -> None:
             )
 
 
-def _same(value):
+def same(value):
     """Pass a value through: gives a merge tree's root a name of its own."""
     return value
 
@@ -221,7 +221,7 @@ class Tasks:
 
     def root(self, name: str, delayed_value):
         """Name (and keep) the result of a merge tree, so a resume skips the whole tree."""
-        return self(name, _same, delayed_value)
+        return self(name, same, delayed_value)
 
     def share(self, values: list) -> list:
         """Values many tasks need (radii, centres): sent to the cluster once, not per task."""

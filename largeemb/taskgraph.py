@@ -44,11 +44,6 @@ class Graph:
         return tree(keys, lambda a, b: self.task(label, combine, a, b))
 
 
-def same(value):
-    """Pass a value through: gives a merge tree's root a name of its own."""
-    return value
-
-
 def run(g: Graph, outputs, label: str = "tasks"):
     """Run a task graph on the current run's executor (in-process threads by default).
 
@@ -58,5 +53,5 @@ def run(g: Graph, outputs, label: str = "tasks"):
     """
     from dask.delayed import Delayed
 
-    root = g.task("outputs", same, outputs)
+    root = g.task("outputs", execution.same, outputs)
     return execution.compute(Delayed(root, g.tasks), label=label)[0]

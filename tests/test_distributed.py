@@ -21,7 +21,7 @@ from distributed import Client, LocalCluster
 from typer.testing import CliRunner
 
 import largeemb
-from conftest import mixture
+from conftest import mixture, zarr_store
 from largeemb import checkpoint, cluster, engine, execution
 from largeemb.cli import app
 from largeemb.config import EvaluateConfig
@@ -39,12 +39,7 @@ def sets():
 @pytest.fixture(scope="module")
 def stores(sets, tmp_path_factory):
     root = tmp_path_factory.mktemp("distributed-data")
-    paths = []
-    for name, data in zip(("real", "fake"), sets):
-        arr = zarr.create_array(str(root / f"{name}.zarr"), shape=data.shape, dtype=data.dtype, chunks=(700, 32))
-        arr[:] = data
-        paths.append(str(root / f"{name}.zarr"))
-    return paths
+    return [zarr_store(root / f"{name}.zarr", data, (700, 32)) for name, data in zip(("real", "fake"), sets)]
 
 
 @pytest.fixture(scope="module")

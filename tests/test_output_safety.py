@@ -20,7 +20,7 @@ import pytest
 import zarr
 from typer.testing import CliRunner
 
-from conftest import mixture
+from conftest import mixture, zarr_store
 from largeemb import engine, output
 from largeemb.cli import app
 from largeemb.output import LOCK_FILE, METRICS_FILE, OutputLock, result_dir
@@ -30,9 +30,7 @@ ROOT = Path(__file__).parents[1]
 
 
 def _zarr(path: Path, data: np.ndarray) -> str:
-    arr = zarr.create_array(str(path), shape=data.shape, dtype=data.dtype, chunks=(500, data.shape[1]))
-    arr[:] = data
-    return str(path)
+    return zarr_store(path, data, (500, data.shape[1]))
 
 
 @pytest.fixture(scope="module")

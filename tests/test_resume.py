@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 import largeemb
-from conftest import mixture
+from conftest import mixture, zarr_store
 from largeemb import checkpoint, engine, progress
 from largeemb.cli import app
 from largeemb.cross import CrossPartial, Shortlist
@@ -30,15 +30,9 @@ ARGS = ["--k", "3,5", "--block-rows", "128"]
 
 @pytest.fixture(scope="module")
 def stores(tmp_path_factory):
-    import zarr
-
     root = tmp_path_factory.mktemp("resume-data")
-    paths = []
-    for name, data in (("real", mixture(1500, 16, 1)), ("fake", mixture(1300, 16, 2, keep=5, shift=0.1))):
-        arr = zarr.create_array(str(root / f"{name}.zarr"), shape=data.shape, dtype=data.dtype, chunks=(256, 16))
-        arr[:] = data
-        paths.append(str(root / f"{name}.zarr"))
-    return paths
+    sets = (("real", mixture(1500, 16, 1)), ("fake", mixture(1300, 16, 2, keep=5, shift=0.1)))
+    return [zarr_store(root / f"{name}.zarr", data, (256, 16)) for name, data in sets]
 
 
 @pytest.fixture(scope="module")
