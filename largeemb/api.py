@@ -166,20 +166,24 @@ def _passes(real_src: Source, fake_src: Source, reference, config: EvaluateConfi
         reference.check(config.metric, real_fp)
     _check_scale(real_moments, fake_moments, real_src, fake_src)
     centre = real_moments.metric_mean.astype(np.float32)
+    partition = engine.partition_stage(real_src, real_moments, centre, config.metric, config.seed) if config.prune else None
 
     with _timed(timings, "radii"):
         if reference:
             real_radii, real_unproven = reference.radii(config.k), 0
-            [(fake_radii, fake_unproven)] = engine.radii_stage([fake_src], centre, config.metric, config.k, config.block_rows)
+            [(fake_radii, fake_unproven)] = engine.radii_stage(
+                [fake_src], centre, config.metric, config.k, config.block_rows, roles=("fake",), partition=partition
+            )
         else:
             (real_radii, real_unproven), (fake_radii, fake_unproven) = engine.radii_stage(
-                [real_src, fake_src], centre, config.metric, config.k, config.block_rows
+                [real_src, fake_src], centre, config.metric, config.k, config.block_rows, partition=partition
             )
 
     realism_radius = realism_radii(real_radii[:, 0]) if config.samples else None
     with _timed(timings, "cross"):
         memberships = engine.cross_stage(
-            real_src, fake_src, centre, config.metric, real_radii, fake_radii, config.inclusive, config.block_rows, realism_radius
+            real_src, fake_src, centre, config.metric, real_radii, fake_radii, config.inclusive, config.block_rows,
+            realism_radius, partition,
         )
     per_sample = {}
     if config.samples:
@@ -269,6 +273,7 @@ def _params(config: EvaluateConfig) -> dict:
         "block_rows": config.block_rows,
         "seed": config.seed,
         "samples": config.samples,
+        "prune": config.prune,
         "panel_rows": engine.PANEL_ROWS,
         "plots": config.plots,
         "pca": config.pca,

@@ -129,6 +129,7 @@ def evaluate(
     tsne_samples: Annotated[int, typer.Option(help="Rows of each set in the joint t-SNE subsample (0 skips t-SNE).")] = DEFAULTS.tsne_samples,
     plot_samples: Annotated[int, typer.Option(help="Rows of each set drawn as points on pca.png.")] = DEFAULTS.plot_samples,
     no_plots: Annotated[bool, typer.Option("--no-plots", help="Write metrics.json only: no projections, no figures.")] = not DEFAULTS.plots,
+    prune: Annotated[bool, typer.Option("--prune/--no-prune", help="Skip tile work that provably changes nothing (results are exact either way).")] = DEFAULTS.prune,
     scheduler: Annotated[Optional[str], typer.Option(help="Run on the running dask cluster at this address (e.g. tcp://host:8786).")] = None,
     workers: Annotated[Optional[int], typer.Option(help="Start a LocalCluster of N worker processes (default: run in-process).")] = None,
     threads_per_worker: Annotated[
@@ -143,7 +144,7 @@ def evaluate(
     def action():
         config = EvaluateConfig(
             k=_parse_k(k), metric=metric, inclusive=inclusive, block_rows=block_rows, samples=samples,
-            pca=pca, tsne_samples=tsne_samples, plot_samples=plot_samples, plots=not no_plots,
+            pca=pca, tsne_samples=tsne_samples, plot_samples=plot_samples, plots=not no_plots, prune=prune,
             workers=workers, threads_per_worker=threads_per_worker, scheduler=scheduler,
         )
         _report(_evaluate_to(real, fake, out, config, real_array, fake_array, force, resume), out)

@@ -43,6 +43,9 @@ class EvaluateConfig:
     block_rows: int | None = None
     seed: int = 0
     samples: bool = True
+    #: Skip tile work that provably cannot change an answer (exact either way;
+    #: see largeemb.groups). Off only to measure what it saves.
+    prune: bool = True
     workers: int | None = None
     #: Compute the projections behind the plots (PCA backdrop, subsamples).
     plots: bool = True

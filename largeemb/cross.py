@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .distance import UNIT_ROUNDOFF32, Block, exact_pairs, sqdist32
+from .groups import MIN_SKIPPED, Partition, gather, skipped_share
 
 #: Pairs closer than this many float32 error bounds are always re-checked for
 #: realism (near-copies of real rows, whose ratio float32 cannot rank).
@@ -37,6 +38,16 @@ class Shortlist:
 
     def __add__(self, other: "Shortlist") -> "Shortlist":
         return Shortlist(*(np.concatenate([getattr(self, f), getattr(other, f)]) for f in ("rows", "cols", "lo", "hi")))
+
+    @classmethod
+    def joined(cls, parts: list["Shortlist"]) -> "Shortlist":
+        empty = [np.empty(0, t) for t in (np.int64, np.int64, np.float64, np.float64)]
+        fields = ("rows", "cols", "lo", "hi")
+        return cls(*(np.concatenate([e] + [getattr(p, f) for p in parts]) for e, f in zip(empty, fields)))
+
+    def mapped(self, rows: np.ndarray, cols: np.ndarray) -> "Shortlist":
+        """The same pairs with rows and columns renamed (e.g. gathered rows to global ids)."""
+        return Shortlist(rows[self.rows], cols[self.cols], self.lo, self.hi)
 
     def _take(self, keep) -> "Shortlist":
         return Shortlist(self.rows[keep], self.cols[keep], self.lo[keep], self.hi[keep])
@@ -145,8 +156,16 @@ def _flags(rows, inside, n):
     return out
 
 
-def block_pair(fake: Block, real: Block, fake_radii, real_radii, realism_radius, kappa, inclusive, panel_rows) -> CrossPartial:
-    """One fake block × real block, panel by panel, merged like whole blocks."""
+def block_pair(fake: Block, real: Block, fake_radii, real_radii, realism_radius, kappa, inclusive, panel_rows, partition=None) -> CrossPartial:
+    """One fake block × real block, panel by panel, merged like whole blocks.
+
+    With a partition, group pairs that provably change nothing are skipped
+    (see :func:`_grouped_pair`).
+    """
+    if partition is not None:
+        grouped = _grouped_pair(fake, real, fake_radii, real_radii, realism_radius, kappa, inclusive, panel_rows, partition)
+        if grouped is not None:
+            return grouped
     real_panels = [(lo, p, p.right()) for lo, p in real.panels(panel_rows)]
     per_fake = []
     for lo_f, pf in fake.panels(panel_rows):
@@ -171,6 +190,76 @@ def block_pair(fake: Block, real: Block, fake_radii, real_radii, realism_radius,
     for part in per_fake[1:]:
         acc = acc.merge_fake_blocks(part)
     return acc
+
+
+def _grouped_pair(fake: Block, real: Block, fake_radii, real_radii, realism_radius, kappa, inclusive, panel_rows, partition: Partition):
+    """:func:`block_pair` over group pairs, skipping those that cannot matter.
+
+    A group pair is skipped when its distance lower bound exceeds every
+    radius of its rows (no membership can change) and, for per-sample
+    values, every nearest distance already found for its rows and every
+    realism ratio it could give falls short of one already found. Pairs go in
+    order of their bound, so near pairs set those values first. Skipped pairs
+    are strictly farther than what they are compared with, so ties and
+    results are as in the full tile. None when too little can be skipped.
+    """
+    gf, gr = partition.groups(fake, panel_rows), partition.groups(real, panel_rows)
+    bound = gf.lower_bounds(gr)
+    reach = np.maximum(gf.maxima(fake_radii.max(axis=1))[:, None], gr.maxima(real_radii.max(axis=1))[None, :])
+    beyond = bound > reach
+    if skipped_share(beyond, gf, gr) < MIN_SKIPPED:
+        return None
+    samples = realism_radius is not None
+    nk = fake_radii.shape[1]
+    out = CrossPartial(np.zeros((fake.rows, nk), np.int64), np.zeros((real.rows, nk), bool), np.zeros((real.rows, nk), bool))
+    lists = {"fake_nearest": [], "fake_realism": [], "real_nearest": []}
+    if samples:
+        fake_near = np.full(fake.rows, np.inf)  # upper bounds of squared nearest distances so far
+        real_near = np.full(real.rows, np.inf)
+        fake_ratio = np.zeros(fake.rows)  # lower bounds of squared best realism ratios so far
+        ratio_top = gr.maxima(realism_radius**2)
+    fake_ids, real_ids = np.arange(fake.rows) + fake.start, np.arange(real.rows) + real.start
+    parts = {}
+
+    def part(side, groups, block, g):
+        if (side, g) not in parts:
+            sub = gather(block, groups.index[g])
+            parts[side, g] = (sub, sub.right() if side == "real" else None)
+        return parts[side, g]
+
+    for i, j in zip(*np.unravel_index(np.argsort(bound, axis=None, kind="stable"), bound.shape)):
+        rows_f, rows_r = gf.index[i], gr.index[j]
+        if beyond[i, j]:
+            if not samples:
+                continue
+            far2 = bound[i, j] ** 2
+            if (
+                far2 > fake_near[rows_f].max()
+                and far2 > real_near[rows_r].max()
+                and (ratio_top[j] == 0 or ratio_top[j] < far2 * fake_ratio[rows_f].min())
+            ):
+                continue
+        sf, _ = part("fake", gf, fake, i)
+        sr, sr_right = part("real", gr, real, j)
+        res = tile(
+            sf, sr, sr_right, fake_radii[rows_f], real_radii[rows_r],
+            None if not samples else realism_radius[rows_r], kappa, inclusive,
+        )
+        out.fake_counts[rows_f] += res.fake_counts
+        out.real_covered[rows_r] |= res.real_covered
+        out.real_recalled[rows_r] |= res.real_recalled
+        if samples:
+            lists["fake_nearest"].append(res.fake_nearest.mapped(fake_ids[rows_f], real_ids[rows_r]))
+            lists["fake_realism"].append(res.fake_realism.mapped(fake_ids[rows_f], real_ids[rows_r]))
+            lists["real_nearest"].append(res.real_nearest.mapped(real_ids[rows_r], fake_ids[rows_f]))
+            np.minimum.at(fake_near, rows_f[res.fake_nearest.rows], res.fake_nearest.hi)
+            np.minimum.at(real_near, rows_r[res.real_nearest.rows], res.real_nearest.hi)
+            np.maximum.at(fake_ratio, rows_f[res.fake_realism.rows], res.fake_realism.lo)
+    if samples:
+        out.fake_nearest = Shortlist.joined(lists["fake_nearest"]).for_min()
+        out.fake_realism = Shortlist.joined(lists["fake_realism"]).for_max()
+        out.real_nearest = Shortlist.joined(lists["real_nearest"]).for_min()
+    return out
 
 
 def tile(fake: Block, real: Block, real_right, fake_radii, real_radii, realism_radius, kappa, inclusive) -> CrossPartial:
@@ -246,7 +335,7 @@ def _realism(dist, fake: Block, real: Block, realism_radius, eps_fake, row_min, 
     NEAR_COPY error bounds (near-copies) are always kept.
     """
     if not realism_radius.any():
-        return Shortlist(*(np.empty(0, t) for t in (np.int64, np.int64, np.float64, np.float64)))
+        return Shortlist.joined([])
     r2 = (realism_radius * realism_radius).astype(np.float32)
     tiny = np.float32(np.finfo(np.float32).tiny)
     with np.errstate(over="ignore"):

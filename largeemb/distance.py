@@ -34,18 +34,18 @@ class Block:
     """A run of rows ready for the distance kernels (a read block, or a panel of one)."""
 
     start: int
-    raw: np.ndarray  # rows as stored; exact float64 values are taken from here
+    raw: np.ndarray | None  # rows as stored (exact float64 values come from here); None where unneeded
     metric: str
     left: np.ndarray  # float32 [x - c, |x - c|^2, 1]
     sqnorm: np.ndarray  # float64 |x - c|^2 of the float32 centred rows
 
     @property
     def rows(self) -> int:
-        return self.raw.shape[0]
+        return self.left.shape[0]
 
     @property
     def dim(self) -> int:
-        return self.raw.shape[1]
+        return self.left.shape[1] - 2
 
     @property
     def centred(self) -> np.ndarray:
@@ -66,7 +66,8 @@ class Block:
 
     def panel(self, lo: int, hi: int) -> "Block":
         """Rows lo:hi as a Block of their own (views, no copies)."""
-        return Block(self.start + lo, self.raw[lo:hi], self.metric, self.left[lo:hi], self.sqnorm[lo:hi])
+        raw = None if self.raw is None else self.raw[lo:hi]
+        return Block(self.start + lo, raw, self.metric, self.left[lo:hi], self.sqnorm[lo:hi])
 
     def panels(self, panel_rows: int) -> list[tuple[int, "Block"]]:
         """(offset, panel) pairs covering the block: the unit of one GEMM."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import cross, execution, knn
+from . import cross, execution, groups, knn
 from .distance import Block, metric_rows, prepare_block, sqdist_error_scale
 from .errors import InputError
 from .moments import Moments
@@ -154,15 +154,16 @@ def checked_moments(check: SegmentCheck, source: Source, role: str, metric: str)
 # -- self k-NN radii ---------------------------------------------------------
 
 
-def _diag_task(source, block, centre, metric, K):
+def _diag_task(source, block, centre, metric, K, partition):
     _one_thread()
-    return knn.within(load_block(source, block, centre, metric), K, PANEL_ROWS)
+    return knn.within(load_block(source, block, centre, metric), K, PANEL_ROWS, partition)
 
 
-def _offdiag_task(source, a, b, centre, metric, diag_a, diag_b, K):
+def _offdiag_task(source, a, b, centre, metric, diag_a, diag_b, K, partition):
     _one_thread()
     return knn.between(
-        load_block(source, a, centre, metric), load_block(source, b, centre, metric), diag_a.bound, diag_b.bound, K, PANEL_ROWS
+        load_block(source, a, centre, metric), load_block(source, b, centre, metric),
+        diag_a.bound, diag_b.bound, K, PANEL_ROWS, partition,
     )
 
 
@@ -181,7 +182,7 @@ def _finish_task(source, block, metric, nb, ks, kappa, max_sqnorm):
     return radii, unproven + block.start
 
 
-def radii_graph(g: Graph, source: Source, centre, metric: str, ks: tuple[int, ...], block_rows: int, role: str = "set"):
+def radii_graph(g: Graph, source: Source, centre, metric: str, ks: tuple[int, ...], block_rows: int, role: str = "set", partition=None):
     """Keys of (radii, unproven global rows), one per block.
 
     Tiles run in bands: round r pairs every block a with block a + r, and each
@@ -193,13 +194,15 @@ def radii_graph(g: Graph, source: Source, centre, metric: str, ks: tuple[int, ..
     blocks = row_blocks(source.rows, block_rows)
     K = knn.candidates_per_row(max(ks), source.rows)
     kappa = sqdist_error_scale(source.dim)
-    source, centre = g.share([source, centre])  # on a cluster: references to data sent once
-    diags = [g.unit(f"{role}-within-{b.index}", _diag_task, source, b, centre, metric, K) for b in blocks]
+    source, centre, partition = g.share([source, centre, partition])  # on a cluster: references to data sent once
+    diags = [g.unit(f"{role}-within-{b.index}", _diag_task, source, b, centre, metric, K, partition) for b in blocks]
     state = list(diags)
     for band in bands(len(blocks)):
         offers = {}
         for a, b in band:
-            pair = g.unit(f"{role}-between-{a}-{b}", _offdiag_task, source, blocks[a], blocks[b], centre, metric, state[a], state[b], K)
+            pair = g.unit(
+                f"{role}-between-{a}-{b}", _offdiag_task, source, blocks[a], blocks[b], centre, metric, state[a], state[b], K, partition
+            )
             offers.setdefault(a, []).extend([pair, 0])
             offers.setdefault(b, []).extend([pair, 1])
         for x, offered in offers.items():
@@ -225,14 +228,16 @@ def collect_radii(per_block, source: Source, centre, metric: str, ks, block_rows
 # -- cross pass --------------------------------------------------------------
 
 
-def _cross_task(fake_src, real_src, fb, rb, centre, metric, fake_radii, real_radii, realism_radius, kappa, inclusive):
+def _cross_task(fake_src, real_src, fb, rb, centre, metric, fake_radii, real_radii, realism_radius, kappa, inclusive, partition):
     _one_thread()
     fake = load_block(fake_src, fb, centre, metric)
     real = load_block(real_src, rb, centre, metric)
-    return cross.block_pair(fake, real, fake_radii, real_radii, realism_radius, kappa, inclusive, PANEL_ROWS)
+    return cross.block_pair(fake, real, fake_radii, real_radii, realism_radius, kappa, inclusive, PANEL_ROWS, partition)
 
 
-def cross_graph(g: Graph, real_src, fake_src, centre, metric, real_radii, fake_radii, inclusive, block_rows, realism_radius=None):
+def cross_graph(
+    g: Graph, real_src, fake_src, centre, metric, real_radii, fake_radii, inclusive, block_rows, realism_radius=None, partition=None
+):
     """Key of the CrossPartial of the whole fake × real pass.
 
     ``realism_radius`` (per real row, 0 where it takes no part) turns on the
@@ -247,7 +252,7 @@ def cross_graph(g: Graph, real_src, fake_src, centre, metric, real_radii, fake_r
             return [None] * len(blocks)
         return g.share([values[b.start : b.stop] for b in blocks])  # once per block, not once per tile
 
-    real_src, fake_src, centre = g.share([real_src, fake_src, centre])
+    real_src, fake_src, centre, partition = g.share([real_src, fake_src, centre, partition])
     real_slices, fake_slices = per_block(real_radii, real_blocks), per_block(fake_radii, fake_blocks)
     realism_slices = per_block(realism_radius, real_blocks)
     per_fake = []
@@ -255,7 +260,7 @@ def cross_graph(g: Graph, real_src, fake_src, centre, metric, real_radii, fake_r
         parts = [
             g.unit(
                 f"tile-{fb.index}-{rb.index}", _cross_task, fake_src, real_src, fb, rb, centre, metric,
-                fake_slices[fb.index], real_slices[rb.index], realism_slices[rb.index], kappa, inclusive,
+                fake_slices[fb.index], real_slices[rb.index], realism_slices[rb.index], kappa, inclusive, partition,
             )
             for rb in real_blocks
         ]
@@ -318,17 +323,32 @@ def moments_stage(sources_and_roles, metric: str):
     ]
 
 
-def radii_stage(sources, centre, metric: str, ks, block_rows: int, roles=("real", "fake")):
+def partition_stage(source: Source, moments: Moments, centre, metric: str, seed: int):
+    """Groups for pruning (see :mod:`largeemb.groups`), from the real set's moments and a sample.
+
+    The sample is read in a few evenly spread runs of rows; the partition
+    decides only what work is skipped, never an answer.
+    """
+    runs, run_rows = 16, 256
+    starts = np.unique(np.linspace(0, max(source.rows - run_rows, 0), runs).astype(np.int64))
+    sample = np.concatenate([source.read(int(a), min(int(a) + run_rows, source.rows)) for a in starts])
+    centred = metric_rows(sample, metric) - centre
+    return groups.partition_of(moments.cov, centred[np.isfinite(centred).all(axis=1)], seed)
+
+
+def radii_stage(sources, centre, metric: str, ks, block_rows: int, roles=("real", "fake"), partition=None):
     """Exact k-NN radii of each source: a list of ((rows, len(ks)) radii, fallback row count)."""
     g = Graph("radii")
-    per_source = run(g, [radii_graph(g, src, centre, metric, ks, block_rows, role) for src, role in zip(sources, roles)], "radii")
+    per_source = run(
+        g, [radii_graph(g, src, centre, metric, ks, block_rows, role, partition) for src, role in zip(sources, roles)], "radii"
+    )
     return [collect_radii(blocks, src, centre, metric, ks, block_rows) for blocks, src in zip(per_source, sources)]
 
 
-def cross_stage(real_src, fake_src, centre, metric, real_radii, fake_radii, inclusive, block_rows, realism_radius=None):
+def cross_stage(real_src, fake_src, centre, metric, real_radii, fake_radii, inclusive, block_rows, realism_radius=None, partition=None):
     """The fake × real pass: a CrossPartial over all rows."""
     g = Graph("cross")
-    key = cross_graph(g, real_src, fake_src, centre, metric, real_radii, fake_radii, inclusive, block_rows, realism_radius)
+    key = cross_graph(g, real_src, fake_src, centre, metric, real_radii, fake_radii, inclusive, block_rows, realism_radius, partition)
     return run(g, key, "cross")
 
 

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .distance import EXACT_CHUNK, Block, exact_row_dist, sqdist32
+from .distance import EXACT_CHUNK, Block, exact_row_dist, sqdist32, sqdist_error_scale
+from .groups import MIN_SKIPPED, Partition, gather, skipped_share
 
 #: Candidates kept per row beyond k+1, so that the float32 order rarely needs
 #: the float64 fallback.
@@ -34,7 +35,8 @@ def candidates_per_row(max_k: int, rows: int) -> int:
 class Neighbours:
     """The K best candidates (by float32 distance) of each row of one block.
 
-    Every neighbour not listed has float32 squared distance >= ``floor``.
+    Every neighbour not listed has float32 squared distance >= ``floor`` or
+    >= ``bound`` (the K-th kept distance), whichever is lower.
     Missing entries (a set smaller than K) have index -1 and distance inf.
     """
 
@@ -123,12 +125,18 @@ def _joined(parts: list[Candidates]) -> Candidates:
     return Candidates(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("rows", "idx", "d32", "floor_rows", "floor")))
 
 
-def within(block: Block, K: int, panel_rows: int) -> Neighbours:
+def within(block: Block, K: int, panel_rows: int, partition: Partition | None = None) -> Neighbours:
     """Each row's K best candidates inside its own block.
 
     Panels on the diagonal go to faiss; each pair of panels is computed once
     and serves both (the symmetric half of the block's distance matrix).
+    With a partition, groups take the place of panels, and group pairs that
+    provably hold no candidate are skipped (see :func:`_between_groups`).
     """
+    if partition is not None:
+        grouped = _within_groups(block, K, panel_rows, partition)
+        if grouped is not None:
+            return grouped
     panels = block.panels(panel_rows)
     local = [diagonal(p, K) for _, p in panels]
     offered = [[] for _ in panels]
@@ -137,18 +145,63 @@ def within(block: Block, K: int, panel_rows: int) -> Neighbours:
             for_a, for_b = off_diagonal(pa, panels[j][1], local[i].bound, local[j].bound, K)
             offered[i].append(for_a)
             offered[j].append(for_b)
-    merged = [merge(nb, batches) for nb, batches in zip(local, offered)]
-    return Neighbours(
-        block.start,
-        np.concatenate([m.d32 for m in merged]),
-        np.concatenate([m.idx for m in merged]),
-        np.concatenate([m.floor for m in merged]),
-        block.sqnorm,
-    )
+    return _assembled(block, [merge(nb, batches) for nb, batches in zip(local, offered)], [p.rows for _, p in panels])
 
 
-def between(a: Block, b: Block, bound_a: np.ndarray, bound_b: np.ndarray, K: int, panel_rows: int):
-    """Candidates that block a (rows before b) and block b offer each other, panel by panel."""
+def _assembled(block: Block, parts: list[Neighbours], order_or_sizes) -> Neighbours:
+    """One block's Neighbours from those of its panels (in order) or of its groups (row index arrays)."""
+    d32 = np.concatenate([m.d32 for m in parts])
+    idx = np.concatenate([m.idx for m in parts])
+    floor = np.concatenate([m.floor for m in parts])
+    if not isinstance(order_or_sizes[0], (int, np.integer)):
+        rows = np.concatenate(order_or_sizes)
+        d32[rows], idx[rows], floor[rows] = d32.copy(), idx.copy(), floor.copy()
+    return Neighbours(block.start, d32, idx, floor, block.sqnorm)
+
+
+def _within_groups(block: Block, K: int, panel_rows: int, partition: Partition) -> Neighbours | None:
+    groups = partition.groups(block, panel_rows)
+    subs = [gather(block, rows, exact=False) for rows in groups.index]
+    local = [diagonal(sub, K) for sub in subs]
+    bound = np.concatenate([nb.bound for nb in local])[np.argsort(np.concatenate(groups.index))]
+    skip = _skippable(groups, groups, bound, bound, block.dim)
+    upper = np.triu(np.ones_like(skip), 1)
+    if skipped_share(skip[upper], groups, groups, upper) < MIN_SKIPPED:
+        return None
+    offered = [[] for _ in subs]
+    rights = {}
+    for i, j in zip(*np.nonzero(np.triu(~skip, 1))):
+        if j not in rights:
+            rights[j] = subs[j].right()
+        for_i, for_j = off_diagonal(subs[i], subs[j], local[i].bound, local[j].bound, K, rights[j])
+        offered[i].append(_mapped(for_i, np.arange(subs[i].rows), block.start + groups.index[j]))
+        offered[j].append(_mapped(for_j, np.arange(subs[j].rows), block.start + groups.index[i]))
+    for nb, rows in zip(local, groups.index):  # the diagonal ran on gathered rows (start 0): global ids
+        nb.idx[...] = np.where(nb.idx >= 0, block.start + rows[np.maximum(nb.idx, 0)], -1)
+    return _assembled(block, [merge(nb, batches) for nb, batches in zip(local, offered)], groups.index)
+
+
+def _skippable(ga, gb, bound_a, bound_b, dim: int) -> np.ndarray:
+    """Group pairs whose every float32 distance is at or above both rows' bounds.
+
+    Such an entry would be rejected as a candidate anyway: its float32
+    distance is at least (lower bound)² minus its error bound.
+    """
+    kappa = sqdist_error_scale(dim)
+    least = ga.lower_bounds(gb) ** 2 - kappa * (ga.norm[:, None] ** 2 + gb.norm[None, :] ** 2)
+    return (least >= ga.maxima(bound_a)[:, None]) & (least >= gb.maxima(bound_b)[None, :])
+
+
+def between(a: Block, b: Block, bound_a, bound_b, K: int, panel_rows: int, partition: Partition | None = None):
+    """Candidates that block a (rows before b) and block b offer each other.
+
+    With a partition, group pairs that provably hold no candidate for either
+    side are skipped (see :mod:`largeemb.groups`); otherwise panel by panel.
+    """
+    if partition is not None:
+        grouped = _between_groups(a, b, bound_a, bound_b, K, panel_rows, partition)
+        if grouped is not None:
+            return grouped
     for_a, for_b = [], []
     b_panels = [(lo, p, p.right()) for lo, p in b.panels(panel_rows)]
     for lo_a, pa in a.panels(panel_rows):
@@ -157,6 +210,41 @@ def between(a: Block, b: Block, bound_a: np.ndarray, bound_b: np.ndarray, K: int
             for_a.append(_shifted(ca, lo_a))
             for_b.append(_shifted(cb, lo_b))
     return _joined(for_a), _joined(for_b)
+
+
+def _between_groups(a: Block, b: Block, bound_a, bound_b, K: int, panel_rows: int, partition: Partition):
+    """Like :func:`between`, skipping group pairs that hold no candidate for either side
+    (:func:`_skippable`). None when too little can be skipped."""
+    ga, gb = partition.groups(a, panel_rows), partition.groups(b, panel_rows)
+    skip = _skippable(ga, gb, bound_a, bound_b, a.dim)
+    if skipped_share(skip, ga, gb) < MIN_SKIPPED:
+        return None
+    for_a, for_b = [_no_candidates()], [_no_candidates()]
+    b_parts = {}
+    for i, rows_a in enumerate(ga.index):
+        if skip[i].all():
+            continue
+        sa = gather(a, rows_a, exact=False)
+        for j in np.flatnonzero(~skip[i]):
+            rows_b = gb.index[j]
+            if j not in b_parts:
+                sb = gather(b, rows_b, exact=False)
+                b_parts[j] = (sb, sb.right())
+            sb, sb_right = b_parts[j]
+            ca, cb = off_diagonal(sa, sb, bound_a[rows_a], bound_b[rows_b], K, sb_right)
+            for_a.append(_mapped(ca, rows_a, b.start + rows_b))
+            for_b.append(_mapped(cb, rows_b, a.start + rows_a))
+    return _joined(for_a), _joined(for_b)
+
+
+def _mapped(c: Candidates, own_rows: np.ndarray, other_ids: np.ndarray) -> Candidates:
+    """Candidates of gathered rows (start 0) in block-local rows and global ids."""
+    return Candidates(own_rows[c.rows], other_ids[c.idx], c.d32, own_rows[c.floor_rows], c.floor)
+
+
+def _no_candidates() -> Candidates:
+    empty = np.empty(0, np.int64)
+    return Candidates(empty, empty, np.empty(0, np.float32), empty, np.empty(0, np.float32))
 
 
 def merge(nb: Neighbours, batches: list[Candidates]) -> Neighbours:
@@ -227,7 +315,9 @@ def finish(nb: Neighbours, own: np.ndarray, take_neighbours, ks: tuple[int, ...]
         in_window = np.sort(np.where(windows[q], d64, np.inf), axis=1)
         radii[:, q] = in_window[np.arange(rows_n), k - below[q]]
     widest = radii.max(axis=1)
-    lowest_rejected = nb.floor.astype(np.float64) - eps[:, 0]
+    # Entries never listed were at or above the row's bound when they were
+    # met, and bounds only fall: so at or above the last bound, or the floor.
+    lowest_rejected = np.minimum(nb.floor, nb.bound).astype(np.float64) - eps[:, 0]
     proven = (widest * widest <= lowest_rejected) | (widest == 0.0)
     return radii, np.flatnonzero(~proven)
 

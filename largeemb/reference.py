@@ -98,7 +98,17 @@ def load_reference(path: str) -> Reference:
 
 
 def build_reference(
-    real, out: str, k=(3, 5, 10), *, metric="euclidean", block_rows=None, real_array=None, workers=None, scheduler=None, force=False
+    real,
+    out: str,
+    k=(3, 5, 10),
+    *,
+    metric="euclidean",
+    block_rows=None,
+    real_array=None,
+    workers=None,
+    scheduler=None,
+    force=False,
+    prune=True,
 ) -> Reference:
     """Compute and store the real set's radii (for each k), moments and fingerprint.
 
@@ -109,7 +119,7 @@ def build_reference(
         so it must stay where it is).
     out
         Directory for the reference; refused if it already holds one, unless ``force``.
-    k, metric, block_rows, real_array, workers, scheduler
+    k, metric, block_rows, real_array, workers, scheduler, prune
         As for :func:`largeemb.evaluate` (``workers``: a LocalCluster of that
         many processes; ``scheduler``: a running cluster's address).
 
@@ -122,7 +132,7 @@ def build_reference(
     from .output import OutputLock, Staging
     from .samples import CHUNK_ROWS
 
-    config = EvaluateConfig(k=k, metric=metric, block_rows=block_rows, workers=workers, scheduler=scheduler)
+    config = EvaluateConfig(k=k, metric=metric, block_rows=block_rows, workers=workers, scheduler=scheduler, prune=prune)
     if not isinstance(real, (str, os.PathLike)):
         raise InputError("a reference needs a real store it can find again", "in build_reference()", "pass a zarr path or URL")
     if os.path.exists(os.path.join(out, REFERENCE_FILE)) and not force:
@@ -134,7 +144,8 @@ def build_reference(
     with execution.open_run(config):
         [(moments, fingerprint)] = engine.moments_stage([(source, "real")], config.metric)
         centre = moments.metric_mean.astype(np.float32)
-        [(radii, _)] = engine.radii_stage([source], centre, config.metric, config.k, config.block_rows, roles=("real",))
+        partition = engine.partition_stage(source, moments, centre, config.metric, config.seed) if config.prune else None
+        [(radii, _)] = engine.radii_stage([source], centre, config.metric, config.k, config.block_rows, ("real",), partition)
 
     import zarr
 

@@ -25,11 +25,12 @@ def run_child(code: str) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def synth_pair(tmp: str, rows: int, dim: int) -> tuple[str, str]:
+def synth_pair(tmp: str, rows: int, dim: int, modes: int = 10) -> tuple[str, str]:
+    """Real: a mixture of ``modes`` Gaussians; fake: shifted, without 3 of them (when it has more than 3)."""
     from largeemb.synth import write_synth
 
-    real = write_synth(f"{tmp}/real.zarr", rows, dim, seed=0)
-    fake = write_synth(f"{tmp}/fake.zarr", rows, dim, seed=1, shift=0.05, drop_modes=3)
+    real = write_synth(f"{tmp}/real.zarr", rows, dim, seed=0, modes=modes)
+    fake = write_synth(f"{tmp}/fake.zarr", rows, dim, seed=1, shift=0.05, modes=modes, drop_modes=3 if modes > 3 else 0)
     return real, fake
 
 

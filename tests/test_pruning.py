@@ -1,0 +1,115 @@
+"""Pruning by group lower bounds skips work and changes no answer.
+
+The oracles are a float64 brute force and the same job with pruning off;
+counting the pairs that reach the distance kernels shows the skip happens,
+so the exactness tests exercise the pruned path.
+"""
+
+import numpy as np
+import pytest
+
+import largeemb
+from largeemb import cross, groups, knn
+from largeemb.distance import prepare_block
+from conftest import mixture
+from oracle import per_sample, prdc, radii
+
+FIELDS = ("real_radii", "fake_radii", "fake_counts", "real_covered", "real_recalled")
+SAMPLE_FIELDS = ("fake_nearest_dist", "fake_nearest_real", "fake_realism", "real_nearest_dist")
+
+
+@pytest.fixture(scope="module")
+def clustered():
+    real = mixture(2400, 24, 1, modes=10, spread=4.0)
+    fake = mixture(2000, 24, 2, modes=10, keep=7, spread=4.0, shift=0.05)
+    return real, fake
+
+
+def counted(monkeypatch):
+    """Row pairs that reach the float32 kernels of the self and cross passes."""
+    seen = {"pairs": 0}
+
+    def wrap(module, name, rows_of):
+        original = getattr(module, name)
+
+        def counting(*args, **kwargs):
+            seen["pairs"] += rows_of(*args)
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, counting)
+
+    wrap(knn, "off_diagonal", lambda a, b, *rest: a.rows * b.rows)
+    wrap(knn, "diagonal", lambda block, *rest: block.rows * block.rows)
+    wrap(cross, "tile", lambda fake, real, *rest: fake.rows * real.rows)
+    return seen
+
+
+def run(real, fake, **options):
+    return largeemb.evaluate(real, fake, **{"k": (3, 5), "plots": False, "block_rows": 512, **options})
+
+
+def test_pruning_skips_most_work_on_clustered_data_and_changes_nothing(clustered, monkeypatch):
+    real, fake = clustered
+    seen = counted(monkeypatch)
+    full = run(real, fake, prune=False)
+    full_pairs, seen["pairs"] = seen["pairs"], 0
+    pruned = run(real, fake)
+    assert seen["pairs"] < 0.5 * full_pairs
+    for name in FIELDS + SAMPLE_FIELDS:
+        assert np.array_equal(getattr(pruned, name), getattr(full, name)), name
+    assert pruned.by_k == full.by_k
+
+
+def test_pruned_results_equal_float64_brute_force(clustered):
+    real, fake = clustered
+    result = run(real, fake, block_rows=333)
+    for q, k in enumerate((3, 5)):
+        assert np.array_equal(result.real_radii[:, q], radii(real, k))
+        assert np.array_equal(result.fake_radii[:, q], radii(fake, k))
+        expected = prdc(real, fake, k)
+        assert all(result.by_k[k][name] == pytest.approx(expected[name], abs=1e-12) for name in expected)
+    oracle = per_sample(real, fake, 3)
+    assert np.array_equal(result.fake_nearest_real, oracle["fake_nearest_real"])
+    assert np.allclose(result.fake_nearest_dist, oracle["fake_nearest_dist"], rtol=1e-12, atol=0)
+    assert np.allclose(result.fake_realism, oracle["fake_realism"], rtol=1e-12, atol=0)
+    assert np.allclose(result.real_nearest_dist, oracle["real_nearest_dist"], rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("block_rows", [200, 700, 2400])
+def test_pruned_results_do_not_depend_on_block_size(clustered, block_rows):
+    real, fake = clustered
+    base = run(real, fake)
+    other = run(real, fake, block_rows=block_rows)
+    for name in FIELDS + SAMPLE_FIELDS:
+        assert np.array_equal(getattr(other, name), getattr(base, name)), name
+
+
+def test_unclustered_data_falls_back_to_full_tiles(monkeypatch):
+    rng = np.random.default_rng(5)
+    real = rng.standard_normal((1500, 32)).astype(np.float32)
+    fake = rng.standard_normal((1500, 32)).astype(np.float32)
+    seen = counted(monkeypatch)
+    full = run(real, fake, prune=False)
+    full_pairs, seen["pairs"] = seen["pairs"], 0
+    pruned = run(real, fake)
+    assert seen["pairs"] <= full_pairs * 1.1  # nothing to skip: about the same work, no waste
+    assert pruned.by_k == full.by_k
+
+
+def test_group_lower_bounds_never_exceed_true_distances():
+    """Near-duplicates far from the origin: the bound must hold to the last bit."""
+    rng = np.random.default_rng(3)
+    base = 50.0 + rng.standard_normal((1, 16))
+    rows = (base + 1e-3 * rng.standard_normal((600, 16)) + np.repeat(rng.normal(0, 0.01, (6, 16)), 100, axis=0)).astype(np.float32)
+    centre = rows.mean(axis=0).astype(np.float32)
+    sample = rows.astype(np.float64) - centre
+    partition = groups.partition_of(np.cov(sample, rowvar=False), sample, seed=0)
+    a = prepare_block(rows[:300], 0, centre, "euclidean")
+    b = prepare_block(rows[300:], 300, centre, "euclidean")
+    ga, gb = partition.groups(a, 64), partition.groups(b, 64)
+    bounds = ga.lower_bounds(gb)
+    exact = rows.astype(np.float64)
+    for i, rows_a in enumerate(ga.index):
+        for j, rows_b in enumerate(gb.index):
+            diff = exact[rows_a][:, None, :] - exact[300 + rows_b][None, :, :]
+            assert bounds[i, j] <= np.sqrt((diff * diff).sum(axis=2)).min()
