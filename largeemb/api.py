@@ -160,13 +160,21 @@ def realism_radii(real_radii: np.ndarray) -> np.ndarray:
 def _passes(real_src: Source, fake_src: Source, reference, config: EvaluateConfig, timings: dict) -> dict:
     """The passes over the data, on the current run's executor."""
     with _timed(timings, "moments"):
-        moments = engine.moments_stage([(real_src, "real"), (fake_src, "fake")], config.metric)
+        if reference:  # stored moments; the store is only hashed, to check that it has not changed
+            reference.check(config.metric, engine.fingerprint_stage(real_src))
+            moments = [(reference.moments(), reference.fingerprint)] + engine.moments_stage([(fake_src, "fake")], config.metric)
+        else:
+            moments = engine.moments_stage([(real_src, "real"), (fake_src, "fake")], config.metric)
     (real_moments, real_fp), (fake_moments, fake_fp) = moments
-    if reference:
-        reference.check(config.metric, real_fp)
     _check_scale(real_moments, fake_moments, real_src, fake_src)
     centre = real_moments.metric_mean.astype(np.float32)
-    partition = engine.partition_stage(real_src, real_moments, centre, config.metric, config.seed) if config.prune else None
+    partition = None
+    if config.prune:
+        with _timed(timings, "partition"):
+            if reference:
+                partition = reference.partition()
+            else:
+                partition = engine.partition_stage(real_src, real_moments, centre, config.metric, config.seed)
 
     with _timed(timings, "radii"):
         if reference:

@@ -65,11 +65,23 @@ class SegmentCheck:
     first_too_large: int = -1  # -1 when none
 
     def fingerprint(self, source: Source) -> str:
-        """Hash of shape, dtype and every stored byte, streamed once."""
-        whole = hashlib.blake2b(f"{source.rows}x{source.dim}:{source.dtype}".encode(), digest_size=16)
-        for digest in self.digests:
-            whole.update(digest)
-        return whole.hexdigest()
+        return fingerprint_of(source, self.digests)
+
+
+def fingerprint_of(source: Source, digests: list[bytes]) -> str:
+    """Hash of shape, dtype and every stored byte (from per-segment digests, in row order)."""
+    whole = hashlib.blake2b(f"{source.rows}x{source.dim}:{source.dtype}".encode(), digest_size=16)
+    for digest in digests:
+        whole.update(digest)
+    return whole.hexdigest()
+
+
+def _segment_digest(raw: np.ndarray) -> bytes:
+    return hashlib.blake2b(np.ascontiguousarray(raw).tobytes(), digest_size=16).digest()
+
+
+def _digest_task(source: Source, seg: RowBlock) -> list[bytes]:
+    return [_segment_digest(source.read(seg.start, seg.stop))]
 
 
 def largest_safe_value(dim: int, metric: str) -> float:
@@ -101,7 +113,7 @@ def _moment_task(source: Source, seg: RowBlock, shift: np.ndarray, metric: str) 
         Moments.of_rows(rows, shift, metric_view),
         int(seg.start + bad[0]) if len(bad) else -1,
         int(seg.start + zero[0]) if len(zero) else -1,
-        [hashlib.blake2b(np.ascontiguousarray(raw).tobytes(), digest_size=16).digest()],
+        [_segment_digest(raw)],
         int(seg.start + huge[0]) if len(huge) else -1,
     )
 
@@ -334,6 +346,13 @@ def partition_stage(source: Source, moments: Moments, centre, metric: str, seed:
     sample = np.concatenate([source.read(int(a), min(int(a) + run_rows, source.rows)) for a in starts])
     centred = metric_rows(sample, metric) - centre
     return groups.partition_of(moments.cov, centred[np.isfinite(centred).all(axis=1)], seed)
+
+
+def fingerprint_stage(source: Source) -> str:
+    """The content fingerprint alone (as the moments pass computes it), for a store checked before."""
+    g = Graph("fingerprint")
+    parts = [g.task("digest", _digest_task, source, seg) for seg in segments(source.rows)]
+    return fingerprint_of(source, run(g, g.tree(parts, list.__add__, "digest-merge"), "fingerprint"))
 
 
 def radii_stage(sources, centre, metric: str, ks, block_rows: int, roles=("real", "fake"), partition=None):

@@ -126,7 +126,32 @@ def partition_of(basis_cov: np.ndarray, sample: np.ndarray, seed: int) -> Partit
     axes = min(AXES, basis_cov.shape[0])
     basis = np.ascontiguousarray(vectors[:, np.argsort(values)[::-1][:axes]])
     coords = sample.astype(np.float64) @ basis
-    return Partition(basis, _kmeans(coords, CLUSTERS, seed))
+    centroids = _kmeans(coords, CLUSTERS, seed)
+    return Partition(basis, centroids) if _promising(sample, coords, centroids) else None
+
+
+def _promising(sample: np.ndarray, coords: np.ndarray, centroids: np.ndarray) -> bool:
+    """Whether the clusters are far enough apart for bounds to skip work.
+
+    In the sample, cluster pairs whose bound exceeds the median distance to a
+    row's nearest sample row must make up MIN_SKIPPED of the row pairs. A
+    set's k-NN radii are mostly below that distance (the set has many more
+    rows than the sample), so where this fails, the tiles would fail it too and
+    grouping would only cost time.
+    """
+    label = ((coords[:, None, :] - centroids[None]) ** 2).sum(axis=2).argmin(axis=1)
+    used = np.unique(label)
+    centre = np.stack([coords[label == c].mean(axis=0) for c in used])
+    spread = np.array([np.sqrt(((coords[label == c] - m) ** 2).sum(axis=1).max()) for c, m in zip(used, centre)])
+    sizes = np.array([(label == c).sum() for c in used])
+    gap = np.sqrt(((centre[:, None] - centre[None]) ** 2).sum(axis=2)) - spread[:, None] - spread[None, :]
+    rows = np.asarray(sample[:: max(1, len(sample) // 2048)], np.float32)
+    sq = (rows * rows).sum(axis=1)
+    d2 = sq[:, None] + sq[None, :] - 2 * rows @ rows.T
+    np.fill_diagonal(d2, np.inf)
+    typical = np.sqrt(max(float(np.median(d2.min(axis=1))), 0.0))
+    area = np.outer(sizes, sizes)
+    return area[gap > typical].sum() >= MIN_SKIPPED * area.sum()
 
 
 def _kmeans(coords: np.ndarray, clusters: int, seed: int, rounds: int = 20) -> np.ndarray:

@@ -23,6 +23,7 @@ from .store import Source, open_source
 REFERENCE_FILE = "reference.json"
 RADII_STORE = "radii.zarr"
 MOMENTS_FILE = "moments.npz"
+PARTITION_FILE = "partition.npz"
 KIND = "largeemb-reference"
 SCHEMA_VERSION = 1
 
@@ -58,6 +59,16 @@ class Reference:
         with np.load(os.path.join(self.path, MOMENTS_FILE)) as saved:
             return Moments(int(saved["count"]), saved["shift"], saved["s1"], saved["s2"], saved["metric_sum"])
 
+    def partition(self):
+        """The groups the radii were pruned with (see :mod:`largeemb.groups`); None if there were none."""
+        from .groups import Partition
+
+        path = os.path.join(self.path, PARTITION_FILE)
+        if not os.path.exists(path):  # built before pruning existed: evaluate without it
+            return None
+        with np.load(path) as saved:
+            return Partition(saved["basis"], saved["centroids"]) if saved["basis"].size else None
+
     def check(self, metric: str, fingerprint: str) -> None:
         if metric != self.metric:
             raise InputError(
@@ -80,7 +91,11 @@ class Reference:
             "k": list(self.k),
             "metric": self.metric,
             "created_utc": self.created_utc,
-            "holds": [RADII_STORE + " (radii per k)", MOMENTS_FILE + " (float64 mean/covariance sums)"],
+            "holds": [
+                RADII_STORE + " (radii per k)",
+                MOMENTS_FILE + " (float64 mean/covariance sums: FD, and the exact PCA basis of the plots)",
+                PARTITION_FILE + " (principal axes and centroids that prune tile work)",
+            ],
         }
 
 
@@ -161,6 +176,9 @@ def build_reference(
         arr = zarr.create_array(staging.file(RADII_STORE), shape=radii.shape, dtype="float64", chunks=(CHUNK_ROWS, radii.shape[1]))
         arr[...] = radii
         np.savez(staging.file(MOMENTS_FILE), count=moments.count, shift=moments.shift, s1=moments.s1, s2=moments.s2, metric_sum=moments.metric_sum)
+        empty = np.empty((0, 0))
+        basis, centroids = (partition.basis, partition.centroids) if partition is not None else (empty, empty)
+        np.savez(staging.file(PARTITION_FILE), basis=basis, centroids=centroids)
         staging.write_json(REFERENCE_FILE, meta)
         staging.publish(force, last=REFERENCE_FILE)
     return load_reference(out)
