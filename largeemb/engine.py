@@ -341,7 +341,7 @@ def partition_stage(source: Source, moments: Moments, centre, metric: str, seed:
     The sample is read in a few evenly spread runs of rows; the partition
     decides only what work is skipped, never an answer.
     """
-    runs, run_rows = 16, 256
+    runs, run_rows = 16, 128
     starts = np.unique(np.linspace(0, max(source.rows - run_rows, 0), runs).astype(np.int64))
     sample = np.concatenate([source.read(int(a), min(int(a) + run_rows, source.rows)) for a in starts])
     centred = metric_rows(sample, metric) - centre

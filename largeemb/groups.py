@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.linalg import eigh
 
 from .distance import UNIT_ROUNDOFF32, Block
 
@@ -37,14 +38,20 @@ class Partition:
     basis: np.ndarray  # (dim, axes) float64, orthonormal columns
     centroids: np.ndarray  # (clusters, axes) float64
 
+    def _basis32(self, dim: int) -> np.ndarray:
+        """The basis in float32 with two zero rows, to project a block's ``left`` without copying it."""
+        padded = np.zeros((dim + 2, self.basis.shape[1]), np.float32)
+        padded[:dim] = self.basis
+        return padded
+
     def groups(self, block: Block, max_rows: int) -> "Groups":
         """The block's rows grouped by nearest centroid, each group cut to at most ``max_rows``.
 
         Coordinates come from one float32 GEMM; :meth:`Groups.lower_bounds`
         accounts for its rounding.
         """
-        coords = (block.centred @ self.basis.astype(np.float32)).astype(np.float64)
-        label = (coords @ self.centroids.T * -2 + (self.centroids**2).sum(axis=1)).argmin(axis=1)
+        coords = (block.left @ self._basis32(block.dim)).astype(np.float64)
+        label = _nearest(coords, self.centroids)
         order = np.argsort(label, kind="stable")
         coords, label = coords[order], label[order]
         starts = np.flatnonzero(np.r_[True, label[1:] != label[:-1]])
@@ -122,9 +129,17 @@ def partition_of(basis_cov: np.ndarray, sample: np.ndarray, seed: int) -> Partit
     """
     if len(sample) < 4 * CLUSTERS:
         return None
-    values, vectors = np.linalg.eigh(basis_cov)
-    axes = min(AXES, basis_cov.shape[0])
-    basis = np.ascontiguousarray(vectors[:, np.argsort(values)[::-1][:axes]])
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):  # small products: waking BLAS threads costs more than it saves
+        return _partition(basis_cov, sample, seed)
+
+
+def _partition(basis_cov: np.ndarray, sample: np.ndarray, seed: int) -> Partition | None:
+    dim = basis_cov.shape[0]
+    axes = min(AXES, dim)
+    _, vectors = eigh(basis_cov, subset_by_index=(dim - axes, dim - 1), driver="evx")  # the leading axes only
+    basis = np.ascontiguousarray(vectors[:, ::-1])
     coords = sample.astype(np.float64) @ basis
     centroids = _kmeans(coords, CLUSTERS, seed)
     return Partition(basis, centroids) if _promising(sample, coords, centroids) else None
@@ -133,25 +148,29 @@ def partition_of(basis_cov: np.ndarray, sample: np.ndarray, seed: int) -> Partit
 def _promising(sample: np.ndarray, coords: np.ndarray, centroids: np.ndarray) -> bool:
     """Whether the clusters are far enough apart for bounds to skip work.
 
-    In the sample, cluster pairs whose bound exceeds the median distance to a
-    row's nearest sample row must make up MIN_SKIPPED of the row pairs. A
-    set's k-NN radii are mostly below that distance (the set has many more
-    rows than the sample), so where this fails, the tiles would fail it too and
-    grouping would only cost time.
+    In the sample, cluster pairs whose bound exceeds the median distance from
+    a row to its nearest row in half the sample must make up MIN_SKIPPED of
+    the row pairs. A set's k-NN radii are mostly below that distance (the set
+    has many more rows than the sample), so where this fails, the tiles would
+    fail it too and grouping would only cost time.
     """
-    label = ((coords[:, None, :] - centroids[None]) ** 2).sum(axis=2).argmin(axis=1)
+    label = _nearest(coords, centroids)
     used = np.unique(label)
     centre = np.stack([coords[label == c].mean(axis=0) for c in used])
     spread = np.array([np.sqrt(((coords[label == c] - m) ** 2).sum(axis=1).max()) for c, m in zip(used, centre)])
     sizes = np.array([(label == c).sum() for c in used])
     gap = np.sqrt(((centre[:, None] - centre[None]) ** 2).sum(axis=2)) - spread[:, None] - spread[None, :]
-    rows = np.asarray(sample[:: max(1, len(sample) // 2048)], np.float32)
+    rows = np.asarray(sample[::2], np.float32)
     sq = (rows * rows).sum(axis=1)
     d2 = sq[:, None] + sq[None, :] - 2 * rows @ rows.T
     np.fill_diagonal(d2, np.inf)
     typical = np.sqrt(max(float(np.median(d2.min(axis=1))), 0.0))
     area = np.outer(sizes, sizes)
     return area[gap > typical].sum() >= MIN_SKIPPED * area.sum()
+
+
+def _nearest(coords: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    return (coords @ centroids.T * -2 + (centroids**2).sum(axis=1)).argmin(axis=1)
 
 
 def _kmeans(coords: np.ndarray, clusters: int, seed: int, rounds: int = 20) -> np.ndarray:
@@ -165,9 +184,9 @@ def _kmeans(coords: np.ndarray, clusters: int, seed: int, rounds: int = 20) -> n
         nearest = np.minimum(nearest, ((coords - coords[pick]) ** 2).sum(axis=1))
     centroids = np.array(centroids)
     for _ in range(rounds):
-        label = (((coords[:, None, :] - centroids[None]) ** 2).sum(axis=2)).argmin(axis=1)
-        for c in range(clusters):
-            members = coords[label == c]
-            if len(members):
-                centroids[c] = members.mean(axis=0)
+        label = _nearest(coords, centroids)
+        counts = np.bincount(label, minlength=clusters)
+        sums = np.stack([np.bincount(label, weights=column, minlength=clusters) for column in coords.T], axis=1)
+        filled = counts > 0
+        centroids[filled] = sums[filled] / counts[filled, None]
     return centroids
