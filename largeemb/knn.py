@@ -265,12 +265,20 @@ def merge(nb: Neighbours, batches: list[Candidates]) -> Neighbours:
     d32 = np.concatenate([nb.d32[touched].ravel()] + [c.d32 for c in batches])
     idx = np.concatenate([nb.idx[touched].ravel()] + [c.idx for c in batches])
     # Sort on (row, distance, index); row and distance share one 64-bit key.
+    # The index matters only among equal keys, which are rare: one sort, and
+    # a second only when some key repeats.
     key = (rows.astype(np.uint64) << np.uint64(32)) | _ordered_bits(d32)
-    order = np.lexsort((idx, key))
+    order = np.argsort(key, kind="stable")
+    if (key[order[1:]] == key[order[:-1]]).any():
+        order = np.lexsort((idx, key))
     rows, d32, idx = rows[order], d32[order], idx[order]
-    rank = np.arange(len(rows)) - np.searchsorted(rows, np.arange(len(touched)))[rows]
+    first = np.searchsorted(rows, np.arange(len(touched)))
+    rank = np.arange(len(rows)) - first[rows]
     kept = rank < K
-    np.minimum.at(floor, touched[rows[~kept]], d32[~kept])
+    # Each row's first dropped candidate is its smallest dropped one.
+    dropped = first + K
+    has = dropped < np.r_[first[1:], len(rows)]
+    floor[touched[has]] = np.minimum(floor[touched[has]], d32[dropped[has]])
     new_d32, new_idx = nb.d32.copy(), nb.idx.copy()
     new_d32[touched] = d32[kept].reshape(len(touched), K)
     new_idx[touched] = idx[kept].reshape(len(touched), K)
