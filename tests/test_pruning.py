@@ -5,6 +5,8 @@ counting the pairs that reach the distance kernels shows the skip happens,
 so the exactness tests exercise the pruned path.
 """
 
+import json
+
 import numpy as np
 import pytest
 
@@ -113,3 +115,21 @@ def test_group_lower_bounds_never_exceed_true_distances():
         for j, rows_b in enumerate(gb.index):
             diff = exact[rows_a][:, None, :] - exact[300 + rows_b][None, :, :]
             assert bounds[i, j] <= np.sqrt((diff * diff).sum(axis=2)).min()
+
+
+def test_cli_no_prune_gives_the_same_metrics(clustered, tmp_path, write_zarr):
+    from typer.testing import CliRunner
+
+    from largeemb.cli import app
+
+    real, fake = clustered
+    stores = [write_zarr("real.zarr", real), write_zarr("fake.zarr", fake)]
+    written = {}
+    for flag in ("--prune", "--no-prune"):
+        out = tmp_path / flag.strip("-")
+        result = CliRunner().invoke(app, ["evaluate", *stores, "--out", str(out), "--no-plots", "--block-rows", "512", flag])
+        assert result.exit_code == 0, result.output
+        written[flag] = json.loads((out / "metrics.json").read_text())
+    assert written["--prune"]["params"]["prune"] is True
+    assert written["--no-prune"]["params"]["prune"] is False
+    assert written["--prune"]["by_k"] == written["--no-prune"]["by_k"]
