@@ -145,21 +145,23 @@ def within(block: Block, K: int, panel_rows: int, partition: Partition | None = 
             for_a, for_b = off_diagonal(pa, panels[j][1], local[i].bound, local[j].bound, K)
             offered[i].append(for_a)
             offered[j].append(for_b)
-    return _assembled(block, [merge(nb, batches) for nb, batches in zip(local, offered)], [p.rows for _, p in panels])
+    return _assembled(block, [merge(nb, batches) for nb, batches in zip(local, offered)])
 
 
-def _assembled(block: Block, parts: list[Neighbours], order_or_sizes) -> Neighbours:
-    """One block's Neighbours from those of its panels (in order) or of its groups (row index arrays)."""
+def _assembled(block: Block, parts: list[Neighbours], rows: list[np.ndarray] | None = None) -> Neighbours:
+    """One block's Neighbours from those of its panels (in order), or of groups holding ``rows``."""
     d32 = np.concatenate([m.d32 for m in parts])
     idx = np.concatenate([m.idx for m in parts])
     floor = np.concatenate([m.floor for m in parts])
-    if not isinstance(order_or_sizes[0], (int, np.integer)):
-        rows = np.concatenate(order_or_sizes)
-        d32[rows], idx[rows], floor[rows] = d32.copy(), idx.copy(), floor.copy()
+    if rows is not None:
+        at = np.concatenate(rows)
+        d32[at], idx[at], floor[at] = d32.copy(), idx.copy(), floor.copy()
     return Neighbours(block.start, d32, idx, floor, block.sqnorm)
 
 
 def _within_groups(block: Block, K: int, panel_rows: int, partition: Partition) -> Neighbours | None:
+    """:func:`within` over groups: faiss inside each group, then the group pairs
+    :func:`_skippable` leaves. None when too little can be skipped."""
     groups = partition.groups(block, panel_rows)
     subs = [gather(block, rows, exact=False) for rows in groups.index]
     local = [diagonal(sub, K) for sub in subs]
