@@ -161,8 +161,9 @@ def _passes(real_src: Source, fake_src: Source, reference, config: EvaluateConfi
     """The passes over the data, on the current run's executor."""
     with _timed(timings, "moments"):
         if reference:  # stored moments; the store is only hashed, to check that it has not changed
-            reference.check(config.metric, engine.fingerprint_stage(real_src))
-            moments = [(reference.moments(), reference.fingerprint)] + engine.moments_stage([(fake_src, "fake")], config.metric)
+            fake_moments, real_fp = engine.moments_stage([(fake_src, "fake")], config.metric, hashed=real_src)
+            reference.check(config.metric, real_fp)
+            moments = [(reference.moments(), real_fp), fake_moments]
         else:
             moments = engine.moments_stage([(real_src, "real"), (fake_src, "fake")], config.metric)
     (real_moments, real_fp), (fake_moments, fake_fp) = moments

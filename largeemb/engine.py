@@ -325,14 +325,23 @@ def settle_graph(g: Graph, real_src, fake_src, centre, metric, partial: cross.Cr
 # -- stages shared by evaluate and reference build ---------------------------
 
 
-def moments_stage(sources_and_roles, metric: str):
-    """One streamed pass per source: checked moments and content fingerprints."""
+def moments_stage(sources_and_roles, metric: str, hashed: Source | None = None):
+    """One streamed pass per source: checked moments and content fingerprints.
+
+    ``hashed``, a store checked before (a reference's), is only fingerprinted,
+    in the same pass; its fingerprint is returned last.
+    """
     g = Graph("moments")
-    checks = run(g, [moments_graph(g, src, metric, role) for src, role in sources_and_roles], "moments")
-    return [
+    keys = [moments_graph(g, src, metric, role) for src, role in sources_and_roles]
+    if hashed is not None:
+        digests = [g.task("digest", _digest_task, hashed, seg) for seg in segments(hashed.rows)]
+        keys.append(g.tree(digests, list.__add__, "digest-merge"))
+    results = run(g, keys, "moments")
+    out = [
         (checked_moments(check, src, role, metric), check.fingerprint(src))
-        for check, (src, role) in zip(checks, sources_and_roles)
+        for check, (src, role) in zip(results, sources_and_roles)
     ]
+    return out + ([fingerprint_of(hashed, results[-1])] if hashed is not None else [])
 
 
 def partition_stage(source: Source, moments: Moments, centre, metric: str, seed: int):
@@ -346,13 +355,6 @@ def partition_stage(source: Source, moments: Moments, centre, metric: str, seed:
     sample = np.concatenate([source.read(int(a), min(int(a) + run_rows, source.rows)) for a in starts])
     centred = metric_rows(sample, metric) - centre
     return groups.partition_of(moments.cov, centred[np.isfinite(centred).all(axis=1)], seed)
-
-
-def fingerprint_stage(source: Source) -> str:
-    """The content fingerprint alone (as the moments pass computes it), for a store checked before."""
-    g = Graph("fingerprint")
-    parts = [g.task("digest", _digest_task, source, seg) for seg in segments(source.rows)]
-    return fingerprint_of(source, run(g, g.tree(parts, list.__add__, "digest-merge"), "fingerprint"))
 
 
 def radii_stage(sources, centre, metric: str, ks, block_rows: int, roles=("real", "fake"), partition=None):
