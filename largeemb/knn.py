@@ -25,6 +25,9 @@ MARGIN = 4
 #: A row with more candidates than this many times K in one tile keeps only
 #: its best K from that tile.
 HEAVY_FACTOR = 16
+#: Diagonal panels larger than this are split in two (faiss computes the whole
+#: square of a diagonal panel, twice the symmetric half).
+DIAGONAL_ROWS = 1024
 
 
 def candidates_per_row(max_k: int, rows: int) -> int:
@@ -138,7 +141,8 @@ def within(block: Block, K: int, panel_rows: int, partition: Partition | None = 
         if grouped is not None:
             return grouped
     panels = block.panels(panel_rows)
-    local = [diagonal(p, K) for _, p in panels]
+    # faiss computes a diagonal panel's full square: halve large ones first.
+    local = [within(p, K, panel_rows // 2) if p.rows > DIAGONAL_ROWS else diagonal(p, K) for _, p in panels]
     offered = [[] for _ in panels]
     for i, (_, pa) in enumerate(panels):
         for j in range(i + 1, len(panels)):
