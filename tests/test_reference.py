@@ -1,6 +1,7 @@
 """Reference cache: same results as a plain evaluate, refused when the source changed."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ from typer.testing import CliRunner
 import largeemb
 from conftest import mixture
 from largeemb.cli import app
+from largeemb.reference import PARTITION_FILE, load_reference
 
 runner = CliRunner()
 
@@ -32,6 +34,22 @@ def test_reference_equals_plain_evaluate_for_every_k(stores, tmp_path):
         np.testing.assert_array_equal(cached.fake_realism, plain.fake_realism)
         np.testing.assert_array_equal(cached.real_radii, plain.real_radii)
         assert cached.real["reference"] == ref.path
+
+
+def test_reference_keeps_its_pruning_groups_and_works_without_them(stores, tmp_path):
+    """Same results with the stored groups and without them (a reference built before they existed)."""
+    real, fake = stores
+    ref = largeemb.build_reference(real, str(tmp_path / "ref"), k=(5,))
+    stored = ref.partition()
+    assert stored is not None  # the mixture is clustered: the groups are worth keeping
+    plain = largeemb.evaluate(real, fake, k=5)
+    with_groups = largeemb.evaluate(ref.path, fake, k=5)
+    os.remove(os.path.join(ref.path, PARTITION_FILE))
+    assert load_reference(ref.path).partition() is None
+    without = largeemb.evaluate(ref.path, fake, k=5)
+    for result in (with_groups, without):
+        assert result.to_dict()["by_k"] == plain.to_dict()["by_k"]
+        np.testing.assert_array_equal(result.fake_nearest_real, plain.fake_nearest_real)
 
 
 def test_changed_source_is_refused(stores, tmp_path):
