@@ -25,7 +25,6 @@ def bookkeeping_bytes(rows: int, k: int = 5) -> int:
 
 
 def child_peak(real, fake, out) -> float:
-    import resource
     import subprocess
 
     code = (

@@ -49,7 +49,6 @@ def main():
     parser.add_argument("--modes", type=int, default=10, help="Gaussian modes of the synthetic sets")
     args = parser.parse_args()
 
-    import dask
     import faiss
 
     from largeemb import api, engine

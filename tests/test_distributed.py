@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 import largeemb
 from conftest import mixture, zarr_store
-from largeemb import checkpoint, cluster, engine, execution
+from largeemb import cluster, engine, execution
 from largeemb.cli import app
 from largeemb.config import EvaluateConfig
 

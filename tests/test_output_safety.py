@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import zarr
 from typer.testing import CliRunner
 
 from conftest import mixture, zarr_store
