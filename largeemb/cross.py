@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .distance import UNIT_ROUNDOFF32, Block, exact_pairs, sqdist32
-from .groups import MIN_SKIPPED, Partition, gather, skipped_share
+from .groups import cut_pair
 
 #: Pairs closer than this many float32 error bounds are always re-checked for
 #: realism (near-copies of real rows, whose ratio float32 cannot rank).
@@ -157,43 +157,7 @@ def _flags(rows, inside, n):
 
 
 def block_pair(fake: Block, real: Block, fake_radii, real_radii, realism_radius, kappa, inclusive, panel_rows, partition=None) -> CrossPartial:
-    """One fake block × real block, panel by panel, merged like whole blocks.
-
-    With a partition, group pairs that provably change nothing are skipped
-    (see :func:`_grouped_pair`).
-    """
-    if partition is not None:
-        grouped = _grouped_pair(fake, real, fake_radii, real_radii, realism_radius, kappa, inclusive, panel_rows, partition)
-        if grouped is not None:
-            return grouped
-    real_panels = [(lo, p, p.right()) for lo, p in real.panels(panel_rows)]
-    per_fake = []
-    for lo_f, pf in fake.panels(panel_rows):
-        parts = [
-            tile(
-                pf,
-                pr,
-                pr_right,
-                fake_radii[lo_f : lo_f + pf.rows],
-                real_radii[lo_r : lo_r + pr.rows],
-                None if realism_radius is None else realism_radius[lo_r : lo_r + pr.rows],
-                kappa,
-                inclusive,
-            )
-            for lo_r, pr, pr_right in real_panels
-        ]
-        acc = parts[0]
-        for part in parts[1:]:
-            acc = acc.merge_real_blocks(part)
-        per_fake.append(acc)
-    acc = per_fake[0]
-    for part in per_fake[1:]:
-        acc = acc.merge_fake_blocks(part)
-    return acc
-
-
-def _grouped_pair(fake: Block, real: Block, fake_radii, real_radii, realism_radius, kappa, inclusive, panel_rows, partition: Partition):
-    """:func:`block_pair` over group pairs, skipping those that cannot matter.
+    """One fake block × real block, part pair by part pair (see :func:`largeemb.groups.cut_pair`).
 
     A group pair is skipped when its distance lower bound exceeds every
     radius of its rows (no membership can change) and, for per-sample
@@ -201,14 +165,15 @@ def _grouped_pair(fake: Block, real: Block, fake_radii, real_radii, realism_radi
     realism ratio it could give falls short of one already found. Pairs go in
     order of their bound, so near pairs set those values first. Skipped pairs
     are strictly farther than what they are compared with, so ties and
-    results are as in the full tile. None when too little can be skipped.
+    results are as in the full tile.
     """
-    gf, gr = partition.groups(fake, panel_rows), partition.groups(real, panel_rows)
-    bound = gf.lower_bounds(gr)
-    reach = np.maximum(gf.maxima(fake_radii.max(axis=1))[:, None], gr.maxima(real_radii.max(axis=1))[None, :])
-    beyond = bound > reach
-    if skipped_share(beyond, gf, gr) < MIN_SKIPPED:
-        return None
+
+    def beyond_reach(gf, gr):
+        reach = np.maximum(gf.maxima(fake_radii.max(axis=1))[:, None], gr.maxima(real_radii.max(axis=1))[None, :])
+        return gf.lower_bounds(gr) > reach
+
+    cf, cr, beyond = cut_pair(fake, real, panel_rows, partition, beyond_reach)
+    bound = cf.lower_bounds(cr)
     samples = realism_radius is not None
     nk = fake_radii.shape[1]
     out = CrossPartial(np.zeros((fake.rows, nk), np.int64), np.zeros((real.rows, nk), bool), np.zeros((real.rows, nk), bool))
@@ -217,18 +182,11 @@ def _grouped_pair(fake: Block, real: Block, fake_radii, real_radii, realism_radi
         fake_near = np.full(fake.rows, np.inf)  # upper bounds of squared nearest distances so far
         real_near = np.full(real.rows, np.inf)
         fake_ratio = np.zeros(fake.rows)  # lower bounds of squared best realism ratios so far
-        ratio_top = gr.maxima(realism_radius**2)
+        ratio_top = cr.maxima(realism_radius**2)
     fake_ids, real_ids = np.arange(fake.rows) + fake.start, np.arange(real.rows) + real.start
-    parts = {}
-
-    def part(side, groups, block, g):
-        if (side, g) not in parts:
-            sub = gather(block, groups.index[g])
-            parts[side, g] = (sub, sub.right() if side == "real" else None)
-        return parts[side, g]
-
+    fake_parts, real_parts = {}, {}
     for i, j in zip(*np.unravel_index(np.argsort(bound, axis=None, kind="stable"), bound.shape)):
-        rows_f, rows_r = gf.index[i], gr.index[j]
+        rows_f, rows_r = cf.rows[i], cr.rows[j]
         if beyond[i, j]:
             if not samples:
                 continue
@@ -239,10 +197,13 @@ def _grouped_pair(fake: Block, real: Block, fake_radii, real_radii, realism_radi
                 and (ratio_top[j] == 0 or ratio_top[j] < far2 * fake_ratio[rows_f].min())
             ):
                 continue
-        sf, _ = part("fake", gf, fake, i)
-        sr, sr_right = part("real", gr, real, j)
+        if i not in fake_parts:
+            fake_parts[i] = cf.part(fake, i)
+        if j not in real_parts:
+            part = cr.part(real, j)
+            real_parts[j] = (part, part.right())
         res = tile(
-            sf, sr, sr_right, fake_radii[rows_f], real_radii[rows_r],
+            fake_parts[i], *real_parts[j], fake_radii[rows_f], real_radii[rows_r],
             None if not samples else realism_radius[rows_r], kappa, inclusive,
         )
         out.fake_counts[rows_f] += res.fake_counts

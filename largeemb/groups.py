@@ -15,7 +15,7 @@ small, nothing qualifies, and the tiles run as before.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.linalg import eigh
@@ -113,13 +113,60 @@ def skipped_share(skip: np.ndarray, a: Groups, b: Groups, among=None) -> float:
     return float(area[skip].sum() / total) if total else 0.0
 
 
-def gather(block: Block, rows: np.ndarray, exact: bool = True) -> Block:
-    """The given rows of a block as a Block of their own (start 0: indices are the caller's to map).
+@dataclass(frozen=True)
+class Cut:
+    """A block cut into parts, one GEMM operand each: plain panels, or groups with bounds."""
 
-    ``exact=False`` leaves the stored rows behind (for kernels that need only float32).
+    rows: list[np.ndarray]  # block-local rows of each part
+    groups: Groups | None = None  # None for panels: no bounds, nothing is skipped
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def part(self, block: Block, i: int, exact: bool = True) -> Block:
+        """Part i as a Block of its own, with start 0 (the caller maps rows back).
+
+        A panel is a view; a group's rows are gathered. ``exact=False`` leaves
+        the stored rows behind (for kernels that need only float32).
+        """
+        rows = self.rows[i]
+        if self.groups is None:
+            return replace(block.panel(int(rows[0]), int(rows[-1]) + 1), start=0)
+        raw = block.raw[rows] if exact else None
+        return Block(0, raw, block.metric, block.left[rows], block.sqnorm[rows])
+
+    def lower_bounds(self, other: "Cut") -> np.ndarray:
+        if self.groups is None or other.groups is None:
+            return np.zeros((len(self), len(other)))
+        return self.groups.lower_bounds(other.groups)
+
+    def maxima(self, values: np.ndarray) -> np.ndarray:
+        """Per part, the largest of a per-row value."""
+        return np.array([values[rows].max() for rows in self.rows])
+
+
+def panels(block: Block, panel_rows: int) -> Cut:
+    return Cut([np.arange(lo, min(lo + panel_rows, block.rows)) for lo in range(0, block.rows, panel_rows)])
+
+
+def grouped(block: Block, panel_rows: int, partition: Partition) -> Cut:
+    groups = partition.groups(block, panel_rows)
+    return Cut(groups.index, groups)
+
+
+def cut_pair(a: Block, b: Block, panel_rows: int, partition: Partition | None, skippable) -> tuple[Cut, Cut, np.ndarray]:
+    """Both blocks cut for a tile, and which part pairs to skip.
+
+    Groups when there is a partition and ``skippable(groups_a, groups_b)``
+    leaves out at least MIN_SKIPPED of the row pairs; else panels, none skipped.
     """
-    raw = block.raw[rows] if exact else None
-    return Block(0, raw, block.metric, block.left[rows], block.sqnorm[rows])
+    if partition is not None:
+        ga, gb = grouped(a, panel_rows, partition), grouped(b, panel_rows, partition)
+        skip = skippable(ga.groups, gb.groups)
+        if skipped_share(skip, ga.groups, gb.groups) >= MIN_SKIPPED:
+            return ga, gb, skip
+    ca, cb = panels(a, panel_rows), panels(b, panel_rows)
+    return ca, cb, np.zeros((len(ca), len(cb)), bool)
 
 
 def partition_of(basis_cov: np.ndarray, sample: np.ndarray, seed: int) -> Partition | None:

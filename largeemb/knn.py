@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .distance import EXACT_CHUNK, Block, exact_row_dist, sqdist32, sqdist_error_scale
-from .groups import MIN_SKIPPED, Partition, gather, skipped_share
+from . import groups
+from .groups import MIN_SKIPPED, Partition, skipped_share
 
 #: Candidates kept per row beyond k+1, so that the float32 order rarely needs
 #: the float64 fallback.
@@ -120,10 +121,6 @@ def off_diagonal(a: Block, b: Block, bound_a: np.ndarray, bound_b: np.ndarray, K
     return _take(dist, bound_a, K, b.start, by_columns=False), _take(dist, bound_b, K, a.start, by_columns=True)
 
 
-def _shifted(c: Candidates, offset: int) -> Candidates:
-    return Candidates(c.rows + offset, c.idx, c.d32, c.floor_rows + offset, c.floor)
-
-
 def _joined(parts: list[Candidates]) -> Candidates:
     return Candidates(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("rows", "idx", "d32", "floor_rows", "floor")))
 
@@ -131,60 +128,40 @@ def _joined(parts: list[Candidates]) -> Candidates:
 def within(block: Block, K: int, panel_rows: int, partition: Partition | None = None) -> Neighbours:
     """Each row's K best candidates inside its own block.
 
-    Panels on the diagonal go to faiss; each pair of panels is computed once
+    The block is cut into panels (or, with a partition, groups): faiss finds
+    the candidates inside each part, and each pair of parts is computed once
     and serves both (the symmetric half of the block's distance matrix).
-    With a partition, groups take the place of panels, and group pairs that
-    provably hold no candidate are skipped (see :func:`_between_groups`).
+    Group pairs that provably hold no candidate are skipped (:func:`_skippable`).
     """
-    if partition is not None:
-        grouped = _within_groups(block, K, panel_rows, partition)
-        if grouped is not None:
-            return grouped
-    panels = block.panels(panel_rows)
-    # faiss computes a diagonal panel's full square: halve large ones first.
-    local = [within(p, K, panel_rows // 2) if p.rows > DIAGONAL_ROWS else diagonal(p, K) for _, p in panels]
-    offered = [[] for _ in panels]
-    for i, (_, pa) in enumerate(panels):
-        for j in range(i + 1, len(panels)):
-            for_a, for_b = off_diagonal(pa, panels[j][1], local[i].bound, local[j].bound, K)
-            offered[i].append(for_a)
-            offered[j].append(for_b)
-    return _assembled(block, [merge(nb, batches) for nb, batches in zip(local, offered)])
-
-
-def _assembled(block: Block, parts: list[Neighbours], rows: list[np.ndarray] | None = None) -> Neighbours:
-    """One block's Neighbours from those of its panels (in order), or of groups holding ``rows``."""
-    d32 = np.concatenate([m.d32 for m in parts])
-    idx = np.concatenate([m.idx for m in parts])
-    floor = np.concatenate([m.floor for m in parts])
-    if rows is not None:
-        at = np.concatenate(rows)
-        d32[at], idx[at], floor[at] = d32.copy(), idx.copy(), floor.copy()
-    return Neighbours(block.start, d32, idx, floor, block.sqnorm)
-
-
-def _within_groups(block: Block, K: int, panel_rows: int, partition: Partition) -> Neighbours | None:
-    """:func:`within` over groups: faiss inside each group, then the group pairs
-    :func:`_skippable` leaves. None when too little can be skipped."""
-    groups = partition.groups(block, panel_rows)
-    subs = [gather(block, rows, exact=False) for rows in groups.index]
-    local = [diagonal(sub, K) for sub in subs]
-    bound = np.concatenate([nb.bound for nb in local])[np.argsort(np.concatenate(groups.index))]
-    skip = _skippable(groups, groups, bound, bound, block.dim)
-    upper = np.triu(np.ones_like(skip), 1)
-    if skipped_share(skip[upper], groups, groups, upper) < MIN_SKIPPED:
-        return None
-    offered = [[] for _ in subs]
+    cut = groups.panels(block, panel_rows) if partition is None else groups.grouped(block, panel_rows, partition)
+    parts = [cut.part(block, i, exact=False) for i in range(len(cut))]
+    # faiss computes a diagonal part's full square: halve large ones first.
+    local = [within(p, K, panel_rows // 2) if p.rows > DIAGONAL_ROWS else diagonal(p, K) for p in parts]
+    pairs = np.triu(np.ones((len(cut), len(cut)), bool), 1)
+    if cut.groups is not None:
+        bound = np.empty(block.rows, np.float32)
+        for nb, rows in zip(local, cut.rows):
+            bound[rows] = nb.bound
+        skip = _skippable(cut.groups, cut.groups, bound, bound, block.dim)
+        if skipped_share(skip[pairs], cut.groups, cut.groups, pairs) < MIN_SKIPPED:
+            return within(block, K, panel_rows)
+        pairs &= ~skip
+    offered = [[] for _ in parts]
     rights = {}
-    for i, j in zip(*np.nonzero(np.triu(~skip, 1))):
+    for i, j in zip(*np.nonzero(pairs)):
         if j not in rights:
-            rights[j] = subs[j].right()
-        for_i, for_j = off_diagonal(subs[i], subs[j], local[i].bound, local[j].bound, K, rights[j])
-        offered[i].append(_mapped(for_i, np.arange(subs[i].rows), block.start + groups.index[j]))
-        offered[j].append(_mapped(for_j, np.arange(subs[j].rows), block.start + groups.index[i]))
-    for nb, rows in zip(local, groups.index):  # the diagonal ran on gathered rows (start 0): global ids
-        nb.idx[...] = np.where(nb.idx >= 0, block.start + rows[np.maximum(nb.idx, 0)], -1)
-    return _assembled(block, [merge(nb, batches) for nb, batches in zip(local, offered)], groups.index)
+            rights[j] = parts[j].right()
+        for_i, for_j = off_diagonal(parts[i], parts[j], local[i].bound, local[j].bound, K, rights[j])
+        offered[i].append(_mapped(for_i, None, block.start + cut.rows[j]))
+        offered[j].append(_mapped(for_j, None, block.start + cut.rows[i]))
+    merged = []
+    for nb, batches, rows in zip(local, offered, cut.rows):  # parts start at 0: global ids
+        idx = np.where(nb.idx >= 0, block.start + rows[np.maximum(nb.idx, 0)], -1)
+        merged.append(merge(Neighbours(nb.start, nb.d32, idx, nb.floor, nb.sqnorm), batches))
+    d32, idx, floor = (np.empty((block.rows,) + getattr(merged[0], f).shape[1:], getattr(merged[0], f).dtype) for f in ("d32", "idx", "floor"))
+    for m, rows in zip(merged, cut.rows):
+        d32[rows], idx[rows], floor[rows] = m.d32, m.idx, m.floor
+    return Neighbours(block.start, d32, idx, floor, block.sqnorm)
 
 
 def _skippable(ga, gb, bound_a, bound_b, dim: int) -> np.ndarray:
@@ -199,52 +176,32 @@ def _skippable(ga, gb, bound_a, bound_b, dim: int) -> np.ndarray:
 
 
 def between(a: Block, b: Block, bound_a, bound_b, K: int, panel_rows: int, partition: Partition | None = None):
-    """Candidates that block a (rows before b) and block b offer each other.
+    """Candidates that block a (rows before b) and block b offer each other, part pair by part pair.
 
     With a partition, group pairs that provably hold no candidate for either
-    side are skipped (see :mod:`largeemb.groups`); otherwise panel by panel.
+    side are skipped (:func:`_skippable`, :func:`largeemb.groups.cut_pair`).
     """
-    if partition is not None:
-        grouped = _between_groups(a, b, bound_a, bound_b, K, panel_rows, partition)
-        if grouped is not None:
-            return grouped
-    for_a, for_b = [], []
-    b_panels = [(lo, p, p.right()) for lo, p in b.panels(panel_rows)]
-    for lo_a, pa in a.panels(panel_rows):
-        for lo_b, pb, pb_right in b_panels:
-            ca, cb = off_diagonal(pa, pb, bound_a[lo_a : lo_a + pa.rows], bound_b[lo_b : lo_b + pb.rows], K, pb_right)
-            for_a.append(_shifted(ca, lo_a))
-            for_b.append(_shifted(cb, lo_b))
-    return _joined(for_a), _joined(for_b)
-
-
-def _between_groups(a: Block, b: Block, bound_a, bound_b, K: int, panel_rows: int, partition: Partition):
-    """Like :func:`between`, skipping group pairs that hold no candidate for either side
-    (:func:`_skippable`). None when too little can be skipped."""
-    ga, gb = partition.groups(a, panel_rows), partition.groups(b, panel_rows)
-    skip = _skippable(ga, gb, bound_a, bound_b, a.dim)
-    if skipped_share(skip, ga, gb) < MIN_SKIPPED:
-        return None
+    ca, cb, skip = groups.cut_pair(a, b, panel_rows, partition, lambda ga, gb: _skippable(ga, gb, bound_a, bound_b, a.dim))
     for_a, for_b = [_no_candidates()], [_no_candidates()]
-    b_parts = {}
-    for i, rows_a in enumerate(ga.index):
-        if skip[i].all():
-            continue
-        sa = gather(a, rows_a, exact=False)
-        for j in np.flatnonzero(~skip[i]):
-            rows_b = gb.index[j]
-            if j not in b_parts:
-                sb = gather(b, rows_b, exact=False)
-                b_parts[j] = (sb, sb.right())
-            sb, sb_right = b_parts[j]
-            ca, cb = off_diagonal(sa, sb, bound_a[rows_a], bound_b[rows_b], K, sb_right)
-            for_a.append(_mapped(ca, rows_a, b.start + rows_b))
-            for_b.append(_mapped(cb, rows_b, a.start + rows_a))
+    parts_b, current = {}, None
+    for i, j in zip(*np.nonzero(~skip)):
+        if current != i:
+            current, part_a = i, ca.part(a, i, exact=False)
+        if j not in parts_b:
+            part_b = cb.part(b, j, exact=False)
+            parts_b[j] = (part_b, part_b.right())
+        part_b, right_b = parts_b[j]
+        rows_a, rows_b = ca.rows[i], cb.rows[j]
+        x, y = off_diagonal(part_a, part_b, bound_a[rows_a], bound_b[rows_b], K, right_b)
+        for_a.append(_mapped(x, rows_a, b.start + rows_b))
+        for_b.append(_mapped(y, rows_b, a.start + rows_a))
     return _joined(for_a), _joined(for_b)
 
 
-def _mapped(c: Candidates, own_rows: np.ndarray, other_ids: np.ndarray) -> Candidates:
-    """Candidates of gathered rows (start 0) in block-local rows and global ids."""
+def _mapped(c: Candidates, own_rows: np.ndarray | None, other_ids: np.ndarray) -> Candidates:
+    """Candidates of a part (start 0) with rows in the block's rows (None: kept) and global ids."""
+    if own_rows is None:
+        return Candidates(c.rows, other_ids[c.idx], c.d32, c.floor_rows, c.floor)
     return Candidates(own_rows[c.rows], other_ids[c.idx], c.d32, own_rows[c.floor_rows], c.floor)
 
 
