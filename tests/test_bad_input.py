@@ -19,7 +19,7 @@ import pytest
 import zarr
 from typer.testing import CliRunner
 
-from conftest import mixture
+from conftest import mixture, zarr_store
 from largeemb import api, store
 from largeemb.cli import app
 from largeemb.config import EvaluateConfig, ReadRetry
@@ -29,20 +29,13 @@ runner = CliRunner()
 DIM = 4
 
 
-def _zarr(path: Path, data: np.ndarray, chunks=None, **kwargs) -> str:
-    arr = zarr.create_array(str(path), shape=data.shape, dtype=data.dtype, chunks=chunks or data.shape, **kwargs)
-    if data.size:
-        arr[:] = data
-    return str(path)
-
-
 @pytest.fixture(scope="module")
 def good(tmp_path_factory):
     """A valid real/fake pair, shared by the cases that break only one side."""
     base = tmp_path_factory.mktemp("good")
     return {
-        "real": _zarr(base / "real.zarr", mixture(300, DIM, 1), chunks=(100, DIM)),
-        "fake": _zarr(base / "fake.zarr", mixture(250, DIM, 2), chunks=(100, DIM)),
+        "real": zarr_store(base / "real.zarr", mixture(300, DIM, 1), chunks=(100, DIM)),
+        "fake": zarr_store(base / "fake.zarr", mixture(250, DIM, 2), chunks=(100, DIM)),
     }
 
 
@@ -69,30 +62,30 @@ def _real(make):
 def _with_nan_in_last_chunk(tmp):
     data = mixture(5000, DIM, 3)
     data[4750, 2] = np.nan  # middle of the last chunk (4500:5000), in the second moments segment
-    return _zarr(tmp / "nan.zarr", data, chunks=(1500, DIM))
+    return zarr_store(tmp / "nan.zarr", data, chunks=(1500, DIM))
 
 
 def _with_inf(tmp):
     data = mixture(5000, DIM, 4)
     data[4100, 0] = np.inf
     data[7, 1] = np.inf  # the first one must be reported, whatever segment finishes first
-    return _zarr(tmp / "inf.zarr", data, chunks=(1000, DIM))
+    return zarr_store(tmp / "inf.zarr", data, chunks=(1000, DIM))
 
 
 def _with_deleted_chunk(tmp, zarr_format=3):
-    path = _zarr(tmp / "holes.zarr", mixture(500, DIM, 5), chunks=(100, DIM), zarr_format=zarr_format)
+    path = zarr_store(tmp / "holes.zarr", mixture(500, DIM, 5), chunks=(100, DIM), zarr_format=zarr_format)
     os.remove(os.path.join(path, "c/2/0" if zarr_format == 3 else "2.0"))
     return path
 
 
 def _with_deleted_shard(tmp):
-    path = _zarr(tmp / "sharded.zarr", mixture(800, DIM, 6), chunks=(50, DIM), shards=(200, DIM))
+    path = zarr_store(tmp / "sharded.zarr", mixture(800, DIM, 6), chunks=(50, DIM), shards=(200, DIM))
     os.remove(os.path.join(path, "c/3/0"))
     return path
 
 
 def _with_truncated_chunk(tmp, compressors="auto"):
-    path = _zarr(tmp / "trunc.zarr", mixture(500, DIM, 7), chunks=(100, DIM), compressors=compressors)
+    path = zarr_store(tmp / "trunc.zarr", mixture(500, DIM, 7), chunks=(100, DIM), compressors=compressors)
     chunk = os.path.join(path, "c/3/0")
     content = Path(chunk).read_bytes()
     Path(chunk).write_bytes(content[: len(content) // 2])
@@ -125,13 +118,13 @@ CASES = [
     Case("missing_path", lambda tmp, good: ([str(tmp / "nope.zarr"), good["fake"]], str(tmp / "nope.zarr")), ("not found",)),
     Case("file_not_zarr", _real(_not_zarr_file), ("not a readable zarr store",)),
     Case("dir_not_zarr", _real(lambda tmp: (tmp / "empty").mkdir() or str(tmp / "empty")), ("not a readable zarr store",)),
-    Case("one_d", _real(lambda tmp: _zarr(tmp / "1d.zarr", np.zeros(100, np.float32))), ("must be 2-D", "(100,)")),
-    Case("three_d", _real(lambda tmp: _zarr(tmp / "3d.zarr", np.zeros((10, 4, 3), np.float32))), ("must be 2-D", "(10, 4, 3)")),
-    Case("zero_rows", _real(lambda tmp: _zarr(tmp / "empty.zarr", np.zeros((0, DIM), np.float32), chunks=(10, DIM))), ("no rows",)),
-    Case("one_row", _real(lambda tmp: _zarr(tmp / "one.zarr", mixture(1, DIM, 8))), ("only 1 row",)),
+    Case("one_d", _real(lambda tmp: zarr_store(tmp / "1d.zarr", np.zeros(100, np.float32))), ("must be 2-D", "(100,)")),
+    Case("three_d", _real(lambda tmp: zarr_store(tmp / "3d.zarr", np.zeros((10, 4, 3), np.float32))), ("must be 2-D", "(10, 4, 3)")),
+    Case("zero_rows", _real(lambda tmp: zarr_store(tmp / "empty.zarr", np.zeros((0, DIM), np.float32), chunks=(10, DIM))), ("no rows",)),
+    Case("one_row", _real(lambda tmp: zarr_store(tmp / "one.zarr", mixture(1, DIM, 8))), ("only 1 row",)),
     Case(
         "dim_mismatch",
-        lambda tmp, good: ([good["real"], _zarr(tmp / "dim9.zarr", mixture(250, 9, 2))], str(tmp / "dim9.zarr")),
+        lambda tmp, good: ([good["real"], zarr_store(tmp / "dim9.zarr", mixture(250, 9, 2))], str(tmp / "dim9.zarr")),
         ("differ in dim", "4 vs 9"),
     ),
     Case("nan_in_middle_of_last_chunk", _real(_with_nan_in_last_chunk), ("NaN or inf", "first at row 4750")),
@@ -142,12 +135,12 @@ CASES = [
     ),
     Case(
         "neg_inf_float16",
-        _real(lambda tmp: _zarr(tmp / "f16.zarr", np.where(np.arange(300)[:, None] == 299, -np.inf, mixture(300, DIM, 9)).astype(np.float16))),
+        _real(lambda tmp: zarr_store(tmp / "f16.zarr", np.where(np.arange(300)[:, None] == 299, -np.inf, mixture(300, DIM, 9)).astype(np.float16))),
         ("NaN or inf", "first at row 299"),
     ),
     Case(
         "k_not_below_rows",
-        lambda tmp, good: ([_zarr(tmp / "five.zarr", mixture(5, DIM, 1)), good["fake"], "--k", "5"], str(tmp / "five.zarr")),
+        lambda tmp, good: ([zarr_store(tmp / "five.zarr", mixture(5, DIM, 1)), good["fake"], "--k", "5"], str(tmp / "five.zarr")),
         ("k=5 needs more than 5 real rows",),
     ),
     Case(
@@ -155,8 +148,8 @@ CASES = [
         _real(lambda tmp: zarr.create_array(str(tmp / "str.zarr"), shape=(10, DIM), dtype=str) and str(tmp / "str.zarr")),
         ("unsupported dtype",),
     ),
-    Case("complex_dtype", _real(lambda tmp: _zarr(tmp / "c.zarr", mixture(300, DIM, 1).astype(np.complex64))), ("unsupported dtype complex64",)),
-    Case("bool_dtype", _real(lambda tmp: _zarr(tmp / "b.zarr", mixture(300, DIM, 1) > 0)), ("unsupported dtype bool",)),
+    Case("complex_dtype", _real(lambda tmp: zarr_store(tmp / "c.zarr", mixture(300, DIM, 1).astype(np.complex64))), ("unsupported dtype complex64",)),
+    Case("bool_dtype", _real(lambda tmp: zarr_store(tmp / "b.zarr", mixture(300, DIM, 1) > 0)), ("unsupported dtype bool",)),
     Case("deleted_chunk", _real(_with_deleted_chunk), ("missing 1 of 5 stored chunks", "rows 200:300")),
     Case("deleted_chunk_zarr_v2", _real(lambda tmp: _with_deleted_chunk(tmp, zarr_format=2)), ("missing 1 of 5 stored chunks",)),
     Case("deleted_shard", _real(_with_deleted_shard), ("missing 1 of 4 stored chunks", "rows 600:800")),
@@ -177,13 +170,13 @@ CASES = [
     Case("out_is_a_file", _out_is_a_file, ("is a file",)),
     Case(
         "values_overflow_float32",
-        _real(lambda tmp: _zarr(tmp / "huge.zarr", np.where(np.arange(300)[:, None] == 123, 1e30, mixture(300, DIM, 1)).astype(np.float64))),
+        _real(lambda tmp: zarr_store(tmp / "huge.zarr", np.where(np.arange(300)[:, None] == 123, 1e30, mixture(300, DIM, 1)).astype(np.float64))),
         ("row 123", "overflow"),
     ),
     Case(
         "cosine_zero_row",
         lambda tmp, good: (
-            [_zarr(tmp / "z.zarr", np.where(np.arange(300)[:, None] == 42, 0.0, mixture(300, DIM, 1))), good["fake"], "--metric", "cosine"],
+            [zarr_store(tmp / "z.zarr", np.where(np.arange(300)[:, None] == 42, 0.0, mixture(300, DIM, 1))), good["fake"], "--metric", "cosine"],
             str(tmp / "z.zarr"),
         ),
         ("row 42 is all zeros",),
@@ -314,8 +307,8 @@ def test_sparse_but_complete_store_is_accepted(tmp_path):
 def test_warnings_reach_metrics_json_and_stderr(tmp_path):
     rng = np.random.default_rng(0)
     unique = rng.integers(-50, 50, (100, DIM))
-    real = _zarr(tmp_path / "dup.zarr", np.repeat(unique, 3, axis=0).astype(np.int32))  # each row 3 times
-    fake = _zarr(tmp_path / "fake.zarr", rng.standard_normal((400, DIM)).astype(np.float32) * 20)
+    real = zarr_store(tmp_path / "dup.zarr", np.repeat(unique, 3, axis=0).astype(np.int32))  # each row 3 times
+    fake = zarr_store(tmp_path / "fake.zarr", rng.standard_normal((400, DIM)).astype(np.float32) * 20)
     out = tmp_path / "out"
     result = runner.invoke(app, ["evaluate", real, fake, "--out", str(out), "--k", "2"])
     assert result.exit_code == 0, result.output

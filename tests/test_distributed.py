@@ -21,7 +21,7 @@ from distributed import Client, LocalCluster
 from typer.testing import CliRunner
 
 import largeemb
-from conftest import mixture, zarr_store
+from conftest import SUMMARY, finished_checkpoints, mixture, slow_tiles, zarr_store
 from largeemb import cluster, engine, execution
 from largeemb.cli import app
 from largeemb.config import EvaluateConfig
@@ -153,22 +153,10 @@ def test_tasks_use_one_blas_thread_so_slots_never_exceed_the_cores(workers, thre
         assert report["blas"] and set(report["blas"].values()) == {1}, report
 
 
-# Slows the tile tasks inside each worker (run there with client.run), so a worker can be killed mid-run.
-SLOW_TILES = """
-import time
-import largeemb.engine as engine
-for name in ("_offdiag_task", "_cross_task"):
-    def slow(*args, _task=getattr(engine, name)):
-        time.sleep(0.03)
-        return _task(*args)
-    setattr(engine, name, slow)
-"""
-
-
 def test_a_killed_worker_changes_nothing(stores, in_process, tmp_path, caplog):
     work = tmp_path / "work"
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address="127.0.0.1:0") as local, Client(local, set_as_default=False) as client:
-        client.run(exec, SLOW_TILES, {})
+        client.run(exec, slow_tiles(0.03), {})  # so that a worker can be killed mid-run
         victim = next(iter(client.run(os.getpid).values()))
         killed = threading.Event()
 
@@ -190,9 +178,8 @@ def test_a_killed_worker_changes_nothing(stores, in_process, tmp_path, caplog):
         assert victim not in client.run(os.getpid).values()  # that worker is gone (the nanny started another)
     assert {"metrics": result.metrics, "by_k": {str(k): v for k, v in result.by_k.items()}} == in_process
     # Every named task left exactly one finished checkpoint, the rerun ones included.
-    (summary,) = [r.getMessage() for r in caplog.records if "tasks computed" in r.getMessage()]
-    computed = int(summary.split()[0])
-    assert len([n for n in os.listdir(work) if n.endswith(".npz") and ".tmp-" not in n]) == computed
+    (summary,) = [SUMMARY.search(r.getMessage()) for r in caplog.records if "tasks computed" in r.getMessage()]
+    assert finished_checkpoints(work) == int(summary.group(1))
 
 
 def test_unreachable_scheduler_is_a_one_line_error(stores, tmp_path, monkeypatch):

@@ -70,10 +70,24 @@ def test_nightly_builds_the_reference_then_evaluates_the_newest_output():
     assert "nightly-evaluate.sh" in (JOBS / "nightly" / "crontab").read_text()
 
 
+def _evaluate_commands(path: Path) -> list[str]:
+    """The `largeemb evaluate` command lines of a template: shell lines, or a manifest's container commands."""
+    lines = path.read_text().replace("\\\n", " ").splitlines()
+    if path in YAMLS:
+        for doc in yaml.safe_load_all(path.read_text()):
+            spec = (doc or {}).get("spec", {})
+            job = spec["jobTemplate"]["spec"] if doc and doc["kind"] == "CronJob" else spec
+            for container in job.get("template", {}).get("spec", {}).get("containers", []):
+                lines.append(" ".join(container["command"] + container.get("args", [])))
+    return [line for line in lines if "largeemb evaluate" in line]
+
+
 def test_templates_use_only_existing_evaluate_options():
     help_text = CliRunner().invoke(app, ["evaluate", "--help"], terminal_width=200).output
+    checked = set()
     for path in TEMPLATES:
-        for line in path.read_text().splitlines():
-            if "largeemb evaluate" in line:
-                for option in re.findall(r"(--[a-z][a-z-]+)", line):
-                    assert option in help_text, f"{path.name}: {option}"
+        for line in _evaluate_commands(path):
+            for option in re.findall(r"(--[a-z][a-z-]+)", line):
+                assert re.search(rf"{re.escape(option)}(?![a-z-])", help_text), f"{path.name}: {option}"
+                checked.add(option)
+    assert {"--workers", "--threads-per-worker", "--scheduler", "--resume"} <= checked  # the manifests' commands too

@@ -28,19 +28,15 @@ runner = CliRunner()
 ROOT = Path(__file__).parents[1]
 
 
-def _zarr(path: Path, data: np.ndarray) -> str:
-    return zarr_store(path, data, (500, data.shape[1]))
-
-
 @pytest.fixture(scope="module")
 def stores(tmp_path_factory):
     base = tmp_path_factory.mktemp("stores")
     nan = mixture(1500, 8, 3)
     nan[1234, 5] = np.nan
     return {
-        "real": _zarr(base / "real.zarr", mixture(1200, 8, 1)),
-        "fake": _zarr(base / "fake.zarr", mixture(1100, 8, 2, shift=0.2)),
-        "nan": _zarr(base / "nan.zarr", nan),
+        "real": zarr_store(base / "real.zarr", mixture(1200, 8, 1), (500, 8)),
+        "fake": zarr_store(base / "fake.zarr", mixture(1100, 8, 2, shift=0.2), (500, 8)),
+        "nan": zarr_store(base / "nan.zarr", nan, (500, 8)),
     }
 
 

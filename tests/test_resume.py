@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 import largeemb
-from conftest import mixture, zarr_store
+from conftest import SUMMARY, finished_checkpoints, mixture, slow_tiles, zarr_store
 from largeemb import checkpoint, engine, progress
 from largeemb.cli import app
 from largeemb.cross import CrossPartial, Shortlist
@@ -24,7 +24,6 @@ from largeemb.knn import Candidates, Neighbours
 from largeemb.moments import Moments
 
 runner = CliRunner()
-SUMMARY = re.compile(r"(\d+) tasks computed, (\d+) loaded from checkpoints")
 ARGS = ["--k", "3,5", "--block-rows", "128"]
 
 
@@ -50,19 +49,9 @@ def _evaluate(real, fake, out, *extra):
     return json.loads((out / "metrics.json").read_text()), computed, loaded
 
 
-def _finished_files(work) -> int:
-    return sum(1 for name in os.listdir(work) if name.endswith(".npz") and ".tmp-" not in name)
-
-
 # A job whose tile tasks are slowed down, so that it can be killed part-way.
-SLOW_JOB = """
-import sys, time
-import largeemb.engine as engine
-for name in ("_offdiag_task", "_cross_task"):
-    def slow(*args, _task=getattr(engine, name)):
-        time.sleep(0.02)
-        return _task(*args)
-    setattr(engine, name, slow)
+SLOW_JOB = slow_tiles(0.02) + """
+import sys
 from largeemb.cli import main
 sys.argv = ["largeemb"] + sys.argv[1:]
 main()
@@ -82,7 +71,7 @@ def test_killed_job_resumes_with_identical_metrics_recomputing_only_unfinished_t
     )
     try:
         deadline = time.monotonic() + 120
-        while not (work.is_dir() and _finished_files(work) >= total // 2):
+        while not (work.is_dir() and finished_checkpoints(work) >= total // 2):
             assert job.poll() is None, "the job ended before it could be killed"
             assert time.monotonic() < deadline, "the job made no progress"
             time.sleep(0.01)
@@ -91,7 +80,7 @@ def test_killed_job_resumes_with_identical_metrics_recomputing_only_unfinished_t
     finally:
         if job.poll() is None:
             job.kill()
-    finished = _finished_files(work)
+    finished = finished_checkpoints(work)
     assert total // 2 <= finished < total
     assert not (out / "metrics.json").exists()
 
