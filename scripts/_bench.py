@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import resource
 import subprocess
 import sys
 
@@ -32,7 +31,3 @@ def synth_pair(tmp: str, rows: int, dim: int, modes: int = 10) -> tuple[str, str
     real = write_synth(f"{tmp}/real.zarr", rows, dim, seed=0, modes=modes)
     fake = write_synth(f"{tmp}/fake.zarr", rows, dim, seed=1, shift=0.05, modes=modes, drop_modes=3 if modes > 3 else 0)
     return real, fake
-
-
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

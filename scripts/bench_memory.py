@@ -14,6 +14,7 @@ import argparse
 import os
 import tempfile
 
+from _bench import run_child
 from bench_run import ensure_store
 
 #: Bytes of bookkeeping per row of each set: K float32 distances + int64
@@ -25,16 +26,13 @@ def bookkeeping_bytes(rows: int, k: int = 5) -> int:
 
 
 def child_peak(real, fake, out) -> float:
-    import subprocess
-
     code = (
-        "import resource, sys\nfrom largeemb.cli import main\n"
+        "import sys\nfrom largeemb.cli import main\n"
         f"sys.argv = ['largeemb', 'evaluate', {real!r}, {fake!r}, '--out', {out!r}, '--force']\n"
         "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n"
+        "_out = {}\n"
     )
-    proc = subprocess.run(["python", "-c", code], capture_output=True, text=True, check=True)
-    return float(proc.stdout.strip().splitlines()[-1])
+    return run_child(code)["peak_mib"]
 
 
 def main():
