@@ -205,6 +205,11 @@ def _passes(real_src: Source, fake_src: Source, reference, config: EvaluateConfi
     }
 
 
+#: Options of the plots alone: no checkpointed task depends on them, so a
+#: resumed run may change them.
+PLOT_PARAMS = ("plots", "pca", "plot_samples", "tsne_samples")
+
+
 def _checkpoint_fingerprint(real: Source, fake: Source, config: EvaluateConfig) -> dict:
     """What must match for a resumed run to reuse finished tasks (not where it runs)."""
     from . import __version__
@@ -212,7 +217,7 @@ def _checkpoint_fingerprint(real: Source, fake: Source, config: EvaluateConfig) 
     return {
         "real": checkpoint.quick_fingerprint(real),
         "fake": checkpoint.quick_fingerprint(fake),
-        "params": _params(config),
+        "params": {key: value for key, value in _params(config).items() if key not in PLOT_PARAMS},
         "largeemb": __version__,
     }
 

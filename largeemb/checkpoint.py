@@ -34,8 +34,6 @@ class CheckpointStore:
     def __init__(self, path: str, done: set[str]):
         self.path = path
         self.done = done
-        self.loaded = 0  # tasks taken from disk by this run
-        self.computed = 0  # tasks this run computed and saved
 
     def file(self, name: str) -> str:
         return os.path.join(self.path, name + SUFFIX)

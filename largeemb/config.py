@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from .errors import InputError
+from .plan import PANEL_ROWS
 
 METRICS = ("euclidean", "cosine")
 #: How the PCA basis of the plots is fitted: exactly from the streamed float64
@@ -120,8 +121,7 @@ class EvaluateConfig:
         """
         if self.block_rows is not None:
             return self
-        panel = 2048
-        grown = -(-rows // (MAX_BLOCKS * panel)) * panel
+        grown = -(-rows // (MAX_BLOCKS * PANEL_ROWS)) * PANEL_ROWS
         return dataclasses.replace(self, block_rows=max(DEFAULT_BLOCK_ROWS, grown))
 
     @property

@@ -390,9 +390,6 @@ def settle_stage(real_src, fake_src, centre, metric, partial, realism_radius, bl
 # -- running -----------------------------------------------------------------
 
 
-cores = execution.cores
-
-
 def compute(*graphs, workers: int | None = None, label: str = "tasks"):
     """Compute dask collections (e.g. small delayed graphs) on the current run's executor.
 

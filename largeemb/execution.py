@@ -182,30 +182,13 @@ class Tasks:
         self.run = run if run is not None else current_run()
         self.token = uuid.uuid4().hex[:8]  # keys never collide, even for two builds of one scope
 
-    def __call__(self, name: str, func, *args):
-        """A delayed ``func(*args)`` named ``{scope}-{name}``, kept on disk when the run keeps checkpoints."""
-        full = f"{self.scope}-{name}"
-        group = f"{self.scope}-{name.split('-')[0]}-{self.token}"  # one dashboard group per kind
-        store = self.run.store if self.run else None
-        if store is not None and store.has(full):
-            key = (group, full, "loaded")
-            if self.run:
-                self.run.loading.add(key)
-            return dask.delayed(checkpoint.load, pure=False)(store.file(full), dask_key_name=key)
-        key = (group, full)
-        if self.run:
-            self.run.computing.add(key)
-        if store is not None:
-            return dask.delayed(_computed_and_kept, pure=False)(store.file(full), func, *args, dask_key_name=key)
-        return dask.delayed(func, pure=False)(*args, dask_key_name=key)
-
     def add(self, tasks: dict, name: str, func, *args):
-        """Add ``func(*args)`` named ``{scope}-{name}`` to a plain task graph; returns its key.
-
-        As ``__call__``, for graphs built as dicts (see ``engine.Graph``).
+        """Add ``func(*args)`` named ``{scope}-{name}`` to a plain task graph (see
+        ``taskgraph.Graph``); returns its key. The run counts it for progress and,
+        when it keeps checkpoints, saves it or loads it instead of computing it.
         """
         full = f"{self.scope}-{name}"
-        group = f"{self.scope}-{name.split('-')[0]}-{self.token}"
+        group = f"{self.scope}-{name.split('-')[0]}-{self.token}"  # one dashboard group per kind
         store = self.run.store if self.run else None
         if store is not None and store.has(full):
             key = (group, full, "loaded")
@@ -218,10 +201,6 @@ class Tasks:
         if self.run:
             self.run.computing.add(key)
         return key
-
-    def root(self, name: str, delayed_value):
-        """Name (and keep) the result of a merge tree, so a resume skips the whole tree."""
-        return self(name, same, delayed_value)
 
     def share(self, values: list) -> list:
         """Values many tasks need (radii, centres): sent to the cluster once, not per task."""

@@ -64,10 +64,10 @@ class Reference:
         from .groups import Partition
 
         path = os.path.join(self.path, PARTITION_FILE)
-        if not os.path.exists(path):  # built before pruning existed: evaluate without it
+        if not os.path.exists(path):  # built without pruning, or before it existed: evaluate without it
             return None
         with np.load(path) as saved:
-            return Partition(saved["basis"], saved["centroids"]) if saved["basis"].size else None
+            return Partition(saved["basis"], saved["centroids"])
 
     def check(self, metric: str, fingerprint: str) -> None:
         if metric != self.metric:
@@ -176,9 +176,8 @@ def build_reference(
         arr = zarr.create_array(staging.file(RADII_STORE), shape=radii.shape, dtype="float64", chunks=(CHUNK_ROWS, radii.shape[1]))
         arr[...] = radii
         np.savez(staging.file(MOMENTS_FILE), count=moments.count, shift=moments.shift, s1=moments.s1, s2=moments.s2, metric_sum=moments.metric_sum)
-        empty = np.empty((0, 0))
-        basis, centroids = (partition.basis, partition.centroids) if partition is not None else (empty, empty)
-        np.savez(staging.file(PARTITION_FILE), basis=basis, centroids=centroids)
+        if partition is not None:
+            np.savez(staging.file(PARTITION_FILE), basis=partition.basis, centroids=partition.centroids)
         staging.write_json(REFERENCE_FILE, meta)
         staging.publish(force, last=REFERENCE_FILE)
     return load_reference(out)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-
 from . import execution
 from .plan import tree
 
@@ -25,10 +23,9 @@ class Graph:
     def __init__(self, scope: str = "tasks"):
         self.tasks: dict = {}
         self.named = execution.Tasks(scope)
-        self._prefix = uuid.uuid4().hex[:12]
 
     def task(self, label: str, func, *args):
-        key = (f"{label}-{self._prefix}", len(self.tasks))
+        key = (f"{label}-{self.named.token}", len(self.tasks))
         self.tasks[key] = (func, *args)
         return key
 

@@ -51,12 +51,12 @@ def main():
 
     import faiss
 
-    from largeemb import api, engine
+    from largeemb import api, engine, execution
     from largeemb.synth import synth_rows
     from largeemb.store import open_source
 
     n, dim, k = args.rows, args.dim, args.k
-    threads = engine.cores()
+    threads = execution.cores()
     real = synth_rows(0, n, dim, 0, 0.0, args.modes, 0, 8192)
     fake = synth_rows(0, n, dim, 1, 0.05, args.modes, 3 if args.modes > 3 else 0, 8192)
     real_src, fake_src = open_source(real, role="real"), open_source(fake, role="fake")

@@ -24,6 +24,7 @@ import largeemb
 from conftest import SUMMARY, finished_checkpoints, mixture, slow_tiles, zarr_store
 from largeemb import cluster, engine, execution
 from largeemb.cli import app
+from largeemb import taskgraph
 from largeemb.config import EvaluateConfig
 
 runner = CliRunner()
@@ -142,8 +143,8 @@ def test_tasks_use_one_blas_thread_so_slots_never_exceed_the_cores(workers, thre
     # a nanny), a worker's BLAS would use every core; largeemb must hold it at one.
     with dask.config.set({"distributed.nanny.pre-spawn-environ": {}}):
         with execution.open_run(EvaluateConfig(workers=workers, threads_per_worker=threads)) as run:
-            tasks = execution.Tasks("probe")
-            (reports,) = execution.compute([tasks(f"probe-{i}", engine.thread_probe_task) for i in range(6)])
+            g = taskgraph.Graph("probe")
+            reports = taskgraph.run(g, [g.unit(f"probe-{i}", engine.thread_probe_task) for i in range(6)], "probe")
     slots = (workers or 1) * (threads or run.executor.threads)
     assert slots <= execution.cores()
     if workers:
