@@ -18,9 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
-from scipy.linalg import eigh
 
 from .distance import UNIT_ROUNDOFF32, Block
+from .moments import leading_axes
 
 #: Principal axes that the bounds are measured in.
 AXES = 16
@@ -183,10 +183,7 @@ def partition_of(basis_cov: np.ndarray, sample: np.ndarray, seed: int) -> Partit
 
 
 def _partition(basis_cov: np.ndarray, sample: np.ndarray, seed: int) -> Partition | None:
-    dim = basis_cov.shape[0]
-    axes = min(AXES, dim)
-    _, vectors = eigh(basis_cov, subset_by_index=(dim - axes, dim - 1), driver="evx")  # the leading axes only
-    basis = np.ascontiguousarray(vectors[:, ::-1])
+    basis = np.ascontiguousarray(leading_axes(basis_cov, AXES)[1])
     coords = sample.astype(np.float64) @ basis
     centroids = _kmeans(coords, CLUSTERS, seed)
     return Partition(basis, centroids) if _promising(sample, coords, centroids) else None

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.linalg import eigh
 
 
 @dataclass
@@ -50,6 +51,17 @@ class Moments:
     @property
     def metric_mean(self) -> np.ndarray:
         return self.metric_sum / self.count
+
+
+def leading_axes(cov: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The n leading eigenvalues and eigenvectors (columns) of a covariance, largest first.
+
+    Only those n are computed (LAPACK ``dsyevx``), not the whole spectrum.
+    """
+    dim = cov.shape[0]
+    n = min(n, dim)
+    values, vectors = eigh(cov, subset_by_index=(dim - n, dim - 1), driver="evx")
+    return values[::-1], vectors[:, ::-1]
 
 
 def frechet_distance(mean_a, cov_a, mean_b, cov_b) -> float:

@@ -17,7 +17,7 @@ import numpy as np
 
 from . import engine
 from .distance import metric_rows
-from .moments import Moments
+from .moments import Moments, leading_axes
 from .plan import MOMENT_ROWS, RowBlock, row_blocks, segments, tree
 from .store import Source
 
@@ -68,11 +68,10 @@ def _sign_fixed(components: np.ndarray) -> np.ndarray:
 def basis_from_moments(moments: Moments, n_components: int = PCA_COMPONENTS) -> PcaBasis:
     """Exact PCA: the eigendecomposition of the streamed float64 covariance."""
     cov = moments.cov
-    values, vectors = np.linalg.eigh(cov)
-    order = np.argsort(values)[::-1][: min(n_components, len(values))]
+    values, vectors = leading_axes(cov, n_components)
     total = float(np.trace(cov))
-    variance = np.clip(values[order], 0.0, None)
-    return _basis(moments.mean, vectors[:, order].T, variance, variance / total if total > 0 else variance * 0)
+    variance = np.clip(values, 0.0, None)
+    return _basis(moments.mean, vectors.T, variance, variance / total if total > 0 else variance * 0)
 
 
 def basis_incremental(source: Source, metric: str, n_components: int = PCA_COMPONENTS) -> PcaBasis:

@@ -12,6 +12,7 @@ import time
 import numpy as np
 
 from .errors import InputError
+from .output import METRICS_FILE, Staging
 
 PROJECTION_FILE = "projection.npz"
 PCA_PNG, TSNE_PNG, K_SWEEP_PNG, BALL_COUNTS_PNG = "pca.png", "tsne.png", "k_sweep.png", "ball_counts.png"
@@ -22,7 +23,6 @@ PLOT_DATA_VERSION = 1
 #: Over a density backdrop, radii are drawn for this many real points only:
 #: thousands of full-dimensional balls would hide the backdrop.
 CIRCLES_ON_BACKDROP = 100
-METRICS_FILE = "metrics.json"
 
 
 def plot_data(result) -> dict[str, np.ndarray]:
@@ -129,8 +129,6 @@ def redraw(directory: str, out: str | None = None, force: bool = False) -> list[
 
     The run's own figures are replaced; figures in another directory only with ``force``.
     """
-    from .output import Staging
-
     data, metrics = load_run(directory)
     out = out or directory
     elsewhere = os.path.isdir(out) and not os.path.samefile(out, directory)
