@@ -167,6 +167,12 @@ def _passes(real_src: Source, fake_src: Source, reference, config: EvaluateConfi
         else:
             moments = engine.moments_stage([(real_src, "real"), (fake_src, "fake")], config.metric)
     (real_moments, real_fp), (fake_moments, fake_fp) = moments
+    if reference and config.plots and config.metric != "euclidean" and real_moments.of_metric_rows() is None:
+        raise InputError(
+            f"reference lacks the moments of {config.metric} rows that the plots need (built by an older largeemb)",
+            f"in {reference.path}",
+            "rebuild it with `largeemb reference build`, or pass --no-plots",
+        )
     _check_scale(real_moments, fake_moments, real_src, fake_src)
     centre = real_moments.metric_mean.astype(np.float32)
     partition = None

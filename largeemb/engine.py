@@ -96,7 +96,7 @@ def largest_safe_value(dim: int, metric: str) -> float:
     return float(np.sqrt(np.finfo(np.float32).max / (64.0 * (dim + 2))))
 
 
-def _moment_task(source: Source, seg: RowBlock, shift: np.ndarray, metric: str) -> SegmentCheck:
+def _moment_task(source: Source, seg: RowBlock, shift: np.ndarray, metric_shift, metric: str) -> SegmentCheck:
     raw = source.read(seg.start, seg.stop)
     rows = np.asarray(raw, dtype=np.float64)
     finite = np.isfinite(rows)
@@ -110,7 +110,7 @@ def _moment_task(source: Source, seg: RowBlock, shift: np.ndarray, metric: str) 
         rows[zero] = 1.0
     metric_view = metric_rows(rows, metric)
     return SegmentCheck(
-        Moments.of_rows(rows, shift, metric_view),
+        Moments.of_rows(rows, shift, metric_view, metric_shift),
         int(seg.start + bad[0]) if len(bad) else -1,
         int(seg.start + zero[0]) if len(zero) else -1,
         [_segment_digest(raw)],
@@ -135,8 +135,14 @@ def moments_graph(g: Graph, source: Source, metric: str, role: str = "set"):
     shift = np.asarray(source.read(0, 1), dtype=np.float64)[0]
     if not np.isfinite(shift).all():
         shift = np.zeros_like(shift)
-    (shift,) = g.share([shift])
-    parts = [g.task("moments", _moment_task, source, seg, shift, metric) for seg in segments(source.rows)]
+    metric_shift = None  # the metric sees the stored rows: their moments serve
+    if metric != "euclidean":
+        with np.errstate(invalid="ignore", divide="ignore"):
+            metric_shift = metric_rows(shift[None], metric)[0]
+        if not np.isfinite(metric_shift).all():
+            metric_shift = np.zeros_like(shift)
+    shift, metric_shift = g.share([shift, metric_shift])
+    parts = [g.task("moments", _moment_task, source, seg, shift, metric_shift, metric) for seg in segments(source.rows)]
     return g.unit(f"{role}-all", _same, g.tree(parts, _merge_checks, "moments-merge"))
 
 

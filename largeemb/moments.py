@@ -15,18 +15,29 @@ from scipy.linalg import eigh
 
 @dataclass
 class Moments:
-    """Shifted sums of a row set: count, Σ(x - s), Σ(x - s)(x - s)ᵀ, and Σ of metric rows."""
+    """Shifted sums of a row set: count, Σ(x - s), Σ(x - s)(x - s)ᵀ, and Σ of metric rows m.
+
+    When the metric sees other rows than the stored ones (unit rows for
+    cosine), Σ(m - t)(m - t)ᵀ about a metric shift t is kept too, in the same
+    pass, for the plots' PCA of what the metric sees.
+    """
 
     count: int
     shift: np.ndarray
     s1: np.ndarray
     s2: np.ndarray
     metric_sum: np.ndarray
+    metric_shift: np.ndarray | None = None
+    metric_s2: np.ndarray | None = None
 
     @classmethod
-    def of_rows(cls, rows: np.ndarray, shift: np.ndarray, metric_rows: np.ndarray) -> "Moments":
+    def of_rows(cls, rows: np.ndarray, shift: np.ndarray, metric_rows: np.ndarray, metric_shift=None) -> "Moments":
         x = rows - shift
-        return cls(len(rows), shift, x.sum(axis=0), x.T @ x, metric_rows.sum(axis=0))
+        out = cls(len(rows), shift, x.sum(axis=0), x.T @ x, metric_rows.sum(axis=0))
+        if metric_shift is not None:
+            m = metric_rows - metric_shift
+            out.metric_shift, out.metric_s2 = metric_shift, m.T @ m
+        return out
 
     def merge(self, other: "Moments") -> "Moments":
         return Moments(
@@ -35,7 +46,16 @@ class Moments:
             self.s1 + other.s1,
             self.s2 + other.s2,
             self.metric_sum + other.metric_sum,
+            self.metric_shift,
+            None if self.metric_s2 is None else self.metric_s2 + other.metric_s2,
         )
+
+    def of_metric_rows(self) -> "Moments":
+        """The moments of the metric rows (None when they were not taken)."""
+        if self.metric_s2 is None:
+            return None
+        s1 = self.metric_sum - self.count * self.metric_shift
+        return Moments(self.count, self.metric_shift, s1, self.metric_s2, self.metric_sum)
 
     @property
     def mean(self) -> np.ndarray:

@@ -90,21 +90,6 @@ def basis_incremental(source: Source, metric: str, n_components: int = PCA_COMPO
     return _basis(ipca.mean_, ipca.components_, ipca.explained_variance_, ipca.explained_variance_ratio_)
 
 
-# -- metric-space moments (only the cosine metric needs this extra pass) ------
-
-
-def _metric_moment_task(source: Source, seg: RowBlock, shift: np.ndarray, metric: str) -> Moments:
-    rows = metric_rows(source.read(seg.start, seg.stop), metric)
-    return Moments.of_rows(rows, shift, rows)
-
-
-def metric_moments_graph(source: Source, metric: str):
-    """Moments of the rows as the metric sees them (unit rows for cosine)."""
-    shift = metric_rows(source.read(0, 1), metric)[0]
-    parts = [dask.delayed(_metric_moment_task)(source, seg, shift, metric) for seg in segments(source.rows)]
-    return tree(parts, dask.delayed(Moments.merge))
-
-
 # -- seeded subsamples --------------------------------------------------------
 
 
@@ -240,14 +225,12 @@ def project(
 ) -> Projection:
     """PCA basis of the real set, then one streamed pass over each set.
 
-    ``real_moments``/``fake_moments`` are the moments of the rows as stored
-    (from the moments pass); for the cosine metric the moments of unit rows
-    are taken in an extra pass, since the plots show what the metric sees.
+    ``real_moments``/``fake_moments`` come from the moments pass; for the
+    cosine metric their moments of unit rows are used, since the plots show
+    what the metric sees.
     """
     if metric != "euclidean":
-        real_moments, fake_moments = engine.compute(
-            metric_moments_graph(real, metric), metric_moments_graph(fake, metric), workers=workers, label="projection"
-        )
+        real_moments, fake_moments = real_moments.of_metric_rows(), fake_moments.of_metric_rows()
     basis = basis_from_moments(real_moments) if method == "moments" else basis_incremental(real, metric)
     edges = histogram_edges(basis, [real_moments, fake_moments])
     graphs, wanted = [], []

@@ -57,7 +57,8 @@ class Reference:
 
     def moments(self) -> Moments:
         with np.load(os.path.join(self.path, MOMENTS_FILE)) as saved:
-            return Moments(int(saved["count"]), saved["shift"], saved["s1"], saved["s2"], saved["metric_sum"])
+            metric = [saved[name] if name in saved else None for name in ("metric_shift", "metric_s2")]
+            return Moments(int(saved["count"]), saved["shift"], saved["s1"], saved["s2"], saved["metric_sum"], *metric)
 
     def partition(self):
         """The groups the radii were pruned with (see :mod:`largeemb.groups`); None if there were none."""
@@ -175,7 +176,11 @@ def build_reference(
     with OutputLock(out), Staging(out) as staging:
         arr = zarr.create_array(staging.file(RADII_STORE), shape=radii.shape, dtype="float64", chunks=(CHUNK_ROWS, radii.shape[1]))
         arr[...] = radii
-        np.savez(staging.file(MOMENTS_FILE), count=moments.count, shift=moments.shift, s1=moments.s1, s2=moments.s2, metric_sum=moments.metric_sum)
+        metric = {} if moments.metric_s2 is None else {"metric_shift": moments.metric_shift, "metric_s2": moments.metric_s2}
+        np.savez(
+            staging.file(MOMENTS_FILE),
+            count=moments.count, shift=moments.shift, s1=moments.s1, s2=moments.s2, metric_sum=moments.metric_sum, **metric,
+        )
         if partition is not None:
             np.savez(staging.file(PARTITION_FILE), basis=partition.basis, centroids=partition.centroids)
         staging.write_json(REFERENCE_FILE, meta)

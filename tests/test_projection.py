@@ -84,8 +84,8 @@ def test_cosine_basis_is_the_pca_of_unit_rows(data):
     unit = data / np.linalg.norm(data, axis=1, keepdims=True)
     oracle = PCA(n_components=COMPONENTS, svd_solver="full").fit(unit)
     source = open_source(data)
-    moments = engine.compute(projection.metric_moments_graph(source, "cosine"))[0]
-    basis = projection.basis_from_moments(moments)
+    [(moments, _)] = engine.moments_stage([(source, "real")], "cosine")  # the one pass over the store
+    basis = projection.basis_from_moments(moments.of_metric_rows())
     assert component_angles_deg(basis.components, oracle.components_).max() < 1e-4
     np.testing.assert_allclose(basis.explained_variance, oracle.explained_variance_, rtol=1e-8)
 

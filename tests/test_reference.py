@@ -63,6 +63,17 @@ def test_changed_source_is_refused(stores, tmp_path):
     assert not (tmp_path / "out" / "metrics.json").exists()
 
 
+def test_cosine_reference_gives_the_same_plot_basis_and_metrics(stores, tmp_path):
+    """The reference keeps the moments of unit rows, so the plots need no extra pass over the real store."""
+    real, fake = stores
+    ref = largeemb.build_reference(real, str(tmp_path / "ref"), k=(5,), metric="cosine")
+    plain = largeemb.evaluate(real, fake, k=5, metric="cosine", tsne_samples=0)
+    cached = largeemb.evaluate(ref.path, fake, k=5, metric="cosine", tsne_samples=0)
+    assert cached.to_dict()["by_k"] == plain.to_dict()["by_k"]
+    np.testing.assert_array_equal(cached.projection.basis.components, plain.projection.basis.components)
+    np.testing.assert_array_equal(cached.projection.real.plot_coords, plain.projection.real.plot_coords)
+
+
 def test_k_not_in_reference_and_wrong_metric_are_refused(stores, tmp_path):
     real, fake = stores
     ref = largeemb.build_reference(real, str(tmp_path / "ref"), k=(3, 5))
