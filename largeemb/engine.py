@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import cross, execution, groups, knn
+from . import cross, groups, knn
 from .distance import Block, metric_rows, prepare_block, sqdist_error_scale
 from .errors import InputError
 from .moments import Moments
@@ -392,13 +392,3 @@ def settle_stage(real_src, fake_src, centre, metric, partial, realism_radius, bl
         "real_nearest_dist": np.concatenate(real_parts),
     }
 
-
-# -- running -----------------------------------------------------------------
-
-
-def compute(*graphs, workers: int | None = None, label: str = "tasks"):
-    """Compute dask collections (e.g. small delayed graphs) on the current run's executor.
-
-    Outside a run they go to in-process threads (``workers`` of them, default all cores).
-    """
-    return execution.compute(*graphs, label=label, threads=workers)

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import dask
 import numpy as np
 
-from . import engine
 from .distance import metric_rows
 from .moments import Moments, leading_axes
-from .plan import MOMENT_ROWS, RowBlock, row_blocks, segments, tree
+from .plan import MOMENT_ROWS, RowBlock, row_blocks, segments
 from .store import Source
+from .taskgraph import Graph, run
 
 #: Principal components kept (the plots use two; ten are kept for inspection).
 PCA_COMPONENTS = 10
@@ -140,18 +139,15 @@ def histogram_edges(basis: PcaBasis, sets: list[Moments], bins: int = HISTOGRAM_
 
 @dataclass
 class ScanPart:
-    """What one segment contributes: histogram counts, and its subsample rows."""
+    """What segments contribute: histogram counts, and their subsample rows in pieces
+    (joined once at the end, not copied at every merge)."""
 
     histogram: Histogram2D
-    rows: np.ndarray  # float32 metric rows of the wanted indices
-    coords: np.ndarray  # float64 (len(rows), 2) projections of those rows
+    rows: list[np.ndarray]  # float32 metric rows of the wanted indices
+    coords: list[np.ndarray]  # float64 (len(rows), 2) projections of those rows
 
     def merge(self, other: "ScanPart") -> "ScanPart":
-        return ScanPart(
-            self.histogram.merge(other.histogram),
-            np.concatenate([self.rows, other.rows]),
-            np.concatenate([self.coords, other.coords]),
-        )
+        return ScanPart(self.histogram.merge(other.histogram), self.rows + other.rows, self.coords + other.coords)
 
 
 def _scan_task(source: Source, seg: RowBlock, metric: str, basis: PcaBasis, edges, wanted: np.ndarray) -> ScanPart:
@@ -162,21 +158,21 @@ def _scan_task(source: Source, seg: RowBlock, metric: str, basis: PcaBasis, edge
     local = wanted - seg.start
     return ScanPart(
         Histogram2D(edges[0], edges[1], counts, int(len(rows) - counts.sum())),
-        rows[local].astype(np.float32),
-        coords[local],
+        [rows[local].astype(np.float32)],
+        [coords[local]],
     )
 
 
-def scan_graph(source: Source, metric: str, basis: PcaBasis, edges, wanted: np.ndarray):
-    """One pass: histogram of all projected rows plus the rows at ``wanted`` (sorted) indices."""
-    from .execution import Tasks
+def scan_graph(g: Graph, source: Source, metric: str, basis: PcaBasis, edges, wanted: np.ndarray):
+    """One pass: histogram of all projected rows plus the rows at ``wanted`` (sorted) indices.
 
+    ``basis`` and ``edges`` are the graph's shared values (see ``Graph.share``).
+    """
     segs = segments(source.rows)
     bounds = [np.searchsorted(wanted, [seg.start, seg.stop]) for seg in segs]
-    # On a cluster these go to the workers once, not inside every task.
-    basis, edges, *picks = Tasks("projection").share([basis, edges] + [wanted[lo:hi] for lo, hi in bounds])
-    parts = [dask.delayed(_scan_task)(source, seg, metric, basis, edges, pick) for seg, pick in zip(segs, picks)]
-    return tree(parts, dask.delayed(ScanPart.merge))
+    picks = g.share([wanted[lo:hi] for lo, hi in bounds])
+    parts = [g.task("scan", _scan_task, source, seg, metric, basis, edges, pick) for seg, pick in zip(segs, picks)]
+    return g.tree(parts, ScanPart.merge, "scan-merge")
 
 
 # -- the projection stage of evaluate() ----------------------------------------
@@ -205,9 +201,10 @@ class Projection:
 
 
 def _split(part: ScanPart, wanted: np.ndarray, plot_index: np.ndarray, tsne_index: np.ndarray) -> SetProjection:
+    rows, coords = np.concatenate(part.rows), np.concatenate(part.coords)
     at_plot = np.searchsorted(wanted, plot_index)
     at_tsne = np.searchsorted(wanted, tsne_index)
-    return SetProjection(part.histogram, plot_index, part.coords[at_plot], tsne_index, part.rows[at_tsne], part.coords[at_tsne])
+    return SetProjection(part.histogram, plot_index, coords[at_plot], tsne_index, rows[at_tsne], coords[at_tsne])
 
 
 def project(
@@ -221,7 +218,6 @@ def project(
     plot_samples: int,
     tsne_samples: int,
     seed: int,
-    workers: int | None = None,
 ) -> Projection:
     """PCA basis of the real set, then one streamed pass over each set.
 
@@ -233,14 +229,16 @@ def project(
         real_moments, fake_moments = real_moments.of_metric_rows(), fake_moments.of_metric_rows()
     basis = basis_from_moments(real_moments) if method == "moments" else basis_incremental(real, metric)
     edges = histogram_edges(basis, [real_moments, fake_moments])
-    graphs, wanted = [], []
+    g = Graph("projection")
+    shared_basis, shared_edges = g.share([basis, edges])  # on a cluster: sent once, not per task
+    keys, wanted = [], []
     for src in (real, fake):
         plot_index = subsample_indices(src.rows, plot_samples, seed)
         tsne_index = subsample_indices(src.rows, tsne_samples, seed)
         union = np.union1d(plot_index, tsne_index)
         wanted.append((union, plot_index, tsne_index))
-        graphs.append(scan_graph(src, metric, basis, edges, union))
-    real_part, fake_part = engine.compute(*graphs, workers=workers, label="projection")
+        keys.append(scan_graph(g, src, metric, shared_basis, shared_edges, union))
+    real_part, fake_part = run(g, keys, "projection")
     return Projection(basis, method, _split(real_part, *wanted[0]), _split(fake_part, *wanted[1]))
 
 

@@ -100,11 +100,13 @@ def test_subsample_depends_only_on_rows_size_and_seed():
 
 
 def run_project(source_a, source_b, workers=None, method="moments"):
-    (real_moments, _), (fake_moments, _) = engine.moments_stage([(source_a, "real"), (source_b, "fake")], "euclidean")
-    return projection.project(
-        source_a, source_b, real_moments, fake_moments, metric="euclidean", method=method,
-        plot_samples=150, tsne_samples=400, seed=11, workers=workers,
-    )
+    """The projection stage on ``workers`` task threads (default: all cores)."""
+    with execution.open_run(EvaluateConfig(threads_per_worker=workers)):
+        (real_moments, _), (fake_moments, _) = engine.moments_stage([(source_a, "real"), (source_b, "fake")], "euclidean")
+        return projection.project(
+            source_a, source_b, real_moments, fake_moments, metric="euclidean", method=method,
+            plot_samples=150, tsne_samples=400, seed=11,
+        )
 
 
 @pytest.fixture(scope="module")
