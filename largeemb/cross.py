@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .distance import UNIT_ROUNDOFF32, Block, exact_pairs, sqdist32
-from .groups import cut_pair
+from .groups import Parts, cut_pair, taken, taken_rows
 
 #: Pairs closer than this many float32 error bounds are always re-checked for
 #: realism (near-copies of real rows, whose ratio float32 cannot rank).
@@ -159,51 +159,61 @@ def _flags(rows, inside, n):
 def block_pair(fake: Block, real: Block, fake_radii, real_radii, realism_radius, kappa, inclusive, panel_rows, partition=None) -> CrossPartial:
     """One fake block × real block, part pair by part pair (see :func:`largeemb.groups.cut_pair`).
 
-    A group pair is skipped when its distance lower bound exceeds every
-    radius of its rows (no membership can change) and, for per-sample
-    values, every nearest distance already found for its rows and every
-    realism ratio it could give falls short of one already found. Pairs go in
-    order of their bound, so near pairs set those values first. Skipped pairs
-    are strictly farther than what they are compared with, so ties and
-    results are as in the full tile.
+    A row is left out of a group pair when its distance bound to the other
+    group exceeds every radius of the pair's rows (no membership can change)
+    and, for per-sample values, every nearest distance already found for
+    them, and no realism ratio it could give reaches one already found.
+    Pairs go in order of their bound, so near pairs set those values first.
+    Left-out pairs are strictly farther than what they are compared with, so
+    ties and results are as in the full tile. Fake rows that can matter only
+    as a real row's nearest fake row (e.g. to real rows in a mode the fake set
+    lacks) go through the lighter :func:`nearest_tile`.
     """
+    reach_f, reach_r = fake_radii.max(axis=1), real_radii.max(axis=1)
 
-    def beyond_reach(gf, gr):
-        reach = np.maximum(gf.maxima(fake_radii.max(axis=1))[:, None], gr.maxima(real_radii.max(axis=1))[None, :])
-        return gf.lower_bounds(gr) > reach
+    def in_reach(cf, cr, far_f, far_r):
+        return (
+            far_f <= np.maximum(reach_f[:, None], cr.maxima(reach_r)[None, :]),
+            far_r <= np.maximum(reach_r[:, None], cf.maxima(reach_f)[None, :]),
+        )
 
-    cf, cr, beyond = cut_pair(fake, real, panel_rows, partition, beyond_reach)
-    bound = cf.lower_bounds(cr)
+    pairing = cut_pair(fake, real, panel_rows, partition, in_reach)
+    cf, cr = pairing.a, pairing.b
     samples = realism_radius is not None
     nk = fake_radii.shape[1]
     out = CrossPartial(np.zeros((fake.rows, nk), np.int64), np.zeros((real.rows, nk), bool), np.zeros((real.rows, nk), bool))
     lists = {"fake_nearest": [], "fake_realism": [], "real_nearest": []}
     if samples:
+        far_f, far_r = pairing.far_a**2, pairing.far_b**2  # squared distance bounds, row to part
         fake_near = np.full(fake.rows, np.inf)  # upper bounds of squared nearest distances so far
         real_near = np.full(real.rows, np.inf)
         fake_ratio = np.zeros(fake.rows)  # lower bounds of squared best realism ratios so far
-        ratio_top = cr.maxima(realism_radius**2)
+        ratio2 = realism_radius**2
+        ratio_top = cr.maxima(ratio2)
+    real_right = real.right()
+    fakes = Parts(cf, lambda rows: taken(fake, rows))
+    reals = Parts(cr, lambda rows: taken(real, rows))
+    rights = Parts(cr, lambda rows: taken_rows(real_right, rows))
     fake_ids, real_ids = np.arange(fake.rows) + fake.start, np.arange(real.rows) + real.start
-    fake_parts, real_parts = {}, {}
+    bound = cf.lower_bounds(cr)
     for i, j in zip(*np.unravel_index(np.argsort(bound, axis=None, kind="stable"), bound.shape)):
         rows_f, rows_r = cf.rows[i], cr.rows[j]
-        if beyond[i, j]:
-            if not samples:
-                continue
-            far2 = bound[i, j] ** 2
-            if (
-                far2 > fake_near[rows_f].max()
-                and far2 > real_near[rows_r].max()
-                and (ratio_top[j] == 0 or ratio_top[j] < far2 * fake_ratio[rows_f].min())
-            ):
-                continue
-        if i not in fake_parts:
-            fake_parts[i] = cf.part(fake, i)
-        if j not in real_parts:
-            part = cr.part(real, j)
-            real_parts[j] = (part, part.right())
+        keep_f, keep_r = pairing.need_a[rows_f, j], pairing.need_b[rows_r, i]
+        if samples:
+            ff, fr = far_f[rows_f, j], far_r[rows_r, i]
+            keep_f = keep_f | (ff <= fake_near[rows_f]) | ((ratio_top[j] > 0) & (ratio_top[j] >= ff * fake_ratio[rows_f]))
+            near_r = fr <= real_near[rows_r]
+            keep_r = keep_r | near_r | (fr <= fake_near[rows_f].max()) | ((ratio2[rows_r] > 0) & (ratio2[rows_r] >= fr * fake_ratio[rows_f].min()))
+            for_real = rows_f[~keep_f & (ff <= real_near[rows_r].max())]
+            if len(for_real) and near_r.any():
+                near = nearest_tile(fakes(i, for_real), reals(j, rows_r[near_r]), rights(j, rows_r[near_r]), kappa)
+                lists["real_nearest"].append(near.mapped(real_ids[rows_r[near_r]], fake_ids[for_real]))
+                np.minimum.at(real_near, rows_r[near_r][near.rows], near.hi)
+        rows_f, rows_r = rows_f[keep_f], rows_r[keep_r]
+        if not (len(rows_f) and len(rows_r)):
+            continue
         res = tile(
-            fake_parts[i], *real_parts[j], fake_radii[rows_f], real_radii[rows_r],
+            fakes(i, rows_f), reals(j, rows_r), rights(j, rows_r), fake_radii[rows_f], real_radii[rows_r],
             None if not samples else realism_radius[rows_r], kappa, inclusive,
         )
         out.fake_counts[rows_f] += res.fake_counts
@@ -221,6 +231,21 @@ def block_pair(fake: Block, real: Block, fake_radii, real_radii, realism_radius,
         out.fake_realism = Shortlist.joined(lists["fake_realism"]).for_max()
         out.real_nearest = Shortlist.joined(lists["real_nearest"]).for_min()
     return out
+
+
+def nearest_tile(fake: Block, real: Block, real_right, kappa) -> Shortlist:
+    """Each real row's candidates for its nearest fake row in one tile, and nothing else.
+
+    For fake rows that can matter to no membership and to no value of their
+    own; the cut is that of :func:`tile`'s real side.
+    """
+    dist = sqdist32(fake, real_right)
+    near_cut = dist.min(axis=0) + 2 * kappa * (real.sqnorm + fake.sqnorm.max())
+    f_rows, r_rows = _pairs(dist < _upper32(near_cut)[None, :])
+    d32 = dist[f_rows, r_rows].astype(np.float64)
+    near = np.flatnonzero(d32 <= near_cut[r_rows])
+    f_rows, r_rows = f_rows[near], r_rows[near]
+    return _bounded(r_rows + real.start, f_rows + fake.start, d32[near], kappa * (fake.sqnorm[f_rows] + real.sqnorm[r_rows])).for_min()
 
 
 def tile(fake: Block, real: Block, real_right, fake_radii, real_radii, realism_radius, kappa, inclusive) -> CrossPartial:

@@ -30,11 +30,22 @@ def sqdist_error_scale(dim: int) -> float:
 
 
 @dataclass(frozen=True)
+class Gathered:
+    """Rows ``index`` of a stored array, gathered only when read (exact re-checks read few)."""
+
+    array: np.ndarray
+    index: np.ndarray
+
+    def __getitem__(self, rows) -> np.ndarray:
+        return self.array[self.index[rows]]
+
+
+@dataclass(frozen=True)
 class Block:
     """A run of rows ready for the distance kernels (a read block, or a panel of one)."""
 
     start: int
-    raw: np.ndarray | None  # rows as stored (exact float64 values come from here); None where unneeded
+    raw: np.ndarray | Gathered | None  # rows as stored (exact float64 values come from here); None where unneeded
     metric: str
     left: np.ndarray  # float32 [x - c, |x - c|^2, 1]
     sqnorm: np.ndarray  # float64 |x - c|^2 of the float32 centred rows

@@ -1,16 +1,17 @@
-"""Exact pruning of tile work: lower bounds on distances between groups of rows.
+"""Exact pruning of tile work: lower bounds on distances between rows and groups of rows.
 
 Orthogonal projection never lengthens a vector, so for any orthonormal basis
 Q, ``|x - y| >= |Qᵀx - Qᵀy|``. Rows of a block are grouped by the nearest of a
 few centroids in the space of the real set's leading principal axes; each
 group gets a centre and a spread (the largest distance of a projected row from
-the centre) there, and then every pair of rows of groups g and h is at least
-``|c_g - c_h| - s_g - s_h`` apart. A tile's group pair whose bound already
-exceeds every threshold its rows are compared with (a ball radius, a row's
-current k-th distance, a current nearest distance) cannot change any answer,
-so it is skipped. The answers stay exact; only work on pairs that provably
-do not matter is left out. On data without cluster structure the bounds are
-small, nothing qualifies, and the tiles run as before.
+the centre) there. Every row x is then at least ``|Qᵀx - c_h| - s_h`` from
+every row of group h. A row whose bound to a group already exceeds every
+threshold its pairs with that group are compared with (a ball radius, a row's
+current k-th distance, a current nearest distance) has no pair there that can
+change an answer, so the tile of two groups runs on the rows of each that can
+still meet the other. The answers stay exact; only work on pairs that
+provably do not matter is left out. On data without cluster structure the
+bounds are small, nothing qualifies, and the tiles run as before.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .distance import UNIT_ROUNDOFF32, Block
+from .distance import UNIT_ROUNDOFF32, Block, Gathered
 from .moments import leading_axes
 
 #: Principal axes that the bounds are measured in.
@@ -47,13 +48,13 @@ class Partition:
     def groups(self, block: Block, max_rows: int) -> "Groups":
         """The block's rows grouped by nearest centroid, each group cut to at most ``max_rows``.
 
-        Coordinates come from one float32 GEMM; :meth:`Groups.lower_bounds`
+        Coordinates come from one float32 GEMM; :func:`_lower_bound`
         accounts for its rounding.
         """
-        coords = (block.left @ self._basis32(block.dim)).astype(np.float64)
-        label = _nearest(coords, self.centroids)
+        projected = (block.left @ self._basis32(block.dim)).astype(np.float64)
+        label = _nearest(projected, self.centroids)
         order = np.argsort(label, kind="stable")
-        coords, label = coords[order], label[order]
+        coords, label = projected[order], label[order]
         starts = np.flatnonzero(np.r_[True, label[1:] != label[:-1]])
         sizes = np.diff(np.r_[starts, len(order)])
         pieces = -(-sizes // max_rows)  # groups over max_rows are cut into near-equal pieces
@@ -62,87 +63,134 @@ class Partition:
         member = np.repeat(np.arange(len(starts)), ends - starts)
         centre = np.add.reduceat(coords, starts, axis=0) / (ends - starts)[:, None]
         spread = np.sqrt(np.maximum.reduceat(((coords - centre[member]) ** 2).sum(axis=1), starts))
-        norm = np.sqrt(np.maximum.reduceat(block.sqnorm[order], starts))
+        row_norm = np.sqrt(block.sqnorm)
+        norm = np.maximum.reduceat(row_norm[order], starts)
         index = [order[a:b] for a, b in zip(starts, ends)]
-        return Groups(index, centre, spread, norm, block.dim)
+        return Groups(index, centre, spread, norm, block.dim, projected, row_norm)
 
 
 @dataclass(frozen=True)
 class Groups:
-    index: list[np.ndarray]  # local rows of each group
+    index: list[np.ndarray]  # local rows of each group, ascending
     centre: np.ndarray  # (groups, axes)
     spread: np.ndarray  # (groups,)
     norm: np.ndarray  # (groups,) largest centred row norm, for the rounding margins
     dim: int
+    coords: np.ndarray  # (rows, axes) each row's projected coordinates, in block order
+    row_norm: np.ndarray  # (rows,) each row's centred norm
 
     def __len__(self) -> int:
         return len(self.index)
 
-    @property
-    def sizes(self) -> np.ndarray:
-        return np.array([len(i) for i in self.index])
-
     def lower_bounds(self, other: "Groups") -> np.ndarray:
-        """(groups, other groups): no true distance between their rows is smaller.
-
-        In exact arithmetic the bound is ``gap - s_g - s_h``. Rounding is
-        paid for, each term doubled: the float32 coordinates of a row x are
-        off by at most sqrt(axes)·γ_dim·|x| (γ_n = n u / (1 - n u)); the
-        float32 basis Q̃ stretches no vector by more than 1 + u·sqrt(axes·dim);
-        the centred float32 rows differ from the true ones by at most u|x|.
-        """
-        axes = self.centre.shape[1]
-        u = UNIT_ROUNDOFF32
-        gamma = self.dim * u / (1 - self.dim * u)
-        norms = self.norm[:, None] + other.norm[None, :]
+        """(groups, other groups): no true distance between their rows is smaller."""
         gap = np.sqrt(((self.centre[:, None, :] - other.centre[None, :, :]) ** 2).sum(axis=2))
-        projected = gap - self.spread[:, None] - other.spread[None, :] - 2 * np.sqrt(axes) * gamma * norms
-        return np.maximum(projected / (1 + 2 * u * np.sqrt(axes * self.dim)) - 2 * u * norms, 0.0)
+        spreads = self.spread[:, None] + other.spread[None, :]
+        return _lower_bound(gap, spreads, self.norm[:, None] + other.norm[None, :], self.dim)
 
-    def maxima(self, values: np.ndarray) -> np.ndarray:
-        """Per group, the largest of a per-row value."""
-        return np.array([values[i].max() for i in self.index])
+    def row_bounds(self, other: "Groups") -> np.ndarray:
+        """(rows, other groups): no true distance from the row to a row of the group is smaller.
+
+        A row is a group of its own with spread 0, so this beats
+        :meth:`lower_bounds` by the spread of the row's own group.
+        """
+        # Expanded square in float64: its rounding (about 1e-16 of the squared
+        # norms) is far inside the float32 margins that _lower_bound subtracts.
+        sq = (self.coords**2).sum(axis=1)[:, None] + (other.centre**2).sum(axis=1)[None, :] - 2 * self.coords @ other.centre.T
+        gap = np.sqrt(np.maximum(sq, 0.0))
+        return _lower_bound(gap, other.spread[None, :], self.row_norm[:, None] + other.norm[None, :], self.dim)
 
 
-def skipped_share(skip: np.ndarray, a: Groups, b: Groups, among=None) -> float:
-    """Share of the row pairs (of those group pairs selected by ``among``) that ``skip`` leaves out."""
-    area = np.outer(a.sizes, b.sizes)
-    if among is not None:
-        area = area[among]
-    total = area.sum()
-    return float(area[skip].sum() / total) if total else 0.0
+def _lower_bound(gap: np.ndarray, spreads: np.ndarray, norms: np.ndarray, dim: int) -> np.ndarray:
+    """The distance bound between two groups whose projected centres are ``gap`` apart.
+
+    In exact arithmetic it is ``gap - spreads`` (the two spreads summed).
+    Rounding is paid for, each term doubled: the float32 coordinates of a row
+    x are off by at most sqrt(axes)·γ_dim·|x| (γ_n = n u / (1 - n u)); the
+    float32 basis Q̃ stretches no vector by more than 1 + u·sqrt(axes·dim);
+    the centred float32 rows differ from the true ones by at most u|x|.
+    ``norms`` sums the two groups' largest centred row norms.
+    """
+    u = UNIT_ROUNDOFF32
+    gamma = dim * u / (1 - dim * u)
+    projected = gap - spreads - 2 * np.sqrt(AXES) * gamma * norms
+    return np.maximum(projected / (1 + 2 * u * np.sqrt(AXES * dim)) - 2 * u * norms, 0.0)
 
 
 @dataclass(frozen=True)
 class Cut:
-    """A block cut into parts, one GEMM operand each: plain panels, or groups with bounds."""
+    """A block cut into parts: plain panels, or groups with bounds."""
 
-    rows: list[np.ndarray]  # block-local rows of each part
+    rows: list[np.ndarray]  # block-local rows of each part, ascending
     groups: Groups | None = None  # None for panels: no bounds, nothing is skipped
 
     def __len__(self) -> int:
         return len(self.rows)
 
-    def part(self, block: Block, i: int, exact: bool = True) -> Block:
-        """Part i as a Block of its own, with start 0 (the caller maps rows back).
-
-        A panel is a view; a group's rows are gathered. ``exact=False`` leaves
-        the stored rows behind (for kernels that need only float32).
-        """
-        rows = self.rows[i]
-        if self.groups is None:
-            return replace(block.panel(int(rows[0]), int(rows[-1]) + 1), start=0)
-        raw = block.raw[rows] if exact else None
-        return Block(0, raw, block.metric, block.left[rows], block.sqnorm[rows])
-
     def lower_bounds(self, other: "Cut") -> np.ndarray:
+        """(parts, other parts): bounds on the distances between their rows (0 for panels)."""
         if self.groups is None or other.groups is None:
             return np.zeros((len(self), len(other)))
         return self.groups.lower_bounds(other.groups)
 
+    def row_bounds(self, other: "Cut") -> np.ndarray:
+        """(block rows, other parts): bounds on the distances from each row to each part (0 for panels)."""
+        if self.groups is None or other.groups is None:
+            return np.zeros((sum(map(len, self.rows)), len(other)))
+        return self.groups.row_bounds(other.groups)
+
     def maxima(self, values: np.ndarray) -> np.ndarray:
         """Per part, the largest of a per-row value."""
         return np.array([values[rows].max() for rows in self.rows])
+
+    def counts(self, need: np.ndarray) -> np.ndarray:
+        """(parts, other parts): how many rows of each part ``need`` lets meet each other part."""
+        return np.stack([need[rows].sum(axis=0) for rows in self.rows])
+
+
+@dataclass(frozen=True)
+class Pairing:
+    """Two blocks cut into parts, and which rows of each part meet each part of the other.
+
+    ``far_a[x, j]`` bounds the distance from row x of a to every row of part
+    j of b from below (0 for panels); ``need_a[x, j]`` is False when row x
+    provably has no pair with part j that matters, so part pair (i, j) runs
+    on the needed rows of both sides (and not at all when a side has none).
+    """
+
+    a: Cut
+    b: Cut
+    far_a: np.ndarray  # (rows of a, parts of b)
+    far_b: np.ndarray  # (rows of b, parts of a)
+    need_a: np.ndarray
+    need_b: np.ndarray
+
+    @classmethod
+    def of(cls, a: Cut, b: Cut, needed) -> "Pairing":
+        """``needed(a, b, far_a, far_b)`` gives (need_a, need_b)."""
+        far_a = a.row_bounds(b)
+        far_b = far_a if b is a else b.row_bounds(a)
+        return cls(a, b, far_a, far_b, *needed(a, b, far_a, far_b))
+
+    @classmethod
+    def panels(cls, a: Cut, b: Cut, rows_a: int, rows_b: int) -> "Pairing":
+        """Every row meets every part: nothing is skipped."""
+        ones = np.ones((rows_a, len(b)), bool), np.ones((rows_b, len(a)), bool)
+        return cls(a, b, np.zeros(ones[0].shape), np.zeros(ones[1].shape), *ones)
+
+    def meeting(self, i: int, j: int) -> tuple[np.ndarray, np.ndarray]:
+        """The rows of part i of a and of part j of b that meet each other."""
+        rows_a, rows_b = self.a.rows[i], self.b.rows[j]
+        return rows_a[self.need_a[rows_a, j]], rows_b[self.need_b[rows_b, i]]
+
+    def met_share(self, among=None) -> float:
+        """Share of the row pairs (of the part pairs selected by ``among``) that meet."""
+        met = self.a.counts(self.need_a) * self.b.counts(self.need_b).T
+        area = np.outer([len(r) for r in self.a.rows], [len(r) for r in self.b.rows])
+        if among is not None:
+            met, area = met[among], area[among]
+        total = area.sum()
+        return float(met.sum() / total) if total else 1.0
 
 
 def panels(block: Block, panel_rows: int) -> Cut:
@@ -154,19 +202,52 @@ def grouped(block: Block, panel_rows: int, partition: Partition) -> Cut:
     return Cut(groups.index, groups)
 
 
-def cut_pair(a: Block, b: Block, panel_rows: int, partition: Partition | None, skippable) -> tuple[Cut, Cut, np.ndarray]:
-    """Both blocks cut for a tile, and which part pairs to skip.
+def cut_pair(a: Block, b: Block, panel_rows: int, partition: Partition | None, needed) -> Pairing:
+    """Both blocks cut for a tile, and which rows of each part meet each part of the other.
 
-    Groups when there is a partition and ``skippable(groups_a, groups_b)``
-    leaves out at least MIN_SKIPPED of the row pairs; else panels, none skipped.
+    With a partition, both are cut into groups and ``needed`` decides which
+    rows meet (:class:`Pairing`). The groups are used when that leaves out at
+    least MIN_SKIPPED of the row pairs; else the blocks are cut into panels
+    that all meet.
     """
     if partition is not None:
-        ga, gb = grouped(a, panel_rows, partition), grouped(b, panel_rows, partition)
-        skip = skippable(ga.groups, gb.groups)
-        if skipped_share(skip, ga.groups, gb.groups) >= MIN_SKIPPED:
-            return ga, gb, skip
-    ca, cb = panels(a, panel_rows), panels(b, panel_rows)
-    return ca, cb, np.zeros((len(ca), len(cb)), bool)
+        pairing = Pairing.of(grouped(a, panel_rows, partition), grouped(b, panel_rows, partition), needed)
+        if pairing.met_share() <= 1 - MIN_SKIPPED:
+            return pairing
+    return Pairing.panels(panels(a, panel_rows), panels(b, panel_rows), a.rows, b.rows)
+
+
+def taken(block: Block, rows: np.ndarray) -> Block:
+    """Ascending block-local rows as a Block of their own, with start 0.
+
+    A contiguous run is a view; other rows are gathered (the stored rows
+    only when read).
+    """
+    if rows[-1] - rows[0] + 1 == len(rows):
+        return replace(block.panel(int(rows[0]), int(rows[-1]) + 1), start=0)
+    raw = None if block.raw is None else Gathered(block.raw, rows)
+    return Block(0, raw, block.metric, block.left[rows], block.sqnorm[rows])
+
+
+class Parts:
+    """Rows of a cut block for the kernels, by part: a whole part is taken once and kept, a subset each time."""
+
+    def __init__(self, cut: Cut, take):
+        self.cut, self.take, self.kept = cut, take, {}
+
+    def __call__(self, i: int, rows: np.ndarray):
+        if len(rows) < len(self.cut.rows[i]):
+            return self.take(rows)
+        if i not in self.kept:
+            self.kept[i] = self.take(rows)
+        return self.kept[i]
+
+
+def taken_rows(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``array[rows]`` for ascending rows: a view when they are a contiguous run."""
+    if rows[-1] - rows[0] + 1 == len(rows):
+        return array[rows[0] : rows[-1] + 1]
+    return array[rows]
 
 
 def partition_of(basis_cov: np.ndarray, sample: np.ndarray, seed: int) -> Partition | None:

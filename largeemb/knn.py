@@ -18,7 +18,7 @@ import numpy as np
 
 from .distance import EXACT_CHUNK, Block, exact_row_dist, sqdist32, sqdist_error_scale
 from . import groups
-from .groups import MIN_SKIPPED, Partition, skipped_share
+from .groups import MIN_SKIPPED, Partition
 
 #: Candidates kept per row beyond k+1, so that the float32 order rarely needs
 #: the float64 fallback.
@@ -85,7 +85,7 @@ def diagonal(block: Block, K: int) -> Neighbours:
     return Neighbours(block.start, d32, idx, floor, block.sqnorm)
 
 
-def _take(dist: np.ndarray, bound: np.ndarray, K: int, other_start: int, by_columns: bool) -> Candidates:
+def _take(dist: np.ndarray, bound: np.ndarray, K: int, by_columns: bool) -> Candidates:
     """Entries of ``dist`` under each own row's bound.
 
     Own rows are the rows of ``dist``, or its columns when ``by_columns``
@@ -112,13 +112,17 @@ def _take(dist: np.ndarray, bound: np.ndarray, K: int, other_start: int, by_colu
         own = np.concatenate([own, np.repeat(heavy, K)])
         other = np.concatenate([other, best.ravel()])
         d32 = np.concatenate([d32, np.take_along_axis(heavy_dist, best, axis=1).ravel()])
-    return Candidates(own, other + other_start, d32, floor_rows, floor)
+    return Candidates(own, other, d32, floor_rows, floor)
 
 
-def off_diagonal(a: Block, b: Block, bound_a: np.ndarray, bound_b: np.ndarray, K: int, b_right=None):
-    """One tile a × b (disjoint rows), computed once: candidates for a's rows and for b's."""
-    dist = sqdist32(a, b.right() if b_right is None else b_right)
-    return _take(dist, bound_a, K, b.start, by_columns=False), _take(dist, bound_b, K, a.start, by_columns=True)
+def off_diagonal(a: Block, b_right: np.ndarray, bound_a: np.ndarray, bound_b: np.ndarray, K: int):
+    """One tile a × b (disjoint rows; b given as its ``right()`` operand), computed once.
+
+    Returns the candidates for a's rows and for b's, with tile-local row and
+    neighbour indices.
+    """
+    dist = sqdist32(a, b_right)
+    return _take(dist, bound_a, K, by_columns=False), _take(dist, bound_b, K, by_columns=True)
 
 
 def _joined(parts: list[Candidates]) -> Candidates:
@@ -131,29 +135,33 @@ def within(block: Block, K: int, panel_rows: int, partition: Partition | None = 
     The block is cut into panels (or, with a partition, groups): faiss finds
     the candidates inside each part, and each pair of parts is computed once
     and serves both (the symmetric half of the block's distance matrix).
-    Group pairs that provably hold no candidate are skipped (:func:`_skippable`).
+    With groups, a pair runs only on the rows that can offer the other group
+    a candidate or take one from it (:func:`_needed`).
     """
     cut = groups.panels(block, panel_rows) if partition is None else groups.grouped(block, panel_rows, partition)
-    parts = [cut.part(block, i, exact=False) for i in range(len(cut))]
+    lefts = groups.Parts(cut, lambda rows: groups.taken(block, rows))
+    parts = [lefts(i, rows) for i, rows in enumerate(cut.rows)]
     # faiss computes a diagonal part's full square: halve large ones first.
     local = [within(p, K, panel_rows // 2) if p.rows > DIAGONAL_ROWS else diagonal(p, K) for p in parts]
+    bound = np.empty(block.rows, np.float32)
+    for nb, rows in zip(local, cut.rows):
+        bound[rows] = nb.bound
     pairs = np.triu(np.ones((len(cut), len(cut)), bool), 1)
-    if cut.groups is not None:
-        bound = np.empty(block.rows, np.float32)
-        for nb, rows in zip(local, cut.rows):
-            bound[rows] = nb.bound
-        skip = _skippable(cut.groups, cut.groups, bound, bound, block.dim)
-        if skipped_share(skip[pairs], cut.groups, cut.groups, pairs) < MIN_SKIPPED:
+    if cut.groups is None:
+        pairing = groups.Pairing.panels(cut, cut, block.rows, block.rows)
+    else:
+        pairing = groups.Pairing.of(cut, cut, _needed(block, block, bound, bound))
+        if pairing.met_share(pairs) > 1 - MIN_SKIPPED:
             return within(block, K, panel_rows)
-        pairs &= ~skip
     offered = [[] for _ in parts]
-    rights = {}
+    right = block.right()
+    rights = groups.Parts(cut, lambda rows: groups.taken_rows(right, rows))
     for i, j in zip(*np.nonzero(pairs)):
-        if j not in rights:
-            rights[j] = parts[j].right()
-        for_i, for_j = off_diagonal(parts[i], parts[j], local[i].bound, local[j].bound, K, rights[j])
-        offered[i].append(_mapped(for_i, None, block.start + cut.rows[j]))
-        offered[j].append(_mapped(for_j, None, block.start + cut.rows[i]))
+        rows_i, rows_j = pairing.meeting(i, j)
+        if len(rows_i) and len(rows_j):
+            for_i, for_j = off_diagonal(lefts(i, rows_i), rights(j, rows_j), bound[rows_i], bound[rows_j], K)
+            offered[i].append(_mapped(for_i, np.searchsorted(cut.rows[i], rows_i), block.start + rows_j))
+            offered[j].append(_mapped(for_j, np.searchsorted(cut.rows[j], rows_j), block.start + rows_i))
     merged = []
     for nb, batches, rows in zip(local, offered, cut.rows):  # parts start at 0: global ids
         idx = np.where(nb.idx >= 0, block.start + rows[np.maximum(nb.idx, 0)], -1)
@@ -164,37 +172,46 @@ def within(block: Block, K: int, panel_rows: int, partition: Partition | None = 
     return Neighbours(block.start, d32, idx, floor, block.sqnorm)
 
 
-def _skippable(ga, gb, bound_a, bound_b, dim: int) -> np.ndarray:
-    """Group pairs whose every float32 distance is at or above both rows' bounds.
+def _needed(a: Block, b: Block, bound_a, bound_b):
+    """Which rows of blocks a and b can offer a part of the other a candidate, or take one from it.
 
-    Such an entry would be rejected as a candidate anyway: its float32
-    distance is at least (lower bound)² minus its error bound.
+    A row of a is left out against part j of b when every float32 distance
+    to j's rows is at or above both the row's bound and the largest bound in
+    j: such entries would be rejected as candidates anyway (a float32
+    distance is at least the squared lower bound minus its error bound).
+    Returns ``needed`` for :meth:`largeemb.groups.Pairing.of`.
     """
-    kappa = sqdist_error_scale(dim)
-    least = ga.lower_bounds(gb) ** 2 - kappa * (ga.norm[:, None] ** 2 + gb.norm[None, :] ** 2)
-    return (least >= ga.maxima(bound_a)[:, None]) & (least >= gb.maxima(bound_b)[None, :])
+    kappa = sqdist_error_scale(a.dim)
+
+    def one_side(other_cut, own: Block, other: Block, far, bound_own, bound_other):
+        least = far**2 - kappa * (own.sqnorm[:, None] + other_cut.maxima(other.sqnorm)[None, :])
+        return (least < bound_own[:, None]) | (least < other_cut.maxima(bound_other)[None, :])
+
+    def needed(ca, cb, far_a, far_b):
+        return one_side(cb, a, b, far_a, bound_a, bound_b), one_side(ca, b, a, far_b, bound_b, bound_a)
+
+    return needed
 
 
 def between(a: Block, b: Block, bound_a, bound_b, K: int, panel_rows: int, partition: Partition | None = None):
     """Candidates that block a (rows before b) and block b offer each other, part pair by part pair.
 
-    With a partition, group pairs that provably hold no candidate for either
-    side are skipped (:func:`_skippable`, :func:`largeemb.groups.cut_pair`).
+    With a partition, each group pair runs only on the rows that can offer
+    the other side a candidate or take one from it (:func:`_needed`,
+    :func:`largeemb.groups.cut_pair`).
     """
-    ca, cb, skip = groups.cut_pair(a, b, panel_rows, partition, lambda ga, gb: _skippable(ga, gb, bound_a, bound_b, a.dim))
+    pairing = groups.cut_pair(a, b, panel_rows, partition, _needed(a, b, bound_a, bound_b))
     for_a, for_b = [_no_candidates()], [_no_candidates()]
-    parts_b, current = {}, None
-    for i, j in zip(*np.nonzero(~skip)):
-        if current != i:
-            current, part_a = i, ca.part(a, i, exact=False)
-        if j not in parts_b:
-            part_b = cb.part(b, j, exact=False)
-            parts_b[j] = (part_b, part_b.right())
-        part_b, right_b = parts_b[j]
-        rows_a, rows_b = ca.rows[i], cb.rows[j]
-        x, y = off_diagonal(part_a, part_b, bound_a[rows_a], bound_b[rows_b], K, right_b)
-        for_a.append(_mapped(x, rows_a, b.start + rows_b))
-        for_b.append(_mapped(y, rows_b, a.start + rows_a))
+    right_b = b.right()
+    lefts = groups.Parts(pairing.a, lambda rows: groups.taken(a, rows))
+    rights = groups.Parts(pairing.b, lambda rows: groups.taken_rows(right_b, rows))
+    for i in range(len(pairing.a)):
+        for j in range(len(pairing.b)):
+            rows_a, rows_b = pairing.meeting(i, j)
+            if len(rows_a) and len(rows_b):
+                x, y = off_diagonal(lefts(i, rows_a), rights(j, rows_b), bound_a[rows_a], bound_b[rows_b], K)
+                for_a.append(_mapped(x, rows_a, b.start + rows_b))
+                for_b.append(_mapped(y, rows_b, a.start + rows_a))
     return _joined(for_a), _joined(for_b)
 
 

@@ -40,9 +40,10 @@ def counted(monkeypatch):
 
         monkeypatch.setattr(module, name, counting)
 
-    wrap(knn, "off_diagonal", lambda a, b, *rest: a.rows * b.rows)
+    wrap(knn, "off_diagonal", lambda a, b_right, *rest: a.rows * len(b_right))
     wrap(knn, "diagonal", lambda block, *rest: block.rows * block.rows)
     wrap(cross, "tile", lambda fake, real, *rest: fake.rows * real.rows)
+    wrap(cross, "nearest_tile", lambda fake, real, *rest: fake.rows * real.rows)
     return seen
 
 
@@ -98,8 +99,8 @@ def test_unclustered_data_falls_back_to_full_tiles(monkeypatch):
     assert pruned.by_k == full.by_k
 
 
-def test_group_lower_bounds_never_exceed_true_distances():
-    """Near-duplicates far from the origin: the bound must hold to the last bit."""
+def test_group_and_row_lower_bounds_never_exceed_true_distances():
+    """Near-duplicates far from the origin: the bounds must hold to the last bit."""
     rng = np.random.default_rng(3)
     base = 50.0 + rng.standard_normal((1, 16))
     rows = (base + 1e-3 * rng.standard_normal((600, 16)) + np.repeat(rng.normal(0, 0.01, (6, 16)), 100, axis=0)).astype(np.float32)
@@ -108,13 +109,21 @@ def test_group_lower_bounds_never_exceed_true_distances():
     partition = groups.partition_of(np.cov(sample, rowvar=False), sample, seed=0)
     a = prepare_block(rows[:300], 0, centre, "euclidean")
     b = prepare_block(rows[300:], 300, centre, "euclidean")
+    exact = rows.astype(np.float64)
+    diff = exact[:300][:, None, :] - exact[300:][None, :, :]
+    true = np.sqrt((diff * diff).sum(axis=2))
     ga, gb = partition.groups(a, 64), partition.groups(b, 64)
     bounds = ga.lower_bounds(gb)
-    exact = rows.astype(np.float64)
     for i, rows_a in enumerate(ga.index):
         for j, rows_b in enumerate(gb.index):
-            diff = exact[rows_a][:, None, :] - exact[300 + rows_b][None, :, :]
-            assert bounds[i, j] <= np.sqrt((diff * diff).sum(axis=2)).min()
+            assert bounds[i, j] <= true[np.ix_(rows_a, rows_b)].min()
+    # Rows against groups of one row: with 16 axes in 16 dims the bound is the
+    # distance itself less the rounding margins, so a margin too small shows.
+    single = partition.groups(b, 1)
+    row_bounds = ga.row_bounds(single)
+    assert row_bounds.max() > 0.5 * true.max()
+    for j, (row,) in enumerate(single.index):
+        assert (row_bounds[:, j] <= true[:, row]).all()
 
 
 def test_cli_no_prune_gives_the_same_metrics(clustered, tmp_path, write_zarr):
