@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .distance import UNIT_ROUNDOFF32, Block, exact_pairs, sqdist32
-from .groups import Parts, cut_pair, taken, taken_rows
+from .groups import cut_pair, taken, taken_rows, tile_rows
 
 #: Pairs closer than this many float32 error bounds are always re-checked for
 #: realism (near-copies of real rows, whose ratio float32 cannot rank).
@@ -97,6 +97,12 @@ class CrossPartial:
             out.real_nearest = (self.real_nearest + other.real_nearest).for_min()
         return out
 
+    def add(self, tile: "CrossPartial", fake_rows: np.ndarray, real_rows: np.ndarray):
+        """Fold in the memberships of a tile over these rows of the block pair."""
+        self.fake_counts[fake_rows] += tile.fake_counts
+        self.real_covered[real_rows] |= tile.real_covered
+        self.real_recalled[real_rows] |= tile.real_recalled
+
     def merge_real_blocks(self, other: "CrossPartial") -> "CrossPartial":
         """Same fake rows, two disjoint runs of real rows (self's first)."""
         return self._merged_lists(
@@ -157,17 +163,18 @@ def _flags(rows, inside, n):
 
 
 def block_pair(fake: Block, real: Block, fake_radii, real_radii, realism_radius, kappa, inclusive, panel_rows, partition=None) -> CrossPartial:
-    """One fake block × real block, part pair by part pair (see :func:`largeemb.groups.cut_pair`).
+    """One fake block × real block, tile by tile (see :func:`largeemb.groups.cut_pair`).
 
-    A row is left out of a group pair when its distance bound to the other
-    group exceeds every radius of the pair's rows (no membership can change)
-    and, for per-sample values, every nearest distance already found for
-    them, and no realism ratio it could give reaches one already found.
-    Pairs go in order of their bound, so near pairs set those values first.
-    Left-out pairs are strictly farther than what they are compared with, so
-    ties and results are as in the full tile. Fake rows that can matter only
-    as a real row's nearest fake row (e.g. to real rows in a mode the fake set
-    lacks) go through the lighter :func:`nearest_tile`.
+    A row is left out of a fake group's tile when its distance bound to the
+    other side exceeds every radius of the pairs' rows (no membership can
+    change) and, for per-sample values, every nearest distance already found
+    for them, and no realism ratio it could give reaches one already found.
+    The pairs that memberships need run first, so these near pairs set those
+    values before the rest are considered. Left-out pairs are strictly
+    farther than what they are compared with, so ties and results are as in
+    the full tile. Fake rows that can matter only as a real row's nearest
+    fake row (e.g. to real rows in a mode the fake set lacks) go through the
+    lighter :func:`nearest_tile`.
     """
     reach_f, reach_r = fake_radii.max(axis=1), real_radii.max(axis=1)
 
@@ -177,59 +184,74 @@ def block_pair(fake: Block, real: Block, fake_radii, real_radii, realism_radius,
             far_r <= np.maximum(reach_r[:, None], cf.maxima(reach_f)[None, :]),
         )
 
-    pairing = cut_pair(fake, real, panel_rows, partition, in_reach)
-    cf, cr = pairing.a, pairing.b
-    samples = realism_radius is not None
+    pairing, tiles = cut_pair(fake, real, panel_rows, partition, in_reach)
     nk = fake_radii.shape[1]
     out = CrossPartial(np.zeros((fake.rows, nk), np.int64), np.zeros((real.rows, nk), bool), np.zeros((real.rows, nk), bool))
-    lists = {"fake_nearest": [], "fake_realism": [], "real_nearest": []}
-    if samples:
-        far_f, far_r = pairing.far_a**2, pairing.far_b**2  # squared distance bounds, row to part
-        fake_near = np.full(fake.rows, np.inf)  # upper bounds of squared nearest distances so far
-        real_near = np.full(real.rows, np.inf)
-        fake_ratio = np.zeros(fake.rows)  # lower bounds of squared best realism ratios so far
-        ratio2 = realism_radius**2
-        ratio_top = cr.maxima(ratio2)
     real_right = real.right()
-    fakes = Parts(cf, lambda rows: taken(fake, rows))
-    reals = Parts(cr, lambda rows: taken(real, rows))
-    rights = Parts(cr, lambda rows: taken_rows(real_right, rows))
+    if realism_radius is None:
+        current = None
+        for i, rows_f, rows_r in tiles:
+            if current != i:
+                current, part = i, taken(fake, rows_f)
+            res = tile(part, taken(real, rows_r), taken_rows(real_right, rows_r), fake_radii[rows_f], real_radii[rows_r], None, kappa, inclusive)
+            out.add(res, rows_f, rows_r)
+        return out
+
+    cf, cr, label_r = pairing.a, pairing.b, pairing.b.labels()
+    far_f, far_r = pairing.far_a**2, pairing.far_b**2  # squared distance bounds, row to part
+    fake_near = np.full(fake.rows, np.inf)  # upper bounds of squared nearest distances so far
+    real_near = np.full(real.rows, np.inf)
+    fake_ratio = np.zeros(fake.rows)  # lower bounds of squared best realism ratios so far
+    ratio2 = realism_radius**2
+    ratio_top = cr.maxima(ratio2)
+    lists = {"fake_nearest": [], "fake_realism": [], "real_nearest": []}
     fake_ids, real_ids = np.arange(fake.rows) + fake.start, np.arange(real.rows) + real.start
-    bound = cf.lower_bounds(cr)
-    for i, j in zip(*np.unravel_index(np.argsort(bound, axis=None, kind="stable"), bound.shape)):
-        rows_f, rows_r = cf.rows[i], cr.rows[j]
-        keep_f, keep_r = pairing.need_a[rows_f, j], pairing.need_b[rows_r, i]
-        if samples:
-            ff, fr = far_f[rows_f, j], far_r[rows_r, i]
-            keep_f = keep_f | (ff <= fake_near[rows_f]) | ((ratio_top[j] > 0) & (ratio_top[j] >= ff * fake_ratio[rows_f]))
-            near_r = fr <= real_near[rows_r]
-            keep_r = keep_r | near_r | (fr <= fake_near[rows_f].max()) | ((ratio2[rows_r] > 0) & (ratio2[rows_r] >= fr * fake_ratio[rows_f].min()))
-            for_real = rows_f[~keep_f & (ff <= real_near[rows_r].max())]
-            if len(for_real) and near_r.any():
-                near = nearest_tile(fakes(i, for_real), reals(j, rows_r[near_r]), rights(j, rows_r[near_r]), kappa)
-                lists["real_nearest"].append(near.mapped(real_ids[rows_r[near_r]], fake_ids[for_real]))
-                np.minimum.at(real_near, rows_r[near_r][near.rows], near.hi)
-        rows_f, rows_r = rows_f[keep_f], rows_r[keep_r]
-        if not (len(rows_f) and len(rows_r)):
-            continue
-        res = tile(
-            fakes(i, rows_f), reals(j, rows_r), rights(j, rows_r), fake_radii[rows_f], real_radii[rows_r],
-            None if not samples else realism_radius[rows_r], kappa, inclusive,
-        )
-        out.fake_counts[rows_f] += res.fake_counts
-        out.real_covered[rows_r] |= res.real_covered
-        out.real_recalled[rows_r] |= res.real_recalled
-        if samples:
+
+    def full(rows_f, real_rows):
+        if not (len(rows_f) and len(real_rows)):
+            return
+        part = taken(fake, rows_f)
+        for rows_r in pairing.pieces(real_rows):
+            res = tile(
+                part, taken(real, rows_r), taken_rows(real_right, rows_r), fake_radii[rows_f], real_radii[rows_r],
+                realism_radius[rows_r], kappa, inclusive,
+            )
+            out.add(res, rows_f, rows_r)
             lists["fake_nearest"].append(res.fake_nearest.mapped(fake_ids[rows_f], real_ids[rows_r]))
             lists["fake_realism"].append(res.fake_realism.mapped(fake_ids[rows_f], real_ids[rows_r]))
             lists["real_nearest"].append(res.real_nearest.mapped(real_ids[rows_r], fake_ids[rows_f]))
             np.minimum.at(fake_near, rows_f[res.fake_nearest.rows], res.fake_nearest.hi)
             np.minimum.at(real_near, rows_r[res.real_nearest.rows], res.real_nearest.hi)
             np.maximum.at(fake_ratio, rows_f[res.fake_realism.rows], res.fake_realism.lo)
-    if samples:
-        out.fake_nearest = Shortlist.joined(lists["fake_nearest"]).for_min()
-        out.fake_realism = Shortlist.joined(lists["fake_realism"]).for_max()
-        out.real_nearest = Shortlist.joined(lists["real_nearest"]).for_min()
+
+    # First the pairs that memberships need: they are the near ones, and set
+    # nearest distances and ratios for most rows. Then, group by group, the
+    # pairs those values still leave open, each pair once.
+    done = [tile_rows(rows_f, pairing.need_a[rows_f], pairing.need_b[:, i], label_r) for i, rows_f in enumerate(cf.rows)]
+    for done_f, done_r in done:
+        full(done_f, done_r)
+    for i, (done_f, done_r) in enumerate(done):
+        rows_f = cf.rows[i]
+        ff, fr = far_f[rows_f], far_r[:, i]
+        need_f = (ff <= fake_near[rows_f][:, None]) | ((ratio_top > 0)[None, :] & (ratio_top[None, :] >= ff * fake_ratio[rows_f][:, None]))
+        near_r = fr <= real_near
+        need_r = near_r | (fr <= fake_near[rows_f].max()) | ((ratio2 > 0) & (ratio2 >= fr * fake_ratio[rows_f].min()))
+        more_f, more_r = tile_rows(rows_f, need_f, need_r, label_r)
+        full(more_f, np.setdiff1d(more_r, done_r, assume_unique=True))
+        full(np.setdiff1d(more_f, done_f, assume_unique=True), np.intersect1d(more_r, done_r, assume_unique=True))
+        # Rows the first tiles met may meet these real rows again here: that
+        # only repeats a nearest candidate, which changes nothing.
+        only_near = ~need_f & (ff <= cr.maxima(real_near)[None, :])
+        for_real, real_rows = tile_rows(rows_f, only_near, near_r, label_r)
+        if len(for_real):
+            part = taken(fake, for_real)
+            for rows_r in pairing.pieces(real_rows):
+                near = nearest_tile(part, taken(real, rows_r), taken_rows(real_right, rows_r), kappa)
+                lists["real_nearest"].append(near.mapped(real_ids[rows_r], fake_ids[for_real]))
+                np.minimum.at(real_near, rows_r[near.rows], near.hi)
+    out.fake_nearest = Shortlist.joined(lists["fake_nearest"]).for_min()
+    out.fake_realism = Shortlist.joined(lists["fake_realism"]).for_max()
+    out.real_nearest = Shortlist.joined(lists["real_nearest"]).for_min()
     return out
 
 

@@ -143,9 +143,12 @@ class Cut:
         """Per part, the largest of a per-row value."""
         return np.array([values[rows].max() for rows in self.rows])
 
-    def counts(self, need: np.ndarray) -> np.ndarray:
-        """(parts, other parts): how many rows of each part ``need`` lets meet each other part."""
-        return np.stack([need[rows].sum(axis=0) for rows in self.rows])
+    def labels(self) -> np.ndarray:
+        """Each block row's part."""
+        out = np.empty(sum(map(len, self.rows)), np.int64)
+        for part, rows in enumerate(self.rows):
+            out[rows] = part
+        return out
 
 
 @dataclass(frozen=True)
@@ -154,8 +157,9 @@ class Pairing:
 
     ``far_a[x, j]`` bounds the distance from row x of a to every row of part
     j of b from below (0 for panels); ``need_a[x, j]`` is False when row x
-    provably has no pair with part j that matters, so part pair (i, j) runs
-    on the needed rows of both sides (and not at all when a side has none).
+    provably has no pair with part j that matters. Each part of a gets one
+    tile with the rows of b that meet it (:func:`tile_rows`), cut into
+    pieces of at most ``panel_rows`` rows of b.
     """
 
     a: Cut
@@ -164,33 +168,62 @@ class Pairing:
     far_b: np.ndarray  # (rows of b, parts of a)
     need_a: np.ndarray
     need_b: np.ndarray
+    panel_rows: int
 
     @classmethod
-    def of(cls, a: Cut, b: Cut, needed) -> "Pairing":
+    def of(cls, a: Cut, b: Cut, needed, panel_rows: int) -> "Pairing":
         """``needed(a, b, far_a, far_b)`` gives (need_a, need_b)."""
         far_a = a.row_bounds(b)
         far_b = far_a if b is a else b.row_bounds(a)
-        return cls(a, b, far_a, far_b, *needed(a, b, far_a, far_b))
+        return cls(a, b, far_a, far_b, *needed(a, b, far_a, far_b), panel_rows)
 
     @classmethod
-    def panels(cls, a: Cut, b: Cut, rows_a: int, rows_b: int) -> "Pairing":
+    def panels(cls, a: Cut, b: Cut, rows_a: int, rows_b: int, panel_rows: int) -> "Pairing":
         """Every row meets every part: nothing is skipped."""
         ones = np.ones((rows_a, len(b)), bool), np.ones((rows_b, len(a)), bool)
-        return cls(a, b, np.zeros(ones[0].shape), np.zeros(ones[1].shape), *ones)
+        return cls(a, b, np.zeros(ones[0].shape), np.zeros(ones[1].shape), *ones, panel_rows)
 
-    def meeting(self, i: int, j: int) -> tuple[np.ndarray, np.ndarray]:
-        """The rows of part i of a and of part j of b that meet each other."""
-        rows_a, rows_b = self.a.rows[i], self.b.rows[j]
-        return rows_a[self.need_a[rows_a, j]], rows_b[self.need_b[rows_b, i]]
+    def tiles(self, upper: bool = False) -> list[tuple[int, np.ndarray, np.ndarray]]:
+        """(part i of a, its rows, rows of b) of every tile, each with at most ``panel_rows`` rows of b.
 
-    def met_share(self, among=None) -> float:
-        """Share of the row pairs (of the part pairs selected by ``among``) that meet."""
-        met = self.a.counts(self.need_a) * self.b.counts(self.need_b).T
-        area = np.outer([len(r) for r in self.a.rows], [len(r) for r in self.b.rows])
-        if among is not None:
-            met, area = met[among], area[among]
-        total = area.sum()
-        return float(met.sum() / total) if total else 1.0
+        ``upper``: a and b are one block cut once, and part i meets only the
+        parts after it (the symmetric half).
+        """
+        label = self.b.labels()
+        out = []
+        for i, rows in enumerate(self.a.rows):
+            later = np.arange(len(self.b)) > i if upper else None
+            rows_a, rows_b = tile_rows(rows, self.need_a[rows], self.need_b[:, i], label, later)
+            out += [(i, rows_a, piece) for piece in self.pieces(rows_b)] if len(rows_a) else []
+        return out
+
+    def pieces(self, rows_b: np.ndarray) -> list[np.ndarray]:
+        """Rows of b cut into GEMM operands of at most ``panel_rows`` rows."""
+        return [rows_b[lo : lo + self.panel_rows] for lo in range(0, len(rows_b), self.panel_rows)]
+
+
+def tile_rows(rows: np.ndarray, need: np.ndarray, need_b: np.ndarray, label_b: np.ndarray, among=None) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of one part of block a, and of block b, that the part's tile runs on.
+
+    ``need``: (rows of the part, parts of b), which row may meet which part;
+    ``need_b``: (rows of b,), which row of b may meet the part; ``label_b``:
+    each row's part of b; ``among``: the parts of b allowed (None: all). A
+    row of the part joins when it meets a part of b that has a row meeting
+    the part; a row of b joins when it meets the part and some row of the
+    part meets its own part. So every meeting pair is in the tile; so may be
+    a few that do not meet, and computing them changes nothing.
+    """
+    parts_b = need.shape[1]
+    has_b = np.bincount(label_b[need_b], minlength=parts_b) > 0
+    if among is not None:
+        has_b &= among
+    met = need & has_b[None, :]
+    return rows[met.any(axis=1)], np.flatnonzero(need_b & met.any(axis=0)[label_b])
+
+
+def tiled_share(tiles, total: float) -> float:
+    """Share of ``total`` row pairs that ``tiles`` compute."""
+    return sum(len(a) * len(b) for _, a, b in tiles) / total if total else 1.0
 
 
 def panels(block: Block, panel_rows: int) -> Cut:
@@ -202,19 +235,21 @@ def grouped(block: Block, panel_rows: int, partition: Partition) -> Cut:
     return Cut(groups.index, groups)
 
 
-def cut_pair(a: Block, b: Block, panel_rows: int, partition: Partition | None, needed) -> Pairing:
-    """Both blocks cut for a tile, and which rows of each part meet each part of the other.
+def cut_pair(a: Block, b: Block, panel_rows: int, partition: Partition | None, needed) -> tuple[Pairing, list]:
+    """Both blocks cut for tiles, and the tiles (see :class:`Pairing`).
 
     With a partition, both are cut into groups and ``needed`` decides which
-    rows meet (:class:`Pairing`). The groups are used when that leaves out at
-    least MIN_SKIPPED of the row pairs; else the blocks are cut into panels
-    that all meet.
+    rows meet. The groups are used when their tiles leave out at least
+    MIN_SKIPPED of the row pairs; else the blocks are cut into panels whose
+    tiles cover every pair.
     """
     if partition is not None:
-        pairing = Pairing.of(grouped(a, panel_rows, partition), grouped(b, panel_rows, partition), needed)
-        if pairing.met_share() <= 1 - MIN_SKIPPED:
-            return pairing
-    return Pairing.panels(panels(a, panel_rows), panels(b, panel_rows), a.rows, b.rows)
+        pairing = Pairing.of(grouped(a, panel_rows, partition), grouped(b, panel_rows, partition), needed, panel_rows)
+        tiles = pairing.tiles()
+        if tiled_share(tiles, a.rows * b.rows) <= 1 - MIN_SKIPPED:
+            return pairing, tiles
+    pairing = Pairing.panels(panels(a, panel_rows), panels(b, panel_rows), a.rows, b.rows, panel_rows)
+    return pairing, pairing.tiles()
 
 
 def taken(block: Block, rows: np.ndarray) -> Block:
@@ -227,20 +262,6 @@ def taken(block: Block, rows: np.ndarray) -> Block:
         return replace(block.panel(int(rows[0]), int(rows[-1]) + 1), start=0)
     raw = None if block.raw is None else Gathered(block.raw, rows)
     return Block(0, raw, block.metric, block.left[rows], block.sqnorm[rows])
-
-
-class Parts:
-    """Rows of a cut block for the kernels, by part: a whole part is taken once and kept, a subset each time."""
-
-    def __init__(self, cut: Cut, take):
-        self.cut, self.take, self.kept = cut, take, {}
-
-    def __call__(self, i: int, rows: np.ndarray):
-        if len(rows) < len(self.cut.rows[i]):
-            return self.take(rows)
-        if i not in self.kept:
-            self.kept[i] = self.take(rows)
-        return self.kept[i]
 
 
 def taken_rows(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -273,25 +294,25 @@ def _partition(basis_cov: np.ndarray, sample: np.ndarray, seed: int) -> Partitio
 def _promising(sample: np.ndarray, coords: np.ndarray, centroids: np.ndarray) -> bool:
     """Whether the clusters are far enough apart for bounds to skip work.
 
-    In the sample, cluster pairs whose bound exceeds the median distance from
-    a row to its nearest row in half the sample must make up MIN_SKIPPED of
-    the row pairs. A set's k-NN radii are mostly below that distance (the set
-    has many more rows than the sample), so where this fails, the tiles would
-    fail it too and grouping would only cost time.
+    In the sample, the pairs (row, row of a cluster) whose row-to-cluster
+    bound exceeds the median distance from a row to its nearest row in half
+    the sample must make up MIN_SKIPPED of all pairs. A set's k-NN radii are
+    mostly below that distance (the set has many more rows than the sample),
+    so where this fails, the tiles would fail it too and grouping would only
+    cost time.
     """
     label = _nearest(coords, centroids)
     used = np.unique(label)
     centre = np.stack([coords[label == c].mean(axis=0) for c in used])
     spread = np.array([np.sqrt(((coords[label == c] - m) ** 2).sum(axis=1).max()) for c, m in zip(used, centre)])
     sizes = np.array([(label == c).sum() for c in used])
-    gap = np.sqrt(((centre[:, None] - centre[None]) ** 2).sum(axis=2)) - spread[:, None] - spread[None, :]
+    bound = np.sqrt(((coords[:, None] - centre[None]) ** 2).sum(axis=2)) - spread[None, :]
     rows = np.asarray(sample[::2], np.float32)
     sq = (rows * rows).sum(axis=1)
     d2 = sq[:, None] + sq[None, :] - 2 * rows @ rows.T
     np.fill_diagonal(d2, np.inf)
     typical = np.sqrt(max(float(np.median(d2.min(axis=1))), 0.0))
-    area = np.outer(sizes, sizes)
-    return area[gap > typical].sum() >= MIN_SKIPPED * area.sum()
+    return ((bound > typical) @ sizes).sum() >= MIN_SKIPPED * len(coords) * sizes.sum()
 
 
 def _nearest(coords: np.ndarray, centroids: np.ndarray) -> np.ndarray:

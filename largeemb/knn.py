@@ -133,43 +133,37 @@ def within(block: Block, K: int, panel_rows: int, partition: Partition | None = 
     """Each row's K best candidates inside its own block.
 
     The block is cut into panels (or, with a partition, groups): faiss finds
-    the candidates inside each part, and each pair of parts is computed once
-    and serves both (the symmetric half of the block's distance matrix).
-    With groups, a pair runs only on the rows that can offer the other group
-    a candidate or take one from it (:func:`_needed`).
+    the candidates inside each part, and each part meets the parts after it
+    once, serving both (the symmetric half of the block's distance matrix).
+    With groups, a part's tile runs only on the rows that can offer the other
+    side a candidate or take one from it (:func:`_needed`).
     """
     cut = groups.panels(block, panel_rows) if partition is None else groups.grouped(block, panel_rows, partition)
-    lefts = groups.Parts(cut, lambda rows: groups.taken(block, rows))
-    parts = [lefts(i, rows) for i, rows in enumerate(cut.rows)]
+    parts = [groups.taken(block, rows) for rows in cut.rows]
     # faiss computes a diagonal part's full square: halve large ones first.
     local = [within(p, K, panel_rows // 2) if p.rows > DIAGONAL_ROWS else diagonal(p, K) for p in parts]
-    bound = np.empty(block.rows, np.float32)
-    for nb, rows in zip(local, cut.rows):
-        bound[rows] = nb.bound
-    pairs = np.triu(np.ones((len(cut), len(cut)), bool), 1)
+    d32, idx, floor = np.empty((block.rows, K), np.float32), np.empty((block.rows, K), np.int64), np.empty(block.rows, np.float32)
+    for nb, rows in zip(local, cut.rows):  # parts start at 0: their ids are part rows
+        d32[rows], floor[rows] = nb.d32, nb.floor
+        idx[rows] = np.where(nb.idx >= 0, block.start + rows[np.maximum(nb.idx, 0)], -1)
+    bound = d32[:, -1]
     if cut.groups is None:
-        pairing = groups.Pairing.panels(cut, cut, block.rows, block.rows)
+        pairing = groups.Pairing.panels(cut, cut, block.rows, block.rows, panel_rows)
     else:
-        pairing = groups.Pairing.of(cut, cut, _needed(block, block, bound, bound))
-        if pairing.met_share(pairs) > 1 - MIN_SKIPPED:
+        pairing = groups.Pairing.of(cut, cut, _needed(block, block, bound, bound), panel_rows)
+    tiles = pairing.tiles(upper=True)
+    if cut.groups is not None:
+        sizes = np.array([len(rows) for rows in cut.rows])
+        if groups.tiled_share(tiles, (block.rows**2 - (sizes**2).sum()) / 2) > 1 - MIN_SKIPPED:
             return within(block, K, panel_rows)
-    offered = [[] for _ in parts]
     right = block.right()
-    rights = groups.Parts(cut, lambda rows: groups.taken_rows(right, rows))
-    for i, j in zip(*np.nonzero(pairs)):
-        rows_i, rows_j = pairing.meeting(i, j)
-        if len(rows_i) and len(rows_j):
-            for_i, for_j = off_diagonal(lefts(i, rows_i), rights(j, rows_j), bound[rows_i], bound[rows_j], K)
-            offered[i].append(_mapped(for_i, np.searchsorted(cut.rows[i], rows_i), block.start + rows_j))
-            offered[j].append(_mapped(for_j, np.searchsorted(cut.rows[j], rows_j), block.start + rows_i))
-    merged = []
-    for nb, batches, rows in zip(local, offered, cut.rows):  # parts start at 0: global ids
-        idx = np.where(nb.idx >= 0, block.start + rows[np.maximum(nb.idx, 0)], -1)
-        merged.append(merge(Neighbours(nb.start, nb.d32, idx, nb.floor, nb.sqnorm), batches))
-    d32, idx, floor = (np.empty((block.rows,) + getattr(merged[0], f).shape[1:], getattr(merged[0], f).dtype) for f in ("d32", "idx", "floor"))
-    for m, rows in zip(merged, cut.rows):
-        d32[rows], idx[rows], floor[rows] = m.d32, m.idx, m.floor
-    return Neighbours(block.start, d32, idx, floor, block.sqnorm)
+    offered, current = [], None
+    for i, rows_i, rows_j in tiles:
+        if current != i:
+            current, part = i, groups.taken(block, rows_i)
+        for_i, for_j = off_diagonal(part, groups.taken_rows(right, rows_j), bound[rows_i], bound[rows_j], K)
+        offered += [_mapped(for_i, rows_i, block.start + rows_j), _mapped(for_j, rows_j, block.start + rows_i)]
+    return merge(Neighbours(block.start, d32, idx, floor, block.sqnorm), offered)
 
 
 def _needed(a: Block, b: Block, bound_a, bound_b):
@@ -194,24 +188,21 @@ def _needed(a: Block, b: Block, bound_a, bound_b):
 
 
 def between(a: Block, b: Block, bound_a, bound_b, K: int, panel_rows: int, partition: Partition | None = None):
-    """Candidates that block a (rows before b) and block b offer each other, part pair by part pair.
+    """Candidates that block a (rows before b) and block b offer each other, tile by tile.
 
-    With a partition, each group pair runs only on the rows that can offer
+    With a partition, each group's tile runs only on the rows that can offer
     the other side a candidate or take one from it (:func:`_needed`,
     :func:`largeemb.groups.cut_pair`).
     """
-    pairing = groups.cut_pair(a, b, panel_rows, partition, _needed(a, b, bound_a, bound_b))
+    _, tiles = groups.cut_pair(a, b, panel_rows, partition, _needed(a, b, bound_a, bound_b))
     for_a, for_b = [_no_candidates()], [_no_candidates()]
-    right_b = b.right()
-    lefts = groups.Parts(pairing.a, lambda rows: groups.taken(a, rows))
-    rights = groups.Parts(pairing.b, lambda rows: groups.taken_rows(right_b, rows))
-    for i in range(len(pairing.a)):
-        for j in range(len(pairing.b)):
-            rows_a, rows_b = pairing.meeting(i, j)
-            if len(rows_a) and len(rows_b):
-                x, y = off_diagonal(lefts(i, rows_a), rights(j, rows_b), bound_a[rows_a], bound_b[rows_b], K)
-                for_a.append(_mapped(x, rows_a, b.start + rows_b))
-                for_b.append(_mapped(y, rows_b, a.start + rows_a))
+    right_b, current = b.right(), None
+    for i, rows_a, rows_b in tiles:
+        if current != i:
+            current, part = i, groups.taken(a, rows_a)
+        x, y = off_diagonal(part, groups.taken_rows(right_b, rows_b), bound_a[rows_a], bound_b[rows_b], K)
+        for_a.append(_mapped(x, rows_a, b.start + rows_b))
+        for_b.append(_mapped(y, rows_b, a.start + rows_a))
     return _joined(for_a), _joined(for_b)
 
 
