@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .distance import EXACT_CHUNK, Block, exact_row_dist, sqdist32, sqdist_error_scale
-from . import groups
+from . import tiling
 from .groups import MIN_SKIPPED, Partition
 
 #: Candidates kept per row beyond k+1, so that the float32 order rarely needs
@@ -138,8 +138,8 @@ def within(block: Block, K: int, panel_rows: int, partition: Partition | None = 
     With groups, a part's tile runs only on the rows that can offer the other
     side a candidate or take one from it (:func:`_needed`).
     """
-    cut = groups.panels(block, panel_rows) if partition is None else groups.grouped(block, panel_rows, partition)
-    parts = [groups.taken(block, rows) for rows in cut.rows]
+    cut = tiling.panels(block, panel_rows) if partition is None else tiling.grouped(block, panel_rows, partition)
+    parts = [tiling.taken(block, rows) for rows in cut.rows]
     # faiss computes a diagonal part's full square: halve large ones first.
     local = [within(p, K, panel_rows // 2) if p.rows > DIAGONAL_ROWS else diagonal(p, K) for p in parts]
     d32, idx, floor = np.empty((block.rows, K), np.float32), np.empty((block.rows, K), np.int64), np.empty(block.rows, np.float32)
@@ -148,20 +148,20 @@ def within(block: Block, K: int, panel_rows: int, partition: Partition | None = 
         idx[rows] = np.where(nb.idx >= 0, block.start + rows[np.maximum(nb.idx, 0)], -1)
     bound = d32[:, -1]
     if cut.groups is None:
-        pairing = groups.Pairing.panels(cut, cut, block.rows, block.rows, panel_rows)
+        pairing = tiling.Pairing.panels(cut, cut, block.rows, block.rows, panel_rows)
     else:
-        pairing = groups.Pairing.of(cut, cut, _needed(block, block, bound, bound), panel_rows)
+        pairing = tiling.Pairing.of(cut, cut, _needed(block, block, bound, bound), panel_rows)
     tiles = pairing.tiles(upper=True)
     if cut.groups is not None:
         sizes = np.array([len(rows) for rows in cut.rows])
-        if groups.tiled_share(tiles, (block.rows**2 - (sizes**2).sum()) / 2) > 1 - MIN_SKIPPED:
+        if tiling.tiled_share(tiles, (block.rows**2 - (sizes**2).sum()) / 2) > 1 - MIN_SKIPPED:
             return within(block, K, panel_rows)
     right = block.right()
     offered, current = [], None
     for i, rows_i, rows_j in tiles:
         if current != i:
-            current, part = i, groups.taken(block, rows_i)
-        for_i, for_j = off_diagonal(part, groups.taken_rows(right, rows_j), bound[rows_i], bound[rows_j], K)
+            current, part = i, tiling.taken(block, rows_i)
+        for_i, for_j = off_diagonal(part, tiling.taken_rows(right, rows_j), bound[rows_i], bound[rows_j], K)
         offered += [_mapped(for_i, rows_i, block.start + rows_j), _mapped(for_j, rows_j, block.start + rows_i)]
     return merge(Neighbours(block.start, d32, idx, floor, block.sqnorm), offered)
 
@@ -173,7 +173,7 @@ def _needed(a: Block, b: Block, bound_a, bound_b):
     to j's rows is at or above both the row's bound and the largest bound in
     j: such entries would be rejected as candidates anyway (a float32
     distance is at least the squared lower bound minus its error bound).
-    Returns ``needed`` for :meth:`largeemb.groups.Pairing.of`.
+    Returns ``needed`` for :meth:`largeemb.tiling.Pairing.of`.
     """
     kappa = sqdist_error_scale(a.dim)
 
@@ -192,15 +192,15 @@ def between(a: Block, b: Block, bound_a, bound_b, K: int, panel_rows: int, parti
 
     With a partition, each group's tile runs only on the rows that can offer
     the other side a candidate or take one from it (:func:`_needed`,
-    :func:`largeemb.groups.cut_pair`).
+    :func:`largeemb.tiling.cut_pair`).
     """
-    _, tiles = groups.cut_pair(a, b, panel_rows, partition, _needed(a, b, bound_a, bound_b))
+    _, tiles = tiling.cut_pair(a, b, panel_rows, partition, _needed(a, b, bound_a, bound_b))
     for_a, for_b = [_no_candidates()], [_no_candidates()]
     right_b, current = b.right(), None
     for i, rows_a, rows_b in tiles:
         if current != i:
-            current, part = i, groups.taken(a, rows_a)
-        x, y = off_diagonal(part, groups.taken_rows(right_b, rows_b), bound_a[rows_a], bound_b[rows_b], K)
+            current, part = i, tiling.taken(a, rows_a)
+        x, y = off_diagonal(part, tiling.taken_rows(right_b, rows_b), bound_a[rows_a], bound_b[rows_b], K)
         for_a.append(_mapped(x, rows_a, b.start + rows_b))
         for_b.append(_mapped(y, rows_b, a.start + rows_a))
     return _joined(for_a), _joined(for_b)

@@ -11,9 +11,9 @@ measured first on this machine:
 - faiss.knn on the same set with the same threads, tile by tile as a streamed
   job would run it (query block × all rows), and the self pass's speed-up on it.
 Each pass runs twice: with every tile computed (the kernels' rate against the
-GEMM roofline) and with pruning, as `evaluate` runs by default (group pairs
-that provably change nothing are skipped; how much that saves depends on the
-data's cluster structure: --modes 1 gives none).
+GEMM roofline) and with pruning, as `evaluate` runs by default (row pairs
+that provably change nothing are left out of the tiles; how much that saves
+depends on the data's cluster structure: --modes 1 gives none).
 Data are synthetic float32 arrays held in memory (I/O is measured elsewhere).
 """
 

@@ -36,6 +36,22 @@ def test_reference_equals_plain_evaluate_for_every_k(stores, tmp_path):
         assert cached.real["reference"] == ref.path
 
 
+def test_reference_evaluate_runs_no_real_self_pass(stores, tmp_path, monkeypatch):
+    """Every row of a set whose self pass runs goes through faiss once, in its own block's part."""
+    from largeemb import knn
+
+    real, fake = stores
+    ref = largeemb.build_reference(real, str(tmp_path / "ref"), k=(5,))
+    rows = []
+    original = knn.diagonal
+    monkeypatch.setattr(knn, "diagonal", lambda block, K: rows.append(block.rows) or original(block, K))
+    largeemb.evaluate(real, fake, k=5, plots=False)
+    assert sum(rows) == 1800 + 1300
+    rows.clear()
+    largeemb.evaluate(ref.path, fake, k=5, plots=False)
+    assert sum(rows) == 1300
+
+
 def test_reference_keeps_its_pruning_groups_and_works_without_them(stores, tmp_path):
     """Same results with the stored groups and without them (a reference built before they existed)."""
     real, fake = stores
