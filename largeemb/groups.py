@@ -8,8 +8,8 @@ the centre) there. Every row x is then at least ``|Qᵀx - c_h| - s_h`` from
 every row of group h. A row whose bound to a group already exceeds every
 threshold its pairs with that group are compared with (a ball radius, a row's
 current k-th distance, a current nearest distance) has no pair there that can
-change an answer, so the tile of two groups runs on the rows of each that can
-still meet the other. The answers stay exact; only work on pairs that
+change an answer, so a group's tile runs only on the rows that can still meet
+it (:mod:`largeemb.tiling`). The answers stay exact; only work on pairs that
 provably do not matter is left out. On data without cluster structure the
 bounds are small, nothing qualifies, and the tiles run as before.
 """

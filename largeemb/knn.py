@@ -148,7 +148,7 @@ def within(block: Block, K: int, panel_rows: int, partition: Partition | None = 
         idx[rows] = np.where(nb.idx >= 0, block.start + rows[np.maximum(nb.idx, 0)], -1)
     bound = d32[:, -1]
     if cut.groups is None:
-        pairing = tiling.Pairing.panels(cut, cut, block.rows, block.rows, panel_rows)
+        pairing = tiling.Pairing.panels(cut, cut, panel_rows)
     else:
         pairing = tiling.Pairing.of(cut, cut, _needed(block, block, bound, bound), panel_rows)
     tiles = pairing.tiles(upper=True)

@@ -28,6 +28,10 @@ class Cut:
     def __len__(self) -> int:
         return len(self.rows)
 
+    @property
+    def block_rows(self) -> int:
+        return sum(map(len, self.rows))
+
     def lower_bounds(self, other: "Cut") -> np.ndarray:
         """(parts, other parts): bounds on the distances between their rows (0 for panels)."""
         if self.groups is None or other.groups is None:
@@ -37,7 +41,7 @@ class Cut:
     def row_bounds(self, other: "Cut") -> np.ndarray:
         """(block rows, other parts): bounds on the distances from each row to each part (0 for panels)."""
         if self.groups is None or other.groups is None:
-            return np.zeros((sum(map(len, self.rows)), len(other)))
+            return np.zeros((self.block_rows, len(other)))
         return self.groups.row_bounds(other.groups)
 
     def maxima(self, values: np.ndarray) -> np.ndarray:
@@ -46,7 +50,7 @@ class Cut:
 
     def labels(self) -> np.ndarray:
         """Each block row's part."""
-        out = np.empty(sum(map(len, self.rows)), np.int64)
+        out = np.empty(self.block_rows, np.int64)
         for part, rows in enumerate(self.rows):
             out[rows] = part
         return out
@@ -79,9 +83,9 @@ class Pairing:
         return cls(a, b, far_a, far_b, *needed(a, b, far_a, far_b), panel_rows)
 
     @classmethod
-    def panels(cls, a: Cut, b: Cut, rows_a: int, rows_b: int, panel_rows: int) -> "Pairing":
+    def panels(cls, a: Cut, b: Cut, panel_rows: int) -> "Pairing":
         """Every row meets every part: nothing is skipped."""
-        ones = np.ones((rows_a, len(b)), bool), np.ones((rows_b, len(a)), bool)
+        ones = np.ones((a.block_rows, len(b)), bool), np.ones((b.block_rows, len(a)), bool)
         return cls(a, b, np.zeros(ones[0].shape), np.zeros(ones[1].shape), *ones, panel_rows)
 
     def tiles(self, upper: bool = False) -> list[tuple[int, np.ndarray, np.ndarray]]:
@@ -149,7 +153,7 @@ def cut_pair(a: Block, b: Block, panel_rows: int, partition: Partition | None, n
         tiles = pairing.tiles()
         if tiled_share(tiles, a.rows * b.rows) <= 1 - MIN_SKIPPED:
             return pairing, tiles
-    pairing = Pairing.panels(panels(a, panel_rows), panels(b, panel_rows), a.rows, b.rows, panel_rows)
+    pairing = Pairing.panels(panels(a, panel_rows), panels(b, panel_rows), panel_rows)
     return pairing, pairing.tiles()
 
 
