@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .distance import UNIT_ROUNDOFF32, Block, exact_pairs, sqdist32
-from .tiling import cut_pair, taken, taken_rows, tile_rows
+from .tiling import cut_pair, parted, taken, taken_rows, tile_rows
 
 #: Pairs closer than this many float32 error bounds are always re-checked for
 #: realism (near-copies of real rows, whose ratio float32 cannot rank).
@@ -188,35 +188,21 @@ def block_pair(fake: Block, real: Block, fake_radii, real_radii, realism_radius,
     nk = fake_radii.shape[1]
     out = CrossPartial(np.zeros((fake.rows, nk), np.int64), np.zeros((real.rows, nk), bool), np.zeros((real.rows, nk), bool))
     real_right = real.right()
-    if realism_radius is None:
-        current = None
-        for i, rows_f, rows_r in tiles:
-            if current != i:
-                current, part = i, taken(fake, rows_f)
-            res = tile(part, taken(real, rows_r), taken_rows(real_right, rows_r), fake_radii[rows_f], real_radii[rows_r], None, kappa, inclusive)
-            out.add(res, rows_f, rows_r)
-        return out
-
-    cf, cr, label_r = pairing.a, pairing.b, pairing.b.labels()
-    far_f, far_r = pairing.far_a**2, pairing.far_b**2  # squared distance bounds, row to part
-    fake_near = np.full(fake.rows, np.inf)  # upper bounds of squared nearest distances so far
-    real_near = np.full(real.rows, np.inf)
-    fake_ratio = np.zeros(fake.rows)  # lower bounds of squared best realism ratios so far
-    ratio2 = realism_radius**2
-    ratio_top = cr.maxima(ratio2)
+    samples = realism_radius is not None
     lists = {"fake_nearest": [], "fake_realism": [], "real_nearest": []}
     fake_ids, real_ids = np.arange(fake.rows) + fake.start, np.arange(real.rows) + real.start
+    if samples:
+        fake_near = np.full(fake.rows, np.inf)  # upper bounds of squared nearest distances so far
+        real_near = np.full(real.rows, np.inf)
+        fake_ratio = np.zeros(fake.rows)  # lower bounds of squared best realism ratios so far
 
-    def full(rows_f, real_rows):
-        if not (len(rows_f) and len(real_rows)):
-            return
-        part = taken(fake, rows_f)
-        for rows_r in pairing.pieces(real_rows):
-            res = tile(
-                part, taken(real, rows_r), taken_rows(real_right, rows_r), fake_radii[rows_f], real_radii[rows_r],
-                realism_radius[rows_r], kappa, inclusive,
-            )
-            out.add(res, rows_f, rows_r)
+    def run(part, rows_f, rows_r):
+        res = tile(
+            part, taken(real, rows_r), taken_rows(real_right, rows_r), fake_radii[rows_f], real_radii[rows_r],
+            realism_radius[rows_r] if samples else None, kappa, inclusive,
+        )
+        out.add(res, rows_f, rows_r)
+        if samples:
             lists["fake_nearest"].append(res.fake_nearest.mapped(fake_ids[rows_f], real_ids[rows_r]))
             lists["fake_realism"].append(res.fake_realism.mapped(fake_ids[rows_f], real_ids[rows_r]))
             lists["real_nearest"].append(res.real_nearest.mapped(real_ids[rows_r], fake_ids[rows_f]))
@@ -224,12 +210,26 @@ def block_pair(fake: Block, real: Block, fake_radii, real_radii, realism_radius,
             np.minimum.at(real_near, rows_r[res.real_nearest.rows], res.real_nearest.hi)
             np.maximum.at(fake_ratio, rows_f[res.fake_realism.rows], res.fake_realism.lo)
 
-    # First the pairs that memberships need: they are the near ones, and set
-    # nearest distances and ratios for most rows. Then, group by group, the
-    # pairs those values still leave open, each pair once.
-    done = [tile_rows(rows_f, pairing.need_a[rows_f], pairing.need_b[:, i], label_r) for i, rows_f in enumerate(cf.rows)]
-    for done_f, done_r in done:
-        full(done_f, done_r)
+    def full(rows_f, real_rows):
+        if len(rows_f) and len(real_rows):
+            part = taken(fake, rows_f)
+            for rows_r in pairing.pieces(real_rows):
+                run(part, rows_f, rows_r)
+
+    # First the pairs that memberships need (cut_pair's tiles): they are the
+    # near ones, and set nearest distances and ratios for most rows. Then,
+    # group by group, the pairs those values still leave open, each pair once.
+    done = [(np.empty(0, np.int64), []) for _ in pairing.a.rows]
+    for i, part, rows_f, rows_r in parted(fake, tiles):
+        run(part, rows_f, rows_r)
+        done[i] = (rows_f, done[i][1] + [rows_r])
+    if not samples:
+        return out
+    cf, cr, label_r = pairing.a, pairing.b, pairing.b.labels()
+    far_f, far_r = pairing.far_a**2, pairing.far_b**2  # squared distance bounds, row to part
+    ratio2 = realism_radius**2
+    ratio_top = cr.maxima(ratio2)
+    done = [(done_f, np.concatenate(pieces) if pieces else np.empty(0, np.int64)) for done_f, pieces in done]
     for i, (done_f, done_r) in enumerate(done):
         rows_f = cf.rows[i]
         ff, fr = far_f[rows_f], far_r[:, i]

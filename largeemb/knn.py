@@ -157,10 +157,8 @@ def within(block: Block, K: int, panel_rows: int, partition: Partition | None = 
         if tiling.tiled_share(tiles, (block.rows**2 - (sizes**2).sum()) / 2) > 1 - MIN_SKIPPED:
             return within(block, K, panel_rows)
     right = block.right()
-    offered, current = [], None
-    for i, rows_i, rows_j in tiles:
-        if current != i:
-            current, part = i, tiling.taken(block, rows_i)
+    offered = []
+    for _, part, rows_i, rows_j in tiling.parted(block, tiles):
         for_i, for_j = off_diagonal(part, tiling.taken_rows(right, rows_j), bound[rows_i], bound[rows_j], K)
         offered += [_mapped(for_i, rows_i, block.start + rows_j), _mapped(for_j, rows_j, block.start + rows_i)]
     return merge(Neighbours(block.start, d32, idx, floor, block.sqnorm), offered)
@@ -196,10 +194,8 @@ def between(a: Block, b: Block, bound_a, bound_b, K: int, panel_rows: int, parti
     """
     _, tiles = tiling.cut_pair(a, b, panel_rows, partition, _needed(a, b, bound_a, bound_b))
     for_a, for_b = [_no_candidates()], [_no_candidates()]
-    right_b, current = b.right(), None
-    for i, rows_a, rows_b in tiles:
-        if current != i:
-            current, part = i, tiling.taken(a, rows_a)
+    right_b = b.right()
+    for _, part, rows_a, rows_b in tiling.parted(a, tiles):
         x, y = off_diagonal(part, tiling.taken_rows(right_b, rows_b), bound_a[rows_a], bound_b[rows_b], K)
         for_a.append(_mapped(x, rows_a, b.start + rows_b))
         for_b.append(_mapped(y, rows_b, a.start + rows_a))

@@ -32,12 +32,6 @@ class Cut:
     def block_rows(self) -> int:
         return sum(map(len, self.rows))
 
-    def lower_bounds(self, other: "Cut") -> np.ndarray:
-        """(parts, other parts): bounds on the distances between their rows (0 for panels)."""
-        if self.groups is None or other.groups is None:
-            return np.zeros((len(self), len(other)))
-        return self.groups.lower_bounds(other.groups)
-
     def row_bounds(self, other: "Cut") -> np.ndarray:
         """(block rows, other parts): bounds on the distances from each row to each part (0 for panels)."""
         if self.groups is None or other.groups is None:
@@ -167,6 +161,15 @@ def taken(block: Block, rows: np.ndarray) -> Block:
         return replace(block.panel(int(rows[0]), int(rows[-1]) + 1), start=0)
     raw = None if block.raw is None else Gathered(block.raw, rows)
     return Block(0, raw, block.metric, block.left[rows], block.sqnorm[rows])
+
+
+def parted(block: Block, tiles):
+    """``tiles`` of block a, each with its part of ``block`` (a) taken once: (i, part, rows of a, rows of b)."""
+    current = None
+    for i, rows_a, rows_b in tiles:
+        if current != i:
+            current, part = i, taken(block, rows_a)
+        yield i, part, rows_a, rows_b
 
 
 def taken_rows(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
