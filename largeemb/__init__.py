@@ -1,20 +1,16 @@
 """largeemb: exact precision, recall, density, coverage and Fréchet distance
 for millions of embeddings, streamed out of core."""
 
-from .config import EvaluateConfig
-from .errors import InputError
+from largeemb.config import EvaluateConfig
+from largeemb.errors import InputError
 
-__version__ = "0.1.0"
-__all__ = ["evaluate", "build_reference", "EvaluateConfig", "InputError", "__version__"]
+from largeemb.version import __version__
+__all__ = ["evaluate", "evaluate_to", "build_reference", "EvaluateConfig", "InputError", "__version__"]
 
 
 def __getattr__(name):  # heavy modules load only when used
-    if name == "evaluate":
-        from .api import evaluate
+    if name in ("evaluate", "evaluate_to", "build_reference"):
+        from largeemb import api
 
-        return evaluate
-    if name == "build_reference":
-        from .reference import build_reference
-
-        return build_reference
+        return getattr(api, name)
     raise AttributeError(name)

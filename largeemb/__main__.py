@@ -1,3 +1,3 @@
-from .cli import main
+from largeemb.cli import main
 
 main()

@@ -1,28 +1,44 @@
-"""The public entry: ``evaluate(real, fake, ...)``."""
+"""The public entries: ``evaluate`` (numbers), ``evaluate_to`` (everything the
+CLI writes into a directory) and ``build_reference`` (the real side, stored).
+
+Each opens its inputs, runs the passes through :mod:`largeemb.pipeline` on the
+executor the options ask for, and builds the result.
+"""
 
 from __future__ import annotations
 
 import logging
-import time
-from contextlib import contextmanager
+import os
 
-import numpy as np
-
-from . import checkpoint, engine, execution
-from .config import EvaluateConfig
-from .errors import InputError
-from .moments import frechet_distance
-from .projection import project
-from .result import EvaluationResult, metrics_from_memberships
-from .reference import is_reference, load_reference
-from .store import Source, open_source
+from largeemb.config import EvaluateConfig
+from largeemb.errors import InputError
+from largeemb.io.checks import check_pair
+from largeemb.io.output import METRICS_FILE, OutputLock, Staging, result_dir
+from largeemb.io.reference import REFERENCE_FILE, Reference, is_reference, load_reference, write_reference
+from largeemb.io.samples import SAMPLES_STORE, write_samples
+from largeemb.io.store import Source, open_source
+from largeemb.kernels.moments import frechet_distance
+from largeemb.passes.projection import project
+from largeemb.pipeline import run_passes, timed
+from largeemb.report.stage import PLOT_FILES, write_plots
+from largeemb.result import EvaluationResult, metrics_from_memberships, radius_warnings
+from largeemb.run import checkpoint
+from largeemb.run.session import check_reachable, check_sources, open_run
+from largeemb.version import __version__
 
 logger = logging.getLogger("largeemb")
 
-#: Below this many rows k-NN radii are unstable (Naeem et al. 2020).
-SMALL_SET_ROWS = 1000
-#: Above this dim the float64 covariance of each set takes noticeable memory.
-LARGE_DIM = 4096
+#: Every name an evaluate run may publish into its directory; a previous run's
+#: files by these names are the result that needs ``force`` to be replaced.
+RESULT_FILES = (METRICS_FILE, SAMPLES_STORE, *PLOT_FILES)
+
+
+def _config_of(config: EvaluateConfig | None, options: dict, where: str) -> EvaluateConfig:
+    if config is None:
+        return EvaluateConfig.from_dict(options)
+    if options:
+        raise InputError("pass either config or keyword options", f"in the {where}() call", "not both")
+    return config
 
 
 def evaluate(
@@ -62,7 +78,7 @@ def evaluate(
     checkpoint_dir
         Keep each finished task here (one ``.npz`` each), so that an
         interrupted run can resume. Must be visible to every worker. The
-        caller removes it once the result is safe (the CLI uses ``OUT/.work``).
+        caller removes it once the result is safe (:func:`evaluate_to` uses ``OUT/.work``).
     resume
         Continue the unfinished work found in ``checkpoint_dir``; without it,
         unfinished work there is an error (never silently reused or lost).
@@ -79,226 +95,170 @@ def evaluate(
     InputError
         For any input that cannot be evaluated, with what, where and what to do.
     """
-    if config is None:
-        config = EvaluateConfig.from_dict(options)
-    elif options:
-        raise InputError("pass either config or keyword options", "in the evaluate() call", "not both")
+    config = _config_of(config, options, "evaluate")
     reference = load_reference(str(real)) if is_reference(real) else None
     real_src = reference.source if reference else open_source(real, real_array, role="real")
     fake_src = open_source(fake, fake_array, role="fake")
-    warnings = _check_pair(real_src, fake_src, config)
+    warnings = check_pair(real_src, fake_src, config.max_k)
     config = config.resolved(max(real_src.rows, fake_src.rows))
-    execution.check_sources(config, client, real_src, fake_src)
+    check_sources(config, client, real_src, fake_src)
     store = None
     if checkpoint_dir is not None:
         store = checkpoint.open_store(checkpoint_dir, _checkpoint_fingerprint(real_src, fake_src, config), resume)
-    timings: dict[str, float] = {}
-    with execution.open_run(config, client, store) as run:
+    with open_run(config, client, store) as run:
         logger.debug("running %s", run.executor.describe())
-        execution.check_reachable(run, (real_src, fake_src), checkpoint_dir)
+        check_reachable(run, (real_src, fake_src), checkpoint_dir)
         try:
-            passes = _passes(real_src, fake_src, reference, config, timings)
+            passes = run_passes(real_src, fake_src, config, reference)
         except InputError:
             if store is not None:  # bad data (e.g. NaN rows): nothing worth resuming
                 checkpoint.discard(checkpoint_dir)
             raise
         if store is not None:
             logger.info("%s", run.summary())
-        (real_moments, real_fp), (fake_moments, fake_fp) = passes["moments"]
-        real_radii, real_unproven, fake_radii, fake_unproven = passes["radii"]
-        memberships, per_sample = passes["cross"]
-
+        timings = passes.timings
         projection = None
         if config.plots:
-            with _timed(timings, "projection"):
+            with timed(timings, "projection"):
                 projection = project(
-                    real_src, fake_src, real_moments, fake_moments, metric=config.metric, method=config.pca,
+                    real_src, fake_src, passes.real.moments, passes.fake.moments, metric=config.metric, method=config.pca,
                     plot_samples=config.plot_samples, tsne_samples=config.tsne_samples, seed=config.seed,
                 )
 
-    with _timed(timings, "fd"):
-        fd = frechet_distance(real_moments.mean, real_moments.cov, fake_moments.mean, fake_moments.cov)
-
-    warnings += _radius_warnings(real_radii, fake_radii, config)
-    by_k = metrics_from_memberships(config.k, memberships.fake_counts, memberships.real_covered, memberships.real_recalled)
+    real_side, fake_side, memberships = passes.real, passes.fake, passes.memberships
+    with timed(timings, "fd"):
+        fd = frechet_distance(real_side.moments.mean, real_side.moments.cov, fake_side.moments.mean, fake_side.moments.cov)
+    warnings += radius_warnings(real_side.radii.values, fake_side.radii.values, config.k, config.inclusive)
     timings["total"] = sum(timings.values())
+    per_sample = passes.per_sample
     return EvaluationResult(
-        by_k=by_k,
+        by_k=metrics_from_memberships(config.k, memberships.fake_counts, memberships.real_covered, memberships.real_recalled),
         fd=fd,
         real={
             **real_src.describe(),
-            "fingerprint": real_fp,
+            "fingerprint": real_side.fingerprint,
             "reference": reference.path if reference else None,
-            "float64_fallback_rows": int(real_unproven),
+            "float64_fallback_rows": int(real_side.radii.float64_rows),
         },
-        fake={**fake_src.describe(), "fingerprint": fake_fp, "float64_fallback_rows": int(fake_unproven)},
-        params=_params(config),
+        fake={**fake_src.describe(), "fingerprint": fake_side.fingerprint, "float64_fallback_rows": int(fake_side.radii.float64_rows)},
+        params=config.params(),
         warnings=warnings,
         timings_s=timings,
         versions=_versions(),
-        real_radii=real_radii,
-        fake_radii=fake_radii,
+        real_radii=real_side.radii.values,
+        fake_radii=fake_side.radii.values,
         fake_counts=memberships.fake_counts,
         real_covered=memberships.real_covered,
         real_recalled=memberships.real_recalled,
-        **per_sample,
-        real_moments=real_moments,
-        fake_moments=fake_moments,
+        fake_nearest_dist=per_sample.fake_nearest_dist if per_sample else None,
+        fake_nearest_real=per_sample.fake_nearest_real if per_sample else None,
+        fake_realism=per_sample.fake_realism if per_sample else None,
+        real_nearest_dist=per_sample.real_nearest_dist if per_sample else None,
+        real_moments=real_side.moments,
+        fake_moments=fake_side.moments,
         projection=projection,
     )
 
 
-def realism_radii(real_radii: np.ndarray) -> np.ndarray:
-    """Radii of the real rows that take part in realism scores, 0 for the rest.
+def evaluate_to(
+    real,
+    fake,
+    out: str,
+    config: EvaluateConfig | None = None,
+    *,
+    real_array: str | None = None,
+    fake_array: str | None = None,
+    force: bool = False,
+    resume: bool = False,
+    client=None,
+    **options,
+) -> EvaluationResult:
+    """Evaluate and write the whole result into directory ``out``, exactly as ``largeemb evaluate`` does.
 
-    Kynkäänniemi et al. (2019) drop the half of the real balls with the
-    largest radii: a row takes part when its radius is not above the median.
+    Writes ``metrics.json`` and, as the config asks, ``samples.zarr``,
+    ``projection.npz`` and the figures. Finished tasks are kept in
+    ``out/.work`` while it runs (``resume`` continues from them) and removed
+    once the result is published. ``out`` is claimed with a lock; the result
+    is staged and published only when everything succeeded, so ``out`` holds
+    the previous result or the new one, never a mix. An existing result is
+    replaced only with ``force``. Other parameters as for :func:`evaluate`.
     """
-    return np.where(real_radii <= np.median(real_radii), real_radii, 0.0)
-
-
-def _passes(real_src: Source, fake_src: Source, reference, config: EvaluateConfig, timings: dict) -> dict:
-    """The passes over the data, on the current run's executor."""
-    with _timed(timings, "moments"):
-        if reference:  # stored moments; the store is only hashed, to check that it has not changed
-            fake_moments, real_fp = engine.moments_stage([(fake_src, "fake")], config.metric, hashed=real_src)
-            reference.check(config.metric, real_fp)
-            moments = [(reference.moments(), real_fp), fake_moments]
-        else:
-            moments = engine.moments_stage([(real_src, "real"), (fake_src, "fake")], config.metric)
-    (real_moments, real_fp), (fake_moments, fake_fp) = moments
-    if reference and config.plots and config.metric != "euclidean" and real_moments.of_metric_rows() is None:
-        raise InputError(
-            f"reference lacks the moments of {config.metric} rows that the plots need (built by an older largeemb)",
-            f"in {reference.path}",
-            "rebuild it with `largeemb reference build`, or pass --no-plots",
+    config = _config_of(config, options, "evaluate_to")
+    work = os.path.join(out, checkpoint.WORK_DIR)
+    # Claims --out (refusing early), and publishes only if everything below succeeds.
+    with result_dir(out, force, RESULT_FILES) as staging:
+        if force and not resume:
+            checkpoint.discard(work)
+        result = evaluate(
+            real, fake, config, real_array=real_array, fake_array=fake_array, client=client, checkpoint_dir=work, resume=resume
         )
-    _check_scale(real_moments, fake_moments, real_src, fake_src)
-    centre = real_moments.metric_mean.astype(np.float32)
-    partition = None
-    if config.prune:
-        with _timed(timings, "partition"):
-            if reference:
-                partition = reference.partition()
-            else:
-                partition = engine.partition_stage(real_src, real_moments, centre, config.metric, config.seed)
-
-    with _timed(timings, "radii"):
-        if reference:
-            real_radii, real_unproven = reference.radii(config.k), 0
-            [(fake_radii, fake_unproven)] = engine.radii_stage(
-                [fake_src], centre, config.metric, config.k, config.block_rows, roles=("fake",), partition=partition
-            )
-        else:
-            (real_radii, real_unproven), (fake_radii, fake_unproven) = engine.radii_stage(
-                [real_src, fake_src], centre, config.metric, config.k, config.block_rows, partition=partition
-            )
-
-    realism_radius = realism_radii(real_radii[:, 0]) if config.samples else None
-    with _timed(timings, "cross"):
-        memberships = engine.cross_stage(
-            real_src, fake_src, centre, config.metric, real_radii, fake_radii, config.inclusive, config.block_rows,
-            realism_radius, partition,
-        )
-    per_sample = {}
-    if config.samples:
-        with _timed(timings, "samples"):
-            per_sample = engine.settle_stage(real_src, fake_src, centre, config.metric, memberships, realism_radius, config.block_rows)
-    return {
-        "moments": moments,
-        "radii": (real_radii, real_unproven, fake_radii, fake_unproven),
-        "cross": (memberships, per_sample),
-    }
+        if config.samples:
+            write_samples(result, staging.file(SAMPLES_STORE))
+        if config.plots:
+            try:
+                write_plots(result, staging.path)
+            except Exception as exc:  # a figure must never cost the metrics of a long run
+                result.warnings.append(f"plots failed ({type(exc).__name__}: {exc}); metrics.json is complete")
+        staging.write_json(METRICS_FILE, result.to_dict())
+    checkpoint.discard(work)
+    return result
 
 
-#: Options of the plots alone: no checkpointed task depends on them, so a
-#: resumed run may change them.
-PLOT_PARAMS = ("plots", "pca", "plot_samples", "tsne_samples")
+def build_reference(
+    real,
+    out: str,
+    k=(3, 5, 10),
+    *,
+    real_array: str | None = None,
+    force: bool = False,
+    client=None,
+    **options,
+) -> Reference:
+    """Compute and store the real set's radii (for each k), moments and fingerprint.
+
+    Parameters
+    ----------
+    real
+        Path or fsspec URL of the real zarr array or group (stored by location,
+        so it must stay where it is).
+    out
+        Directory for the reference; refused if it already holds one, unless ``force``.
+    k
+        Neighbour counts to store radii for; ``evaluate`` from this reference
+        accepts any of them.
+    real_array, client, options
+        As for :func:`evaluate` (``metric``, ``block_rows``, ``prune``,
+        ``workers``, ``scheduler``, ``threads_per_worker``, …).
+
+    Returns
+    -------
+    Reference
+    """
+    config = EvaluateConfig.from_dict({"k": k, **options})
+    if not isinstance(real, (str, os.PathLike)):
+        raise InputError("a reference needs a real store it can find again", "in build_reference()", "pass a zarr path or URL")
+    if os.path.exists(os.path.join(out, REFERENCE_FILE)) and not force:
+        raise InputError("directory already holds a reference", f"in {out}", "choose another --out or pass --force")
+    source: Source = open_source(real, real_array, role="real")
+    config = config.resolved(source.rows)
+    check_sources(config, client, source)
+    os.makedirs(out, exist_ok=True)
+    with open_run(config, client):
+        passes = run_passes(source, None, config)
+    side = passes.real
+    with OutputLock(out), Staging(out) as staging:
+        write_reference(staging, source, config.k, config.metric, side.moments, side.fingerprint, side.radii.values, passes.context.partition)
+        staging.publish(force, last=REFERENCE_FILE)
+    return load_reference(out)
 
 
 def _checkpoint_fingerprint(real: Source, fake: Source, config: EvaluateConfig) -> dict:
-    """What must match for a resumed run to reuse finished tasks (not where it runs)."""
-    from . import __version__
-
+    """What must match for a resumed run to reuse finished tasks (not where it runs, nor the plots)."""
     return {
         "real": checkpoint.quick_fingerprint(real),
         "fake": checkpoint.quick_fingerprint(fake),
-        "params": {key: value for key, value in _params(config).items() if key not in PLOT_PARAMS},
+        "params": config.result_params(),
         "largeemb": __version__,
-    }
-
-
-def _check_pair(real: Source, fake: Source, config: EvaluateConfig) -> list[str]:
-    if real.dim != fake.dim:
-        raise InputError(
-            f"real and fake embeddings differ in dim ({real.dim} vs {fake.dim})",
-            f"in {real.name} and {fake.name}",
-            "embed both sets with the same network",
-        )
-    for src, role in ((real, "real"), (fake, "fake")):
-        if config.max_k >= src.rows:
-            raise InputError(
-                f"k={config.max_k} needs more than {config.max_k} {role} rows, got {src.rows}",
-                f"in {src.name}",
-                "use a smaller --k or more rows",
-            )
-    warnings = []
-    for src, role in ((real, "real"), (fake, "fake")):
-        if src.rows < SMALL_SET_ROWS:
-            warnings.append(f"{role} set has only {src.rows} rows: k-NN radii are unstable below ~{SMALL_SET_ROWS}")
-        if src.dtype.startswith(("int", "uint")):
-            warnings.append(f"{role} array has integer dtype {src.dtype}: cast to float")
-    if real.dim > LARGE_DIM:
-        warnings.append(f"dim {real.dim} > {LARGE_DIM}: each covariance takes {real.dim**2 * 8 / 2**20:.0f} MiB")
-    return warnings
-
-
-#: Below this spread, squared distances of centred rows fall out of float32's
-#: normal range and its error bound no longer holds.
-SMALLEST_SPREAD = 1e-15
-
-
-def _check_scale(real_moments, fake_moments, real: Source, fake: Source) -> None:
-    """Refuse data whose spread float32 cannot resolve (all-identical rows are fine)."""
-    spread = max(
-        float(np.sqrt(max(np.trace(m.cov), 0.0) / len(m.mean))) for m in (real_moments, fake_moments)
-    )
-    if 0.0 < spread < SMALLEST_SPREAD:
-        raise InputError(
-            f"embeddings vary by only ~{spread:.1e} around their mean, too little for the float32 distance tiles",
-            f"in {real.name} and {fake.name}",
-            "multiply both sets by the same large power of two (distances scale, metrics do not change)",
-        )
-
-
-def _radius_warnings(real_radii, fake_radii, config: EvaluateConfig) -> list[str]:
-    if config.inclusive:
-        return []
-    warnings = []
-    for radii, role in ((real_radii, "real"), (fake_radii, "fake")):
-        zero = int((radii[:, 0] == 0).sum())
-        if zero:
-            warnings.append(
-                f"{zero} {role} rows have a zero k-NN radius (k={config.k[0]}) from duplicate rows; "
-                "with strict '<' their balls are empty (use --inclusive for '<=')"
-            )
-    return warnings
-
-
-def _params(config: EvaluateConfig) -> dict:
-    return {
-        "k": list(config.k),
-        "metric": config.metric,
-        "inclusive": config.inclusive,
-        "block_rows": config.block_rows,
-        "seed": config.seed,
-        "samples": config.samples,
-        "prune": config.prune,
-        "panel_rows": engine.PANEL_ROWS,
-        "plots": config.plots,
-        "pca": config.pca,
-        "plot_samples": config.plot_samples,
-        "tsne_samples": config.tsne_samples,
     }
 
 
@@ -313,10 +273,3 @@ def _versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             out[name] = "not installed"
     return out
-
-
-@contextmanager
-def _timed(timings: dict, name: str):
-    start = time.perf_counter()
-    yield
-    timings[name] = timings.get(name, 0.0) + time.perf_counter() - start

@@ -1,4 +1,4 @@
-"""The ``largeemb`` command line: a thin shell over the Python API.
+"""The ``largeemb`` command line: parse, call the Python API, print.
 
 Heavy modules (faiss, dask, zarr, matplotlib) are imported inside the
 commands, so ``largeemb --help`` stays fast.
@@ -13,8 +13,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from .config import METRICS, PCA_METHODS, EvaluateConfig
-from .errors import InputError
+from largeemb.config import METRICS, PCA_METHODS, EvaluateConfig
+from largeemb.errors import InputError
 
 DEFAULTS = EvaluateConfig()
 DEMO_ROWS, DEMO_DIM = 20_000, 128
@@ -84,31 +84,11 @@ def _log_to_stderr() -> None:
     logger.setLevel(logging.INFO)
 
 
-def _evaluate_to(real, fake, out: str, config: EvaluateConfig, real_array, fake_array, force: bool, resume: bool = False):
-    """Evaluate with finished tasks kept in ``out/.work`` (removed once the result is published)."""
-    from .api import evaluate
-    from .checkpoint import WORK_DIR, discard
-    from .output import METRICS_FILE, result_dir
-    from .report import write_plots
-    from .samples import SAMPLES_STORE, write_samples
+def _evaluate_to(real, fake, out: str, config: EvaluateConfig, **options):
+    from largeemb.api import evaluate_to
 
-    work = os.path.join(out, WORK_DIR)
-    # Claims --out (refusing early), and publishes only if everything below succeeds.
-    with result_dir(out, force) as staging:
-        if force and not resume:
-            discard(work)
-        _log_to_stderr()
-        result = evaluate(real, fake, config, real_array=real_array, fake_array=fake_array, checkpoint_dir=work, resume=resume)
-        if config.samples:
-            write_samples(result, staging.file(SAMPLES_STORE))
-        if config.plots:
-            try:
-                write_plots(result, staging.path)
-            except Exception as exc:  # a figure must never cost the metrics of a long run
-                result.warnings.append(f"plots failed ({type(exc).__name__}: {exc}); metrics.json is complete")
-        staging.write_json(METRICS_FILE, result.to_dict())
-    discard(work)
-    return result
+    _log_to_stderr()
+    return evaluate_to(real, fake, out, config, **options)
 
 
 @app.command()
@@ -147,7 +127,7 @@ def evaluate(
             pca=pca, tsne_samples=tsne_samples, plot_samples=plot_samples, plots=not no_plots, prune=prune,
             workers=workers, threads_per_worker=threads_per_worker, scheduler=scheduler,
         )
-        _report(_evaluate_to(real, fake, out, config, real_array, fake_array, force, resume), out)
+        _report(_evaluate_to(real, fake, out, config, real_array=real_array, fake_array=fake_array, force=force, resume=resume), out)
 
     _run(debug, action)
 
@@ -160,7 +140,7 @@ def plot(
     debug: Debug = False,
 ):
     """Redraw every plot of a finished run from its saved data, without recomputing distances."""
-    from .report import redraw
+    from largeemb.report.stage import redraw
 
     def action():
         for path in redraw(run, out, force=force):
@@ -182,7 +162,7 @@ def synth(
     debug: Debug = False,
 ):
     """Write reproducible synthetic embeddings (a Gaussian mixture) to a zarr store."""
-    from .synth import write_synth
+    from largeemb.io.synth import write_synth
 
     _run(debug, lambda: typer.echo(f"wrote {write_synth(dst, rows, dim, seed=seed, shift=shift, modes=modes, drop_modes=drop_modes, force=force)}"))
 
@@ -195,7 +175,7 @@ def convert(
     debug: Debug = False,
 ):
     """Convert a .npy file into a chunked zarr array without loading it whole."""
-    from .synth import convert_npy
+    from largeemb.io.synth import convert_npy
 
     _run(debug, lambda: typer.echo(f"wrote {convert_npy(src, dst, force=force)}"))
 
@@ -209,14 +189,14 @@ def demo(
     debug: Debug = False,
 ):
     """Write a real set and a shifted, partly mode-dropped fake set, then evaluate them."""
-    from .synth import write_synth
+    from largeemb.io.synth import write_synth
 
     def action():
         data = os.path.join(out, "data")
         real = write_synth(os.path.join(data, "real.zarr"), rows, dim, seed=0, force=force or _ours(data))
         fake = write_synth(os.path.join(data, "fake.zarr"), rows, dim, seed=1, shift=0.05, drop_modes=3, force=force or _ours(data))
         typer.echo(f"demo data: {real} (real), {fake} (fake: shifted by 0.05, 3 of 10 modes dropped)")
-        _report(_evaluate_to(real, fake, out, DEFAULTS, None, None, force), out)
+        _report(_evaluate_to(real, fake, out, DEFAULTS, force=force), out)
 
     _run(debug, action)
 
@@ -228,7 +208,7 @@ def worst(
     debug: Debug = False,
 ):
     """List the fake rows least supported by the real set and the real rows least covered."""
-    from .samples import read_samples, worst_rows
+    from largeemb.io.samples import read_samples, worst_rows
 
     def action():
         samples = read_samples(out)
@@ -261,7 +241,7 @@ def reference_build(
     debug: Debug = False,
 ):
     """Compute the real set's radii, moments and fingerprint once, for nightly evaluate runs."""
-    from .reference import build_reference
+    from largeemb.api import build_reference
 
     def action():
         ref = build_reference(real, out, _parse_k(k), metric=metric, block_rows=block_rows, real_array=real_array, force=force)
@@ -278,7 +258,7 @@ def reference_info(
     """Print what a reference holds and where its source is."""
     import json
 
-    from .reference import load_reference
+    from largeemb.io.reference import load_reference
 
     _run(debug, lambda: typer.echo(json.dumps(load_reference(ref).info(), indent=2)))
 

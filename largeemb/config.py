@@ -5,8 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from .errors import InputError
-from .plan import PANEL_ROWS
+from largeemb.errors import InputError
 
 METRICS = ("euclidean", "cosine")
 #: How the PCA basis of the plots is fitted: exactly from the streamed float64
@@ -15,8 +14,17 @@ PCA_METHODS = ("moments", "incremental")
 
 #: Rows per block when streaming and tiling (one task's share of rows), unless
 #: the set is large: see :meth:`EvaluateConfig.resolved`. Inside a task the
-#: GEMM runs in ``plan.PANEL_ROWS`` panels, which bound its memory.
+#: GEMM runs in ``panel_rows`` panels, which bound its memory.
 DEFAULT_BLOCK_ROWS = 4096
+#: Rows per GEMM panel inside a block: bounds a tile's float32 distance matrix
+#: (2048² × 4 bytes = 16 MiB) independently of the read block size.
+DEFAULT_PANEL_ROWS = 2048
+#: Field metadata: where the job runs, never what it computes (left out of
+#: ``metrics.json["params"]`` and of what a resumed run must match).
+EXECUTION = {"execution": True}
+#: Field metadata: options of the plots alone; no checkpointed task depends on
+#: them, so a resumed run may change them.
+PLOTS_ONLY = {"plots_only": True}
 #: With the default block size, a set is cut into at most about this many
 #: blocks: tasks grow with its square, and so does the scheduler's bookkeeping.
 MAX_BLOCKS = 64
@@ -45,18 +53,20 @@ class EvaluateConfig:
     seed: int = 0
     samples: bool = True
     #: Skip tile work that provably cannot change an answer (exact either way;
-    #: see largeemb.groups). Off only to measure what it saves.
+    #: see largeemb.kernels.prune). Off only to measure what it saves.
     prune: bool = True
-    workers: int | None = None
+    #: Rows per GEMM panel inside a task (tile memory; never changes an answer).
+    panel_rows: int = DEFAULT_PANEL_ROWS
     #: Compute the projections behind the plots (PCA backdrop, subsamples).
-    plots: bool = True
-    pca: str = "moments"
+    plots: bool = field(default=True, metadata=PLOTS_ONLY)
+    pca: str = field(default="moments", metadata=PLOTS_ONLY)
     #: Rows of each set drawn as points on the PCA plot (all rows when a set is smaller).
-    plot_samples: int = 2_000
+    plot_samples: int = field(default=2_000, metadata=PLOTS_ONLY)
     #: Rows of each set in the joint t-SNE subsample; 0 skips t-SNE.
-    tsne_samples: int = 10_000
-    threads_per_worker: int | None = None
-    scheduler: str | None = None
+    tsne_samples: int = field(default=10_000, metadata=PLOTS_ONLY)
+    workers: int | None = field(default=None, metadata=EXECUTION)
+    threads_per_worker: int | None = field(default=None, metadata=EXECUTION)
+    scheduler: str | None = field(default=None, metadata=EXECUTION)
     extra: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self):
@@ -73,6 +83,12 @@ class EvaluateConfig:
                 f"unknown metric {self.metric!r}",
                 "in the job configuration",
                 f"use one of {', '.join(METRICS)}",
+            )
+        if self.panel_rows < 64:
+            raise InputError(
+                f"panel_rows must be at least 64, got {self.panel_rows}",
+                "in the job configuration",
+                f"use a larger panel_rows (default {DEFAULT_PANEL_ROWS})",
             )
         if self.block_rows is not None and self.block_rows < 64:
             raise InputError(
@@ -121,12 +137,20 @@ class EvaluateConfig:
         """
         if self.block_rows is not None:
             return self
-        grown = -(-rows // (MAX_BLOCKS * PANEL_ROWS)) * PANEL_ROWS
+        grown = -(-rows // (MAX_BLOCKS * self.panel_rows)) * self.panel_rows
         return dataclasses.replace(self, block_rows=max(DEFAULT_BLOCK_ROWS, grown))
 
     @property
     def max_k(self) -> int:
         return max(self.k)
+
+    def params(self) -> dict:
+        """What decides the result and the plots (``metrics.json["params"]``): every field but where it runs."""
+        return {f.name: _plain(getattr(self, f.name)) for f in fields() if not f.metadata.get("execution")}
+
+    def result_params(self) -> dict:
+        """What checkpointed tasks depend on: :meth:`params` less the plots-only options."""
+        return {name: v for name, v in self.params().items() if not _field(name).metadata.get("plots_only")}
 
     @classmethod
     def from_dict(cls, values: dict) -> "EvaluateConfig":
@@ -138,6 +162,14 @@ class EvaluateConfig:
 
 def fields():
     return [f for f in dataclasses.fields(EvaluateConfig) if f.name != "extra"]
+
+
+def _field(name: str):
+    return next(f for f in fields() if f.name == name)
+
+
+def _plain(value):
+    return list(value) if isinstance(value, tuple) else value
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ class EvaluationResult:
     #: Streamed float64 moments of each set as stored (mean, covariance).
     real_moments: object = field(default=None, repr=False)
     fake_moments: object = field(default=None, repr=False)
-    #: What the plots need (``largeemb.projection.Projection``); None with plots off.
+    #: What the plots need (``largeemb.passes.projection.Projection``); None with plots off.
     projection: object = field(default=None, repr=False)
 
     @property
@@ -98,3 +98,27 @@ def metrics_from_memberships(ks, fake_counts, real_covered, real_recalled) -> di
             COVERAGE: float(np.mean(real_covered[:, q])),
         }
     return by_k
+
+
+def realism_radii(real_radii: np.ndarray) -> np.ndarray:
+    """Radii of the real rows that take part in realism scores, 0 for the rest.
+
+    Kynkäänniemi et al. (2019) drop the half of the real balls with the
+    largest radii: a row takes part when its radius is not above the median.
+    """
+    return np.where(real_radii <= np.median(real_radii), real_radii, 0.0)
+
+
+def radius_warnings(real_radii: np.ndarray, fake_radii: np.ndarray, ks, inclusive: bool) -> list[str]:
+    """Zero radii (duplicate rows) make empty balls under strict '<'."""
+    if inclusive:
+        return []
+    warnings = []
+    for radii, role in ((real_radii, "real"), (fake_radii, "fake")):
+        zero = int((radii[:, 0] == 0).sum())
+        if zero:
+            warnings.append(
+                f"{zero} {role} rows have a zero k-NN radius (k={ks[0]}) from duplicate rows; "
+                "with strict '<' their balls are empty (use --inclusive for '<=')"
+            )
+    return warnings

@@ -26,7 +26,7 @@ def run_child(code: str) -> dict:
 
 def synth_pair(tmp: str, rows: int, dim: int, modes: int = 10) -> tuple[str, str]:
     """Real: a mixture of ``modes`` Gaussians; fake: shifted, without 3 of them (when it has more than 3)."""
-    from largeemb.synth import write_synth
+    from largeemb.io.synth import write_synth
 
     real = write_synth(f"{tmp}/real.zarr", rows, dim, seed=0, modes=modes)
     fake = write_synth(f"{tmp}/fake.zarr", rows, dim, seed=1, shift=0.05, modes=modes, drop_modes=3 if modes > 3 else 0)

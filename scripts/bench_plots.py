@@ -26,11 +26,11 @@ from _bench import run_child, synth_pair
 CHILD = """
 import os, time
 import largeemb
-from largeemb import report
+from largeemb.report import stage as report
 from largeemb.config import EvaluateConfig
-from largeemb.output import METRICS_FILE, Staging
-from largeemb.projection import project
-from largeemb.store import open_source
+from largeemb.io.output import METRICS_FILE, Staging
+from largeemb.passes.projection import project
+from largeemb.io.store import open_source
 
 def rss_mib(field):
     with open('/proc/self/status') as fh:

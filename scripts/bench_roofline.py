@@ -6,7 +6,8 @@ Prints, each as useful GFLOP/s and as a ratio to plain NumPy float32 matmul
 measured first on this machine:
 - the cross pass (fake × real tiles: every membership for the four metrics),
   without and with the per-sample values; useful work 2·n·m·dim;
-- the self k-NN pass (radii of one set), useful work 2·n·n·dim, so the
+- the self k-NN pass (radii of one set: the mean of the two sets' passes, as
+  the pipeline times them), useful work 2·n·n·dim, so the
   symmetric tiles show as more than 100%;
 - faiss.knn on the same set with the same threads, tile by tile as a streamed
   job would run it (query block × all rows), and the self pass's speed-up on it.
@@ -51,19 +52,17 @@ def main():
 
     import faiss
 
-    from largeemb import api, engine, execution
-    from largeemb.synth import synth_rows
-    from largeemb.store import open_source
+    from largeemb.config import EvaluateConfig
+    from largeemb.io.store import open_source
+    from largeemb.io.synth import synth_rows
+    from largeemb.pipeline import run_passes
+    from largeemb.run.threads import cores
 
     n, dim, k = args.rows, args.dim, args.k
-    threads = execution.cores()
+    threads = cores()
     real = synth_rows(0, n, dim, 0, 0.0, args.modes, 0, 8192)
     fake = synth_rows(0, n, dim, 1, 0.05, args.modes, 3 if args.modes > 3 else 0, 8192)
     real_src, fake_src = open_source(real, role="real"), open_source(fake, role="fake")
-    [(moments, _)] = engine.moments_stage([(real_src, "real")], "euclidean")
-    centre = moments.metric_mean.astype(np.float32)
-    pruned = engine.partition_stage(real_src, moments, centre, "euclidean", seed=0)
-    block = api.EvaluateConfig().resolved(n).block_rows
 
     peak = matmul_gflops(dim, threads)
     print(f"rows {n}, dim {dim}, k {k}, {threads} threads")
@@ -74,21 +73,19 @@ def main():
 
     self_flops = flops = 2.0 * n * n * dim
     self_s = {}
-    # The cross pass needs the fake radii too; they are the same with and without pruning.
-    [(fake_radii, _)] = engine.radii_stage([fake_src], centre, "euclidean", (k,), block, ("fake",), pruned)
-    for name, partition in (("every tile", None), ("pruned", pruned)):
+    for name, prune in (("every tile", False), ("pruned", True)):
         print(f"-- {name}")
-        start = time.perf_counter()
-        [(real_radii, _)] = engine.radii_stage([real_src], centre, "euclidean", (k,), block, ("real",), partition)
-        self_s[name] = seconds = time.perf_counter() - start
-        print(f"self k-NN pass       {seconds:8.2f} s  {rate(seconds, self_flops):8.1f} GFLOP/s  {rate(seconds, self_flops) / peak:6.2f} of matmul")
         for samples in (False, True):
-            realism = api.realism_radii(real_radii[:, 0]) if samples else None
-            start = time.perf_counter()
-            partial = engine.cross_stage(real_src, fake_src, centre, "euclidean", real_radii, fake_radii, False, block, realism, partition)
-            if samples:
-                engine.settle_stage(real_src, fake_src, centre, "euclidean", partial, realism, block)
-            seconds = time.perf_counter() - start
+            # The pipeline's own stage timings: both self passes, then the cross pass (and the settle pass).
+            config = EvaluateConfig(k=k, prune=prune, samples=samples, plots=False).resolved(n)
+            passes = run_passes(real_src, fake_src, config)
+            t = passes.timings
+            if not samples:
+                self_s[name] = seconds = t["radii"] / 2
+                centre = passes.context.centre
+                block = config.block_rows
+                print(f"self k-NN pass       {seconds:8.2f} s  {rate(seconds, self_flops):8.1f} GFLOP/s  {rate(seconds, self_flops) / peak:6.2f} of matmul  (mean of the two sets)")
+            seconds = t["cross"] + t.get("samples", 0.0)
             label = "cross pass + samples" if samples else "cross pass          "
             print(f"{label} {seconds:8.2f} s  {rate(seconds, flops):8.1f} GFLOP/s  {rate(seconds, flops) / peak:6.2f} of matmul")
 

@@ -24,7 +24,7 @@ import time
 def ensure_store(path: str, rows: int, dim: int, **synth) -> str:
     import zarr
 
-    from largeemb.synth import write_synth
+    from largeemb.io.synth import write_synth
 
     if os.path.isdir(path):
         arr = zarr.open_array(path, mode="r")

@@ -23,7 +23,7 @@ import tempfile
 
 from _bench import run_child, synth_pair
 
-from largeemb.plan import row_blocks
+from largeemb.kernels.plan import row_blocks
 
 
 def tiles(rows: int, block_rows: int) -> int:
@@ -39,10 +39,10 @@ workers, threads, repeats = {workers!r}, {threads!r}, {repeats!r}
 options = dict(k=5, block_rows={block_rows!r}, prune=False)  # every tile computed, so tiles/s means what it says
 start = time.perf_counter()
 if workers:
-    from largeemb import cluster  # the LocalCluster that --workers starts, held across repeats
+    from largeemb.run import cluster  # the LocalCluster that --workers starts, held across repeats
     opened = cluster.open_executor(None, None, workers, threads)
     client = opened.__enter__().client
-    client.run(lambda: __import__("largeemb.engine"))  # workers import the package once, before timing
+    client.run(lambda: __import__("largeemb.pipeline"))  # workers import the package once, before timing
     options["client"] = client
 else:
     options["threads_per_worker"] = threads
@@ -98,7 +98,7 @@ def main():
     args = parser.parse_args()
     counts = [int(part) for part in args.workers.split(",")]
 
-    from largeemb.execution import cores
+    from largeemb.run.threads import cores
 
     n_tiles = tiles(args.rows, args.block_rows)
     with tempfile.TemporaryDirectory() as tmp:

@@ -63,7 +63,7 @@ def main():
     parser.add_argument("--out", default="tsne-compare.png")
     args = parser.parse_args()
 
-    from largeemb.synth import synth_rows
+    from largeemb.io.synth import synth_rows
 
     real = synth_rows(0, args.rows, args.dim, 0, 0.0, 10, 0, 8192)
     fake = synth_rows(0, args.rows, args.dim, 1, 0.05, 10, 3, 8192)

@@ -1,9 +1,12 @@
 import os
 import re
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
 import zarr
+
+from largeemb.run import graph
 
 #: The closing line of a run that kept checkpoints.
 SUMMARY = re.compile(r"(\d+) tasks computed, (\d+) loaded from checkpoints")
@@ -33,17 +36,43 @@ def zarr_store(path, data, chunks=None, zarr_format=3, **options) -> str:
 def slow_tiles(seconds: float) -> str:
     """Source that slows the self and cross tile tasks down, so that a run can be killed part-way.
 
-    Exec it where the tasks run: in a dask worker, or in a child process before the CLI starts.
+    Exec it where the graph is built (a child process before the CLI starts,
+    or this process with :func:`slowed_tiles`): it adds a hook to
+    ``largeemb.run.graph.unit_hooks``. Its functions are defined by exec, so
+    cloudpickle sends them by value to dask workers.
     """
     return f"""
-import time
-import largeemb.engine as engine
-for name in ("_offdiag_task", "_cross_task"):
-    def slow(*args, _task=getattr(engine, name)):
-        time.sleep({seconds})
-        return _task(*args)
-    setattr(engine, name, slow)
+import functools, time
+from largeemb.run import graph
+def _slowed(seconds, func, *args):
+    time.sleep(seconds)
+    return func(*args)
+def slow_tiles_hook(name, func):
+    tile = "-between-" in name or name.startswith("cross-tile-")
+    return functools.partial(_slowed, {seconds}, func) if tile else func
+graph.unit_hooks.append(slow_tiles_hook)
 """
+
+
+@contextmanager
+def unit_hook(hook):
+    """Apply ``hook(name, func) -> func`` to every named unit built inside the block (the graph's test seam)."""
+    graph.unit_hooks.append(hook)
+    try:
+        yield
+    finally:
+        graph.unit_hooks.remove(hook)
+
+
+@contextmanager
+def slowed_tiles(seconds: float):
+    """Tile tasks built inside the block sleep ``seconds`` first (also on dask workers)."""
+    namespace = {}
+    exec(slow_tiles(seconds), namespace)
+    try:
+        yield
+    finally:
+        graph.unit_hooks.remove(namespace["slow_tiles_hook"])
 
 
 def finished_checkpoints(work) -> int:

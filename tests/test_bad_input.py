@@ -20,10 +20,11 @@ import zarr
 from typer.testing import CliRunner
 
 from conftest import mixture, zarr_store
-from largeemb import api, store
+from largeemb import api
+from largeemb.io import checks, store
 from largeemb.cli import app
 from largeemb.config import EvaluateConfig, ReadRetry
-from largeemb.store import Source
+from largeemb.io.store import Source
 
 runner = CliRunner()
 DIM = 4
@@ -255,7 +256,7 @@ def fast_retry(monkeypatch):
 
 def _flaky_open(monkeypatch, failures, error=ConnectionError):
     flaky = {}
-    real_open = store._open_array
+    real_open = store.open_array
 
     def open_flaky(location, array_path, token):
         key = (location, array_path)
@@ -263,7 +264,7 @@ def _flaky_open(monkeypatch, failures, error=ConnectionError):
             flaky[key] = FlakyArray(real_open(location, array_path, token), failures, error)
         return flaky[key]
 
-    monkeypatch.setattr(store, "_open_array", open_flaky)
+    monkeypatch.setattr(store, "open_array", open_flaky)
     return flaky
 
 
@@ -327,10 +328,10 @@ def test_warnings_reach_metrics_json_and_stderr(tmp_path):
 
 def test_large_dim_warning():
     cfg = EvaluateConfig(k=(5,))
-    small, large = (Source("r", "", 2000, d, "float32") for d in (api.LARGE_DIM, api.LARGE_DIM + 1))
-    assert not any("dim" in w for w in api._check_pair(small, small, cfg))
-    (warning,) = [w for w in api._check_pair(large, large, cfg) if "dim" in w]
-    assert f"dim {api.LARGE_DIM + 1} > {api.LARGE_DIM}" in warning and "MiB" in warning
+    small, large = (Source("r", "", 2000, d, "float32") for d in (checks.LARGE_DIM, checks.LARGE_DIM + 1))
+    assert not any("dim" in w for w in checks.check_pair(small, small, cfg.max_k))
+    (warning,) = [w for w in checks.check_pair(large, large, cfg.max_k) if "dim" in w]
+    assert f"dim {checks.LARGE_DIM + 1} > {checks.LARGE_DIM}" in warning and "MiB" in warning
 
 
 def test_spread_too_small_for_float32_is_refused():

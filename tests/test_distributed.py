@@ -21,10 +21,10 @@ from distributed import Client, LocalCluster
 from typer.testing import CliRunner
 
 import largeemb
-from conftest import SUMMARY, finished_checkpoints, mixture, slow_tiles, zarr_store
-from largeemb import cluster, engine, execution
+from conftest import SUMMARY, finished_checkpoints, mixture, slowed_tiles, zarr_store
+from largeemb.run import cluster, graph, session
+from largeemb.run import threads as thread_policy
 from largeemb.cli import app
-from largeemb import taskgraph
 from largeemb.config import EvaluateConfig
 
 runner = CliRunner()
@@ -133,7 +133,7 @@ def test_paths_workers_cannot_see_are_refused(client, tmp_path):
     assert executor.workers_missing(str(tmp_path)) == []
     assert len(executor.workers_missing(str(tmp_path / "elsewhere"))) == 2
     with pytest.raises(largeemb.InputError, match="2 dask worker.*cannot see the checkpoint directory"):
-        execution.check_reachable(execution.Run(executor), [], str(tmp_path / "elsewhere"))
+        session.check_reachable(session.Run(executor), [], str(tmp_path / "elsewhere"))
 
 
 @pytest.mark.parametrize("workers, threads", [(2, 1), (1, 2), (None, None)])
@@ -142,11 +142,11 @@ def test_tasks_use_one_blas_thread_so_slots_never_exceed_the_cores(workers, thre
     # Without the nanny's OMP/BLAS=1 environment (as for workers started without
     # a nanny), a worker's BLAS would use every core; largeemb must hold it at one.
     with dask.config.set({"distributed.nanny.pre-spawn-environ": {}}):
-        with execution.open_run(EvaluateConfig(workers=workers, threads_per_worker=threads)) as run:
-            g = taskgraph.Graph("probe")
-            reports = taskgraph.run(g, [g.unit(f"probe-{i}", engine.thread_probe_task) for i in range(6)], "probe")
+        with session.open_run(EvaluateConfig(workers=workers, threads_per_worker=threads)) as run:
+            g = graph.Graph("probe")
+            reports = graph.run(g, [g.unit(f"probe-{i}", thread_policy.thread_probe_task) for i in range(6)], "probe")
     slots = (workers or 1) * (threads or run.executor.threads)
-    assert slots <= execution.cores()
+    assert slots <= thread_policy.cores()
     if workers:
         assert {report["pid"] for report in reports} - {os.getpid()}  # ran in worker processes
     for report in reports:
@@ -157,7 +157,6 @@ def test_tasks_use_one_blas_thread_so_slots_never_exceed_the_cores(workers, thre
 def test_a_killed_worker_changes_nothing(stores, in_process, tmp_path, caplog):
     work = tmp_path / "work"
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address="127.0.0.1:0") as local, Client(local, set_as_default=False) as client:
-        client.run(exec, slow_tiles(0.03), {})  # so that a worker can be killed mid-run
         victim = next(iter(client.run(os.getpid).values()))
         killed = threading.Event()
 
@@ -172,7 +171,7 @@ def test_a_killed_worker_changes_nothing(stores, in_process, tmp_path, caplog):
 
         killer = threading.Thread(target=kill_when_under_way, daemon=True)
         killer.start()
-        with caplog.at_level(logging.INFO, logger="largeemb"):
+        with caplog.at_level(logging.INFO, logger="largeemb"), slowed_tiles(0.03):  # so that a worker can be killed mid-run
             result = largeemb.evaluate(*stores, k=(3, 5), block_rows=512, client=client, checkpoint_dir=str(work))
         killer.join(timeout=5)
         assert killed.is_set(), "the run finished before a worker could be killed"

@@ -67,14 +67,12 @@ def test_float16_and_integer_stores_are_widened(write_zarr):
 
 
 @pytest.mark.parametrize("panel_rows", [64, 100, 700])
-def test_identical_for_gemm_panel_sizes(sets, monkeypatch, panel_rows):
+def test_identical_for_gemm_panel_sizes(sets, panel_rows):
     """The GEMM panel inside a block is a tuning knob: it must not change anything."""
-    from largeemb import engine
-
     real, fake = sets
     base = largeemb.evaluate(real, fake, k=(3, 1), block_rows=1000)
-    monkeypatch.setattr(engine, "PANEL_ROWS", panel_rows)
-    got = largeemb.evaluate(real, fake, k=(3, 1), block_rows=1000)
+    got = largeemb.evaluate(real, fake, k=(3, 1), block_rows=1000, panel_rows=panel_rows)
+    assert got.params["panel_rows"] == panel_rows
     assert got.to_dict()["metrics"] == base.to_dict()["metrics"]
     np.testing.assert_array_equal(got.real_radii, base.real_radii)
     np.testing.assert_array_equal(got.fake_radii, base.fake_radii)

@@ -133,7 +133,7 @@ def test_near_points_far_from_origin_are_exact():
 def test_float64_fallback_keeps_radii_exact(monkeypatch):
     """With no spare candidates most rows cannot be proven in float32 and take
     the float64 fallback; the answer must not change."""
-    from largeemb import knn
+    from largeemb.kernels import knn
 
     monkeypatch.setattr(knn, "MARGIN", 0)
     real, fake = mixture(900, 8, 1), mixture(800, 8, 2)

@@ -19,10 +19,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from conftest import mixture, zarr_store
-from largeemb import engine, output
+from conftest import mixture, unit_hook, zarr_store
+from largeemb.api import RESULT_FILES
+from largeemb.io import output
 from largeemb.cli import app
-from largeemb.output import LOCK_FILE, METRICS_FILE, OutputLock, result_dir
+from largeemb.io.output import LOCK_FILE, METRICS_FILE, OutputLock, result_dir
 
 runner = CliRunner()
 ROOT = Path(__file__).parents[1]
@@ -80,8 +81,7 @@ def test_existing_result_survives_failed_reruns_and_force_replaces_only_on_succe
     def crash(*args, **kwargs):
         raise RuntimeError("worker lost")
 
-    with monkeypatch.context() as patch:
-        patch.setattr(engine, "cross_stage", crash)
+    with unit_hook(lambda name, func: crash if name.startswith("cross-tile-") else func):
         crashed = _evaluate(stores, out, "--k", "5", "--force")
     assert crashed.exit_code != 0 and isinstance(crashed.exception, RuntimeError)
     unchanged()
@@ -89,7 +89,7 @@ def test_existing_result_survives_failed_reruns_and_force_replaces_only_on_succe
     assert _evaluate(stores, out, "--k", "5", "--force").exit_code == 0
     assert json.loads((out / METRICS_FILE).read_text())["params"]["k"] == [5]
     assert "k_sweep.png" not in _entries(out)  # the old run's figure went with it
-    assert set(_entries(out)) <= set(output.RESULT_FILES) | {"notes.txt"}
+    assert set(_entries(out)) <= set(RESULT_FILES) | {"notes.txt"}
     assert (out / "notes.txt").read_text() == "mine"
 
 
@@ -112,7 +112,7 @@ def test_failed_run_removes_the_out_directory_it_created(tmp_path, stores):
 
 HOLD_LOCK = """
 import sys, time
-from largeemb.output import OutputLock
+from largeemb.io.output import OutputLock
 lock = OutputLock(sys.argv[1]); lock.acquire()
 print("locked", flush=True)
 time.sleep(60)
@@ -225,7 +225,7 @@ def test_killed_cli_run_leaves_previous_result_or_none(seed, tmp_path, stores, p
     assert found is None or (out / METRICS_FILE).read_bytes() == previous or found["params"]["k"] == [5]
     # The next run takes over the dead run's lock and clears its staging directory.
     with pytest.raises(KeyError):
-        with result_dir(str(out), force=True):
+        with result_dir(str(out), True, RESULT_FILES):
             raise KeyError("nothing to publish")
     assert not [n for n in os.listdir(out) if n.startswith((".staging-", LOCK_FILE))]
     assert _valid(out / METRICS_FILE) == found
@@ -233,8 +233,9 @@ def test_killed_cli_run_leaves_previous_result_or_none(seed, tmp_path, stores, p
 
 PUBLISH_FOREVER = """
 import json, os, sys, time
-from largeemb import output
-from largeemb.output import result_dir
+from largeemb.io import output
+from largeemb.api import RESULT_FILES
+from largeemb.io.output import result_dir
 out = sys.argv[1]
 
 def slowed(step):
@@ -246,7 +247,7 @@ def slowed(step):
 output.os.replace = slowed(os.replace)
 output.os.remove = slowed(os.remove)
 for version in range(10**6):
-    with result_dir(out, force=True) as staging:
+    with result_dir(out, True, RESULT_FILES) as staging:
         staging.write_json("metrics.json", {"version": version, "padding": "x" * 200_000})
         names = ["pca.png", "samples.zarr"] if version % 2 else ["k_sweep.png"]
         for name in names:
@@ -275,7 +276,7 @@ def test_killed_publisher_never_leaves_a_mixed_or_partial_result(seed, tmp_path)
 
 def _assert_one_whole_version_or_none(out: Path):
     found = _valid(out / METRICS_FILE)
-    results = {n for n in os.listdir(out) if n in output.RESULT_FILES} - {METRICS_FILE}
+    results = {n for n in os.listdir(out) if n in RESULT_FILES} - {METRICS_FILE}
     if found is not None:
         version = found["version"]
         assert results == ({"pca.png", "samples.zarr"} if version % 2 else {"k_sweep.png"})
@@ -303,7 +304,7 @@ def test_crash_at_every_step_of_publish(tmp_path, monkeypatch):
     steps = 0
     for crash_at in range(1, 50):
         out = tmp_path / f"out{crash_at}"
-        with result_dir(str(out)) as staging:
+        with result_dir(str(out), False, RESULT_FILES) as staging:
             _stage(staging, 1)
         calls = 0
 
@@ -322,7 +323,7 @@ def test_crash_at_every_step_of_publish(tmp_path, monkeypatch):
                 patch.setattr(output.os, name, step(getattr(os, name)))
             patch.setattr(output.shutil, "rmtree", step(shutil.rmtree))
             try:
-                with result_dir(str(out), force=True) as staging:
+                with result_dir(str(out), True, RESULT_FILES) as staging:
                     _stage(staging, 2)
                     calls = 0  # count only what publish() does
             except Crash:

@@ -5,11 +5,14 @@ import pytest
 from sklearn.decomposition import PCA
 
 import largeemb
-from largeemb import engine, execution, projection
+from largeemb.passes import projection
+from largeemb.passes.moments import moments_stage
+from largeemb.report.tsne import tsne
+from largeemb.run.session import open_run
 from largeemb.config import EvaluateConfig
 from largeemb.errors import InputError
-from largeemb.moments import Moments
-from largeemb.store import open_source
+from largeemb.kernels.moments import Moments
+from largeemb.io.store import open_source
 
 COMPONENTS = 10
 
@@ -61,8 +64,8 @@ def test_moments_basis_matches_sklearn_pca(data, oracle_pca, chunk):
 def test_moments_pass_of_evaluate_gives_the_same_basis(data, oracle_pca, write_zarr):
     """Through the real moments pass: a store whose chunks do not divide the rows, several workers."""
     source = open_source(write_zarr("pca.zarr", data, chunks=(1234, 24)))
-    with execution.open_run(EvaluateConfig(threads_per_worker=3)):
-        [(moments, _)] = engine.moments_stage([(source, "real")], "euclidean")
+    with open_run(EvaluateConfig(threads_per_worker=3)):
+        [(moments, _)] = moments_stage([(source, "real")], "euclidean")
     basis = projection.basis_from_moments(moments)
     assert component_angles_deg(basis.components, oracle_pca.components_).max() < 1e-4
     np.testing.assert_allclose(basis.explained_variance, oracle_pca.explained_variance_, rtol=1e-8)
@@ -84,7 +87,7 @@ def test_cosine_basis_is_the_pca_of_unit_rows(data):
     unit = data / np.linalg.norm(data, axis=1, keepdims=True)
     oracle = PCA(n_components=COMPONENTS, svd_solver="full").fit(unit)
     source = open_source(data)
-    [(moments, _)] = engine.moments_stage([(source, "real")], "cosine")  # the one pass over the store
+    [(moments, _)] = moments_stage([(source, "real")], "cosine")  # the one pass over the store
     basis = projection.basis_from_moments(moments.of_metric_rows())
     assert component_angles_deg(basis.components, oracle.components_).max() < 1e-4
     np.testing.assert_allclose(basis.explained_variance, oracle.explained_variance_, rtol=1e-8)
@@ -101,8 +104,8 @@ def test_subsample_depends_only_on_rows_size_and_seed():
 
 def run_project(source_a, source_b, workers=None, method="moments"):
     """The projection stage on ``workers`` task threads (default: all cores)."""
-    with execution.open_run(EvaluateConfig(threads_per_worker=workers)):
-        (real_moments, _), (fake_moments, _) = engine.moments_stage([(source_a, "real"), (source_b, "fake")], "euclidean")
+    with open_run(EvaluateConfig(threads_per_worker=workers)):
+        (real_moments, _), (fake_moments, _) = moments_stage([(source_a, "real"), (source_b, "fake")], "euclidean")
         return projection.project(
             source_a, source_b, real_moments, fake_moments, metric="euclidean", method=method,
             plot_samples=150, tsne_samples=400, seed=11,
@@ -159,8 +162,8 @@ def test_tsne_is_identical_for_the_same_seed_and_input(pair):
     real, fake = pair
     rows = np.concatenate([real[:200], fake[:200]])
     init = np.concatenate([real[:200, :2], fake[:200, :2]]).astype(np.float64)
-    first = projection.tsne(rows, init, seed=5)
-    second = projection.tsne(rows, init, seed=5)
+    first = tsne(rows, init, seed=5)
+    second = tsne(rows, init, seed=5)
     assert first.shape == (400, 2) and np.isfinite(first).all()
     np.testing.assert_array_equal(first, second)
 

@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 import oracle
-from largeemb import cross, knn
-from largeemb.distance import metric_rows, prepare_block, sqdist_error_scale
-from largeemb.moments import Moments
+from largeemb.kernels import cross, knn
+from largeemb.kernels.distance import metric_rows, prepare_block, sqdist_error_scale
+from largeemb.kernels.moments import Moments
 
 SETTINGS = settings(max_examples=100, deadline=None)
 

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 import largeemb
-from largeemb import cross, groups, knn
-from largeemb.distance import prepare_block
+from largeemb.kernels import cross, knn
+from largeemb.kernels import prune as groups
+from largeemb.kernels.distance import prepare_block
 from conftest import mixture
 from oracle import per_sample, prdc, radii
 

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 import largeemb
 from conftest import mixture
 from largeemb.cli import app
-from largeemb.reference import PARTITION_FILE, load_reference
+from largeemb.io.reference import PARTITION_FILE, load_reference
 
 runner = CliRunner()
 
@@ -38,7 +38,7 @@ def test_reference_equals_plain_evaluate_for_every_k(stores, tmp_path):
 
 def test_reference_evaluate_runs_no_real_self_pass(stores, tmp_path, monkeypatch):
     """Every row of a set whose self pass runs goes through faiss once, in its own block's part."""
-    from largeemb import knn
+    from largeemb.kernels import knn
 
     real, fake = stores
     ref = largeemb.build_reference(real, str(tmp_path / "ref"), k=(5,))

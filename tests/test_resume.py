@@ -16,12 +16,12 @@ import pytest
 from typer.testing import CliRunner
 
 import largeemb
-from conftest import SUMMARY, finished_checkpoints, mixture, slow_tiles, zarr_store
-from largeemb import checkpoint, engine, progress
+from conftest import SUMMARY, finished_checkpoints, mixture, slow_tiles, unit_hook, zarr_store
+from largeemb.run import checkpoint, progress
 from largeemb.cli import app
-from largeemb.cross import CrossPartial, Shortlist
-from largeemb.knn import Candidates, Neighbours
-from largeemb.moments import Moments
+from largeemb.kernels.cross import CrossPartial, Shortlist
+from largeemb.kernels.knn import Candidates, Neighbours
+from largeemb.kernels.moments import Moments, SegmentCheck
 
 runner = CliRunner()
 ARGS = ["--k", "3,5", "--block-rows", "128"]
@@ -95,20 +95,22 @@ def test_killed_job_resumes_with_identical_metrics_recomputing_only_unfinished_t
 
 
 @pytest.fixture
-def interrupted(stores, tmp_path, monkeypatch):
+def interrupted(stores, tmp_path):
     """An output directory whose run died in the cross pass (a task raised)."""
     real, fake = stores
     calls = []
 
-    def failing(*args, _task=engine._cross_task):
-        calls.append(1)
-        if len(calls) > 30:
-            raise RuntimeError("node lost")
-        return _task(*args)
+    def failing_tiles(name, func):
+        def failing(*args):
+            calls.append(1)
+            if len(calls) > 30:
+                raise RuntimeError("node lost")
+            return func(*args)
+
+        return failing if name.startswith("cross-tile-") else func
 
     out = tmp_path / "out"
-    with monkeypatch.context() as patch:
-        patch.setattr(engine, "_cross_task", failing)
+    with unit_hook(failing_tiles):
         with pytest.raises(RuntimeError, match="node lost"):
             largeemb.evaluate(real, fake, k=(3, 5), block_rows=128, threads_per_worker=1, checkpoint_dir=str(out / checkpoint.WORK_DIR))
     return real, fake, out
@@ -142,7 +144,7 @@ def test_resume_without_unfinished_work_just_runs(stores, tmp_path):
 def test_checkpoint_round_trip_keeps_values_and_dtypes(tmp_path):
     rng = np.random.default_rng(0)
     values = [
-        engine.SegmentCheck(Moments(7, rng.random(3), rng.random(3), rng.random((3, 3)), rng.random(3)), -1, 4, [b"\x01\xff", b""]),
+        SegmentCheck(Moments(7, rng.random(3), rng.random(3), rng.random((3, 3)), rng.random(3)), -1, 4, [b"\x01\xff", b""]),
         Neighbours(128, rng.random((5, 3)).astype(np.float32), rng.integers(-1, 9, (5, 3)), np.array([np.inf, 1, 2, 3, np.nan], np.float32), rng.random(5)),
         tuple(Candidates(*(rng.integers(0, 9, 4) for _ in range(2)), rng.random(4).astype(np.float32), np.empty(0, np.int64), np.empty(0, np.float32)) for _ in range(2)),
         (rng.random((6, 2)), np.array([3, 5], np.int64)),
@@ -189,7 +191,7 @@ def test_interrupted_write_leaves_no_file(tmp_path):
         raise OSError("disk full")
 
     with pytest.raises(OSError):
-        checkpoint._write_atomic(str(tmp_path / "x.npz"), broken)
+        checkpoint.write_atomic(str(tmp_path / "x.npz"), broken)
     assert os.listdir(tmp_path) == []
 
 
@@ -220,3 +222,46 @@ def test_bad_data_leaves_no_unfinished_work(tmp_path, write_zarr):
     result = runner.invoke(app, ["evaluate", write_zarr("nan.zarr", real), write_zarr("ok.zarr", mixture(1100, 8, 2)), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and "row 700" in result.output
     assert not (tmp_path / "o" / checkpoint.WORK_DIR).exists()  # a fixed rerun needs no --resume or --force
+
+
+def test_resume_across_a_checkpoint_format_change_is_refused(stores, tmp_path):
+    """Checkpoints name record classes by module path; work kept by an older layout is refused, never misread."""
+    real, fake = stores
+    out = tmp_path / "old"
+    work = out / checkpoint.WORK_DIR
+    work.mkdir(parents=True)
+    (work / checkpoint.MANIFEST).write_text(json.dumps({"format": checkpoint.FORMAT - 1}))
+    refused = runner.invoke(app, ["evaluate", real, fake, "--out", str(out), *ARGS, "--resume"])
+    assert refused.exit_code == 2
+    line = refused.output.strip().splitlines()[-1]
+    assert line.startswith("error:") and f"format {checkpoint.FORMAT - 1}" in line and "--force" in line
+    assert (work / checkpoint.MANIFEST).exists()  # refusing destroys nothing
+
+
+def test_a_pass_whose_worker_took_results_along_runs_again_from_its_checkpoints(tmp_path):
+    """LostWork (a cluster forgot how to recompute a lost result): the pass reruns, loading what was saved."""
+    from largeemb.run import graph, session
+    from largeemb.run.executor import InProcess, LostWork
+
+    computed = []
+
+    def square(i):
+        computed.append(i)
+        return i * i
+
+    class LosesWorkOnce(InProcess):
+        lost = False
+
+        def compute(self, tasks, output, tracked, progress):
+            result = super().compute(tasks, output, tracked, progress)  # every unit is saved on the way
+            if not self.lost:
+                self.lost = True
+                raise LostWork("a worker died")
+            return result
+
+    store = checkpoint.open_store(str(tmp_path / "work"), {"test": 1}, resume=False)
+    with session.activated(session.Run(LosesWorkOnce(1), store)):
+        g = graph.Graph("squares")
+        total = g.tree([g.unit(f"square-{i}", square, i) for i in range(5)], int.__add__, "sum")
+        assert graph.run(g, total) == 30
+    assert sorted(computed) == [0, 1, 2, 3, 4]  # the rerun loaded every unit, computed none again

@@ -20,12 +20,9 @@ import tempfile
 import time
 from contextlib import contextmanager
 
-from .errors import InputError, OutputExistsError, OutputLockedError
+from largeemb.errors import InputError, OutputExistsError, OutputLockedError
 
 METRICS_FILE = "metrics.json"
-#: Every name a run may publish into ``--out``; a previous run's files by these
-#: names are the "result" that needs ``--force`` to be replaced.
-RESULT_FILES = (METRICS_FILE, "samples.zarr", "projection.npz", "pca.png", "tsne.png", "k_sweep.png", "ball_counts.png")
 LOCK_FILE = ".largeemb.lock"
 STAGING_PREFIX = ".staging-"
 
@@ -35,7 +32,7 @@ def _refuse_unwritable(out: str) -> None:
         raise InputError(f"--out {out} is a file", "for the output directory", "give a directory path")
 
 
-def _refuse_existing(out: str, force: bool, names=RESULT_FILES) -> None:
+def _refuse_existing(out: str, force: bool, names) -> None:
     if force:
         return
     present = [name for name in names if os.path.lexists(os.path.join(out, name))]
@@ -62,9 +59,11 @@ def _probe_writable(out: str) -> bool:
 
 
 @contextmanager
-def result_dir(out: str, force: bool = False):
+def result_dir(out: str, force: bool, result_files):
     """Claim ``out`` for one run and yield a :class:`Staging` to write into.
 
+    ``result_files`` names every file a result may consist of
+    (``metrics.json`` is its commit mark).
     Refuses before any work if ``out`` is unwritable, holds a result (without
     ``force``) or is claimed by another live run. The staged files are
     published only if the ``with`` body finishes without an exception;
@@ -72,13 +71,13 @@ def result_dir(out: str, force: bool = False):
     ``out`` directory this call created is removed again.
     """
     _refuse_unwritable(out)
-    _refuse_existing(out, force)
+    _refuse_existing(out, force, result_files)
     created = _probe_writable(out)
     try:
         with OutputLock(out):
-            _refuse_existing(out, force)  # a run that held the lock may have just published
+            _refuse_existing(out, force, result_files)  # a run that held the lock may have just published
             _remove_stale_staging(out)
-            with Staging(out) as staging:
+            with Staging(out, result_files) as staging:
                 yield staging
                 staging.publish(force)
     finally:
@@ -97,10 +96,15 @@ def _remove_stale_staging(out: str) -> None:
 
 
 class Staging:
-    """A staging directory inside ``out``; ``publish()`` moves its files into ``out``."""
+    """A staging directory inside ``out``; ``publish()`` moves its files into ``out``.
 
-    def __init__(self, out: str):
+    ``result_files``: the names of a whole result; publishing one removes the
+    earlier result's files that it does not replace.
+    """
+
+    def __init__(self, out: str, result_files=()):
         self.out = out
+        self.result_files = tuple(result_files)
         os.makedirs(out, exist_ok=True)
         self.path = tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out)
 
@@ -127,7 +131,7 @@ class Staging:
             _remove(os.path.join(self.out, last))
             _fsync_dir(self.out)
             if last == METRICS_FILE:
-                for name in RESULT_FILES:
+                for name in self.result_files:
                     if name not in staged:
                         _remove(os.path.join(self.out, name))
         for name in staged:

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import InputError
-from .moments import Moments
-from .store import Source, open_source
+from largeemb.errors import InputError
+from largeemb.kernels.moments import Moments
+from largeemb.io.store import Source, open_source
+from largeemb.kernels.prune import Partition
 
 REFERENCE_FILE = "reference.json"
 RADII_STORE = "radii.zarr"
@@ -61,9 +62,7 @@ class Reference:
             return Moments(int(saved["count"]), saved["shift"], saved["s1"], saved["s2"], saved["metric_sum"], *metric)
 
     def partition(self):
-        """The groups the radii were pruned with (see :mod:`largeemb.groups`); None if there were none."""
-        from .groups import Partition
-
+        """The groups the radii were pruned with (see :mod:`largeemb.kernels.prune`); None if there were none."""
         path = os.path.join(self.path, PARTITION_FILE)
         if not os.path.exists(path):  # built without pruning, or before it existed: evaluate without it
             return None
@@ -113,76 +112,30 @@ def load_reference(path: str) -> Reference:
     return Reference(path, source, tuple(meta["k"]), meta["metric"], src["fingerprint"], meta["created_utc"])
 
 
-def build_reference(
-    real,
-    out: str,
-    k=(3, 5, 10),
-    *,
-    metric="euclidean",
-    block_rows=None,
-    real_array=None,
-    workers=None,
-    scheduler=None,
-    force=False,
-    prune=True,
-) -> Reference:
-    """Compute and store the real set's radii (for each k), moments and fingerprint.
+#: Rows per chunk of the stored radii.
+RADII_CHUNK_ROWS = 65536
 
-    Parameters
-    ----------
-    real
-        Path or fsspec URL of the real zarr array or group (stored by location,
-        so it must stay where it is).
-    out
-        Directory for the reference; refused if it already holds one, unless ``force``.
-    k, metric, block_rows, real_array, workers, scheduler, prune
-        As for :func:`largeemb.evaluate` (``workers``: a LocalCluster of that
-        many processes; ``scheduler``: a running cluster's address).
 
-    Returns
-    -------
-    Reference
-    """
-    from . import engine, execution
-    from .config import EvaluateConfig
-    from .output import OutputLock, Staging
-    from .samples import CHUNK_ROWS
-
-    config = EvaluateConfig(k=k, metric=metric, block_rows=block_rows, workers=workers, scheduler=scheduler, prune=prune)
-    if not isinstance(real, (str, os.PathLike)):
-        raise InputError("a reference needs a real store it can find again", "in build_reference()", "pass a zarr path or URL")
-    if os.path.exists(os.path.join(out, REFERENCE_FILE)) and not force:
-        raise InputError("directory already holds a reference", f"in {out}", "choose another --out or pass --force")
-    source = open_source(real, real_array, role="real")
-    config = config.resolved(source.rows)
-    os.makedirs(out, exist_ok=True)
-    location = source.location if "://" in source.location else os.path.abspath(source.location)
-    with execution.open_run(config):
-        [(moments, fingerprint)] = engine.moments_stage([(source, "real")], config.metric)
-        centre = moments.metric_mean.astype(np.float32)
-        partition = engine.partition_stage(source, moments, centre, config.metric, config.seed) if config.prune else None
-        [(radii, _)] = engine.radii_stage([source], centre, config.metric, config.k, config.block_rows, ("real",), partition)
-
+def write_reference(staging, source: Source, k, metric: str, moments: Moments, fingerprint: str, radii, partition) -> None:
+    """Write a reference's files into ``staging`` (an :class:`largeemb.io.output.Staging`), ``reference.json`` last."""
     import zarr
 
+    location = source.location if "://" in source.location else os.path.abspath(source.location)
     meta = {
         "schema_version": SCHEMA_VERSION,
         "kind": KIND,
         "source": {**source.describe(), "location": location, "array_path": source.array_path, "fingerprint": fingerprint},
-        "k": list(config.k),
-        "metric": config.metric,
+        "k": list(k),
+        "metric": metric,
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    with OutputLock(out), Staging(out) as staging:
-        arr = zarr.create_array(staging.file(RADII_STORE), shape=radii.shape, dtype="float64", chunks=(CHUNK_ROWS, radii.shape[1]))
-        arr[...] = radii
-        metric = {} if moments.metric_s2 is None else {"metric_shift": moments.metric_shift, "metric_s2": moments.metric_s2}
-        np.savez(
-            staging.file(MOMENTS_FILE),
-            count=moments.count, shift=moments.shift, s1=moments.s1, s2=moments.s2, metric_sum=moments.metric_sum, **metric,
-        )
-        if partition is not None:
-            np.savez(staging.file(PARTITION_FILE), basis=partition.basis, centroids=partition.centroids)
-        staging.write_json(REFERENCE_FILE, meta)
-        staging.publish(force, last=REFERENCE_FILE)
-    return load_reference(out)
+    arr = zarr.create_array(staging.file(RADII_STORE), shape=radii.shape, dtype="float64", chunks=(RADII_CHUNK_ROWS, radii.shape[1]))
+    arr[...] = radii
+    extra = {} if moments.metric_s2 is None else {"metric_shift": moments.metric_shift, "metric_s2": moments.metric_s2}
+    np.savez(
+        staging.file(MOMENTS_FILE),
+        count=moments.count, shift=moments.shift, s1=moments.s1, s2=moments.s2, metric_sum=moments.metric_sum, **extra,
+    )
+    if partition is not None:
+        np.savez(staging.file(PARTITION_FILE), basis=partition.basis, centroids=partition.centroids)
+    staging.write_json(REFERENCE_FILE, meta)

@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from .errors import InputError
+from largeemb.errors import InputError
 
 SAMPLES_STORE = "samples.zarr"
 CHUNK_ROWS = 65536

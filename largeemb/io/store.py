@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .config import ReadRetry
-from .errors import InputError, StoreReadError
+from largeemb.config import ReadRetry
+from largeemb.errors import InputError, StoreReadError
 
 FLOAT_KINDS = "f"
 CAST_KINDS = "iu"
@@ -102,7 +102,7 @@ class Source:
         return self.data is not None and not hasattr(self.data, "store_path")
 
     def _array(self):
-        return self.data if self.data is not None else _open_array(self.location, self.array_path, self.token)
+        return self.data if self.data is not None else open_array(self.location, self.array_path, self.token)
 
     def _fetch(self, select, rows: np.ndarray, rows_text: str) -> np.ndarray:
         """``select(array)``, retrying transient errors; any other failure means a corrupt store."""
@@ -162,7 +162,7 @@ _SLABS = _SlabCache(SLAB_CACHE_BYTES)
 @functools.lru_cache(maxsize=64)
 def _slab_rows(location: str, array_path: str, token: str) -> int:
     """Rows per cached slab: a whole number of (inner) chunks, or 0 to bypass the cache."""
-    arr = _open_array(location, array_path, token)
+    arr = open_array(location, array_path, token)
     chunk_rows = int(arr.chunks[0])
     slab_rows = chunk_rows * max(1, -(-MIN_SLAB_ROWS // chunk_rows))
     slab_bytes = slab_rows * int(arr.shape[1]) * arr.dtype.itemsize
@@ -170,7 +170,7 @@ def _slab_rows(location: str, array_path: str, token: str) -> int:
 
 
 @functools.lru_cache(maxsize=16)
-def _open_array(location: str, array_path: str, token: str):
+def open_array(location: str, array_path: str, token: str):
     import zarr
 
     node = zarr.open(store=location, mode="r")

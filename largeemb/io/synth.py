@@ -14,7 +14,7 @@ import shutil
 
 import numpy as np
 
-from .errors import InputError
+from largeemb.errors import InputError
 
 DEFAULT_CHUNK_ROWS = 8192
 #: Per-coordinate spread of mode centres, relative to the unit noise within a mode.

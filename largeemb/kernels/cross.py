@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .distance import UNIT_ROUNDOFF32, Block, exact_pairs, sqdist32
-from .tiling import cut_pair, parted, taken, taken_rows, tile_rows
+from largeemb.kernels.distance import UNIT_ROUNDOFF32, Block, exact_pairs, sqdist32
+from largeemb.kernels.tiles import cut_pair, parted, taken, taken_rows, tile_rows
 
 #: Pairs closer than this many float32 error bounds are always re-checked for
 #: realism (near-copies of real rows, whose ratio float32 cannot rank).
@@ -163,7 +163,7 @@ def _flags(rows, inside, n):
 
 
 def block_pair(fake: Block, real: Block, fake_radii, real_radii, realism_radius, kappa, inclusive, panel_rows, partition=None) -> CrossPartial:
-    """One fake block × real block, tile by tile (see :func:`largeemb.tiling.cut_pair`).
+    """One fake block × real block, tile by tile (see :func:`largeemb.kernels.tiles.cut_pair`).
 
     A row is left out of a fake group's tile when its distance bound to the
     other side exceeds every radius of the pairs' rows (no membership can

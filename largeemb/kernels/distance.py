@@ -29,6 +29,18 @@ def sqdist_error_scale(dim: int) -> float:
     return 2.0 * (2.0 * gamma + 8.0 * UNIT_ROUNDOFF32)
 
 
+def largest_safe_value(dim: int, metric: str) -> float:
+    """Largest |value| whose distances stay finite in the arithmetic that computes them.
+
+    Euclidean tiles hold squared distances of centred rows in float32, with
+    terms up to about 4 dim (2 |x|)²; a 4x margin on top. Cosine rows are
+    normalised in float64, where only the norm can overflow.
+    """
+    if metric == "cosine":
+        return float(np.sqrt(np.finfo(np.float64).max / (dim + 2)) / 4)
+    return float(np.sqrt(np.finfo(np.float32).max / (64.0 * (dim + 2))))
+
+
 @dataclass(frozen=True)
 class Gathered:
     """Rows ``index`` of a stored array, gathered only when read (exact re-checks read few)."""

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .distance import EXACT_CHUNK, Block, exact_row_dist, sqdist32, sqdist_error_scale
-from . import tiling
-from .groups import MIN_SKIPPED, Partition
+from largeemb.kernels.distance import EXACT_CHUNK, Block, exact_row_dist, sqdist32, sqdist_error_scale
+from largeemb.kernels import tiles as tiling
+from largeemb.kernels.prune import MIN_SKIPPED, Partition
 
 #: Candidates kept per row beyond k+1, so that the float32 order rarely needs
 #: the float64 fallback.

@@ -2,15 +2,20 @@
 
 Sums are taken per fixed row segment about a fixed shift (the set's first
 row), then merged in a fixed binary tree, so the float64 result does not depend
-on how the work was chunked or scheduled.
+on how the work was chunked or scheduled. A segment's chunk function
+(:func:`segment_check`) and its combine (:func:`merge_checks`) sit side by
+side, with the content digests that fingerprint a set.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.linalg import eigh
+
+from largeemb.kernels.distance import largest_safe_value, metric_rows
 
 
 @dataclass
@@ -97,3 +102,79 @@ def frechet_distance(mean_a, cov_a, mean_b, cov_b) -> float:
     trace_sqrt = np.sqrt(np.clip(np.linalg.eigvalsh((inner + inner.T) / 2), 0, None)).sum()
     diff = mean_a - mean_b
     return float(diff @ diff + np.trace(cov_a) + np.trace(cov_b) - 2 * trace_sqrt)
+
+
+# -- one segment of the moments pass: chunk, combine, fingerprint --------------
+
+
+@dataclass
+class SegmentCheck:
+    """Per segment: moments plus the first row that cannot be used, if any."""
+
+    moments: Moments
+    first_nonfinite: int  # -1 when none
+    first_zero: int  # -1 when none (matters for the cosine metric)
+    digests: list[bytes]  # content hash of each segment, in row order
+    first_too_large: int = -1  # -1 when none
+
+
+def segment_digest(raw: np.ndarray) -> bytes:
+    return hashlib.blake2b(np.ascontiguousarray(raw).tobytes(), digest_size=16).digest()
+
+
+def fingerprint_of(rows: int, dim: int, dtype: str, digests: list[bytes]) -> str:
+    """Hash of shape, dtype and every stored byte (from per-segment digests, in row order)."""
+    whole = hashlib.blake2b(f"{rows}x{dim}:{dtype}".encode(), digest_size=16)
+    for digest in digests:
+        whole.update(digest)
+    return whole.hexdigest()
+
+
+def segment_check(raw: np.ndarray, start: int, shift: np.ndarray, metric_shift, metric: str) -> SegmentCheck:
+    """Moments of one segment of stored rows (global rows from ``start``), and what is wrong with it."""
+    rows = np.asarray(raw, dtype=np.float64)
+    finite = np.isfinite(rows)
+    bad = np.flatnonzero(~finite.all(axis=1))
+    huge = np.flatnonzero((finite & (np.abs(rows) > largest_safe_value(rows.shape[1], metric))).any(axis=1))
+    zero = np.flatnonzero(~rows.any(axis=1))
+    if len(bad):
+        rows = np.where(np.isfinite(rows), rows, 0.0)
+    if metric == "cosine" and len(zero):
+        rows = rows.copy()
+        rows[zero] = 1.0
+    return SegmentCheck(
+        Moments.of_rows(rows, shift, metric_rows(rows, metric), metric_shift),
+        int(start + bad[0]) if len(bad) else -1,
+        int(start + zero[0]) if len(zero) else -1,
+        [segment_digest(raw)],
+        int(start + huge[0]) if len(huge) else -1,
+    )
+
+
+def merge_checks(a: SegmentCheck, b: SegmentCheck) -> SegmentCheck:
+    """Combine two adjacent segments (a before b): sums add, first bad rows are the earliest."""
+
+    def first(x, y):
+        return min(v for v in (x, y) if v >= 0) if max(x, y) >= 0 else -1
+
+    return SegmentCheck(
+        a.moments.merge(b.moments),
+        first(a.first_nonfinite, b.first_nonfinite),
+        first(a.first_zero, b.first_zero),
+        a.digests + b.digests,
+        first(a.first_too_large, b.first_too_large),
+    )
+
+
+def shifts(first_row: np.ndarray, metric: str):
+    """The shifts sums are taken about: the set's first row, and its metric row (None for euclidean)."""
+    shift = np.asarray(first_row, dtype=np.float64)
+    if not np.isfinite(shift).all():
+        shift = np.zeros_like(shift)
+    if metric == "euclidean":  # the metric sees the stored rows: their moments serve
+        return shift, None
+    with np.errstate(invalid="ignore", divide="ignore"):
+        metric_shift = metric_rows(shift[None], metric)[0]
+    if not np.isfinite(metric_shift).all():
+        metric_shift = np.zeros_like(shift)
+    return shift, metric_shift

@@ -7,9 +7,6 @@ from dataclasses import dataclass
 #: Rows per segment of the moments pass. Fixed, so float64 sums are added in
 #: the same order whatever block size the distance passes use.
 MOMENT_ROWS = 4096
-#: Rows per GEMM panel inside a block: bounds a tile's float32 distance matrix
-#: (PANEL_ROWS² × 4 bytes = 16 MiB) independently of the read block size.
-PANEL_ROWS = 2048
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ every row of group h. A row whose bound to a group already exceeds every
 threshold its pairs with that group are compared with (a ball radius, a row's
 current k-th distance, a current nearest distance) has no pair there that can
 change an answer, so a group's tile runs only on the rows that can still meet
-it (:mod:`largeemb.tiling`). The answers stay exact; only work on pairs that
+it (:mod:`largeemb.kernels.tiles`). The answers stay exact; only work on pairs that
 provably do not matter is left out. On data without cluster structure the
 bounds are small, nothing qualifies, and the tiles run as before.
 """
@@ -20,15 +20,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .distance import UNIT_ROUNDOFF32, Block
-from .moments import leading_axes
+from largeemb.kernels.distance import UNIT_ROUNDOFF32, Block
+from largeemb.kernels.moments import leading_axes
 
 #: Principal axes that the bounds are measured in.
 AXES = 16
 #: Centroids that rows are grouped by.
 CLUSTERS = 16
 #: A block pair takes the grouped path only if at least this share of its
-#: pairs can be skipped (:func:`largeemb.tiling.cut_pair`); below it the
+#: pairs can be skipped (:func:`largeemb.kernels.tiles.cut_pair`); below it the
 #: plain panels are faster. The sample check asks for the same share.
 MIN_SKIPPED = 0.25
 

@@ -2,10 +2,10 @@
 
 A tile is one GEMM operand of each block. Without pruning the blocks are cut
 into panels and every panel meets every panel. With a partition
-(:mod:`largeemb.groups`) each block is cut into groups, and each group of one
+(:mod:`largeemb.kernels.prune`) each block is cut into groups, and each group of one
 block gets one tile with the rows of the other block that its bounds cannot
-rule out (:func:`tile_rows`); the passes (:mod:`largeemb.knn`,
-:mod:`largeemb.cross`) say which rows those are.
+rule out (:func:`tile_rows`); the passes (:mod:`largeemb.kernels.knn`,
+:mod:`largeemb.kernels.cross`) say which rows those are.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .distance import Block, Gathered
-from .groups import MIN_SKIPPED, Groups, Partition
+from largeemb.kernels.distance import Block, Gathered
+from largeemb.kernels.prune import MIN_SKIPPED, Groups, Partition
 
 
 @dataclass(frozen=True)

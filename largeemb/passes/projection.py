@@ -1,5 +1,6 @@
 """Projections for the plots: the real set's PCA basis, streamed 2-D
-histograms of both sets on it, seeded subsamples, and t-SNE of a subsample.
+histograms of both sets on it, and seeded subsamples (whose t-SNE the plot
+stage computes: :mod:`largeemb.report.tsne`).
 
 Everything here is computed in the space the metric measures (unit rows for
 ``cosine``). The basis is fitted on the real set and applied to both sets.
@@ -14,11 +15,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .distance import metric_rows
-from .moments import Moments, leading_axes
-from .plan import MOMENT_ROWS, RowBlock, row_blocks, segments
-from .store import Source
-from .taskgraph import Graph, run
+from largeemb.kernels.distance import metric_rows
+from largeemb.kernels.moments import Moments, leading_axes
+from largeemb.kernels.plan import MOMENT_ROWS, RowBlock, row_blocks, segments
+from largeemb.io.store import Source
+from largeemb.run.graph import Graph, run
 
 #: Principal components kept (the plots use two; ten are kept for inspection).
 PCA_COMPONENTS = 10
@@ -28,10 +29,6 @@ HISTOGRAM_BINS = 300
 RANGE_SIGMAS = 6.0
 #: Salt of the subsample generator, so its stream differs from other seeded draws.
 SUBSAMPLE_SALT = 0x5EED
-#: t-SNE starts from the PCA coordinates scaled to this standard deviation
-#: (both scikit-learn and openTSNE rescale their own PCA start the same way).
-TSNE_INIT_STD = 1e-4
-TSNE_PERPLEXITY = 30.0
 
 
 @dataclass
@@ -240,27 +237,3 @@ def project(
         keys.append(scan_graph(g, src, metric, shared_basis, shared_edges, union))
     real_part, fake_part = run(g, keys, "projection")
     return Projection(basis, method, _split(real_part, *wanted[0]), _split(fake_part, *wanted[1]))
-
-
-# -- t-SNE ---------------------------------------------------------------------
-
-
-def tsne(rows: np.ndarray, init: np.ndarray, seed: int) -> np.ndarray:
-    """openTSNE embedding of ``rows`` started from ``init`` (PCA coordinates), seeded.
-
-    The start is rescaled to TSNE_INIT_STD on its first axis, as openTSNE and
-    scikit-learn do with their own PCA start. Perplexity is lowered for small
-    inputs, which need more than three times the perplexity in rows. It runs
-    on one thread: openTSNE's result changes with its thread count, and the
-    plots must not depend on how many cores a machine has.
-    """
-    from openTSNE import TSNE
-
-    init = np.asarray(init, np.float64)
-    spread = init[:, 0].std()
-    init = init / spread * TSNE_INIT_STD if spread > 0 else np.zeros_like(init)
-    perplexity = min(TSNE_PERPLEXITY, max(1.0, (len(rows) - 1) / 3.0))
-    embedding = TSNE(perplexity=perplexity, initialization=init, random_state=seed, n_jobs=1).fit(
-        np.ascontiguousarray(rows, dtype=np.float32)
-    )
-    return np.asarray(embedding, dtype=np.float64)

@@ -1,0 +1,11 @@
+"""The plot stage: plot data (``projection.npz``), t-SNE and figures.
+
+``write_plots(result, directory)`` writes them for an evaluation;
+``redraw(directory)`` draws the figures again from a finished run's saved
+data. The figure functions (arrays in, a matplotlib figure out) are in
+:mod:`largeemb.report.figures`.
+"""
+
+from largeemb.report.stage import redraw, write_plots
+
+__all__ = ["redraw", "write_plots"]

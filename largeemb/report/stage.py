@@ -11,12 +11,12 @@ import time
 
 import numpy as np
 
-from .errors import InputError
-from .output import METRICS_FILE, Staging
+from largeemb.errors import InputError
+from largeemb.io.output import METRICS_FILE, Staging
 
 PROJECTION_FILE = "projection.npz"
 PCA_PNG, TSNE_PNG, K_SWEEP_PNG, BALL_COUNTS_PNG = "pca.png", "tsne.png", "k_sweep.png", "ball_counts.png"
-#: Every file this stage may write (all are in output.RESULT_FILES, so a
+#: Every file this stage may write (part of ``api.RESULT_FILES``, so a
 #: --force run removes those of an earlier run that it does not write again).
 PLOT_FILES = (PROJECTION_FILE, PCA_PNG, TSNE_PNG, K_SWEEP_PNG, BALL_COUNTS_PNG)
 PLOT_DATA_VERSION = 1
@@ -27,12 +27,12 @@ CIRCLES_ON_BACKDROP = 100
 
 def plot_data(result) -> dict[str, np.ndarray]:
     """Everything the figures need, as named arrays; runs t-SNE on the joint subsample."""
-    from . import projection as proj
+    from largeemb.report.tsne import tsne
 
     p = result.projection
     real_tsne = fake_tsne = np.zeros((0, 2))
     if len(p.real.tsne_index) and len(p.fake.tsne_index):
-        embedding = proj.tsne(
+        embedding = tsne(
             np.concatenate([p.real.tsne_rows, p.fake.tsne_rows]),
             np.concatenate([p.real.tsne_init, p.fake.tsne_init]),
             seed=result.params["seed"],
@@ -77,6 +77,7 @@ def write_plots(result, directory: str) -> list[str]:
     Adds the stage's timings (``tsne``, ``plots``) to ``result.timings_s``.
     Returns the names of the files written.
     """
+    os.makedirs(directory, exist_ok=True)
     start = time.perf_counter()
     data = plot_data(result)
     tsne_done = time.perf_counter()
@@ -149,7 +150,7 @@ def redraw(directory: str, out: str | None = None, force: bool = False) -> list[
 
 def draw(data: dict, metrics: dict, directory: str) -> list[str]:
     """Draw pca.png, tsne.png, ball_counts.png and (several k) k_sweep.png; returns their names."""
-    from . import plots
+    from largeemb.report import figures as plots
 
     written = []
     figures = [(PCA_PNG, pca_figure(data, metrics))]
@@ -172,7 +173,7 @@ def _headline(metrics: dict) -> str:
 
 
 def pca_figure(data: dict, metrics: dict):
-    from . import plots
+    from largeemb.report import figures as plots
 
     real_rows, fake_rows = int(data["real_rows"]), int(data["fake_rows"])
     real_coords, fake_coords = data["real_plot_coords"], data["fake_plot_coords"]
@@ -216,7 +217,7 @@ def pca_figure(data: dict, metrics: dict):
 
 
 def tsne_figure(data: dict, metrics: dict):
-    from . import plots
+    from largeemb.report import figures as plots
 
     real, fake = data["real_tsne_coords"], data["fake_tsne_coords"]
     return plots.tsne_figure(

@@ -19,9 +19,11 @@ import uuid
 
 import numpy as np
 
-from .errors import InputError
+from largeemb.errors import InputError
 
-FORMAT = 1
+#: Bumped whenever what a checkpoint holds or names changes (2: record
+#: classes moved into largeemb.kernels / largeemb.passes).
+FORMAT = 2
 MANIFEST = "manifest.json"
 SUFFIX = ".npz"
 #: The work directory inside ``--out``.
@@ -62,6 +64,12 @@ def open_store(path: str, fingerprint: dict, resume: bool) -> CheckpointStore:
                 found = json.load(fh)
         except (OSError, ValueError):
             found = {}
+        if found.get("format") != FORMAT:
+            raise InputError(
+                f"unfinished work was kept in checkpoint format {found.get('format')}, this largeemb writes format {FORMAT}",
+                f"in {path}",
+                "finish it with the largeemb version that started it, or pass --force without --resume to discard it",
+            )
         differ = sorted(key for key in set(wanted) | set(found) if wanted.get(key) != found.get(key))
         if differ:
             raise InputError(
@@ -74,7 +82,7 @@ def open_store(path: str, fingerprint: dict, resume: bool) -> CheckpointStore:
     for name in os.listdir(path):  # leftovers without a manifest cannot be trusted
         if name.endswith(SUFFIX) or ".tmp-" in name:
             os.remove(os.path.join(path, name))
-    _write_atomic(manifest, lambda fh: fh.write(json.dumps(wanted, indent=2, sort_keys=True).encode()))
+    write_atomic(manifest, lambda fh: fh.write(json.dumps(wanted, indent=2, sort_keys=True).encode()))
     return CheckpointStore(path, set())
 
 
@@ -106,7 +114,7 @@ def save(path: str, value) -> None:
     arrays: dict[str, np.ndarray] = {}
     tree = _encode(value, arrays)
     arrays["__tree__"] = np.array(json.dumps(tree))
-    _write_atomic(path, lambda fh: np.savez(fh, **arrays))
+    write_atomic(path, lambda fh: np.savez(fh, **arrays))
 
 
 def load(path: str):
@@ -115,7 +123,7 @@ def load(path: str):
     return _decode(json.loads(str(arrays.pop("__tree__"))), arrays)
 
 
-def _write_atomic(path: str, write) -> None:
+def write_atomic(path: str, write) -> None:
     tmp = f"{path}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
         with open(tmp, "wb") as fh:

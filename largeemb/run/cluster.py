@@ -16,10 +16,12 @@ from contextlib import contextmanager
 
 import dask
 from distributed import Client, LocalCluster, as_completed
+from distributed.client import FutureCancelledError
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from . import execution
-from .errors import InputError
+from largeemb.run.executor import LostWork
+from largeemb.run.threads import cores, warn_if_oversubscribed
+from largeemb.errors import InputError
 
 logger = logging.getLogger("largeemb")
 
@@ -103,49 +105,21 @@ class OnCluster:
         """Addresses of workers on which ``path`` does not exist."""
         return sorted(address for address, seen in self.client.run(os.path.exists, path).items() if not seen)
 
-    def compute(self, graphs: tuple, tracked: set, progress):
-        leaves, rebuild = _flatten(graphs)
-        graph = {}
-        for leaf in leaves:
-            graph.update(leaf.__dask_graph__())
-        root_keys = [leaf.key for leaf in leaves]
-        root_set = set(root_keys)
-        futures = self.client.get(graph, root_keys + sorted(tracked, key=str), sync=False)
-        roots, progress_futures = futures[: len(root_keys)], futures[len(root_keys) :]
+    def compute(self, tasks: dict, output, tracked: set, progress):
+        order = sorted(tracked, key=str)
+        futures = self.client.get(tasks, [output] + order, sync=False)
+        root, progress_futures = futures[0], futures[1:]
         try:
             for finished in as_completed(progress_futures, loop=self.client.loop):
                 progress.advance()
-                if finished.key not in root_set:  # the scheduler keeps it while dependents still need it
-                    finished.release()
-            return rebuild(self.client.gather(roots))
+                finished.release()  # the scheduler keeps it while dependents still need it
+            return self.client.gather(root)
+        except FutureCancelledError as exc:
+            self.client.cancel(futures)
+            raise LostWork(str(exc)) from exc
         except BaseException:
             self.client.cancel(futures)
             raise
-
-
-def _flatten(graphs):
-    """Delayed objects or lists of them -> flat list, and the inverse for results."""
-    leaves, shape = [], []
-    for graph in graphs:
-        if isinstance(graph, (list, tuple)):
-            shape.append(len(graph))
-            leaves.extend(graph)
-        else:
-            shape.append(None)
-            leaves.append(graph)
-
-    def rebuild(values):
-        out, at = [], 0
-        for size in shape:
-            if size is None:
-                out.append(values[at])
-                at += 1
-            else:
-                out.append(list(values[at : at + size]))
-                at += size
-        return tuple(out)
-
-    return leaves, rebuild
 
 
 @contextmanager
@@ -162,8 +136,8 @@ def open_executor(client, scheduler: str | None, workers: int | None, threads_pe
         finally:
             client.close()
     else:
-        threads = threads_per_worker or max(1, execution.cores() // workers)
-        execution.warn_if_oversubscribed(workers * threads, "the LocalCluster")
+        threads = threads_per_worker or max(1, cores() // workers)
+        warn_if_oversubscribed(workers * threads, "the LocalCluster")
         with dask.config.set({"distributed.nanny.pre-spawn-environ": WORKER_ENVIRON}):
             cluster = LocalCluster(
                 n_workers=workers, threads_per_worker=threads, processes=True, host="127.0.0.1", dashboard_address="127.0.0.1:0"

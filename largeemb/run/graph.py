@@ -1,40 +1,87 @@
-"""Plain dask task graphs, built in linear time, run on the current executor."""
+"""Plain dask task graphs, built in linear time, run on the current run's executor.
+
+A pass builds one :class:`Graph`: ``task()`` adds an anonymous step (a merge,
+a digest), ``unit()`` a named unit of work (a tile, a block's result) that the
+run counts for progress and, when it keeps checkpoints, saves when it
+finishes or loads instead of computing it. ``run()`` hands the graph to the
+executor, culled to what the outputs need (so a loaded merge also skips
+everything below it).
+
+Seam: :data:`unit_hooks` (for tests and instrumentation) holds callables
+``hook(name, func) -> func`` applied to every named unit's function as graphs
+are built; ``name`` is the unit's full name (e.g. ``radii-real-between-0-1``,
+``cross-tile-2-3``). A hook's function runs wherever the task runs, so on a
+cluster it must be picklable.
+"""
 
 from __future__ import annotations
 
-from . import execution
-from .plan import tree
+import logging
+import os
+import uuid
+
+from largeemb.kernels.plan import tree
+from largeemb.run import checkpoint
+from largeemb.run.executor import LostWork
+from largeemb.run.progress import Progress
+from largeemb.run.session import current_run
+
+unit_hooks: list = []
+logger = logging.getLogger("largeemb")
+
+
+def same(value):
+    """Pass a value through: gives a merge tree's root a name of its own."""
+    return value
+
+
+def _computed_and_kept(path: str, func, *args):
+    value = func(*args)
+    checkpoint.save(path, value)
+    return value
 
 
 class Graph:
-    """A plain dask task graph, built task by task.
+    """A plain dask task graph of one pass (``scope``, e.g. ``radii``), built task by task.
 
     Each ``dask.delayed`` call merges the whole graph upstream of its
     arguments, which is quadratic in the task count when tasks chain (the
     banded self pass of a million rows has tens of thousands). Here a task is
     one dict entry: ``task()`` returns its key, and keys passed as arguments
     (also inside lists) become the results of those tasks.
-
-    ``unit()`` adds a named unit of work (a tile, a block's result): the
-    current run (:mod:`largeemb.execution`) counts it for progress and, when
-    it keeps checkpoints, saves it or loads it instead of computing it.
     """
 
     def __init__(self, scope: str = "tasks"):
+        self.scope = scope
         self.tasks: dict = {}
-        self.named = execution.Tasks(scope)
+        self.run = current_run()
+        self.token = uuid.uuid4().hex[:8]  # keys never collide, even for two builds of one scope
 
     def task(self, label: str, func, *args):
-        key = (f"{label}-{self.named.token}", len(self.tasks))
+        key = (f"{label}-{self.token}", len(self.tasks))
         self.tasks[key] = (func, *args)
         return key
 
     def unit(self, name: str, func, *args):
-        return self.named.add(self.tasks, name, func, *args)
+        """Add ``func(*args)`` named ``{scope}-{name}``: counted, and checkpointed when the run keeps checkpoints."""
+        full = f"{self.scope}-{name}"
+        group = f"{self.scope}-{name.split('-')[0]}-{self.token}"  # one dashboard group per kind
+        for hook in unit_hooks:
+            func = hook(full, func)
+        store = self.run.store
+        if store is not None and store.has(full):
+            key = (group, full, "loaded")
+            self.tasks[key] = (checkpoint.load, store.file(full))
+            self.run.loading.add(key)
+            return key
+        key = (group, full)
+        self.tasks[key] = (_computed_and_kept, store.file(full), func, *args) if store is not None else (func, *args)
+        self.run.computing.add(key)
+        return key
 
     def share(self, values: list) -> list:
         """Values many tasks need (radii, centre): on a cluster, sent once, not per task."""
-        return self.named.share(values)
+        return self.run.executor.share(values)
 
     def tree(self, keys: list, combine, label: str):
         """Combine ``keys`` pairwise in a fixed binary tree (deterministic order)."""
@@ -42,13 +89,33 @@ class Graph:
 
 
 def run(g: Graph, outputs, label: str = "tasks"):
-    """Run a task graph on the current run's executor (in-process threads by default).
+    """Run a pass's graph on its run's executor, showing progress.
 
     ``outputs`` is a key or a (nested) list of keys; results come back in the
-    same shape. The graph is handed over as one collection, so the executor
-    sees each task once however many outputs there are.
+    same shape.
     """
-    from dask.delayed import Delayed
+    from dask.optimization import cull
 
-    root = g.task("outputs", execution.same, outputs)
-    return execution.compute(Delayed(root, g.tasks), label=label)[0]
+    root = g.task("outputs", same, outputs)
+    tasks, _ = cull(g.tasks, [root])
+    tracked = g.run.computing & tasks.keys()
+    loaded = len(g.run.loading & tasks.keys())
+    g.run.computed += len(tracked)
+    g.run.loaded += loaded
+    with Progress(label, len(tracked), loaded=loaded) as progress:
+        try:
+            return g.run.executor.compute(tasks, root, tracked, progress)
+        except LostWork:
+            # A dead worker took results whose inputs the cluster had already
+            # released. Run the pass again, loading every unit that was saved.
+            logger.info("%s: a lost worker took unsaved results with it; running the pass again from its checkpoints", label)
+            tasks, _ = cull(_reloaded(tasks), [root])
+            return g.run.executor.compute(tasks, root, tracked & tasks.keys(), progress)
+
+
+def _reloaded(tasks: dict) -> dict:
+    """``tasks`` with every checkpointed unit whose file exists now loaded instead of computed."""
+    return {
+        key: (checkpoint.load, task[1]) if task[0] is _computed_and_kept and os.path.exists(task[1]) else task
+        for key, task in tasks.items()
+    }

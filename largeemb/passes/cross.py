@@ -1,0 +1,112 @@
+"""The cross pass (fake x real: ball memberships and per-sample shortlists) and
+the settle pass (exact per-sample values from those shortlists), as tasks.
+
+The NumPy of one block pair is :mod:`largeemb.kernels.cross`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from largeemb.io.store import Source
+from largeemb.kernels import cross
+from largeemb.kernels.plan import row_blocks
+from largeemb.passes.context import PassContext
+from largeemb.passes.knn import load_block, taker
+from largeemb.run.graph import Graph, run, same
+from largeemb.run.threads import one_thread
+
+
+@dataclass
+class PerSample:
+    """Exact per-sample values of both sets (see ``samples.zarr`` in the README)."""
+
+    fake_nearest_dist: np.ndarray
+    fake_nearest_real: np.ndarray
+    fake_realism: np.ndarray
+    real_nearest_dist: np.ndarray
+
+
+def _cross_task(fake_src, real_src, fb, rb, ctx: PassContext, fake_radii, real_radii, realism_radius):
+    one_thread()
+    fake = load_block(fake_src, fb, ctx)
+    real = load_block(real_src, rb, ctx)
+    return cross.block_pair(
+        fake, real, fake_radii, real_radii, realism_radius, ctx.kappa, ctx.inclusive, ctx.panel_rows, ctx.partition
+    )
+
+
+def cross_graph(g: Graph, ctx: PassContext, real_src: Source, fake_src: Source, real_radii, fake_radii, realism_radius=None):
+    """Key of the CrossPartial of the whole fake × real pass.
+
+    ``realism_radius`` (per real row, 0 where it takes no part) turns on the
+    per-sample values; None leaves them out.
+    """
+    real_blocks = row_blocks(real_src.rows, ctx.block_rows)
+    fake_blocks = row_blocks(fake_src.rows, ctx.block_rows)
+
+    def per_block(values, blocks):
+        if values is None:
+            return [None] * len(blocks)
+        return g.share([values[b.start : b.stop] for b in blocks])  # once per block, not once per tile
+
+    real_src, fake_src, ctx = g.share([real_src, fake_src, ctx])
+    real_slices, fake_slices = per_block(real_radii, real_blocks), per_block(fake_radii, fake_blocks)
+    realism_slices = per_block(realism_radius, real_blocks)
+    per_fake = []
+    for fb in fake_blocks:
+        parts = [
+            g.unit(
+                f"tile-{fb.index}-{rb.index}", _cross_task, fake_src, real_src, fb, rb, ctx,
+                fake_slices[fb.index], real_slices[rb.index], realism_slices[rb.index],
+            )
+            for rb in real_blocks
+        ]
+        per_fake.append(g.unit(f"fake-{fb.index}", same, g.tree(parts, cross.CrossPartial.merge_real_blocks, "cross-merge-real")))
+    return g.tree(per_fake, cross.CrossPartial.merge_fake_blocks, "cross-merge-fake")
+
+
+def cross_stage(ctx: PassContext, real_src: Source, fake_src: Source, real_radii, fake_radii, realism_radius=None) -> cross.CrossPartial:
+    """The fake × real pass: a CrossPartial over all rows."""
+    g = Graph("cross")
+    return run(g, cross_graph(g, ctx, real_src, fake_src, real_radii, fake_radii, realism_radius), "cross")
+
+
+def _settle_fake_task(fake_src, real_src, fb, ctx: PassContext, nearest, realism, realism_radius):
+    fake = load_block(fake_src, fb, ctx)
+    return cross.settle_fake(fake, taker(real_src, ctx.metric), nearest, realism, realism_radius)
+
+
+def _settle_real_task(real_src, fake_src, rb, ctx: PassContext, nearest):
+    real = load_block(real_src, rb, ctx)
+    return cross.settle_real(real, taker(fake_src, ctx.metric), nearest)
+
+
+def settle_graph(g: Graph, ctx: PassContext, real_src, fake_src, partial: cross.CrossPartial, realism_radius):
+    """Keys of the exact per-sample values, block by block, from the cross pass's shortlists."""
+    fake_blocks = row_blocks(fake_src.rows, ctx.block_rows)
+    real_blocks = row_blocks(real_src.rows, ctx.block_rows)
+    ctx, realism_radius = g.share([ctx, realism_radius])
+    fake_lists = g.share([partial.fake_nearest.select(b.start, b.stop) for b in fake_blocks])
+    realism_lists = g.share([partial.fake_realism.select(b.start, b.stop) for b in fake_blocks])
+    real_lists = g.share([partial.real_nearest.select(b.start, b.stop) for b in real_blocks])
+    fake_parts = [
+        g.task("settle-fake", _settle_fake_task, fake_src, real_src, fb, ctx, fake_lists[fb.index], realism_lists[fb.index], realism_radius)
+        for fb in fake_blocks
+    ]
+    real_parts = [g.task("settle-real", _settle_real_task, real_src, fake_src, rb, ctx, real_lists[rb.index]) for rb in real_blocks]
+    return fake_parts, real_parts
+
+
+def settle_stage(ctx: PassContext, real_src, fake_src, partial: cross.CrossPartial, realism_radius) -> PerSample:
+    """Exact per-sample values of every row of both sets."""
+    g = Graph("samples")
+    fake_parts, real_parts = run(g, list(settle_graph(g, ctx, real_src, fake_src, partial, realism_radius)), "samples")
+    return PerSample(
+        fake_nearest_dist=np.concatenate([p[0] for p in fake_parts]),
+        fake_nearest_real=np.concatenate([p[1] for p in fake_parts]),
+        fake_realism=np.concatenate([p[2] for p in fake_parts]),
+        real_nearest_dist=np.concatenate(real_parts),
+    )

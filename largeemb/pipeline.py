@@ -1,0 +1,125 @@
+"""The stage order, once: moments → centre → partition → radii → cross → settle.
+
+``evaluate``, ``build_reference`` and the benchmarks all run their passes
+through :func:`run_passes`; each stage takes the one frozen
+:class:`~largeemb.passes.context.PassContext` settled after the moments pass.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from largeemb.config import EvaluateConfig
+from largeemb.errors import InputError
+from largeemb.io.checks import check_scale
+from largeemb.io.reference import Reference
+from largeemb.io.store import Source
+from largeemb.kernels.cross import CrossPartial
+from largeemb.kernels.moments import Moments
+from largeemb.passes import cross, knn, moments, prune
+from largeemb.passes.context import PassContext
+from largeemb.passes.cross import PerSample
+from largeemb.passes.knn import Radii
+from largeemb.result import realism_radii
+
+
+@dataclass
+class SetPasses:
+    """What the passes found about one set."""
+
+    moments: Moments
+    fingerprint: str
+    radii: Radii | None = None
+
+
+@dataclass
+class Passes:
+    """Everything the passes over the data produce; ``fake`` and the cross results are None for the real side alone."""
+
+    context: PassContext
+    real: SetPasses
+    fake: SetPasses | None = None
+    memberships: CrossPartial | None = None
+    per_sample: PerSample | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def context_of(config: EvaluateConfig, real_moments: Moments, partition=None) -> PassContext:
+    """The context every distance pass shares: float32 work is centred on the real set's metric mean."""
+    return PassContext(
+        metric=config.metric,
+        centre=real_moments.metric_mean.astype(np.float32),
+        k=config.k,
+        block_rows=config.block_rows,
+        panel_rows=config.panel_rows,
+        inclusive=config.inclusive,
+        partition=partition,
+    )
+
+
+def run_passes(real: Source, fake: Source | None, config: EvaluateConfig, reference: Reference | None = None) -> Passes:
+    """Run every pass over the data, in order, on the current run's executor.
+
+    ``fake`` None runs the real side alone (moments, partition, radii: what a
+    reference stores). With a ``reference`` the real set's moments, partition
+    and radii come from it, and its store is only hashed to check it.
+    ``config`` must be resolved (its ``block_rows`` set).
+    """
+    timings: dict[str, float] = {}
+    with timed(timings, "moments"):
+        if reference:  # stored moments; the store is only hashed, to check that it has not changed
+            fake_side, real_fp = moments.moments_stage([(fake, "fake")], config.metric, hashed=real)
+            reference.check(config.metric, real_fp)
+            sides = [(reference.moments(), real_fp), fake_side]
+        else:
+            sides = moments.moments_stage([(real, "real")] + ([(fake, "fake")] if fake is not None else []), config.metric)
+    real_side = SetPasses(*sides[0])
+    fake_side = SetPasses(*sides[1]) if fake is not None else None
+    if reference and config.plots and config.metric != "euclidean" and real_side.moments.of_metric_rows() is None:
+        raise InputError(
+            f"reference lacks the moments of {config.metric} rows that the plots need (built by an older largeemb)",
+            f"in {reference.path}",
+            "rebuild it with `largeemb reference build`, or pass --no-plots",
+        )
+    if fake is not None:
+        check_scale(real_side.moments, fake_side.moments, real, fake)
+
+    ctx = context_of(config, real_side.moments)
+    if config.prune:
+        with timed(timings, "partition"):
+            if reference:
+                partition = reference.partition()
+            else:
+                partition = prune.partition_stage(real, real_side.moments, ctx.centre, config.metric, config.seed)
+        ctx = context_of(config, real_side.moments, partition)
+
+    with timed(timings, "radii"):
+        if reference:
+            real_side.radii = Radii(reference.radii(config.k), 0)
+            [fake_side.radii] = knn.radii_stage(ctx, [fake], roles=("fake",))
+        elif fake is None:
+            [real_side.radii] = knn.radii_stage(ctx, [real], roles=("real",))
+        else:
+            real_side.radii, fake_side.radii = knn.radii_stage(ctx, [real, fake])
+    passes = Passes(ctx, real_side, fake_side, timings=timings)
+    if fake is None:
+        return passes
+
+    realism_radius = realism_radii(real_side.radii.values[:, 0]) if config.samples else None
+    with timed(timings, "cross"):
+        passes.memberships = cross.cross_stage(ctx, real, fake, real_side.radii.values, fake_side.radii.values, realism_radius)
+    if config.samples:
+        with timed(timings, "samples"):
+            passes.per_sample = cross.settle_stage(ctx, real, fake, passes.memberships, realism_radius)
+    return passes
+
+
+@contextmanager
+def timed(timings: dict, name: str):
+    start = time.perf_counter()
+    yield
+    timings[name] = timings.get(name, 0.0) + time.perf_counter() - start

@@ -1,0 +1,60 @@
+"""Every code block in the README runs.
+
+Python blocks run in a directory holding the ``real.zarr`` and ``fake.zarr``
+they name. The opening shell block (install, demo, tests) is what CI runs:
+each of its commands must appear in ``.ci/run``, which runs them on a fresh
+clone; any other shell block runs here.
+"""
+
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+
+from conftest import mixture, zarr_store
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+BLOCK = re.compile(r"^```(\w+)\n(.*?)^```", re.S | re.M)
+
+
+def blocks(language: str) -> list[str]:
+    return [body for lang, body in BLOCK.findall((ROOT / "README.md").read_text()) if lang == language]
+
+
+def test_the_readme_has_code_blocks():
+    assert blocks("bash") and blocks("python")
+
+
+@pytest.mark.parametrize("index", range(len(blocks("python"))))
+def test_python_block_runs(index, tmp_path, monkeypatch):
+    zarr_store(tmp_path / "real.zarr", mixture(1200, 8, 1))
+    zarr_store(tmp_path / "fake.zarr", mixture(1100, 8, 2, keep=6))
+    monkeypatch.chdir(tmp_path)
+    code = blocks("python")[index]
+    exec(compile(code, f"README.md python block {index}", "exec"), {"__name__": "readme"})
+
+
+def _commands(block: str) -> list[str]:
+    lines = [line.split("#")[0].strip() for line in block.splitlines()]
+    return [part.strip() for line in lines if line for part in line.split("&&")]
+
+
+def test_opening_block_is_what_ci_runs():
+    opening = blocks("bash")[0]
+    ci = (ROOT / ".ci" / "run").read_text()
+    for command in _commands(opening):
+        if command.startswith(("python -m venv", ". .venv")):
+            continue  # CI makes its own venv
+        assert command.split(" --out")[0] in ci, f"README command not run by CI: {command}"
+
+
+def test_other_shell_blocks_run(tmp_path):
+    zarr_store(tmp_path / "real.zarr", mixture(1200, 8, 1))
+    zarr_store(tmp_path / "fake.zarr", mixture(1100, 8, 2, keep=6))
+    env = {**os.environ, "PATH": f"{pathlib.Path(sys.executable).parent}:{os.environ['PATH']}"}
+    for block in blocks("bash")[1:]:
+        proc = subprocess.run(["bash", "-euo", "pipefail", "-c", block], cwd=tmp_path, env=env, capture_output=True, text=True)
+        assert proc.returncode == 0, f"{block}\n{proc.stderr[-2000:]}"
