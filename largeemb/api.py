@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import os
 
+import numpy as np
+
 from largeemb.config import EvaluateConfig
 from largeemb.errors import InputError
 from largeemb.io.checks import check_pair
@@ -17,11 +19,12 @@ from largeemb.io.output import METRICS_FILE, OutputLock, Staging, result_dir
 from largeemb.io.reference import REFERENCE_FILE, Reference, is_reference, load_reference, write_reference
 from largeemb.io.samples import SAMPLES_STORE, write_samples
 from largeemb.io.store import Source, open_source
+from largeemb.kernels.companions import fd_infinity, kid_from_row_sums, vendi_score
 from largeemb.kernels.moments import frechet_distance
 from largeemb.passes.projection import project
-from largeemb.pipeline import run_passes, timed
+from largeemb.pipeline import Passes, run_passes, timed
 from largeemb.report.stage import PLOT_FILES, write_plots
-from largeemb.result import EvaluationResult, metrics_from_memberships, radius_warnings
+from largeemb.result import EvaluationResult, authentic, metrics_from_memberships, radius_warnings
 from largeemb.run import checkpoint
 from largeemb.run.session import check_reachable, check_sources, open_run
 from largeemb.version import __version__
@@ -100,6 +103,12 @@ def evaluate(
     real_src = reference.source if reference else open_source(real, real_array, role="real")
     fake_src = open_source(fake, fake_array, role="fake")
     warnings = check_pair(real_src, fake_src, config.max_k)
+    if config.kid_subsets and config.kid_subset_size > min(real_src.rows, fake_src.rows):
+        raise InputError(
+            f"KID subsets of {config.kid_subset_size} rows need at least that many rows in each set",
+            f"in {real_src.name} ({real_src.rows} rows) and {fake_src.name} ({fake_src.rows} rows)",
+            "pass a smaller --kid-subset-size",
+        )
     config = config.resolved(max(real_src.rows, fake_src.rows))
     check_sources(config, client, real_src, fake_src)
     store = None
@@ -129,10 +138,14 @@ def evaluate(
     with timed(timings, "fd"):
         fd = frechet_distance(real_side.moments.mean, real_side.moments.cov, fake_side.moments.mean, fake_side.moments.cov)
     warnings += radius_warnings(real_side.radii.values, fake_side.radii.values, config.k, config.inclusive)
+    with timed(timings, "companions"):
+        companions, details, fake_authentic = _companions(config, passes, warnings)
     timings["total"] = sum(timings.values())
     per_sample = passes.per_sample
     return EvaluationResult(
-        by_k=metrics_from_memberships(config.k, memberships.fake_counts, memberships.real_covered, memberships.real_recalled),
+        by_k=metrics_from_memberships(
+            config.k, memberships.fake_counts, memberships.real_covered, memberships.real_recalled, "fscore" in config.companions
+        ),
         fd=fd,
         real={
             **real_src.describe(),
@@ -154,10 +167,43 @@ def evaluate(
         fake_nearest_real=per_sample.fake_nearest_real if per_sample else None,
         fake_realism=per_sample.fake_realism if per_sample else None,
         real_nearest_dist=per_sample.real_nearest_dist if per_sample else None,
+        fake_authentic=fake_authentic,
+        companions=companions,
+        details=details,
         real_moments=real_side.moments,
         fake_moments=fake_side.moments,
         projection=projection,
     )
+
+
+def _companions(config: EvaluateConfig, passes: Passes, warnings: list[str]):
+    """The companion metrics that do not depend on k: (metrics by name, details, per-fake authenticity flags)."""
+    metrics, details, flags = {}, {}, None
+    real, fake = passes.real.moments, passes.fake.moments
+    if "fd_infinity" in config.companions:
+        metrics["fd_infinity"], sizes, fds = fd_infinity(real.mean, real.cov, fake.nested())
+        details["fd_infinity"] = {"subsample_rows": sizes, "fd": fds}
+    if "authenticity" in config.companions and passes.per_sample is not None:  # it needs each fake row's nearest real row
+        if passes.real_nearest_other is None:
+            warnings.append("authenticity not computed: the reference holds no k=1 radii (rebuild it with this largeemb)")
+        else:
+            ps = passes.per_sample
+            flags = authentic(passes.real_nearest_other, ps.fake_nearest_real, ps.fake_nearest_dist)
+            metrics["authenticity"] = float(np.mean(flags))
+    if "vendi" in config.companions:
+        for role, moments in (("real", real), ("fake", fake)):
+            if moments.unit_s2 is None:
+                warnings.append(f"vendi_{role} not computed: the reference was built by an older largeemb (rebuild it)")
+            else:
+                metrics[f"vendi_{role}"] = vendi_score(moments.unit_s2, moments.count)
+    if passes.kid is not None:
+        s = passes.kid
+        metrics["kid"], details["kid_se"] = kid_from_row_sums(s.real_self, s.real_cross, s.fake_self, s.fake_cross)
+    if passes.kid_subsets is not None:
+        metrics["kid_subsets_mean"] = float(np.mean(passes.kid_subsets))
+        metrics["kid_subsets_std"] = float(np.std(passes.kid_subsets))
+        details["kid_subsets"] = {"subsets": config.kid_subsets, "rows": config.kid_subset_size, "seed": config.kid_subset_seed}
+    return metrics, details, flags
 
 
 def evaluate_to(
@@ -247,7 +293,9 @@ def build_reference(
         passes = run_passes(source, None, config)
     side = passes.real
     with OutputLock(out), Staging(out) as staging:
-        write_reference(staging, source, config.k, config.metric, side.moments, side.fingerprint, side.radii.values, passes.context.partition)
+        write_reference(
+            staging, source, passes.context.k, config.metric, side.moments, side.fingerprint, side.radii.values, passes.context.partition
+        )
         staging.publish(force, last=REFERENCE_FILE)
     return load_reference(out)
 

@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from largeemb.config import METRICS, PCA_METHODS, EvaluateConfig
+from largeemb.config import COMPANIONS, METRICS, PCA_METHODS, EvaluateConfig
 from largeemb.errors import InputError
 
 DEFAULTS = EvaluateConfig()
@@ -36,6 +36,10 @@ def _parse_k(text: str) -> tuple[int, ...]:
         return tuple(int(part) for part in text.split(","))
     except ValueError:
         raise InputError(f"--k must be whole numbers separated by commas, got {text!r}", "on the command line", "e.g. --k 5 or --k 3,5,10") from None
+
+
+def _parse_names(text: str) -> tuple[str, ...]:
+    return () if text.strip() in ("", "none") else tuple(part.strip() for part in text.split(","))
 
 
 def _run(debug: bool, action):
@@ -110,6 +114,12 @@ def evaluate(
     plot_samples: Annotated[int, typer.Option(help="Rows of each set drawn as points on pca.png.")] = DEFAULTS.plot_samples,
     no_plots: Annotated[bool, typer.Option("--no-plots", help="Write metrics.json only: no projections, no figures.")] = not DEFAULTS.plots,
     prune: Annotated[bool, typer.Option("--prune/--no-prune", help="Skip tile work that provably changes nothing (results are exact either way).")] = DEFAULTS.prune,
+    companions: Annotated[
+        str, typer.Option(help=f"Companion metrics, comma-separated from {','.join(COMPANIONS)} ('none': no companions).")
+    ] = ",".join(DEFAULTS.companions),
+    kid: Annotated[bool, typer.Option("--kid", help="KID as the unbiased MMD² over every pair (a pass of its own, about as long as an unpruned run).")] = DEFAULTS.kid,
+    kid_subsets: Annotated[int, typer.Option(help="Also KID's subset estimator (torch-fidelity, clean-fid): this many seeded subsets (0: off).")] = DEFAULTS.kid_subsets,
+    kid_subset_size: Annotated[int, typer.Option(help="Rows of each set in a KID subset.")] = DEFAULTS.kid_subset_size,
     scheduler: Annotated[Optional[str], typer.Option(help="Run on the running dask cluster at this address (e.g. tcp://host:8786).")] = None,
     workers: Annotated[Optional[int], typer.Option(help="Start a LocalCluster of N worker processes (default: run in-process).")] = None,
     threads_per_worker: Annotated[
@@ -125,6 +135,7 @@ def evaluate(
         config = EvaluateConfig(
             k=_parse_k(k), metric=metric, inclusive=inclusive, block_rows=block_rows, samples=samples,
             pca=pca, tsne_samples=tsne_samples, plot_samples=plot_samples, plots=not no_plots, prune=prune,
+            companions=_parse_names(companions), kid=kid, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size,
             workers=workers, threads_per_worker=threads_per_worker, scheduler=scheduler,
         )
         _report(_evaluate_to(real, fake, out, config, real_array=real_array, fake_array=fake_array, force=force, resume=resume), out)

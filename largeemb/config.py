@@ -8,6 +8,9 @@ from dataclasses import dataclass, field
 from largeemb.errors import InputError
 
 METRICS = ("euclidean", "cosine")
+#: The companion metrics computed by default (each cheap next to the passes);
+#: KID over every pair is opt-in (``kid``): it costs a pass of its own.
+COMPANIONS = ("fscore", "authenticity", "vendi", "fd_infinity")
 #: How the PCA basis of the plots is fitted: exactly from the streamed float64
 #: moments, or with scikit-learn's IncrementalPCA, block by block.
 PCA_METHODS = ("moments", "incremental")
@@ -57,6 +60,15 @@ class EvaluateConfig:
     prune: bool = True
     #: Rows per GEMM panel inside a task (tile memory; never changes an answer).
     panel_rows: int = DEFAULT_PANEL_ROWS
+    #: Companion metrics to compute, from COMPANIONS (an empty tuple: none).
+    companions: tuple[str, ...] = COMPANIONS
+    #: KID as the unbiased MMD² over every pair (a pass of its own, never pruned).
+    kid: bool = False
+    #: Also KID's subset estimator (torch-fidelity, clean-fid): this many seeded subsets (0: none) …
+    kid_subsets: int = 0
+    #: … of this many rows of each set, drawn with this seed (torch-fidelity's default).
+    kid_subset_size: int = 1000
+    kid_subset_seed: int = 2020
     #: Compute the projections behind the plots (PCA backdrop, subsamples).
     plots: bool = field(default=True, metadata=PLOTS_ONLY)
     pca: str = field(default="moments", metadata=PLOTS_ONLY)
@@ -72,6 +84,21 @@ class EvaluateConfig:
     def __post_init__(self):
         ks = (self.k,) if isinstance(self.k, int) else tuple(int(v) for v in self.k)
         object.__setattr__(self, "k", ks)
+        companions = (self.companions,) if isinstance(self.companions, str) else tuple(self.companions)
+        object.__setattr__(self, "companions", companions)
+        unknown = [c for c in companions if c not in COMPANIONS]
+        if unknown:
+            raise InputError(
+                f"unknown companion metric(s) {', '.join(map(repr, unknown))}",
+                "in the job configuration",
+                f"choose from {', '.join(COMPANIONS)} (or none)",
+            )
+        if self.kid_subsets < 0 or self.kid_subset_size < 2:
+            raise InputError(
+                f"KID subsets need kid_subsets >= 0 and kid_subset_size >= 2, got {self.kid_subsets} and {self.kid_subset_size}",
+                "in the job configuration",
+                "pass e.g. --kid-subsets 100 --kid-subset-size 1000",
+            )
         if not ks or any(v < 1 for v in ks) or len(set(ks)) != len(ks):
             raise InputError(
                 f"k must be distinct whole numbers >= 1, got {self.k!r}",

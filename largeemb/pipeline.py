@@ -20,9 +20,11 @@ from largeemb.io.reference import Reference
 from largeemb.io.store import Source
 from largeemb.kernels.cross import CrossPartial
 from largeemb.kernels.moments import Moments
-from largeemb.passes import cross, knn, moments, prune
+from largeemb.kernels.companions import subsample_shells
+from largeemb.passes import cross, kid, knn, moments, prune
 from largeemb.passes.context import PassContext
 from largeemb.passes.cross import PerSample
+from largeemb.passes.kid import KidSums
 from largeemb.passes.knn import Radii
 from largeemb.result import realism_radii
 
@@ -45,15 +47,22 @@ class Passes:
     fake: SetPasses | None = None
     memberships: CrossPartial | None = None
     per_sample: PerSample | None = None
+    #: Each real row's distance to its nearest other real row (authenticity), when computed.
+    real_nearest_other: np.ndarray | None = None
+    kid: KidSums | None = None
+    kid_subsets: np.ndarray | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def context_of(config: EvaluateConfig, real_moments: Moments, partition=None) -> PassContext:
-    """The context every distance pass shares: float32 work is centred on the real set's metric mean."""
+def context_of(config: EvaluateConfig, real_moments: Moments, partition=None, k=None) -> PassContext:
+    """The context every distance pass shares: float32 work is centred on the real set's metric mean.
+
+    ``k``: the neighbour counts the radii are computed for (default the config's).
+    """
     return PassContext(
         metric=config.metric,
         centre=real_moments.metric_mean.astype(np.float32),
-        k=config.k,
+        k=k or config.k,
         block_rows=config.block_rows,
         panel_rows=config.panel_rows,
         inclusive=config.inclusive,
@@ -70,13 +79,16 @@ def run_passes(real: Source, fake: Source | None, config: EvaluateConfig, refere
     ``config`` must be resolved (its ``block_rows`` set).
     """
     timings: dict[str, float] = {}
+    unit = "vendi" in config.companions
+    shells = {"fake": subsample_shells(fake.rows, config.seed)} if fake is not None and "fd_infinity" in config.companions else None
     with timed(timings, "moments"):
         if reference:  # stored moments; the store is only hashed, to check that it has not changed
-            fake_side, real_fp = moments.moments_stage([(fake, "fake")], config.metric, hashed=real)
+            fake_side, real_fp = moments.moments_stage([(fake, "fake")], config.metric, hashed=real, unit=unit, shells=shells)
             reference.check(config.metric, real_fp)
             sides = [(reference.moments(), real_fp), fake_side]
         else:
-            sides = moments.moments_stage([(real, "real")] + ([(fake, "fake")] if fake is not None else []), config.metric)
+            both = [(real, "real")] + ([(fake, "fake")] if fake is not None else [])
+            sides = moments.moments_stage(both, config.metric, unit=unit, shells=shells)
     real_side = SetPasses(*sides[0])
     fake_side = SetPasses(*sides[1]) if fake is not None else None
     if reference and config.plots and config.metric != "euclidean" and real_side.moments.of_metric_rows() is None:
@@ -88,18 +100,19 @@ def run_passes(real: Source, fake: Source | None, config: EvaluateConfig, refere
     if fake is not None:
         check_scale(real_side.moments, fake_side.moments, real, fake)
 
-    ctx = context_of(config, real_side.moments)
+    radii_k = _radii_k(config, fake is None, reference)
+    ctx = context_of(config, real_side.moments, k=radii_k)
     if config.prune:
         with timed(timings, "partition"):
             if reference:
                 partition = reference.partition()
             else:
                 partition = prune.partition_stage(real, real_side.moments, ctx.centre, config.metric, config.seed)
-        ctx = context_of(config, real_side.moments, partition)
+        ctx = context_of(config, real_side.moments, partition, k=radii_k)
 
     with timed(timings, "radii"):
         if reference:
-            real_side.radii = Radii(reference.radii(config.k), 0)
+            real_side.radii = Radii(reference.radii(radii_k), 0)
             [fake_side.radii] = knn.radii_stage(ctx, [fake], roles=("fake",))
         elif fake is None:
             [real_side.radii] = knn.radii_stage(ctx, [real], roles=("real",))
@@ -108,6 +121,11 @@ def run_passes(real: Source, fake: Source | None, config: EvaluateConfig, refere
     passes = Passes(ctx, real_side, fake_side, timings=timings)
     if fake is None:
         return passes
+    if 1 in radii_k and "authenticity" in config.companions:  # each real row's nearest other real row
+        passes.real_nearest_other = real_side.radii.values[:, radii_k.index(1)]
+    if len(radii_k) > len(config.k):  # k = 1 was added for authenticity alone
+        for side in (real_side, fake_side):
+            side.radii = Radii(side.radii.values[:, : len(config.k)], side.radii.float64_rows)
 
     realism_radius = realism_radii(real_side.radii.values[:, 0]) if config.samples else None
     with timed(timings, "cross"):
@@ -115,7 +133,25 @@ def run_passes(real: Source, fake: Source | None, config: EvaluateConfig, refere
     if config.samples:
         with timed(timings, "samples"):
             passes.per_sample = cross.settle_stage(ctx, real, fake, passes.memberships, realism_radius)
+    if config.kid:
+        with timed(timings, "kid"):
+            passes.kid = kid.kid_stage(ctx, real, fake)
+    if config.kid_subsets:
+        with timed(timings, "kid_subsets"):
+            passes.kid_subsets = kid.kid_subsets_stage(real, fake, config.kid_subsets, config.kid_subset_size, config.kid_subset_seed)
     return passes
+
+
+def _radii_k(config: EvaluateConfig, real_only: bool, reference: Reference | None) -> tuple[int, ...]:
+    """The k the radii are computed for: the config's, plus k = 1 where authenticity needs it.
+
+    A reference always stores k = 1 (cheap: the same candidates), so that any
+    later evaluate can score authenticity.
+    """
+    wanted = real_only or ("authenticity" in config.companions and config.samples)
+    if not wanted or 1 in config.k or (reference is not None and 1 not in reference.k):
+        return config.k
+    return config.k + (1,)
 
 
 @contextmanager

@@ -6,9 +6,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from largeemb.kernels.companions import f_beta
+
 SCHEMA_VERSION = 1
 
 PRECISION, RECALL, DENSITY, COVERAGE, FD = "precision", "recall", "density", "coverage", "fd"
+F1, F8, F1_8 = "f1", "f8", "f1_8"
+#: Fβ reported per k: F1 (torch-fidelity's f_score), F8 and F1/8 (Sajjadi et al. 2018: recall- and precision-weighted).
+F_BETAS = {F1: 1.0, F8: 8.0, F1_8: 1.0 / 8.0}
 
 
 @dataclass
@@ -36,6 +41,12 @@ class EvaluationResult:
     fake_nearest_real: np.ndarray | None = field(default=None, repr=False)
     fake_realism: np.ndarray | None = field(default=None, repr=False)
     real_nearest_dist: np.ndarray | None = field(default=None, repr=False)
+    #: Authenticity flag per fake row (its nearest real row is nearer to another real row than to it).
+    fake_authentic: np.ndarray | None = field(default=None, repr=False)
+    #: Companion metrics that do not depend on k (FD∞, authenticity, Vendi scores, KID), by name.
+    companions: dict[str, float] = field(default_factory=dict)
+    #: What lies behind some companions (FD∞'s points, KID's subsets), for metrics.json.
+    details: dict = field(default_factory=dict)
     #: Streamed float64 moments of each set as stored (mean, covariance).
     real_moments: object = field(default=None, repr=False)
     fake_moments: object = field(default=None, repr=False)
@@ -46,7 +57,7 @@ class EvaluationResult:
     def metrics(self) -> dict[str, float]:
         """Metrics for the primary (first) k, plus the Fréchet distance."""
         first = self.params["k"][0]
-        return {**self.by_k[first], FD: self.fd}
+        return {**self.by_k[first], FD: self.fd, **self.companions}
 
     def standard_errors(self) -> dict:
         """Sampling standard errors of the metrics, per k.
@@ -65,6 +76,10 @@ class EvaluationResult:
                 DENSITY: float(np.std(self.fake_counts[:, q] / k, ddof=1) / np.sqrt(n_fake)),
                 COVERAGE: _binomial_se(m[COVERAGE], n_real),
             }
+        if self.fake_authentic is not None:
+            out["authenticity"] = _binomial_se(float(np.mean(self.fake_authentic)), len(self.fake_authentic))
+        if "kid_se" in self.details:
+            out["kid"] = self.details["kid_se"]
         return out
 
     def to_dict(self) -> dict:
@@ -77,6 +92,7 @@ class EvaluationResult:
             "fake": self.fake,
             "params": self.params,
             "warnings": list(self.warnings),
+            "details": self.details,
             "timings_s": {key: round(v, 4) for key, v in self.timings_s.items()},
             "versions": self.versions,
         }
@@ -86,8 +102,8 @@ def _binomial_se(p: float, n: int) -> float:
     return float(np.sqrt(p * (1 - p) / n))
 
 
-def metrics_from_memberships(ks, fake_counts, real_covered, real_recalled) -> dict[int, dict[str, float]]:
-    """Precision, recall, density and coverage per k from per-row memberships."""
+def metrics_from_memberships(ks, fake_counts, real_covered, real_recalled, f_scores: bool = False) -> dict[int, dict[str, float]]:
+    """Precision, recall, density and coverage per k from per-row memberships (and the Fβ of precision and recall)."""
     by_k = {}
     for q, k in enumerate(ks):
         counts = fake_counts[:, q]
@@ -97,7 +113,18 @@ def metrics_from_memberships(ks, fake_counts, real_covered, real_recalled) -> di
             DENSITY: float(counts.sum() / (k * len(counts))),
             COVERAGE: float(np.mean(real_covered[:, q])),
         }
+        if f_scores:
+            by_k[k].update({name: f_beta(by_k[k][PRECISION], by_k[k][RECALL], beta) for name, beta in F_BETAS.items()})
     return by_k
+
+
+def authentic(real_nearest_other: np.ndarray, fake_nearest_real: np.ndarray, fake_nearest_dist: np.ndarray) -> np.ndarray:
+    """Per fake row: its nearest real row lies closer to another real row than to it (Alaa et al. 2022).
+
+    As dgm-eval's AuthPct computes it: strict ``<``, and the nearest real row
+    is the lowest index among equally near ones.
+    """
+    return real_nearest_other[fake_nearest_real] < fake_nearest_dist
 
 
 def realism_radii(real_radii: np.ndarray) -> np.ndarray:

@@ -58,8 +58,8 @@ class Reference:
 
     def moments(self) -> Moments:
         with np.load(os.path.join(self.path, MOMENTS_FILE)) as saved:
-            metric = [saved[name] if name in saved else None for name in ("metric_shift", "metric_s2")]
-            return Moments(int(saved["count"]), saved["shift"], saved["s1"], saved["s2"], saved["metric_sum"], *metric)
+            optional = [saved[name] if name in saved else None for name in ("metric_shift", "metric_s2", "unit_s2")]
+            return Moments(int(saved["count"]), saved["shift"], saved["s1"], saved["s2"], saved["metric_sum"], *optional)
 
     def partition(self):
         """The groups the radii were pruned with (see :mod:`largeemb.kernels.prune`); None if there were none."""
@@ -132,6 +132,8 @@ def write_reference(staging, source: Source, k, metric: str, moments: Moments, f
     arr = zarr.create_array(staging.file(RADII_STORE), shape=radii.shape, dtype="float64", chunks=(RADII_CHUNK_ROWS, radii.shape[1]))
     arr[...] = radii
     extra = {} if moments.metric_s2 is None else {"metric_shift": moments.metric_shift, "metric_s2": moments.metric_s2}
+    if moments.unit_s2 is not None:  # the Vendi score of the real set
+        extra["unit_s2"] = moments.unit_s2
     np.savez(
         staging.file(MOMENTS_FILE),
         count=moments.count, shift=moments.shift, s1=moments.s1, s2=moments.s2, metric_sum=moments.metric_sum, **extra,

@@ -18,6 +18,7 @@ FAKE_ARRAYS = {
     "nearest_real": ("fake_nearest_real", "index of the nearest real row (lowest on ties)"),
     "nearest_real_dist": ("fake_nearest_dist", "distance to the nearest real row"),
     "realism": ("fake_realism", "realism score, max over real rows with radius <= median of radius / distance"),
+    "authentic": ("fake_authentic", "its nearest real row is nearer to another real row than to it (authenticity)"),
 }
 REAL_ARRAYS = {
     "radius": ("real_radii", "k-NN radius within the real set, per k"),
@@ -36,6 +37,8 @@ def write_samples(result, path: str) -> None:
     for side, arrays in (("fake", FAKE_ARRAYS), ("real", REAL_ARRAYS)):
         sub = group.create_group(side)
         for name, (attr, description) in arrays.items():
+            if getattr(result, attr) is None:  # a companion that was not computed
+                continue
             values = np.asarray(getattr(result, attr))
             arr = sub.create_array(name, shape=values.shape, dtype=values.dtype, chunks=(CHUNK_ROWS,) + values.shape[1:])
             arr[...] = values
@@ -53,7 +56,12 @@ def read_samples(out: str) -> dict:
             "point at the --out directory of a finished `largeemb evaluate` run (with per-sample values on)",
         )
     group = zarr.open_group(path, mode="r")
-    values = {f"{side}/{name}": group[side][name][...] for side, arrays in (("fake", FAKE_ARRAYS), ("real", REAL_ARRAYS)) for name in arrays}
+    values = {
+        f"{side}/{name}": group[side][name][...]
+        for side, arrays in (("fake", FAKE_ARRAYS), ("real", REAL_ARRAYS))
+        for name in arrays
+        if name in group[side] or name != "authentic"  # authenticity is optional
+    }
     values["k"] = list(group.attrs["k"])
     return values
 

@@ -24,7 +24,10 @@ class Moments:
 
     When the metric sees other rows than the stored ones (unit rows for
     cosine), Σ(m - t)(m - t)ᵀ about a metric shift t is kept too, in the same
-    pass, for the plots' PCA of what the metric sees.
+    pass, for the plots' PCA of what the metric sees. The companion metrics
+    add, when asked: Σ u uᵀ of the unit rows u = x/|x| (0 for a zero row;
+    the Vendi score), and per *shell* of nested seeded subsamples
+    (:func:`subsample_shells`) the same count and shifted sums (FD∞).
     """
 
     count: int
@@ -34,17 +37,39 @@ class Moments:
     metric_sum: np.ndarray
     metric_shift: np.ndarray | None = None
     metric_s2: np.ndarray | None = None
+    unit_s2: np.ndarray | None = None
+    shell_count: np.ndarray | None = None  # (shells,)
+    shell_s1: np.ndarray | None = None  # (shells, dim)
+    shell_s2: np.ndarray | None = None  # (shells, dim, dim)
 
     @classmethod
-    def of_rows(cls, rows: np.ndarray, shift: np.ndarray, metric_rows: np.ndarray, metric_shift=None) -> "Moments":
+    def of_rows(
+        cls, rows: np.ndarray, shift: np.ndarray, metric_rows: np.ndarray, metric_shift=None, unit: bool = False, shells=None
+    ) -> "Moments":
+        """``shells``: (shell of each row, shell count), or None."""
         x = rows - shift
         out = cls(len(rows), shift, x.sum(axis=0), x.T @ x, metric_rows.sum(axis=0))
         if metric_shift is not None:
             m = metric_rows - metric_shift
             out.metric_shift, out.metric_s2 = metric_shift, m.T @ m
+        if unit:
+            norms = np.linalg.norm(rows, axis=1, keepdims=True)
+            u = np.divide(rows, norms, out=np.zeros_like(rows), where=norms > 0)
+            out.unit_s2 = u.T @ u
+        if shells is not None:
+            which, count = shells
+            out.shell_count = np.bincount(which, minlength=count).astype(np.int64)
+            out.shell_s1 = np.zeros((count, x.shape[1]))
+            out.shell_s2 = np.zeros((count, x.shape[1], x.shape[1]))
+            for s in np.flatnonzero(out.shell_count):
+                part = x[which == s]
+                out.shell_s1[s], out.shell_s2[s] = part.sum(axis=0), part.T @ part
         return out
 
     def merge(self, other: "Moments") -> "Moments":
+        def add(a, b):
+            return None if a is None else a + b
+
         return Moments(
             self.count + other.count,
             self.shift,
@@ -52,7 +77,11 @@ class Moments:
             self.s2 + other.s2,
             self.metric_sum + other.metric_sum,
             self.metric_shift,
-            None if self.metric_s2 is None else self.metric_s2 + other.metric_s2,
+            add(self.metric_s2, other.metric_s2),
+            add(self.unit_s2, other.unit_s2),
+            add(self.shell_count, other.shell_count),
+            add(self.shell_s1, other.shell_s1),
+            add(self.shell_s2, other.shell_s2),
         )
 
     def of_metric_rows(self) -> "Moments":
@@ -69,13 +98,22 @@ class Moments:
     @property
     def cov(self) -> np.ndarray:
         """Unbiased covariance (n - 1 in the denominator, like ``np.cov``)."""
-        centred = self.s1 / self.count
-        cov = (self.s2 - self.count * np.outer(centred, centred)) / (self.count - 1)
-        return (cov + cov.T) / 2
+        return _cov(self.count, self.s1, self.s2)
 
     @property
     def metric_mean(self) -> np.ndarray:
         return self.metric_sum / self.count
+
+    def nested(self):
+        """(rows, mean, covariance) of each nested subsample: shells 0..j for j = 0, 1, …"""
+        count, s1, s2 = np.cumsum(self.shell_count), np.cumsum(self.shell_s1, axis=0), np.cumsum(self.shell_s2, axis=0)
+        return [(int(c), self.shift + a / c, _cov(c, a, b)) for c, a, b in zip(count, s1, s2)]
+
+
+def _cov(count, s1, s2) -> np.ndarray:
+    centred = s1 / count
+    cov = (s2 - count * np.outer(centred, centred)) / (count - 1)
+    return (cov + cov.T) / 2
 
 
 def leading_axes(cov: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -130,8 +168,14 @@ def fingerprint_of(rows: int, dim: int, dtype: str, digests: list[bytes]) -> str
     return whole.hexdigest()
 
 
-def segment_check(raw: np.ndarray, start: int, shift: np.ndarray, metric_shift, metric: str) -> SegmentCheck:
-    """Moments of one segment of stored rows (global rows from ``start``), and what is wrong with it."""
+def segment_check(
+    raw: np.ndarray, start: int, shift: np.ndarray, metric_shift, metric: str, unit: bool = False, shells=None
+) -> SegmentCheck:
+    """Moments of one segment of stored rows (global rows from ``start``), and what is wrong with it.
+
+    ``unit`` adds the second moment of unit rows; ``shells`` (the shell of
+    each row of the set, and the shell count) the moments of each shell.
+    """
     rows = np.asarray(raw, dtype=np.float64)
     finite = np.isfinite(rows)
     bad = np.flatnonzero(~finite.all(axis=1))
@@ -143,7 +187,10 @@ def segment_check(raw: np.ndarray, start: int, shift: np.ndarray, metric_shift, 
         rows = rows.copy()
         rows[zero] = 1.0
     return SegmentCheck(
-        Moments.of_rows(rows, shift, metric_rows(rows, metric), metric_shift),
+        Moments.of_rows(
+            rows, shift, metric_rows(rows, metric), metric_shift, unit,
+            None if shells is None else (shells[0][start : start + len(rows)], shells[1]),
+        ),
         int(start + bad[0]) if len(bad) else -1,
         int(start + zero[0]) if len(zero) else -1,
         [segment_digest(raw)],
