@@ -19,7 +19,7 @@ from largeemb.io.output import METRICS_FILE, OutputLock, Staging, result_dir
 from largeemb.io.reference import REFERENCE_FILE, Reference, is_reference, load_reference, write_reference
 from largeemb.io.samples import SAMPLES_STORE, write_samples
 from largeemb.io.store import Source, open_source
-from largeemb.kernels.companions import fd_infinity, kid_from_row_sums, vendi_score
+from largeemb.kernels.companions import fd_infinity, kid_from_row_sums, prob_score, vendi_score
 from largeemb.kernels.moments import frechet_distance
 from largeemb.passes.projection import project
 from largeemb.pipeline import Passes, run_passes, timed
@@ -196,6 +196,14 @@ def _companions(config: EvaluateConfig, passes: Passes, warnings: list[str]):
                 warnings.append(f"vendi_{role} not computed: the reference was built by an older largeemb (rebuild it)")
             else:
                 metrics[f"vendi_{role}"] = vendi_score(moments.unit_s2, moments.count)
+    if "p_precision_recall" in config.companions:
+        prob = passes.memberships.prob
+        if prob is None:
+            warnings.append("P-precision/recall not computed: the reference holds no k=4 radii (rebuild it with this largeemb)")
+        else:
+            metrics["p_precision"] = prob_score(prob.fake_log, prob.fake_zero)
+            metrics["p_recall"] = prob_score(prob.real_log, prob.real_zero)
+            details["p_precision_recall"] = {"real_radius": passes.prob_radii[0], "fake_radius": passes.prob_radii[1]}
     if passes.kid is not None:
         s = passes.kid
         metrics["kid"], details["kid_se"] = kid_from_row_sums(s.real_self, s.real_cross, s.fake_self, s.fake_cross)

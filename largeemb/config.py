@@ -10,7 +10,7 @@ from largeemb.errors import InputError
 METRICS = ("euclidean", "cosine")
 #: The companion metrics computed by default (each cheap next to the passes);
 #: KID over every pair is opt-in (``kid``): it costs a pass of its own.
-COMPANIONS = ("fscore", "authenticity", "vendi", "fd_infinity")
+COMPANIONS = ("fscore", "authenticity", "vendi", "fd_infinity", "p_precision_recall")
 #: How the PCA basis of the plots is fitted: exactly from the streamed float64
 #: moments, or with scikit-learn's IncrementalPCA, block by block.
 PCA_METHODS = ("moments", "incremental")

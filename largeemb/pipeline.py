@@ -20,7 +20,7 @@ from largeemb.io.reference import Reference
 from largeemb.io.store import Source
 from largeemb.kernels.cross import CrossPartial
 from largeemb.kernels.moments import Moments
-from largeemb.kernels.companions import subsample_shells
+from largeemb.kernels.companions import PPR_K, prob_radius, subsample_shells
 from largeemb.passes import cross, kid, knn, moments, prune
 from largeemb.passes.context import PassContext
 from largeemb.passes.cross import PerSample
@@ -49,6 +49,8 @@ class Passes:
     per_sample: PerSample | None = None
     #: Each real row's distance to its nearest other real row (authenticity), when computed.
     real_nearest_other: np.ndarray | None = None
+    #: The common radii (real, fake) of P-precision and P-recall, when computed.
+    prob_radii: tuple[float, float] | None = None
     kid: KidSums | None = None
     kid_subsets: np.ndarray | None = None
     timings: dict[str, float] = field(default_factory=dict)
@@ -123,13 +125,18 @@ def run_passes(real: Source, fake: Source | None, config: EvaluateConfig, refere
         return passes
     if 1 in radii_k and "authenticity" in config.companions:  # each real row's nearest other real row
         passes.real_nearest_other = real_side.radii.values[:, radii_k.index(1)]
-    if len(radii_k) > len(config.k):  # k = 1 was added for authenticity alone
+    if PPR_K in radii_k and "p_precision_recall" in config.companions:
+        at = radii_k.index(PPR_K)
+        passes.prob_radii = (prob_radius(real_side.radii.values[:, at]), prob_radius(fake_side.radii.values[:, at]))
+    if len(radii_k) > len(config.k):  # k = 1 or 4 were added for the companions alone
         for side in (real_side, fake_side):
             side.radii = Radii(side.radii.values[:, : len(config.k)], side.radii.float64_rows)
 
     realism_radius = realism_radii(real_side.radii.values[:, 0]) if config.samples else None
     with timed(timings, "cross"):
-        passes.memberships = cross.cross_stage(ctx, real, fake, real_side.radii.values, fake_side.radii.values, realism_radius)
+        passes.memberships = cross.cross_stage(
+            ctx, real, fake, real_side.radii.values, fake_side.radii.values, realism_radius, passes.prob_radii
+        )
     if config.samples:
         with timed(timings, "samples"):
             passes.per_sample = cross.settle_stage(ctx, real, fake, passes.memberships, realism_radius)
@@ -143,15 +150,19 @@ def run_passes(real: Source, fake: Source | None, config: EvaluateConfig, refere
 
 
 def _radii_k(config: EvaluateConfig, real_only: bool, reference: Reference | None) -> tuple[int, ...]:
-    """The k the radii are computed for: the config's, plus k = 1 where authenticity needs it.
+    """The k the radii are computed for: the config's, plus those the companions need.
 
-    A reference always stores k = 1 (cheap: the same candidates), so that any
-    later evaluate can score authenticity.
+    Authenticity needs k = 1 (with per-sample values), P-precision/recall
+    k = PPR_K. A reference always stores both (cheap: the same candidates),
+    so that any later evaluate can score them.
     """
-    wanted = real_only or ("authenticity" in config.companions and config.samples)
-    if not wanted or 1 in config.k or (reference is not None and 1 not in reference.k):
-        return config.k
-    return config.k + (1,)
+    extra = []
+    if real_only or ("authenticity" in config.companions and config.samples):
+        extra.append(1)
+    if real_only or "p_precision_recall" in config.companions:
+        extra.append(PPR_K)
+    extra = [k for k in extra if k not in config.k and (reference is None or k in reference.k)]
+    return config.k + tuple(extra)
 
 
 @contextmanager

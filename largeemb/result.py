@@ -8,7 +8,8 @@ import numpy as np
 
 from largeemb.kernels.companions import f_beta
 
-SCHEMA_VERSION = 1
+#: 2: companion metrics in ``metrics`` and ``by_k``, ``details``.
+SCHEMA_VERSION = 2
 
 PRECISION, RECALL, DENSITY, COVERAGE, FD = "precision", "recall", "density", "coverage", "fd"
 F1, F8, F1_8 = "f1", "f8", "f1_8"

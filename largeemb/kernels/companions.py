@@ -25,6 +25,9 @@ FD_INF_POINTS = 15
 FD_INF_SALT = 0xFD1F
 #: torch-fidelity's default seed of the KID subset draws.
 KID_SUBSET_SEED = 2020
+#: P-precision / P-recall (Park & Kim 2023), the authors' defaults: the common
+#: radius is PPR_A times the mean k-NN radius at k = PPR_K.
+PPR_A, PPR_K = 1.2, 4
 
 
 def vendi_score(unit_s2: np.ndarray, count: int) -> float:
@@ -114,3 +117,14 @@ def f_beta(precision: float, recall: float, beta: float) -> float:
     """Fβ of precision and recall, with torch-fidelity's guard against 0/0 (denominator at least 1e-5)."""
     b2 = beta * beta
     return float((1 + b2) * precision * recall / max(1e-5, b2 * precision + recall))
+
+
+def prob_radius(radii_at_k: np.ndarray) -> float:
+    """The common radius of P-precision / P-recall: a · mean k-NN radius (k = PPR_K)."""
+    return float(PPR_A * np.mean(radii_at_k))
+
+
+def prob_score(log_sum: np.ndarray, met_zero: np.ndarray) -> float:
+    """mean over rows of 1 - Π(d/R): P-precision over fake rows, P-recall over real rows."""
+    product = np.where(met_zero, 0.0, np.exp(log_sum))
+    return float(np.mean(1.0 - product))

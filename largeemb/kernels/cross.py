@@ -71,6 +71,43 @@ class Shortlist:
 
 
 @dataclass
+class ProbPartial:
+    """P-precision / P-recall sums (Park & Kim 2023): per row, Σ log(d/R) over the
+    other set's rows within the common radius R, and whether one lies at d = 0.
+
+    ``fake_log[j]`` runs over real rows (R = the real radius), ``real_log[i]``
+    over fake rows (R = the fake radius); Π(d/R) = exp(log sum), 0 with a zero.
+    """
+
+    fake_log: np.ndarray
+    fake_zero: np.ndarray
+    real_log: np.ndarray
+    real_zero: np.ndarray
+
+    @classmethod
+    def empty(cls, fake_rows: int, real_rows: int) -> "ProbPartial":
+        return cls(np.zeros(fake_rows), np.zeros(fake_rows, bool), np.zeros(real_rows), np.zeros(real_rows, bool))
+
+    def add(self, tile: "ProbPartial", fake_rows, real_rows) -> None:
+        self.fake_log[fake_rows] += tile.fake_log
+        self.fake_zero[fake_rows] |= tile.fake_zero
+        self.real_log[real_rows] += tile.real_log
+        self.real_zero[real_rows] |= tile.real_zero
+
+    def merge_real_blocks(self, other: "ProbPartial") -> "ProbPartial":
+        return ProbPartial(
+            self.fake_log + other.fake_log, self.fake_zero | other.fake_zero,
+            np.concatenate([self.real_log, other.real_log]), np.concatenate([self.real_zero, other.real_zero]),
+        )
+
+    def merge_fake_blocks(self, other: "ProbPartial") -> "ProbPartial":
+        return ProbPartial(
+            np.concatenate([self.fake_log, other.fake_log]), np.concatenate([self.fake_zero, other.fake_zero]),
+            self.real_log + other.real_log, self.real_zero | other.real_zero,
+        )
+
+
+@dataclass
 class CrossPartial:
     """What one tile (or a merge of tiles) says, per k.
 
@@ -89,8 +126,11 @@ class CrossPartial:
     fake_nearest: Shortlist | None = None
     fake_realism: Shortlist | None = None
     real_nearest: Shortlist | None = None
+    prob: ProbPartial | None = None
 
-    def _merged_lists(self, other, out):
+    def _merged_lists(self, other, out, how: str):
+        if self.prob is not None:
+            out.prob = getattr(self.prob, how)(other.prob)
         if self.fake_nearest is not None:
             out.fake_nearest = (self.fake_nearest + other.fake_nearest).for_min()
             out.fake_realism = (self.fake_realism + other.fake_realism).for_max()
@@ -102,6 +142,8 @@ class CrossPartial:
         self.fake_counts[fake_rows] += tile.fake_counts
         self.real_covered[real_rows] |= tile.real_covered
         self.real_recalled[real_rows] |= tile.real_recalled
+        if self.prob is not None:
+            self.prob.add(tile.prob, fake_rows, real_rows)
 
     def merge_real_blocks(self, other: "CrossPartial") -> "CrossPartial":
         """Same fake rows, two disjoint runs of real rows (self's first)."""
@@ -112,6 +154,7 @@ class CrossPartial:
                 np.concatenate([self.real_covered, other.real_covered]),
                 np.concatenate([self.real_recalled, other.real_recalled]),
             ),
+            "merge_real_blocks",
         )
 
     def merge_fake_blocks(self, other: "CrossPartial") -> "CrossPartial":
@@ -123,6 +166,7 @@ class CrossPartial:
                 self.real_covered | other.real_covered,
                 self.real_recalled | other.real_recalled,
             ),
+            "merge_fake_blocks",
         )
 
 
@@ -155,6 +199,28 @@ def _inside(d32, radii, eps, exact_of, inclusive):
     return inside
 
 
+def _log_ratios(d32, radius, eps, exact_of, owners, n):
+    """Σ log(d/R) per owner row over candidate pairs with d < R, and which owners meet a pair at d = 0.
+
+    Pairs whose float32 value cannot be told from 0 or from R² within their
+    error bound get float64 distances; elsewhere log(d/R) is taken from the
+    float32 value (relative error of d under eps/d², a few 1e-7 here).
+    """
+    r2 = radius * radius
+    unsure = (d32 <= NEAR_COPY * eps) | (np.abs(d32 - r2) <= eps)
+    dist = np.sqrt(np.maximum(d32, 0.0))
+    picked = np.flatnonzero(unsure)
+    if len(picked):
+        dist[picked] = exact_of(picked)
+    inside = dist < radius
+    zero = inside & (dist == 0)
+    logs = np.log(dist[inside & ~zero] / radius)
+    total = np.bincount(owners[inside & ~zero], weights=logs, minlength=n)
+    met_zero = np.zeros(n, bool)
+    met_zero[owners[zero]] = True
+    return total, met_zero
+
+
 def _flags(rows, inside, n):
     out = np.zeros((n, inside.shape[1]), bool)
     for q in range(inside.shape[1]):
@@ -162,7 +228,9 @@ def _flags(rows, inside, n):
     return out
 
 
-def block_pair(fake: Block, real: Block, fake_radii, real_radii, realism_radius, kappa, inclusive, panel_rows, partition=None) -> CrossPartial:
+def block_pair(
+    fake: Block, real: Block, fake_radii, real_radii, realism_radius, kappa, inclusive, panel_rows, partition=None, prob_radii=None
+) -> CrossPartial:
     """One fake block × real block, tile by tile (see :func:`largeemb.kernels.tiles.cut_pair`).
 
     A row is left out of a fake group's tile when its distance bound to the
@@ -174,9 +242,12 @@ def block_pair(fake: Block, real: Block, fake_radii, real_radii, realism_radius,
     farther than what they are compared with, so ties and results are as in
     the full tile. Fake rows that can matter only as a real row's nearest
     fake row (e.g. to real rows in a mode the fake set lacks) go through the
-    lighter :func:`nearest_tile`.
+    lighter :func:`nearest_tile`. ``prob_radii`` (the common real and fake
+    radii of P-precision and P-recall, or None) widens every row's reach to them.
     """
     reach_f, reach_r = fake_radii.max(axis=1), real_radii.max(axis=1)
+    if prob_radii is not None:
+        reach_r, reach_f = np.maximum(reach_r, prob_radii[0]), np.maximum(reach_f, prob_radii[1])
 
     def in_reach(cf, cr, far_f, far_r):
         return (
@@ -187,6 +258,8 @@ def block_pair(fake: Block, real: Block, fake_radii, real_radii, realism_radius,
     pairing, tiles = cut_pair(fake, real, panel_rows, partition, in_reach)
     nk = fake_radii.shape[1]
     out = CrossPartial(np.zeros((fake.rows, nk), np.int64), np.zeros((real.rows, nk), bool), np.zeros((real.rows, nk), bool))
+    if prob_radii is not None:
+        out.prob = ProbPartial.empty(fake.rows, real.rows)
     real_right = real.right()
     samples = realism_radius is not None
     lists = {"fake_nearest": [], "fake_realism": [], "real_nearest": []}
@@ -199,7 +272,7 @@ def block_pair(fake: Block, real: Block, fake_radii, real_radii, realism_radius,
     def run(part, rows_f, rows_r):
         res = tile(
             part, taken(real, rows_r), taken_rows(real_right, rows_r), fake_radii[rows_f], real_radii[rows_r],
-            realism_radius[rows_r] if samples else None, kappa, inclusive,
+            realism_radius[rows_r] if samples else None, kappa, inclusive, prob_radii,
         )
         out.add(res, rows_f, rows_r)
         if samples:
@@ -270,12 +343,13 @@ def nearest_tile(fake: Block, real: Block, real_right, kappa) -> Shortlist:
     return _bounded(r_rows + real.start, f_rows + fake.start, d32[near], kappa * (fake.sqnorm[f_rows] + real.sqnorm[r_rows])).for_min()
 
 
-def tile(fake: Block, real: Block, real_right, fake_radii, real_radii, realism_radius, kappa, inclusive) -> CrossPartial:
+def tile(fake: Block, real: Block, real_right, fake_radii, real_radii, realism_radius, kappa, inclusive, prob_radii=None) -> CrossPartial:
     """Memberships (and per-sample values) of one fake panel × real panel.
 
     ``fake_radii``/``real_radii``: (rows, nk) float64 radii of the tile's rows.
     ``realism_radius``: per real row, its radius if it takes part in realism
     scores (radius not above the median), else 0; None to skip per-sample values.
+    ``prob_radii``: (real R, fake R) of P-precision and P-recall, or None.
     """
     samples = realism_radius is not None
     dist = sqdist32(fake, real_right)
@@ -285,6 +359,8 @@ def tile(fake: Block, real: Block, real_right, fake_radii, real_radii, realism_r
 
     # Real balls (columns): precision, density, coverage; nearest fake per real row.
     widest = real_radii.max(axis=1)
+    if prob_radii is not None:
+        widest = np.maximum(widest, prob_radii[0])
     reach = widest * widest + eps_real
     if samples:
         near_cut_real = dist.min(axis=0) + 2 * eps_real
@@ -303,12 +379,16 @@ def tile(fake: Block, real: Block, real_right, fake_radii, real_radii, realism_r
         _flags(r_rows, inside, real.rows),
         None,
     )
+    if prob_radii is not None:
+        prob_fake = _log_ratios(d32, prob_radii[0], pair_eps, exact_real_side, f_rows, fake.rows)
     if samples:
         near = np.flatnonzero(d32 <= near_cut_real[r_rows])
         out.real_nearest = _bounded(r_rows[near] + real.start, f_rows[near] + fake.start, d32[near], pair_eps[near]).for_min()
 
     # Fake balls (rows): recall; nearest real per fake row; realism scores.
     widest = fake_radii.max(axis=1)
+    if prob_radii is not None:
+        widest = np.maximum(widest, prob_radii[1])
     reach = widest * widest + eps_fake
     if samples:
         row_min = dist.min(axis=1).astype(np.float64)
@@ -322,6 +402,8 @@ def tile(fake: Block, real: Block, real_right, fake_radii, real_radii, realism_r
 
     pair_eps = kappa * (fake.sqnorm[f_rows] + real.sqnorm[r_rows])
     out.real_recalled = _flags(r_rows, _inside(d32, fake_radii[f_rows], pair_eps, exact_fake_side, inclusive), real.rows)
+    if prob_radii is not None:
+        out.prob = ProbPartial(*prob_fake, *_log_ratios(d32, prob_radii[1], pair_eps, exact_fake_side, r_rows, real.rows))
     if samples:
         near = np.flatnonzero(d32 <= near_cut_fake[f_rows])
         out.fake_nearest = _bounded(f_rows[near] + fake.start, r_rows[near] + real.start, d32[near], pair_eps[near]).for_min()

@@ -29,20 +29,23 @@ class PerSample:
     real_nearest_dist: np.ndarray
 
 
-def _cross_task(fake_src, real_src, fb, rb, ctx: PassContext, fake_radii, real_radii, realism_radius):
+def _cross_task(fake_src, real_src, fb, rb, ctx: PassContext, fake_radii, real_radii, realism_radius, prob_radii):
     one_thread()
     fake = load_block(fake_src, fb, ctx)
     real = load_block(real_src, rb, ctx)
     return cross.block_pair(
-        fake, real, fake_radii, real_radii, realism_radius, ctx.kappa, ctx.inclusive, ctx.panel_rows, ctx.partition
+        fake, real, fake_radii, real_radii, realism_radius, ctx.kappa, ctx.inclusive, ctx.panel_rows, ctx.partition, prob_radii
     )
 
 
-def cross_graph(g: Graph, ctx: PassContext, real_src: Source, fake_src: Source, real_radii, fake_radii, realism_radius=None):
+def cross_graph(
+    g: Graph, ctx: PassContext, real_src: Source, fake_src: Source, real_radii, fake_radii, realism_radius=None, prob_radii=None
+):
     """Key of the CrossPartial of the whole fake × real pass.
 
     ``realism_radius`` (per real row, 0 where it takes no part) turns on the
-    per-sample values; None leaves them out.
+    per-sample values; None leaves them out. ``prob_radii`` (the common real
+    and fake radii) turns on P-precision and P-recall.
     """
     real_blocks = row_blocks(real_src.rows, ctx.block_rows)
     fake_blocks = row_blocks(fake_src.rows, ctx.block_rows)
@@ -60,7 +63,7 @@ def cross_graph(g: Graph, ctx: PassContext, real_src: Source, fake_src: Source, 
         parts = [
             g.unit(
                 f"tile-{fb.index}-{rb.index}", _cross_task, fake_src, real_src, fb, rb, ctx,
-                fake_slices[fb.index], real_slices[rb.index], realism_slices[rb.index],
+                fake_slices[fb.index], real_slices[rb.index], realism_slices[rb.index], prob_radii,
             )
             for rb in real_blocks
         ]
@@ -68,10 +71,12 @@ def cross_graph(g: Graph, ctx: PassContext, real_src: Source, fake_src: Source, 
     return g.tree(per_fake, cross.CrossPartial.merge_fake_blocks, "cross-merge-fake")
 
 
-def cross_stage(ctx: PassContext, real_src: Source, fake_src: Source, real_radii, fake_radii, realism_radius=None) -> cross.CrossPartial:
+def cross_stage(
+    ctx: PassContext, real_src: Source, fake_src: Source, real_radii, fake_radii, realism_radius=None, prob_radii=None
+) -> cross.CrossPartial:
     """The fake × real pass: a CrossPartial over all rows."""
     g = Graph("cross")
-    return run(g, cross_graph(g, ctx, real_src, fake_src, real_radii, fake_radii, realism_radius), "cross")
+    return run(g, cross_graph(g, ctx, real_src, fake_src, real_radii, fake_radii, realism_radius, prob_radii), "cross")
 
 
 def _settle_fake_task(fake_src, real_src, fb, ctx: PassContext, nearest, realism, realism_radius):
