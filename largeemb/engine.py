@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from dataclasses import dataclass
 
 import numpy as np
 
 from . import cross, groups, knn
-from .distance import Block, metric_rows, prepare_block, sqdist_error_scale
+from .distance import UNIT_ROUNDOFF64, Block, metric_rows, prepare_block, sqdist_error_scale
 from .errors import InputError
 from .moments import Moments
-from .plan import PANEL_ROWS, RowBlock, bands, row_blocks, segments
+from .plan import PANEL_ROWS, RowBlock, bands, row_blocks, segments, tree
 from .store import Source
 from .execution import same as _same
 from .taskgraph import Graph, run
@@ -232,15 +233,51 @@ def radii_graph(g: Graph, source: Source, centre, metric: str, ks: tuple[int, ..
     ]
 
 
-def collect_radii(per_block, source: Source, centre, metric: str, ks, block_rows: int) -> tuple[np.ndarray, int]:
-    """Concatenate block radii; recompute unproven rows by float64 brute force."""
-    radii = np.concatenate([r for r, _ in per_block])
-    unproven = np.concatenate([u for _, u in per_block])
-    if len(unproven):
-        rows = metric_rows(np.stack([source.read(i, i + 1)[0] for i in unproven]), metric)
-        blocks = (metric_rows(source.read(b.start, b.stop), metric) for b in row_blocks(source.rows, block_rows))
-        radii[unproven] = knn.exact_radii_rows(rows, blocks, ks)
-    return radii, len(unproven)
+#: Unproven rows per float64 resolution task (with one block of the set).
+RESOLVE_ROWS = 2048
+
+
+def _resolve_task(source, block, centre, metric, rows, width):
+    """float64 GEMM of unproven rows (global ids) against one block: their shortlist there."""
+    _one_thread()
+    centre64 = np.asarray(centre, np.float64)
+    own = metric_rows(source.read_rows(rows), metric) - centre64
+    panel = metric_rows(source.read(block.start, block.stop), metric) - centre64
+    kappa64 = sqdist_error_scale(source.dim, UNIT_ROUNDOFF64)
+    return knn.resolve_block(own, panel, block.start, width, kappa64, PANEL_ROWS)
+
+
+def _resolve_merge(a, b, width):
+    return a.merged(b, width)
+
+
+def _resolved_task(source, metric, rows, ks, pairs):
+    """Exact radii of unproven rows from their merged float64 shortlist."""
+    _one_thread()
+    own = metric_rows(source.read_rows(rows), metric)
+    return knn.resolve_finish(pairs, own, _taker(source, metric), len(rows), ks)
+
+
+def resolve_graph(g: Graph, source: Source, centre, metric: str, ks, block_rows: int, unproven: np.ndarray, role: str = "set"):
+    """Keys of the exact radii of the unproven rows, one per chunk of ``RESOLVE_ROWS`` of them (in order).
+
+    One task per (chunk, streamed block): a float64 GEMM of the chunk's rows
+    against the block, keeping only the pairs near each row's threshold;
+    per chunk the blocks' shortlists merge in a fixed tree, and a last task
+    computes exact differences for what is left. Runs on the executor like
+    every other pass (parallel, on a cluster, checkpointed).
+    """
+    blocks = row_blocks(source.rows, block_rows)
+    width = max(ks) + 1
+    source, centre = g.share([source, centre])
+    out = []
+    for c, lo in enumerate(range(0, len(unproven), RESOLVE_ROWS)):
+        rows = unproven[lo : lo + RESOLVE_ROWS]
+        [rows_key] = g.share([rows])
+        parts = [g.unit(f"{role}-resolve-{c}-{b.index}", _resolve_task, source, b, centre, metric, rows_key, width) for b in blocks]
+        merged = tree(parts, lambda a, b: g.task("resolve-merge", _resolve_merge, a, b, width))
+        out.append(g.unit(f"{role}-resolved-{c}", _resolved_task, source, metric, rows_key, ks, merged))
+    return out
 
 
 # -- cross pass --------------------------------------------------------------
@@ -363,13 +400,29 @@ def partition_stage(source: Source, moments: Moments, centre, metric: str, seed:
     return groups.partition_of(moments.cov, centred[np.isfinite(centred).all(axis=1)], seed)
 
 
-def radii_stage(sources, centre, metric: str, ks, block_rows: int, roles=("real", "fake"), partition=None):
-    """Exact k-NN radii of each source: a list of ((rows, len(ks)) radii, fallback row count)."""
+def radii_stage(sources, centre, metric: str, ks, block_rows: int, roles=("real", "fake"), partition=None, timings=None):
+    """Exact k-NN radii of each source: a list of ((rows, len(ks)) radii, rows resolved in float64).
+
+    Two passes of tasks: the float32 tile pass (:func:`radii_graph`), then,
+    for the rows it could not prove, the float64 pass (:func:`resolve_graph`).
+    ``timings``, if given, gets the seconds of the second as ``radii_float64``.
+    """
     g = Graph("radii")
     per_source = run(
         g, [radii_graph(g, src, centre, metric, ks, block_rows, role, partition) for src, role in zip(sources, roles)], "radii"
     )
-    return [collect_radii(blocks, src, centre, metric, ks, block_rows) for blocks, src in zip(per_source, sources)]
+    radii = [np.concatenate([r for r, _ in blocks]) for blocks in per_source]
+    unproven = [np.concatenate([u for _, u in blocks]) for blocks in per_source]
+    if any(len(u) for u in unproven):
+        start = time.perf_counter()
+        g = Graph("float64")
+        keys = [resolve_graph(g, src, centre, metric, ks, block_rows, u, role) for src, u, role in zip(sources, unproven, roles)]
+        for r, u, parts in zip(radii, unproven, run(g, keys, "float64")):
+            if len(u):
+                r[u] = np.concatenate(parts)
+        if timings is not None:
+            timings["radii_float64"] = timings.get("radii_float64", 0.0) + time.perf_counter() - start
+    return [(r, len(u)) for r, u in zip(radii, unproven)]
 
 
 def cross_stage(real_src, fake_src, centre, metric, real_radii, fake_radii, inclusive, block_rows, realism_radius=None, partition=None):

@@ -6,8 +6,10 @@ computed once and serves both sides: only entries under a row's bound become
 candidates, and each block keeps its K best by float32 distance. Finally the
 kept candidates get exact float64 distances; a row's radius is exact when no
 rejected neighbour can, within the proven float32 error, be nearer than it.
-The rare rows where that cannot be shown are recomputed in float64 against the
-whole set.
+The rows where that cannot be shown are resolved by blocked float64 GEMMs
+against every block of the set (:func:`resolve_block`, one task per block),
+with exact differences only for the pairs near each row's threshold
+(:func:`resolve_finish`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .distance import EXACT_CHUNK, Block, exact_row_dist, sqdist32, sqdist_error_scale
+from .distance import EXACT_CHUNK, Block, sqdist32, sqdist_error_scale
 from . import tiling
 from .groups import MIN_SKIPPED, Partition
 
@@ -297,16 +299,109 @@ def finish(nb: Neighbours, own: np.ndarray, take_neighbours, ks: tuple[int, ...]
     return radii, np.flatnonzero(~proven)
 
 
-def exact_radii_rows(rows: np.ndarray, blocks, ks: tuple[int, ...]) -> np.ndarray:
-    """float64 brute-force radii of a few rows against every block (the fallback).
+# -- float64 resolution of unproven rows ---------------------------------------
 
-    ``blocks`` yields float64 metric-row blocks of the whole set, the rows' own included.
+#: Error bounds of the float64 GEMM formula are widened this much (they cost
+#: only a few more exact differences near each threshold).
+RESOLVE_SLACK = 4.0
+
+
+@dataclass
+class Shortlist64:
+    """Pairs (unproven row, set row) that can still be among a row's ``width`` nearest.
+
+    ``rows`` index the unproven rows (0..u-1), ``cols`` are global rows of
+    the set; ``lo``/``hi`` bound the squared distance a float64 brute force
+    computes for the pair.
     """
-    width = max(ks) + 1
-    best = np.full((len(rows), width), np.inf)
-    for block in blocks:
-        for i, row in enumerate(rows):
-            both = np.concatenate([best[i], exact_row_dist(row, block)])
-            best[i] = np.partition(both, width - 1)[:width]
-    best.sort(axis=1)
-    return best[:, list(ks)]
+
+    rows: np.ndarray
+    cols: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+
+    def merged(self, other: "Shortlist64", width: int) -> "Shortlist64":
+        joined = Shortlist64(*(np.concatenate([getattr(self, f), getattr(other, f)]) for f in ("rows", "cols", "lo", "hi")))
+        return joined.best(width)
+
+    def best(self, width: int) -> "Shortlist64":
+        """Drop pairs that cannot be among their row's ``width`` nearest.
+
+        Proof: let T be a row's width-th smallest ``hi``. At least ``width``
+        of its pairs have a brute-force value <= T, so a pair with lo > T is
+        strictly above the width-th order statistic, and dropping it leaves
+        the first ``width`` order statistics (ties included) unchanged. A
+        union's T is at most each part's, so what a part drops the union
+        would drop too: filtering per block and again at every merge is exact.
+        """
+        if not len(self.rows):
+            return self
+        order = np.lexsort((self.hi, self.rows))
+        rows, hi = self.rows[order], self.hi[order]
+        starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+        counts = np.diff(np.r_[starts, len(rows)])
+        cut = np.full(len(starts), np.inf)
+        full = counts >= width
+        cut[full] = hi[starts[full] + width - 1]
+        keep = self.lo[order] <= np.repeat(cut, counts)
+        kept = order[keep]
+        return Shortlist64(self.rows[kept], self.cols[kept], self.lo[kept], self.hi[kept])
+
+    @classmethod
+    def empty(cls) -> "Shortlist64":
+        return cls(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0), np.empty(0))
+
+
+def resolve_block(own: np.ndarray, block: np.ndarray, start: int, width: int, kappa64: float, panel_rows: int) -> Shortlist64:
+    """Candidates of unproven rows among one block of the set, by float64 GEMM.
+
+    ``own`` (u, dim) and ``block`` (b, dim) are float64 metric rows minus the
+    same centre; ``start`` is the block's first global row. Each panel of the
+    block is one float64 GEMM ``|x'|^2 + |y'|^2 - 2 x'.y'``, whose error is
+    below ``RESOLVE_SLACK κ64 (|x'|^2 + |y'|^2)`` (:func:`largeemb.distance.sqdist_error_scale`
+    with the float64 unit roundoff, which also covers the brute force's own
+    rounding, at most 2γ(|x'|^2 + |y'|^2)); only pairs the bound cannot rule
+    out are kept (:meth:`Shortlist64.best`), for exact differences later.
+    """
+    own_sq = np.einsum("ij,ij->i", own, own)
+    parts = [Shortlist64.empty()]
+    for lo in range(0, len(block), panel_rows):
+        panel = block[lo : lo + panel_rows]
+        sq = np.einsum("ij,ij->i", panel, panel)
+        d2 = own @ panel.T
+        d2 *= -2.0
+        d2 += own_sq[:, None]
+        d2 += sq[None, :]
+        # One bound per row covering the whole panel (as the float32 tiles do).
+        eps = RESOLVE_SLACK * kappa64 * (own_sq + sq.max())
+        if panel.shape[0] > width:
+            cut = np.partition(d2, width - 1, axis=1)[:, width - 1] + eps
+        else:
+            cut = np.full(len(own), np.inf)
+        rows, cols = np.nonzero(d2 <= (cut + eps)[:, None])
+        d = d2[rows, cols]
+        parts.append(Shortlist64(rows, cols + start + lo, d - eps[rows], d + eps[rows]).best(width))
+    out = parts[0]
+    for part in parts[1:]:
+        out = out.merged(part, width)
+    return out
+
+
+def resolve_finish(pairs: Shortlist64, own: np.ndarray, take_set, rows: int, ks: tuple[int, ...]) -> np.ndarray:
+    """Exact radii (rows, len(ks)) of the unproven rows from their float64 shortlist.
+
+    ``own`` holds their float64 metric rows, ``take_set(global rows)`` gives
+    the set's. Every kept pair gets the brute force's own float64 distance;
+    the self pair (distance 0) is among them, so index k of a row's sorted
+    distances is its k-th nearest *other* row, copies counting at 0.
+    """
+    from .distance import exact_pairs
+
+    exact = exact_pairs(lambda r: own[r], take_set, pairs.rows, pairs.cols)
+    order = np.lexsort((exact, pairs.rows))
+    r, d = pairs.rows[order], exact[order]
+    first = np.searchsorted(r, np.arange(rows))
+    out = np.empty((rows, len(ks)))
+    for q, k in enumerate(ks):
+        out[:, q] = d[first + k]
+    return out
