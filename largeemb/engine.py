@@ -173,16 +173,16 @@ def checked_moments(check: SegmentCheck, source: Source, role: str, metric: str)
 # -- self k-NN radii ---------------------------------------------------------
 
 
-def _diag_task(source, block, centre, metric, K, partition):
+def _diag_task(source, block, centre, metric, K, k, partition):
     _one_thread()
-    return knn.within(load_block(source, block, centre, metric), K, PANEL_ROWS, partition)
+    return knn.within(load_block(source, block, centre, metric), K, k, PANEL_ROWS, partition)
 
 
 def _offdiag_task(source, a, b, centre, metric, diag_a, diag_b, K, partition):
     _one_thread()
     return knn.between(
         load_block(source, a, centre, metric), load_block(source, b, centre, metric),
-        diag_a.bound, diag_b.bound, K, PANEL_ROWS, partition,
+        knn.Reach.of(diag_a), knn.Reach.of(diag_b), PANEL_ROWS, partition,
     )
 
 
@@ -214,7 +214,7 @@ def radii_graph(g: Graph, source: Source, centre, metric: str, ks: tuple[int, ..
     K = knn.candidates_per_row(max(ks), source.rows)
     kappa = sqdist_error_scale(source.dim)
     source, centre, partition = g.share([source, centre, partition])  # on a cluster: references to data sent once
-    diags = [g.unit(f"{role}-within-{b.index}", _diag_task, source, b, centre, metric, K, partition) for b in blocks]
+    diags = [g.unit(f"{role}-within-{b.index}", _diag_task, source, b, centre, metric, K, max(ks), partition) for b in blocks]
     state = list(diags)
     for band in bands(len(blocks)):
         offers = {}
