@@ -125,7 +125,8 @@ def diagonal(block: Block, K: int, k: int, band: np.ndarray) -> Neighbours:
     idx = np.where(local >= 0, local + block.start, -1)
     cut = _cuts(d32, K, k, band, np.full(block.rows, np.inf))
     if block.rows > K:
-        open_rows = np.flatnonzero(d32[:, K - 1] <= cut)
+        # Saturated: the K-th is within the band of the (k+1)-th, so ties may lie beyond it.
+        open_rows = np.flatnonzero(d32[:, K - 1].astype(np.float64) <= d32[:, k].astype(np.float64) + band)
         if len(open_rows):
             dist = sqdist32(tiling.taken(block, open_rows), block.right())
             c = _rows_under(dist, np.full(len(open_rows), np.inf), K, k, band[open_rows])
