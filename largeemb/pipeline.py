@@ -112,14 +112,17 @@ def run_passes(real: Source, fake: Source | None, config: EvaluateConfig, refere
                 partition = prune.partition_stage(real, real_side.moments, ctx.centre, config.metric, config.seed)
         ctx = context_of(config, real_side.moments, partition, k=radii_k)
 
+    # The float32 tile pass, then the float64 pass for the rows it could not prove.
+    if reference:
+        real_side.radii = Radii(reference.radii(radii_k), 0)
+    sets = [(src, role) for src, role in ((real, "real"), (fake, "fake")) if src is not None and not (reference and role == "real")]
+    sources, roles = [src for src, _ in sets], tuple(role for _, role in sets)
     with timed(timings, "radii"):
-        if reference:
-            real_side.radii = Radii(reference.radii(radii_k), 0)
-            [fake_side.radii] = knn.radii_stage(ctx, [fake], roles=("fake",))
-        elif fake is None:
-            [real_side.radii] = knn.radii_stage(ctx, [real], roles=("real",))
-        else:
-            real_side.radii, fake_side.radii = knn.radii_stage(ctx, [real, fake])
+        tiles = knn.radii_stage(ctx, sources, roles)
+    with timed(timings, "radii_float64"):
+        computed = knn.resolve_stage(ctx, sources, tiles, roles)
+    for role, radii in zip(roles, computed):
+        (real_side if role == "real" else fake_side).radii = radii
     passes = Passes(ctx, real_side, fake_side, timings=timings)
     if fake is None:
         return passes

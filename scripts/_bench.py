@@ -31,3 +31,19 @@ def synth_pair(tmp: str, rows: int, dim: int, modes: int = 10) -> tuple[str, str
     real = write_synth(f"{tmp}/real.zarr", rows, dim, seed=0, modes=modes)
     fake = write_synth(f"{tmp}/fake.zarr", rows, dim, seed=1, shift=0.05, modes=modes, drop_modes=3 if modes > 3 else 0)
     return real, fake
+
+
+def npy_pair(tmp: str, real_npy: str, fake_npy: str) -> tuple[str, str]:
+    """Copy two .npy files (memory-mapped, never unpickled) to zarr stores under ``tmp``."""
+    import numpy as np
+    import zarr
+
+    paths = []
+    for name, src in (("real", real_npy), ("fake", fake_npy)):
+        data = np.load(src, mmap_mode="r", allow_pickle=False)
+        path = f"{tmp}/{name}.zarr"
+        arr = zarr.create_array(path, shape=data.shape, dtype=data.dtype, chunks=(min(len(data), 4096), data.shape[1]))
+        for lo in range(0, len(data), 4096):
+            arr[lo : lo + 4096] = data[lo : lo + 4096]
+        paths.append(path)
+    return paths[0], paths[1]

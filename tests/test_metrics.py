@@ -136,6 +136,7 @@ def test_float64_fallback_keeps_radii_exact(monkeypatch):
     from largeemb.kernels import knn
 
     monkeypatch.setattr(knn, "MARGIN", 0)
+    monkeypatch.setattr(knn, "BAND", 0.0)
     real, fake = mixture(900, 8, 1), mixture(800, 8, 2)
     result = largeemb.evaluate(real, fake, k=3, block_rows=200)
     assert result.real["float64_fallback_rows"] > 0

@@ -160,7 +160,10 @@ def neighbour_merges(draw):
             d32[row, j], idx[row, j] = d, n
         offered += [(row, n, draw(D32_VALUES)) for n in neighbours[first:]]
     floor = np.array([draw(st.sampled_from([np.inf, 1.0, 4.0])) for _ in range(rows_n)], np.float32)
-    nb = knn.Neighbours(0, d32, idx, floor, np.zeros(rows_n))
+    k = draw(st.integers(0, K - 1))
+    band = np.array([draw(st.sampled_from([0.0, 0.5, 2.0])) for _ in range(rows_n)])
+    cut = np.array([draw(st.sampled_from([np.inf, 3.0, 10.0])) for _ in range(rows_n)])
+    nb = knn.Neighbours(0, d32, idx, floor, np.zeros(rows_n), cut, band, K, k)
 
     n_batches = draw(st.integers(1, 5))
     owner = [draw(st.integers(0, n_batches - 1)) for _ in offered]
@@ -181,33 +184,55 @@ def neighbour_merges(draw):
 
 
 def _best_k_oracle(nb: knn.Neighbours, batches):
-    """Per row: the K smallest (d32, index) pairs; the floor is the smallest of everything dropped."""
-    rows_n, K = nb.d32.shape
-    d32, idx, floor = np.empty_like(nb.d32), np.empty_like(nb.idx), nb.floor.copy()
+    """Per row: the (d32, index) pairs up to the new cut (at most MAX_CANDIDATES), as lists;
+    the floor is the smallest of what the batches lowered it to and of what the cap dropped."""
+    rows_n = nb.d32.shape[0]
+    lists, floor, cuts = [], nb.floor.copy(), nb.cut.copy()
     for row in range(rows_n):
-        pool = list(zip(nb.d32[row].tolist(), nb.idx[row].tolist()))
+        pool = [(d, n) for d, n in zip(nb.d32[row].tolist(), nb.idx[row].tolist()) if n >= 0]
+        offered = False
         for c in batches:
-            pool += [(float(d), int(n)) for r, n, d in zip(c.rows, c.idx, c.d32) if r == row]
+            mine = [(float(d), int(n)) for r, n, d in zip(c.rows, c.idx, c.d32) if r == row]
+            offered |= bool(mine)
+            pool += mine
             floor[row] = min([floor[row], *[f for r, f in zip(c.floor_rows, c.floor) if r == row]])
         pool.sort()
-        d32[row], idx[row] = [d for d, _ in pool[:K]], [n for _, n in pool[:K]]
-        floor[row] = min([floor[row], *[d for d, _ in pool[K:]]])
-    return d32, idx, floor
+        if offered:
+            kth = pool[nb.K - 1][0] if len(pool) >= nb.K else np.inf
+            s = pool[nb.k][0] if len(pool) > nb.k else np.inf
+            cuts[row] = min(nb.cut[row], max(kth, s + nb.band[row]))
+            kept = [p for p in pool if p[0] <= cuts[row]]
+            if len(kept) > knn.MAX_CANDIDATES:
+                floor[row] = min(floor[row], kept[knn.MAX_CANDIDATES][0])
+                kept = kept[: knn.MAX_CANDIDATES]
+            pool = kept
+        lists.append(pool)
+    return lists, floor, cuts
+
+
+def _lists(nb):
+    return [[(d, n) for d, n in zip(nb.d32[r].tolist(), nb.idx[r].tolist()) if n >= 0] for r in range(nb.d32.shape[0])]
 
 
 @given(case=neighbour_merges(), data=st.data())
 @SETTINGS
-def test_knn_merge_keeps_the_same_k_best_whatever_the_batch_order_and_grouping(case, data):
+def test_knn_merge_keeps_the_same_candidates_whatever_the_batch_order_and_grouping(case, data):
     nb, batches = case
     want = _best_k_oracle(nb, batches)
     order = data.draw(st.permutations(range(len(batches))))
     shuffled = [batches[i] for i in order]
     cut = sorted(data.draw(st.sets(st.integers(1, max(1, len(batches) - 1)), max_size=3)))
     groups = [shuffled[a:b] for a, b in zip([0, *cut], [*cut, len(batches)]) if a < b]
-    for merged in (knn.merge(nb, batches), _fold(nb, groups)):
-        np.testing.assert_array_equal(merged.d32, want[0])
-        np.testing.assert_array_equal(merged.idx, want[1])
-        np.testing.assert_array_equal(merged.floor, want[2])
+    merged = knn.merge(nb, batches)
+    assert _lists(merged) == want[0]
+    np.testing.assert_array_equal(merged.floor, want[1])
+    np.testing.assert_array_equal(merged.cut, want[2])
+    # Cuts only fall as candidates arrive, so what an early merge drops a later one
+    # would drop too: any grouping and order gives the same lists, floors and cuts.
+    folded = _fold(nb, groups)
+    assert _lists(folded) == want[0]
+    np.testing.assert_array_equal(folded.floor, want[1])
+    np.testing.assert_array_equal(folded.cut, want[2])
 
 
 def _fold(nb, groups):

@@ -44,7 +44,7 @@ def test_reference_evaluate_runs_no_real_self_pass(stores, tmp_path, monkeypatch
     ref = largeemb.build_reference(real, str(tmp_path / "ref"), k=(5,))
     rows = []
     original = knn.diagonal
-    monkeypatch.setattr(knn, "diagonal", lambda block, K: rows.append(block.rows) or original(block, K))
+    monkeypatch.setattr(knn, "diagonal", lambda block, *args: rows.append(block.rows) or original(block, *args))
     largeemb.evaluate(real, fake, k=5, plots=False)
     assert sum(rows) == 1800 + 1300
     rows.clear()

@@ -145,7 +145,7 @@ def test_checkpoint_round_trip_keeps_values_and_dtypes(tmp_path):
     rng = np.random.default_rng(0)
     values = [
         SegmentCheck(Moments(7, rng.random(3), rng.random(3), rng.random((3, 3)), rng.random(3)), -1, 4, [b"\x01\xff", b""]),
-        Neighbours(128, rng.random((5, 3)).astype(np.float32), rng.integers(-1, 9, (5, 3)), np.array([np.inf, 1, 2, 3, np.nan], np.float32), rng.random(5)),
+        Neighbours(128, rng.random((5, 3)).astype(np.float32), rng.integers(-1, 9, (5, 3)), np.array([np.inf, 1, 2, 3, np.nan], np.float32), rng.random(5), rng.random(5), rng.random(5), 3, 1),
         tuple(Candidates(*(rng.integers(0, 9, 4) for _ in range(2)), rng.random(4).astype(np.float32), np.empty(0, np.int64), np.empty(0, np.float32)) for _ in range(2)),
         (rng.random((6, 2)), np.array([3, 5], np.int64)),
         CrossPartial(rng.integers(0, 9, (4, 2)), rng.random((3, 2)) > 0.5, np.zeros((3, 2), bool)),

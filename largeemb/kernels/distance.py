@@ -13,20 +13,23 @@ from dataclasses import dataclass
 import numpy as np
 
 UNIT_ROUNDOFF32 = 2.0**-24
+UNIT_ROUNDOFF64 = 2.0**-53
 #: Pairs handled per chunk in exact float64 re-checks (bounds their memory).
 EXACT_CHUNK = 4096
 
 
-def sqdist_error_scale(dim: int) -> float:
+def sqdist_error_scale(dim: int, unit: float = UNIT_ROUNDOFF32) -> float:
     """κ with ``|d2_float32 - d2_exact| <= κ (|x'|^2 + |y'|^2)`` for centred x', y'.
 
     Terms: rounding x - c to float32 (about 4u), the length-(dim+2) float32
     inner product (γ_{dim+2} times Σ|terms| <= 2(|x'|^2+|y'|^2)), and the
     rounding of the norms and of the result; the whole is doubled for slack.
+    With ``unit=UNIT_ROUNDOFF64`` the same bound holds for the float64 GEMM
+    formula ``|x'|^2 + |y'|^2 - 2 x'.y'`` on float64 centred rows.
     """
     n = dim + 2
-    gamma = n * UNIT_ROUNDOFF32 / (1.0 - n * UNIT_ROUNDOFF32)
-    return 2.0 * (2.0 * gamma + 8.0 * UNIT_ROUNDOFF32)
+    gamma = n * unit / (1.0 - n * unit)
+    return 2.0 * (2.0 * gamma + 8.0 * unit)
 
 
 def largest_safe_value(dim: int, metric: str) -> float:
@@ -150,8 +153,3 @@ def exact_pairs(take_a, take_b, ia: np.ndarray, ib: np.ndarray) -> np.ndarray:
         out[lo:hi] = exact_pair_dist(take_a(ia[lo:hi]), take_b(ib[lo:hi]))
     return out
 
-
-def exact_row_dist(row: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """float64 distances from one row to every row of ``b``."""
-    diff = b - row
-    return np.sqrt((diff * diff).sum(axis=1))

@@ -6,8 +6,10 @@ computed once and serves both sides: only entries under a row's bound become
 candidates, and each block keeps its K best by float32 distance. Finally the
 kept candidates get exact float64 distances; a row's radius is exact when no
 rejected neighbour can, within the proven float32 error, be nearer than it.
-The rare rows where that cannot be shown are recomputed in float64 against the
-whole set.
+The rows where that cannot be shown are resolved by blocked float64 GEMMs
+against every block of the set (:func:`resolve_block`, one task per block),
+with exact differences only for the pairs near each row's threshold
+(:func:`resolve_finish`).
 """
 
 from __future__ import annotations
@@ -16,19 +18,25 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from largeemb.kernels.distance import EXACT_CHUNK, Block, exact_row_dist, sqdist32, sqdist_error_scale
 from largeemb.kernels import tiles as tiling
+from largeemb.kernels.distance import EXACT_CHUNK, Block, sqdist32, sqdist_error_scale
 from largeemb.kernels.prune import MIN_SKIPPED, Partition
 
 #: Candidates kept per row beyond k+1, so that the float32 order rarely needs
-#: the float64 fallback.
+#: the float64 pass.
 MARGIN = 4
 #: A row with more candidates than this many times K in one tile keeps only
-#: its best K from that tile.
+#: its best K from that tile (and every one tied with those within its band).
 HEAVY_FACTOR = 16
 #: Diagonal panels larger than this are split in two (faiss computes the whole
 #: square of a diagonal panel, twice the symmetric half).
 DIAGONAL_ROWS = 1024
+#: A row keeps every candidate within this many float32 error bounds of its
+#: (k+1)-th smallest distance (ties and near-ties), beyond its K best.
+BAND = 8.0
+#: ... but never more than this many; beyond, the first dropped lowers the
+#: floor (the row may then go to the float64 pass).
+MAX_CANDIDATES = 512
 
 
 def candidates_per_row(max_k: int, rows: int) -> int:
@@ -37,23 +45,32 @@ def candidates_per_row(max_k: int, rows: int) -> int:
 
 @dataclass
 class Neighbours:
-    """The K best candidates (by float32 distance) of each row of one block.
+    """The candidates (by float32 distance) of each row of one block.
 
-    Every neighbour not listed has float32 squared distance >= ``floor`` or
-    >= ``bound`` (the K-th kept distance), whichever is lower.
-    Missing entries (a set smaller than K) have index -1 and distance inf.
+    Row i lists, in increasing float32 order, its K best and every further
+    candidate with float32 distance <= ``cut[i]``, where
+    ``cut = min(earlier cut, max(K-th kept, s + band))`` and s is the
+    (k+1)-th kept distance (k the largest k): an adaptive margin that keeps
+    whole groups of tied candidates. Every neighbour not listed has float32
+    squared distance >= ``floor`` or >= ``cut``, whichever is lower.
+    Missing entries (short rows, padding) have index -1 and distance inf;
+    a row with fewer than K real entries has seen every row (cut inf).
     """
 
     start: int
-    d32: np.ndarray  # (rows, K) float32 squared distances
-    idx: np.ndarray  # (rows, K) int64 global row indices
+    d32: np.ndarray  # (rows, width >= K) float32 squared distances, sorted per row
+    idx: np.ndarray  # (rows, width) int64 global row indices
     floor: np.ndarray  # (rows,) float32
     sqnorm: np.ndarray  # (rows,) float64 centred squared norms
+    cut: np.ndarray  # (rows,) float64: offer new candidates below this
+    band: np.ndarray  # (rows,) float64: BAND float32 error bounds of the row
+    K: int
+    k: int
 
     @property
     def bound(self) -> np.ndarray:
-        """Per-row float32 cut for new candidates: the K-th kept distance."""
-        return self.d32[:, -1]
+        """Per-row float32 cut for new candidates."""
+        return self.cut
 
 
 @dataclass
@@ -67,8 +84,32 @@ class Candidates:
     floor: np.ndarray
 
 
-def diagonal(block: Block, K: int) -> Neighbours:
-    """Best K candidates of each row within its own block (itself included)."""
+def band_of(sqnorm: np.ndarray, kappa: float) -> np.ndarray:
+    """Per-row adaptive margin: BAND error bounds against the block's largest norm.
+
+    Only how many candidates are kept depends on it, never an answer; the
+    2x covers other blocks with larger norms (finish uses the set's largest).
+    """
+    return BAND * kappa * (sqnorm + 2.0 * float(sqnorm.max(initial=0.0)))
+
+
+def _cuts(d32: np.ndarray, K: int, k: int, band: np.ndarray, old: np.ndarray) -> np.ndarray:
+    """Per-row cut from sorted candidate rows (inf-padded): min(old, max(K-th, s + band))."""
+    width = d32.shape[1]
+    kth = d32[:, K - 1].astype(np.float64) if width >= K else np.full(len(d32), np.inf)
+    s = d32[:, k].astype(np.float64) if width > k else np.full(len(d32), np.inf)
+    return np.minimum(old, np.maximum(kth, s + band))
+
+
+def diagonal(block: Block, K: int, k: int, band: np.ndarray) -> Neighbours:
+    """Candidates of each row within its own block (itself included).
+
+    faiss gives the K best. A row whose K-th lies within the cut (its
+    (k+1)-th plus band) may have more tied candidates: such rows are
+    recomputed against the whole block with one float32 GEMM and keep
+    everything up to the cut (they have then seen every row: floor stays
+    inf unless MAX_CANDIDATES drops some).
+    """
     import faiss
 
     centred = np.ascontiguousarray(block.centred)
@@ -82,14 +123,66 @@ def diagonal(block: Block, K: int) -> Neighbours:
     elif block.rows > K:
         floor = d32[:, -1].copy()
     idx = np.where(local >= 0, local + block.start, -1)
-    return Neighbours(block.start, d32, idx, floor, block.sqnorm)
+    cut = _cuts(d32, K, k, band, np.full(block.rows, np.inf))
+    if block.rows > K:
+        # Saturated: the K-th is within the band of the (k+1)-th, so ties may lie beyond it.
+        open_rows = np.flatnonzero(d32[:, K - 1].astype(np.float64) <= d32[:, k].astype(np.float64) + band)
+        if len(open_rows):
+            dist = sqdist32(tiling.taken(block, open_rows), block.right())
+            c = _rows_under(dist, np.full(len(open_rows), np.inf), K, k, band[open_rows])
+            rows, d, i = c.rows, c.d32, c.idx + block.start
+            width = max(K, int(np.bincount(rows, minlength=len(open_rows)).max()))
+            d32 = np.pad(d32, ((0, 0), (0, width - K)), constant_values=np.inf)
+            idx = np.pad(idx, ((0, 0), (0, width - K)), constant_values=-1)
+            d32[open_rows], idx[open_rows], floor[open_rows] = np.inf, -1, np.inf
+            order = np.lexsort((i, d, rows))
+            rows, d, i = rows[order], d[order], i[order]
+            rank = np.arange(len(rows)) - np.searchsorted(rows, rows)
+            d32[open_rows[rows], rank], idx[open_rows[rows], rank] = d, i
+            np.minimum.at(floor, open_rows[c.floor_rows], c.floor)
+            cut = _cuts(d32, K, k, band, np.full(block.rows, np.inf))
+    return Neighbours(block.start, d32, idx, floor, block.sqnorm, cut, band, K, k)
 
 
-def _take(dist: np.ndarray, bound: np.ndarray, K: int, by_columns: bool) -> Candidates:
+def _rows_under(dist: np.ndarray, bound: np.ndarray, K: int, k: int, band: np.ndarray) -> Candidates:
+    """Every row's entries of ``dist`` under min(bound, its own cut), its K best at least.
+
+    The cut is computed from the row itself (its K-th and (k+1)-th, plus
+    band); at most MAX_CANDIDATES are taken, and the smallest entry not
+    taken (under ``bound``) is the row's floor.
+    """
+    n_rows, n_cols = dist.shape
+    if n_cols <= K:
+        rows, cols = np.nonzero(dist < bound[:, None])
+        return Candidates(rows, cols, dist[rows, cols], np.empty(0, np.int64), np.empty(0, np.float32))
+    part = np.partition(dist, (min(k, K - 1), K - 1), axis=1)
+    kth, s = part[:, K - 1].astype(np.float64), part[:, min(k, K - 1)].astype(np.float64)
+    cut = np.minimum(bound, np.maximum(kth, s + band))
+    take = dist <= cut[:, None]
+    take &= dist < bound[:, None]
+    counts = take.sum(axis=1)
+    floor_rows, floor = np.empty(0, np.int64), np.empty(0, np.float32)
+    rest = np.where(take, np.inf, dist).min(axis=1)
+    over = counts > MAX_CANDIDATES
+    if over.any():  # keep the best MAX_CANDIDATES of such rows
+        for r in np.flatnonzero(over):
+            order = np.argsort(dist[r], kind="stable")
+            take[r] = False
+            take[r, order[:MAX_CANDIDATES]] = True
+            rest[r] = dist[r, order[MAX_CANDIDATES]]
+    lowered = np.flatnonzero(np.isfinite(rest))
+    floor_rows, floor = lowered, rest[lowered].astype(np.float32)
+    rows, cols = np.nonzero(take)
+    return Candidates(rows, cols, dist[rows, cols], floor_rows, floor)
+
+
+def _take(dist: np.ndarray, bound: np.ndarray, K: int, by_columns: bool, k: int, band: np.ndarray) -> Candidates:
     """Entries of ``dist`` under each own row's bound.
 
     Own rows are the rows of ``dist``, or its columns when ``by_columns``
-    (the lower side of a symmetric tile, read without transposing).
+    (the lower side of a symmetric tile, read without transposing). A row
+    with very many (a loose early bound) takes only its own cut's worth
+    (:func:`_rows_under`), and the rest lower its floor.
     """
     n_rows, n_cols = dist.shape
     cut = bound[None, :] if by_columns else bound[:, None]
@@ -105,48 +198,80 @@ def _take(dist: np.ndarray, bound: np.ndarray, K: int, by_columns: bool) -> Cand
         keep = ~np.isin(own, heavy)
         own, other, d32 = own[keep], other[keep], d32[keep]
         heavy_dist = dist[:, heavy].T if by_columns else dist[heavy]
-        part = np.argpartition(heavy_dist, K, axis=1)
-        floor_rows = heavy
-        floor = np.take_along_axis(heavy_dist, part[:, K : K + 1], axis=1)[:, 0]
-        best = part[:, :K]
-        own = np.concatenate([own, np.repeat(heavy, K)])
-        other = np.concatenate([other, best.ravel()])
-        d32 = np.concatenate([d32, np.take_along_axis(heavy_dist, best, axis=1).ravel()])
+        c = _rows_under(heavy_dist, bound[heavy], K, k, band[heavy])
+        floor_rows, floor = heavy[c.floor_rows], c.floor
+        own = np.concatenate([own, heavy[c.rows]])
+        other = np.concatenate([other, c.idx])
+        d32 = np.concatenate([d32, c.d32])
     return Candidates(own, other, d32, floor_rows, floor)
 
 
-def off_diagonal(a: Block, b_right: np.ndarray, bound_a: np.ndarray, bound_b: np.ndarray, K: int):
+def off_diagonal(a: Block, b_right: np.ndarray, nb_a: "Reach", nb_b: "Reach"):
     """One tile a × b (disjoint rows; b given as its ``right()`` operand), computed once.
 
     Returns the candidates for a's rows and for b's, with tile-local row and
     neighbour indices.
     """
     dist = sqdist32(a, b_right)
-    return _take(dist, bound_a, K, by_columns=False), _take(dist, bound_b, K, by_columns=True)
+    return (
+        _take(dist, nb_a.cut, nb_a.K, False, nb_a.k, nb_a.band),
+        _take(dist, nb_b.cut, nb_b.K, True, nb_b.k, nb_b.band),
+    )
+
+
+@dataclass
+class Reach:
+    """What a tile needs of some rows' candidate state: their cuts and bands."""
+
+    cut: np.ndarray
+    band: np.ndarray
+    K: int
+    k: int
+
+    @classmethod
+    def of(cls, nb: Neighbours) -> "Reach":
+        """The cuts as float32 values rounded up (tiles compare float32 to them): offering a
+        little more changes nothing, since merge drops what lies above the float64 cut."""
+        return cls(np.nextafter(nb.cut.astype(np.float32), np.float32(np.inf)), nb.band, nb.K, nb.k)
+
+    def __getitem__(self, rows) -> "Reach":
+        return Reach(self.cut[rows], self.band[rows], self.K, self.k)
+
+    @property
+    def bound(self) -> np.ndarray:
+        return self.cut
 
 
 def _joined(parts: list[Candidates]) -> Candidates:
     return Candidates(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("rows", "idx", "d32", "floor_rows", "floor")))
 
 
-def within(block: Block, K: int, panel_rows: int, partition: Partition | None = None) -> Neighbours:
-    """Each row's K best candidates inside its own block.
+def within(block: Block, K: int, k: int, panel_rows: int, partition: Partition | None = None, band=None) -> Neighbours:
+    """Each row's candidates inside its own block (see :class:`Neighbours`).
 
     The block is cut into panels (or, with a partition, groups): faiss finds
     the candidates inside each part, and each part meets the parts after it
     once, serving both (the symmetric half of the block's distance matrix).
     With groups, a part's tile runs only on the rows that can offer the other
-    side a candidate or take one from it (:func:`_needed`).
+    side a candidate or take one from it (:func:`_needed`). ``band`` (per
+    row) defaults to :func:`band_of` the block.
     """
+    if band is None:
+        band = band_of(block.sqnorm, sqdist_error_scale(block.dim))
     cut = tiling.panels(block, panel_rows) if partition is None else tiling.grouped(block, panel_rows, partition)
     parts = [tiling.taken(block, rows) for rows in cut.rows]
     # faiss computes a diagonal part's full square: halve large ones first.
-    local = [within(p, K, panel_rows // 2) if p.rows > DIAGONAL_ROWS else diagonal(p, K) for p in parts]
-    d32, idx, floor = np.empty((block.rows, K), np.float32), np.empty((block.rows, K), np.int64), np.empty(block.rows, np.float32)
+    local = [
+        within(p, K, k, panel_rows // 2, band=band[rows]) if p.rows > DIAGONAL_ROWS else diagonal(p, K, k, band[rows])
+        for p, rows in zip(parts, cut.rows)
+    ]
+    width = max(nb.d32.shape[1] for nb in local)
+    d32, idx = np.full((block.rows, width), np.inf, np.float32), np.full((block.rows, width), -1, np.int64)
+    floor, bound = np.empty(block.rows, np.float32), np.empty(block.rows)
     for nb, rows in zip(local, cut.rows):  # parts start at 0: their ids are part rows
-        d32[rows], floor[rows] = nb.d32, nb.floor
-        idx[rows] = np.where(nb.idx >= 0, block.start + rows[np.maximum(nb.idx, 0)], -1)
-    bound = d32[:, -1]
+        w = nb.d32.shape[1]
+        d32[rows, :w], floor[rows], bound[rows] = nb.d32, nb.floor, nb.cut
+        idx[rows, :w] = np.where(nb.idx >= 0, block.start + rows[np.maximum(nb.idx, 0)], -1)
     if cut.groups is None:
         pairing = tiling.Pairing.panels(cut, cut, panel_rows)
     else:
@@ -155,13 +280,15 @@ def within(block: Block, K: int, panel_rows: int, partition: Partition | None = 
     if cut.groups is not None:
         sizes = np.array([len(rows) for rows in cut.rows])
         if tiling.tiled_share(tiles, (block.rows**2 - (sizes**2).sum()) / 2) > 1 - MIN_SKIPPED:
-            return within(block, K, panel_rows)
+            return within(block, K, k, panel_rows, band=band)
+    state = Neighbours(block.start, d32, idx, floor, block.sqnorm, bound, band, K, k)
+    reach = Reach.of(state)
     right = block.right()
     offered = []
     for _, part, rows_i, rows_j in tiling.parted(block, tiles):
-        for_i, for_j = off_diagonal(part, tiling.taken_rows(right, rows_j), bound[rows_i], bound[rows_j], K)
+        for_i, for_j = off_diagonal(part, tiling.taken_rows(right, rows_j), reach[rows_i], reach[rows_j])
         offered += [_mapped(for_i, rows_i, block.start + rows_j), _mapped(for_j, rows_j, block.start + rows_i)]
-    return merge(Neighbours(block.start, d32, idx, floor, block.sqnorm), offered)
+    return merge(state, offered)
 
 
 def _needed(a: Block, b: Block, bound_a, bound_b):
@@ -185,18 +312,19 @@ def _needed(a: Block, b: Block, bound_a, bound_b):
     return needed
 
 
-def between(a: Block, b: Block, bound_a, bound_b, K: int, panel_rows: int, partition: Partition | None = None):
+def between(a: Block, b: Block, reach_a: Reach, reach_b: Reach, panel_rows: int, partition: Partition | None = None):
     """Candidates that block a (rows before b) and block b offer each other, tile by tile.
 
-    With a partition, each group's tile runs only on the rows that can offer
-    the other side a candidate or take one from it (:func:`_needed`,
-    :func:`largeemb.tiling.cut_pair`).
+    ``reach_a``/``reach_b``: the blocks' current cuts (:meth:`Reach.of` their
+    :class:`Neighbours`). With a partition, each group's tile runs only on
+    the rows that can offer the other side a candidate or take one from it
+    (:func:`_needed`, :func:`largeemb.tiling.cut_pair`).
     """
-    _, tiles = tiling.cut_pair(a, b, panel_rows, partition, _needed(a, b, bound_a, bound_b))
+    _, tiles = tiling.cut_pair(a, b, panel_rows, partition, _needed(a, b, reach_a.cut, reach_b.cut))
     for_a, for_b = [_no_candidates()], [_no_candidates()]
     right_b = b.right()
     for _, part, rows_a, rows_b in tiling.parted(a, tiles):
-        x, y = off_diagonal(part, tiling.taken_rows(right_b, rows_b), bound_a[rows_a], bound_b[rows_b], K)
+        x, y = off_diagonal(part, tiling.taken_rows(right_b, rows_b), reach_a[rows_a], reach_b[rows_b])
         for_a.append(_mapped(x, rows_a, b.start + rows_b))
         for_b.append(_mapped(y, rows_b, a.start + rows_a))
     return _joined(for_a), _joined(for_b)
@@ -215,22 +343,30 @@ def _no_candidates() -> Candidates:
 
 
 def merge(nb: Neighbours, batches: list[Candidates]) -> Neighbours:
-    """Fold candidate batches into a block's K best; what drops out lowers the floor.
+    """Fold candidate batches into a block's lists; what drops out lowers the floor.
 
     Only rows that were offered something are re-sorted, so a late round with
-    few candidates costs little.
+    few candidates costs little. A row keeps its candidates up to its new
+    cut, min(old cut, max(K-th, (k+1)-th + band)), at most MAX_CANDIDATES.
+    Invariant kept (proof): offered candidates lie below the old cut, so
+    everything not listed lay at or above the old cut when it was met, or was
+    dropped here above the new cut (which is at most the old one), or by the
+    cap (which lowers the floor): not listed means float32 distance >=
+    min(floor, cut), and cuts never grow.
     """
     floor = nb.floor.copy()
     for c in batches:
         np.minimum.at(floor, c.floor_rows, c.floor)
     offered = np.concatenate([c.rows for c in batches]) if batches else np.empty(0, np.int64)
     if not len(offered):
-        return Neighbours(nb.start, nb.d32, nb.idx, floor, nb.sqnorm)
+        return Neighbours(nb.start, nb.d32, nb.idx, floor, nb.sqnorm, nb.cut, nb.band, nb.K, nb.k)
     touched = np.unique(offered)
-    K = nb.d32.shape[1]
-    rows = np.concatenate([np.repeat(np.arange(len(touched)), K), np.searchsorted(touched, offered)])
-    d32 = np.concatenate([nb.d32[touched].ravel()] + [c.d32 for c in batches])
-    idx = np.concatenate([nb.idx[touched].ravel()] + [c.idx for c in batches])
+    W = nb.d32.shape[1]
+    old_d32, old_idx = nb.d32[touched].ravel(), nb.idx[touched].ravel()
+    real = old_idx >= 0
+    rows = np.concatenate([np.repeat(np.arange(len(touched)), W)[real], np.searchsorted(touched, offered)])
+    d32 = np.concatenate([old_d32[real]] + [c.d32 for c in batches])
+    idx = np.concatenate([old_idx[real]] + [c.idx for c in batches])
     # Sort on (row, distance, index); row and distance share one 64-bit key.
     # The index matters only among equal keys, which are rare: one sort, and
     # a second only when some key repeats.
@@ -240,16 +376,31 @@ def merge(nb: Neighbours, batches: list[Candidates]) -> Neighbours:
         order = np.lexsort((idx, key))
     rows, d32, idx = rows[order], d32[order], idx[order]
     first = np.searchsorted(rows, np.arange(len(touched)))
+    ends = np.r_[first[1:], len(rows)]
+    counts = ends - first
     rank = np.arange(len(rows)) - first[rows]
-    kept = rank < K
-    # Each row's first dropped candidate is its smallest dropped one.
-    dropped = first + K
-    has = dropped < np.r_[first[1:], len(rows)]
-    floor[touched[has]] = np.minimum(floor[touched[has]], d32[dropped[has]])
-    new_d32, new_idx = nb.d32.copy(), nb.idx.copy()
-    new_d32[touched] = d32[kept].reshape(len(touched), K)
-    new_idx[touched] = idx[kept].reshape(len(touched), K)
-    return Neighbours(nb.start, new_d32, new_idx, floor, nb.sqnorm)
+    K, k = nb.K, nb.k
+    kth = np.where(counts >= K, d32[np.minimum(first + K - 1, len(rows) - 1)], np.inf).astype(np.float64)
+    s = np.where(counts > k, d32[np.minimum(first + k, len(rows) - 1)], np.inf).astype(np.float64)
+    cut = np.minimum(nb.cut[touched], np.maximum(kth, s + nb.band[touched]))
+    kept = (d32 <= cut[rows]) & (rank < MAX_CANDIDATES)
+    # Rows cut by the cap lower the floor with their first dropped candidate.
+    capped = np.flatnonzero((counts > MAX_CANDIDATES) & (d32[np.minimum(first + MAX_CANDIDATES, len(rows) - 1)] <= cut))
+    floor[touched[capped]] = np.minimum(floor[touched[capped]], d32[first[capped] + MAX_CANDIDATES])
+    n_kept = np.bincount(rows[kept], minlength=len(touched))
+    untouched = np.ones(nb.d32.shape[0], bool)
+    untouched[touched] = False
+    longest = int((nb.idx[untouched] >= 0).sum(axis=1).max(initial=0))
+    width = max(longest, int(n_kept.max()), K)
+    new_d32 = np.full((nb.d32.shape[0], width), np.inf, np.float32)
+    new_idx = np.full((nb.d32.shape[0], width), -1, np.int64)
+    new_d32[:, : min(W, width)], new_idx[:, : min(W, width)] = nb.d32[:, :width], nb.idx[:, :width]
+    new_d32[touched], new_idx[touched] = np.inf, -1
+    new_d32[touched[rows[kept]], rank[kept]] = d32[kept]
+    new_idx[touched[rows[kept]], rank[kept]] = idx[kept]
+    new_cut = nb.cut.copy()
+    new_cut[touched] = cut
+    return Neighbours(nb.start, new_d32, new_idx, floor, nb.sqnorm, new_cut, nb.band, K, k)
 
 
 def _ordered_bits(values: np.ndarray) -> np.ndarray:
@@ -269,7 +420,7 @@ def finish(nb: Neighbours, own: np.ndarray, take_neighbours, ks: tuple[int, ...]
     within s ± 2e get a float64 distance: the radius is the right one of those.
     Returns ``(radii (rows, len(ks)), unproven local rows)``.
     """
-    rows_n, K = nb.idx.shape
+    rows_n = nb.idx.shape[0]
     eps = (kappa * (nb.sqnorm + max_sqnorm))[:, None]
     d32 = nb.d32.astype(np.float64)
     ranked = np.sort(d32, axis=1)
@@ -279,7 +430,7 @@ def finish(nb: Neighbours, own: np.ndarray, take_neighbours, ks: tuple[int, ...]
         windows.append((np.abs(d32 - at) <= 2 * eps) & (nb.idx >= 0))
         below.append((d32 < at - 2 * eps).sum(axis=1))
     need = np.logical_or.reduce(windows)
-    d64 = np.full((rows_n, K), np.inf)
+    d64 = np.full(nb.idx.shape, np.inf)
     own_rows, slots = np.nonzero(need)
     for lo in range(0, len(own_rows), EXACT_CHUNK):
         r, c = own_rows[lo : lo + EXACT_CHUNK], slots[lo : lo + EXACT_CHUNK]
@@ -297,16 +448,112 @@ def finish(nb: Neighbours, own: np.ndarray, take_neighbours, ks: tuple[int, ...]
     return radii, np.flatnonzero(~proven)
 
 
-def exact_radii_rows(rows: np.ndarray, blocks, ks: tuple[int, ...]) -> np.ndarray:
-    """float64 brute-force radii of a few rows against every block (the fallback).
+# -- float64 resolution of unproven rows ---------------------------------------
 
-    ``blocks`` yields float64 metric-row blocks of the whole set, the rows' own included.
+#: Error bounds of the float64 GEMM formula are widened this much (they cost
+#: only a few more exact differences near each threshold).
+RESOLVE_SLACK = 4.0
+
+
+@dataclass
+class Shortlist64:
+    """Pairs (unproven row, set row) that can still be among a row's ``width`` nearest.
+
+    ``rows`` index the unproven rows (0..u-1), ``cols`` are global rows of
+    the set; ``lo``/``hi`` bound the squared distance a float64 brute force
+    computes for the pair.
     """
-    width = max(ks) + 1
-    best = np.full((len(rows), width), np.inf)
-    for block in blocks:
-        for i, row in enumerate(rows):
-            both = np.concatenate([best[i], exact_row_dist(row, block)])
-            best[i] = np.partition(both, width - 1)[:width]
-    best.sort(axis=1)
-    return best[:, list(ks)]
+
+    rows: np.ndarray
+    cols: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+
+    def merged(self, other: "Shortlist64", width: int) -> "Shortlist64":
+        joined = Shortlist64(*(np.concatenate([getattr(self, f), getattr(other, f)]) for f in ("rows", "cols", "lo", "hi")))
+        return joined.best(width)
+
+    def best(self, width: int) -> "Shortlist64":
+        """Drop pairs that cannot be among their row's ``width`` nearest.
+
+        Proof: let T be a row's width-th smallest ``hi``. At least ``width``
+        of its pairs have a brute-force value <= T, so a pair with lo > T is
+        strictly above the width-th order statistic, and dropping it leaves
+        the first ``width`` order statistics (ties included) unchanged. A
+        union's T is at most each part's, so what a part drops the union
+        would drop too: filtering per block and again at every merge is exact.
+        """
+        if not len(self.rows):
+            return self
+        order = np.lexsort((self.hi, self.rows))
+        rows, hi = self.rows[order], self.hi[order]
+        starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+        counts = np.diff(np.r_[starts, len(rows)])
+        cut = np.full(len(starts), np.inf)
+        full = counts >= width
+        cut[full] = hi[starts[full] + width - 1]
+        keep = self.lo[order] <= np.repeat(cut, counts)
+        kept = order[keep]
+        return Shortlist64(self.rows[kept], self.cols[kept], self.lo[kept], self.hi[kept])
+
+    @classmethod
+    def empty(cls) -> "Shortlist64":
+        return cls(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0), np.empty(0))
+
+
+def resolve_block(own: np.ndarray, block: np.ndarray, start: int, width: int, kappa64: float, panel_rows: int) -> Shortlist64:
+    """Candidates of unproven rows among one block of the set, by float64 GEMM.
+
+    ``own`` (u, dim) and ``block`` (b, dim) are float64 metric rows minus the
+    same centre; ``start`` is the block's first global row. Each panel of the
+    block is one float64 GEMM ``|x'|^2 + |y'|^2 - 2 x'.y'``, whose error is
+    below ``RESOLVE_SLACK κ64 (|x'|^2 + |y'|^2)`` (:func:`largeemb.distance.sqdist_error_scale`
+    with the float64 unit roundoff, which also covers the brute force's own
+    rounding, at most 2γ(|x'|^2 + |y'|^2)); only pairs the bound cannot rule
+    out are kept (:meth:`Shortlist64.best`), for exact differences later.
+    """
+    own_sq = np.einsum("ij,ij->i", own, own)
+    parts = [Shortlist64.empty()]
+    for lo in range(0, len(block), panel_rows):
+        panel = block[lo : lo + panel_rows]
+        sq = np.einsum("ij,ij->i", panel, panel)
+        d2 = own @ panel.T
+        d2 *= -2.0
+        d2 += own_sq[:, None]
+        d2 += sq[None, :]
+        # One bound per row covering the whole panel (as the float32 tiles do).
+        eps = RESOLVE_SLACK * kappa64 * (own_sq + sq.max())
+        if panel.shape[0] > width:
+            cut = np.partition(d2, width - 1, axis=1)[:, width - 1] + eps
+        else:
+            cut = np.full(len(own), np.inf)
+        rows, cols = np.nonzero(d2 <= (cut + eps)[:, None])
+        d = d2[rows, cols]
+        parts.append(Shortlist64(rows, cols + start + lo, d - eps[rows], d + eps[rows]).best(width))
+    out = parts[0]
+    for part in parts[1:]:
+        out = out.merged(part, width)
+    return out
+
+
+def resolve_finish(pairs: Shortlist64, own: np.ndarray, take_set, rows: int, ks: tuple[int, ...]) -> np.ndarray:
+    """Exact radii (rows, len(ks)) of the unproven rows from their float64 shortlist.
+
+    ``own`` holds their float64 metric rows, ``take_set(global rows)`` gives
+    the set's. Every kept pair gets the brute force's own float64 distance;
+    the self pair (distance 0) is among them, so index k of a row's sorted
+    distances is its k-th nearest *other* row, copies counting at 0.
+    """
+    from largeemb.kernels.distance import exact_pairs
+
+    # The set rows are read once (a tie-heavy shortlist names each many times).
+    wanted, where = np.unique(pairs.cols, return_inverse=True)
+    gathered = take_set(wanted)
+    exact = exact_pairs(lambda r: own[r], lambda c: gathered[c], pairs.rows, where.ravel())
+    order = np.lexsort((exact, pairs.rows))
+    r, d = pairs.rows[order], exact[order]
+    first = np.searchsorted(r, np.arange(rows))
+    out = np.empty((rows, len(ks)))
+    for q, k in enumerate(ks):
+        out[:, q] = d[first + k]
+    return out

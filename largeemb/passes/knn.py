@@ -14,19 +14,31 @@ import numpy as np
 
 from largeemb.io.store import Source
 from largeemb.kernels import knn
-from largeemb.kernels.distance import Block, metric_rows, prepare_block
-from largeemb.kernels.plan import RowBlock, bands, row_blocks
+from largeemb.kernels.distance import UNIT_ROUNDOFF64, Block, metric_rows, prepare_block, sqdist_error_scale
+from largeemb.kernels.plan import RowBlock, bands, row_blocks, tree
 from largeemb.passes.context import PassContext
 from largeemb.run.graph import Graph, run
 from largeemb.run.threads import one_thread
 
 
+#: Unproven rows per float64 resolution task (with one block of the set).
+RESOLVE_ROWS = 2048
+
+
 @dataclass
 class Radii:
-    """Exact k-NN radii of one set: (rows, len(k)) float64, and how many rows the float64 fallback settled."""
+    """Exact k-NN radii of one set: (rows, len(k)) float64, and how many rows the float64 pass settled."""
 
     values: np.ndarray
     float64_rows: int
+
+
+@dataclass
+class TilePass:
+    """What the float32 tile pass found for one set: radii, and the rows whose radii it could not prove."""
+
+    values: np.ndarray
+    unproven: np.ndarray
 
 
 def load_block(source: Source, block: RowBlock, ctx: PassContext) -> Block:
@@ -45,13 +57,13 @@ def taker(source: Source, metric: str):
 
 def _diag_task(source, block, ctx: PassContext, K):
     one_thread()
-    return knn.within(load_block(source, block, ctx), K, ctx.panel_rows, ctx.partition)
+    return knn.within(load_block(source, block, ctx), K, max(ctx.k), ctx.panel_rows, ctx.partition)
 
 
-def _offdiag_task(source, a, b, ctx: PassContext, diag_a, diag_b, K):
+def _offdiag_task(source, a, b, ctx: PassContext, diag_a, diag_b):
     one_thread()
     return knn.between(
-        load_block(source, a, ctx), load_block(source, b, ctx), diag_a.bound, diag_b.bound, K, ctx.panel_rows, ctx.partition
+        load_block(source, a, ctx), load_block(source, b, ctx), knn.Reach.of(diag_a), knn.Reach.of(diag_b), ctx.panel_rows, ctx.partition
     )
 
 
@@ -87,7 +99,7 @@ def radii_graph(g: Graph, ctx: PassContext, source: Source, role: str = "set"):
     for band in bands(len(blocks)):
         offers = {}
         for a, b in band:
-            pair = g.unit(f"{role}-between-{a}-{b}", _offdiag_task, source, blocks[a], blocks[b], ctx, state[a], state[b], K)
+            pair = g.unit(f"{role}-between-{a}-{b}", _offdiag_task, source, blocks[a], blocks[b], ctx, state[a], state[b])
             offers.setdefault(a, []).extend([pair, 0])
             offers.setdefault(b, []).extend([pair, 1])
         for x, offered in offers.items():
@@ -96,19 +108,61 @@ def radii_graph(g: Graph, ctx: PassContext, source: Source, role: str = "set"):
     return [g.unit(f"{role}-finish-{blk.index}", _finish_task, source, blk, ctx, nb, max_sqnorm) for blk, nb in zip(blocks, state)]
 
 
-def collect_radii(per_block, source: Source, ctx: PassContext) -> Radii:
-    """Concatenate block radii; recompute unproven rows by float64 brute force."""
-    radii = np.concatenate([r for r, _ in per_block])
-    unproven = np.concatenate([u for _, u in per_block])
-    if len(unproven):
-        rows = metric_rows(np.stack([source.read(i, i + 1)[0] for i in unproven]), ctx.metric)
-        blocks = (metric_rows(source.read(b.start, b.stop), ctx.metric) for b in row_blocks(source.rows, ctx.block_rows))
-        radii[unproven] = knn.exact_radii_rows(rows, blocks, ctx.k)
-    return Radii(radii, len(unproven))
+def _resolve_task(source, block, ctx: PassContext, rows, width):
+    """float64 GEMM of unproven rows (global ids) against one block: their shortlist there."""
+    one_thread()
+    centre64 = np.asarray(ctx.centre, np.float64)
+    own = metric_rows(source.read_rows(rows), ctx.metric) - centre64
+    panel = metric_rows(source.read(block.start, block.stop), ctx.metric) - centre64
+    kappa64 = sqdist_error_scale(source.dim, UNIT_ROUNDOFF64)
+    return knn.resolve_block(own, panel, block.start, width, kappa64, ctx.panel_rows)
 
 
-def radii_stage(ctx: PassContext, sources, roles=("real", "fake")) -> list[Radii]:
-    """Exact k-NN radii of each source."""
+def _resolve_merge(a, b, width):
+    return a.merged(b, width)
+
+
+def _resolved_task(source, ctx: PassContext, rows, pairs):
+    """Exact radii of unproven rows from their merged float64 shortlist."""
+    one_thread()
+    own = metric_rows(source.read_rows(rows), ctx.metric)
+    return knn.resolve_finish(pairs, own, taker(source, ctx.metric), len(rows), ctx.k)
+
+
+def resolve_graph(g: Graph, ctx: PassContext, source: Source, unproven: np.ndarray, role: str = "set"):
+    """Keys of the exact radii of the unproven rows, one per chunk of ``RESOLVE_ROWS`` of them (in order).
+
+    One task per (chunk, streamed block): a float64 GEMM of the chunk's rows
+    against the block, keeping only the pairs near each row's threshold;
+    per chunk the blocks' shortlists merge in a fixed tree, and a last task
+    computes exact differences for what is left. Runs on the executor like
+    every other pass (parallel, on a cluster, checkpointed).
+    """
+    blocks = row_blocks(source.rows, ctx.block_rows)
+    width = max(ctx.k) + 1
+    source, ctx = g.share([source, ctx])
+    out = []
+    for c, lo in enumerate(range(0, len(unproven), RESOLVE_ROWS)):
+        [rows] = g.share([unproven[lo : lo + RESOLVE_ROWS]])
+        parts = [g.unit(f"{role}-resolve-{c}-{b.index}", _resolve_task, source, b, ctx, rows, width) for b in blocks]
+        merged = tree(parts, lambda a, b: g.task("resolve-merge", _resolve_merge, a, b, width))
+        out.append(g.unit(f"{role}-resolved-{c}", _resolved_task, source, ctx, rows, merged))
+    return out
+
+
+def radii_stage(ctx: PassContext, sources, roles=("real", "fake")) -> list[TilePass]:
+    """The float32 tile pass of each source: radii, exact for every row it could prove."""
     g = Graph("radii")
     per_source = run(g, [radii_graph(g, ctx, src, role) for src, role in zip(sources, roles)], "radii")
-    return [collect_radii(blocks, src, ctx) for blocks, src in zip(per_source, sources)]
+    return [TilePass(np.concatenate([r for r, _ in blocks]), np.concatenate([u for _, u in blocks])) for blocks in per_source]
+
+
+def resolve_stage(ctx: PassContext, sources, tiles: list[TilePass], roles=("real", "fake")) -> list[Radii]:
+    """The float64 pass over the rows the tile pass left unproven (none: nothing runs)."""
+    if any(len(t.unproven) for t in tiles):
+        g = Graph("float64")
+        keys = [resolve_graph(g, ctx, src, t.unproven, role) for src, t, role in zip(sources, tiles, roles)]
+        for t, parts in zip(tiles, run(g, keys, "float64")):
+            if len(t.unproven):
+                t.values[t.unproven] = np.concatenate(parts)
+    return [Radii(t.values, len(t.unproven)) for t in tiles]

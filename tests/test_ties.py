@@ -1,0 +1,158 @@
+"""Tie-heavy data: exact duplicates, lattices, one-hot rows, against the float64 brute force.
+
+prdc (sklearn's ``|x|^2 + |y|^2 - 2xy`` in float32 for float32 input) can
+break a tie differently from the brute force: two identical rows come out at
+~1e-4 instead of 0, or a tied neighbour ranks by rounding. The brute force is
+the definition, so these tests compare with :mod:`oracle` only.
+"""
+
+import threading
+
+import numpy as np
+import pytest
+
+import largeemb
+from largeemb.kernels import knn
+from largeemb.kernels.plan import row_blocks
+from largeemb.passes import knn as radii_pass
+from conftest import mixture
+import oracle
+
+KEYS = ("precision", "recall", "density", "coverage")
+
+
+def test_unproven_rows_are_resolved_in_tasks(monkeypatch):
+    """Every float64 resolution runs as a task of the executor (a worker thread),
+    one per (chunk of unproven rows, block), never in the main thread."""
+    calls = []
+    for name in ("resolve_block", "resolve_finish"):
+        def spy(*args, _f=getattr(knn, name), _n=name):
+            calls.append((_n, threading.current_thread() is threading.main_thread()))
+            return _f(*args)
+        monkeypatch.setattr(knn, name, spy)
+    monkeypatch.setattr(knn, "MARGIN", 0)
+    monkeypatch.setattr(knn, "BAND", 0.0)
+    monkeypatch.setattr(radii_pass, "RESOLVE_ROWS", 64)
+    real, fake = mixture(900, 8, 1), mixture(800, 8, 2)
+    result = largeemb.evaluate(real, fake, k=3, block_rows=200, samples=False, plots=False)
+    unproven = result.real["float64_fallback_rows"] + result.fake["float64_fallback_rows"]
+    assert unproven > 64
+    assert calls and not any(main for _, main in calls)
+    chunks = [-(-getattr(result, side)["float64_fallback_rows"] // 64) for side in ("real", "fake")]
+    blocks = [len(row_blocks(len(x), 200)) for x in (real, fake)]
+    assert sum(n == "resolve_finish" for n, _ in calls) == sum(chunks)
+    assert sum(n == "resolve_block" for n, _ in calls) == sum(c * b for c, b in zip(chunks, blocks))
+    assert "radii_float64" in result.timings_s
+    np.testing.assert_array_equal(result.real_radii[:, 0], oracle.radii(real, 3))
+    np.testing.assert_array_equal(result.fake_radii[:, 0], oracle.radii(fake, 3))
+
+
+# -- tie-heavy sets against the float64 brute force ------------------------------
+
+
+def lattice(rows, dim, seed):
+    """Small integer lattice points: exact duplicates and masses of tied distances."""
+    return np.random.default_rng(seed).integers(-2, 3, (rows, dim)).astype(np.float32)
+
+
+def one_hot(rows, dim, scales):
+    """Rows s * e_i: every distance is one of a handful of values."""
+    out = np.zeros((rows, dim), np.float32)
+    i = np.arange(rows)
+    out[i, i % dim] = np.asarray(scales, np.float32)[(i // dim) % len(scales)]
+    return out
+
+
+def repeated(seed):
+    """Gaussian rows repeated 1-12 times, one row 40 times (> k+1) and one 300 times
+    (> a 128-row block), shuffled."""
+    rng = np.random.default_rng(seed)
+    base = rng.standard_normal((120, 6)).astype(np.float32)
+    counts = rng.integers(1, 13, len(base))
+    counts[0], counts[1] = 40, 300
+    out = np.repeat(base, counts, axis=0)
+    return out[rng.permutation(len(out))]
+
+
+def tie_sets(name):
+    if name == "lattice":
+        return lattice(700, 4, 1), lattice(500, 4, 2)
+    if name == "one_hot":
+        return one_hot(360, 24, (1, -1, 2)), one_hot(300, 24, (1, 2, -2, 3))
+    if name == "repeated":
+        return repeated(3), repeated(4)[:900]
+    if name == "shared":  # duplicates across the two sets
+        real = repeated(5)
+        fake = np.concatenate([real[::3], repeated(6)[:400]])
+        return real, fake
+    raise KeyError(name)
+
+
+def check_all(real, fake, k, inclusive=False, **options):
+    result = largeemb.evaluate(real, fake, k=k, inclusive=inclusive, plots=False, **options)
+    np.testing.assert_array_equal(result.real_radii[:, 0], oracle.radii(real, k))
+    np.testing.assert_array_equal(result.fake_radii[:, 0], oracle.radii(fake, k))
+    d = oracle.pairwise(fake, real)
+    r_real, r_fake = oracle.radii(real, k), oracle.radii(fake, k)
+    inside = np.less_equal if inclusive else np.less
+    np.testing.assert_array_equal(result.fake_counts[:, 0], inside(d, r_real[None, :]).sum(axis=1))
+    np.testing.assert_array_equal(result.real_covered[:, 0], inside(d, r_real[None, :]).any(axis=0))
+    np.testing.assert_array_equal(result.real_recalled[:, 0], inside(d, r_fake[:, None]).any(axis=0))
+    truth = oracle.per_sample(real, fake, k)
+    np.testing.assert_array_equal(result.fake_nearest_real, truth["fake_nearest_real"])
+    np.testing.assert_array_equal(result.fake_nearest_dist, truth["fake_nearest_dist"])
+    np.testing.assert_array_equal(result.fake_realism, truth["fake_realism"])
+    np.testing.assert_array_equal(result.real_nearest_dist, truth["real_nearest_dist"])
+    want = oracle.prdc(real, fake, k, inclusive=inclusive)
+    assert {key: result.metrics[key] for key in KEYS} == pytest.approx(want, rel=1e-12, abs=1e-12)
+    return result
+
+
+@pytest.mark.parametrize("name", ["lattice", "one_hot", "repeated", "shared"])
+@pytest.mark.parametrize("k, inclusive", [(1, False), (3, False), (5, False), (5, True)])
+def test_tie_heavy_sets_equal_brute_force(name, k, inclusive):
+    real, fake = tie_sets(name)
+    check_all(real, fake, k, inclusive, block_rows=256)
+
+
+@pytest.mark.parametrize("name", ["lattice", "repeated"])
+def test_tie_heavy_results_do_not_depend_on_block_size(name):
+    real, fake = tie_sets(name)
+    runs = [check_all(real, fake, 3, block_rows=b) for b in (128, 300, 4096)]
+    for other in runs[1:]:
+        np.testing.assert_array_equal(other.real_radii, runs[0].real_radii)
+        np.testing.assert_array_equal(other.fake_counts, runs[0].fake_counts)
+        np.testing.assert_array_equal(other.fake_nearest_real, runs[0].fake_nearest_real)
+        assert other.metrics == runs[0].metrics
+
+
+def test_copies_prove_their_zero_radius_in_the_tile_pass():
+    """A group of c >= k+1 identical rows has radius 0 (copies at distance 0), found
+    from kept candidates: no row of the repeated sets needs the float64 pass."""
+    real, fake = tie_sets("repeated")
+    result = check_all(real, fake, 5, block_rows=128)
+    assert result.real["float64_fallback_rows"] == 0 and result.fake["float64_fallback_rows"] == 0
+    assert (result.real_radii[:, 0] == 0).sum() > 300
+
+
+def test_tie_heavy_sets_on_worker_processes(tmp_path):
+    from conftest import zarr_store
+
+    real, fake = tie_sets("shared")
+    paths = zarr_store(tmp_path / "real.zarr", real, chunks=(256, 6)), zarr_store(tmp_path / "fake.zarr", fake, chunks=(256, 6))
+    local = largeemb.evaluate(real, fake, k=3, block_rows=256, plots=False)
+    remote = largeemb.evaluate(*paths, k=3, block_rows=256, plots=False, workers=2)
+    np.testing.assert_array_equal(remote.real_radii, local.real_radii)
+    np.testing.assert_array_equal(remote.fake_counts, local.fake_counts)
+    np.testing.assert_array_equal(remote.fake_realism, local.fake_realism)
+    assert remote.metrics == local.metrics
+
+
+@pytest.mark.parametrize("name", ["lattice", "one_hot"])
+def test_capped_candidate_lists_fall_back_exactly(name, monkeypatch):
+    """With few candidates allowed per row, tied rows overflow the cap, lower their
+    floor and go to the float64 pass; answers stay those of the brute force."""
+    monkeypatch.setattr(knn, "MAX_CANDIDATES", 8)
+    real, fake = tie_sets(name)
+    result = check_all(real, fake, 5, block_rows=256)
+    assert result.real["float64_fallback_rows"] > 0
