@@ -56,6 +56,7 @@ class Graph:
         self.tasks: dict = {}
         self.run = current_run()
         self.token = uuid.uuid4().hex[:8]  # keys never collide, even for two builds of one scope
+        self.shared: list[tuple[list, list]] = []  # (values, what the executor made of them)
 
     def task(self, label: str, func, *args):
         key = (f"{label}-{self.token}", len(self.tasks))
@@ -81,7 +82,18 @@ class Graph:
 
     def share(self, values: list) -> list:
         """Values many tasks need (radii, centre): on a cluster, sent once, not per task."""
-        return self.run.executor.share(values)
+        handles = self.run.executor.share(values)
+        self.shared.append((list(values), list(handles)))
+        return handles
+
+    def shared_again(self) -> dict:
+        """Share every shared value anew (a lost worker may have taken them along): old handle key -> new handle."""
+        renamed = {}
+        for values, handles in self.shared:
+            for old, new in zip(handles, self.run.executor.share(values)):
+                if hasattr(old, "key"):
+                    renamed[old.key] = new
+        return renamed
 
     def tree(self, keys: list, combine, label: str):
         """Combine ``keys`` pairwise in a fixed binary tree (deterministic order)."""
@@ -106,16 +118,28 @@ def run(g: Graph, outputs, label: str = "tasks"):
         try:
             return g.run.executor.compute(tasks, root, tracked, progress)
         except LostWork:
-            # A dead worker took results whose inputs the cluster had already
-            # released. Run the pass again, loading every unit that was saved.
+            # A dead worker took results (or shared values) that the cluster can
+            # no longer recompute. Run the pass again with its shared values sent
+            # anew, loading every unit that was saved.
             logger.info("%s: a lost worker took unsaved results with it; running the pass again from its checkpoints", label)
-            tasks, _ = cull(_reloaded(tasks), [root])
+            tasks, _ = cull(_reloaded(tasks, g.shared_again()), [root])
             return g.run.executor.compute(tasks, root, tracked & tasks.keys(), progress)
 
 
-def _reloaded(tasks: dict) -> dict:
-    """``tasks`` with every checkpointed unit whose file exists now loaded instead of computed."""
-    return {
-        key: (checkpoint.load, task[1]) if task[0] is _computed_and_kept and os.path.exists(task[1]) else task
-        for key, task in tasks.items()
-    }
+def _reloaded(tasks: dict, renamed: dict) -> dict:
+    """``tasks`` with every checkpointed unit whose file exists now loaded instead of computed,
+    and shared values replaced by their new handles."""
+
+    def fresh(arg):
+        if isinstance(arg, list):
+            return [fresh(a) for a in arg]
+        key = getattr(arg, "key", None)
+        return renamed[key] if not isinstance(arg, tuple) and key in renamed else arg
+
+    out = {}
+    for key, task in tasks.items():
+        if task[0] is _computed_and_kept and os.path.exists(task[1]):
+            out[key] = (checkpoint.load, task[1])
+        else:
+            out[key] = (task[0], *(fresh(a) for a in task[1:]))
+    return out
