@@ -315,7 +315,7 @@ def test_warnings_reach_metrics_json_and_stderr(tmp_path):
     assert result.exit_code == 0, result.output
     warnings = json.loads((out / "metrics.json").read_text())["warnings"]
     expected = {
-        "zero radii": "300 real rows have a zero k-NN radius",
+        "zero radii": "real rows have a zero k-NN radius from duplicate rows (300 at k=2)",
         "integer cast": "real array has integer dtype int32: cast to float",
         "small real set": "real set has only 300 rows",
         "small fake set": "fake set has only 400 rows",
@@ -324,6 +324,25 @@ def test_warnings_reach_metrics_json_and_stderr(tmp_path):
         assert any(text in w for w in warnings), (name, warnings)
         assert f"warning: {text}" in result.stderr, (name, result.stderr)
     assert not any("radius" in w and "fake" in w for w in warnings)  # fake rows are distinct
+
+
+def test_zero_radius_warning_names_every_k_it_applies_to():
+    rng = np.random.default_rng(0)
+    real = np.repeat(rng.standard_normal((100, DIM)), 3, axis=0)  # two exact twins per row: radius 0 for k = 1, 2
+    result = api.evaluate(real, rng.standard_normal((300, DIM)), k=(1, 2, 5), plots=False, samples=False)
+    (warning,) = [w for w in result.warnings if "zero k-NN radius" in w]
+    assert "300 at k=1, 300 at k=2)" in warning and "k=5" not in warning
+
+
+def test_fd_of_identical_sets_is_zero_not_negative():
+    from largeemb.kernels.moments import frechet_distance
+
+    rng = np.random.default_rng(3)
+    rows = rng.standard_normal((500, 64)) * rng.uniform(0.1, 30, 64)
+    mean, cov = rows.mean(0), np.cov(rows, rowvar=False)
+    assert frechet_distance(mean, cov, mean, cov) == 0.0  # a rounding-sized negative before the clip
+    result = api.evaluate(rows, rows.copy(), k=3, plots=False, samples=False)
+    assert result.metrics["fd"] == 0.0 and f"{result.metrics['fd']:.4f}" == "0.0000"
 
 
 def test_large_dim_warning():
