@@ -1,6 +1,6 @@
 """largeemb vs the prdc package on the same data, in one run.
 
-    python scripts/bench_vs_prdc.py [--rows 20000] [--dim 512] [--k 5] [--modes 10]
+    python scripts/bench_vs_prdc.py [--rows 20000] [--dim 512] [--k 5] [--modes 10] [--cli]
 
 Writes a synthetic real/fake pair to zarr stores in a temporary directory,
 then runs each tool in its own fresh process (so each peak RSS is its own):
@@ -12,6 +12,11 @@ and one with pruning off (--no-prune: every tile computed in full), which is
 what data without cluster structure costs (--modes 1 writes such data).
 Imports happen before the clock starts, for both tools. Prints wall time,
 peak RSS, their ratios, and whether the metrics agree.
+
+``--cli`` times instead what a user runs: ``largeemb evaluate REAL FAKE --out
+DIR`` with default options, end to end in a fresh process (start-up, metrics,
+per-sample values, projections, t-SNE, figures, publishing), against prdc's
+``compute_prdc`` on the same data in the same run.
 """
 
 from __future__ import annotations
@@ -30,7 +35,10 @@ def main():
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--k", type=int, default=5)
     parser.add_argument("--modes", type=int, default=10, help="Gaussian modes of the synthetic sets (1: no cluster structure)")
+    parser.add_argument("--cli", action="store_true", help="time the default `largeemb evaluate` command end to end instead")
     args = parser.parse_args()
+    if args.cli:
+        return cli_vs_prdc(args)
 
     with tempfile.TemporaryDirectory() as tmp:
         real, fake = synth_pair(tmp, args.rows, args.dim, args.modes)
@@ -45,13 +53,7 @@ def main():
         ours = largeemb_run(", samples=False, plots=False")
         unpruned = largeemb_run(", samples=False, plots=False, prune=False")
         default = largeemb_run("")
-        theirs = run_child(
-            "import contextlib, io, time, numpy as np, zarr\nfrom prdc import compute_prdc\n"
-            f"real = zarr.open_array({real!r})[:]; fake = zarr.open_array({fake!r})[:]\n"
-            "t = time.perf_counter()\n"
-            f"with contextlib.redirect_stdout(io.StringIO()): m = compute_prdc(real, fake, {args.k})\n"
-            "_out = {'seconds': time.perf_counter() - t, **{k: float(v) for k, v in m.items()}}\n"
-        )
+        theirs = prdc_run(real, fake, args.k)
 
     print(f"n = m = {args.rows}, dim {args.dim}, k {args.k}, {args.modes} modes")
     print(f"{'':10}{'seconds':>10}{'peak MiB':>10}   " + "  ".join(f"{k:>9}" for k in KEYS))
@@ -60,6 +62,41 @@ def main():
     print(f"speed-up: {theirs['seconds'] / ours['seconds']:.1f}x   memory: {ours['peak_mib'] / theirs['peak_mib']:.3f} of prdc's peak")
     print(f"speed-up with pruning off: {theirs['seconds'] / unpruned['seconds']:.1f}x")
     same = all(abs(res[k] - theirs[k]) <= 1e-12 for k in KEYS for res in (ours, unpruned, default))
+    print("metrics identical" if same else "METRICS DIFFER")
+    raise SystemExit(0 if same else 1)
+
+
+def prdc_run(real: str, fake: str, k: int) -> dict:
+    return run_child(
+        "import contextlib, io, time, numpy as np, zarr\nfrom prdc import compute_prdc\n"
+        f"real = zarr.open_array({real!r})[:]; fake = zarr.open_array({fake!r})[:]\n"
+        "t = time.perf_counter()\n"
+        f"with contextlib.redirect_stdout(io.StringIO()): m = compute_prdc(real, fake, {k})\n"
+        "_out = {'seconds': time.perf_counter() - t, **{k: float(v) for k, v in m.items()}}\n"
+    )
+
+
+def cli_vs_prdc(args) -> None:
+    """The default CLI path, end to end (a fresh process, plots included), against prdc."""
+    import json
+    import subprocess
+    import sys
+    import time
+
+    with tempfile.TemporaryDirectory() as tmp:
+        real, fake = synth_pair(tmp, args.rows, args.dim, args.modes)
+        command = [sys.executable, "-m", "largeemb", "evaluate", real, fake, "--out", f"{tmp}/out", "--k", str(args.k)]
+        start = time.perf_counter()
+        subprocess.run(command, check=True, capture_output=True)
+        seconds = time.perf_counter() - start
+        with open(f"{tmp}/out/metrics.json") as fh:
+            ours = json.load(fh)
+        theirs = prdc_run(real, fake, args.k)
+    stages = ", ".join(f"{name} {value:.1f}" for name, value in ours["timings_s"].items() if name != "total")
+    print(f"n = m = {args.rows}, dim {args.dim}, k {args.k}, {args.modes} modes; `largeemb evaluate` with default options")
+    print(f"largeemb CLI {seconds:.2f} s wall (stages: {stages}); prdc {theirs['seconds']:.2f} s")
+    print(f"speed-up: {theirs['seconds'] / seconds:.1f}x")
+    same = all(abs(ours["metrics"][k] - theirs[k]) <= 1e-12 for k in KEYS)
     print("metrics identical" if same else "METRICS DIFFER")
     raise SystemExit(0 if same else 1)
 

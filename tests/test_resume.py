@@ -58,6 +58,7 @@ main()
 """
 
 
+@pytest.mark.slow
 def test_killed_job_resumes_with_identical_metrics_recomputing_only_unfinished_tasks(stores, uninterrupted, tmp_path):
     real, fake = stores
     whole, total = uninterrupted

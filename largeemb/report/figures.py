@@ -179,8 +179,7 @@ def _radius_circles(ax, centres: np.ndarray, radii: np.ndarray) -> None:
 
 def _legend_below(ax) -> None:
     """The legend under the axes, in one row: never over the data (it hid a fake contour at 200k rows)."""
-    handles, _ = ax.get_legend_handles_labels()
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.09), ncol=min(len(handles), 3), fontsize="small", frameon=False)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, fontsize="small", frameon=False)
 
 
 def _smoothed(counts: np.ndarray) -> np.ndarray:

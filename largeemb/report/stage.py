@@ -184,7 +184,7 @@ def _sets(metrics: dict) -> str:
     """Which sets, how many rows, which metric: for titles."""
     real, fake = metrics["real"], metrics["fake"]
     name = lambda side: os.path.basename(str(side["source"]).rstrip("/").split("::")[0]) or str(side["source"])  # noqa: E731
-    return f"{name(real)} ({real['rows']:,} rows) vs {name(fake)} ({fake['rows']:,} rows), {metrics['params']['metric']}"
+    return f"real {name(real)} ({real['rows']:,} rows) vs fake {name(fake)} ({fake['rows']:,} rows), {metrics['params']['metric']}"
 
 
 def k_sweep_figure(metrics: dict):
@@ -192,7 +192,7 @@ def k_sweep_figure(metrics: dict):
 
     return plots.k_sweep_figure(
         metrics["params"]["k"], metrics["by_k"], errors={k: v for k, v in metrics.get("standard_errors", {}).items() if k.isdigit()},
-        title=f"Metrics against k: real {_sets(metrics)}",
+        title=f"Metrics against k: {_sets(metrics)}",
     )
 
 
@@ -248,7 +248,7 @@ def tsne_figure(data: dict, metrics: dict):
     return plots.tsne_figure(
         real,
         fake,
-        title=f"t-SNE of {len(real):,} real and {len(fake):,} fake rows: {_headline(metrics)}",
+        title=f"t-SNE of {len(real):,} real and {len(fake):,} fake rows\n{_headline(metrics)}",
         caption=(
             f"Seeded subsample (seed {metrics['params']['seed']}) of each set, embedded together with openTSNE from PCA coordinates. "
             + (f"Embedded: the unit rows (each row divided by its length, as --metric cosine measures), {metrics['real']['dim']}-dim."

@@ -1,7 +1,7 @@
 """t-SNE of the joint subsample, for ``tsne.png``.
 
-Settings were chosen by measurement on the demo data (``python
-scripts/bench_tsne.py --settings``; README, Plots): exact neighbours from
+Settings were chosen by measurement on the demo data (README, Plots; the
+dropped-modes test in tests/test_plots.py keeps the picture): exact neighbours from
 faiss instead of openTSNE's Annoy index (faster and deterministic),
 Barnes-Hut gradients (cheaper than FFT interpolation below ~10,000 points),
 and fewer iterations than openTSNE's 250 + 500, which left every dropped
