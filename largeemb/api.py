@@ -225,6 +225,7 @@ def evaluate_to(
     force: bool = False,
     resume: bool = False,
     client=None,
+    on_metrics=None,
     **options,
 ) -> EvaluationResult:
     """Evaluate and write the whole result into directory ``out``, exactly as ``largeemb evaluate`` does.
@@ -235,7 +236,10 @@ def evaluate_to(
     once the result is published. ``out`` is claimed with a lock; the result
     is staged and published only when everything succeeded, so ``out`` holds
     the previous result or the new one, never a mix. An existing result is
-    replaced only with ``force``. Other parameters as for :func:`evaluate`.
+    replaced only with ``force``. ``on_metrics(result)`` is called as soon
+    as the numbers exist, before per-sample values and plots are written (the
+    CLI prints them then); nothing is published before everything is written.
+    Other parameters as for :func:`evaluate`.
     """
     config = _config_of(config, options, "evaluate_to")
     work = os.path.join(out, checkpoint.WORK_DIR)
@@ -246,6 +250,8 @@ def evaluate_to(
         result = evaluate(
             real, fake, config, real_array=real_array, fake_array=fake_array, client=client, checkpoint_dir=work, resume=resume
         )
+        if on_metrics is not None:
+            on_metrics(result)
         if config.samples:
             write_samples(result, staging.file(SAMPLES_STORE))
         if config.plots:
@@ -258,6 +264,13 @@ def evaluate_to(
     return result
 
 
+def finished_run(out: str) -> str | None:
+    """The result file of a run in ``out`` that finished (published, no unfinished work left), else None."""
+    metrics = os.path.join(out, METRICS_FILE)
+    unfinished = os.path.exists(os.path.join(out, checkpoint.WORK_DIR, checkpoint.MANIFEST))
+    return metrics if os.path.isfile(metrics) and not unfinished else None
+
+
 def build_reference(
     real,
     out: str,
@@ -265,6 +278,7 @@ def build_reference(
     *,
     real_array: str | None = None,
     force: bool = False,
+    resume: bool = False,
     client=None,
     **options,
 ) -> Reference:
@@ -280,6 +294,8 @@ def build_reference(
     k
         Neighbour counts to store radii for; ``evaluate`` from this reference
         accepts any of them.
+    resume
+        Continue an interrupted build from the finished tasks kept in ``out/.work``.
     real_array, client, options
         As for :func:`evaluate` (``metric``, ``block_rows``, ``prune``,
         ``workers``, ``scheduler``, ``threads_per_worker``, …).
@@ -297,22 +313,29 @@ def build_reference(
     config = config.resolved(source.rows)
     check_sources(config, client, source)
     os.makedirs(out, exist_ok=True)
-    with open_run(config, client):
+    work = os.path.join(out, checkpoint.WORK_DIR)
+    if force and not resume:
+        checkpoint.discard(work)
+    store = checkpoint.open_store(work, _checkpoint_fingerprint(source, None, config), resume)
+    with open_run(config, client, store) as run:
+        check_reachable(run, (source,), work)
         passes = run_passes(source, None, config)
+        logger.info("%s", run.summary())
     side = passes.real
     with OutputLock(out), Staging(out) as staging:
         write_reference(
             staging, source, passes.context.k, config.metric, side.moments, side.fingerprint, side.radii.values, passes.context.partition
         )
         staging.publish(force, last=REFERENCE_FILE)
+    checkpoint.discard(work)
     return load_reference(out)
 
 
-def _checkpoint_fingerprint(real: Source, fake: Source, config: EvaluateConfig) -> dict:
+def _checkpoint_fingerprint(real: Source, fake: Source | None, config: EvaluateConfig) -> dict:
     """What must match for a resumed run to reuse finished tasks (not where it runs, nor the plots)."""
     return {
         "real": checkpoint.quick_fingerprint(real),
-        "fake": checkpoint.quick_fingerprint(fake),
+        "fake": checkpoint.quick_fingerprint(fake) if fake is not None else None,  # None: a reference build
         "params": config.result_params(),
         "largeemb": __version__,
     }

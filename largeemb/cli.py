@@ -13,22 +13,73 @@ from typing import Annotated, Optional
 
 import typer
 
+from typer.core import TyperCommand, TyperGroup
+
 from largeemb.config import COMPANIONS, METRICS, PCA_METHODS, EvaluateConfig
 from largeemb.errors import InputError
+from largeemb.version import __version__
 
 DEFAULTS = EvaluateConfig()
 DEMO_ROWS, DEMO_DIM = 20_000, 128
 
+
+def _plain_usage(pieces: list[str]) -> list[str]:
+    """``REAL FAKE`` as usage lines have always read, not typer's ``{REAL} {FAKE}``."""
+    return [p[1:-1] if p.startswith("{") and p.endswith("}") else p for p in pieces]
+
+
+class _Command(TyperCommand):
+    def collect_usage_pieces(self, ctx):
+        return _plain_usage(super().collect_usage_pieces(ctx))
+
+
+class _Group(TyperGroup):
+    def collect_usage_pieces(self, ctx):
+        return _plain_usage(super().collect_usage_pieces(ctx))
+
+
+#: Plain help (no rich panels, whose type column shows ``<bool>`` for flags);
+#: ``-h`` as well as ``--help``, as most tools accept.
+_APP_OPTIONS = dict(
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None, cls=_Group,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 app = typer.Typer(
     name="largeemb",
     help="Exact precision, recall, density, coverage and Fréchet distance for millions of embeddings, out of core.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
+    **_APP_OPTIONS,
 )
 
+
+def _choices(values) -> str:
+    """Metavar listing an option's choices, e.g. ``[euclidean|cosine]`` (the config validates them)."""
+    return f"[{'|'.join(values)}]"
+
+
+def _version(value: bool):
+    if value:
+        typer.echo(f"largeemb {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", help="Print the version and exit.", is_eager=True, callback=_version)
+    ] = False,
+):
+    """Exact precision, recall, density, coverage and Fréchet distance for millions of embeddings, out of core."""
+
+
 Debug = Annotated[bool, typer.Option("--debug", help="Show full tracebacks instead of one-line errors.")]
-Force = Annotated[bool, typer.Option("--force", help="Replace an existing result or store.")]
+
+
+def _force(what: str):
+    """``--force``, with what it replaces in this command."""
+    return Annotated[bool, typer.Option("--force", help=what)]
+
+
+Metric = Annotated[str, typer.Option(metavar=_choices(METRICS), help="Distance (cosine L2-normalises rows first).")]
 
 
 def _parse_k(text: str) -> tuple[int, ...]:
@@ -56,11 +107,15 @@ def _run(debug: bool, action):
         raise typer.Exit(130) from None
 
 
-def _report(result, out: str) -> None:
-    metrics = result.metrics
-    typer.echo("  ".join(f"{name} {value:.4f}" for name, value in metrics.items()))
+def _print_metrics(result) -> None:
+    """The numbers and warnings, as soon as they exist (before the plots are drawn)."""
+    typer.echo("  ".join(f"{name} {value:.4f}" for name, value in result.metrics.items()))
     for warning in result.warnings:
         typer.echo(f"warning: {warning}", err=True)
+
+
+def _report(result, out: str) -> None:
+    """What was written, once it is published."""
     typer.echo(f"wrote {os.path.join(out, 'metrics.json')}")
     if result.projection is not None:
         typer.echo(f"wrote plots to {out} (redraw them with `largeemb plot {out}`)")
@@ -78,12 +133,22 @@ class _StderrHandler(logging.StreamHandler):
         pass
 
 
+class _LogFormatter(logging.Formatter):
+    """``largeemb: ...`` on a terminal; with a timestamp in batch logs (stderr not a terminal)."""
+
+    def format(self, record):
+        line = f"largeemb: {record.getMessage()}"
+        if sys.stderr.isatty():
+            return line
+        return f"{self.formatTime(record, '%Y-%m-%d %H:%M:%S')} {line}"
+
+
 def _log_to_stderr() -> None:
     """Progress and run notes go to stderr as ``largeemb: ...`` lines."""
     logger = logging.getLogger("largeemb")
     if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
         handler = _StderrHandler()
-        handler.setFormatter(logging.Formatter("largeemb: %(message)s"))
+        handler.setFormatter(_LogFormatter())
         logger.addHandler(handler)
     logger.setLevel(logging.INFO)
 
@@ -92,41 +157,64 @@ def _evaluate_to(real, fake, out: str, config: EvaluateConfig, **options):
     from largeemb.api import evaluate_to
 
     _log_to_stderr()
-    return evaluate_to(real, fake, out, config, **options)
+    printed = []
+
+    def on_metrics(result):
+        _print_metrics(result)
+        printed.append(len(result.warnings))
+
+    result = evaluate_to(real, fake, out, config, on_metrics=on_metrics, **options)
+    for warning in result.warnings[printed[0] if printed else 0 :]:  # e.g. a failed plot stage
+        typer.echo(f"warning: {warning}", err=True)
+    return result
 
 
-@app.command()
+Real = Annotated[
+    str, typer.Argument(metavar="REAL", help="Real embeddings: zarr array or group (local path or fsspec URL), .npy or .npz file.", show_default=False)
+]
+RealArray = Annotated[
+    Optional[str], typer.Option("--real-array", "--real-key", metavar="NAME", help="Array name when REAL is a zarr group or an .npz file (default: the only array).")
+]
+BlockRows = Annotated[
+    Optional[int],
+    typer.Option(metavar="N", help="Rows per streamed block (one task); GEMMs run in 2048-row panels inside it. Default: 4096, more for sets over 262,144 rows."),
+]
+Scheduler = Annotated[Optional[str], typer.Option(metavar="ADDRESS", help="Run on the running dask cluster at this address (e.g. tcp://host:8786).")]
+Workers = Annotated[Optional[int], typer.Option(metavar="N", help="Start a LocalCluster of N worker processes (default: run in-process).")]
+ThreadsPerWorker = Annotated[
+    Optional[int], typer.Option(metavar="N", help="Task threads per worker (in-process: of this process); default: cores / workers.")
+]
+Resume = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from the finished tasks kept in OUT/.work (a finished run: say so and exit 0).")]
+
+
+@app.command(cls=_Command)
 def evaluate(
-    real: Annotated[str, typer.Argument(help="Real embeddings: zarr array or group, local path or fsspec URL.")],
-    fake: Annotated[str, typer.Argument(help="Fake (generated) embeddings, same forms as REAL.")],
-    out: Annotated[str, typer.Option("--out", "-o", help="Directory for metrics.json and plots.")],
-    k: Annotated[str, typer.Option(help="Neighbour count(s), e.g. 5 or 3,5,10; the first is primary.")] = ",".join(map(str, DEFAULTS.k)),
-    metric: Annotated[str, typer.Option(help=f"Distance: {' or '.join(METRICS)} (cosine L2-normalises rows).")] = DEFAULTS.metric,
+    real: Real,
+    fake: Annotated[str, typer.Argument(metavar="FAKE", help="Fake (generated) embeddings, same forms as REAL.", show_default=False)],
+    out: Annotated[str, typer.Option("--out", "-o", metavar="DIR", help="Directory for metrics.json and plots.")],
+    k: Annotated[str, typer.Option(metavar="K[,K...]", help="Neighbour count(s), e.g. 5 or 3,5,10; the first is primary.")] = ",".join(map(str, DEFAULTS.k)),
+    metric: Metric = DEFAULTS.metric,
     inclusive: Annotated[bool, typer.Option("--inclusive", help="Count a point on a ball's boundary as inside (<= instead of <).")] = DEFAULTS.inclusive,
-    real_array: Annotated[Optional[str], typer.Option(help="Array name when REAL is a group.")] = None,
-    fake_array: Annotated[Optional[str], typer.Option(help="Array name when FAKE is a group.")] = None,
-    block_rows: Annotated[
-        Optional[int], typer.Option(help="Rows per streamed block (one task); GEMMs run in 2048-row panels inside it. Default: 4096, more for sets over 262,144 rows.")
-    ] = DEFAULTS.block_rows,
+    real_array: RealArray = None,
+    fake_array: Annotated[Optional[str], typer.Option("--fake-array", "--fake-key", metavar="NAME", help="Array name when FAKE is a zarr group or an .npz file.")] = None,
+    block_rows: BlockRows = DEFAULTS.block_rows,
     samples: Annotated[bool, typer.Option("--samples/--no-samples", help="Write per-sample values to samples.zarr.")] = DEFAULTS.samples,
-    pca: Annotated[str, typer.Option(help=f"PCA basis of the plots: {' or '.join(PCA_METHODS)} (exact from streamed moments, or scikit-learn's IncrementalPCA).")] = DEFAULTS.pca,
-    tsne_samples: Annotated[int, typer.Option(help="Rows of each set in the joint t-SNE subsample (0 skips t-SNE).")] = DEFAULTS.tsne_samples,
-    plot_samples: Annotated[int, typer.Option(help="Rows of each set drawn as points on pca.png.")] = DEFAULTS.plot_samples,
+    pca: Annotated[str, typer.Option(metavar=_choices(PCA_METHODS), help="PCA basis of the plots: exact from streamed moments, or scikit-learn's IncrementalPCA.")] = DEFAULTS.pca,
+    tsne_samples: Annotated[int, typer.Option(metavar="N", help="Rows of each set in the joint t-SNE subsample (0 skips t-SNE).")] = DEFAULTS.tsne_samples,
+    plot_samples: Annotated[int, typer.Option(metavar="N", help="Rows of each set drawn as points on pca.png.")] = DEFAULTS.plot_samples,
     no_plots: Annotated[bool, typer.Option("--no-plots", help="Write metrics.json only: no projections, no figures.")] = not DEFAULTS.plots,
     prune: Annotated[bool, typer.Option("--prune/--no-prune", help="Skip tile work that provably changes nothing (results are exact either way).")] = DEFAULTS.prune,
     companions: Annotated[
-        str, typer.Option(help=f"Companion metrics, comma-separated from {','.join(COMPANIONS)} ('none': no companions).")
+        str, typer.Option(metavar="NAMES", help=f"Companion metrics, comma-separated from {','.join(COMPANIONS)} ('none': no companions).")
     ] = ",".join(DEFAULTS.companions),
     kid: Annotated[bool, typer.Option("--kid", help="KID as the unbiased MMD² over every pair (a pass of its own, about as long as an unpruned run).")] = DEFAULTS.kid,
-    kid_subsets: Annotated[int, typer.Option(help="Also KID's subset estimator (torch-fidelity, clean-fid): this many seeded subsets (0: off).")] = DEFAULTS.kid_subsets,
-    kid_subset_size: Annotated[int, typer.Option(help="Rows of each set in a KID subset.")] = DEFAULTS.kid_subset_size,
-    scheduler: Annotated[Optional[str], typer.Option(help="Run on the running dask cluster at this address (e.g. tcp://host:8786).")] = None,
-    workers: Annotated[Optional[int], typer.Option(help="Start a LocalCluster of N worker processes (default: run in-process).")] = None,
-    threads_per_worker: Annotated[
-        Optional[int], typer.Option(help="Task threads per worker (in-process: of this process); default: cores / workers.")
-    ] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from the finished tasks kept in OUT/.work.")] = False,
-    force: Force = False,
+    kid_subsets: Annotated[int, typer.Option(metavar="N", help="Also KID's subset estimator (torch-fidelity, clean-fid): this many seeded subsets (0: off).")] = DEFAULTS.kid_subsets,
+    kid_subset_size: Annotated[int, typer.Option(metavar="N", help="Rows of each set in a KID subset.")] = DEFAULTS.kid_subset_size,
+    scheduler: Scheduler = None,
+    workers: Workers = None,
+    threads_per_worker: ThreadsPerWorker = None,
+    resume: Resume = False,
+    force: _force("Replace the result already in --out (metrics, samples, plots) and discard unfinished work there.") = False,
     debug: Debug = False,
 ):
     """Evaluate FAKE against REAL and write metrics.json, samples.zarr and plots to --out."""
@@ -138,16 +226,28 @@ def evaluate(
             companions=_parse_names(companions), kid=kid, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size,
             workers=workers, threads_per_worker=threads_per_worker, scheduler=scheduler,
         )
+        if resume and not force and _finished(out):
+            return
         _report(_evaluate_to(real, fake, out, config, real_array=real_array, fake_array=fake_array, force=force, resume=resume), out)
 
     _run(debug, action)
 
 
-@app.command()
+def _finished(out: str) -> bool:
+    """A requeued ``--resume`` job whose run already published its result: nothing to do."""
+    from largeemb.api import finished_run
+
+    done = finished_run(out)
+    if done:
+        typer.echo(f"{out} already holds a finished result ({done}); nothing to resume (pass --force to run again)")
+    return bool(done)
+
+
+@app.command(cls=_Command)
 def plot(
-    run: Annotated[str, typer.Argument(help="Output directory of a `largeemb evaluate` run.")],
-    out: Annotated[Optional[str], typer.Option("--out", "-o", help="Directory for the figures (default: RUN itself).")] = None,
-    force: Force = False,
+    run: Annotated[str, typer.Argument(metavar="RUN", help="Output directory of a `largeemb evaluate` run.", show_default=False)],
+    out: Annotated[Optional[str], typer.Option("--out", "-o", metavar="DIR", help="Directory for the figures (default: RUN itself).")] = None,
+    force: _force("Replace figures already in another --out directory (RUN's own figures are always redrawn).") = False,
     debug: Debug = False,
 ):
     """Redraw every plot of a finished run from its saved data, without recomputing distances."""
@@ -160,16 +260,16 @@ def plot(
     _run(debug, action)
 
 
-@app.command()
+@app.command(cls=_Command)
 def synth(
-    dst: Annotated[str, typer.Argument(help="Zarr store to write.")],
-    rows: Annotated[int, typer.Option(help="Number of rows.")],
-    dim: Annotated[int, typer.Option(help="Embedding dimension.")],
-    seed: Annotated[int, typer.Option(help="Seed of the samples (mode centres depend only on dim and modes).")] = 0,
-    shift: Annotated[float, typer.Option(help="Constant added to every coordinate.")] = 0.0,
-    modes: Annotated[int, typer.Option(help="Gaussian mixture modes.")] = 10,
-    drop_modes: Annotated[int, typer.Option(help="Leave out the last N modes (mode collapse).")] = 0,
-    force: Force = False,
+    dst: Annotated[str, typer.Argument(metavar="DST", help="Zarr store to write.", show_default=False)],
+    rows: Annotated[int, typer.Option(metavar="N", help="Number of rows.")],
+    dim: Annotated[int, typer.Option(metavar="D", help="Embedding dimension.")],
+    seed: Annotated[int, typer.Option(metavar="S", help="Seed of the samples (mode centres depend only on dim and modes).")] = 0,
+    shift: Annotated[float, typer.Option(metavar="X", help="Constant added to every coordinate.")] = 0.0,
+    modes: Annotated[int, typer.Option(metavar="N", help="Gaussian mixture modes.")] = 10,
+    drop_modes: Annotated[int, typer.Option(metavar="M", help="Leave out the last M modes (mode collapse).")] = 0,
+    force: _force("Replace DST if it exists.") = False,
     debug: Debug = False,
 ):
     """Write reproducible synthetic embeddings (a Gaussian mixture) to a zarr store."""
@@ -178,25 +278,26 @@ def synth(
     _run(debug, lambda: typer.echo(f"wrote {write_synth(dst, rows, dim, seed=seed, shift=shift, modes=modes, drop_modes=drop_modes, force=force)}"))
 
 
-@app.command()
+@app.command(cls=_Command)
 def convert(
-    src: Annotated[str, typer.Argument(help="NumPy .npy file (read memory-mapped, never with pickle).")],
-    dst: Annotated[str, typer.Argument(help="Zarr store to write.")],
-    force: Force = False,
+    src: Annotated[str, typer.Argument(metavar="SRC", help="NumPy .npy or .npz file (memory-mapped or streamed, never unpickled).", show_default=False)],
+    dst: Annotated[str, typer.Argument(metavar="DST", help="Zarr store to write.", show_default=False)],
+    key: Annotated[Optional[str], typer.Option(metavar="NAME", help="Array name inside an .npz file (default: the only array).")] = None,
+    force: _force("Replace DST if it exists.") = False,
     debug: Debug = False,
 ):
-    """Convert a .npy file into a chunked zarr array without loading it whole."""
+    """Convert a .npy or .npz file into a chunked zarr array without loading it whole."""
     from largeemb.io.synth import convert_npy
 
-    _run(debug, lambda: typer.echo(f"wrote {convert_npy(src, dst, force=force)}"))
+    _run(debug, lambda: typer.echo(f"wrote {convert_npy(src, dst, key=key, force=force)}"))
 
 
-@app.command()
+@app.command(cls=_Command)
 def demo(
-    out: Annotated[str, typer.Option("--out", "-o", help="Directory for the demo data and results.")] = "largeemb-demo",
-    rows: Annotated[int, typer.Option(help="Rows of each synthetic set.")] = DEMO_ROWS,
-    dim: Annotated[int, typer.Option(help="Embedding dimension.")] = DEMO_DIM,
-    force: Force = False,
+    out: Annotated[str, typer.Option("--out", "-o", metavar="DIR", help="Directory for the demo data and results.")] = "largeemb-demo",
+    rows: Annotated[int, typer.Option(metavar="N", help="Rows of each synthetic set.")] = DEMO_ROWS,
+    dim: Annotated[int, typer.Option(metavar="D", help="Embedding dimension.")] = DEMO_DIM,
+    force: _force("Replace a result already in --out (the demo's own data is always rewritten).") = False,
     debug: Debug = False,
 ):
     """Write a real set and a shifted, partly mode-dropped fake set, then evaluate them."""
@@ -212,58 +313,87 @@ def demo(
     _run(debug, action)
 
 
-@app.command()
+@app.command(cls=_Command)
 def worst(
-    out: Annotated[str, typer.Argument(help="The --out directory of an evaluate run.")],
-    n: Annotated[int, typer.Option("--n", help="Rows to list on each side.")] = 20,
+    out: Annotated[str, typer.Argument(metavar="DIR", help="The --out directory of an evaluate run.", show_default=False)],
+    n: Annotated[int, typer.Option("--n", metavar="N", help="Rows to list on each side (at least 1).")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (for scripts) instead of tables.")] = False,
     debug: Debug = False,
 ):
     """List the fake rows least supported by the real set and the real rows least covered."""
-    from largeemb.io.samples import read_samples, worst_rows
+    import json
+
+    from largeemb.io.samples import FAKE_ORDER, REAL_ORDER, read_samples, worst_rows
 
     def action():
+        if n < 1:
+            raise InputError(f"--n must be at least 1, got {n}", "on the command line", "pass e.g. --n 20")
         samples = read_samples(out)
         fake, real = worst_rows(samples, n)
-        typer.echo(f"fake rows least supported by the real set (k={samples['k'][0]}):")
-        typer.echo(f"{'row':>10} {'balls':>6} {'realism':>10} {'nearest real':>13} {'distance':>10}")
-        for r in fake:
-            typer.echo(f"{r['row']:>10} {r['ball_count']:>6} {r['realism']:>10.4f} {r['nearest_real']:>13} {r['nearest_real_dist']:>10.4f}")
-        typer.echo("real rows least covered by the fake set:")
-        typer.echo(f"{'row':>10} {'covered':>8} {'nearest fake':>13} {'radius':>10}")
-        for r in real:
-            typer.echo(f"{r['row']:>10} {str(r['covered']):>8} {r['nearest_fake_dist']:>13.4f} {r['radius']:>10.4f}")
+        k = samples["k"][0]
+        if as_json:
+            typer.echo(json.dumps({"k": k, "fake": fake, "real": real, "fake_sorted_by": FAKE_ORDER, "real_sorted_by": REAL_ORDER}, indent=2))
+            return
+        typer.echo(f"fake rows least supported by the real set (k={k}), sorted by {FAKE_ORDER}:")
+        _table(fake)
+        typer.echo(f"real rows least covered by the fake set (k={k}), sorted by {REAL_ORDER}:")
+        _table(real)
 
     _run(debug, action)
 
 
-reference_app = typer.Typer(help="Build or inspect a reference cache of the real set (radii per k, moments, fingerprint).", no_args_is_help=True)
+def _table(rows: list[dict]) -> None:
+    """Columns named as the arrays in samples.zarr (and the keys of --json), right-aligned."""
+    if not rows:
+        return
+    cells = [[f"{v:.4f}" if isinstance(v, float) else "-" if v is None else str(v) for v in row.values()] for row in rows]
+    widths = [max(len(name), *(len(c[i]) for c in cells)) for i, name in enumerate(rows[0])]
+    typer.echo("  ".join(name.rjust(w) for name, w in zip(rows[0], widths)))
+    for c in cells:
+        typer.echo("  ".join(v.rjust(w) for v, w in zip(c, widths)))
+
+
+reference_app = typer.Typer(help="Build or inspect a reference cache of the real set (radii per k, moments, fingerprint).", **_APP_OPTIONS)
 app.add_typer(reference_app, name="reference")
 
 
-@reference_app.command("build")
+@reference_app.command("build", cls=_Command)
 def reference_build(
-    real: Annotated[str, typer.Argument(help="Real embeddings: zarr array or group, local path or fsspec URL.")],
-    out: Annotated[str, typer.Option("--out", "-o", help="Directory for the reference.")],
-    k: Annotated[str, typer.Option(help="Neighbour counts to store radii for, e.g. 3,5,10.")] = "3,5,10",
-    metric: Annotated[str, typer.Option(help=f"Distance: {' or '.join(METRICS)}.")] = DEFAULTS.metric,
-    real_array: Annotated[Optional[str], typer.Option(help="Array name when REAL is a group.")] = None,
-    block_rows: Annotated[Optional[int], typer.Option(help="Rows per streamed block (default: as for evaluate).")] = DEFAULTS.block_rows,
-    force: Force = False,
+    real: Real,
+    out: Annotated[str, typer.Option("--out", "-o", metavar="REF", help="Directory for the reference.")],
+    k: Annotated[str, typer.Option(metavar="K[,K...]", help="Neighbour counts to store radii for, e.g. 3,5,10.")] = "3,5,10",
+    metric: Metric = DEFAULTS.metric,
+    real_array: RealArray = None,
+    block_rows: BlockRows = DEFAULTS.block_rows,
+    scheduler: Scheduler = None,
+    workers: Workers = None,
+    threads_per_worker: ThreadsPerWorker = None,
+    resume: Resume = False,
+    force: _force("Replace the reference already in --out.") = False,
     debug: Debug = False,
 ):
     """Compute the real set's radii, moments and fingerprint once, for nightly evaluate runs."""
     from largeemb.api import build_reference
 
     def action():
-        ref = build_reference(real, out, _parse_k(k), metric=metric, block_rows=block_rows, real_array=real_array, force=force)
+        from largeemb.io.reference import is_reference
+
+        _log_to_stderr()
+        if resume and not force and is_reference(out):
+            typer.echo(f"{out} already holds a finished reference; nothing to resume (pass --force to build it again)")
+            return
+        ref = build_reference(
+            real, out, _parse_k(k), metric=metric, block_rows=block_rows, real_array=real_array, force=force, resume=resume,
+            scheduler=scheduler, workers=workers, threads_per_worker=threads_per_worker,
+        )
         typer.echo(f"wrote reference {ref.path} (k={','.join(map(str, ref.k))}, {ref.source.rows} rows); use it as REAL in `largeemb evaluate`")
 
     _run(debug, action)
 
 
-@reference_app.command("info")
+@reference_app.command("info", cls=_Command)
 def reference_info(
-    ref: Annotated[str, typer.Argument(help="A reference directory.")],
+    ref: Annotated[str, typer.Argument(metavar="REF", help="A reference directory.", show_default=False)],
     debug: Debug = False,
 ):
     """Print what a reference holds and where its source is."""
@@ -271,7 +401,19 @@ def reference_info(
 
     from largeemb.io.reference import load_reference
 
-    _run(debug, lambda: typer.echo(json.dumps(load_reference(ref).info(), indent=2)))
+    _run(debug, lambda: typer.echo(json.dumps(load_reference(ref, open_store=False).info(), indent=2)))
+
+
+@reference_app.command("move", cls=_Command)
+def reference_move(
+    ref: Annotated[str, typer.Argument(metavar="REF", help="A reference directory.", show_default=False)],
+    source: Annotated[str, typer.Argument(metavar="SOURCE", help="Where the real set it was built from lives now.", show_default=False)],
+    debug: Debug = False,
+):
+    """Point a reference at its real set's new place (the content is checked against the fingerprint on every use)."""
+    from largeemb.io.reference import move_reference
+
+    _run(debug, lambda: typer.echo(f"{ref} now reads its source at {move_reference(ref, source)}"))
 
 
 def _ours(data_dir: str) -> bool:

@@ -75,7 +75,7 @@ class EvaluateConfig:
     #: Rows of each set drawn as points on the PCA plot (all rows when a set is smaller).
     plot_samples: int = field(default=2_000, metadata=PLOTS_ONLY)
     #: Rows of each set in the joint t-SNE subsample; 0 skips t-SNE.
-    tsne_samples: int = field(default=10_000, metadata=PLOTS_ONLY)
+    tsne_samples: int = field(default=1_000, metadata=PLOTS_ONLY)
     workers: int | None = field(default=None, metadata=EXECUTION)
     threads_per_worker: int | None = field(default=None, metadata=EXECUTION)
     scheduler: str | None = field(default=None, metadata=EXECUTION)
@@ -133,7 +133,7 @@ class EvaluateConfig:
             raise InputError(
                 f"subsample sizes must be plot_samples >= 1 and tsne_samples >= 0, got {self.plot_samples} and {self.tsne_samples}",
                 "in the job configuration",
-                "pass e.g. --tsne-samples 10000 (0 skips t-SNE)",
+                "pass e.g. --tsne-samples 1000 (0 skips t-SNE)",
             )
         for name in ("workers", "threads_per_worker"):
             value = getattr(self, name)

@@ -143,10 +143,12 @@ def radius_warnings(real_radii: np.ndarray, fake_radii: np.ndarray, ks, inclusiv
         return []
     warnings = []
     for radii, role in ((real_radii, "real"), (fake_radii, "fake")):
-        zero = int((radii[:, 0] == 0).sum())
-        if zero:
+        zero = (radii == 0).sum(axis=0)
+        hit = [(k, int(count)) for k, count in zip(ks, zero) if count]
+        if hit:
+            counts = ", ".join(f"{count} at k={k}" for k, count in hit)
             warnings.append(
-                f"{zero} {role} rows have a zero k-NN radius (k={ks[0]}) from duplicate rows; "
+                f"{role} rows have a zero k-NN radius from duplicate rows ({counts}); "
                 "with strict '<' their balls are empty (use --inclusive for '<=')"
             )
     return warnings

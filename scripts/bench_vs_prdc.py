@@ -1,7 +1,7 @@
 """largeemb vs the prdc package on the same data, in one run.
 
-    python scripts/bench_vs_prdc.py [--rows 20000] [--dim 512] [--k 5] [--modes 10]
-    python scripts/bench_vs_prdc.py --real pypi.npy --fake npm.npy [--k 5]
+    python scripts/bench_vs_prdc.py [--rows 20000] [--dim 512] [--k 5] [--modes 10] [--cli]
+    python scripts/bench_vs_prdc.py --real pypi.npy --fake npm.npy [--k 5] [--cli]
 
 Writes a synthetic real/fake pair (or copies two .npy files, memory-mapped)
 to zarr stores in a temporary directory, then runs each tool in its own
@@ -15,6 +15,11 @@ cluster structure costs (--modes 1 writes such data); ``--metrics-only``
 skips those two. For largeemb the per-pass timings and the rows resolved in
 float64 are printed. Imports happen before the clock starts, for both tools.
 Prints wall time, peak RSS, their ratios, and whether the metrics agree.
+
+``--cli`` times instead what a user runs: ``largeemb evaluate REAL FAKE --out
+DIR`` with default options, end to end in a fresh process (start-up, metrics,
+per-sample values, projections, t-SNE, figures, publishing), against prdc's
+``compute_prdc`` on the same data in the same run.
 """
 
 from __future__ import annotations
@@ -36,9 +41,12 @@ def main():
     parser.add_argument("--real", help="real set as a .npy file (with --fake; replaces the synthetic pair)")
     parser.add_argument("--fake", help="fake set as a .npy file")
     parser.add_argument("--metrics-only", action="store_true", help="skip the no-prune and default-options runs")
+    parser.add_argument("--cli", action="store_true", help="time the default `largeemb evaluate` command end to end instead")
     args = parser.parse_args()
     if (args.real is None) != (args.fake is None):
         parser.error("--real and --fake go together")
+    if args.cli:
+        return cli_vs_prdc(args)
 
     with tempfile.TemporaryDirectory() as tmp:
         if args.real:
@@ -60,13 +68,7 @@ def main():
         runs = [("largeemb", ours)]
         if not args.metrics_only:
             runs += [("no-prune", largeemb_run(", samples=False, plots=False, prune=False")), ("defaults", largeemb_run(""))]
-        theirs = run_child(
-            "import contextlib, io, time, numpy as np, zarr\nfrom prdc import compute_prdc\n"
-            f"real = zarr.open_array({real!r})[:]; fake = zarr.open_array({fake!r})[:]\n"
-            "t = time.perf_counter()\n"
-            f"with contextlib.redirect_stdout(io.StringIO()): m = compute_prdc(real, fake, {args.k})\n"
-            "_out = {'seconds': time.perf_counter() - t, **{k: float(v) for k, v in m.items()}}\n"
-        )
+        theirs = prdc_run(real, fake, args.k)
 
     print(what)
     print(f"{'':10}{'seconds':>10}{'peak MiB':>10}   " + "  ".join(f"{k:>9}" for k in KEYS))
@@ -80,6 +82,41 @@ def main():
         print(f"speed-up with pruning off: {theirs['seconds'] / runs[1][1]['seconds']:.1f}x")
     same = all(abs(res[k] - theirs[k]) <= 1e-12 for k in KEYS for _, res in runs)
     print("metrics identical" if same else "METRICS DIFFER (see the docstring of tests/test_ties.py on prdc's float32 ties)")
+    raise SystemExit(0 if same else 1)
+
+
+def prdc_run(real: str, fake: str, k: int) -> dict:
+    return run_child(
+        "import contextlib, io, time, numpy as np, zarr\nfrom prdc import compute_prdc\n"
+        f"real = zarr.open_array({real!r})[:]; fake = zarr.open_array({fake!r})[:]\n"
+        "t = time.perf_counter()\n"
+        f"with contextlib.redirect_stdout(io.StringIO()): m = compute_prdc(real, fake, {k})\n"
+        "_out = {'seconds': time.perf_counter() - t, **{k: float(v) for k, v in m.items()}}\n"
+    )
+
+
+def cli_vs_prdc(args) -> None:
+    """The default CLI path, end to end (a fresh process, plots included), against prdc."""
+    import json
+    import subprocess
+    import sys
+    import time
+
+    with tempfile.TemporaryDirectory() as tmp:
+        real, fake = npy_pair(tmp, args.real, args.fake) if args.real else synth_pair(tmp, args.rows, args.dim, args.modes)
+        command = [sys.executable, "-m", "largeemb", "evaluate", real, fake, "--out", f"{tmp}/out", "--k", str(args.k)]
+        start = time.perf_counter()
+        subprocess.run(command, check=True, capture_output=True)
+        seconds = time.perf_counter() - start
+        with open(f"{tmp}/out/metrics.json") as fh:
+            ours = json.load(fh)
+        theirs = prdc_run(real, fake, args.k)
+    stages = ", ".join(f"{name} {value:.1f}" for name, value in ours["timings_s"].items() if name != "total")
+    print(f"n = m = {args.rows}, dim {args.dim}, k {args.k}, {args.modes} modes; `largeemb evaluate` with default options")
+    print(f"largeemb CLI {seconds:.2f} s wall (stages: {stages}); prdc {theirs['seconds']:.2f} s")
+    print(f"speed-up: {theirs['seconds'] / seconds:.1f}x")
+    same = all(abs(ours["metrics"][k] - theirs[k]) <= 1e-12 for k in KEYS)
+    print("metrics identical" if same else "METRICS DIFFER")
     raise SystemExit(0 if same else 1)
 
 

@@ -101,7 +101,12 @@ def _group(tmp, arrays: dict):
 
 
 def _not_zarr_file(tmp):
-    (tmp / "real.npy").write_bytes(b"\x93NUMPY not a zarr store")
+    (tmp / "real.bin").write_bytes(b"\x93NUMPY not a zarr store")
+    return str(tmp / "real.bin")
+
+
+def _broken_npy(tmp):
+    (tmp / "real.npy").write_bytes(b"\x93NUMPY not really")
     return str(tmp / "real.npy")
 
 
@@ -118,6 +123,7 @@ def _out_is_a_file(tmp, good):
 CASES = [
     Case("missing_path", lambda tmp, good: ([str(tmp / "nope.zarr"), good["fake"]], str(tmp / "nope.zarr")), ("not found",)),
     Case("file_not_zarr", _real(_not_zarr_file), ("not a readable zarr store",)),
+    Case("broken_npy", _real(_broken_npy), ("not a plain NumPy file",)),
     Case("dir_not_zarr", _real(lambda tmp: (tmp / "empty").mkdir() or str(tmp / "empty")), ("not a readable zarr store",)),
     Case("one_d", _real(lambda tmp: zarr_store(tmp / "1d.zarr", np.zeros(100, np.float32))), ("must be 2-D", "(100,)")),
     Case("three_d", _real(lambda tmp: zarr_store(tmp / "3d.zarr", np.zeros((10, 4, 3), np.float32))), ("must be 2-D", "(10, 4, 3)")),
@@ -202,7 +208,8 @@ def test_bad_input_is_one_line_error_and_no_result(case, tmp_path, good):
     result = runner.invoke(app, ["evaluate", *args])
 
     assert result.exit_code == case.exit_code, result.output
-    lines = result.stderr.strip().splitlines()
+    # Batch-log lines of passes that ran before the data turned out bad may precede it (timestamped "largeemb:" lines).
+    lines = [line for line in result.stderr.strip().splitlines() if " largeemb: " not in line]
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert "Traceback" not in result.output
     for text in case.expect:
@@ -315,7 +322,7 @@ def test_warnings_reach_metrics_json_and_stderr(tmp_path):
     assert result.exit_code == 0, result.output
     warnings = json.loads((out / "metrics.json").read_text())["warnings"]
     expected = {
-        "zero radii": "300 real rows have a zero k-NN radius",
+        "zero radii": "real rows have a zero k-NN radius from duplicate rows (300 at k=2)",
         "integer cast": "real array has integer dtype int32: cast to float",
         "small real set": "real set has only 300 rows",
         "small fake set": "fake set has only 400 rows",
@@ -324,6 +331,25 @@ def test_warnings_reach_metrics_json_and_stderr(tmp_path):
         assert any(text in w for w in warnings), (name, warnings)
         assert f"warning: {text}" in result.stderr, (name, result.stderr)
     assert not any("radius" in w and "fake" in w for w in warnings)  # fake rows are distinct
+
+
+def test_zero_radius_warning_names_every_k_it_applies_to():
+    rng = np.random.default_rng(0)
+    real = np.repeat(rng.standard_normal((100, DIM)), 3, axis=0)  # two exact twins per row: radius 0 for k = 1, 2
+    result = api.evaluate(real, rng.standard_normal((300, DIM)), k=(1, 2, 5), plots=False, samples=False)
+    (warning,) = [w for w in result.warnings if "zero k-NN radius" in w]
+    assert "300 at k=1, 300 at k=2)" in warning and "k=5" not in warning
+
+
+def test_fd_of_identical_sets_is_zero_not_negative():
+    from largeemb.kernels.moments import frechet_distance
+
+    rng = np.random.default_rng(3)
+    rows = rng.standard_normal((500, 64)) * rng.uniform(0.1, 30, 64)
+    mean, cov = rows.mean(0), np.cov(rows, rowvar=False)
+    assert frechet_distance(mean, cov, mean, cov) == 0.0  # a rounding-sized negative before the clip
+    result = api.evaluate(rows, rows.copy(), k=3, plots=False, samples=False)
+    assert result.metrics["fd"] == 0.0 and f"{result.metrics['fd']:.4f}" == "0.0000"
 
 
 def test_large_dim_warning():

@@ -105,3 +105,83 @@ def test_dim_mismatch_is_one_line_error(tmp_path):
     assert result.exit_code == 2
     assert result.output.strip().startswith("error:") and "dim" in result.output
     assert not (tmp_path / "o" / "metrics.json").exists()
+
+
+def test_version_short_help_and_usage_lines():
+    version = runner.invoke(app, ["--version"])
+    assert version.exit_code == 0 and version.output.startswith("largeemb ")
+    short = runner.invoke(app, ["evaluate", "-h"])
+    assert short.exit_code == 0
+    assert "Usage: largeemb evaluate [OPTIONS] REAL FAKE" in short.output  # not {real} {fake}
+    assert "<bool>" not in short.output and "--metric [euclidean|cosine]" in short.output
+    assert "--pca [moments|incremental]" in short.output
+
+
+@pytest.mark.parametrize("name", ["evaluate", "plot", "synth", "convert", "demo"])
+def test_force_says_what_it_replaces(name):
+    text = " ".join(runner.invoke(app, [name, "--help"]).output.split())
+    (line,) = [part for part in text.split("--force")[1:2]]
+    assert "Replace" in line
+
+
+def test_evaluate_reads_npy_and_npz_without_pickle(tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    real, fake = rng.standard_normal((600, 8)).astype(np.float32), rng.standard_normal((500, 8)).astype(np.float32) + 0.3
+    np.save(tmp_path / "real.npy", real)
+    np.savez(tmp_path / "both.npz", real=real, fake=fake)
+    np.savez(tmp_path / "fake.npz", fake)
+    args = ["--k", "3", "--no-plots", "--no-samples"]
+    from_npy = runner.invoke(app, ["evaluate", str(tmp_path / "real.npy"), str(tmp_path / "fake.npz"), "--out", str(tmp_path / "a"), *args])
+    assert from_npy.exit_code == 0, from_npy.output
+    from_keys = runner.invoke(
+        app, ["evaluate", str(tmp_path / "both.npz"), str(tmp_path / "both.npz"), "--real-key", "real", "--fake-key", "fake", "--out", str(tmp_path / "b"), *args]
+    )
+    assert from_keys.exit_code == 0, from_keys.output
+    a, b = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in "ab")
+    assert a["metrics"] == b["metrics"] and a["real"]["source"].endswith("real.npy")
+    from prdc import compute_prdc
+
+    expected = compute_prdc(real, fake, 3)
+    for name in ("precision", "recall", "density", "coverage"):
+        assert a["metrics"][name] == pytest.approx(expected[name], abs=1e-12)
+    ambiguous = runner.invoke(app, ["evaluate", str(tmp_path / "both.npz"), str(tmp_path / "fake.npz"), "--out", str(tmp_path / "c"), *args])
+    assert ambiguous.exit_code == 2 and ambiguous.output.startswith("error: real .npz holds 2 arrays") and "--real-key" in ambiguous.output
+    np.savez_compressed(tmp_path / "small.npz", fake)
+    compressed = runner.invoke(app, ["evaluate", str(tmp_path / "real.npy"), str(tmp_path / "small.npz"), "--out", str(tmp_path / "d"), *args])
+    assert compressed.exit_code == 2 and "largeemb convert" in compressed.output
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object))
+    pickled = runner.invoke(app, ["evaluate", str(tmp_path / "obj.npy"), str(tmp_path / "fake.npz"), "--out", str(tmp_path / "e"), *args])
+    assert pickled.exit_code == 2 and pickled.output.startswith("error:")
+
+
+def test_convert_takes_npz_and_refuses_directories_in_one_line(tmp_path):
+    import numpy as np
+    import zarr
+
+    data = np.random.default_rng(0).standard_normal((9000, 6)).astype(np.float32)
+    np.savez_compressed(tmp_path / "x.npz", emb=data, other=data[:5])
+    result = runner.invoke(app, ["convert", str(tmp_path / "x.npz"), str(tmp_path / "x.zarr"), "--key", "emb"])
+    assert result.exit_code == 0, result.output
+    np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "x.zarr"))[:], data)
+    for bad, text in ((tmp_path, "directory"), (tmp_path / "x.npz", "holds 2 arrays"), (tmp_path / "none.npy", "not found")):
+        refused = runner.invoke(app, ["convert", str(bad), str(tmp_path / "y.zarr")])
+        assert refused.exit_code == 2 and refused.output.startswith("error:") and text in refused.output, refused.output
+        assert len(refused.output.strip().splitlines()) == 1
+
+
+def test_metrics_are_printed_before_the_plots_are_drawn(tmp_path, monkeypatch):
+    from largeemb import api, cli
+
+    real, fake = str(tmp_path / "r.zarr"), str(tmp_path / "f.zarr")
+    runner.invoke(app, ["synth", real, "--rows", "400", "--dim", "8"])
+    runner.invoke(app, ["synth", fake, "--rows", "400", "--dim", "8", "--seed", "2"])
+    events = []
+    printed = cli._print_metrics
+    monkeypatch.setattr(cli, "_print_metrics", lambda result: (events.append("metrics"), printed(result)))
+    monkeypatch.setattr(api, "write_plots", lambda result, directory: events.append(("plots", (tmp_path / "o" / "metrics.json").exists())))
+    result = runner.invoke(app, ["evaluate", real, fake, "--out", str(tmp_path / "o"), "--tsne-samples", "0"])
+    assert result.exit_code == 0, result.output
+    assert events == ["metrics", ("plots", False)]  # printed first; nothing published until everything is written
+    assert result.output.index("precision") < result.output.index("wrote")

@@ -93,6 +93,7 @@ def separate_cluster(tmp_path, workers=2):
         log.close()
 
 
+@pytest.mark.slow
 def test_same_metrics_in_process_on_local_cluster_and_on_separate_scheduler(stores, in_process, tmp_path):
     assert _cli_metrics(stores, tmp_path / "local", "--workers", "2") == in_process
     with separate_cluster(tmp_path) as address:
@@ -154,6 +155,7 @@ def test_tasks_use_one_blas_thread_so_slots_never_exceed_the_cores(workers, thre
         assert report["blas"] and set(report["blas"].values()) == {1}, report
 
 
+@pytest.mark.slow
 def test_a_killed_worker_changes_nothing(stores, in_process, tmp_path, caplog):
     work = tmp_path / "work"
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address="127.0.0.1:0") as local, Client(local, set_as_default=False) as client:

@@ -14,6 +14,7 @@ def sets():
     return mixture(2311, 24, 1), mixture(1709, 24, 2, keep=5, shift=0.1)
 
 
+@pytest.mark.slow
 def test_identical_for_block_sizes_that_do_not_divide_rows(sets):
     real, fake = sets
     results = [largeemb.evaluate(real, fake, k=(5, 2), block_rows=b) for b in (64, 333, 1000, 4096)]

@@ -155,3 +155,59 @@ def test_one_dimensional_sets_still_plot(tmp_path):
     result = largeemb.evaluate(rng.standard_normal((300, 1)), rng.standard_normal((250, 1)) + 0.5, k=3, tsne_samples=100)
     written = report.write_plots(result, str(tmp_path))
     assert {"pca.png", "tsne.png", "projection.npz"} <= set(written)
+
+
+@pytest.mark.slow
+def test_default_tsne_keeps_each_dropped_mode_a_real_only_cluster():
+    """On the demo's data (10 modes, fake shifted by 0.05 without the last 3), with the
+    default subsample size and t-SNE settings, rows of the dropped modes sit among real rows."""
+    from largeemb.cli import DEMO_DIM
+    from largeemb.config import EvaluateConfig
+    from largeemb.io.synth import DEFAULT_CHUNK_ROWS, mode_centres, synth_rows
+    from largeemb.report.tsne import tsne
+    from sklearn.neighbors import NearestNeighbors
+
+    n = EvaluateConfig().tsne_samples
+    real = synth_rows(0, n, DEMO_DIM, 0, 0.0, 10, 0, DEFAULT_CHUNK_ROWS)  # the demo's real.zarr rows
+    fake = synth_rows(0, n, DEMO_DIM, 1, 0.05, 10, 3, DEFAULT_CHUNK_ROWS)  # and fake.zarr's
+    rows = np.concatenate([real, fake])
+    centred = rows - real.mean(axis=0)
+    axes = np.linalg.svd(centred[:n], full_matrices=False)[2][:2]
+    embedding = tsne(rows, centred @ axes.T, seed=0)
+    centres = mode_centres(DEMO_DIM, 10)
+    mode = np.argmin(((real[:, None, :] - centres[None]) ** 2).sum(axis=2), axis=1)
+    dropped = np.flatnonzero(mode >= 7)
+    assert len(dropped) > 0.2 * n
+    _, neighbours = NearestNeighbors(n_neighbors=11).fit(embedding).kneighbors(embedding[dropped])
+    real_share = (neighbours[:, 1:] < n).mean(axis=1)
+    assert real_share.mean() >= 0.95 and np.quantile(real_share, 0.05) >= 0.9, np.quantile(real_share, [0, 0.05, 0.5])
+
+
+def test_figures_say_what_they_show_and_keep_the_data_clear(run_dir):
+    data, metrics = report.load_run(str(run_dir))
+    pca = report.pca_figure(data, metrics)
+    ax = pca.axes[0]
+    assert all(name in ax.get_title() for name in ("precision", "recall", "density", "coverage"))
+    circles = [c for c in ax.collections if type(c).__name__ == "EllipseCollection"]
+    assert sum(len(c.get_offsets()) for c in circles) <= report.CIRCLES_SHOWN  # not one per row
+    renderer = pca.canvas.get_renderer()
+    legend, frame = ax.get_legend().get_window_extent(renderer), ax.get_window_extent(renderer)
+    assert legend.y1 <= frame.y0 + 1  # below the axes, never over the data
+
+    sweep = report.k_sweep_figure(metrics).axes[0]
+    assert "1,500 rows" in sweep.get_title() and "1,200 rows" in sweep.get_title() and "euclidean" in sweep.get_title()
+    assert len(sweep.containers) == 4 and all(c.has_yerr for c in sweep.containers)  # ±1 SE from metrics.json
+
+    tsne = report.tsne_figure(data, metrics).axes[0]
+    assert not len(tsne.get_xticks()) and not len(tsne.get_yticks())
+    for fig in (pca, sweep.figure, tsne.figure):
+        plots.save(fig, "/dev/null")
+
+
+def test_ball_count_bins_merge_runs_of_empty_ranges():
+    counts = np.zeros((1, 301), dtype=int)
+    counts[0, [0, 1, 2, 3, 300]] = [50, 30, 10, 5, 1]  # nothing between 4 and 299
+    fig = plots.ball_count_figure([5], counts)
+    labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    assert labels == ["0", "1", "2", "3-4", "5-256", "257-300"]
+    plots.save(fig, "/dev/null")

@@ -114,6 +114,41 @@ def test_cli_build_info_evaluate(stores, tmp_path):
     assert set(metrics["by_k"]) == {"5", "3"}
     worst = runner.invoke(app, ["worst", out, "--n", "3"])
     assert worst.exit_code == 0 and "least covered" in worst.output
+    assert "sorted by ball_count" in worst.output and "nearest_fake_dist/radius" in worst.output  # the sort key is shown
+    as_json = json.loads(runner.invoke(app, ["worst", out, "--n", "2", "--json"]).output)
+    assert len(as_json["fake"]) == len(as_json["real"]) == 2 and as_json["k"] == 5
+    assert set(as_json["fake"][0]) == {"row", "ball_count", "realism", "nearest_real", "nearest_real_dist"}  # samples.zarr names
+    for bad in ("-1", "0"):
+        refused = runner.invoke(app, ["worst", out, "--n", bad])
+        assert refused.exit_code == 2 and refused.output.startswith("error: --n must be at least 1")
+    import shutil
+
+    shutil.rmtree(tmp_path / "out" / "samples.zarr" / "fake" / "realism")
+    damaged = runner.invoke(app, ["worst", out])
+    assert damaged.exit_code == 2 and damaged.output.startswith("error: samples.zarr lacks fake/realism")
+    assert len(damaged.output.strip().splitlines()) == 1
+
+
+def test_info_lists_only_present_files_and_a_moved_source_can_be_pointed_at(stores, tmp_path):
+    import shutil
+
+    real, fake = stores
+    moved = tmp_path / "moved.zarr"
+    shutil.copytree(real, moved)
+    ref = str(tmp_path / "ref")
+    largeemb.build_reference(str(moved), ref, k=(3,), prune=False)
+    info = json.loads(runner.invoke(app, ["reference", "info", ref]).output)
+    assert not any("partition" in held for held in info["holds"]) and info["source"]["status"] == "found"
+    elsewhere = tmp_path / "elsewhere.zarr"
+    moved.rename(elsewhere)
+    info = runner.invoke(app, ["reference", "info", ref])
+    assert info.exit_code == 0 and "largeemb reference move" in json.loads(info.output)["source"]["status"]
+    refused = runner.invoke(app, ["evaluate", ref, fake, "--out", str(tmp_path / "o"), "--k", "3", "--no-plots"])
+    assert refused.exit_code == 2 and refused.output.startswith("error: the reference's source (the real set it was built from)")
+    assert "largeemb reference move" in refused.output
+    assert runner.invoke(app, ["reference", "move", ref, str(elsewhere)]).exit_code == 0
+    again = runner.invoke(app, ["evaluate", ref, fake, "--out", str(tmp_path / "o"), "--k", "3", "--no-plots"])
+    assert again.exit_code == 0, again.output
 
 
 def test_samples_store_matches_result(stores, tmp_path):

@@ -58,6 +58,7 @@ main()
 """
 
 
+@pytest.mark.slow
 def test_killed_job_resumes_with_identical_metrics_recomputing_only_unfinished_tasks(stores, uninterrupted, tmp_path):
     real, fake = stores
     whole, total = uninterrupted
@@ -120,7 +121,8 @@ def test_resume_refuses_other_inputs_or_options(interrupted, tmp_path, write_zar
     real, fake, out = interrupted
     other_k = runner.invoke(app, ["evaluate", real, fake, "--out", str(out), "--k", "3", "--block-rows", "128", "--resume"])
     assert other_k.exit_code == 2
-    assert "different inputs or options" in other_k.output and "params" in other_k.output
+    assert "different inputs or options" in other_k.output
+    assert "--k: 3,5 when started, now 3" in other_k.output  # names the option and both values
 
     rewritten = write_zarr("rewritten.zarr", mixture(1300, 16, 9))  # same shape, new rows
     other_fake = runner.invoke(app, ["evaluate", real, rewritten, "--out", str(out), *ARGS, "--resume"])
@@ -139,6 +141,44 @@ def test_resume_without_unfinished_work_just_runs(stores, tmp_path):
     real, fake = stores
     metrics, computed, loaded = _evaluate(real, fake, tmp_path / "new", "--resume")
     assert loaded == 0 and computed > 0
+
+
+def test_resume_of_a_finished_run_says_so_and_exits_0(stores, tmp_path):
+    real, fake = stores
+    out = tmp_path / "done"
+    _evaluate(real, fake, out, "--no-plots")
+    before = (out / "metrics.json").read_bytes()
+    again = runner.invoke(app, ["evaluate", real, fake, "--out", str(out), *ARGS, "--no-plots", "--resume"])
+    assert again.exit_code == 0, again.output  # a requeued job that already finished simply succeeds
+    assert "already holds a finished result" in again.output and "tasks computed" not in again.output
+    assert (out / "metrics.json").read_bytes() == before
+
+
+def test_reference_build_resumes_and_takes_the_execution_options(stores, tmp_path):
+    real, _ = stores
+    ref = tmp_path / "ref"
+    calls = []
+
+    def failing_finish(name, func):
+        def failing(*args):
+            calls.append(1)
+            raise RuntimeError("node lost")
+
+        return failing if name.startswith("radii-real-finish-") else func
+
+    with unit_hook(failing_finish):
+        with pytest.raises(RuntimeError, match="node lost"):
+            largeemb.build_reference(real, str(ref), k=(3,), block_rows=128, threads_per_worker=1)
+    assert (ref / checkpoint.WORK_DIR / checkpoint.MANIFEST).exists()
+    refused = runner.invoke(app, ["reference", "build", real, "--out", str(ref), "--k", "3", "--block-rows", "128"])
+    assert refused.exit_code == 2 and "--resume" in refused.output
+    build = ["reference", "build", real, "--out", str(ref), "--k", "3", "--block-rows", "128", "--threads-per-worker", "1"]
+    resumed = runner.invoke(app, [*build, "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    computed, loaded = map(int, SUMMARY.search(resumed.output).groups())
+    assert loaded > 0 and not (ref / checkpoint.WORK_DIR).exists()
+    done = runner.invoke(app, [*build, "--resume"])
+    assert done.exit_code == 0 and "already holds a finished reference" in done.output
 
 
 def test_checkpoint_round_trip_keeps_values_and_dtypes(tmp_path):

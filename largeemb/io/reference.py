@@ -84,22 +84,27 @@ class Reference:
             )
 
     def info(self) -> dict:
+        holds = {
+            RADII_STORE: "radii per k",
+            MOMENTS_FILE: "float64 mean/covariance sums: FD, and the exact PCA basis of the plots",
+            PARTITION_FILE: "principal axes and centroids that prune tile work",
+        }
+        found = os.path.exists(self.source.location) or "://" in self.source.location
         return {
             "path": self.path,
-            "source": self.source.describe(),
+            "source": {
+                **self.source.describe(),
+                "status": "found" if found else f"missing: move it back, or run `largeemb reference move {self.path} NEW_PATH`",
+            },
             "fingerprint": self.fingerprint,
             "k": list(self.k),
             "metric": self.metric,
             "created_utc": self.created_utc,
-            "holds": [
-                RADII_STORE + " (radii per k)",
-                MOMENTS_FILE + " (float64 mean/covariance sums: FD, and the exact PCA basis of the plots)",
-                PARTITION_FILE + " (principal axes and centroids that prune tile work)",
-            ],
+            "holds": [f"{name} ({what})" for name, what in holds.items() if os.path.exists(os.path.join(self.path, name))],
         }
 
 
-def load_reference(path: str) -> Reference:
+def _read_meta(path: str) -> dict:
     try:
         with open(os.path.join(path, REFERENCE_FILE)) as fh:
             meta = json.load(fh)
@@ -107,9 +112,52 @@ def load_reference(path: str) -> Reference:
         raise InputError(f"not a readable reference ({exc})", f"at {path}", "build one with `largeemb reference build`") from None
     if meta.get("kind") != KIND:
         raise InputError("not a largeemb reference", f"at {path}", "build one with `largeemb reference build`")
+    return meta
+
+
+def load_reference(path: str, open_store: bool = True) -> Reference:
+    """The reference in ``path``; ``open_store=False`` describes its source without opening it (``info``)."""
+    meta = _read_meta(path)
     src = meta["source"]
-    source = open_source(src["location"], src["array_path"] or None, role="real")
+    location = src["location"]
+    if not open_store:
+        source = Source(location, src["array_path"], src["rows"], src["dim"], src["dtype"], role="real")
+    elif "://" not in location and not os.path.exists(location):
+        raise InputError(
+            f"the reference's source (the real set it was built from) is not found at {location}",
+            f"in reference {path}",
+            f"move it back, or point the reference at its new place with `largeemb reference move {path} NEW_PATH`",
+        )
+    else:
+        source = open_source(location, src["array_path"] or None, role="real")
     return Reference(path, source, tuple(meta["k"]), meta["metric"], src["fingerprint"], meta["created_utc"])
+
+
+def move_reference(path: str, new_location: str) -> str:
+    """Point the reference in ``path`` at its source's new location; returns it.
+
+    The store there must have the recorded shape and dtype; its content is
+    checked against the fingerprint on every use, as always.
+    """
+    meta = _read_meta(path)
+    src = meta["source"]
+    moved = open_source(new_location, src["array_path"] or None, role="real")
+    if (moved.rows, moved.dim, moved.dtype) != (src["rows"], src["dim"], src["dtype"]):
+        raise InputError(
+            f"the store has shape ({moved.rows}, {moved.dim}) {moved.dtype}, the reference was built from "
+            f"({src['rows']}, {src['dim']}) {src['dtype']}",
+            f"at {new_location}",
+            "point at the real set the reference was built from",
+        )
+    location = new_location if "://" in new_location else os.path.abspath(new_location)
+    meta["source"] = {**src, "location": location, "source": moved.name if "://" in new_location else location}
+    target = os.path.join(path, REFERENCE_FILE)
+    with open(target + ".tmp", "w") as fh:  # renamed into place: never a half-written reference.json
+        json.dump(meta, fh, indent=2)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(target + ".tmp", target)
+    return location
 
 
 #: Rows per chunk of the stored radii.

@@ -45,6 +45,11 @@ def write_samples(result, path: str) -> None:
             arr.attrs["description"] = description
 
 
+#: What each table of ``largeemb worst`` is sorted by (its first value columns).
+FAKE_ORDER = "ball_count, then realism (both ascending)"
+REAL_ORDER = "covered (uncovered first), then nearest_fake_dist / radius (descending)"
+
+
 def read_samples(out: str) -> dict:
     import zarr
 
@@ -55,14 +60,23 @@ def read_samples(out: str) -> dict:
             f"in {out}",
             "point at the --out directory of a finished `largeemb evaluate` run (with per-sample values on)",
         )
-    group = zarr.open_group(path, mode="r")
-    values = {
-        f"{side}/{name}": group[side][name][...]
-        for side, arrays in (("fake", FAKE_ARRAYS), ("real", REAL_ARRAYS))
-        for name in arrays
-        if name in group[side] or name != "authentic"  # authenticity is optional
-    }
-    values["k"] = list(group.attrs["k"])
+    values, where = {}, "its group metadata"
+    try:
+        group = zarr.open_group(path, mode="r")
+        for side, arrays in (("fake", FAKE_ARRAYS), ("real", REAL_ARRAYS)):
+            for name in arrays:
+                if name == "authentic" and name not in group[side]:  # a companion that may be off
+                    continue
+                where = f"{side}/{name}"
+                values[where] = group[side][name][...]
+        where = "the attribute k"
+        values["k"] = list(group.attrs["k"])
+    except (KeyError, FileNotFoundError, ValueError) as exc:
+        raise InputError(
+            f"{SAMPLES_STORE} lacks {where} or cannot be read ({type(exc).__name__})",
+            f"in {out}",
+            "rerun `largeemb evaluate` with per-sample values on (the default) to write it again",
+        ) from None
     return values
 
 
@@ -95,6 +109,7 @@ def worst_rows(samples: dict, n: int) -> tuple[list[dict], list[dict]]:
         {
             "row": int(i),
             "covered": bool(covered[i]),
+            "nearest_fake_dist/radius": float(gap[i]) if np.isfinite(gap[i]) else None,  # None: zero radius
             "nearest_fake_dist": float(nearest[i]),
             "radius": float(radius[i]),
         }

@@ -6,6 +6,8 @@ travel in a task graph to any worker, which opens the store itself.
 
 from __future__ import annotations
 
+import dataclasses
+
 import functools
 import itertools
 import math
@@ -331,6 +333,11 @@ def open_source(obj, array_name: str | None = None, role: str = "input") -> Sour
     """Resolve a path, URL, zarr array, NumPy array or dask array to a :class:`Source`."""
     import zarr
 
+    from largeemb.io.npfile import is_numpy_file, open_rows
+
+    if is_numpy_file(obj):  # memory-mapped, read from this process (like an in-memory array)
+        src = open_source(open_rows(obj, array_name, role), role=role)
+        return dataclasses.replace(src, location=str(obj), array_path=array_name or "")
     if isinstance(obj, (str, os.PathLike)):
         location = str(obj)
         if not _is_url(location) and not os.path.exists(location):

@@ -73,20 +73,23 @@ def write_synth(
     return dst
 
 
-def convert_npy(src: str, dst: str, *, chunk_rows: int = DEFAULT_CHUNK_ROWS, force: bool = False) -> str:
-    """Copy a .npy file into a chunked zarr array without loading it whole."""
+def convert_npy(src: str, dst: str, *, key: str | None = None, chunk_rows: int = DEFAULT_CHUNK_ROWS, force: bool = False) -> str:
+    """Copy a .npy file (or an .npz member, ``key``) into a chunked zarr array without loading it whole."""
     import zarr
 
-    try:
-        data = np.load(src, mmap_mode="r", allow_pickle=False)
-    except FileNotFoundError:
-        raise InputError("file not found", f"at {src}", "check the path") from None
-    except ValueError as exc:
-        raise InputError(f"not a plain NumPy array file ({exc})", f"at {src}", "save embeddings with np.save") from None
-    if data.ndim != 2:
-        raise InputError(f"array must be 2-D (rows, dim), got shape {data.shape}", f"at {src}", "reshape before saving")
+    from largeemb.io.npfile import row_chunks
+
+    if os.path.isdir(src):
+        raise InputError("convert reads a .npy or .npz file, got a directory", f"at {src}", "pass the file itself (a zarr store needs no conversion)")
+    if not str(src).lower().endswith((".npy", ".npz")):
+        raise InputError("convert reads .npy and .npz files", f"at {src}", "pass a file saved with np.save or np.savez")
+    shape, dtype, chunks = row_chunks(src, key, chunk_rows)
+    if len(shape) != 2:
+        raise InputError(f"array must be 2-D (rows, dim), got shape {shape}", f"at {src}", "reshape before saving")
     _refuse_existing(dst, force)
-    arr = zarr.create_array(dst, shape=data.shape, chunks=(min(chunk_rows, max(1, data.shape[0])), data.shape[1]), dtype=data.dtype)
-    for start in range(0, data.shape[0], chunk_rows):
-        arr[start : start + chunk_rows] = np.asarray(data[start : start + chunk_rows])
+    arr = zarr.create_array(dst, shape=shape, chunks=(min(chunk_rows, max(1, shape[0])), shape[1]), dtype=dtype)
+    start = 0
+    for rows in chunks:
+        arr[start : start + len(rows)] = rows
+        start += len(rows)
     return dst

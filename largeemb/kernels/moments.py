@@ -139,7 +139,9 @@ def frechet_distance(mean_a, cov_a, mean_b, cov_b) -> float:
     inner = root_a @ cov_b @ root_a
     trace_sqrt = np.sqrt(np.clip(np.linalg.eigvalsh((inner + inner.T) / 2), 0, None)).sum()
     diff = mean_a - mean_b
-    return float(diff @ diff + np.trace(cov_a) + np.trace(cov_b) - 2 * trace_sqrt)
+    # Identical sets give a rounding-sized negative; FD is a squared distance, so
+    # clip at 0 as pytorch-fid and clean-fid do (no "-0.0000" for equal inputs).
+    return max(0.0, float(diff @ diff + np.trace(cov_a) + np.trace(cov_b) - 2 * trace_sqrt))
 
 
 # -- one segment of the moments pass: chunk, combine, fingerprint --------------

@@ -118,7 +118,6 @@ def pca_figure(
     density is drawn as a log-scaled backdrop and the fake density as contour
     lines holding 50/90/99 % of its rows, with the points on top.
     """
-    from matplotlib.collections import EllipseCollection
     from matplotlib import colormaps
     from matplotlib.colors import ListedColormap, LogNorm
 
@@ -144,25 +143,43 @@ def pca_figure(
         ax.set_xlim(*_crop(x_edges, real_counts.sum(axis=1) + fake_counts.sum(axis=1)))
         ax.set_ylim(*_crop(y_edges, real_counts.sum(axis=0) + fake_counts.sum(axis=0)))
     _scatter_both(ax, np.asarray(real_coords), np.asarray(fake_coords), alpha=0.8 if backdrop else 0.6, size_scale=2.0 if backdrop else 1.0)
-    if real_radii is not None and len(real_radii):
-        diameters = 2 * np.asarray(real_radii, np.float64)
-        circles = EllipseCollection(
-            diameters, diameters, np.zeros_like(diameters), units="xy", offsets=np.asarray(real_coords)[: len(diameters)],
-            offset_transform=ax.transData, facecolors="none", edgecolors=REAL_COLOUR,
-            linewidths=0.5, alpha=float(np.clip(12.0 / len(diameters), 0.03, 0.4)), zorder=1,
-        )
-        ax.add_collection(circles, autolim=False)
-        ax.plot([], [], color=REAL_COLOUR, linewidth=0.8, label="real k-NN radius (full dim)")
     if not backdrop:
         ax.autoscale_view()
+    if real_radii is not None and len(real_radii):
+        _radius_circles(ax, np.asarray(real_coords)[: len(real_radii)], np.asarray(real_radii, np.float64))
     # Equal units on both axes, so circles are circles and PC 2's smaller spread shows.
     ax.set_aspect("equal", adjustable="box" if backdrop else "datalim")
     ax.set_xlabel(axis_labels[0])
     ax.set_ylabel(axis_labels[1])
     ax.set_title(title)
-    ax.legend(loc="best", fontsize="small", framealpha=0.85)
+    _legend_below(ax)
     _caption(fig, caption)
     return fig
+
+
+def _radius_circles(ax, centres: np.ndarray, radii: np.ndarray) -> None:
+    from matplotlib.collections import EllipseCollection
+
+    """Radius circles for scale, only those that fit the view: a full-dimensional radius
+    is often far larger than the 2-D spread, and such a circle is a faint arc that
+    tells nothing. The legend says how many were drawn and the median radius."""
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+    fits = 2 * radii <= 0.8 * min(x1 - x0, y1 - y0)
+    median = float(np.median(radii))
+    if fits.any():
+        diameters = 2 * radii[fits]
+        ax.add_collection(EllipseCollection(
+            diameters, diameters, np.zeros_like(diameters), units="xy", offsets=centres[fits], offset_transform=ax.transData,
+            facecolors="none", edgecolors="black", linewidths=1.0, alpha=0.7, zorder=3,
+        ), autolim=False)
+        ax.plot([], [], color="black", linewidth=1.0, label=f"k-NN radius (full dim) of {int(fits.sum())} real points")
+    else:
+        ax.plot([], [], color="none", label=f"k-NN radii (median {median:.3g}) exceed this view: not drawn")
+
+
+def _legend_below(ax) -> None:
+    """The legend under the axes, in one row: never over the data (it hid a fake contour at 200k rows)."""
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, fontsize="small", frameon=False)
 
 
 def _smoothed(counts: np.ndarray) -> np.ndarray:
@@ -183,25 +200,29 @@ def tsne_figure(
     """t-SNE coordinates of the joint subsample, real and fake in two colours."""
     fig, ax = _axes(ax)
     _scatter_both(ax, np.asarray(real_coords), np.asarray(fake_coords), alpha=0.6)
-    ax.set_xlabel("t-SNE 1")
+    ax.set_xlabel("t-SNE 1 (no units: only neighbourhoods are meaningful)")
     ax.set_ylabel("t-SNE 2")
-    ax.tick_params(labelbottom=False, labelleft=False)  # t-SNE axes have no units
+    ax.set_xticks([])  # t-SNE axes have no units, so no ticks either
+    ax.set_yticks([])
     ax.set_title(title)
-    ax.legend(loc="upper right", fontsize="small", framealpha=0.85)
+    _legend_below(ax)
     _caption(fig, caption)
     return fig
 
 
-def k_sweep_figure(ks, by_k: dict, *, title: str = "Metrics against k", ax=None):
+def k_sweep_figure(ks, by_k: dict, *, errors: dict | None = None, title: str = "Metrics against k", ax=None):
     """Precision, recall, density and coverage for each evaluated k.
 
-    ``by_k`` maps each k (int or str) to a dict holding the four metrics.
+    ``by_k`` maps each k (int or str) to a dict holding the four metrics;
+    ``errors``, the same shape, their standard errors (drawn as ±1 SE bars).
     """
     fig, ax = _axes(ax, figsize=(7.0, 5.0))
     ks = sorted(int(k) for k in ks)
     lookup = {int(k): v for k, v in by_k.items()}
+    spread = {int(k): v for k, v in (errors or {}).items()}
     for name in METRIC_NAMES:
-        ax.plot(ks, [lookup[k][name] for k in ks], marker="o", label=name)
+        bars = [spread[k][name] for k in ks] if spread else None
+        ax.errorbar(ks, [lookup[k][name] for k in ks], yerr=bars, marker="o", capsize=4, label=name + (" (±1 SE)" if spread else ""))
     ax.axhline(1.0, color="0.6", linewidth=0.8, linestyle="--", zorder=0)
     ax.set_xticks(ks)
     ax.set_xlabel("k (nearest neighbours defining each ball)")
@@ -222,6 +243,20 @@ def _doubling_bins(largest: int) -> list[tuple[int, int]]:
     return [(low, min(high, max(largest, 1))) for low, high in bins if low <= max(largest, 1)]
 
 
+def _merged_empty(bins: list[tuple[int, int]], bincounts: np.ndarray) -> list[tuple[int, int]]:
+    """Each run of ranges that no fake row falls in (for any k) becomes one range, so gaps take one slot."""
+    merged: list[tuple[int, int]] = []
+    empty_before = False
+    for low, high in bins:
+        empty = low > 0 and not bincounts[:, low : high + 1].any()
+        if empty and empty_before:
+            merged[-1] = (merged[-1][0], high)
+        else:
+            merged.append((low, high))
+        empty_before = empty
+    return merged
+
+
 def ball_count_figure(ks, bincounts: np.ndarray, *, title: str | None = None, ax=None):
     """Share of fake rows by the number of real k-NN balls holding them, one bar colour per k.
 
@@ -232,7 +267,7 @@ def ball_count_figure(ks, bincounts: np.ndarray, *, title: str | None = None, ax
     fig, ax = _axes(ax, figsize=(8.0, 5.0))
     bincounts = np.asarray(bincounts, np.float64)
     rows = bincounts[0].sum()
-    bins = _doubling_bins(bincounts.shape[1] - 1)
+    bins = _merged_empty(_doubling_bins(bincounts.shape[1] - 1), bincounts)
     width = 0.8 / len(ks)
     for q, k in enumerate(ks):
         shares = [bincounts[q, low : high + 1].sum() / rows for low, high in bins]

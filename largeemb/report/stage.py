@@ -20,23 +20,27 @@ PCA_PNG, TSNE_PNG, K_SWEEP_PNG, BALL_COUNTS_PNG = "pca.png", "tsne.png", "k_swee
 #: --force run removes those of an earlier run that it does not write again).
 PLOT_FILES = (PROJECTION_FILE, PCA_PNG, TSNE_PNG, K_SWEEP_PNG, BALL_COUNTS_PNG)
 PLOT_DATA_VERSION = 1
-#: Over a density backdrop, radii are drawn for this many real points only:
-#: thousands of full-dimensional balls would hide the backdrop.
-CIRCLES_ON_BACKDROP = 100
+#: Radii are drawn for this many real points only, for scale: one circle per
+#: row hid the points of small sets, and 100 over a backdrop were a faint web.
+CIRCLES_SHOWN = 5
 
 
 def plot_data(result) -> dict[str, np.ndarray]:
     """Everything the figures need, as named arrays; runs t-SNE on the joint subsample."""
-    from largeemb.report.tsne import tsne
+    from largeemb.report.tsne import iterations, tsne
+    from largeemb.run.progress import Progress
 
     p = result.projection
     real_tsne = fake_tsne = np.zeros((0, 2))
     if len(p.real.tsne_index) and len(p.fake.tsne_index):
-        embedding = tsne(
-            np.concatenate([p.real.tsne_rows, p.fake.tsne_rows]),
-            np.concatenate([p.real.tsne_init, p.fake.tsne_init]),
-            seed=result.params["seed"],
-        )
+        label = f"t-SNE of {len(p.real.tsne_index) + len(p.fake.tsne_index):,} points"
+        with Progress(label, iterations(), unit="iterations") as progress:
+            embedding = tsne(
+                np.concatenate([p.real.tsne_rows, p.fake.tsne_rows]),
+                np.concatenate([p.real.tsne_init, p.fake.tsne_init]),
+                seed=result.params["seed"],
+                progress=progress,
+            )
         real_tsne, fake_tsne = embedding[: len(p.real.tsne_index)], embedding[len(p.real.tsne_index) :]
     counts = result.fake_counts
     ball_counts = np.zeros((counts.shape[1], int(counts.max()) + 1), dtype=np.int64)
@@ -151,25 +155,45 @@ def redraw(directory: str, out: str | None = None, force: bool = False) -> list[
 def draw(data: dict, metrics: dict, directory: str) -> list[str]:
     """Draw pca.png, tsne.png, ball_counts.png and (several k) k_sweep.png; returns their names."""
     from largeemb.report import figures as plots
+    from largeemb.run.progress import Progress
 
-    written = []
-    figures = [(PCA_PNG, pca_figure(data, metrics))]
-    if len(data["real_tsne_coords"]):
-        figures.append((TSNE_PNG, tsne_figure(data, metrics)))
     ks = [int(k) for k in data["ks"]]
-    figures.append((BALL_COUNTS_PNG, plots.ball_count_figure(ks, data["ball_counts"])))
+    # Each figure is drawn and saved in turn, so only one is in memory at a time.
+    figures = [(PCA_PNG, lambda: pca_figure(data, metrics))]
+    if len(data["real_tsne_coords"]):
+        figures.append((TSNE_PNG, lambda: tsne_figure(data, metrics)))
+    figures.append((BALL_COUNTS_PNG, lambda: plots.ball_count_figure(ks, data["ball_counts"])))
     if len(ks) > 1:
-        figures.append((K_SWEEP_PNG, plots.k_sweep_figure(ks, metrics["by_k"])))
-    for name, fig in figures:
-        plots.save(fig, os.path.join(directory, name))
-        written.append(name)
+        figures.append((K_SWEEP_PNG, lambda: k_sweep_figure(metrics)))
+    written = []
+    with Progress("figures", len(figures), unit="figures") as progress:
+        for name, figure in figures:
+            plots.save(figure(), os.path.join(directory, name))
+            written.append(name)
+            progress.advance()
     return written
 
 
 def _headline(metrics: dict) -> str:
     k = metrics["params"]["k"][0]
     values = metrics["metrics"]
-    return f"density {values['density']:.3f}, coverage {values['coverage']:.3f} (k={k})"
+    return ", ".join(f"{name} {values[name]:.3f}" for name in ("precision", "recall", "density", "coverage")) + f" (k={k})"
+
+
+def _sets(metrics: dict) -> str:
+    """Which sets, how many rows, which metric: for titles."""
+    real, fake = metrics["real"], metrics["fake"]
+    name = lambda side: os.path.basename(str(side["source"]).rstrip("/").split("::")[0]) or str(side["source"])  # noqa: E731
+    return f"real {name(real)} ({real['rows']:,} rows) vs fake {name(fake)} ({fake['rows']:,} rows), {metrics['params']['metric']}"
+
+
+def k_sweep_figure(metrics: dict):
+    from largeemb.report import figures as plots
+
+    return plots.k_sweep_figure(
+        metrics["params"]["k"], metrics["by_k"], errors={k: v for k, v in metrics.get("standard_errors", {}).items() if k.isdigit()},
+        title=f"Metrics against k: {_sets(metrics)}",
+    )
 
 
 def pca_figure(data: dict, metrics: dict):
@@ -184,12 +208,13 @@ def pca_figure(data: dict, metrics: dict):
     labels = tuple(f"PC {i + 1} ({ratio[i]:.1%} of real variance)" if i < len(ratio) else f"PC {i + 1}" for i in range(2))
     everything = len(real_coords) == real_rows and len(fake_coords) == fake_rows
     radii = data["real_plot_radii"][:, 0]
-    if not everything and len(radii) > CIRCLES_ON_BACKDROP:
-        # Circles go to the first points of a seeded shuffle, so any real point may get one.
-        order = np.random.default_rng(0).permutation(len(radii))
-        real_coords, radii = real_coords[order], radii[order][:CIRCLES_ON_BACKDROP]
-    who = "each real point's" if len(radii) == len(real_coords) else f"{len(radii)} real points'"
-    circles = f"Circles: {who} {k}-NN radius in the full {dim}-dim space{space}, shown for scale (a projection only shrinks distances)."
+    # Circles go to the first points of a seeded shuffle, so any real point may get one.
+    order = np.random.default_rng(0).permutation(len(radii))
+    real_coords, radii = real_coords[order], radii[order][:CIRCLES_SHOWN]
+    circles = (
+        f"Black circles: the {k}-NN radius in the full {dim}-dim space{space} of up to {CIRCLES_SHOWN} random real points, "
+        "for scale (a projection only shrinks distances); drawn only where they fit the view."
+    )
     method = "IncrementalPCA" if str(data["pca_method"]) == "incremental" else "exact PCA"
     if everything:
         caption = f"All {real_rows:,} real and {fake_rows:,} fake rows. {circles} Basis: {method} of the real set{space}."
@@ -209,7 +234,7 @@ def pca_figure(data: dict, metrics: dict):
         real_coords,
         fake_coords,
         real_radii=radii,
-        title=f"PCA of real and fake: {_headline(metrics)}",
+        title=f"PCA: {_headline(metrics)}",
         axis_labels=labels,
         caption=caption,
         **backdrop,
@@ -223,6 +248,10 @@ def tsne_figure(data: dict, metrics: dict):
     return plots.tsne_figure(
         real,
         fake,
-        title=f"t-SNE of {len(real):,} real and {len(fake):,} fake rows: {_headline(metrics)}",
-        caption=f"Seeded subsample (seed {metrics['params']['seed']}) of each set, embedded together with openTSNE from PCA coordinates.",
+        title=f"t-SNE of {len(real):,} real and {len(fake):,} fake rows\n{_headline(metrics)}",
+        caption=(
+            f"Seeded subsample (seed {metrics['params']['seed']}) of each set, embedded together with openTSNE from PCA coordinates. "
+            + (f"Embedded: the unit rows (each row divided by its length, as --metric cosine measures), {metrics['real']['dim']}-dim."
+               if metrics["params"]["metric"] == "cosine" else f"Embedded: the rows as stored, {metrics['real']['dim']}-dim, euclidean.")
+        ),
     )

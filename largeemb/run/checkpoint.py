@@ -70,10 +70,10 @@ def open_store(path: str, fingerprint: dict, resume: bool) -> CheckpointStore:
                 f"in {path}",
                 "finish it with the largeemb version that started it, or pass --force without --resume to discard it",
             )
-        differ = sorted(key for key in set(wanted) | set(found) if wanted.get(key) != found.get(key))
+        differ = differences(found, wanted)
         if differ:
             raise InputError(
-                f"unfinished work was started with different inputs or options (differs in: {', '.join(differ)})",
+                f"unfinished work was started with different inputs or options ({'; '.join(differ)})",
                 f"in {path}",
                 "rerun with the same inputs and options, or pass --force without --resume to discard it",
             )
@@ -84,6 +84,32 @@ def open_store(path: str, fingerprint: dict, resume: bool) -> CheckpointStore:
             os.remove(os.path.join(path, name))
     write_atomic(manifest, lambda fh: fh.write(json.dumps(wanted, indent=2, sort_keys=True).encode()))
     return CheckpointStore(path, set())
+
+
+def differences(found: dict, wanted: dict) -> list[str]:
+    """What differs between a kept manifest and this run, each as ``what: X when started, now Y``.
+
+    Options are named as on the command line (``--k``); inputs by role and field.
+    """
+    out = []
+    for key in sorted(set(found) | set(wanted), key=str):
+        then, now = found.get(key), wanted.get(key)
+        if then == now:
+            continue
+        if isinstance(then, dict) and isinstance(now, dict):
+            for sub in sorted(set(then) | set(now)):
+                if then.get(sub) != now.get(sub):
+                    name = f"--{sub.replace('_', '-')}" if key == "params" else f"{key} {sub}"
+                    out.append(f"{name}: {_shown(then.get(sub))} when started, now {_shown(now.get(sub))}")
+        else:
+            out.append(f"{key}: {_shown(then)} when started, now {_shown(now)}")
+    return out
+
+
+def _shown(value) -> str:
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    return "(none)" if value is None else str(value)
 
 
 def discard(path: str) -> None:

@@ -114,6 +114,8 @@ def run(g: Graph, outputs, label: str = "tasks"):
     loaded = len(g.run.loading & tasks.keys())
     g.run.computed += len(tracked)
     g.run.loaded += loaded
+    if not tracked and not loaded:  # a pass of plain tasks (the projection) still shows its progress
+        tracked = set(tasks) - {root}
     with Progress(label, len(tracked), loaded=loaded) as progress:
         try:
             return g.run.executor.compute(tasks, root, tracked, progress)

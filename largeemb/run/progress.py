@@ -1,9 +1,10 @@
 """Progress of long passes: tasks done, rate, ETA.
 
 On a terminal a rich progress bar is drawn on stderr; otherwise (a batch job's
-log) plain lines go to the ``largeemb`` logger, only for long passes: one every
-``LOG_EVERY_S`` seconds and one when a pass that long ends (a short job's log
-stays quiet), plus one when a resumed pass starts from checkpoints.
+log) plain lines go to the ``largeemb`` logger: one when a pass starts (with
+what it takes from checkpoints), one every ``LOG_EVERY_S`` seconds while it
+runs, and one when it ends, so a log shows where the time went. Passes count
+tasks; the plot stage counts t-SNE iterations and figures (``unit``).
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ class Progress:
     is a TTY).
     """
 
-    def __init__(self, label: str, total: int, loaded: int = 0, terminal: bool | None = None, stream=None):
-        self.label, self.total, self.done = label, total, 0
+    def __init__(self, label: str, total: int, loaded: int = 0, terminal: bool | None = None, stream=None, unit: str = "tasks"):
+        self.label, self.total, self.done, self.unit = label, total, 0, unit
         self.started = self.last_line = time.monotonic()
         self._bar = None
         if total == 0:
@@ -41,9 +42,10 @@ class Progress:
         if terminal is None:
             terminal = hasattr(stream, "isatty") and stream.isatty()
         if terminal:
-            self._bar = _rich_bar(label, total, stream)
-        elif loaded:
-            logger.info("%s: %d tasks to compute (%d more taken from checkpoints)", label, total, loaded)
+            self._bar = _rich_bar(label, total, stream, unit)
+        else:
+            taken = f" ({loaded} more taken from checkpoints)" if loaded else ""
+            logger.info("%s: started, %d %s to compute%s", label, total, unit, taken)
 
     def advance(self, count: int = 1) -> None:
         self.done += count
@@ -58,7 +60,7 @@ class Progress:
         rate = self.done / elapsed
         eta = _clock((self.total - self.done) / rate) if rate > 0 else "?"
         share = 100 * self.done / self.total if self.total else 100
-        return f"{self.label}: {self.done}/{self.total} tasks ({share:.0f}%), {rate:.1f} tasks/s, ETA {eta}"
+        return f"{self.label}: {self.done}/{self.total} {self.unit} ({share:.0f}%), {rate:.1f} {self.unit}/s, ETA {eta}"
 
     def close(self, failed: bool = False) -> None:
         if self.total == 0:
@@ -68,12 +70,11 @@ class Progress:
             self._bar = None
             return
         elapsed = time.monotonic() - self.started
-        if elapsed < LOG_EVERY_S:
-            return
         if failed:
-            logger.info("%s: stopped after %d/%d tasks", self.label, self.done, self.total)
+            logger.info("%s: stopped after %d/%d %s", self.label, self.done, self.total, self.unit)
         else:
-            logger.info("%s: %d/%d tasks in %.1f s (%.1f tasks/s)", self.label, self.done, self.total, elapsed, self.done / max(elapsed, 1e-9))
+            rate = self.done / max(elapsed, 1e-9)
+            logger.info("%s: %d/%d %s in %.1f s (%.1f %s/s)", self.label, self.done, self.total, self.unit, elapsed, rate, self.unit)
 
     def __enter__(self):
         return self
@@ -83,7 +84,7 @@ class Progress:
         return False
 
 
-def _rich_bar(label: str, total: int, stream):
+def _rich_bar(label: str, total: int, stream, unit: str):
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, ProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
     from rich.progress import Progress as RichProgress
@@ -91,7 +92,7 @@ def _rich_bar(label: str, total: int, stream):
 
     class RateColumn(ProgressColumn):
         def render(self, task):
-            return Text(f"{task.speed:.1f} tasks/s" if task.speed else "")
+            return Text(f"{task.speed:.1f} {unit}/s" if task.speed else "")
 
     bar = RichProgress(
         TextColumn("{task.description}"),
