@@ -1,6 +1,7 @@
 """The command line: help everywhere, demo end to end, errors as one line."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -171,17 +172,52 @@ def test_convert_takes_npz_and_refuses_directories_in_one_line(tmp_path):
         assert len(refused.output.strip().splitlines()) == 1
 
 
+def test_params_hold_every_option_that_decides_the_result():
+    """A new EvaluateConfig field reaches metrics.json["params"] by itself (no hand-kept list)."""
+    import dataclasses
+
+    from largeemb.config import EvaluateConfig
+
+    config = EvaluateConfig()
+    decides = {f.name for f in dataclasses.fields(config) if f.name != "extra" and not f.metadata.get("execution")}
+    assert set(config.params()) == decides
+    assert {"workers", "scheduler", "threads_per_worker"}.isdisjoint(config.params())
+    assert "tsne_samples" in config.params() and "tsne_samples" not in config.result_params()
+
+
+def test_evaluate_to_writes_what_the_cli_writes(tmp_path):
+    import largeemb
+
+    real, fake = str(tmp_path / "r.zarr"), str(tmp_path / "f.zarr")
+    runner.invoke(app, ["synth", real, "--rows", "1100", "--dim", "8"])
+    runner.invoke(app, ["synth", fake, "--rows", "1000", "--dim", "8", "--seed", "2", "--drop-modes", "3"])
+    assert runner.invoke(app, ["evaluate", real, fake, "--out", str(tmp_path / "cli"), "--k", "3,5", "--tsne-samples", "300"]).exit_code == 0
+    largeemb.evaluate_to(real, fake, str(tmp_path / "api"), k=(3, 5), tsne_samples=300)
+    assert sorted(os.listdir(tmp_path / "cli")) == sorted(os.listdir(tmp_path / "api"))
+    cli_json, api_json = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("cli", "api"))
+    for key in ("metrics", "by_k", "standard_errors", "params", "warnings", "details"):
+        assert cli_json[key] == api_json[key], key
+
+
 def test_metrics_are_printed_before_the_plots_are_drawn(tmp_path, monkeypatch):
-    from largeemb import api, cli
+    """evaluate_to hands the metrics over (on_metrics: the CLI prints them) before the plot stage; nothing is published until all is written."""
+    import sys
+
+    from largeemb import api
 
     real, fake = str(tmp_path / "r.zarr"), str(tmp_path / "f.zarr")
     runner.invoke(app, ["synth", real, "--rows", "400", "--dim", "8"])
     runner.invoke(app, ["synth", fake, "--rows", "400", "--dim", "8", "--seed", "2"])
     events = []
-    printed = cli._print_metrics
-    monkeypatch.setattr(cli, "_print_metrics", lambda result: (events.append("metrics"), printed(result)))
-    monkeypatch.setattr(api, "write_plots", lambda result, directory: events.append(("plots", (tmp_path / "o" / "metrics.json").exists())))
-    result = runner.invoke(app, ["evaluate", real, fake, "--out", str(tmp_path / "o"), "--tsne-samples", "0"])
+
+    def plots(result, directory):
+        events.append(("plots", (tmp_path / "o" / "metrics.json").exists(), "precision" in sys.stdout.getvalue()))
+
+    monkeypatch.setattr(api, "write_plots", plots)
+    monkeypatch.setattr(sys, "stdout", __import__("io").StringIO())
+    api.evaluate_to(real, fake, str(tmp_path / "o"), tsne_samples=0, on_metrics=lambda result: print("precision", result.metrics["precision"]))
+    assert events == [("plots", False, True)]  # printed first; nothing published until everything is written
+    monkeypatch.undo()
+    result = runner.invoke(app, ["evaluate", real, fake, "--out", str(tmp_path / "cli"), "--tsne-samples", "0"])
     assert result.exit_code == 0, result.output
-    assert events == ["metrics", ("plots", False)]  # printed first; nothing published until everything is written
     assert result.output.index("precision") < result.output.index("wrote")
