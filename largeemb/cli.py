@@ -79,6 +79,12 @@ def _force(what: str):
     return Annotated[bool, typer.Option("--force", help=what)]
 
 
+#: --force in each command says what it replaces there.
+ForceResult = _force('Replace the result already in --out (metrics, samples, plots) and discard unfinished work there.')
+ForceFigures = _force("Replace figures already in another --out directory (RUN's own figures are always redrawn).")
+ForceStore = _force('Replace DST if it exists.')
+ForceDemo = _force("Replace a result already in --out (the demo's own data is always rewritten).")
+ForceReference = _force('Replace the reference already in --out.')
 Metric = Annotated[str, typer.Option(metavar=_choices(METRICS), help="Distance (cosine L2-normalises rows first).")]
 
 
@@ -214,7 +220,7 @@ def evaluate(
     workers: Workers = None,
     threads_per_worker: ThreadsPerWorker = None,
     resume: Resume = False,
-    force: _force("Replace the result already in --out (metrics, samples, plots) and discard unfinished work there.") = False,
+    force: ForceResult = False,
     debug: Debug = False,
 ):
     """Evaluate FAKE against REAL and write metrics.json, samples.zarr and plots to --out."""
@@ -247,7 +253,7 @@ def _finished(out: str) -> bool:
 def plot(
     run: Annotated[str, typer.Argument(metavar="RUN", help="Output directory of a `largeemb evaluate` run.", show_default=False)],
     out: Annotated[Optional[str], typer.Option("--out", "-o", metavar="DIR", help="Directory for the figures (default: RUN itself).")] = None,
-    force: _force("Replace figures already in another --out directory (RUN's own figures are always redrawn).") = False,
+    force: ForceFigures = False,
     debug: Debug = False,
 ):
     """Redraw every plot of a finished run from its saved data, without recomputing distances."""
@@ -269,7 +275,7 @@ def synth(
     shift: Annotated[float, typer.Option(metavar="X", help="Constant added to every coordinate.")] = 0.0,
     modes: Annotated[int, typer.Option(metavar="N", help="Gaussian mixture modes.")] = 10,
     drop_modes: Annotated[int, typer.Option(metavar="M", help="Leave out the last M modes (mode collapse).")] = 0,
-    force: _force("Replace DST if it exists.") = False,
+    force: ForceStore = False,
     debug: Debug = False,
 ):
     """Write reproducible synthetic embeddings (a Gaussian mixture) to a zarr store."""
@@ -283,7 +289,7 @@ def convert(
     src: Annotated[str, typer.Argument(metavar="SRC", help="NumPy .npy or .npz file (memory-mapped or streamed, never unpickled).", show_default=False)],
     dst: Annotated[str, typer.Argument(metavar="DST", help="Zarr store to write.", show_default=False)],
     key: Annotated[Optional[str], typer.Option(metavar="NAME", help="Array name inside an .npz file (default: the only array).")] = None,
-    force: _force("Replace DST if it exists.") = False,
+    force: ForceStore = False,
     debug: Debug = False,
 ):
     """Convert a .npy or .npz file into a chunked zarr array without loading it whole."""
@@ -297,7 +303,7 @@ def demo(
     out: Annotated[str, typer.Option("--out", "-o", metavar="DIR", help="Directory for the demo data and results.")] = "largeemb-demo",
     rows: Annotated[int, typer.Option(metavar="N", help="Rows of each synthetic set.")] = DEMO_ROWS,
     dim: Annotated[int, typer.Option(metavar="D", help="Embedding dimension.")] = DEMO_DIM,
-    force: _force("Replace a result already in --out (the demo's own data is always rewritten).") = False,
+    force: ForceDemo = False,
     debug: Debug = False,
 ):
     """Write a real set and a shifted, partly mode-dropped fake set, then evaluate them."""
@@ -369,7 +375,7 @@ def reference_build(
     workers: Workers = None,
     threads_per_worker: ThreadsPerWorker = None,
     resume: Resume = False,
-    force: _force("Replace the reference already in --out.") = False,
+    force: ForceReference = False,
     debug: Debug = False,
 ):
     """Compute the real set's radii, moments and fingerprint once, for nightly evaluate runs."""
