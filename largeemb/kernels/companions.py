@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from largeemb.kernels.moments import frechet_distance
+from largeemb.kernels.moments import covariance_factor, frechet_distance
 
 #: Subsample sizes of FD∞, as dgm-eval chooses them: 15 points from
 #: min(5000, max(m // 10, 2)) to m.
@@ -60,7 +60,8 @@ def fd_infinity(real_mean, real_cov, nested) -> tuple[float, list[int], list[flo
     ``nested`` is :meth:`largeemb.kernels.moments.Moments.nested` of the fake set.
     """
     sizes = [n for n, _, _ in nested]
-    fds = [frechet_distance(real_mean, real_cov, mean, cov) for _, mean, cov in nested]
+    factor = covariance_factor(real_cov)
+    fds = [frechet_distance(real_mean, real_cov, mean, cov, factor) for _, mean, cov in nested]
     if len(sizes) < 2:
         return float(fds[-1]), sizes, fds
     slope_intercept = np.polyfit(1.0 / np.asarray(sizes, np.float64), fds, deg=1)

@@ -127,16 +127,30 @@ def leading_axes(cov: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     return values[::-1], vectors[:, ::-1]
 
 
-def frechet_distance(mean_a, cov_a, mean_b, cov_b) -> float:
+def covariance_factor(cov: np.ndarray) -> np.ndarray:
+    """F with F Fᵀ = Σ: the Cholesky factor, or, where Σ is singular, its symmetric square root.
+
+    Cholesky costs a small fraction of a full eigendecomposition (at dim 512,
+    milliseconds against most of a second), and FD∞ reuses it for 15 fake subsamples.
+    """
+    try:
+        return np.linalg.cholesky(cov)
+    except np.linalg.LinAlgError:  # rank-deficient (n <= dim, duplicates): the symmetric root serves
+        vals, vecs = np.linalg.eigh(cov)
+        return (vecs * np.sqrt(np.clip(vals, 0, None))) @ vecs.T
+
+
+def frechet_distance(mean_a, cov_a, mean_b, cov_b, factor_a=None) -> float:
     """|μa - μb|² + tr(Σa + Σb - 2 (Σa Σb)^½), via a symmetric eigenproblem.
 
-    tr((Σa Σb)^½) equals the sum of square roots of the eigenvalues of
-    Σa^½ Σb Σa^½, which is symmetric positive semi-definite: this is stabler
-    than a general matrix square root and needs no complex arithmetic.
+    With Σa = F Fᵀ, Σa Σb is similar to Fᵀ Σb F (F⁻¹ Σa Σb F), which is
+    symmetric positive semi-definite: tr((Σa Σb)^½) is the sum of square
+    roots of its eigenvalues. Only eigenvalues are computed, no complex
+    arithmetic and no general matrix square root. ``factor_a``: F, when it is
+    known (:func:`covariance_factor`).
     """
-    vals, vecs = np.linalg.eigh(cov_a)
-    root_a = (vecs * np.sqrt(np.clip(vals, 0, None))) @ vecs.T
-    inner = root_a @ cov_b @ root_a
+    factor = covariance_factor(cov_a) if factor_a is None else factor_a
+    inner = factor.T @ cov_b @ factor
     trace_sqrt = np.sqrt(np.clip(np.linalg.eigvalsh((inner + inner.T) / 2), 0, None)).sum()
     diff = mean_a - mean_b
     # Identical sets give a rounding-sized negative; FD is a squared distance, so
