@@ -27,7 +27,6 @@ from largeemb.report.stage import PLOT_FILES, write_plots
 from largeemb.result import EvaluationResult, authentic, metrics_from_memberships, radius_warnings
 from largeemb.run import checkpoint
 from largeemb.run.session import check_reachable, check_sources, open_run
-from largeemb.run.threads import one_blas_thread
 from largeemb.version import __version__
 
 logger = logging.getLogger("largeemb")
@@ -136,10 +135,10 @@ def evaluate(
                 )
 
     real_side, fake_side, memberships = passes.real, passes.fake, passes.memberships
-    with timed(timings, "fd"), one_blas_thread():
+    with timed(timings, "fd"):
         fd = frechet_distance(real_side.moments.mean, real_side.moments.cov, fake_side.moments.mean, fake_side.moments.cov)
     warnings += radius_warnings(real_side.radii.values, fake_side.radii.values, config.k, config.inclusive)
-    with timed(timings, "companions"), one_blas_thread():
+    with timed(timings, "companions"):
         companions, details, fake_authentic = _companions(config, passes, warnings)
     timings["total"] = sum(timings.values())
     per_sample = passes.per_sample

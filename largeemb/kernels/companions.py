@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from largeemb.kernels.moments import covariance_factor, frechet_distance
+from largeemb.kernels.moments import covariance_factor, frechet_distance, one_blas_thread
 
 #: Subsample sizes of FD∞, as dgm-eval chooses them: 15 points from
 #: min(5000, max(m // 10, 2)) to m.
@@ -30,6 +30,7 @@ KID_SUBSET_SEED = 2020
 PPR_A, PPR_K = 1.2, 4
 
 
+@one_blas_thread
 def vendi_score(unit_s2: np.ndarray, count: int) -> float:
     """exp(Shannon entropy) of the eigenvalues of K/n for the cosine kernel (q = 1)."""
     values = np.linalg.eigvalsh((unit_s2 + unit_s2.T) / (2 * count))

@@ -45,11 +45,3 @@ def thread_probe_task() -> dict:
         "pid": os.getpid(),
     }
 
-
-def one_blas_thread():
-    """BLAS on one thread inside the block: the small dense eigenproblems (FD, FD∞,
-    Vendi: dim × dim) run slower on two threads than on one (at dim 512, eigvalsh
-    took 0.49 s on 2 threads against 0.06 s on 1, on the 2-core machine under load)."""
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(1, user_api="blas")
