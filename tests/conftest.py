@@ -33,25 +33,48 @@ def zarr_store(path, data, chunks=None, zarr_format=3, **options) -> str:
     return str(path)
 
 
-def slow_tiles(seconds: float) -> str:
+def is_tile(name: str) -> bool:
+    """A self-pass or cross-pass tile unit."""
+    return "-between-" in name or name.startswith("cross-tile-")
+
+
+def slow_tiles(seconds: float, log: str | None = None) -> str:
     """Source that slows the self and cross tile tasks down, so that a run can be killed part-way.
 
     Exec it where the graph is built (a child process before the CLI starts,
     or this process with :func:`slowed_tiles`): it adds a hook to
     ``largeemb.run.graph.unit_hooks``. Its functions are defined by exec, so
-    cloudpickle sends them by value to dask workers.
+    cloudpickle sends them by value to dask workers. With ``log``, each tile
+    appends its name to that file once computed.
     """
     return f"""
 import functools, time
 from largeemb.run import graph
-def _slowed(seconds, func, *args):
+def _slowed(seconds, log, name, func, *args):
     time.sleep(seconds)
-    return func(*args)
+    value = func(*args)
+    if log:
+        with open(log, "a") as fh:
+            fh.write(name + "\\n")
+    return value
 def slow_tiles_hook(name, func):
     tile = "-between-" in name or name.startswith("cross-tile-")
-    return functools.partial(_slowed, {seconds}, func) if tile else func
+    return functools.partial(_slowed, {seconds}, {log!r}, name, func) if tile else func
 graph.unit_hooks.append(slow_tiles_hook)
 """
+
+
+def recording(names: list):
+    """A unit hook that records the name of every unit that computes (not those loaded from checkpoints)."""
+
+    def hook(name, func):
+        def run(*args):
+            names.append(name)
+            return func(*args)
+
+        return run
+
+    return hook
 
 
 @contextmanager

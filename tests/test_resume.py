@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 import largeemb
-from conftest import SUMMARY, finished_checkpoints, mixture, slow_tiles, unit_hook, zarr_store
+from conftest import SUMMARY, is_tile, mixture, recording, slow_tiles, unit_hook, zarr_store
 from largeemb.run import checkpoint, progress
 from largeemb.cli import app
 from largeemb.kernels.cross import CrossPartial, Shortlist
@@ -36,10 +36,12 @@ def stores(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def uninterrupted(stores, tmp_path_factory):
-    """metrics.json of an uninterrupted run, and how many tasks it computed."""
-    whole, total, loaded = _evaluate(*stores, tmp_path_factory.mktemp("whole") / "out")
-    assert loaded == 0 and total > 200
-    return whole, total
+    """metrics.json of an uninterrupted run, how many tasks it computed, and how many were tiles."""
+    names = []
+    with unit_hook(recording(names)):
+        whole, total, loaded = _evaluate(*stores, tmp_path_factory.mktemp("whole") / "out")
+    assert loaded == 0 and total > 200 and total == len(names)
+    return whole, total, sum(map(is_tile, names))
 
 
 def _evaluate(real, fake, out, *extra):
@@ -49,8 +51,9 @@ def _evaluate(real, fake, out, *extra):
     return json.loads((out / "metrics.json").read_text()), computed, loaded
 
 
-# A job whose tile tasks are slowed down, so that it can be killed part-way.
-SLOW_JOB = slow_tiles(0.02) + """
+def slow_job(log: str) -> str:
+    """A job whose tile tasks are slowed down and logged, so that it can be killed part-way."""
+    return slow_tiles(0.02, log) + """
 import sys
 from largeemb.cli import main
 sys.argv = ["largeemb"] + sys.argv[1:]
@@ -61,18 +64,18 @@ main()
 @pytest.mark.slow
 def test_killed_job_resumes_with_identical_metrics_recomputing_only_unfinished_tasks(stores, uninterrupted, tmp_path):
     real, fake = stores
-    whole, total = uninterrupted
+    whole, total, tiles = uninterrupted
 
     out = tmp_path / "killed"
-    work = out / checkpoint.WORK_DIR
+    work, log = out / checkpoint.WORK_DIR, tmp_path / "tiles.log"
     job = subprocess.Popen(
-        [sys.executable, "-c", SLOW_JOB, "evaluate", real, fake, "--out", str(out), *ARGS],
+        [sys.executable, "-c", slow_job(str(log)), "evaluate", real, fake, "--out", str(out), *ARGS],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 120
-        while not (work.is_dir() and finished_checkpoints(work) >= total // 2):
+        while not (log.exists() and len(log.read_text().splitlines()) >= tiles // 2):
             assert job.poll() is None, "the job ended before it could be killed"
             assert time.monotonic() < deadline, "the job made no progress"
             time.sleep(0.01)
@@ -81,17 +84,19 @@ def test_killed_job_resumes_with_identical_metrics_recomputing_only_unfinished_t
     finally:
         if job.poll() is None:
             job.kill()
-    finished = finished_checkpoints(work)
-    assert total // 2 <= finished < total
-    assert not (out / "metrics.json").exists()
+    saved = {name[: -len(".npz")] for name in os.listdir(work) if name.endswith(".npz") and ".tmp-" not in name}
+    assert saved and not (out / "metrics.json").exists()
 
     refused = runner.invoke(app, ["evaluate", real, fake, "--out", str(out), *ARGS])
     assert refused.exit_code == 2 and "unfinished work" in refused.output and "--resume" in refused.output
 
-    resumed, computed, loaded = _evaluate(real, fake, out, "--resume")
+    ran = []
+    with unit_hook(recording(ran)):
+        resumed, computed, loaded = _evaluate(real, fake, out, "--resume")
     assert resumed["metrics"] == whole["metrics"] and resumed["by_k"] == whole["by_k"]
-    assert computed == total - finished  # every finished task was reused, none recomputed
-    assert 0 < loaded <= finished  # tasks under a finished merge are not even loaded
+    assert computed == len(ran) and not saved & set(ran)  # every saved task was reused, none recomputed
+    assert computed < total - tiles // 2 + len(saved)  # the killed run's work was not redone
+    assert 0 < loaded <= len(saved)  # tasks under a finished merge are not even loaded
     assert not work.exists()  # removed once the result is published
 
 
@@ -133,7 +138,7 @@ def test_resume_refuses_other_inputs_or_options(interrupted, tmp_path, write_zar
 def test_force_discards_unfinished_work(interrupted, uninterrupted):
     real, fake, out = interrupted
     metrics, computed, loaded = _evaluate(real, fake, out, "--force")
-    whole, total = uninterrupted
+    whole, total, _ = uninterrupted
     assert loaded == 0 and computed == total and metrics["metrics"] == whole["metrics"]
 
 

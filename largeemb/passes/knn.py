@@ -96,14 +96,14 @@ def radii_graph(g: Graph, ctx: PassContext, source: Source, role: str = "set"):
     source, ctx = g.share([source, ctx])  # on a cluster: references to data sent once
     diags = [g.unit(f"{role}-within-{b.index}", _diag_task, source, b, ctx, K) for b in blocks]
     state = list(diags)
-    for band in bands(len(blocks)):
+    for r, band in enumerate(bands(len(blocks)), start=1):
         offers = {}
         for a, b in band:
             pair = g.unit(f"{role}-between-{a}-{b}", _offdiag_task, source, blocks[a], blocks[b], ctx, state[a], state[b])
             offers.setdefault(a, []).extend([pair, 0])
             offers.setdefault(b, []).extend([pair, 1])
-        for x, offered in offers.items():
-            state[x] = g.task("knn-merge", _merge_task, state[x], *offered)
+        for x, offered in offers.items():  # a unit: once saved, the tiles it took in leave the disk
+            state[x] = g.unit(f"{role}-state-{x}-{r}", _merge_task, state[x], *offered)
     max_sqnorm = g.task("knn-max-norm", _max_sqnorm_task, *diags)  # a scalar, so diagonal results free early
     return [g.unit(f"{role}-finish-{blk.index}", _finish_task, source, blk, ctx, nb, max_sqnorm) for blk, nb in zip(blocks, state)]
 

@@ -7,6 +7,13 @@ finishes or loads instead of computing it. ``run()`` hands the graph to the
 executor, culled to what the outputs need (so a loaded merge also skips
 everything below it).
 
+Disk: a unit's checkpoint is needed only until every unit that consumes its
+result has saved its own (a resumed run then loads those and never reaches
+it). So each unit, once saved, removes the files of the units it consumed
+whose consumers are all saved; units whose result reaches the pass's output
+other than through a unit are kept to the end. The work directory then holds
+about one pass's frontier of results, not every tile the run computed.
+
 Seam: :data:`unit_hooks` (for tests and instrumentation) holds callables
 ``hook(name, func) -> func`` applied to every named unit's function as graphs
 are built; ``name`` is the unit's full name (e.g. ``radii-real-between-0-1``,
@@ -19,6 +26,7 @@ from __future__ import annotations
 import logging
 import os
 import uuid
+from collections import defaultdict
 
 from largeemb.kernels.plan import tree
 from largeemb.run import checkpoint
@@ -35,9 +43,19 @@ def same(value):
     return value
 
 
-def _computed_and_kept(path: str, func, *args):
+def _computed_and_kept(path: str, releases, func, *args):
+    """Compute a unit, save it, then remove the inputs' files whose every consumer is saved.
+
+    ``releases``: (input unit's file, its consumers' files) pairs.
+    """
     value = func(*args)
     checkpoint.save(path, value)
+    for done, consumers in releases:
+        if all(os.path.exists(c) for c in consumers):
+            try:
+                os.remove(done)
+            except FileNotFoundError:  # another consumer removed it first
+                pass
     return value
 
 
@@ -76,7 +94,7 @@ class Graph:
             self.run.loading.add(key)
             return key
         key = (group, full)
-        self.tasks[key] = (_computed_and_kept, store.file(full), func, *args) if store is not None else (func, *args)
+        self.tasks[key] = (_computed_and_kept, store.file(full), (), func, *args) if store is not None else (func, *args)
         self.run.computing.add(key)
         return key
 
@@ -110,6 +128,8 @@ def run(g: Graph, outputs, label: str = "tasks"):
 
     root = g.task("outputs", same, outputs)
     tasks, _ = cull(g.tasks, [root])
+    if g.run.store is not None:
+        tasks = _with_releases(tasks, root)
     tracked = g.run.computing & tasks.keys()
     loaded = len(g.run.loading & tasks.keys())
     g.run.computed += len(tracked)
@@ -144,4 +164,60 @@ def _reloaded(tasks: dict, renamed: dict) -> dict:
             out[key] = (checkpoint.load, task[1])
         else:
             out[key] = (task[0], *(fresh(a) for a in task[1:]))
+    return out
+
+
+def _inputs(task, tasks: dict) -> list:
+    """Keys of ``tasks`` that a task takes as arguments (also inside lists)."""
+    found, stack = [], list(task[1:])
+    while stack:
+        arg = stack.pop()
+        if isinstance(arg, list):
+            stack.extend(arg)
+        elif isinstance(arg, tuple):
+            try:
+                if arg in tasks:
+                    found.append(arg)
+            except TypeError:  # a tuple of arrays is a value, not a key
+                pass
+    return found
+
+
+def _with_releases(tasks: dict, root) -> dict:
+    """Give each computed unit the inputs it may remove once saved (see the module docstring).
+
+    A unit U is released by its consumers: the nearest units above it
+    (through plain tasks). U is kept if it also reaches ``root`` through
+    plain tasks alone, or has no consumer.
+    """
+    saved = {key for key, task in tasks.items() if task[0] in (_computed_and_kept, checkpoint.load)}
+    path = {key: tasks[key][1] for key in saved}
+    users = defaultdict(set)
+    for key, task in tasks.items():
+        for dep in _inputs(task, tasks):
+            users[dep].add(key)
+    consumers, keep = defaultdict(set), set()
+    for unit in saved:
+        stack, seen = list(users[unit]), set()
+        while stack:
+            above = stack.pop()
+            if above in seen:
+                continue
+            seen.add(above)
+            if above in saved:
+                consumers[unit].add(above)
+            elif above == root:
+                keep.add(unit)
+            else:
+                stack.extend(users[above])
+    releases = defaultdict(list)
+    for unit, above in consumers.items():
+        if unit not in keep:
+            for consumer in above:
+                releases[consumer].append((path[unit], sorted(path[c] for c in above)))
+    out = dict(tasks)
+    for key, files in releases.items():
+        task = tasks[key]
+        if task[0] is _computed_and_kept:
+            out[key] = (task[0], task[1], tuple(files), *task[3:])
     return out
