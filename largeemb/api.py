@@ -7,6 +7,7 @@ executor the options ask for, and builds the result.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 
@@ -186,7 +187,8 @@ def evaluate_to(
     config = _config_of(config, options, "evaluate_to")
     work = os.path.join(out, checkpoint.WORK_DIR)
     # Claims --out (refusing early), and publishes only if everything below succeeds.
-    with result_dir(out, force, RESULT_FILES) as staging:
+    inputs = [real, fake, *_reference_source(real)]
+    with result_dir(out, force, RESULT_FILES, inputs=_paths(inputs), also_replaced=(checkpoint.WORK_DIR,)) as staging:
         if force and not resume:
             checkpoint.discard(work)
         result = evaluate(
@@ -250,6 +252,22 @@ def build_reference(
         write_reference(staging, source, config.k, config.metric, side.moments, side.fingerprint, side.radii.values, passes.context.partition)
         staging.publish(force, last=REFERENCE_FILE)
     return load_reference(out)
+
+
+def _paths(inputs) -> list[str]:
+    """The inputs given as local paths (URLs and in-memory arrays cannot overlap --out)."""
+    return [str(obj) for obj in inputs if isinstance(obj, (str, os.PathLike)) and "://" not in str(obj)]
+
+
+def _reference_source(real) -> list[str]:
+    """The store behind a reference directory, read leniently (a damaged reference is refused later, with its reason)."""
+    if not is_reference(real):
+        return []
+    try:
+        with open(os.path.join(str(real), REFERENCE_FILE)) as fh:
+            return [json.load(fh)["source"]["location"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
 
 
 def _checkpoint_fingerprint(real: Source, fake: Source, config: EvaluateConfig) -> dict:

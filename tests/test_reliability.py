@@ -1,0 +1,138 @@
+"""Issue 16, under adversarial use: inputs never touched, publishing all or
+nothing, resume only on the same data, every writer locked, clean errors."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from conftest import mixture, zarr_store
+from largeemb.cli import app
+from largeemb.io import output
+from largeemb.io.output import METRICS_FILE
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory):
+    base = tmp_path_factory.mktemp("stores")
+    return {
+        "real": zarr_store(base / "real.zarr", mixture(900, 6, 1), (300, 6)),
+        "fake": zarr_store(base / "fake.zarr", mixture(800, 6, 2, shift=0.3), (300, 6)),
+    }
+
+
+def _evaluate(real, fake, out, *extra):
+    return runner.invoke(app, ["evaluate", str(real), str(fake), "--out", str(out), "--no-plots", *extra])
+
+
+def _tree(path: Path) -> dict[str, bytes]:
+    """Every file under ``path`` but a run's kept work (``.work``, for --resume)."""
+    files = (p for p in sorted(path.rglob("*")) if p.is_file() and p.relative_to(path).parts[0] != ".work")
+    return {str(p.relative_to(path)): p.read_bytes() for p in files}
+
+
+def _one_error_line(result, code=2):
+    assert result.exit_code == code, (result.exit_code, result.stderr, result.exception)
+    lines = [line for line in result.stderr.splitlines() if not line.startswith("largeemb: ")]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+# -- 1. inputs are never deleted or written ---------------------------------------
+
+
+def test_an_input_where_the_result_goes_is_refused_not_replaced(stores, tmp_path):
+    out = tmp_path / "out"
+    fake = Path(zarr_store(out / "samples.zarr", mixture(800, 6, 2), (300, 6)))
+    before = _tree(fake)
+    line = _one_error_line(_evaluate(stores["real"], fake, out, "--force"))
+    assert "samples.zarr" in line and "inside --out" in line
+    assert _tree(fake) == before
+
+
+def test_out_inside_an_input_store_is_refused(stores, tmp_path):
+    real = Path(zarr_store(tmp_path / "real.zarr", mixture(900, 6, 1), (300, 6)))
+    before = _tree(real)
+    for out in (real, real / "results"):
+        line = _one_error_line(_evaluate(real, stores["fake"], out, "--force"))
+        assert "inside the input" in line
+    assert _tree(real) == before
+
+
+def test_an_unrelated_input_inside_out_is_fine(stores, tmp_path):
+    out = tmp_path / "out"
+    fake = zarr_store(out / "inputs" / "fake.zarr", mixture(800, 6, 2), (300, 6))
+    assert _evaluate(stores["real"], fake, out).exit_code == 0
+
+
+# -- 2. publishing is all or nothing ----------------------------------------------
+
+
+def _rmtree_failing_in(monkeypatch, directory: Path, suffix: str, err=errno.EBUSY):
+    """shutil.rmtree fails (as on another user's files, a busy mount, NFS) for ``directory/*suffix``."""
+    real = shutil.rmtree
+
+    def failing(path, *args, **kwargs):
+        if Path(path).parent == directory and str(path).endswith(suffix):
+            raise OSError(err, os.strerror(err), str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(shutil, "rmtree", failing)
+
+
+def test_old_result_that_cannot_be_deleted_does_not_cost_the_new_one(stores, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    assert _evaluate(stores["real"], stores["fake"], out, "--k", "3").exit_code == 0
+    _rmtree_failing_in(monkeypatch, out, "samples.zarr")
+    result = _evaluate(stores["real"], stores["fake"], out, "--k", "4", "--force")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads((out / METRICS_FILE).read_text())["params"]["k"] == [4]
+    assert "could not delete the replaced samples.zarr" in result.stderr
+    monkeypatch.undo()
+    # The next run that claims --out clears what was left.
+    assert _evaluate(stores["real"], stores["fake"], out, "--k", "5", "--force").exit_code == 0
+    assert not [n for n in os.listdir(out) if n.startswith(output.OLD_PREFIX)]
+
+
+def test_a_publish_that_fails_puts_the_old_result_back(stores, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    assert _evaluate(stores["real"], stores["fake"], out, "--k", "3").exit_code == 0
+    before = _tree(out)
+    real_replace = output.os.replace
+
+    def failing(src, dst):  # moving the new samples.zarr in fails, after the old result went aside
+        if str(src).endswith("samples.zarr") and output.STAGING_PREFIX in str(src):
+            raise OSError(errno.EBUSY, os.strerror(errno.EBUSY), str(dst))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(output.os, "replace", failing)
+    line = _one_error_line(_evaluate(stores["real"], stores["fake"], out, "--k", "4", "--force"))
+    assert "previous result was put back" in line
+    assert _tree(out) == before
+    assert sorted(os.listdir(out)) == [".work", "metrics.json", "samples.zarr"]  # .work: to --resume
+
+
+def test_a_killed_publish_is_undone_by_the_next_claim(tmp_path):
+    out = tmp_path / "out"
+    with output.result_dir(str(out), False, ("metrics.json", "samples.zarr", "pca.png")) as staging:
+        staging.write_json("metrics.json", {"version": 1})
+        Path(staging.file("pca.png")).write_text("1")
+    # As a kill after the old entries went aside and the new pca.png came in:
+    os.replace(out / "metrics.json", out / ".old-abcd1234.metrics.json")
+    os.replace(out / "pca.png", out / ".old-abcd1234.pca.png")
+    (out / "pca.png").write_text("2")
+    (out / "samples.zarr").mkdir()
+    with pytest.raises(KeyError):
+        with output.result_dir(str(out), True, ("metrics.json", "samples.zarr", "pca.png")):
+            raise KeyError("the next run fails before publishing")
+    assert sorted(os.listdir(out)) == ["metrics.json", "pca.png"]
+    assert (out / "pca.png").read_text() == "1"
