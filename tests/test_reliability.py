@@ -136,3 +136,36 @@ def test_a_killed_publish_is_undone_by_the_next_claim(tmp_path):
             raise KeyError("the next run fails before publishing")
     assert sorted(os.listdir(out)) == ["metrics.json", "pca.png"]
     assert (out / "pca.png").read_text() == "1"
+
+
+# -- 3. a resume computes on the data it started with --------------------------------
+
+
+def test_resume_after_the_middle_rows_changed_is_refused(tmp_path, stores):
+    import largeemb
+    import zarr
+    from conftest import unit_hook
+    from largeemb.run import checkpoint
+
+    data = mixture(1200, 6, 2, shift=0.3)
+    fake = zarr_store(tmp_path / "fake.zarr", data, (300, 6))
+    out = tmp_path / "out"
+    calls = []
+
+    def failing_tiles(name, func):
+        def failing(*args):
+            calls.append(1)
+            if len(calls) > 5:
+                raise RuntimeError("node lost")
+            return func(*args)
+
+        return failing if name.startswith("cross-tile-") else func
+
+    with unit_hook(failing_tiles), pytest.raises(RuntimeError, match="node lost"):
+        largeemb.evaluate(stores["real"], fake, k=(3,), block_rows=128, threads_per_worker=1, checkpoint_dir=str(out / checkpoint.WORK_DIR))
+    changed = data.copy()
+    changed[500:700] = mixture(200, 6, 7, shift=5.0)  # first and last rows as they were
+    zarr.open_array(fake, mode="r+")[:] = changed
+    line = _one_error_line(runner.invoke(app, ["evaluate", stores["real"], fake, "--out", str(out), "--k", "3", "--block-rows", "128", "--no-plots", "--resume"]))
+    assert "fake input changed since the interrupted run" in line and "rows 0:" in line and "--force" in line
+    assert not (out / METRICS_FILE).exists()
