@@ -169,3 +169,18 @@ def test_resume_after_the_middle_rows_changed_is_refused(tmp_path, stores):
     line = _one_error_line(runner.invoke(app, ["evaluate", stores["real"], fake, "--out", str(out), "--k", "3", "--block-rows", "128", "--no-plots", "--resume"]))
     assert "fake input changed since the interrupted run" in line and "rows 0:" in line and "--force" in line
     assert not (out / METRICS_FILE).exists()
+
+
+# -- 4. every writer of a result directory takes the lock -----------------------------
+
+
+def test_plot_refuses_while_a_run_holds_the_directory(stores, tmp_path):
+    out = tmp_path / "out"
+    done = runner.invoke(app, ["evaluate", stores["real"], stores["fake"], "--out", str(out), "--tsne-samples", "0", "--plot-samples", "100"])
+    assert done.exit_code == 0, done.stderr
+    before = _tree(out)
+    with output.OutputLock(str(out)):  # an `evaluate --force --out OUT` in progress
+        line = _one_error_line(runner.invoke(app, ["plot", str(out)]))
+        assert "another largeemb run" in line
+    assert _tree(out) == before
+    assert runner.invoke(app, ["plot", str(out)]).exit_code == 0
