@@ -184,6 +184,18 @@ class ReadRetry:
     attempts: int = 6
     first_delay_s: float = 0.5
     max_delay_s: float = 8.0
+    #: Seconds a remote store may stay silent (connecting, or between bytes of
+    #: an answer) before the attempt counts as failed; the environment
+    #: variable LARGEEMB_READ_TIMEOUT overrides it (it reaches dask workers too).
+    timeout_s: float = 60.0
+
+    def timeout(self) -> float:
+        import os
+
+        try:
+            return float(os.environ.get("LARGEEMB_READ_TIMEOUT", self.timeout_s))
+        except ValueError:
+            return self.timeout_s
 
     def delays(self):
         """Seconds to wait before each retry (one fewer than ``attempts``)."""

@@ -184,3 +184,63 @@ def test_plot_refuses_while_a_run_holds_the_directory(stores, tmp_path):
         assert "another largeemb run" in line
     assert _tree(out) == before
     assert runner.invoke(app, ["plot", str(out)]).exit_code == 0
+
+
+# -- 5, 16, 17. remote and odd stores: timeouts, refused listings, unreadable directories ---
+
+
+@pytest.fixture
+def quick_timeouts(monkeypatch):
+    from largeemb.config import ReadRetry
+    from largeemb.io import store
+
+    monkeypatch.setattr(store, "READ_RETRY", ReadRetry(attempts=2, first_delay_s=0.01, max_delay_s=0.01))
+    monkeypatch.setenv("LARGEEMB_READ_TIMEOUT", "0.3")
+
+
+def _within(seconds, action):
+    """``action()``'s value, or a test failure if it runs longer (a hang must not hang the suite)."""
+    import threading
+
+    box = {}
+    thread = threading.Thread(target=lambda: box.setdefault("value", action()), daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert "value" in box, f"still running after {seconds} s"
+    return box["value"]
+
+
+def test_a_server_that_never_answers_is_a_transient_error_not_a_hang(stores, tmp_path, quick_timeouts):
+    from httpstores import silent
+
+    with silent() as url:
+        result = _within(20, lambda: _evaluate(stores["real"], f"{url}/fake.zarr", tmp_path / "out"))
+    line = _one_error_line(result, code=3)
+    assert "Timeout" in line and "missing" not in line
+
+
+def test_a_static_http_store_without_listings_is_read(stores, tmp_path, quick_timeouts):
+    from httpstores import served
+
+    expected = _evaluate(stores["real"], stores["fake"], tmp_path / "local")
+    assert expected.exit_code == 0
+    with served(str(Path(stores["fake"]).parent), listing=False) as url:
+        result = _within(60, lambda: _evaluate(stores["real"], f"{url}/fake.zarr", tmp_path / "http"))
+    assert result.exit_code == 0, result.stderr
+    assert "refuses listings" in result.stderr
+    local, http = (json.loads((tmp_path / d / METRICS_FILE).read_text()) for d in ("local", "http"))
+    assert http["by_k"] == local["by_k"] and http["metrics"] == local["metrics"]
+
+
+def test_a_chunk_directory_that_cannot_be_listed_is_named_not_called_missing(stores, tmp_path, monkeypatch):
+    from largeemb.io import store
+
+    fake = zarr_store(tmp_path / "fake.zarr", mixture(800, 6, 2), (300, 6))
+    unreadable = os.path.join(fake, "c", "1")
+    listed = store._stored_keys
+    # As pathlib's rglob (zarr's LocalStore listing) silently skips a directory it cannot read:
+    monkeypatch.setattr(store, "_stored_keys", lambda arr: {k for k in listed(arr) if not k.startswith("c/1/")})
+    monkeypatch.setattr(store.os, "access", lambda path, mode: os.path.abspath(path) != os.path.abspath(unreadable))
+    result = _evaluate(stores["real"], fake, tmp_path / "out")
+    assert result.exit_code == 0, result.stderr
+    assert f"the directory {unreadable} cannot be listed (permission denied" in result.stderr
