@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+from contextlib import contextmanager
 
 from largeemb.config import EvaluateConfig
-from largeemb.errors import InputError
+from largeemb.errors import InputError, ResumeMismatchError, StoreReadError
 from largeemb.io.checks import check_pair
-from largeemb.io.output import METRICS_FILE, OutputLock, Staging, result_dir
-from largeemb.io.reference import REFERENCE_FILE, Reference, is_reference, load_reference, write_reference
+from largeemb.io.output import METRICS_FILE, result_dir
+from largeemb.io.reference import REFERENCE_FILE, REFERENCE_FILES, Reference, is_reference, load_reference, write_reference
 from largeemb.io.samples import SAMPLES_STORE, write_samples
 from largeemb.io.store import Source, open_source
 from largeemb.kernels.moments import frechet_distance
@@ -106,15 +107,10 @@ def evaluate(
     store = None
     if checkpoint_dir is not None:
         store = checkpoint.open_store(checkpoint_dir, _checkpoint_fingerprint(real_src, fake_src, config), resume)
-    with open_run(config, client, store) as run:
+    with _kept_only_if_worth_it(checkpoint_dir), open_run(config, client, store) as run:
         logger.debug("running %s", run.executor.describe())
         check_reachable(run, (real_src, fake_src), checkpoint_dir)
-        try:
-            passes = run_passes(real_src, fake_src, config, reference)
-        except InputError:
-            if store is not None:  # bad data (e.g. NaN rows): nothing worth resuming
-                checkpoint.discard(checkpoint_dir)
-            raise
+        passes = run_passes(real_src, fake_src, config, reference)
         if store is not None:
             logger.info("%s", run.summary())
         timings = passes.timings
@@ -224,7 +220,10 @@ def build_reference(
         Path or fsspec URL of the real zarr array or group (stored by location,
         so it must stay where it is).
     out
-        Directory for the reference; refused if it already holds one, unless ``force``.
+        Directory for the reference; refused if it already holds one, unless
+        ``force``, and checked writable before any work. The reference is
+        built in staging and published whole (a failed build leaves ``out``
+        as it was, and removes it if it created it).
     k
         Neighbour counts to store radii for; ``evaluate`` from this reference
         accepts any of them.
@@ -239,19 +238,36 @@ def build_reference(
     config = EvaluateConfig.from_dict({"k": k, **options})
     if not isinstance(real, (str, os.PathLike)):
         raise InputError("a reference needs a real store it can find again", "in build_reference()", "pass a zarr path or URL")
-    if os.path.exists(os.path.join(out, REFERENCE_FILE)) and not force:
-        raise InputError("directory already holds a reference", f"in {out}", "choose another --out or pass --force")
-    source: Source = open_source(real, real_array, role="real")
-    config = config.resolved(source.rows)
-    check_sources(config, client, source)
-    os.makedirs(out, exist_ok=True)
-    with open_run(config, client):
-        passes = run_passes(source, None, config)
-    side = passes.real
-    with OutputLock(out), Staging(out) as staging:
+    # Claims --out first (refusing an unwritable or taken one before any work);
+    # everything is built in staging and published only whole.
+    with result_dir(out, force, REFERENCE_FILES, inputs=_paths([real])) as staging:
+        source: Source = open_source(real, real_array, role="real")
+        config = config.resolved(source.rows)
+        check_sources(config, client, source)
+        with open_run(config, client):
+            passes = run_passes(source, None, config)
+        side = passes.real
         write_reference(staging, source, config.k, config.metric, side.moments, side.fingerprint, side.radii.values, passes.context.partition)
-        staging.publish(force, last=REFERENCE_FILE)
     return load_reference(out)
+
+
+@contextmanager
+def _kept_only_if_worth_it(checkpoint_dir: str | None):
+    """On failure, keep the work directory only if it holds finished tasks to resume.
+
+    Bad data (NaN rows) makes every task worthless; a failure before any task
+    finished (the scheduler unreachable) leaves nothing to resume, and a kept
+    directory would only make the corrected rerun ask for --resume.
+    """
+    try:
+        yield
+    except BaseException as exc:
+        # A store that could not be read may be readable later, and old data may
+        # come back; any other bad input makes the finished tasks worthless.
+        worthless = isinstance(exc, InputError) and not isinstance(exc, (StoreReadError, ResumeMismatchError))
+        if checkpoint_dir is not None and (worthless or not checkpoint.has_finished(checkpoint_dir)):
+            checkpoint.discard(checkpoint_dir)
+        raise
 
 
 def _paths(inputs) -> list[str]:

@@ -244,3 +244,154 @@ def test_a_chunk_directory_that_cannot_be_listed_is_named_not_called_missing(sto
     result = _evaluate(stores["real"], fake, tmp_path / "out")
     assert result.exit_code == 0, result.stderr
     assert f"the directory {unreadable} cannot be listed (permission denied" in result.stderr
+
+
+# -- 6, 11, 12. references: built whole, --out checked first, damage refused ------------
+
+
+def _build(real, out, *extra):
+    return runner.invoke(app, ["reference", "build", str(real), "--out", str(out), "--k", "3", *extra])
+
+
+def test_a_failed_reference_build_leaves_no_empty_out_and_keeps_the_old_one(stores, tmp_path):
+    from conftest import unit_hook
+
+    def crash(name, func):
+        def crashed(*args):
+            raise RuntimeError("node lost")
+
+        return crashed if name.startswith("radii-") else func
+
+    out = tmp_path / "ref"
+    with unit_hook(crash):
+        assert _build(stores["real"], out).exit_code != 0
+    assert not out.exists()  # the nightly script's test could not mistake it for a reference
+    assert _build(stores["real"], out).exit_code == 0
+    before = _tree(out)
+    with unit_hook(crash):
+        assert _build(stores["real"], out, "--force").exit_code != 0
+    assert _tree(out) == before
+
+
+def test_nightly_script_rebuilds_a_reference_directory_without_reference_json(tmp_path):
+    import subprocess
+
+    script = Path(__file__).parents[1] / "jobs" / "nightly" / "nightly-evaluate.sh"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls"
+    stub = bin_dir / "largeemb"
+    stub.write_text(f'#!/bin/bash\necho "$*" >> {calls}\n')
+    stub.chmod(0o755)
+    (tmp_path / "ref").mkdir()  # what a killed build used to leave
+    (tmp_path / "gen" / "run1.zarr").mkdir(parents=True)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "REAL_SOURCE": "real.zarr", "REFERENCE": str(tmp_path / "ref"),
+           "GENERATED": str(tmp_path / "gen"), "RESULTS": str(tmp_path / "results"), "WORKERS": "1"}
+    subprocess.run(["bash", str(script)], env=env, check=True, timeout=30)
+    lines = calls.read_text().splitlines()
+    assert lines[0].startswith("reference build real.zarr --out") and lines[1].startswith("evaluate ")
+
+
+def test_reference_build_checks_out_before_any_work(stores, tmp_path):
+    from conftest import unit_hook
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    units = []
+    with unit_hook(lambda name, func: units.append(name) or func):
+        line = _one_error_line(_build(stores["real"], blocker / "ref"))
+    assert "cannot write the output directory" in line and not units
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")
+def test_reference_build_refuses_a_read_only_out_before_any_work(stores, tmp_path):
+    out = tmp_path / "ro"
+    out.mkdir()
+    out.chmod(0o555)
+    line = _one_error_line(_build(stores["real"], out))
+    assert "cannot write" in line
+
+
+@pytest.fixture(scope="module")
+def reference(stores, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ref") / "ref"
+    assert _build(stores["real"], out).exit_code == 0
+    return out
+
+
+def _damage_moments_missing(ref):
+    (ref / "moments.npz").unlink()
+
+
+def _damage_moments_garbage(ref):
+    (ref / "moments.npz").write_bytes(b"garbage" * 10)
+
+
+def _damage_radii_missing(ref):
+    shutil.rmtree(ref / "radii.zarr")
+
+
+def _damage_radii_garbage(ref):
+    (ref / "radii.zarr" / "zarr.json").write_text("{not json")
+
+
+def _damage_no_source(ref):
+    meta = json.loads((ref / "reference.json").read_text())
+    del meta["source"]
+    (ref / "reference.json").write_text(json.dumps(meta))
+
+
+def _damage_short_radii(ref):
+    import zarr
+
+    radii = zarr.open_array(ref / "radii.zarr", mode="r")[:-10]
+    shutil.rmtree(ref / "radii.zarr")
+    zarr.create_array(ref / "radii.zarr", shape=radii.shape, dtype=radii.dtype)[:] = radii
+
+
+DAMAGE = [_damage_moments_missing, _damage_moments_garbage, _damage_radii_missing, _damage_radii_garbage, _damage_no_source, _damage_short_radii]
+
+
+@pytest.mark.parametrize("damage", DAMAGE, ids=[d.__name__[8:] for d in DAMAGE])
+def test_a_damaged_reference_is_one_line_and_leaves_nothing(damage, reference, stores, tmp_path):
+    ref = tmp_path / "ref"
+    shutil.copytree(reference, ref)
+    damage(ref)
+    out = tmp_path / "out"
+    line = _one_error_line(_evaluate(ref, stores["fake"], out, "--k", "3"))
+    assert "damaged reference" in line and "rebuild" in line
+    assert not out.exists()
+
+
+# -- 8, 14, 15. options refused before they cost anything -------------------------------
+
+
+def test_an_absurd_task_count_is_refused_and_explained(stores, tmp_path):
+    big = zarr_store(tmp_path / "big.zarr", mixture(20_000, 6, 3), (10_000, 6))
+    line = _one_error_line(_evaluate(big, stores["fake"], tmp_path / "out", "--block-rows", "64"))
+    assert "313 blocks" in line and "tasks" in line and "--block-rows 79" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_scheduler_that_is_not_an_address_is_refused_at_once(stores, tmp_path):
+    import time
+
+    start = time.monotonic()
+    line = _one_error_line(_evaluate(stores["real"], stores["fake"], tmp_path / "out", "--scheduler", "not an address"))
+    assert "not a dask scheduler address" in line and time.monotonic() - start < 10
+
+
+def test_a_run_that_cannot_reach_its_scheduler_leaves_no_unfinished_work(stores, tmp_path, monkeypatch):
+    import socket
+
+    from largeemb.run import cluster
+
+    monkeypatch.setattr(cluster, "CONNECT_TIMEOUT_S", 1)
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]  # nothing listens there
+    out = tmp_path / "out"
+    line = _one_error_line(_evaluate(stores["real"], stores["fake"], out, "--scheduler", f"tcp://127.0.0.1:{port}"))
+    assert "cannot reach the dask scheduler" in line
+    assert not (out / ".work").exists()
+    assert _evaluate(stores["real"], stores["fake"], out).exit_code == 0  # the corrected rerun, without --resume

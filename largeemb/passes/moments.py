@@ -8,7 +8,7 @@ them into tasks that read their own segments, merged in a fixed tree.
 
 from __future__ import annotations
 
-from largeemb.errors import InputError
+from largeemb.errors import ResumeMismatchError
 from largeemb.io.checks import checked_moments
 from largeemb.io.store import Source
 from largeemb.kernels.moments import SegmentCheck, fingerprint_of, merge_checks, segment_check, segment_digest, shifts
@@ -51,7 +51,7 @@ def check_content(store, read) -> None:
         changed = next((seg for seg, a, b in zip(segments(src.rows), before, digests) if a != b.hex()), None)
         if changed is not None or len(before) != len(digests):
             rows = f"rows {changed.start}:{changed.stop}" if changed else "its length"
-            raise InputError(
+            raise ResumeMismatchError(
                 f"the {role} input changed since the interrupted run ({rows} differ), so its finished tasks do not apply",
                 f"in {src.name}",
                 "pass --force without --resume to start again on the new data (or restore the old data)",

@@ -111,6 +111,14 @@ def discard(path: str) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
+def has_finished(path: str) -> bool:
+    """Whether ``path`` holds any finished task (else there is nothing to resume)."""
+    try:
+        return bool(_finished(path))
+    except OSError:
+        return False
+
+
 def _finished(path: str) -> set[str]:
     return {name[: -len(SUFFIX)] for name in os.listdir(path) if name.endswith(SUFFIX) and ".tmp-" not in name}
 
