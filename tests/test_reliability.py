@@ -395,3 +395,49 @@ def test_a_run_that_cannot_reach_its_scheduler_leaves_no_unfinished_work(stores,
     assert "cannot reach the dask scheduler" in line
     assert not (out / ".work").exists()
     assert _evaluate(stores["real"], stores["fake"], out).exit_code == 0  # the corrected rerun, without --resume
+
+
+# -- 9. errors on dask workers come back as one line with the right code ---------------
+
+UNPICKLABLE_READ_ERROR = """
+import threading
+from largeemb.run import graph
+class FlakyConnection(ConnectionError):
+    def __init__(self, message):
+        super().__init__(message)
+        self.session = threading.Lock()  # as aiohttp's errors hold their session: no pickling
+    def __reduce__(self):
+        raise TypeError("cannot pickle a session")
+def broken(*args):
+    raise FlakyConnection("Server disconnected")
+def broken_reads_hook(name, func):
+    return broken if name.startswith("cross-tile-") else func
+graph.unit_hooks.append(broken_reads_hook)
+"""
+
+
+@pytest.mark.slow
+def test_a_transient_error_on_a_worker_that_does_not_pickle_is_exit_3(stores, tmp_path):
+    from largeemb.run import graph
+
+    namespace = {}
+    exec(UNPICKLABLE_READ_ERROR, namespace)
+    try:
+        result = _evaluate(stores["real"], stores["fake"], tmp_path / "out", "--workers", "1", "--threads-per-worker", "1")
+    finally:
+        graph.unit_hooks.remove(namespace["broken_reads_hook"])
+    line = _one_error_line(result, code=3)
+    assert "Server disconnected" in line and "dask worker" in line
+
+
+# -- 13. odd array names ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["../x", "./embeddings", "a/../b"])
+def test_an_array_name_with_dot_segments_is_one_line(stores, tmp_path, name):
+    import zarr
+
+    group = zarr.open_group(str(tmp_path / "g.zarr"), mode="w")
+    group.create_array("embeddings", shape=(800, 6), dtype="f4")[:] = mixture(800, 6, 2)
+    line = _one_error_line(_evaluate(stores["real"], tmp_path / "g.zarr", tmp_path / "out", "--fake-array", name))
+    assert "has no array named" in line and "embeddings" in line

@@ -87,7 +87,13 @@ class Source:
         return out
 
     def _slab_rows(self) -> int:
-        return 0 if self.data is not None else _slab_rows(self.location, self.array_path, self.token)
+        if self.data is not None:
+            return 0
+        return _retrying(
+            lambda: _slab_rows(self.location, self.array_path, self.token),
+            lambda exc: InputError(f"cannot open the store again ({_short(exc)})", f"in {self.role} store {self.name}".replace("  ", " "), "check that it is still there"),
+            lambda exc, attempts: _read_failed(f"{self.role} store {self.name}".lstrip(), "the store metadata", exc, attempts),
+        )
 
     def _slab(self, index: int, slab_rows: int) -> np.ndarray:
         """One cached, chunk-aligned run of rows (read with retries on a miss)."""
@@ -200,7 +206,7 @@ def _remote_options(location: str) -> dict:
 # -- faults while reading ------------------------------------------------------
 
 
-def _is_transient(exc: BaseException) -> bool:
+def is_transient(exc: BaseException) -> bool:
     """Errors worth retrying: network, timeouts, throttling (fsspec maps most to OSError).
 
     An HTTP answer of 4xx (but 408 timeout, 429 throttled) is the server's
@@ -230,7 +236,7 @@ def _retrying(action, permanent_error, exhausted_error):
         except (MemoryError, InputError):
             raise
         except Exception as exc:
-            if not _is_transient(exc):
+            if not is_transient(exc):
                 raise permanent_error(exc) from None
             if attempt == len(delays):
                 raise exhausted_error(exc, attempt + 1) from None
@@ -279,6 +285,11 @@ def _not_a_store_reason(exc: BaseException) -> str:
     if type(exc).__name__ in ("GroupNotFoundError", "ArrayNotFoundError", "NodeNotFoundError"):
         return "no zarr metadata there"
     return _short(exc)
+
+
+def short_error(exc: BaseException, limit: int = 160) -> str:
+    """``Type: message`` on one line, cut at ``limit`` characters."""
+    return _short(exc, limit)
 
 
 def _short(exc: BaseException, limit: int = 160) -> str:
@@ -341,7 +352,7 @@ def _listing(arr) -> tuple[set[str], BaseException | None]:
     try:
         return _stored_keys(arr), None
     except Exception as exc:
-        if _is_transient(exc):
+        if is_transient(exc):
             raise
         return set(), exc
 
@@ -480,7 +491,7 @@ def _choose_array(group, array_name: str | None, location: str, role: str) -> st
     if array_name:
         try:
             node = group[array_name]
-        except KeyError:
+        except (KeyError, ValueError):  # ValueError: zarr refuses names like '../x' outright
             raise InputError(
                 f"{role} group has no array named {array_name!r}",
                 f"at {location}",
