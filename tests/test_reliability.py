@@ -441,3 +441,103 @@ def test_an_array_name_with_dot_segments_is_one_line(stores, tmp_path, name):
     group.create_array("embeddings", shape=(800, 6), dtype="f4")[:] = mixture(800, 6, 2)
     line = _one_error_line(_evaluate(stores["real"], tmp_path / "g.zarr", tmp_path / "out", "--fake-array", name))
     assert "has no array named" in line and "embeddings" in line
+
+
+# -- 10. a full disk: one line naming what needed the space, the old result intact -------
+
+
+def _enospc(path):
+    return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+
+def _full_at_lock(monkeypatch):
+    real = os.pwrite
+    monkeypatch.setattr(os, "pwrite", lambda fd, data, offset: (_ for _ in ()).throw(_enospc(".largeemb.lock")) if b"pid" in data else real(fd, data, offset))
+    return "the lock file"
+
+
+def _full_at_checkpoints(monkeypatch):
+    from largeemb.run import checkpoint
+
+    monkeypatch.setattr(checkpoint, "save", lambda path, value: (_ for _ in ()).throw(_enospc(path)))
+    return "the checkpoints"
+
+
+def _full_at_staging(monkeypatch):
+    monkeypatch.setattr(output.Staging, "write_json", lambda self, name, payload: (_ for _ in ()).throw(_enospc(self.file(name))))
+    return "the result being staged"
+
+
+def _full_at_publish(monkeypatch):
+    real = os.replace
+
+    def replace(src, dst):
+        if Path(src).parent.name.startswith(output.STAGING_PREFIX):  # a staged entry moving into --out
+            raise _enospc(dst)
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    return "could not publish"
+
+
+FULL = [_full_at_lock, _full_at_checkpoints, _full_at_staging, _full_at_publish]
+
+
+@pytest.mark.parametrize("fill", FULL, ids=[f.__name__[9:] for f in FULL])
+def test_a_full_disk_is_one_line_naming_what_needed_space(fill, stores, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    assert _evaluate(stores["real"], stores["fake"], out, "--k", "3").exit_code == 0
+    before = _tree(out)
+    what = fill(monkeypatch)
+    line = _one_error_line(_evaluate(stores["real"], stores["fake"], out, "--k", "4", "--force"))
+    monkeypatch.undo()
+    assert what in line and "No space left on device" in line
+    assert _tree(out) == before
+
+
+# -- 18. one line, always ----------------------------------------------------------------
+
+
+def test_values_that_overflow_the_sums_give_the_error_line_and_no_warnings(stores, tmp_path):
+    import subprocess
+    import sys
+
+    data = mixture(900, 6, 1).astype(np.float64)
+    data[5] = 1e200
+    big = zarr_store(tmp_path / "big.zarr", data, (300, 6))
+    done = subprocess.run(
+        [sys.executable, "-m", "largeemb", "evaluate", big, stores["fake"], "--out", str(tmp_path / "out"), "--no-plots"],
+        capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[1],
+    )
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [done.stderr.strip()] and done.stderr.startswith("error: real row 5 holds a value beyond")
+
+
+# -- 19. SIGTERM is handled like Ctrl-C ----------------------------------------------------
+
+
+def test_sigterm_unwinds_like_ctrl_c(stores, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import finished_checkpoints, slow_tiles
+
+    out = tmp_path / "out"
+    job = subprocess.Popen(
+        [sys.executable, "-c", slow_tiles(0.2) + "from largeemb.cli import main\nimport sys\nsys.argv = ['largeemb'] + sys.argv[1:]\nmain()",
+         "evaluate", stores["real"], stores["fake"], "--out", str(out), "--no-plots", "--block-rows", "128", "--threads-per-worker", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=Path(__file__).parents[1],
+    )
+    deadline = time.monotonic() + 60
+    while not ((out / ".work").is_dir() and finished_checkpoints(out / ".work") >= 2):
+        assert job.poll() is None and time.monotonic() < deadline
+        time.sleep(0.02)
+    job.send_signal(signal.SIGTERM)
+    _, err = job.communicate(timeout=60)
+    assert job.returncode == 143
+    assert [line for line in err.splitlines() if not line.startswith("largeemb: ")] == ["error: terminated (SIGTERM), nothing was published"]
+    left = set(os.listdir(out))
+    assert output.LOCK_FILE not in left and not [n for n in left if n.startswith(output.STAGING_PREFIX)]
+    assert ".work" in left  # finished tasks kept for --resume

@@ -244,6 +244,28 @@ def _publish_failed(out: str, exc: OSError) -> InputError:
     )
 
 
+def write_failure(exc: OSError) -> InputError:
+    """A write that failed (full disk, quota, read-only or forbidden place) as one line naming what needed the space."""
+    path = str(exc.filename or "")
+    parts = path.split(os.sep)
+    if LOCK_FILE in parts[-1:]:
+        what = "the lock file"
+    elif ".work" in parts:
+        what = "the checkpoints of finished tasks"
+    elif any(part.startswith(STAGING_PREFIX) for part in parts):
+        what = "the result being staged"
+    else:
+        what = "a file"
+    full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    return InputError(
+        f"could not write {what} ({exc.strerror or type(exc).__name__})",
+        f"at {path}" if path else "while writing",
+        "free space there (or choose an --out with room) and rerun; a previous result is unchanged"
+        if full
+        else "check the permissions and mounts there and rerun; a previous result is unchanged",
+    )
+
+
 def recover_interrupted_publish(out: str, result_files) -> None:
     """Finish or undo a publish that was killed part-way (we hold the lock, so none is live).
 
@@ -344,9 +366,14 @@ class OutputLock:
                 os.close(fd)
                 continue
             self.stale_holder = _read_holder(fd)
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, json.dumps(_me()).encode(), 0)
-            os.fsync(fd)
+            try:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, json.dumps(_me()).encode(), 0)
+                os.fsync(fd)
+            except OSError:  # a full disk: leave no lock file behind
+                os.unlink(self.path)
+                os.close(fd)
+                raise
             self.fd = fd
             return
 

@@ -132,6 +132,13 @@ def fingerprint_of(rows: int, dim: int, dtype: str, digests: list[bytes]) -> str
 
 def segment_check(raw: np.ndarray, start: int, shift: np.ndarray, metric_shift, metric: str) -> SegmentCheck:
     """Moments of one segment of stored rows (global rows from ``start``), and what is wrong with it."""
+    # Rows too large for the sums are found below and refused with their row
+    # number (io.checks); NumPy's overflow warnings would only add noise to that.
+    with np.errstate(over="ignore", invalid="ignore"):
+        return _segment_check(raw, start, shift, metric_shift, metric)
+
+
+def _segment_check(raw: np.ndarray, start: int, shift: np.ndarray, metric_shift, metric: str) -> SegmentCheck:
     rows = np.asarray(raw, dtype=np.float64)
     finite = np.isfinite(rows)
     bad = np.flatnonzero(~finite.all(axis=1))
@@ -153,6 +160,11 @@ def segment_check(raw: np.ndarray, start: int, shift: np.ndarray, metric_shift, 
 
 def merge_checks(a: SegmentCheck, b: SegmentCheck) -> SegmentCheck:
     """Combine two adjacent segments (a before b): sums add, first bad rows are the earliest."""
+    with np.errstate(over="ignore", invalid="ignore"):  # overflowed sums: refused by row later
+        return _merge_checks(a, b)
+
+
+def _merge_checks(a: SegmentCheck, b: SegmentCheck) -> SegmentCheck:
 
     def first(x, y):
         return min(v for v in (x, y) if v >= 0) if max(x, y) >= 0 else -1
