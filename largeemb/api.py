@@ -19,7 +19,7 @@ from largeemb.io.output import METRICS_FILE, result_dir
 from largeemb.io.reference import REFERENCE_FILE, REFERENCE_FILES, Reference, is_reference, load_reference, write_reference
 from largeemb.io.samples import SAMPLES_STORE, write_samples
 from largeemb.io.store import Source, open_source
-from largeemb.kernels.moments import frechet_distance
+from largeemb.kernels.moments import frechet_distance, frechet_distance_few_rows
 from largeemb.passes.projection import project
 from largeemb.pipeline import run_passes, timed
 from largeemb.report.stage import PLOT_FILES, write_plots
@@ -124,7 +124,7 @@ def evaluate(
 
     real_side, fake_side, memberships = passes.real, passes.fake, passes.memberships
     with timed(timings, "fd"):
-        fd = frechet_distance(real_side.moments.mean, real_side.moments.cov, fake_side.moments.mean, fake_side.moments.cov)
+        fd = _frechet(real_src, fake_src, real_side.moments, fake_side.moments)
     warnings += radius_warnings(real_side.radii.values, fake_side.radii.values, config.k, config.inclusive)
     timings["total"] = sum(timings.values())
     per_sample = passes.per_sample
@@ -268,6 +268,18 @@ def _kept_only_if_worth_it(checkpoint_dir: str | None):
         if checkpoint_dir is not None and (worthless or not checkpoint.has_finished(checkpoint_dir)):
             checkpoint.discard(checkpoint_dir)
         raise
+
+
+#: A set with fewer rows than dimensions is read whole for FD up to this size.
+FEW_ROWS_BYTES = 1 << 30
+
+
+def _frechet(real_src: Source, fake_src: Source, real, fake) -> float:
+    """FD; through the smaller set's rows where it has fewer rows than dimensions (O(n·dim²), not O(dim³))."""
+    small, other = min([(fake_src, real), (real_src, fake)], key=lambda pair: pair[0].rows)
+    if small.rows < small.dim and small.rows * small.dim * 8 <= FEW_ROWS_BYTES:
+        return frechet_distance_few_rows(other.mean, other.cov, small.read(0, small.rows))
+    return frechet_distance(real.mean, real.cov, fake.mean, fake.cov)
 
 
 def _paths(inputs) -> list[str]:

@@ -104,6 +104,22 @@ def frechet_distance(mean_a, cov_a, mean_b, cov_b) -> float:
     return float(diff @ diff + np.trace(cov_a) + np.trace(cov_b) - 2 * trace_sqrt)
 
 
+def frechet_distance_few_rows(mean_a, cov_a, rows_b: np.ndarray) -> float:
+    """As :func:`frechet_distance`, where set b has fewer rows than dimensions.
+
+    With A the centred rows of b over √(n-1), Σb = AᵀA, and the non-zero
+    eigenvalues of Σa Σb are those of A Σa Aᵀ (n × n): tr((Σa Σb)^½) costs
+    O(n·dim² + n³) instead of O(dim³) (dim 10,000 with 300 rows: 1,286 s before).
+    """
+    rows_b = np.asarray(rows_b, dtype=np.float64)
+    mean_b = rows_b.mean(axis=0)
+    factor = (rows_b - mean_b) / np.sqrt(len(rows_b) - 1)
+    inner = factor @ cov_a @ factor.T
+    trace_sqrt = np.sqrt(np.clip(np.linalg.eigvalsh((inner + inner.T) / 2), 0, None)).sum()
+    diff = mean_a - mean_b
+    return float(diff @ diff + np.trace(cov_a) + np.einsum("ij,ij->", factor, factor) - 2 * trace_sqrt)
+
+
 # -- one segment of the moments pass: chunk, combine, fingerprint --------------
 
 
