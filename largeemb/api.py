@@ -7,20 +7,22 @@ executor the options ask for, and builds the result.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+from contextlib import contextmanager
 
 import numpy as np
 
 from largeemb.config import EvaluateConfig
-from largeemb.errors import InputError
+from largeemb.errors import InputError, ResumeMismatchError, StoreReadError
 from largeemb.io.checks import check_pair
-from largeemb.io.output import METRICS_FILE, OutputLock, Staging, result_dir
-from largeemb.io.reference import REFERENCE_FILE, Reference, is_reference, load_reference, write_reference
+from largeemb.io.output import METRICS_FILE, result_dir
+from largeemb.io.reference import REFERENCE_FILE, REFERENCE_FILES, Reference, is_reference, load_reference, write_reference
 from largeemb.io.samples import SAMPLES_STORE, write_samples
 from largeemb.io.store import Source, open_source
 from largeemb.kernels.companions import fd_infinity, kid_from_row_sums, prob_score, vendi_score
-from largeemb.kernels.moments import frechet_distance
+from largeemb.kernels.moments import frechet_distance, frechet_distance_few_rows
 from largeemb.passes.projection import project
 from largeemb.pipeline import Passes, run_passes, timed
 from largeemb.report.stage import PLOT_FILES, write_plots
@@ -114,15 +116,10 @@ def evaluate(
     store = None
     if checkpoint_dir is not None:
         store = checkpoint.open_store(checkpoint_dir, _checkpoint_fingerprint(real_src, fake_src, config), resume)
-    with open_run(config, client, store) as run:
+    with _kept_only_if_worth_it(checkpoint_dir), open_run(config, client, store) as run:
         logger.debug("running %s", run.executor.describe())
         check_reachable(run, (real_src, fake_src), checkpoint_dir)
-        try:
-            passes = run_passes(real_src, fake_src, config, reference)
-        except InputError:
-            if store is not None:  # bad data (e.g. NaN rows): nothing worth resuming
-                checkpoint.discard(checkpoint_dir)
-            raise
+        passes = run_passes(real_src, fake_src, config, reference)
         if store is not None:
             logger.info("%s", run.summary())
         timings = passes.timings
@@ -136,7 +133,7 @@ def evaluate(
 
     real_side, fake_side, memberships = passes.real, passes.fake, passes.memberships
     with timed(timings, "fd"):
-        fd = frechet_distance(real_side.moments.mean, real_side.moments.cov, fake_side.moments.mean, fake_side.moments.cov)
+        fd = _frechet(real_src, fake_src, real_side.moments, fake_side.moments)
     warnings += radius_warnings(real_side.radii.values, fake_side.radii.values, config.k, config.inclusive)
     with timed(timings, "companions"):
         companions, details, fake_authentic = _companions(config, passes, warnings)
@@ -180,7 +177,10 @@ def _companions(config: EvaluateConfig, passes: Passes, warnings: list[str]):
     """The companion metrics that do not depend on k: (metrics by name, details, per-fake authenticity flags)."""
     metrics, details, flags = {}, {}, None
     real, fake = passes.real.moments, passes.fake.moments
-    if "fd_infinity" in config.companions:
+    if "fd_infinity" in config.companions and real.count <= len(real.mean):
+        # A real covariance of rank < dim has no cheap factor: 15 FDs would each cost O(dim³).
+        warnings.append(f"FD∞ not computed: the real set has {real.count} rows for dim {len(real.mean)} (it needs more rows than dims)")
+    elif "fd_infinity" in config.companions:
         metrics["fd_infinity"], sizes, fds = fd_infinity(real.mean, real.cov, fake.nested())
         details["fd_infinity"] = {"subsample_rows": sizes, "fd": fds}
     if "authenticity" in config.companions and passes.per_sample is not None:  # it needs each fake row's nearest real row
@@ -244,7 +244,8 @@ def evaluate_to(
     config = _config_of(config, options, "evaluate_to")
     work = os.path.join(out, checkpoint.WORK_DIR)
     # Claims --out (refusing early), and publishes only if everything below succeeds.
-    with result_dir(out, force, RESULT_FILES) as staging:
+    inputs = [real, fake, *_reference_source(real)]
+    with result_dir(out, force, RESULT_FILES, inputs=_paths(inputs), also_replaced=(checkpoint.WORK_DIR,)) as staging:
         if force and not resume:
             checkpoint.discard(work)
         result = evaluate(
@@ -290,7 +291,10 @@ def build_reference(
         Path or fsspec URL of the real zarr array or group (stored by location,
         so it must stay where it is).
     out
-        Directory for the reference; refused if it already holds one, unless ``force``.
+        Directory for the reference; refused if it already holds one, unless
+        ``force``, and checked writable before any work. The reference is
+        built in staging and published whole (a failed build leaves ``out``
+        as it was, and removes it if it created it).
     k
         Neighbour counts to store radii for; ``evaluate`` from this reference
         accepts any of them.
@@ -307,28 +311,73 @@ def build_reference(
     config = EvaluateConfig.from_dict({"k": k, **options})
     if not isinstance(real, (str, os.PathLike)):
         raise InputError("a reference needs a real store it can find again", "in build_reference()", "pass a zarr path or URL")
-    if os.path.exists(os.path.join(out, REFERENCE_FILE)) and not force:
-        raise InputError("directory already holds a reference", f"in {out}", "choose another --out or pass --force")
-    source: Source = open_source(real, real_array, role="real")
-    config = config.resolved(source.rows)
-    check_sources(config, client, source)
-    os.makedirs(out, exist_ok=True)
+    # Claims --out first (refusing an unwritable or taken one before any work);
+    # everything is built in staging and published only whole.
     work = os.path.join(out, checkpoint.WORK_DIR)
-    if force and not resume:
-        checkpoint.discard(work)
-    store = checkpoint.open_store(work, _checkpoint_fingerprint(source, None, config), resume)
-    with open_run(config, client, store) as run:
-        check_reachable(run, (source,), work)
-        passes = run_passes(source, None, config)
-        logger.info("%s", run.summary())
-    side = passes.real
-    with OutputLock(out), Staging(out) as staging:
+    with result_dir(out, force, REFERENCE_FILES, inputs=_paths([real])) as staging:
+        source: Source = open_source(real, real_array, role="real")
+        config = config.resolved(source.rows)
+        check_sources(config, client, source)
+        if force and not resume:
+            checkpoint.discard(work)
+        store = checkpoint.open_store(work, _checkpoint_fingerprint(source, None, config), resume)
+        with _kept_only_if_worth_it(work), open_run(config, client, store) as run:
+            check_reachable(run, (source,), work)
+            passes = run_passes(source, None, config)
+            logger.info("%s", run.summary())
+        side = passes.real
         write_reference(
             staging, source, passes.context.k, config.metric, side.moments, side.fingerprint, side.radii.values, passes.context.partition
         )
-        staging.publish(force, last=REFERENCE_FILE)
     checkpoint.discard(work)
     return load_reference(out)
+
+
+@contextmanager
+def _kept_only_if_worth_it(checkpoint_dir: str | None):
+    """On failure, keep the work directory only if it holds finished tasks to resume.
+
+    Bad data (NaN rows) makes every task worthless; a failure before any task
+    finished (the scheduler unreachable) leaves nothing to resume, and a kept
+    directory would only make the corrected rerun ask for --resume.
+    """
+    try:
+        yield
+    except BaseException as exc:
+        # A store that could not be read may be readable later, and old data may
+        # come back; any other bad input makes the finished tasks worthless.
+        worthless = isinstance(exc, InputError) and not isinstance(exc, (StoreReadError, ResumeMismatchError))
+        if checkpoint_dir is not None and (worthless or not checkpoint.has_finished(checkpoint_dir)):
+            checkpoint.discard(checkpoint_dir)
+        raise
+
+
+#: A set with fewer rows than dimensions is read whole for FD up to this size.
+FEW_ROWS_BYTES = 1 << 30
+
+
+def _frechet(real_src: Source, fake_src: Source, real, fake) -> float:
+    """FD; through the smaller set's rows where it has fewer rows than dimensions (O(n·dim²), not O(dim³))."""
+    small, other = min([(fake_src, real), (real_src, fake)], key=lambda pair: pair[0].rows)
+    if small.rows < small.dim and small.rows * small.dim * 8 <= FEW_ROWS_BYTES:
+        return frechet_distance_few_rows(other.mean, other.cov, small.read(0, small.rows))
+    return frechet_distance(real.mean, real.cov, fake.mean, fake.cov)
+
+
+def _paths(inputs) -> list[str]:
+    """The inputs given as local paths (URLs and in-memory arrays cannot overlap --out)."""
+    return [str(obj) for obj in inputs if isinstance(obj, (str, os.PathLike)) and "://" not in str(obj)]
+
+
+def _reference_source(real) -> list[str]:
+    """The store behind a reference directory, read leniently (a damaged reference is refused later, with its reason)."""
+    if not is_reference(real):
+        return []
+    try:
+        with open(os.path.join(str(real), REFERENCE_FILE)) as fh:
+            return [json.load(fh)["source"]["location"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
 
 
 def _checkpoint_fingerprint(real: Source, fake: Source | None, config: EvaluateConfig) -> dict:

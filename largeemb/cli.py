@@ -100,17 +100,63 @@ def _parse_names(text: str) -> tuple[str, ...]:
 
 
 def _run(debug: bool, action):
-    """Run ``action``; bad input becomes one ``error:`` line and exit status 2."""
+    """Run ``action``; any failure becomes one ``error:`` line and its exit status.
+
+    2: bad input or usage (also a full disk or a permission problem while
+    writing); 3: a store that could not be read; 130 on Ctrl-C, 143 on SIGTERM
+    (what SLURM and Kubernetes send first), both unwound like an error, so the
+    lock and staging go and the previous result stays.
+    """
+    import signal
+
+    previous = _terminate_as_interrupt(signal)
     try:
         return action()
     except InputError as exc:
         if debug:
             raise
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(exc.exit_code) from None
-    except KeyboardInterrupt:
-        typer.echo("error: interrupted, nothing was published", err=True)
-        raise typer.Exit(130) from None
+        _fail(f"error: {exc}", exc.exit_code)
+    except OSError as exc:
+        if debug:
+            raise
+        from largeemb.io.output import write_failure
+
+        _fail(f"error: {write_failure(exc)}", 2)
+    except KeyboardInterrupt as exc:
+        terminated = isinstance(exc, Terminated)
+        _fail(f"error: {'terminated (SIGTERM)' if terminated else 'interrupted'}, nothing was published", 143 if terminated else 130)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, unwound exactly like Ctrl-C."""
+
+
+def _terminate_as_interrupt(signal):
+    """Handle SIGTERM like SIGINT while a command runs (main thread only); the handler it replaced."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def terminate(signum, frame):
+        raise Terminated()
+
+    return signal.signal(signal.SIGTERM, terminate)
+
+
+def _fail(line: str, code: int):
+    """Print the one error line, then keep anything else (destructors of clients and
+    sessions, dying worker processes) off the terminal: the line is the whole story."""
+    typer.echo(line, err=True)
+    if sys.stderr is sys.__stderr__:  # not under a test runner that captures stderr
+        sys.stderr.flush()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+    raise typer.Exit(code)
 
 
 def _print_metrics(result) -> None:

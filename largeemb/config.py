@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 
 from largeemb.errors import InputError
@@ -31,6 +32,11 @@ PLOTS_ONLY = {"plots_only": True}
 #: With the default block size, a set is cut into at most about this many
 #: blocks: tasks grow with its square, and so does the scheduler's bookkeeping.
 MAX_BLOCKS = 64
+#: An explicit --block-rows may cut a set finer (tests, small sets), but not
+#: into more blocks than this: 256 blocks are already ~100,000 tasks a pass.
+MAX_EXPLICIT_BLOCKS = 256
+#: What a dask scheduler address looks like: [protocol://]host[:port].
+SCHEDULER_ADDRESS = re.compile(r"^([a-z][a-z0-9+.-]*://)?(\[[0-9A-Fa-f:.]+\]|[^\s/:\[\]]+)(:\d+)?/?$")
 
 
 @dataclass(frozen=True)
@@ -143,6 +149,14 @@ class EvaluateConfig:
                     "in the job configuration",
                     f"pass e.g. --{name.replace('_', '-')} 2",
                 )
+        if self.scheduler is not None and not SCHEDULER_ADDRESS.match(str(self.scheduler)):
+            # Checked here: dask's Client, given garbage, fails only after
+            # leaving a half-made client whose clean-up blocks for a minute.
+            raise InputError(
+                f"--scheduler {self.scheduler!r} is not a dask scheduler address",
+                "in the job configuration",
+                "pass e.g. tcp://host:8786 (or host:8786)",
+            )
         if self.scheduler and self.workers:
             raise InputError(
                 "--scheduler and --workers both given",
@@ -163,9 +177,24 @@ class EvaluateConfig:
         a set has at most about MAX_BLOCKS blocks (16,384 rows at a million).
         """
         if self.block_rows is not None:
+            self._refuse_absurd_task_count(rows)
             return self
         grown = -(-rows // (MAX_BLOCKS * self.panel_rows)) * self.panel_rows
         return dataclasses.replace(self, block_rows=max(DEFAULT_BLOCK_ROWS, grown))
+
+    def _refuse_absurd_task_count(self, rows: int) -> None:
+        """Tasks grow with the square of the blocks; past MAX_EXPLICIT_BLOCKS scheduling them costs more than their work."""
+        blocks = -(-rows // self.block_rows)
+        if blocks <= MAX_EXPLICIT_BLOCKS:
+            return
+        tasks = blocks * (blocks + 1) // 2 + blocks * blocks  # one self pass, the cross pass
+        least = -(-rows // MAX_EXPLICIT_BLOCKS)
+        raise InputError(
+            f"--block-rows {self.block_rows} cuts {rows:,} rows into {blocks:,} blocks, about {tasks:,} tasks per pass "
+            f"(they grow with the square of the blocks, and each costs more to schedule than to compute)",
+            "in the job configuration",
+            f"pass --block-rows {least} or more, or leave it out (the default sizes blocks for the data)",
+        )
 
     @property
     def max_k(self) -> int:
@@ -211,6 +240,18 @@ class ReadRetry:
     attempts: int = 6
     first_delay_s: float = 0.5
     max_delay_s: float = 8.0
+    #: Seconds a remote store may stay silent (connecting, or between bytes of
+    #: an answer) before the attempt counts as failed; the environment
+    #: variable LARGEEMB_READ_TIMEOUT overrides it (it reaches dask workers too).
+    timeout_s: float = 60.0
+
+    def timeout(self) -> float:
+        import os
+
+        try:
+            return float(os.environ.get("LARGEEMB_READ_TIMEOUT", self.timeout_s))
+        except ValueError:
+            return self.timeout_s
 
     def delays(self):
         """Seconds to wait before each retry (one fewer than ``attempts``)."""

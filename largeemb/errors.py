@@ -39,3 +39,7 @@ class StoreReadError(InputError):
     """
 
     exit_code = 3
+
+
+class ResumeMismatchError(InputError):
+    """Unfinished work does not belong to these inputs: refused, and kept (the old data may come back)."""

@@ -86,6 +86,6 @@ def test_default_block_size_grows_with_the_set():
 
     assert EvaluateConfig().resolved(20_000).block_rows == 4096
     assert EvaluateConfig().resolved(1_000_000).block_rows == 16_384
-    assert EvaluateConfig(block_rows=512).resolved(1_000_000).block_rows == 512
+    assert EvaluateConfig(block_rows=8192).resolved(1_000_000).block_rows == 8192  # explicit sizes are kept (within MAX_EXPLICIT_BLOCKS)
     result = largeemb.evaluate(mixture(1100, 8, 1), mixture(1000, 8, 2), k=3)
     assert result.params["block_rows"] == 4096

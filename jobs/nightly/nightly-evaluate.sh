@@ -9,7 +9,7 @@
 #   K            neighbour counts, e.g. 3,5,10 (the reference must hold them)
 #   WORKERS      worker processes of the LocalCluster (default: all cores, one each)
 # The commands it runs:
-#   largeemb reference build "$REAL_SOURCE" --out "$REFERENCE" --k "$K"     (only when missing)
+#   largeemb reference build "$REAL_SOURCE" --out "$REFERENCE" --k "$K"     (only when it holds no reference.json)
 #   largeemb evaluate "$REFERENCE" "$NEWEST" --out "$RESULTS/NAME" --k "$K" --workers "$WORKERS" --resume
 #
 # The reference (SPEC section 5) holds the real set's radii for each k in K, so
@@ -33,7 +33,9 @@ if ! flock -n 9; then
     exit 0
 fi
 
-if [ ! -d "${REFERENCE}" ]; then
+# reference.json is the reference's commit mark (written last, published whole):
+# a directory without it (a build that failed or was killed) is built again.
+if [ ! -f "${REFERENCE}/reference.json" ]; then
     largeemb reference build "${REAL_SOURCE}" --out "${REFERENCE}" --k "${K}"
 fi
 

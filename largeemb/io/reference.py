@@ -25,6 +25,8 @@ REFERENCE_FILE = "reference.json"
 RADII_STORE = "radii.zarr"
 MOMENTS_FILE = "moments.npz"
 PARTITION_FILE = "partition.npz"
+#: Everything a reference consists of, its commit mark first.
+REFERENCE_FILES = (REFERENCE_FILE, RADII_STORE, MOMENTS_FILE, PARTITION_FILE)
 KIND = "largeemb-reference"
 SCHEMA_VERSION = 1
 
@@ -57,7 +59,7 @@ class Reference:
         return stored[:, [self.k.index(k) for k in ks]]
 
     def moments(self) -> Moments:
-        with np.load(os.path.join(self.path, MOMENTS_FILE)) as saved:
+        with np.load(os.path.join(self.path, MOMENTS_FILE), allow_pickle=False) as saved:
             optional = [saved[name] if name in saved else None for name in ("metric_shift", "metric_s2", "unit_s2")]
             return Moments(int(saved["count"]), saved["shift"], saved["s1"], saved["s2"], saved["metric_sum"], *optional)
 
@@ -66,7 +68,7 @@ class Reference:
         path = os.path.join(self.path, PARTITION_FILE)
         if not os.path.exists(path):  # built without pruning, or before it existed: evaluate without it
             return None
-        with np.load(path) as saved:
+        with np.load(path, allow_pickle=False) as saved:
             return Partition(saved["basis"], saved["centroids"])
 
     def check(self, metric: str, fingerprint: str) -> None:
@@ -110,27 +112,63 @@ def _read_meta(path: str) -> dict:
             meta = json.load(fh)
     except (OSError, json.JSONDecodeError) as exc:
         raise InputError(f"not a readable reference ({exc})", f"at {path}", "build one with `largeemb reference build`") from None
-    if meta.get("kind") != KIND:
+    if not isinstance(meta, dict) or meta.get("kind") != KIND:
         raise InputError("not a largeemb reference", f"at {path}", "build one with `largeemb reference build`")
     return meta
 
 
 def load_reference(path: str, open_store: bool = True) -> Reference:
-    """The reference in ``path``; ``open_store=False`` describes its source without opening it (``info``)."""
+    """Open a reference and check that every file it needs is there and whole (before any work).
+
+    ``open_store=False`` describes its source without opening it or checking the files (``info``).
+    """
     meta = _read_meta(path)
-    src = meta["source"]
-    location = src["location"]
+    try:
+        src = meta["source"]
+        location, array_path, fingerprint = src["location"], src["array_path"], src["fingerprint"]
+        k, metric, created = tuple(int(x) for x in meta["k"]), str(meta["metric"]), meta["created_utc"]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise _damaged(path, REFERENCE_FILE, f"lacks {exc}" if isinstance(exc, KeyError) else str(exc)) from None
     if not open_store:
-        source = Source(location, src["array_path"], src["rows"], src["dim"], src["dtype"], role="real")
-    elif "://" not in location and not os.path.exists(location):
+        source = Source(location, array_path, src["rows"], src["dim"], src["dtype"], role="real")
+        return Reference(path, source, k, metric, fingerprint, created)
+    if "://" not in location and not os.path.exists(location):
         raise InputError(
             f"the reference's source (the real set it was built from) is not found at {location}",
             f"in reference {path}",
             f"move it back, or point the reference at its new place with `largeemb reference move {path} NEW_PATH`",
         )
-    else:
-        source = open_source(location, src["array_path"] or None, role="real")
-    return Reference(path, source, tuple(meta["k"]), meta["metric"], src["fingerprint"], meta["created_utc"])
+    source = open_source(location, array_path or None, role="real")
+    reference = Reference(path, source, k, metric, fingerprint, created)
+    _check_files(reference)
+    return reference
+
+
+def _damaged(path: str, name: str, why: str) -> InputError:
+    return InputError(f"damaged reference: {name} {why}", f"in {path}", "rebuild it with `largeemb reference build --force`")
+
+
+def _check_files(ref: Reference) -> None:
+    """The radii cover every row of the store for every k, and the moments hold every sum."""
+    import zarr
+
+    try:
+        radii = zarr.open_array(os.path.join(ref.path, RADII_STORE), mode="r")
+        shape = tuple(radii.shape)
+    except Exception as exc:  # zarr raises many types for a missing or garbage store
+        raise _damaged(ref.path, RADII_STORE, f"cannot be read ({type(exc).__name__})") from None
+    if shape != (ref.source.rows, len(ref.k)):
+        raise _damaged(ref.path, RADII_STORE, f"has shape {shape}, not ({ref.source.rows}, {len(ref.k)}) (rows of the store, k)")
+    try:
+        moments = ref.moments()
+    except Exception as exc:
+        raise _damaged(ref.path, MOMENTS_FILE, f"cannot be read ({type(exc).__name__}: {exc})") from None
+    if moments.s1.shape != (ref.source.dim,) or moments.s2.shape != (ref.source.dim, ref.source.dim) or moments.count != ref.source.rows:
+        raise _damaged(ref.path, MOMENTS_FILE, f"does not match the store's {ref.source.rows} rows × {ref.source.dim}")
+    try:
+        ref.partition()
+    except Exception as exc:
+        raise _damaged(ref.path, PARTITION_FILE, f"cannot be read ({type(exc).__name__}: {exc})") from None
 
 
 def move_reference(path: str, new_location: str) -> str:

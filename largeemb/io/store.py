@@ -10,6 +10,7 @@ import dataclasses
 
 import functools
 import itertools
+import logging
 import math
 import os
 import threading
@@ -25,6 +26,7 @@ import numpy as np
 from largeemb.config import ReadRetry
 from largeemb.errors import InputError, StoreReadError
 
+logger = logging.getLogger("largeemb")
 FLOAT_KINDS = "f"
 CAST_KINDS = "iu"
 MEMORY = "<memory>"
@@ -87,7 +89,13 @@ class Source:
         return out
 
     def _slab_rows(self) -> int:
-        return 0 if self.data is not None else _slab_rows(self.location, self.array_path, self.token)
+        if self.data is not None:
+            return 0
+        return _retrying(
+            lambda: _slab_rows(self.location, self.array_path, self.token),
+            lambda exc: InputError(f"cannot open the store again ({_short(exc)})", f"in {self.role} store {self.name}".replace("  ", " "), "check that it is still there"),
+            lambda exc, attempts: _read_failed(f"{self.role} store {self.name}".lstrip(), "the store metadata", exc, attempts),
+        )
 
     def _slab(self, index: int, slab_rows: int) -> np.ndarray:
         """One cached, chunk-aligned run of rows (read with retries on a miss)."""
@@ -173,22 +181,46 @@ def _slab_rows(location: str, array_path: str, token: str) -> int:
 
 @functools.lru_cache(maxsize=16)
 def open_array(location: str, array_path: str, token: str):
+    node = open_node(location)
+    return node[array_path] if array_path else node
+
+
+def open_node(location: str):
+    """``zarr.open`` read-only, with a timeout on every remote request (a silent server is a transient failure, not a hang)."""
     import zarr
 
-    node = zarr.open(store=location, mode="r")
-    return node[array_path] if array_path else node
+    return zarr.open(store=location, mode="r", **_remote_options(location))
+
+
+def _remote_options(location: str) -> dict:
+    timeout = READ_RETRY.timeout()
+    scheme = location.split("://", 1)[0].lower() if _is_url(location) else ""
+    if scheme in ("http", "https"):
+        import aiohttp
+
+        client = {"timeout": aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout)}
+        return {"storage_options": {"client_kwargs": client}}
+    if scheme in ("s3", "s3a"):
+        return {"storage_options": {"config_kwargs": {"connect_timeout": timeout, "read_timeout": timeout}}}
+    return {}
 
 
 # -- faults while reading ------------------------------------------------------
 
 
-def _is_transient(exc: BaseException) -> bool:
-    """Errors worth retrying: network, timeouts, throttling (fsspec maps most to OSError)."""
+def is_transient(exc: BaseException) -> bool:
+    """Errors worth retrying: network, timeouts, throttling (fsspec maps most to OSError).
+
+    An HTTP answer of 4xx (but 408 timeout, 429 throttled) is the server's
+    final word: retrying cannot change it.
+    """
     if isinstance(exc, PERMANENT_OS_ERRORS):
         return False
+    aiohttp = sys.modules.get("aiohttp")  # only loaded when an HTTP-based store is in use
+    if aiohttp is not None and isinstance(exc, aiohttp.ClientResponseError):
+        return not (400 <= exc.status < 500) or exc.status in (408, 429)
     if isinstance(exc, OSError):  # also ConnectionError, TimeoutError
         return True
-    aiohttp = sys.modules.get("aiohttp")  # only loaded when an HTTP-based store is in use
     return aiohttp is not None and isinstance(exc, aiohttp.ClientError)
 
 
@@ -206,7 +238,7 @@ def _retrying(action, permanent_error, exhausted_error):
         except (MemoryError, InputError):
             raise
         except Exception as exc:
-            if not _is_transient(exc):
+            if not is_transient(exc):
                 raise permanent_error(exc) from None
             if attempt == len(delays):
                 raise exhausted_error(exc, attempt + 1) from None
@@ -257,6 +289,11 @@ def _not_a_store_reason(exc: BaseException) -> str:
     return _short(exc)
 
 
+def short_error(exc: BaseException, limit: int = 160) -> str:
+    """``Type: message`` on one line, cut at ``limit`` characters."""
+    return _short(exc, limit)
+
+
 def _short(exc: BaseException, limit: int = 160) -> str:
     text = " ".join(str(exc).split())
     text = text if len(text) <= limit else text[: limit - 1] + "…"
@@ -273,27 +310,31 @@ def _rows_text(rows: np.ndarray) -> str:
 # -- missing chunks ------------------------------------------------------------
 
 
-def missing_chunks(arr) -> tuple[int, int, tuple[int, int] | None]:
+def missing_chunks(arr, stored: set[str] | None = None) -> tuple[int, int, tuple[int, int] | None]:
     """(missing, expected, rows of the first missing) stored objects of a zarr array.
 
     zarr reads an absent chunk as the fill value, so a half-copied store gives
     wrong numbers silently. Listing keys costs no data reads. For a sharded
     array the stored objects are shards; chunks absent inside a present shard
     are not seen here (zarr leaves out chunks equal to the fill value).
+    ``stored``: the keys found (default: list the store).
     """
+    keys = _chunk_keys(arr)
+    if not keys:
+        return 0, 0, None
+    stored = _stored_keys(arr) if stored is None else stored
+    absent = [(rows, key) for rows, key in keys if key not in stored]
+    return len(absent), len(keys), absent[0][0] if absent else None
+
+
+def _chunk_keys(arr) -> list[tuple[tuple[int, int], str]]:
+    """(rows, key relative to the array) of every stored object the array should have."""
     step = arr.shards or arr.chunks
     grid = [math.ceil(size / part) for size, part in zip(arr.shape, step)]
-    expected = math.prod(grid)
-    if expected == 0:
-        return 0, 0, None
-    stored = _stored_keys(arr)
-    missing, first = 0, None
-    for coords in itertools.product(*map(range, grid)):
-        if arr.metadata.encode_chunk_key(coords) not in stored:
-            missing += 1
-            if first is None:
-                first = (coords[0] * step[0], min((coords[0] + 1) * step[0], arr.shape[0]))
-    return missing, expected, first
+    return [
+        ((coords[0] * step[0], min((coords[0] + 1) * step[0], arr.shape[0])), arr.metadata.encode_chunk_key(coords))
+        for coords in itertools.product(*map(range, grid))
+    ]
 
 
 def _stored_keys(arr) -> set[str]:
@@ -308,12 +349,67 @@ def _stored_keys(arr) -> set[str]:
     return {key[len(listing) :] for key in sync(collect())}
 
 
+def _listing(arr) -> tuple[set[str], BaseException | None]:
+    """The stored keys, or (nothing, why) when the store refuses listings for good (transient errors propagate)."""
+    try:
+        return _stored_keys(arr), None
+    except Exception as exc:
+        if is_transient(exc):
+            raise
+        return set(), exc
+
+
+def _existing(arr, keys: list[str]) -> set[str]:
+    """Which of ``keys`` exist, asked one by one (a HEAD each over HTTP), a few dozen at a time."""
+    import asyncio
+
+    from zarr.core.sync import sync
+
+    prefix = arr.store_path.path
+    store = arr.store_path.store
+
+    async def ask():
+        gate = asyncio.Semaphore(32)
+
+        async def one(key):
+            async with gate:
+                return key, await store.exists(f"{prefix}/{key}" if prefix else key)
+
+        return await asyncio.gather(*(one(key) for key in keys))
+
+    return {key for key, found in sync(ask()) if found}
+
+
 def _check_chunks(arr, src: Source) -> None:
-    missing, expected, first = _retrying(
-        lambda: missing_chunks(arr),
+    """Refuse an array with absent chunks, from a listing where the store allows one.
+
+    A listing can be refused (a static HTTP host answers 403) or silently
+    short (a local chunk directory that is traversable but not readable):
+    chunks it does not show are then checked one by one by existence, and
+    only those that really are absent count as missing.
+    """
+    keys = _chunk_keys(arr)
+    if not keys:
+        return
+    where = f"{src.role} store {src.name}".lstrip()
+    stored, refused = _retrying(
+        lambda: _listing(arr),
         lambda exc: InputError(f"cannot list the chunks of the {src.role} array ({_short(exc)})", f"in {src.name}", "check the store"),
-        lambda exc, attempts: _read_failed(f"{src.role} store {src.name}".lstrip(), "the chunk listing", exc, attempts),
+        lambda exc, attempts: _read_failed(where, "the chunk listing", exc, attempts),
     )
+    unlisted_reason = f"the store refuses listings ({_short(refused)})" if refused else None
+    absent = [key for _, key in keys if key not in stored]
+    if absent:
+        found = _retrying(
+            lambda: _existing(arr, absent),
+            lambda exc: InputError(f"cannot check the chunks of the {src.role} array ({_short(exc)})", f"in {src.name}", "check the store"),
+            lambda exc, attempts: _read_failed(where, "the chunks' existence", exc, attempts),
+        )
+        if found:
+            reason = unlisted_reason or _unlisted_reason(src, found)
+            logger.warning("%s: %d chunks exist but %s; each was checked by existence instead", where, len(found), reason)
+        stored = stored | found
+    missing, expected, first = missing_chunks(arr, stored)
     if missing:
         fill = arr.fill_value.item() if hasattr(arr.fill_value, "item") else arr.fill_value
         raise InputError(
@@ -323,6 +419,17 @@ def _check_chunks(arr, src: Source) -> None:
             "re-export or finish copying the store (if those rows really are all "
             f"{fill!r}, rewrite it with write_empty_chunks=True)",
         )
+
+
+def _unlisted_reason(src: Source, found: set[str]) -> str:
+    """Why a listing left out chunks that exist: for a local store, name the unreadable directory."""
+    if not _is_url(src.location):
+        base = os.path.join(src.location, src.array_path)
+        for key in sorted(found):
+            parent = os.path.dirname(os.path.join(base, key))
+            if not os.access(parent, os.R_OK):
+                return f"the directory {parent} cannot be listed (permission denied: it is traversable, not readable; chmod a+r it)"
+    return "the store's listing leaves them out"
 
 
 def _is_url(location: str) -> bool:
@@ -345,7 +452,7 @@ def open_source(obj, array_name: str | None = None, role: str = "input") -> Sour
                 f"{role} store not found", f"at {location}", "check the path"
             )
         node = _retrying(
-            lambda: zarr.open(store=location, mode="r"),
+            lambda: open_node(location),
             # zarr raises several types for "not a store"
             lambda exc: InputError(
                 f"{role} is not a readable zarr store ({_not_a_store_reason(exc)})",
@@ -391,7 +498,7 @@ def _choose_array(group, array_name: str | None, location: str, role: str) -> st
     if array_name:
         try:
             node = group[array_name]
-        except KeyError:
+        except (KeyError, ValueError):  # ValueError: zarr refuses names like '../x' outright
             raise InputError(
                 f"{role} group has no array named {array_name!r}",
                 f"at {location}",

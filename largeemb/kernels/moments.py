@@ -178,6 +178,22 @@ def frechet_distance(mean_a, cov_a, mean_b, cov_b, factor_a=None) -> float:
     return max(0.0, float(diff @ diff + np.trace(cov_a) + np.trace(cov_b) - 2 * trace_sqrt))
 
 
+def frechet_distance_few_rows(mean_a, cov_a, rows_b: np.ndarray) -> float:
+    """As :func:`frechet_distance`, where set b has fewer rows than dimensions.
+
+    With A the centred rows of b over √(n-1), Σb = AᵀA, and the non-zero
+    eigenvalues of Σa Σb are those of A Σa Aᵀ (n × n): tr((Σa Σb)^½) costs
+    O(n·dim² + n³) instead of O(dim³) (dim 10,000 with 300 rows: 1,286 s before).
+    """
+    rows_b = np.asarray(rows_b, dtype=np.float64)
+    mean_b = rows_b.mean(axis=0)
+    factor = (rows_b - mean_b) / np.sqrt(len(rows_b) - 1)
+    inner = factor @ cov_a @ factor.T
+    trace_sqrt = np.sqrt(np.clip(np.linalg.eigvalsh((inner + inner.T) / 2), 0, None)).sum()
+    diff = mean_a - mean_b
+    return float(diff @ diff + np.trace(cov_a) + np.einsum("ij,ij->", factor, factor) - 2 * trace_sqrt)
+
+
 # -- one segment of the moments pass: chunk, combine, fingerprint --------------
 
 
@@ -212,6 +228,13 @@ def segment_check(
     ``unit`` adds the second moment of unit rows; ``shells`` (the shell of
     each row of the set, and the shell count) the moments of each shell.
     """
+    # Rows too large for the sums are found below and refused with their row
+    # number (io.checks); NumPy's overflow warnings would only add noise to that.
+    with np.errstate(over="ignore", invalid="ignore"):
+        return _segment_check(raw, start, shift, metric_shift, metric, unit, shells)
+
+
+def _segment_check(raw, start, shift, metric_shift, metric: str, unit: bool, shells) -> SegmentCheck:
     rows = np.asarray(raw, dtype=np.float64)
     finite = np.isfinite(rows)
     bad = np.flatnonzero(~finite.all(axis=1))
@@ -236,6 +259,11 @@ def segment_check(
 
 def merge_checks(a: SegmentCheck, b: SegmentCheck) -> SegmentCheck:
     """Combine two adjacent segments (a before b): sums add, first bad rows are the earliest."""
+    with np.errstate(over="ignore", invalid="ignore"):  # overflowed sums: refused by row later
+        return _merge_checks(a, b)
+
+
+def _merge_checks(a: SegmentCheck, b: SegmentCheck) -> SegmentCheck:
 
     def first(x, y):
         return min(v for v in (x, y) if v >= 0) if max(x, y) >= 0 else -1

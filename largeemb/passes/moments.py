@@ -8,6 +8,7 @@ them into tasks that read their own segments, merged in a fixed tree.
 
 from __future__ import annotations
 
+from largeemb.errors import ResumeMismatchError
 from largeemb.io.checks import checked_moments
 from largeemb.io.store import Source
 from largeemb.kernels.moments import SegmentCheck, fingerprint_of, merge_checks, segment_check, segment_digest, shifts
@@ -33,7 +34,35 @@ def moments_graph(g: Graph, source: Source, metric: str, role: str = "set", unit
     parts = [
         g.task("moments", _moment_task, source, seg, shift, metric_shift, metric, unit, shells) for seg in segments(source.rows)
     ]
-    return g.unit(f"{role}-all", same, g.tree(parts, merge_checks, "moments-merge"))
+    # Never loaded from checkpoints: this pass reads every row, and its
+    # per-segment digests are what a resumed run is checked against.
+    return g.task(f"moments-{role}-all", same, g.tree(parts, merge_checks, "moments-merge"))
+
+
+def check_content(store, read) -> None:
+    """A resumed run must compute on the data it started with, not only data of the same shape.
+
+    ``read``: (source, role, per-segment digests) of this run's moments pass.
+    The first run records them in its work directory before any later task
+    is kept; a resumed one is refused at the first segment whose digest
+    differs, so no task of the old data meets a task of the new.
+    """
+    if store is None:
+        return
+    recorded = store.content()
+    for src, role, digests in read:
+        before = recorded.get(role)
+        if before is None:
+            continue
+        changed = next((seg for seg, a, b in zip(segments(src.rows), before, digests) if a != b.hex()), None)
+        if changed is not None or len(before) != len(digests):
+            rows = f"rows {changed.start}:{changed.stop}" if changed else "its length"
+            raise ResumeMismatchError(
+                f"the {role} input changed since the interrupted run ({rows} differ), so its finished tasks do not apply",
+                f"in {src.name}",
+                "pass --force without --resume to start again on the new data (or restore the old data)",
+            )
+    store.record_content({role: [d.hex() for d in digests] for _, role, digests in read})
 
 
 def fingerprint(source: Source, digests: list[bytes]) -> str:
@@ -54,6 +83,11 @@ def moments_stage(sources_and_roles, metric: str, hashed: Source | None = None, 
         digests = [g.task("digest", _digest_task, hashed, seg) for seg in segments(hashed.rows)]
         keys.append(g.tree(digests, list.__add__, "digest-merge"))
     results = run(g, keys, "moments")
+    digests = [check.digests for check in results[: len(sources_and_roles)]]
+    roles = list(sources_and_roles) + ([(hashed, "reference")] if hashed is not None else [])
+    if hashed is not None:
+        digests.append(results[-1])
+    check_content(g.run.store, [(src, role, found) for (src, role), found in zip(roles, digests)])
     out = [
         (checked_moments(check, src, role, metric), fingerprint(src, check.digests))
         for check, (src, role) in zip(results, sources_and_roles)

@@ -8,11 +8,12 @@ from __future__ import annotations
 import json
 import os
 import time
+from contextlib import ExitStack
 
 import numpy as np
 
 from largeemb.errors import InputError
-from largeemb.io.output import METRICS_FILE, Staging
+from largeemb.io.output import METRICS_FILE, OutputLock, Staging
 
 PROJECTION_FILE = "projection.npz"
 PCA_PNG, TSNE_PNG, K_SWEEP_PNG, BALL_COUNTS_PNG = "pca.png", "tsne.png", "k_sweep.png", "ball_counts.png"
@@ -143,7 +144,13 @@ def redraw(directory: str, out: str | None = None, force: bool = False) -> list[
             raise InputError(
                 f"{', '.join(taken)} already exist", f"in {out}", "choose another --out or pass --force to replace them"
             )
-    with Staging(out) as staging:
+    # The same lock as evaluate's: never publish figures beside another run's metrics.json.
+    os.makedirs(out, exist_ok=True)
+    with ExitStack() as held:
+        for claimed in dict.fromkeys(os.path.realpath(d) for d in (directory, out)):
+            held.enter_context(OutputLock(claimed))
+        data, metrics = load_run(directory)  # again: a run may have published between the first read and the lock
+        staging = held.enter_context(Staging(out))
         written = draw(data, metrics, staging.path)
         staging.publish(force=True, last=PCA_PNG)  # replaces figures only; metrics.json stays
     return [os.path.join(out, name) for name in written]

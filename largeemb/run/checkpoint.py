@@ -22,9 +22,12 @@ import numpy as np
 from largeemb.errors import InputError
 
 #: Bumped whenever what a checkpoint holds or names changes (2: record
-#: classes moved into largeemb.kernels / largeemb.passes).
-FORMAT = 2
+#: classes moved into largeemb.kernels / largeemb.passes; 3: content.json,
+#: the inputs' per-segment digests a resume is checked against).
+FORMAT = 3
 MANIFEST = "manifest.json"
+#: Per-segment content digests of each input, recorded by the moments pass.
+CONTENT = "content.json"
 SUFFIX = ".npz"
 #: The work directory inside ``--out``.
 WORK_DIR = ".work"
@@ -42,6 +45,23 @@ class CheckpointStore:
 
     def has(self, name: str) -> bool:
         return name in self.done
+
+    def content(self) -> dict:
+        """Per-segment digests (hex) of each input by role, as the run that started this work read them."""
+        try:
+            with open(os.path.join(self.path, CONTENT)) as fh:
+                return json.load(fh)
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            raise InputError(
+                f"the record of what the interrupted run read is unreadable ({exc})",
+                f"in {self.path}",
+                "pass --force without --resume to start again",
+            ) from None
+
+    def record_content(self, digests: dict) -> None:
+        write_atomic(os.path.join(self.path, CONTENT), lambda fh: fh.write(json.dumps(digests).encode()))
 
 
 def open_store(path: str, fingerprint: dict, resume: bool) -> CheckpointStore:
@@ -80,7 +100,7 @@ def open_store(path: str, fingerprint: dict, resume: bool) -> CheckpointStore:
         return CheckpointStore(path, _finished(path))
     os.makedirs(path, exist_ok=True)
     for name in os.listdir(path):  # leftovers without a manifest cannot be trusted
-        if name.endswith(SUFFIX) or ".tmp-" in name:
+        if name.endswith(SUFFIX) or ".tmp-" in name or name == CONTENT:
             os.remove(os.path.join(path, name))
     write_atomic(manifest, lambda fh: fh.write(json.dumps(wanted, indent=2, sort_keys=True).encode()))
     return CheckpointStore(path, set())
@@ -115,6 +135,14 @@ def _shown(value) -> str:
 def discard(path: str) -> None:
     """Remove a work directory (after a successful publish, or on --force)."""
     shutil.rmtree(path, ignore_errors=True)
+
+
+def has_finished(path: str) -> bool:
+    """Whether ``path`` holds any finished task (else there is nothing to resume)."""
+    try:
+        return bool(_finished(path))
+    except OSError:
+        return False
 
 
 def _finished(path: str) -> set[str]:

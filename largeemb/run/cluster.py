@@ -21,7 +21,8 @@ from distributed.diagnostics.plugin import WorkerPlugin
 
 from largeemb.run.executor import LostWork
 from largeemb.run.threads import cores, warn_if_oversubscribed
-from largeemb.errors import InputError
+from largeemb.errors import InputError, StoreReadError
+from largeemb.io.store import is_transient, short_error
 
 logger = logging.getLogger("largeemb")
 
@@ -107,6 +108,7 @@ class OnCluster:
 
     def compute(self, tasks: dict, output, tracked: set, progress):
         order = sorted(tracked, key=str)
+        tasks = {key: (_portable_errors, *task) if _is_task(task) else task for key, task in tasks.items()}
         futures = self.client.get(tasks, [output] + order, sync=False)
         root, progress_futures = futures[0], futures[1:]
         try:
@@ -120,6 +122,46 @@ class OnCluster:
         except BaseException:
             self.client.cancel(futures)
             raise
+
+
+def _is_task(task) -> bool:
+    return isinstance(task, tuple) and bool(task) and callable(task[0])
+
+
+class TaskFailed(RuntimeError):
+    """An error of a task on a worker that could not travel back as it was (it does not pickle)."""
+
+
+def _portable_errors(func, *args):
+    """Run a task so that whatever it raises reaches this process as one readable error.
+
+    An exception that does not pickle (aiohttp's keep their request and
+    session) would otherwise be replaced by dask with a 300-line traceback
+    and exit 1; a transient one must still say exit 3.
+    """
+    import pickle
+
+    try:
+        return func(*args)
+    except InputError as exc:
+        error = exc
+    except Exception as exc:
+        if is_transient(exc):
+            error = StoreReadError(
+                f"a task could not read its data ({short_error(exc)})",
+                "on a dask worker",
+                "check that the store is reachable from every worker and rerun (exit status 3: a later retry may succeed)",
+            )
+        else:
+            try:
+                pickle.dumps(exc)
+                error = exc
+            except Exception:
+                error = TaskFailed(short_error(exc))
+    # dask pickles the whole chain of causes too: cut it, and raise outside the
+    # except clause, where Python would chain the original back on.
+    error.__cause__ = error.__context__ = None
+    raise error
 
 
 @contextmanager
