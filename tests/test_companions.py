@@ -210,3 +210,23 @@ def test_companions_are_the_same_on_two_worker_processes(write_zarr):
     remote = largeemb.evaluate(*paths, k=3, plots=False, kid=True, block_rows=512, workers=2, threads_per_worker=1)
     for key in COMPANION_KEYS:
         assert remote.metrics[key] == pytest.approx(local.metrics[key], rel=1e-12, abs=1e-15), key
+
+
+def test_kid_routes_agree_with_the_brute_force(monkeypatch):
+    """The tensor route (low dim) and the every-pair route give the brute force's KID and standard error."""
+    from largeemb.passes import kid as kid_pass
+
+    real, fake = mixture(1000, 10, 3), duplicated(900, 10, 4)
+    r, f = real.astype(np.float64), fake.astype(np.float64)
+    n, m = len(r), len(f)
+    k_rr, k_ff, k_rf = poly(r, r), poly(f, f), poly(r, f)
+    np.fill_diagonal(k_rr, 0)
+    np.fill_diagonal(k_ff, 0)
+    exact = k_rr.sum() / (n * (n - 1)) + k_ff.sum() / (m * (m - 1)) - 2 * k_rf.sum() / (n * m)
+    results = {}
+    for route, max_dim in (("tensor", 256), ("pairs", 0)):
+        monkeypatch.setattr(kid_pass, "TENSOR_MAX_DIM", max_dim)
+        results[route] = largeemb.evaluate(real, fake, k=3, plots=False, samples=False, companions=(), kid=True, block_rows=300)
+    for result in results.values():
+        assert abs(result.metrics["kid"] - exact) <= 1e-9 * np.abs(k_rf).mean()
+    assert results["tensor"].standard_errors()["kid"] == pytest.approx(results["pairs"].standard_errors()["kid"], rel=1e-9)

@@ -1,8 +1,11 @@
 """The KID pass (opt-in): kernel row sums over every pair, as tasks; and the
 seeded subset estimator, one task per subset.
 
-Each set meets itself once per unordered block pair and the other set once
-per block pair; per-row sums merge per block in fixed trees.
+Two exact routes to the same sums (:mod:`largeemb.kernels.kid`): at low dim,
+each set's power sums (its third-moment tensor, second moment and sum),
+then each row against them, O((n + m)·dim³); otherwise every pair: each set
+meets itself once per unordered block pair and the other set once per block
+pair, O((n + m)²·dim). Per-row sums merge per block in fixed trees.
 """
 
 from __future__ import annotations
@@ -45,7 +48,46 @@ def _added(*parts) -> np.ndarray:
     return np.sum([parts[i][parts[i + 1]] for i in range(0, len(parts), 2)], axis=0)
 
 
+#: The tensor route when dim is at most this (the tensor holds dim³ float64:
+#: 134 MB at 256) and dim² is at most the rows of both sets (then it costs
+#: less than every pair).
+TENSOR_MAX_DIM = 256
+
+
+def _power_task(source: Source, block):
+    one_thread()
+    return kid.power_sums(_rows(source, block))
+
+
+def _sums_task(source: Source, block, own, other):
+    one_thread()
+    return kid.kernel_sums(_rows(source, block), own, other)
+
+
+def _tensor_stage(ctx: PassContext, real: Source, fake: Source) -> KidSums:
+    g = Graph("kid")
+    blocks = {"real": row_blocks(real.rows, ctx.block_rows), "fake": row_blocks(fake.rows, ctx.block_rows)}
+    sources = dict(zip(("real", "fake"), g.share([real, fake])))
+    sums = {
+        role: g.tree([g.unit(f"{role}-power-{b.index}", _power_task, sources[role], b) for b in blocks[role]], kid.added_power_sums, "kid-power")
+        for role in blocks
+    }
+    other = {"real": "fake", "fake": "real"}
+    keys = {
+        role: [g.unit(f"{role}-sums-{b.index}", _sums_task, sources[role], b, sums[role], sums[other[role]]) for b in blocks[role]]
+        for role in blocks
+    }
+    real_parts, fake_parts = run(g, [keys["real"], keys["fake"]], "kid")
+    return KidSums(
+        np.concatenate([s for s, _ in real_parts]), np.concatenate([c for _, c in real_parts]),
+        np.concatenate([s for s, _ in fake_parts]), np.concatenate([c for _, c in fake_parts]),
+    )
+
+
 def kid_stage(ctx: PassContext, real: Source, fake: Source) -> KidSums:
+    """Every row's kernel sums over its own set (others) and the other set, by the cheaper exact route."""
+    if real.dim <= TENSOR_MAX_DIM and real.dim**2 <= real.rows + fake.rows:
+        return _tensor_stage(ctx, real, fake)
     g = Graph("kid")
     real_blocks, fake_blocks = row_blocks(real.rows, ctx.block_rows), row_blocks(fake.rows, ctx.block_rows)
     real, fake = g.share([real, fake])
