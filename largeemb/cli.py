@@ -96,6 +96,8 @@ def _parse_k(text: str) -> tuple[int, ...]:
 
 
 def _parse_names(text: str) -> tuple[str, ...]:
+    if text.strip() == "all":
+        return COMPANIONS
     return () if text.strip() in ("", "none") else tuple(part.strip() for part in text.split(","))
 
 
@@ -257,7 +259,7 @@ def evaluate(
     no_plots: Annotated[bool, typer.Option("--no-plots", help="Write metrics.json only: no projections, no figures.")] = not DEFAULTS.plots,
     prune: Annotated[bool, typer.Option("--prune/--no-prune", help="Skip tile work that provably changes nothing (results are exact either way).")] = DEFAULTS.prune,
     companions: Annotated[
-        str, typer.Option(metavar="NAMES", help=f"Companion metrics, comma-separated from {','.join(COMPANIONS)} ('none': no companions).")
+        str, typer.Option(metavar="NAMES", help=f"Companion metrics, comma-separated from {','.join(COMPANIONS)} ('none': no companions, 'all': every one).")
     ] = ",".join(DEFAULTS.companions),
     kid: Annotated[bool, typer.Option("--kid", help="KID as the unbiased MMD² over every pair (a pass of its own, about as long as an unpruned run).")] = DEFAULTS.kid,
     kid_subsets: Annotated[int, typer.Option(metavar="N", help="Also KID's subset estimator (torch-fidelity, clean-fid): this many seeded subsets (0: off).")] = DEFAULTS.kid_subsets,

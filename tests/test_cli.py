@@ -52,7 +52,7 @@ def test_demo_runs_end_to_end(tmp_path):
     result = runner.invoke(app, ["demo", "--out", str(out), "--rows", "2000", "--dim", "16"])
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "metrics.json").read_text())
-    companions = {"f1", "f8", "f1_8", "authenticity", "vendi_real", "vendi_fake", "fd_infinity", "p_precision", "p_recall"}
+    companions = {"f1", "f8", "f1_8", "authenticity", "vendi_real", "vendi_fake", "fd_infinity"}  # P-precision/recall: opt-in
     assert set(metrics["metrics"]) == {"precision", "recall", "density", "coverage", "fd"} | companions
     assert metrics["schema_version"] == 2
     for key in ("real", "fake", "params", "warnings", "timings_s", "versions", "by_k"):

@@ -26,6 +26,7 @@ import scipy.linalg
 from scipy.spatial.distance import cdist
 
 import largeemb
+from largeemb.config import COMPANIONS
 from conftest import mixture
 from oracle import frechet, prdc
 
@@ -48,7 +49,9 @@ DATA = {
 @pytest.fixture(scope="module", params=list(DATA))
 def case(request):
     real, fake = DATA[request.param]()
-    result = largeemb.evaluate(real, fake, k=(3, 5), block_rows=512, plots=False, kid=True, kid_subsets=4, kid_subset_size=300)
+    result = largeemb.evaluate(
+        real, fake, k=(3, 5), block_rows=512, plots=False, kid=True, kid_subsets=4, kid_subset_size=300, companions=COMPANIONS
+    )
     return real.astype(np.float64), fake.astype(np.float64), result
 
 
@@ -191,8 +194,8 @@ COMPANION_KEYS = ("f1", "f8", "f1_8", "fd_infinity", "authenticity", "vendi_real
 @pytest.mark.parametrize("block_rows", [256, 700, 2048])
 def test_companions_do_not_depend_on_block_size(block_rows, write_zarr):
     real, fake = duplicated(1600, 8, 7), mixture(1500, 8, 8, keep=6)
-    base = largeemb.evaluate(real, fake, k=3, plots=False, kid=True, block_rows=4096, panel_rows=4096)
-    got = largeemb.evaluate(real, fake, k=3, plots=False, kid=True, block_rows=block_rows, panel_rows=128)
+    base = largeemb.evaluate(real, fake, k=3, plots=False, kid=True, block_rows=4096, panel_rows=4096, companions=COMPANIONS)
+    got = largeemb.evaluate(real, fake, k=3, plots=False, kid=True, block_rows=block_rows, panel_rows=128, companions=COMPANIONS)
     for key in COMPANION_KEYS[:-3]:
         assert got.metrics[key] == base.metrics[key], key
     # KID sums run over other tiles in another order, and P-precision/recall take
@@ -206,8 +209,8 @@ def test_companions_do_not_depend_on_block_size(block_rows, write_zarr):
 def test_companions_are_the_same_on_two_worker_processes(write_zarr):
     real, fake = duplicated(1600, 8, 7), mixture(1500, 8, 8, keep=6)
     paths = write_zarr("real.zarr", real, chunks=(300, 8)), write_zarr("fake.zarr", fake, chunks=(300, 8))
-    local = largeemb.evaluate(*paths, k=3, plots=False, kid=True, block_rows=512)
-    remote = largeemb.evaluate(*paths, k=3, plots=False, kid=True, block_rows=512, workers=2, threads_per_worker=1)
+    local = largeemb.evaluate(*paths, k=3, plots=False, kid=True, block_rows=512, companions=COMPANIONS)
+    remote = largeemb.evaluate(*paths, k=3, plots=False, kid=True, block_rows=512, workers=2, threads_per_worker=1, companions=COMPANIONS)
     for key in COMPANION_KEYS:
         assert remote.metrics[key] == pytest.approx(local.metrics[key], rel=1e-12, abs=1e-15), key
 
