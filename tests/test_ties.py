@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import largeemb
+from largeemb import pipeline
 from largeemb.kernels import knn
 from largeemb.kernels.plan import row_blocks
 from largeemb.passes import knn as radii_pass
@@ -153,6 +154,84 @@ def test_capped_candidate_lists_fall_back_exactly(name, monkeypatch):
     """With few candidates allowed per row, tied rows overflow the cap, lower their
     floor and go to the float64 pass; answers stay those of the brute force."""
     monkeypatch.setattr(knn, "MAX_CANDIDATES", 8)
+    monkeypatch.setattr(pipeline, "_exact_tiles", lambda moments: False)  # the general path
     real, fake = tie_sets(name)
     result = check_all(real, fake, 5, block_rows=256)
     assert result.real["float64_fallback_rows"] > 0
+
+
+# -- exact tiles: lattice data settles its ties by counting ------------------------
+
+
+def test_lattice_of_finds_the_coarsest_power_of_two_grid():
+    from largeemb.kernels.moments import lattice_of
+
+    assert lattice_of(np.array([[1.0, -2.0, 3.0], [0.0, 4.0, 0.0]])) == moments_lattice(0, 16.0)
+    assert lattice_of(np.array([[0.25, -1.5], [3.0, 0.0]])).exp == -2
+    assert lattice_of(np.array([[1.0, 0.1]])).exp is None  # 0.1 has 53 significant bits
+    assert lattice_of(np.array([[1.0, 2.0], [1.0, 1.0 + 2.0**-20]])).exp is None  # the second row too
+    assert lattice_of(np.array([[6.0, 12.0]])).exp == 1
+
+
+def moments_lattice(exp, sqnorm):
+    from largeemb.kernels.moments import Lattice
+
+    return Lattice(exp, sqnorm)
+
+
+def test_exactness_bound_holds_at_its_edge():
+    """Lattice.exact's bound, 4 max|x|² <= 2**24 q²: at the largest accepted norms the
+    float32 tiles equal the brute force's squared distances, one past it is refused."""
+    from largeemb.kernels.distance import prepare_block, sqdist32
+    from largeemb.kernels.moments import lattice_of
+
+    rng = np.random.default_rng(7)
+    dim = 64
+    rows = rng.integers(-255, 256, (300, dim)).astype(np.float64)
+    rows *= np.sqrt(2.0**22 / np.einsum("ij,ij->i", rows, rows))[:, None]
+    rows = np.trunc(rows)  # integers, squared norms just under 2**22
+    rows[0] = 0.0
+    rows[0, :4] = 1024.0  # exactly 2**22
+    rows *= 2.0**-3  # the same on the lattice of 1/8
+    assert lattice_of(rows).exact() and lattice_of(rows).exp == -3
+    block = prepare_block(rows.astype(np.float32), 0, np.zeros(dim, np.float32), "euclidean")
+    tiles = sqdist32(block, block.right()).astype(np.float64)
+    np.testing.assert_array_equal(np.sqrt(tiles), oracle.pairwise(rows, rows))
+    over = rows.copy()
+    over[1, :] = 0.0
+    over[1, :5] = 1024.0 * 2.0**-3  # squared norm 5 * 2**20 q²: 4M > 2**24 q²
+    assert not lattice_of(over).exact()
+
+
+@pytest.mark.parametrize("name", ["lattice", "one_hot"])
+@pytest.mark.parametrize("k, inclusive", [(1, False), (5, True)])
+def test_exact_tiles_settle_ties_without_float64(name, k, inclusive):
+    """Lattice sets run on exact tiles: no pair is re-checked in float64 in the radii,
+    float64 or cross passes (the counters in metrics.json say so), results equal the brute force."""
+    real, fake = tie_sets(name)
+    result = check_all(real, fake, k, inclusive, block_rows=256)
+    work = result.to_dict()["float64"]
+    assert work["exact_tiles"] is True
+    assert work["radii"] == {"real_pairs": 0, "fake_pairs": 0}
+    assert work["radii_float64"] == {"real_rows": 0, "fake_rows": 0, "real_pairs": 0, "fake_pairs": 0}
+    assert work["cross"] == {"pairs": 0}
+    assert work["samples"]["pairs"] > 0
+
+
+@pytest.mark.parametrize("name", ["lattice", "one_hot", "shared"])
+def test_general_path_on_tie_sets_equals_brute_force(name, monkeypatch):
+    """The same sets through the float32 error bounds (exact tiles off) give the same answers."""
+    monkeypatch.setattr(pipeline, "_exact_tiles", lambda moments: False)
+    real, fake = tie_sets(name)
+    result = check_all(real, fake, 5, True, block_rows=256)
+    assert result.to_dict()["float64"]["exact_tiles"] is False
+
+
+def test_off_lattice_data_keeps_the_error_bounds():
+    """Gaussian rows (and lattice rows scaled by 0.1) are not exact: the float32 path runs."""
+    real, fake = mixture(400, 8, 1), mixture(300, 8, 2)
+    assert largeemb.evaluate(real, fake, k=3, samples=False, plots=False).float64["exact_tiles"] is False
+    lat_real, lat_fake = tie_sets("lattice")
+    scaled = largeemb.evaluate(lat_real * np.float32(0.1), lat_fake * np.float32(0.1), k=3, samples=False, plots=False)
+    assert scaled.float64["exact_tiles"] is False
+    np.testing.assert_array_equal(scaled.real_radii[:, 0], oracle.radii(lat_real * np.float32(0.1), 3))

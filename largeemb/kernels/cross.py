@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from largeemb.kernels.distance import UNIT_ROUNDOFF32, Block, exact_pairs, sqdist32
+from largeemb.kernels.distance import UNIT_ROUNDOFF32, UNIT_ROUNDOFF64, Block, exact_pairs, sqdist32
 from largeemb.kernels.tiles import cut_pair, parted, taken, taken_rows, tile_rows
 
 #: Pairs closer than this many float32 error bounds are always re-checked for
@@ -118,6 +118,7 @@ class CrossPartial:
     that can still be each fake row's nearest real row or best realism
     ratio, and each real row's nearest fake row; they are settled in
     float64 after the pass (:func:`settle_fake`, :func:`settle_real`).
+    ``float64_pairs``: pairs whose distance was recomputed from float64 rows.
     """
 
     fake_counts: np.ndarray  # (fake rows, nk) int64
@@ -127,8 +128,10 @@ class CrossPartial:
     fake_realism: Shortlist | None = None
     real_nearest: Shortlist | None = None
     prob: ProbPartial | None = None
+    float64_pairs: int = 0
 
     def _merged_lists(self, other, out, how: str):
+        out.float64_pairs = self.float64_pairs + other.float64_pairs
         if self.prob is not None:
             out.prob = getattr(self.prob, how)(other.prob)
         if self.fake_nearest is not None:
@@ -142,6 +145,7 @@ class CrossPartial:
         self.fake_counts[fake_rows] += tile.fake_counts
         self.real_covered[real_rows] |= tile.real_covered
         self.real_recalled[real_rows] |= tile.real_recalled
+        self.float64_pairs += tile.float64_pairs
         if self.prob is not None:
             self.prob.add(tile.prob, fake_rows, real_rows)
 
@@ -185,11 +189,15 @@ def _inside(d32, radii, eps, exact_of, inclusive):
 
     ``d32``: float32 squared distances (as float64); ``radii``: (pairs, nk);
     ``eps``: per-pair float32 error bound; ``exact_of(pairs)``: float64 distances.
+    r² is itself rounded (r is the rounded √ of a square): pairs within 4
+    float64 roundoffs of it are decided by ``exact_of`` too, which matters
+    when eps is 0 (exact tiles: a pair tied with the radius must compare as
+    the brute force compares r with r, never as D with fl(r)²).
     """
     r2 = radii * radii
     d = d32[:, None]
-    sure_in = d + eps[:, None] < r2
-    unsure = ~sure_in & ~(d - eps[:, None] > r2)
+    sure_in = d + eps[:, None] < r2 * (1 - 4 * UNIT_ROUNDOFF64)
+    unsure = ~sure_in & ~(d - eps[:, None] > r2 * (1 + 4 * UNIT_ROUNDOFF64))
     inside = sure_in
     pairs = np.flatnonzero(unsure.any(axis=1))
     if len(pairs):
@@ -306,9 +314,12 @@ def block_pair(
     for i, (done_f, done_r) in enumerate(done):
         rows_f = cf.rows[i]
         ff, fr = far_f[rows_f], far_r[:, i]
-        need_f = (ff <= fake_near[rows_f][:, None]) | ((ratio_top > 0)[None, :] & (ratio_top[None, :] >= ff * fake_ratio[rows_f][:, None]))
-        near_r = fr <= real_near
-        need_r = near_r | (fr <= fake_near[rows_f].max()) | ((ratio2 > 0) & (ratio2 >= fr * fake_ratio[rows_f].min()))
+        # A ratio bound is inf for a copy of an eligible real row (exact tiles): 0 * inf
+        # is nan, compares False, and rightly so, as nothing beats an infinite score.
+        with np.errstate(invalid="ignore"):
+            need_f = (ff <= fake_near[rows_f][:, None]) | ((ratio_top > 0)[None, :] & (ratio_top[None, :] >= ff * fake_ratio[rows_f][:, None]))
+            near_r = fr <= real_near
+            need_r = near_r | (fr <= fake_near[rows_f].max()) | ((ratio2 > 0) & (ratio2 >= fr * fake_ratio[rows_f].min()))
         more_f, more_r = tile_rows(rows_f, need_f, need_r, label_r)
         full(more_f, np.setdiff1d(more_r, done_r, assume_unique=True))
         full(np.setdiff1d(more_f, done_f, assume_unique=True), np.intersect1d(more_r, done_r, assume_unique=True))
@@ -367,10 +378,8 @@ def tile(fake: Block, real: Block, real_right, fake_radii, real_radii, realism_r
         reach = np.maximum(reach, near_cut_real)
     f_rows, r_rows = _pairs(dist < _upper32(reach)[None, :])
     d32 = dist[f_rows, r_rows].astype(np.float64)
-
-    def exact_real_side(sel):
-        return exact_pairs(fake.exact, real.exact, f_rows[sel], r_rows[sel])
-
+    recomputed = []
+    exact_real_side = _exact_of(fake, real, f_rows, r_rows, d32, kappa == 0.0, recomputed)
     pair_eps = kappa * (fake.sqnorm[f_rows] + real.sqnorm[r_rows])
     inside = _inside(d32, real_radii[r_rows], pair_eps, exact_real_side, inclusive)
     nk = inside.shape[1]
@@ -396,10 +405,7 @@ def tile(fake: Block, real: Block, real_right, fake_radii, real_radii, realism_r
         reach = np.maximum(reach, np.maximum(near_cut_fake, NEAR_COPY * eps_fake))
     f_rows, r_rows = _pairs(dist < _upper32(reach)[:, None])
     d32 = dist[f_rows, r_rows].astype(np.float64)
-
-    def exact_fake_side(sel):
-        return exact_pairs(fake.exact, real.exact, f_rows[sel], r_rows[sel])
-
+    exact_fake_side = _exact_of(fake, real, f_rows, r_rows, d32, kappa == 0.0, recomputed)
     pair_eps = kappa * (fake.sqnorm[f_rows] + real.sqnorm[r_rows])
     out.real_recalled = _flags(r_rows, _inside(d32, fake_radii[f_rows], pair_eps, exact_fake_side, inclusive), real.rows)
     if prob_radii is not None:
@@ -409,7 +415,25 @@ def tile(fake: Block, real: Block, real_right, fake_radii, real_radii, realism_r
         out.fake_nearest = _bounded(f_rows[near] + fake.start, r_rows[near] + real.start, d32[near], pair_eps[near]).for_min()
         close = np.flatnonzero(d32 <= NEAR_COPY * eps_fake[f_rows])
         out.fake_realism = _realism(dist, fake, real, realism_radius, eps_fake, row_min, f_rows[close], r_rows[close], kappa)
+    out.float64_pairs = sum(recomputed)
     return out
+
+
+def _exact_of(fake: Block, real: Block, f_rows, r_rows, d32, exact_tiles: bool, recomputed: list):
+    """float64 distances of chosen candidate pairs (indices into f_rows/r_rows/d32).
+
+    With exact tiles (kappa 0, :meth:`largeemb.kernels.moments.Lattice.exact`)
+    √ of the tile value *is* the brute force's distance, so no row is read;
+    else the pairs' float64 rows are subtracted, and their count recorded.
+    """
+
+    def exact_of(sel):
+        if exact_tiles:
+            return np.sqrt(d32[sel])
+        recomputed.append(len(sel))
+        return exact_pairs(fake.exact, real.exact, f_rows[sel], r_rows[sel])
+
+    return exact_of
 
 
 def _bounded(rows, cols, d32, eps) -> Shortlist:
@@ -435,9 +459,12 @@ def _realism(dist, fake: Block, real: Block, realism_radius, eps_fake, row_min, 
     d_best = dist[rows, best].astype(np.float64) + eps_fake
     r2_best = realism_radius[best] ** 2
     with np.errstate(divide="ignore", invalid="ignore"):
-        lower = np.where(d_best > 0, r2_best / d_best, 0.0)  # the row's true max r²/d² is at least this
+        # The row's true max r²/d² is at least this; a copy (d = 0 with eps 0: exact
+        # tiles) of an eligible row scores inf, which only other copies reach (kept below).
+        lower = np.where(d_best > 0, r2_best / d_best, np.where(r2_best > 0, np.inf, 0.0))
     considered = np.maximum(row_min, NEAR_COPY * eps_fake)  # every other pair is at least this far
-    cut = lower * (1 - eps_fake / considered) * (1 - 8 * UNIT_ROUNDOFF32)
+    slack = np.divide(eps_fake, considered, out=np.zeros_like(considered), where=considered > 0)
+    cut = lower * (1 - slack) * (1 - 8 * UNIT_ROUNDOFF32)
     f_rows, r_cols = _pairs(ratio >= cut.astype(np.float32)[:, None])
     f_rows = np.concatenate([f_rows, close_rows])
     r_cols = np.concatenate([r_cols, close_cols])
@@ -447,8 +474,9 @@ def _realism(dist, fake: Block, real: Block, realism_radius, eps_fake, row_min, 
     eps = kappa * (fake.sqnorm[f_rows] + real.sqnorm[r_cols])
     r2 = realism_radius[r_cols] ** 2
     with np.errstate(divide="ignore"):
-        lo = r2 / (d32 + eps)
-        hi = np.where(d32 > eps, r2 / (d32 - eps), np.inf)
+        # Widened by float64 roundoffs: with eps 0 (exact tiles) tied ratios must all stay.
+        lo = r2 / (d32 + eps) * (1 - 8 * UNIT_ROUNDOFF64)
+        hi = np.where(d32 > eps, r2 / (d32 - eps) * (1 + 8 * UNIT_ROUNDOFF64), np.inf)
     return Shortlist(f_rows + fake.start, r_cols + real.start, lo, hi).for_max()
 
 
@@ -456,7 +484,8 @@ def settle_fake(fake: Block, take_real, nearest: Shortlist, realism: Shortlist, 
     """Exact per-sample values of a fake block from its shortlists.
 
     ``take_real(global rows)`` gives float64 metric rows of the real set.
-    Returns (nearest distance, nearest real index (lowest on ties), realism score).
+    Returns (nearest distance, nearest real index (lowest on ties), realism score,
+    pairs computed in float64).
     """
     rows = nearest.rows - fake.start
     exact = exact_pairs(fake.exact, take_real, rows, nearest.cols)
@@ -473,12 +502,12 @@ def settle_fake(fake: Block, take_real, nearest: Shortlist, realism: Shortlist, 
         score = realism_radius[realism.cols] / exact
     realism_score = np.zeros(fake.rows)
     np.maximum.at(realism_score, rows, score)
-    return nearest_dist, nearest_real, realism_score
+    return nearest_dist, nearest_real, realism_score, len(nearest.rows) + len(realism.rows)
 
 
 def settle_real(real: Block, take_fake, nearest: Shortlist) -> np.ndarray:
-    """Exact distance from each real row of a block to its nearest fake row."""
+    """Exact distance from each real row of a block to its nearest fake row, and the pairs computed in float64."""
     rows = nearest.rows - real.start
     out = np.full(real.rows, np.inf)
     np.minimum.at(out, rows, exact_pairs(real.exact, take_fake, rows, nearest.cols))
-    return out
+    return out, len(rows)

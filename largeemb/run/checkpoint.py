@@ -22,8 +22,9 @@ import numpy as np
 from largeemb.errors import InputError
 
 #: Bumped whenever what a checkpoint holds or names changes (2: record
-#: classes moved into largeemb.kernels / largeemb.passes).
-FORMAT = 2
+#: classes moved into largeemb.kernels / largeemb.passes; 3: Moments.lattice,
+#: float64 counters in CrossPartial, finish and settle results).
+FORMAT = 3
 MANIFEST = "manifest.json"
 SUFFIX = ".npz"
 #: The work directory inside ``--out``.
