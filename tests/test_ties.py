@@ -235,3 +235,24 @@ def test_off_lattice_data_keeps_the_error_bounds():
     scaled = largeemb.evaluate(lat_real * np.float32(0.1), lat_fake * np.float32(0.1), k=3, samples=False, plots=False)
     assert scaled.float64["exact_tiles"] is False
     np.testing.assert_array_equal(scaled.real_radii[:, 0], oracle.radii(lat_real * np.float32(0.1), 3))
+
+
+def test_exact_tiles_keep_one_nearest_pair_per_row():
+    """With exact tiles a tile's nearest-row shortlists hold one pair per row (the lowest
+    index among tied ones, which settle picks), however many rows tie at the minimum."""
+    from largeemb.kernels import cross
+    from largeemb.kernels.distance import prepare_block
+    from largeemb.result import realism_radii
+
+    real, fake = one_hot(96, 8, (1, -1, 2)), one_hot(64, 8, (2, -2, 3))
+    zero = np.zeros(8, np.float32)
+    rb, fb = prepare_block(real, 0, zero, "euclidean"), prepare_block(fake, 0, zero, "euclidean")
+    real_radii, fake_radii = oracle.radii(real, 3)[:, None], oracle.radii(fake, 3)[:, None]
+    res = cross.tile(fb, rb, rb.right(), fake_radii, real_radii, realism_radii(real_radii[:, 0]), 0.0, False)
+    d = oracle.pairwise(fake, real)
+    assert (np.sum(d == d.min(axis=1, keepdims=True), axis=1) > 1).all()  # every row ties
+    np.testing.assert_array_equal(res.fake_nearest.rows, np.arange(len(fake)))
+    np.testing.assert_array_equal(res.fake_nearest.cols, d.argmin(axis=1))
+    np.testing.assert_array_equal(np.sqrt(res.fake_nearest.lo), d.min(axis=1))
+    np.testing.assert_array_equal(res.real_nearest.rows, np.arange(len(real)))
+    np.testing.assert_array_equal(np.sqrt(res.real_nearest.hi), d.min(axis=0))

@@ -363,6 +363,7 @@ def tile(fake: Block, real: Block, real_right, fake_radii, real_radii, realism_r
     ``prob_radii``: (real R, fake R) of P-precision and P-recall, or None.
     """
     samples = realism_radius is not None
+    exact_tiles = kappa == 0.0  # tile values are the brute force's squares (Lattice.exact)
     dist = sqdist32(fake, real_right)
     # One error bound per row (per column) that covers every pair in the tile.
     eps_fake = kappa * (fake.sqnorm + real.sqnorm.max())
@@ -373,7 +374,7 @@ def tile(fake: Block, real: Block, real_right, fake_radii, real_radii, realism_r
     if prob_radii is not None:
         widest = np.maximum(widest, prob_radii[0])
     reach = widest * widest + eps_real
-    if samples:
+    if samples and not exact_tiles:
         near_cut_real = dist.min(axis=0) + 2 * eps_real
         reach = np.maximum(reach, near_cut_real)
     f_rows, r_rows = _pairs(dist < _upper32(reach)[None, :])
@@ -390,7 +391,9 @@ def tile(fake: Block, real: Block, real_right, fake_radii, real_radii, realism_r
     )
     if prob_radii is not None:
         prob_fake = _log_ratios(d32, prob_radii[0], pair_eps, exact_real_side, f_rows, fake.rows)
-    if samples:
+    if samples and exact_tiles:
+        out.real_nearest = _nearest_exact(dist, 0, real.start, fake.start)
+    elif samples:
         near = np.flatnonzero(d32 <= near_cut_real[r_rows])
         out.real_nearest = _bounded(r_rows[near] + real.start, f_rows[near] + fake.start, d32[near], pair_eps[near]).for_min()
 
@@ -402,7 +405,8 @@ def tile(fake: Block, real: Block, real_right, fake_radii, real_radii, realism_r
     if samples:
         row_min = dist.min(axis=1).astype(np.float64)
         near_cut_fake = row_min + 2 * eps_fake
-        reach = np.maximum(reach, np.maximum(near_cut_fake, NEAR_COPY * eps_fake))
+        if not exact_tiles:
+            reach = np.maximum(reach, np.maximum(near_cut_fake, NEAR_COPY * eps_fake))
     f_rows, r_rows = _pairs(dist < _upper32(reach)[:, None])
     d32 = dist[f_rows, r_rows].astype(np.float64)
     exact_fake_side = _exact_of(fake, real, f_rows, r_rows, d32, kappa == 0.0, recomputed)
@@ -411,8 +415,11 @@ def tile(fake: Block, real: Block, real_right, fake_radii, real_radii, realism_r
     if prob_radii is not None:
         out.prob = ProbPartial(*prob_fake, *_log_ratios(d32, prob_radii[1], pair_eps, exact_fake_side, r_rows, real.rows))
     if samples:
-        near = np.flatnonzero(d32 <= near_cut_fake[f_rows])
-        out.fake_nearest = _bounded(f_rows[near] + fake.start, r_rows[near] + real.start, d32[near], pair_eps[near]).for_min()
+        if exact_tiles:
+            out.fake_nearest = _nearest_exact(dist, 1, fake.start, real.start)
+        else:
+            near = np.flatnonzero(d32 <= near_cut_fake[f_rows])
+            out.fake_nearest = _bounded(f_rows[near] + fake.start, r_rows[near] + real.start, d32[near], pair_eps[near]).for_min()
         close = np.flatnonzero(d32 <= NEAR_COPY * eps_fake[f_rows])
         out.fake_realism = _realism(dist, fake, real, realism_radius, eps_fake, row_min, f_rows[close], r_rows[close], kappa)
     out.float64_pairs = sum(recomputed)
@@ -434,6 +441,20 @@ def _exact_of(fake: Block, real: Block, f_rows, r_rows, d32, exact_tiles: bool, 
         return exact_pairs(fake.exact, real.exact, f_rows[sel], r_rows[sel])
 
     return exact_of
+
+
+def _nearest_exact(dist, axis: int, own_start: int, other_start: int) -> Shortlist:
+    """Each row's (axis 1) or column's (axis 0) nearest with exact tiles: its least tile value.
+
+    However many tie there, one pair is enough: argmin takes the first, the
+    lowest index (a tile's rows and columns ascend, :func:`largeemb.kernels.tiles.taken`),
+    which is the tie :func:`settle_fake` picks; a real row's nearest distance
+    does not depend on which. The shortlist's bounds are the exact value.
+    """
+    other = dist.argmin(axis=axis)
+    own = np.arange(len(other))
+    d = (dist[other, own] if axis == 0 else dist[own, other]).astype(np.float64)
+    return Shortlist(own + own_start, other + other_start, d, d)
 
 
 def _bounded(rows, cols, d32, eps) -> Shortlist:
