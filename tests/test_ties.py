@@ -136,17 +136,21 @@ def test_copies_prove_their_zero_radius_in_the_tile_pass():
     assert (result.real_radii[:, 0] == 0).sum() > 300
 
 
-def test_tie_heavy_sets_on_worker_processes(tmp_path):
+@pytest.mark.parametrize("name", ["shared", "one_hot"])
+def test_tie_heavy_sets_on_worker_processes(tmp_path, name):
+    """Worker processes give the same answers, on the float32 path and on exact tiles (one_hot)."""
     from conftest import zarr_store
 
-    real, fake = tie_sets("shared")
-    paths = zarr_store(tmp_path / "real.zarr", real, chunks=(256, 6)), zarr_store(tmp_path / "fake.zarr", fake, chunks=(256, 6))
+    real, fake = tie_sets(name)
+    dim = real.shape[1]
+    paths = zarr_store(tmp_path / "real.zarr", real, chunks=(256, dim)), zarr_store(tmp_path / "fake.zarr", fake, chunks=(256, dim))
     local = largeemb.evaluate(real, fake, k=3, block_rows=256, plots=False)
     remote = largeemb.evaluate(*paths, k=3, block_rows=256, plots=False, workers=2)
     np.testing.assert_array_equal(remote.real_radii, local.real_radii)
     np.testing.assert_array_equal(remote.fake_counts, local.fake_counts)
     np.testing.assert_array_equal(remote.fake_realism, local.fake_realism)
     assert same_metrics(remote.metrics, local.metrics)
+    assert remote.float64["exact_tiles"] == local.float64["exact_tiles"] == (name == "one_hot")
 
 
 @pytest.mark.parametrize("name", ["lattice", "one_hot"])
