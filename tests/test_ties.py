@@ -260,3 +260,17 @@ def test_exact_tiles_keep_one_nearest_pair_per_row():
     np.testing.assert_array_equal(np.sqrt(res.fake_nearest.lo), d.min(axis=1))
     np.testing.assert_array_equal(res.real_nearest.rows, np.arange(len(real)))
     np.testing.assert_array_equal(np.sqrt(res.real_nearest.hi), d.min(axis=0))
+
+
+def test_copies_cost_one_float64_difference_per_group_and_neighbour():
+    """Item 3: a group of c identical rows does not cost c² float64 differences in the
+    tile pass's finish: copies in the block are at exactly 0, and one pair per (group,
+    neighbour) is computed. Radii stay those of the brute force."""
+    real, fake = tie_sets("repeated")  # groups of up to 300 copies
+    one_block = largeemb.evaluate(real, fake, k=5, block_rows=4096, samples=False, plots=False)
+    assert one_block.float64["radii"]["real_pairs"] < 2_000  # 99,075 when every pair was computed
+    five_blocks = largeemb.evaluate(real, fake, k=5, block_rows=256, samples=False, plots=False)
+    assert five_blocks.float64["radii"]["real_pairs"] < 10_000  # 73,636 before
+    for result in (one_block, five_blocks):
+        np.testing.assert_array_equal(result.real_radii[:, 0], oracle.radii(real, 5))
+        np.testing.assert_array_equal(result.fake_radii[:, 0], oracle.radii(fake, 5))

@@ -440,6 +440,9 @@ def finish(nb: Neighbours, own: np.ndarray, take_neighbours, ks: tuple[int, ...]
     value of a row and e its error bound, candidates below s - 2e are surely
     among the k+1 nearest and those above s + 2e surely not, so only the few
     within s ± 2e get a float64 distance: the radius is the right one of those.
+    Identical rows cost once there: copies inside the block are at exactly 0
+    (``np.unique`` over the block's rows finds them, comparing whole rows),
+    and one pair per (own row's copy group, neighbour) is computed.
     Returns ``(radii (rows, len(ks)), unproven local rows, float64 pairs computed)``.
 
     With exact tiles (kappa 0, :meth:`largeemb.kernels.moments.Lattice.exact`)
@@ -465,10 +468,23 @@ def finish(nb: Neighbours, own: np.ndarray, take_neighbours, ks: tuple[int, ...]
     need = np.logical_or.reduce(windows)
     d64 = np.full(nb.idx.shape, np.inf)
     own_rows, slots = np.nonzero(need)
-    for lo in range(0, len(own_rows), EXACT_CHUNK):
-        r, c = own_rows[lo : lo + EXACT_CHUNK], slots[lo : lo + EXACT_CHUNK]
-        diff = take_neighbours(nb.idx[r, c]) - own[r]
-        d64[r, c] = np.sqrt((diff * diff).sum(axis=1))
+    neighbours = nb.idx[own_rows, slots]
+    label = np.unique(own, axis=0, return_inverse=True)[1].ravel()  # identical own rows share a label
+    # Copies inside the block are at exactly 0; of the rest, one pair per
+    # (own row's label, neighbour) is computed: identical rows have identical differences.
+    local = neighbours - nb.start
+    copy = (local >= 0) & (local < rows_n)
+    copy[copy] = label[own_rows[copy]] == label[local[copy]]
+    d64[own_rows[copy], slots[copy]] = 0.0
+    rest = np.flatnonzero(~copy)
+    keys = np.unique(np.stack([label[own_rows[rest]], neighbours[rest]]), axis=1, return_index=True, return_inverse=True)
+    first, back = rest[keys[1]], keys[2].ravel()
+    exact = np.empty(len(first))
+    for lo in range(0, len(first), EXACT_CHUNK):
+        pick = first[lo : lo + EXACT_CHUNK]
+        diff = take_neighbours(neighbours[pick]) - own[own_rows[pick]]
+        exact[lo : lo + EXACT_CHUNK] = np.sqrt((diff * diff).sum(axis=1))
+    d64[own_rows[rest], slots[rest]] = exact[back]
     radii = np.empty((rows_n, len(ks)))
     for q, k in enumerate(ks):
         in_window = np.sort(np.where(windows[q], d64, np.inf), axis=1)
@@ -478,7 +494,7 @@ def finish(nb: Neighbours, own: np.ndarray, take_neighbours, ks: tuple[int, ...]
     # met, and bounds only fall: so at or above the last bound, or the floor.
     lowest_rejected = np.minimum(nb.floor, nb.bound).astype(np.float64) - eps[:, 0]
     proven = (widest * widest <= lowest_rejected) | (widest == 0.0)
-    return radii, np.flatnonzero(~proven), len(own_rows)
+    return radii, np.flatnonzero(~proven), len(first)
 
 
 # -- float64 resolution of unproven rows ---------------------------------------
