@@ -501,6 +501,24 @@ def _realism(dist, fake: Block, real: Block, realism_radius, eps_fake, row_min, 
     return Shortlist(f_rows + fake.start, r_cols + real.start, lo, hi).for_max()
 
 
+def _exact_once(own: Block, take_other, rows, cols, counted: list | None = None) -> np.ndarray:
+    """float64 distances |own[rows] - other[cols]|, one difference per (row, group of identical other rows).
+
+    Shortlists name every copy of a tied row (duplicates tie for nearest and
+    for realism); identical rows have identical differences, so the other
+    rows are read once each, grouped (``np.unique`` compares whole rows), and
+    each (row, group) is computed once. ``counted`` gets the number computed.
+    """
+    wanted, where = np.unique(cols, return_inverse=True)
+    gathered = take_other(wanted)
+    where = where.ravel()
+    group = np.unique(gathered, axis=0, return_inverse=True)[1].ravel()[where] if len(wanted) else where
+    _, first, back = np.unique(np.stack([rows, group]), axis=1, return_index=True, return_inverse=True)
+    if counted is not None:
+        counted.append(len(first))
+    return exact_pairs(own.exact, lambda c: gathered[c], rows[first], where[first])[back.ravel()]
+
+
 def settle_fake(fake: Block, take_real, nearest: Shortlist, realism: Shortlist, realism_radius):
     """Exact per-sample values of a fake block from its shortlists.
 
@@ -509,7 +527,8 @@ def settle_fake(fake: Block, take_real, nearest: Shortlist, realism: Shortlist, 
     pairs computed in float64).
     """
     rows = nearest.rows - fake.start
-    exact = exact_pairs(fake.exact, take_real, rows, nearest.cols)
+    computed = []
+    exact = _exact_once(fake, take_real, rows, nearest.cols, computed)
     order = np.lexsort((nearest.cols, exact, rows))
     first = order[np.r_[True, rows[order][1:] != rows[order][:-1]]]
     nearest_dist = np.full(fake.rows, np.inf)
@@ -518,17 +537,17 @@ def settle_fake(fake: Block, take_real, nearest: Shortlist, realism: Shortlist, 
     nearest_real[rows[first]] = nearest.cols[first]
 
     rows = realism.rows - fake.start
-    exact = exact_pairs(fake.exact, take_real, rows, realism.cols)
+    exact = _exact_once(fake, take_real, rows, realism.cols, computed)
     with np.errstate(divide="ignore"):
         score = realism_radius[realism.cols] / exact
     realism_score = np.zeros(fake.rows)
     np.maximum.at(realism_score, rows, score)
-    return nearest_dist, nearest_real, realism_score, len(nearest.rows) + len(realism.rows)
+    return nearest_dist, nearest_real, realism_score, sum(computed)
 
 
 def settle_real(real: Block, take_fake, nearest: Shortlist) -> np.ndarray:
     """Exact distance from each real row of a block to its nearest fake row, and the pairs computed in float64."""
     rows = nearest.rows - real.start
     out = np.full(real.rows, np.inf)
-    np.minimum.at(out, rows, exact_pairs(real.exact, take_fake, rows, nearest.cols))
-    return out, len(rows)
+    np.minimum.at(out, rows, _exact_once(real, take_fake, rows, nearest.cols, counted := []))
+    return out, counted[0]
