@@ -24,7 +24,7 @@ from largeemb.io.store import Source, open_source
 from largeemb.kernels.companions import fd_infinity, kid_from_row_sums, prob_score, vendi_score
 from largeemb.kernels.moments import frechet_distance, frechet_distance_few_rows
 from largeemb.passes.projection import project
-from largeemb.pipeline import Passes, run_passes, timed
+from largeemb.pipeline import Passes, float64_work, run_passes, timed
 from largeemb.report.stage import PLOT_FILES, write_plots
 from largeemb.result import EvaluationResult, authentic, metrics_from_memberships, radius_warnings
 from largeemb.run import checkpoint
@@ -154,6 +154,7 @@ def evaluate(
         params=config.params(),
         warnings=warnings,
         timings_s=timings,
+        float64=float64_work(passes),
         versions=_versions(),
         real_radii=real_side.radii.values,
         fake_radii=fake_side.radii.values,

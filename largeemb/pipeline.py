@@ -7,6 +7,7 @@ through :func:`run_passes`; each stage takes the one frozen
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -56,20 +57,35 @@ class Passes:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def context_of(config: EvaluateConfig, real_moments: Moments, partition=None, k=None) -> PassContext:
+def context_of(config: EvaluateConfig, real_moments: Moments, partition=None, k=None, fake_moments: Moments | None = None) -> PassContext:
     """The context every distance pass shares: float32 work is centred on the real set's metric mean.
 
     ``k``: the neighbour counts the radii are computed for (default the config's).
+    Euclidean sets on a coarse enough lattice (both sets', when there is a
+    fake one) get exact tiles, centred on 0 (:meth:`Lattice.exact`).
     """
+    exact = config.metric == "euclidean" and _exact_tiles([real_moments] + ([fake_moments] if fake_moments is not None else []))
+    centre = real_moments.metric_mean.astype(np.float32)
     return PassContext(
         metric=config.metric,
-        centre=real_moments.metric_mean.astype(np.float32),
+        centre=np.zeros_like(centre) if exact else centre,
+        exact=exact,
         k=k or config.k,
         block_rows=config.block_rows,
         panel_rows=config.panel_rows,
         inclusive=config.inclusive,
         partition=partition,
     )
+
+
+def _exact_tiles(moments: list[Moments]) -> bool:
+    lattices = [m.lattice for m in moments]
+    if any(lattice is None for lattice in lattices):  # unknown (a reference's moments): the general path
+        return False
+    merged = lattices[0]
+    for lattice in lattices[1:]:
+        merged = merged.merge(lattice)
+    return merged.exact()
 
 
 def run_passes(real: Source, fake: Source | None, config: EvaluateConfig, reference: Reference | None = None) -> Passes:
@@ -103,14 +119,15 @@ def run_passes(real: Source, fake: Source | None, config: EvaluateConfig, refere
         check_scale(real_side.moments, fake_side.moments, real, fake)
 
     radii_k = _radii_k(config, fake is None, reference)
-    ctx = context_of(config, real_side.moments, k=radii_k)
+    fake_moments = fake_side.moments if fake_side is not None else None
+    ctx = context_of(config, real_side.moments, k=radii_k, fake_moments=fake_moments)
     if config.prune:
         with timed(timings, "partition"):
             if reference:
                 partition = reference.partition()
             else:
                 partition = prune.partition_stage(real, real_side.moments, ctx.centre, config.metric, config.seed)
-        ctx = context_of(config, real_side.moments, partition, k=radii_k)
+        ctx = context_of(config, real_side.moments, partition, k=radii_k, fake_moments=fake_moments)
 
     # The float32 tile pass, then the float64 pass for the rows it could not prove.
     if reference:
@@ -133,7 +150,7 @@ def run_passes(real: Source, fake: Source | None, config: EvaluateConfig, refere
         passes.prob_radii = (prob_radius(real_side.radii.values[:, at]), prob_radius(fake_side.radii.values[:, at]))
     if len(radii_k) > len(config.k):  # k = 1 or 4 were added for the companions alone
         for side in (real_side, fake_side):
-            side.radii = Radii(side.radii.values[:, : len(config.k)], side.radii.float64_rows)
+            side.radii = dataclasses.replace(side.radii, values=side.radii.values[:, : len(config.k)])
 
     realism_radius = realism_radii(real_side.radii.values[:, 0]) if config.samples else None
     with timed(timings, "cross"):
@@ -150,6 +167,32 @@ def run_passes(real: Source, fake: Source | None, config: EvaluateConfig, refere
         with timed(timings, "kid_subsets"):
             passes.kid_subsets = kid.kid_subsets_stage(real, fake, config.kid_subsets, config.kid_subset_size, config.kid_subset_seed)
     return passes
+
+
+def float64_work(passes: Passes) -> dict:
+    """Rows and pairs settled in float64, per pass (named as in ``timings_s``), for metrics.json.
+
+    ``exact_tiles``: the sets lie on a lattice whose float32 tiles are exact
+    (then every count is 0 but the settle pass's). ``radii``: pairs the tile
+    pass's finish re-checked; ``radii_float64``: rows the tile pass left
+    unproven and the pairs the float64 pass computed for them; ``cross``:
+    memberships and per-sample candidates decided from float64 rows;
+    ``samples``: pairs the settle pass computed.
+    """
+    sides = {role: side.radii for role, side in (("real", passes.real), ("fake", passes.fake)) if side is not None}
+    out = {
+        "exact_tiles": bool(passes.context.exact),
+        "radii": {f"{role}_pairs": int(r.tile_pairs) for role, r in sides.items()},
+        "radii_float64": {
+            **{f"{role}_rows": int(r.float64_rows) for role, r in sides.items()},
+            **{f"{role}_pairs": int(r.float64_pairs) for role, r in sides.items()},
+        },
+    }
+    if passes.memberships is not None:
+        out["cross"] = {"pairs": int(passes.memberships.float64_pairs)}
+    if passes.per_sample is not None:
+        out["samples"] = {"pairs": int(passes.per_sample.float64_pairs)}
+    return out
 
 
 def _radii_k(config: EvaluateConfig, real_only: bool, reference: Reference | None) -> tuple[int, ...]:

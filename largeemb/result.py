@@ -32,6 +32,8 @@ class EvaluationResult:
     params: dict
     warnings: list[str] = field(default_factory=list)
     timings_s: dict[str, float] = field(default_factory=dict)
+    #: The float64 work per pass (:func:`largeemb.pipeline.float64_work`): what ties cost.
+    float64: dict = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     real_radii: np.ndarray | None = field(default=None, repr=False)
     fake_radii: np.ndarray | None = field(default=None, repr=False)
@@ -95,6 +97,7 @@ class EvaluationResult:
             "warnings": list(self.warnings),
             "details": self.details,
             "timings_s": {key: round(v, 4) for key, v in self.timings_s.items()},
+            "float64": self.float64,
             "versions": self.versions,
         }
 

@@ -184,7 +184,7 @@ def neighbour_merges(draw):
 
 
 def _best_k_oracle(nb: knn.Neighbours, batches):
-    """Per row: the (d32, index) pairs up to the new cut (at most MAX_CANDIDATES), as lists;
+    """Per row: the (d32, index) pairs up to the new cut (at most MAX_CANDIDATES, K where the band is 0), as lists;
     the floor is the smallest of what the batches lowered it to and of what the cap dropped."""
     rows_n = nb.d32.shape[0]
     lists, floor, cuts = [], nb.floor.copy(), nb.cut.copy()
@@ -202,9 +202,10 @@ def _best_k_oracle(nb: knn.Neighbours, batches):
             s = pool[nb.k][0] if len(pool) > nb.k else np.inf
             cuts[row] = min(nb.cut[row], max(kth, s + nb.band[row]))
             kept = [p for p in pool if p[0] <= cuts[row]]
-            if len(kept) > knn.MAX_CANDIDATES:
-                floor[row] = min(floor[row], kept[knn.MAX_CANDIDATES][0])
-                kept = kept[: knn.MAX_CANDIDATES]
+            cap = nb.K if nb.band[row] == 0 else knn.MAX_CANDIDATES  # band 0: exact tiles keep K
+            if len(kept) > cap:
+                floor[row] = min(floor[row], kept[cap][0])
+                kept = kept[:cap]
             pool = kept
         lists.append(pool)
     return lists, floor, cuts

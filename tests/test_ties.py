@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import largeemb
+from largeemb import pipeline
 from largeemb.kernels import knn
 from largeemb.kernels.plan import row_blocks
 from largeemb.passes import knn as radii_pass
@@ -135,17 +136,21 @@ def test_copies_prove_their_zero_radius_in_the_tile_pass():
     assert (result.real_radii[:, 0] == 0).sum() > 300
 
 
-def test_tie_heavy_sets_on_worker_processes(tmp_path):
+@pytest.mark.parametrize("name", ["shared", "one_hot"])
+def test_tie_heavy_sets_on_worker_processes(tmp_path, name):
+    """Worker processes give the same answers, on the float32 path and on exact tiles (one_hot)."""
     from conftest import zarr_store
 
-    real, fake = tie_sets("shared")
-    paths = zarr_store(tmp_path / "real.zarr", real, chunks=(256, 6)), zarr_store(tmp_path / "fake.zarr", fake, chunks=(256, 6))
+    real, fake = tie_sets(name)
+    dim = real.shape[1]
+    paths = zarr_store(tmp_path / "real.zarr", real, chunks=(256, dim)), zarr_store(tmp_path / "fake.zarr", fake, chunks=(256, dim))
     local = largeemb.evaluate(real, fake, k=3, block_rows=256, plots=False)
     remote = largeemb.evaluate(*paths, k=3, block_rows=256, plots=False, workers=2)
     np.testing.assert_array_equal(remote.real_radii, local.real_radii)
     np.testing.assert_array_equal(remote.fake_counts, local.fake_counts)
     np.testing.assert_array_equal(remote.fake_realism, local.fake_realism)
     assert same_metrics(remote.metrics, local.metrics)
+    assert remote.float64["exact_tiles"] == local.float64["exact_tiles"] == (name == "one_hot")
 
 
 @pytest.mark.parametrize("name", ["lattice", "one_hot"])
@@ -153,6 +158,128 @@ def test_capped_candidate_lists_fall_back_exactly(name, monkeypatch):
     """With few candidates allowed per row, tied rows overflow the cap, lower their
     floor and go to the float64 pass; answers stay those of the brute force."""
     monkeypatch.setattr(knn, "MAX_CANDIDATES", 8)
+    monkeypatch.setattr(pipeline, "_exact_tiles", lambda moments: False)  # the general path
     real, fake = tie_sets(name)
     result = check_all(real, fake, 5, block_rows=256)
     assert result.real["float64_fallback_rows"] > 0
+
+
+# -- exact tiles: lattice data settles its ties by counting ------------------------
+
+
+def test_lattice_of_finds_the_coarsest_power_of_two_grid():
+    from largeemb.kernels.moments import lattice_of
+
+    assert lattice_of(np.array([[1.0, -2.0, 3.0], [0.0, 4.0, 0.0]])) == moments_lattice(0, 16.0)
+    assert lattice_of(np.array([[0.25, -1.5], [3.0, 0.0]])).exp == -2
+    assert lattice_of(np.array([[1.0, 0.1]])).exp is None  # 0.1 has 53 significant bits
+    assert lattice_of(np.array([[1.0, 2.0], [1.0, 1.0 + 2.0**-20]])).exp is None  # the second row too
+    assert lattice_of(np.array([[6.0, 12.0]])).exp == 1
+
+
+def moments_lattice(exp, sqnorm):
+    from largeemb.kernels.moments import Lattice
+
+    return Lattice(exp, sqnorm)
+
+
+def test_exactness_bound_holds_at_its_edge():
+    """Lattice.exact's bound, 4 max|x|² <= 2**24 q²: at the largest accepted norms the
+    float32 tiles equal the brute force's squared distances, one past it is refused."""
+    from largeemb.kernels.distance import prepare_block, sqdist32
+    from largeemb.kernels.moments import lattice_of
+
+    rng = np.random.default_rng(7)
+    dim = 64
+    rows = rng.integers(-255, 256, (300, dim)).astype(np.float64)
+    rows *= np.sqrt(2.0**22 / np.einsum("ij,ij->i", rows, rows))[:, None]
+    rows = np.trunc(rows)  # integers, squared norms just under 2**22
+    rows[0] = 0.0
+    rows[0, :4] = 1024.0  # exactly 2**22
+    rows *= 2.0**-3  # the same on the lattice of 1/8
+    assert lattice_of(rows).exact() and lattice_of(rows).exp == -3
+    block = prepare_block(rows.astype(np.float32), 0, np.zeros(dim, np.float32), "euclidean")
+    tiles = sqdist32(block, block.right()).astype(np.float64)
+    np.testing.assert_array_equal(np.sqrt(tiles), oracle.pairwise(rows, rows))
+    over = rows.copy()
+    over[1, :] = 0.0
+    over[1, :5] = 1024.0 * 2.0**-3  # squared norm 5 * 2**20 q²: 4M > 2**24 q²
+    assert not lattice_of(over).exact()
+
+
+@pytest.mark.parametrize("name", ["lattice", "one_hot"])
+@pytest.mark.parametrize("k, inclusive", [(1, False), (5, True)])
+def test_exact_tiles_settle_ties_without_float64(name, k, inclusive):
+    """Lattice sets run on exact tiles: no pair is re-checked in float64 in the radii,
+    float64 or cross passes (the counters in metrics.json say so), results equal the brute force."""
+    real, fake = tie_sets(name)
+    result = check_all(real, fake, k, inclusive, block_rows=256)
+    work = result.to_dict()["float64"]
+    assert work["exact_tiles"] is True
+    assert work["radii"] == {"real_pairs": 0, "fake_pairs": 0}
+    assert work["radii_float64"] == {"real_rows": 0, "fake_rows": 0, "real_pairs": 0, "fake_pairs": 0}
+    assert work["cross"] == {"pairs": 0}
+    assert work["samples"]["pairs"] > 0
+
+
+@pytest.mark.parametrize("name", ["lattice", "one_hot", "shared"])
+def test_general_path_on_tie_sets_equals_brute_force(name, monkeypatch):
+    """The same sets through the float32 error bounds (exact tiles off) give the same answers."""
+    monkeypatch.setattr(pipeline, "_exact_tiles", lambda moments: False)
+    real, fake = tie_sets(name)
+    result = check_all(real, fake, 5, True, block_rows=256)
+    assert result.to_dict()["float64"]["exact_tiles"] is False
+
+
+def test_off_lattice_data_keeps_the_error_bounds():
+    """Gaussian rows (and lattice rows scaled by 0.1) are not exact: the float32 path runs."""
+    real, fake = mixture(400, 8, 1), mixture(300, 8, 2)
+    assert largeemb.evaluate(real, fake, k=3, samples=False, plots=False).float64["exact_tiles"] is False
+    lat_real, lat_fake = tie_sets("lattice")
+    scaled = largeemb.evaluate(lat_real * np.float32(0.1), lat_fake * np.float32(0.1), k=3, samples=False, plots=False)
+    assert scaled.float64["exact_tiles"] is False
+    np.testing.assert_array_equal(scaled.real_radii[:, 0], oracle.radii(lat_real * np.float32(0.1), 3))
+
+
+def test_exact_tiles_keep_one_nearest_pair_per_row():
+    """With exact tiles a tile's nearest-row shortlists hold one pair per row (the lowest
+    index among tied ones, which settle picks), however many rows tie at the minimum."""
+    from largeemb.kernels import cross
+    from largeemb.kernels.distance import prepare_block
+    from largeemb.result import realism_radii
+
+    real, fake = one_hot(96, 8, (1, -1, 2)), one_hot(64, 8, (2, -2, 3))
+    zero = np.zeros(8, np.float32)
+    rb, fb = prepare_block(real, 0, zero, "euclidean"), prepare_block(fake, 0, zero, "euclidean")
+    real_radii, fake_radii = oracle.radii(real, 3)[:, None], oracle.radii(fake, 3)[:, None]
+    res = cross.tile(fb, rb, rb.right(), fake_radii, real_radii, realism_radii(real_radii[:, 0]), 0.0, False)
+    d = oracle.pairwise(fake, real)
+    assert (np.sum(d == d.min(axis=1, keepdims=True), axis=1) > 1).all()  # every row ties
+    np.testing.assert_array_equal(res.fake_nearest.rows, np.arange(len(fake)))
+    np.testing.assert_array_equal(res.fake_nearest.cols, d.argmin(axis=1))
+    np.testing.assert_array_equal(np.sqrt(res.fake_nearest.lo), d.min(axis=1))
+    np.testing.assert_array_equal(res.real_nearest.rows, np.arange(len(real)))
+    np.testing.assert_array_equal(np.sqrt(res.real_nearest.hi), d.min(axis=0))
+
+
+def test_copies_cost_one_float64_difference_per_group_and_neighbour():
+    """Item 3: a group of c identical rows does not cost c² float64 differences in the
+    tile pass's finish: copies in the block are at exactly 0, and one pair per (group,
+    neighbour) is computed. Radii stay those of the brute force."""
+    real, fake = tie_sets("repeated")  # groups of up to 300 copies
+    one_block = largeemb.evaluate(real, fake, k=5, block_rows=4096, samples=False, plots=False)
+    assert one_block.float64["radii"]["real_pairs"] < 2_000  # 99,075 when every pair was computed
+    five_blocks = largeemb.evaluate(real, fake, k=5, block_rows=256, samples=False, plots=False)
+    assert five_blocks.float64["radii"]["real_pairs"] < 10_000  # 73,636 before
+    for result in (one_block, five_blocks):
+        np.testing.assert_array_equal(result.real_radii[:, 0], oracle.radii(real, 5))
+        np.testing.assert_array_equal(result.fake_radii[:, 0], oracle.radii(fake, 5))
+
+
+def test_copies_cost_one_settle_difference_per_group():
+    """Duplicates across the two sets tie for nearest row and realism: the settle pass
+    computes one float64 difference per (row, group of identical rows), and per-sample
+    values stay the brute force's (check_all)."""
+    real, fake = tie_sets("shared")
+    result = check_all(real, fake, 5, block_rows=256)
+    assert result.float64["samples"]["pairs"] < 5_000  # 62,483 when each tied copy was computed

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from largeemb.kernels.distance import UNIT_ROUNDOFF32, Block, exact_pairs, sqdist32
+from largeemb.kernels.distance import UNIT_ROUNDOFF32, UNIT_ROUNDOFF64, Block, exact_pairs, sqdist32
 from largeemb.kernels.tiles import cut_pair, parted, taken, taken_rows, tile_rows
 
 #: Pairs closer than this many float32 error bounds are always re-checked for
@@ -118,6 +118,7 @@ class CrossPartial:
     that can still be each fake row's nearest real row or best realism
     ratio, and each real row's nearest fake row; they are settled in
     float64 after the pass (:func:`settle_fake`, :func:`settle_real`).
+    ``float64_pairs``: pairs whose distance was recomputed from float64 rows.
     """
 
     fake_counts: np.ndarray  # (fake rows, nk) int64
@@ -127,8 +128,10 @@ class CrossPartial:
     fake_realism: Shortlist | None = None
     real_nearest: Shortlist | None = None
     prob: ProbPartial | None = None
+    float64_pairs: int = 0
 
     def _merged_lists(self, other, out, how: str):
+        out.float64_pairs = self.float64_pairs + other.float64_pairs
         if self.prob is not None:
             out.prob = getattr(self.prob, how)(other.prob)
         if self.fake_nearest is not None:
@@ -142,6 +145,7 @@ class CrossPartial:
         self.fake_counts[fake_rows] += tile.fake_counts
         self.real_covered[real_rows] |= tile.real_covered
         self.real_recalled[real_rows] |= tile.real_recalled
+        self.float64_pairs += tile.float64_pairs
         if self.prob is not None:
             self.prob.add(tile.prob, fake_rows, real_rows)
 
@@ -185,11 +189,15 @@ def _inside(d32, radii, eps, exact_of, inclusive):
 
     ``d32``: float32 squared distances (as float64); ``radii``: (pairs, nk);
     ``eps``: per-pair float32 error bound; ``exact_of(pairs)``: float64 distances.
+    r² is itself rounded (r is the rounded √ of a square): pairs within 4
+    float64 roundoffs of it are decided by ``exact_of`` too, which matters
+    when eps is 0 (exact tiles: a pair tied with the radius must compare as
+    the brute force compares r with r, never as D with fl(r)²).
     """
     r2 = radii * radii
     d = d32[:, None]
-    sure_in = d + eps[:, None] < r2
-    unsure = ~sure_in & ~(d - eps[:, None] > r2)
+    sure_in = d + eps[:, None] < r2 * (1 - 4 * UNIT_ROUNDOFF64)
+    unsure = ~sure_in & ~(d - eps[:, None] > r2 * (1 + 4 * UNIT_ROUNDOFF64))
     inside = sure_in
     pairs = np.flatnonzero(unsure.any(axis=1))
     if len(pairs):
@@ -306,9 +314,12 @@ def block_pair(
     for i, (done_f, done_r) in enumerate(done):
         rows_f = cf.rows[i]
         ff, fr = far_f[rows_f], far_r[:, i]
-        need_f = (ff <= fake_near[rows_f][:, None]) | ((ratio_top > 0)[None, :] & (ratio_top[None, :] >= ff * fake_ratio[rows_f][:, None]))
-        near_r = fr <= real_near
-        need_r = near_r | (fr <= fake_near[rows_f].max()) | ((ratio2 > 0) & (ratio2 >= fr * fake_ratio[rows_f].min()))
+        # A ratio bound is inf for a copy of an eligible real row (exact tiles): 0 * inf
+        # is nan, compares False, and rightly so, as nothing beats an infinite score.
+        with np.errstate(invalid="ignore"):
+            need_f = (ff <= fake_near[rows_f][:, None]) | ((ratio_top > 0)[None, :] & (ratio_top[None, :] >= ff * fake_ratio[rows_f][:, None]))
+            near_r = fr <= real_near
+            need_r = near_r | (fr <= fake_near[rows_f].max()) | ((ratio2 > 0) & (ratio2 >= fr * fake_ratio[rows_f].min()))
         more_f, more_r = tile_rows(rows_f, need_f, need_r, label_r)
         full(more_f, np.setdiff1d(more_r, done_r, assume_unique=True))
         full(np.setdiff1d(more_f, done_f, assume_unique=True), np.intersect1d(more_r, done_r, assume_unique=True))
@@ -352,6 +363,7 @@ def tile(fake: Block, real: Block, real_right, fake_radii, real_radii, realism_r
     ``prob_radii``: (real R, fake R) of P-precision and P-recall, or None.
     """
     samples = realism_radius is not None
+    exact_tiles = kappa == 0.0  # tile values are the brute force's squares (Lattice.exact)
     dist = sqdist32(fake, real_right)
     # One error bound per row (per column) that covers every pair in the tile.
     eps_fake = kappa * (fake.sqnorm + real.sqnorm.max())
@@ -362,15 +374,13 @@ def tile(fake: Block, real: Block, real_right, fake_radii, real_radii, realism_r
     if prob_radii is not None:
         widest = np.maximum(widest, prob_radii[0])
     reach = widest * widest + eps_real
-    if samples:
+    if samples and not exact_tiles:
         near_cut_real = dist.min(axis=0) + 2 * eps_real
         reach = np.maximum(reach, near_cut_real)
     f_rows, r_rows = _pairs(dist < _upper32(reach)[None, :])
     d32 = dist[f_rows, r_rows].astype(np.float64)
-
-    def exact_real_side(sel):
-        return exact_pairs(fake.exact, real.exact, f_rows[sel], r_rows[sel])
-
+    recomputed = []
+    exact_real_side = _exact_of(fake, real, f_rows, r_rows, d32, kappa == 0.0, recomputed)
     pair_eps = kappa * (fake.sqnorm[f_rows] + real.sqnorm[r_rows])
     inside = _inside(d32, real_radii[r_rows], pair_eps, exact_real_side, inclusive)
     nk = inside.shape[1]
@@ -381,7 +391,9 @@ def tile(fake: Block, real: Block, real_right, fake_radii, real_radii, realism_r
     )
     if prob_radii is not None:
         prob_fake = _log_ratios(d32, prob_radii[0], pair_eps, exact_real_side, f_rows, fake.rows)
-    if samples:
+    if samples and exact_tiles:
+        out.real_nearest = _nearest_exact(dist, 0, real.start, fake.start)
+    elif samples:
         near = np.flatnonzero(d32 <= near_cut_real[r_rows])
         out.real_nearest = _bounded(r_rows[near] + real.start, f_rows[near] + fake.start, d32[near], pair_eps[near]).for_min()
 
@@ -393,23 +405,56 @@ def tile(fake: Block, real: Block, real_right, fake_radii, real_radii, realism_r
     if samples:
         row_min = dist.min(axis=1).astype(np.float64)
         near_cut_fake = row_min + 2 * eps_fake
-        reach = np.maximum(reach, np.maximum(near_cut_fake, NEAR_COPY * eps_fake))
+        if not exact_tiles:
+            reach = np.maximum(reach, np.maximum(near_cut_fake, NEAR_COPY * eps_fake))
     f_rows, r_rows = _pairs(dist < _upper32(reach)[:, None])
     d32 = dist[f_rows, r_rows].astype(np.float64)
-
-    def exact_fake_side(sel):
-        return exact_pairs(fake.exact, real.exact, f_rows[sel], r_rows[sel])
-
+    exact_fake_side = _exact_of(fake, real, f_rows, r_rows, d32, kappa == 0.0, recomputed)
     pair_eps = kappa * (fake.sqnorm[f_rows] + real.sqnorm[r_rows])
     out.real_recalled = _flags(r_rows, _inside(d32, fake_radii[f_rows], pair_eps, exact_fake_side, inclusive), real.rows)
     if prob_radii is not None:
         out.prob = ProbPartial(*prob_fake, *_log_ratios(d32, prob_radii[1], pair_eps, exact_fake_side, r_rows, real.rows))
     if samples:
-        near = np.flatnonzero(d32 <= near_cut_fake[f_rows])
-        out.fake_nearest = _bounded(f_rows[near] + fake.start, r_rows[near] + real.start, d32[near], pair_eps[near]).for_min()
+        if exact_tiles:
+            out.fake_nearest = _nearest_exact(dist, 1, fake.start, real.start)
+        else:
+            near = np.flatnonzero(d32 <= near_cut_fake[f_rows])
+            out.fake_nearest = _bounded(f_rows[near] + fake.start, r_rows[near] + real.start, d32[near], pair_eps[near]).for_min()
         close = np.flatnonzero(d32 <= NEAR_COPY * eps_fake[f_rows])
         out.fake_realism = _realism(dist, fake, real, realism_radius, eps_fake, row_min, f_rows[close], r_rows[close], kappa)
+    out.float64_pairs = sum(recomputed)
     return out
+
+
+def _exact_of(fake: Block, real: Block, f_rows, r_rows, d32, exact_tiles: bool, recomputed: list):
+    """float64 distances of chosen candidate pairs (indices into f_rows/r_rows/d32).
+
+    With exact tiles (kappa 0, :meth:`largeemb.kernels.moments.Lattice.exact`)
+    √ of the tile value *is* the brute force's distance, so no row is read;
+    else the pairs' float64 rows are subtracted, and their count recorded.
+    """
+
+    def exact_of(sel):
+        if exact_tiles:
+            return np.sqrt(d32[sel])
+        recomputed.append(len(sel))
+        return exact_pairs(fake.exact, real.exact, f_rows[sel], r_rows[sel])
+
+    return exact_of
+
+
+def _nearest_exact(dist, axis: int, own_start: int, other_start: int) -> Shortlist:
+    """Each row's (axis 1) or column's (axis 0) nearest with exact tiles: its least tile value.
+
+    However many tie there, one pair is enough: argmin takes the first, the
+    lowest index (a tile's rows and columns ascend, :func:`largeemb.kernels.tiles.taken`),
+    which is the tie :func:`settle_fake` picks; a real row's nearest distance
+    does not depend on which. The shortlist's bounds are the exact value.
+    """
+    other = dist.argmin(axis=axis)
+    own = np.arange(len(other))
+    d = (dist[other, own] if axis == 0 else dist[own, other]).astype(np.float64)
+    return Shortlist(own + own_start, other + other_start, d, d)
 
 
 def _bounded(rows, cols, d32, eps) -> Shortlist:
@@ -435,9 +480,12 @@ def _realism(dist, fake: Block, real: Block, realism_radius, eps_fake, row_min, 
     d_best = dist[rows, best].astype(np.float64) + eps_fake
     r2_best = realism_radius[best] ** 2
     with np.errstate(divide="ignore", invalid="ignore"):
-        lower = np.where(d_best > 0, r2_best / d_best, 0.0)  # the row's true max r²/d² is at least this
+        # The row's true max r²/d² is at least this; a copy (d = 0 with eps 0: exact
+        # tiles) of an eligible row scores inf, which only other copies reach (kept below).
+        lower = np.where(d_best > 0, r2_best / d_best, np.where(r2_best > 0, np.inf, 0.0))
     considered = np.maximum(row_min, NEAR_COPY * eps_fake)  # every other pair is at least this far
-    cut = lower * (1 - eps_fake / considered) * (1 - 8 * UNIT_ROUNDOFF32)
+    slack = np.divide(eps_fake, considered, out=np.zeros_like(considered), where=considered > 0)
+    cut = lower * (1 - slack) * (1 - 8 * UNIT_ROUNDOFF32)
     f_rows, r_cols = _pairs(ratio >= cut.astype(np.float32)[:, None])
     f_rows = np.concatenate([f_rows, close_rows])
     r_cols = np.concatenate([r_cols, close_cols])
@@ -447,19 +495,40 @@ def _realism(dist, fake: Block, real: Block, realism_radius, eps_fake, row_min, 
     eps = kappa * (fake.sqnorm[f_rows] + real.sqnorm[r_cols])
     r2 = realism_radius[r_cols] ** 2
     with np.errstate(divide="ignore"):
-        lo = r2 / (d32 + eps)
-        hi = np.where(d32 > eps, r2 / (d32 - eps), np.inf)
+        # Widened by float64 roundoffs: with eps 0 (exact tiles) tied ratios must all stay.
+        lo = r2 / (d32 + eps) * (1 - 8 * UNIT_ROUNDOFF64)
+        hi = np.where(d32 > eps, r2 / (d32 - eps) * (1 + 8 * UNIT_ROUNDOFF64), np.inf)
     return Shortlist(f_rows + fake.start, r_cols + real.start, lo, hi).for_max()
+
+
+def _exact_once(own: Block, take_other, rows, cols, counted: list | None = None) -> np.ndarray:
+    """float64 distances |own[rows] - other[cols]|, one difference per (row, group of identical other rows).
+
+    Shortlists name every copy of a tied row (duplicates tie for nearest and
+    for realism); identical rows have identical differences, so the other
+    rows are read once each, grouped (``np.unique`` compares whole rows), and
+    each (row, group) is computed once. ``counted`` gets the number computed.
+    """
+    wanted, where = np.unique(cols, return_inverse=True)
+    gathered = take_other(wanted)
+    where = where.ravel()
+    group = np.unique(gathered, axis=0, return_inverse=True)[1].ravel()[where] if len(wanted) else where
+    _, first, back = np.unique(np.stack([rows, group]), axis=1, return_index=True, return_inverse=True)
+    if counted is not None:
+        counted.append(len(first))
+    return exact_pairs(own.exact, lambda c: gathered[c], rows[first], where[first])[back.ravel()]
 
 
 def settle_fake(fake: Block, take_real, nearest: Shortlist, realism: Shortlist, realism_radius):
     """Exact per-sample values of a fake block from its shortlists.
 
     ``take_real(global rows)`` gives float64 metric rows of the real set.
-    Returns (nearest distance, nearest real index (lowest on ties), realism score).
+    Returns (nearest distance, nearest real index (lowest on ties), realism score,
+    pairs computed in float64).
     """
     rows = nearest.rows - fake.start
-    exact = exact_pairs(fake.exact, take_real, rows, nearest.cols)
+    computed = []
+    exact = _exact_once(fake, take_real, rows, nearest.cols, computed)
     order = np.lexsort((nearest.cols, exact, rows))
     first = order[np.r_[True, rows[order][1:] != rows[order][:-1]]]
     nearest_dist = np.full(fake.rows, np.inf)
@@ -468,17 +537,17 @@ def settle_fake(fake: Block, take_real, nearest: Shortlist, realism: Shortlist, 
     nearest_real[rows[first]] = nearest.cols[first]
 
     rows = realism.rows - fake.start
-    exact = exact_pairs(fake.exact, take_real, rows, realism.cols)
+    exact = _exact_once(fake, take_real, rows, realism.cols, computed)
     with np.errstate(divide="ignore"):
         score = realism_radius[realism.cols] / exact
     realism_score = np.zeros(fake.rows)
     np.maximum.at(realism_score, rows, score)
-    return nearest_dist, nearest_real, realism_score
+    return nearest_dist, nearest_real, realism_score, sum(computed)
 
 
 def settle_real(real: Block, take_fake, nearest: Shortlist) -> np.ndarray:
-    """Exact distance from each real row of a block to its nearest fake row."""
+    """Exact distance from each real row of a block to its nearest fake row, and the pairs computed in float64."""
     rows = nearest.rows - real.start
     out = np.full(real.rows, np.inf)
-    np.minimum.at(out, rows, exact_pairs(real.exact, take_fake, rows, nearest.cols))
-    return out
+    np.minimum.at(out, rows, _exact_once(real, take_fake, rows, nearest.cols, counted := []))
+    return out, counted[0]

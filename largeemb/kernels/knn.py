@@ -39,6 +39,18 @@ BAND = 8.0
 MAX_CANDIDATES = 512
 
 
+def caps(band: np.ndarray, K: int) -> np.ndarray:
+    """Candidates a row may keep: MAX_CANDIDATES, or K where its band is 0.
+
+    A band is 0 when the tiles are exact (:meth:`largeemb.kernels.moments.Lattice.exact`,
+    kappa 0). Such a row settles its ties by counting: its radius is its
+    (k+1)-th listed value s, proven once nothing unlisted can lie strictly
+    below s (:func:`finish`); candidates tied with s add nothing, so a row
+    keeps K and offers are strictly below its cut (:meth:`Reach.of`).
+    """
+    return np.where(band > 0, MAX_CANDIDATES, K)
+
+
 def candidates_per_row(max_k: int, rows: int) -> int:
     return min(max_k + 1 + MARGIN, rows)
 
@@ -108,7 +120,9 @@ def diagonal(block: Block, K: int, k: int, band: np.ndarray) -> Neighbours:
     (k+1)-th plus band) may have more tied candidates: such rows are
     recomputed against the whole block with one float32 GEMM and keep
     everything up to the cut (they have then seen every row: floor stays
-    inf unless MAX_CANDIDATES drops some).
+    inf unless MAX_CANDIDATES drops some). Rows with band 0 (exact tiles)
+    need no such recompute: their floor, the K-th, is not below their
+    (k+1)-th, which is all :func:`finish` asks then.
     """
     import faiss
 
@@ -126,7 +140,7 @@ def diagonal(block: Block, K: int, k: int, band: np.ndarray) -> Neighbours:
     cut = _cuts(d32, K, k, band, np.full(block.rows, np.inf))
     if block.rows > K:
         # Saturated: the K-th is within the band of the (k+1)-th, so ties may lie beyond it.
-        open_rows = np.flatnonzero(d32[:, K - 1].astype(np.float64) <= d32[:, k].astype(np.float64) + band)
+        open_rows = np.flatnonzero((d32[:, K - 1].astype(np.float64) <= d32[:, k].astype(np.float64) + band) & (band > 0))
         if len(open_rows):
             dist = sqdist32(tiling.taken(block, open_rows), block.right())
             c = _rows_under(dist, np.full(len(open_rows), np.inf), K, k, band[open_rows])
@@ -148,8 +162,8 @@ def _rows_under(dist: np.ndarray, bound: np.ndarray, K: int, k: int, band: np.nd
     """Every row's entries of ``dist`` under min(bound, its own cut), its K best at least.
 
     The cut is computed from the row itself (its K-th and (k+1)-th, plus
-    band); at most MAX_CANDIDATES are taken, and the smallest entry not
-    taken (under ``bound``) is the row's floor.
+    band); at most :func:`caps` are taken (the smallest, ties by column),
+    and the smallest entry not taken is the row's floor.
     """
     n_rows, n_cols = dist.shape
     if n_cols <= K:
@@ -163,13 +177,15 @@ def _rows_under(dist: np.ndarray, bound: np.ndarray, K: int, k: int, band: np.nd
     counts = take.sum(axis=1)
     floor_rows, floor = np.empty(0, np.int64), np.empty(0, np.float32)
     rest = np.where(take, np.inf, dist).min(axis=1)
-    over = counts > MAX_CANDIDATES
-    if over.any():  # keep the best MAX_CANDIDATES of such rows
-        for r in np.flatnonzero(over):
-            order = np.argsort(dist[r], kind="stable")
-            take[r] = False
-            take[r, order[:MAX_CANDIDATES]] = True
-            rest[r] = dist[r, order[MAX_CANDIDATES]]
+    cap = caps(band, K)
+    over = np.flatnonzero(counts > cap)
+    if len(over):  # keep the best cap of such rows (all at once: with exact ties, most rows)
+        order = np.argsort(dist[over], axis=1, kind="stable")
+        rank = np.empty_like(order)
+        np.put_along_axis(rank, order, np.arange(n_cols)[None, :], axis=1)
+        take[over] = rank < cap[over][:, None]
+        first_dropped = np.take_along_axis(order, cap[over][:, None], axis=1)
+        rest[over] = np.take_along_axis(dist[over], first_dropped, axis=1)[:, 0]
     lowered = np.flatnonzero(np.isfinite(rest))
     floor_rows, floor = lowered, rest[lowered].astype(np.float32)
     rows, cols = np.nonzero(take)
@@ -231,8 +247,12 @@ class Reach:
     @classmethod
     def of(cls, nb: Neighbours) -> "Reach":
         """The cuts as float32 values rounded up (tiles compare float32 to them): offering a
-        little more changes nothing, since merge drops what lies above the float64 cut."""
-        return cls(np.nextafter(nb.cut.astype(np.float32), np.float32(np.inf)), nb.band, nb.K, nb.k)
+        little more changes nothing, since merge drops what lies above the float64 cut.
+        Rows with band 0 (exact tiles, :func:`caps`) take only what lies strictly below
+        their cut, which is then a float32 tile value itself: not listed still means
+        at or above the cut."""
+        cut32 = nb.cut.astype(np.float32)
+        return cls(np.where(nb.band > 0, np.nextafter(cut32, np.float32(np.inf)), cut32), nb.band, nb.K, nb.k)
 
     def __getitem__(self, rows) -> "Reach":
         return Reach(self.cut[rows], self.band[rows], self.K, self.k)
@@ -246,7 +266,7 @@ def _joined(parts: list[Candidates]) -> Candidates:
     return Candidates(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("rows", "idx", "d32", "floor_rows", "floor")))
 
 
-def within(block: Block, K: int, k: int, panel_rows: int, partition: Partition | None = None, band=None) -> Neighbours:
+def within(block: Block, K: int, k: int, panel_rows: int, partition: Partition | None = None, band=None, kappa=None) -> Neighbours:
     """Each row's candidates inside its own block (see :class:`Neighbours`).
 
     The block is cut into panels (or, with a partition, groups): faiss finds
@@ -254,10 +274,11 @@ def within(block: Block, K: int, k: int, panel_rows: int, partition: Partition |
     once, serving both (the symmetric half of the block's distance matrix).
     With groups, a part's tile runs only on the rows that can offer the other
     side a candidate or take one from it (:func:`_needed`). ``band`` (per
-    row) defaults to :func:`band_of` the block.
+    row) defaults to :func:`band_of` the block with ``kappa`` (default the
+    float32 error scale; 0 for exact tiles).
     """
     if band is None:
-        band = band_of(block.sqnorm, sqdist_error_scale(block.dim))
+        band = band_of(block.sqnorm, sqdist_error_scale(block.dim) if kappa is None else kappa)
     cut = tiling.panels(block, panel_rows) if partition is None else tiling.grouped(block, panel_rows, partition)
     parts = [tiling.taken(block, rows) for rows in cut.rows]
     # faiss computes a diagonal part's full square: halve large ones first.
@@ -347,7 +368,7 @@ def merge(nb: Neighbours, batches: list[Candidates]) -> Neighbours:
 
     Only rows that were offered something are re-sorted, so a late round with
     few candidates costs little. A row keeps its candidates up to its new
-    cut, min(old cut, max(K-th, (k+1)-th + band)), at most MAX_CANDIDATES.
+    cut, min(old cut, max(K-th, (k+1)-th + band)), at most :func:`caps`.
     Invariant kept (proof): offered candidates lie below the old cut, so
     everything not listed lay at or above the old cut when it was met, or was
     dropped here above the new cut (which is at most the old one), or by the
@@ -383,10 +404,11 @@ def merge(nb: Neighbours, batches: list[Candidates]) -> Neighbours:
     kth = np.where(counts >= K, d32[np.minimum(first + K - 1, len(rows) - 1)], np.inf).astype(np.float64)
     s = np.where(counts > k, d32[np.minimum(first + k, len(rows) - 1)], np.inf).astype(np.float64)
     cut = np.minimum(nb.cut[touched], np.maximum(kth, s + nb.band[touched]))
-    kept = (d32 <= cut[rows]) & (rank < MAX_CANDIDATES)
+    cap = caps(nb.band[touched], K)
+    kept = (d32 <= cut[rows]) & (rank < cap[rows])
     # Rows cut by the cap lower the floor with their first dropped candidate.
-    capped = np.flatnonzero((counts > MAX_CANDIDATES) & (d32[np.minimum(first + MAX_CANDIDATES, len(rows) - 1)] <= cut))
-    floor[touched[capped]] = np.minimum(floor[touched[capped]], d32[first[capped] + MAX_CANDIDATES])
+    capped = np.flatnonzero((counts > cap) & (d32[np.minimum(first + cap, len(rows) - 1)] <= cut))
+    floor[touched[capped]] = np.minimum(floor[touched[capped]], d32[first[capped] + cap[capped]])
     n_kept = np.bincount(rows[kept], minlength=len(touched))
     untouched = np.ones(nb.d32.shape[0], bool)
     untouched[touched] = False
@@ -418,8 +440,22 @@ def finish(nb: Neighbours, own: np.ndarray, take_neighbours, ks: tuple[int, ...]
     value of a row and e its error bound, candidates below s - 2e are surely
     among the k+1 nearest and those above s + 2e surely not, so only the few
     within s ± 2e get a float64 distance: the radius is the right one of those.
-    Returns ``(radii (rows, len(ks)), unproven local rows)``.
+    Identical rows cost once there: copies inside the block are at exactly 0
+    (``np.unique`` over the block's rows finds them, comparing whole rows),
+    and one pair per (own row's copy group, neighbour) is computed.
+    Returns ``(radii (rows, len(ks)), unproven local rows, float64 pairs computed)``.
+
+    With exact tiles (kappa 0, :meth:`largeemb.kernels.moments.Lattice.exact`)
+    the sorted listed values are the brute force's squares, so the radius is
+    √ of the (k+1)-th, and it is proven when nothing unlisted can lie
+    strictly below it: (k+1)-th <= min(floor, cut). Ties at that value,
+    listed or not, leave the (k+1)-th order statistic unchanged: no float64.
     """
+    if kappa == 0.0:
+        ranked = np.sort(nb.d32, axis=1).astype(np.float64)
+        top = ranked[:, list(ks)]
+        proven = top.max(axis=1) <= np.minimum(nb.floor, nb.bound).astype(np.float64)
+        return np.sqrt(top), np.flatnonzero(~proven), 0
     rows_n = nb.idx.shape[0]
     eps = (kappa * (nb.sqnorm + max_sqnorm))[:, None]
     d32 = nb.d32.astype(np.float64)
@@ -432,10 +468,23 @@ def finish(nb: Neighbours, own: np.ndarray, take_neighbours, ks: tuple[int, ...]
     need = np.logical_or.reduce(windows)
     d64 = np.full(nb.idx.shape, np.inf)
     own_rows, slots = np.nonzero(need)
-    for lo in range(0, len(own_rows), EXACT_CHUNK):
-        r, c = own_rows[lo : lo + EXACT_CHUNK], slots[lo : lo + EXACT_CHUNK]
-        diff = take_neighbours(nb.idx[r, c]) - own[r]
-        d64[r, c] = np.sqrt((diff * diff).sum(axis=1))
+    neighbours = nb.idx[own_rows, slots]
+    label = np.unique(own, axis=0, return_inverse=True)[1].ravel()  # identical own rows share a label
+    # Copies inside the block are at exactly 0; of the rest, one pair per
+    # (own row's label, neighbour) is computed: identical rows have identical differences.
+    local = neighbours - nb.start
+    copy = (local >= 0) & (local < rows_n)
+    copy[copy] = label[own_rows[copy]] == label[local[copy]]
+    d64[own_rows[copy], slots[copy]] = 0.0
+    rest = np.flatnonzero(~copy)
+    keys = np.unique(np.stack([label[own_rows[rest]], neighbours[rest]]), axis=1, return_index=True, return_inverse=True)
+    first, back = rest[keys[1]], keys[2].ravel()
+    exact = np.empty(len(first))
+    for lo in range(0, len(first), EXACT_CHUNK):
+        pick = first[lo : lo + EXACT_CHUNK]
+        diff = take_neighbours(neighbours[pick]) - own[own_rows[pick]]
+        exact[lo : lo + EXACT_CHUNK] = np.sqrt((diff * diff).sum(axis=1))
+    d64[own_rows[rest], slots[rest]] = exact[back]
     radii = np.empty((rows_n, len(ks)))
     for q, k in enumerate(ks):
         in_window = np.sort(np.where(windows[q], d64, np.inf), axis=1)
@@ -445,7 +494,7 @@ def finish(nb: Neighbours, own: np.ndarray, take_neighbours, ks: tuple[int, ...]
     # met, and bounds only fall: so at or above the last bound, or the floor.
     lowest_rejected = np.minimum(nb.floor, nb.bound).astype(np.float64) - eps[:, 0]
     proven = (widest * widest <= lowest_rejected) | (widest == 0.0)
-    return radii, np.flatnonzero(~proven)
+    return radii, np.flatnonzero(~proven), len(first)
 
 
 # -- float64 resolution of unproven rows ---------------------------------------

@@ -36,6 +36,75 @@ def one_blas_thread(func):
 
 
 @dataclass
+class Lattice:
+    """Every value of a set is an integer multiple of ``2**exp``, and no row's squared norm exceeds ``max_sqnorm``.
+
+    ``exp`` is None when some value is off every coarse enough lattice (more
+    than :data:`LATTICE_BITS` significant bits: real embeddings, at once).
+    Such sets (one-hot, quantised, integer or small dyadic embeddings) have
+    float32 tiles that make no rounding error at all (:meth:`exact`).
+    """
+
+    exp: int | None
+    max_sqnorm: float
+
+    def merge(self, other: "Lattice") -> "Lattice":
+        exp = None if self.exp is None or other.exp is None else min(self.exp, other.exp)
+        return Lattice(exp, max(self.max_sqnorm, other.max_sqnorm))
+
+    def exact(self) -> bool:
+        """Whether float32 tiles of these rows, centred on 0, equal the float64 brute force's squares.
+
+        Proof. Let q = 2**exp and M = max_sqnorm, with 4M <= 2**24 q². Every
+        value is n q (|n| <= 2**11, so exact in float32, and x - 0 = x). A
+        squared norm is a multiple of q² below 2**24 q²: exact in float64 and
+        in float32. The augmented GEMM sums the terms -2 x_i y_i, |x|², |y|²
+        (each a multiple of q²); any partial sum, in any order, with or
+        without FMA, is a multiple of q² of magnitude at most
+        Σ|terms| <= |x|² + |y|² + 2Σ|x_i y_i| <= 2(|x|² + |y|²) <= 4M, so it
+        is representable and every operation is exact: the tile holds
+        D = |x - y|² exactly (so does faiss's ``|x|² + |y|² - 2 x.y`` and any
+        float32 sum of (x_i - y_i)²). The brute force's float64 differences,
+        squares and sum are exact too, so its distance is fl(√D), and √ is
+        correctly rounded, hence monotone; it is also injective on these D:
+        two of them differ by at least q², a relative gap >= q²/(4M) >= 2**-24,
+        far above float64's 2**-53. So comparing tile values compares
+        brute-force distances (ties included), and √(tile value) *is* the
+        brute-force distance. The bounds on exp keep q² and 4M normal floats.
+        """
+        return self.exp is not None and -60 <= self.exp <= 50 and 4.0 * self.max_sqnorm <= 2.0 ** (24 + 2 * self.exp)
+
+
+#: Values with more significant bits than this are off any lattice :meth:`Lattice.exact`
+#: accepts (|n| <= 2**11 there), so a set is rejected at its first such value.
+LATTICE_BITS = 12
+
+
+def lattice_of(rows: np.ndarray) -> Lattice:
+    """The coarsest power-of-two lattice holding every value of these float64 rows.
+
+    A value v = m 2**e (frexp, 0.5 <= |m| < 1) has 53-bit integer mantissa
+    m 2**53, whose lowest set bit 2**t puts v on the lattice of 2**(e - 53 + t),
+    with e - (e - 53 + t) significant bits. The first row is tried alone
+    first, so real embeddings cost one row.
+    """
+    sqnorm = float(np.einsum("ij,ij->i", rows, rows).max(initial=0.0))
+    exp = None
+    for part in (rows[:1], rows):
+        values = part[part != 0]
+        if not len(values):
+            exp = 1 << 20  # all zeros: on every lattice
+            continue
+        m, e = np.frexp(values)
+        mant = (m * 2.0**53).astype(np.int64)
+        low = np.frexp((mant & -mant).astype(np.float64))[1] - 1 + e - 53
+        if int((e - low).max()) > LATTICE_BITS:
+            return Lattice(None, sqnorm)
+        exp = int(low.min())
+    return Lattice(exp, sqnorm)
+
+
+@dataclass
 class Moments:
     """Shifted sums of a row set: count, Σ(x - s), Σ(x - s)(x - s)ᵀ, and Σ of metric rows m.
 
@@ -58,6 +127,7 @@ class Moments:
     shell_count: np.ndarray | None = None  # (shells,)
     shell_s1: np.ndarray | None = None  # (shells, dim)
     shell_s2: np.ndarray | None = None  # (shells, dim, dim)
+    lattice: Lattice | None = None  # None where unknown (e.g. loaded from a reference)
 
     @classmethod
     def of_rows(
@@ -99,6 +169,7 @@ class Moments:
             add(self.shell_count, other.shell_count),
             add(self.shell_s1, other.shell_s1),
             add(self.shell_s2, other.shell_s2),
+            None if self.lattice is None or other.lattice is None else self.lattice.merge(other.lattice),
         )
 
     def of_metric_rows(self) -> "Moments":
@@ -245,11 +316,13 @@ def _segment_check(raw, start, shift, metric_shift, metric: str, unit: bool, she
     if metric == "cosine" and len(zero):
         rows = rows.copy()
         rows[zero] = 1.0
+    moments = Moments.of_rows(
+        rows, shift, metric_rows(rows, metric), metric_shift, unit,
+        None if shells is None else (shells[0][start : start + len(rows)], shells[1]),
+    )
+    moments.lattice = lattice_of(rows)
     return SegmentCheck(
-        Moments.of_rows(
-            rows, shift, metric_rows(rows, metric), metric_shift, unit,
-            None if shells is None else (shells[0][start : start + len(rows)], shells[1]),
-        ),
+        moments,
         int(start + bad[0]) if len(bad) else -1,
         int(start + zero[0]) if len(zero) else -1,
         [segment_digest(raw)],

@@ -27,6 +27,7 @@ class PerSample:
     fake_nearest_real: np.ndarray
     fake_realism: np.ndarray
     real_nearest_dist: np.ndarray
+    float64_pairs: int = 0  # pairs whose distance the settle pass computed from float64 rows
 
 
 def _cross_task(fake_src, real_src, fb, rb, ctx: PassContext, fake_radii, real_radii, realism_radius, prob_radii):
@@ -113,5 +114,6 @@ def settle_stage(ctx: PassContext, real_src, fake_src, partial: cross.CrossParti
         fake_nearest_dist=np.concatenate([p[0] for p in fake_parts]),
         fake_nearest_real=np.concatenate([p[1] for p in fake_parts]),
         fake_realism=np.concatenate([p[2] for p in fake_parts]),
-        real_nearest_dist=np.concatenate(real_parts),
+        real_nearest_dist=np.concatenate([p[0] for p in real_parts]),
+        float64_pairs=sum(int(p[3]) for p in fake_parts) + sum(int(p[1]) for p in real_parts),
     )

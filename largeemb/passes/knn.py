@@ -27,18 +27,26 @@ RESOLVE_ROWS = 2048
 
 @dataclass
 class Radii:
-    """Exact k-NN radii of one set: (rows, len(k)) float64, and how many rows the float64 pass settled."""
+    """Exact k-NN radii of one set: (rows, len(k)) float64, and how many rows the float64 pass settled.
+
+    ``tile_pairs``: pairs the tile pass's finish re-checked in float64;
+    ``float64_pairs``: pairs the float64 pass computed exact differences for.
+    """
 
     values: np.ndarray
     float64_rows: int
+    tile_pairs: int = 0
+    float64_pairs: int = 0
 
 
 @dataclass
 class TilePass:
-    """What the float32 tile pass found for one set: radii, and the rows whose radii it could not prove."""
+    """What the float32 tile pass found for one set: radii, the rows whose radii it could not
+    prove, and how many pairs its finish re-checked in float64."""
 
     values: np.ndarray
     unproven: np.ndarray
+    pairs: int = 0
 
 
 def load_block(source: Source, block: RowBlock, ctx: PassContext) -> Block:
@@ -57,7 +65,7 @@ def taker(source: Source, metric: str):
 
 def _diag_task(source, block, ctx: PassContext, K):
     one_thread()
-    return knn.within(load_block(source, block, ctx), K, max(ctx.k), ctx.panel_rows, ctx.partition)
+    return knn.within(load_block(source, block, ctx), K, max(ctx.k), ctx.panel_rows, ctx.partition, kappa=ctx.kappa)
 
 
 def _offdiag_task(source, a, b, ctx: PassContext, diag_a, diag_b):
@@ -78,8 +86,8 @@ def _max_sqnorm_task(*diags) -> float:
 
 def _finish_task(source, block, ctx: PassContext, nb, max_sqnorm):
     own = metric_rows(source.read(block.start, block.stop), ctx.metric)
-    radii, unproven = knn.finish(nb, own, taker(source, ctx.metric), ctx.k, max_sqnorm, ctx.kappa)
-    return radii, unproven + block.start
+    radii, unproven, pairs = knn.finish(nb, own, taker(source, ctx.metric), ctx.k, max_sqnorm, ctx.kappa)
+    return radii, unproven + block.start, pairs
 
 
 def radii_graph(g: Graph, ctx: PassContext, source: Source, role: str = "set"):
@@ -123,10 +131,10 @@ def _resolve_merge(a, b, width):
 
 
 def _resolved_task(source, ctx: PassContext, rows, pairs):
-    """Exact radii of unproven rows from their merged float64 shortlist."""
+    """Exact radii of unproven rows from their merged float64 shortlist, and how many pairs that took."""
     one_thread()
     own = metric_rows(source.read_rows(rows), ctx.metric)
-    return knn.resolve_finish(pairs, own, taker(source, ctx.metric), len(rows), ctx.k)
+    return knn.resolve_finish(pairs, own, taker(source, ctx.metric), len(rows), ctx.k), len(pairs.rows)
 
 
 def resolve_graph(g: Graph, ctx: PassContext, source: Source, unproven: np.ndarray, role: str = "set"):
@@ -154,15 +162,20 @@ def radii_stage(ctx: PassContext, sources, roles=("real", "fake")) -> list[TileP
     """The float32 tile pass of each source: radii, exact for every row it could prove."""
     g = Graph("radii")
     per_source = run(g, [radii_graph(g, ctx, src, role) for src, role in zip(sources, roles)], "radii")
-    return [TilePass(np.concatenate([r for r, _ in blocks]), np.concatenate([u for _, u in blocks])) for blocks in per_source]
+    return [
+        TilePass(np.concatenate([r for r, _, _ in blocks]), np.concatenate([u for _, u, _ in blocks]), sum(int(p) for _, _, p in blocks))
+        for blocks in per_source
+    ]
 
 
 def resolve_stage(ctx: PassContext, sources, tiles: list[TilePass], roles=("real", "fake")) -> list[Radii]:
     """The float64 pass over the rows the tile pass left unproven (none: nothing runs)."""
+    pairs = [0] * len(tiles)
     if any(len(t.unproven) for t in tiles):
         g = Graph("float64")
         keys = [resolve_graph(g, ctx, src, t.unproven, role) for src, t, role in zip(sources, tiles, roles)]
-        for t, parts in zip(tiles, run(g, keys, "float64")):
+        for i, (t, parts) in enumerate(zip(tiles, run(g, keys, "float64"))):
             if len(t.unproven):
-                t.values[t.unproven] = np.concatenate(parts)
-    return [Radii(t.values, len(t.unproven)) for t in tiles]
+                t.values[t.unproven] = np.concatenate([radii for radii, _ in parts])
+                pairs[i] = sum(int(n) for _, n in parts)
+    return [Radii(t.values, len(t.unproven), t.pairs, n) for t, n in zip(tiles, pairs)]

@@ -23,8 +23,9 @@ from largeemb.errors import InputError
 
 #: Bumped whenever what a checkpoint holds or names changes (2: record
 #: classes moved into largeemb.kernels / largeemb.passes; 3: content.json,
-#: the inputs' per-segment digests a resume is checked against).
-FORMAT = 3
+#: the inputs' per-segment digests a resume is checked against; 4: Moments.lattice,
+#: float64 counters in CrossPartial, finish and settle results; k-NN merge states as units).
+FORMAT = 4
 MANIFEST = "manifest.json"
 #: Per-segment content digests of each input, recorded by the moments pass.
 CONTENT = "content.json"
