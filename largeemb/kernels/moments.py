@@ -133,9 +133,23 @@ class Moments:
     def of_rows(
         cls, rows: np.ndarray, shift: np.ndarray, metric_rows: np.ndarray, metric_shift=None, unit: bool = False, shells=None
     ) -> "Moments":
-        """``shells``: (shell of each row, shell count), or None."""
+        """``shells``: (shell of each row, shell count), or None.
+
+        With shells the whole set's sums are the sums of its shells' (one
+        product per row, not two).
+        """
         x = rows - shift
-        out = cls(len(rows), shift, x.sum(axis=0), x.T @ x, metric_rows.sum(axis=0))
+        if shells is None:
+            out = cls(len(rows), shift, x.sum(axis=0), x.T @ x, metric_rows.sum(axis=0))
+        else:
+            which, count = shells
+            shell_count = np.bincount(which, minlength=count).astype(np.int64)
+            shell_s1, shell_s2 = np.zeros((count, x.shape[1])), np.zeros((count, x.shape[1], x.shape[1]))
+            for s in np.flatnonzero(shell_count):
+                part = x[which == s]
+                shell_s1[s], shell_s2[s] = part.sum(axis=0), part.T @ part
+            out = cls(len(rows), shift, shell_s1.sum(axis=0), shell_s2.sum(axis=0), metric_rows.sum(axis=0))
+            out.shell_count, out.shell_s1, out.shell_s2 = shell_count, shell_s1, shell_s2
         if metric_shift is not None:
             m = metric_rows - metric_shift
             out.metric_shift, out.metric_s2 = metric_shift, m.T @ m
@@ -143,14 +157,6 @@ class Moments:
             norms = np.linalg.norm(rows, axis=1, keepdims=True)
             u = np.divide(rows, norms, out=np.zeros_like(rows), where=norms > 0)
             out.unit_s2 = u.T @ u
-        if shells is not None:
-            which, count = shells
-            out.shell_count = np.bincount(which, minlength=count).astype(np.int64)
-            out.shell_s1 = np.zeros((count, x.shape[1]))
-            out.shell_s2 = np.zeros((count, x.shape[1], x.shape[1]))
-            for s in np.flatnonzero(out.shell_count):
-                part = x[which == s]
-                out.shell_s1[s], out.shell_s2[s] = part.sum(axis=0), part.T @ part
         return out
 
     def merge(self, other: "Moments") -> "Moments":
