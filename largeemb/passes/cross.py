@@ -68,8 +68,10 @@ def cross_graph(
             )
             for rb in real_blocks
         ]
-        per_fake.append(g.unit(f"fake-{fb.index}", same, g.tree(parts, cross.CrossPartial.merge_real_blocks, "cross-merge-real")))
-    return g.tree(per_fake, cross.CrossPartial.merge_fake_blocks, "cross-merge-fake")
+        merged = g.tree(parts, cross.CrossPartial.merge_real_blocks, "cross-merge-real", units=f"merge-{fb.index}")
+        per_fake.append(g.unit(f"fake-{fb.index}", same, merged))
+    # Merges as units: a tile's (and a fake block's) file leaves the disk once merged.
+    return g.tree(per_fake, cross.CrossPartial.merge_fake_blocks, "cross-merge-fake", units="merge-all")
 
 
 def cross_stage(

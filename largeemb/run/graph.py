@@ -113,9 +113,16 @@ class Graph:
                     renamed[old.key] = new
         return renamed
 
-    def tree(self, keys: list, combine, label: str):
-        """Combine ``keys`` pairwise in a fixed binary tree (deterministic order)."""
-        return tree(keys, lambda a, b: self.task(label, combine, a, b))
+    def tree(self, keys: list, combine, label: str, units: str | None = None):
+        """Combine ``keys`` pairwise in a fixed binary tree (deterministic order).
+
+        ``units``: name the merges as units ``{units}-{i}`` (counted and
+        checkpointed), so that merged parts leave the disk as the tree grows.
+        """
+        if units is None:
+            return tree(keys, lambda a, b: self.task(label, combine, a, b))
+        count = iter(range(len(keys)))
+        return tree(keys, lambda a, b: self.unit(f"{units}-{next(count)}", combine, a, b))
 
 
 def run(g: Graph, outputs, label: str = "tasks"):
