@@ -574,3 +574,20 @@ def test_fd_of_a_set_with_fewer_rows_than_dims_skips_the_dim_cubed_eigensolve(re
     exact = diff @ diff + sum((a * a).sum() for a in factors) - 2 * np.linalg.svd(factors[0] @ factors[1].T, compute_uv=False).sum()
     assert result.metrics["fd"] == pytest.approx(exact, rel=1e-7)  # the other set's Σ from streamed sums
     assert result.metrics["fd"] == pytest.approx(frechet(real, fake), rel=1e-5)
+
+
+def test_pruning_axes_at_a_large_dim_skip_the_dim_cubed_eigensolve(monkeypatch):
+    """Issue 16 item 7, the partition's part: above SAMPLE_AXES_DIM the pruning axes come from the sample."""
+    import largeemb
+    from largeemb.kernels import moments, prune
+    from oracle import prdc
+
+    monkeypatch.setattr(prune, "SAMPLE_AXES_DIM", 16)  # a small dim stands in for 10,000
+    called = []
+    real_axes = moments.leading_axes
+    monkeypatch.setattr(prune, "leading_axes", lambda *a, **k: called.append(1) or real_axes(*a, **k))
+    real, fake = mixture(2400, 24, 1, modes=10, spread=4.0), mixture(2000, 24, 2, modes=10, keep=7, spread=4.0)
+    result = largeemb.evaluate(real, fake, k=3, plots=False, samples=False, companions=(), block_rows=512)
+    assert not called
+    expected = prdc(real, fake, 3)
+    assert all(result.by_k[3][name] == pytest.approx(expected[name], abs=1e-12) for name in expected)
