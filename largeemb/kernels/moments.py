@@ -135,21 +135,18 @@ class Moments:
     ) -> "Moments":
         """``shells``: (shell of each row, shell count), or None.
 
-        With shells the whole set's sums are the sums of its shells' (one
-        product per row, not two).
+        The whole set's sums are taken directly even with shells, in the same
+        order as without: a set's moments never depend on the companions asked for.
         """
         x = rows - shift
-        if shells is None:
-            out = cls(len(rows), shift, x.sum(axis=0), x.T @ x, metric_rows.sum(axis=0))
-        else:
+        out = cls(len(rows), shift, x.sum(axis=0), x.T @ x, metric_rows.sum(axis=0))
+        if shells is not None:
             which, count = shells
-            shell_count = np.bincount(which, minlength=count).astype(np.int64)
-            shell_s1, shell_s2 = np.zeros((count, x.shape[1])), np.zeros((count, x.shape[1], x.shape[1]))
-            for s in np.flatnonzero(shell_count):
+            out.shell_count = np.bincount(which, minlength=count).astype(np.int64)
+            out.shell_s1, out.shell_s2 = np.zeros((count, x.shape[1])), np.zeros((count, x.shape[1], x.shape[1]))
+            for s in np.flatnonzero(out.shell_count):
                 part = x[which == s]
-                shell_s1[s], shell_s2[s] = part.sum(axis=0), part.T @ part
-            out = cls(len(rows), shift, shell_s1.sum(axis=0), shell_s2.sum(axis=0), metric_rows.sum(axis=0))
-            out.shell_count, out.shell_s1, out.shell_s2 = shell_count, shell_s1, shell_s2
+                out.shell_s1[s], out.shell_s2[s] = part.sum(axis=0), part.T @ part
         if metric_shift is not None:
             m = metric_rows - metric_shift
             out.metric_shift, out.metric_s2 = metric_shift, m.T @ m
@@ -246,6 +243,8 @@ def frechet_distance(mean_a, cov_a, mean_b, cov_b, factor_a=None) -> float:
     arithmetic and no general matrix square root. ``factor_a``: F, when it is
     known (:func:`covariance_factor`).
     """
+    if np.array_equal(mean_a, mean_b) and np.array_equal(cov_a, cov_b):
+        return 0.0  # exactly, not a rounding-sized remainder of tr(Σ) - tr(Σ)
     factor = covariance_factor(cov_a) if factor_a is None else factor_a
     inner = factor.T @ cov_b @ factor
     trace_sqrt = np.sqrt(np.clip(np.linalg.eigvalsh((inner + inner.T) / 2), 0, None)).sum()
