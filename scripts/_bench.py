@@ -47,3 +47,13 @@ def npy_pair(tmp: str, real_npy: str, fake_npy: str) -> tuple[str, str]:
             arr[lo : lo + 4096] = data[lo : lo + 4096]
         paths.append(path)
     return paths[0], paths[1]
+
+
+def data_pair(tmp: str, args) -> tuple[str, str, str]:
+    """The benchmark's stores under ``tmp``: two .npy files (``args.real``/``args.fake``) or the
+    synthetic pair (``args.rows``, ``args.dim``, ``args.modes``); and a line saying which."""
+    if args.real:
+        real, fake = npy_pair(tmp, args.real, args.fake)
+        return real, fake, f"real {args.real}, fake {args.fake}"
+    real, fake = synth_pair(tmp, args.rows, args.dim, args.modes)
+    return real, fake, f"synthetic n = m = {args.rows}, dim {args.dim}, {args.modes} modes"

@@ -18,7 +18,7 @@ import argparse
 import statistics
 import tempfile
 
-from _bench import npy_pair, run_child, synth_pair
+from _bench import data_pair, run_child
 
 
 def main():
@@ -34,12 +34,7 @@ def main():
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
-        if args.real:
-            real, fake = npy_pair(tmp, args.real, args.fake)
-            what = f"{args.real} vs {args.fake}"
-        else:
-            real, fake = synth_pair(tmp, args.rows, args.dim, args.modes)
-            what = f"synthetic n = m = {args.rows}, dim {args.dim}, {args.modes} modes"
+        real, fake, what = data_pair(tmp, args)
 
         def run(options: str) -> dict:
             return run_child(

@@ -27,7 +27,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 
-from _bench import npy_pair, run_child, synth_pair
+from _bench import data_pair, npy_pair, run_child, synth_pair
 
 KEYS = ("precision", "recall", "density", "coverage")
 
@@ -49,12 +49,8 @@ def main():
         return cli_vs_prdc(args)
 
     with tempfile.TemporaryDirectory() as tmp:
-        if args.real:
-            real, fake = npy_pair(tmp, args.real, args.fake)
-            what = f"real {args.real}, fake {args.fake}, k {args.k}"
-        else:
-            real, fake = synth_pair(tmp, args.rows, args.dim, args.modes)
-            what = f"n = m = {args.rows}, dim {args.dim}, k {args.k}, {args.modes} modes"
+        real, fake, what = data_pair(tmp, args)
+        what += f", k {args.k}"
 
         def largeemb_run(options: str) -> dict:
             return run_child(
