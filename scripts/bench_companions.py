@@ -45,7 +45,9 @@ def main():
 
         print(what)
         if args.every:
-            res = run(", kid=True, kid_subsets=100")
+            from largeemb.config import COMPANIONS
+
+            res = run(f", kid=True, kid_subsets=100, companions={COMPANIONS!r}")
             print(f"every metric on: {res['seconds']:.1f} s, peak RSS {res['peak_mib']:.0f} MiB")
             print("metrics:", {k: round(v, 6) for k, v in res["metrics"].items()})
             print("timings (s):", {k: round(v, 2) for k, v in res["timings"].items()})
