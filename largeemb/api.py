@@ -193,10 +193,11 @@ def _companions(config: EvaluateConfig, passes: Passes, warnings: list[str]):
             metrics["authenticity"] = float(np.mean(flags))
     if "vendi" in config.companions:
         for role, moments in (("real", real), ("fake", fake)):
-            if moments.unit_s2 is None:
+            unit = moments.unit_moment()
+            if unit is None:
                 warnings.append(f"vendi_{role} not computed: the reference was built by an older largeemb (rebuild it)")
             else:
-                metrics[f"vendi_{role}"] = vendi_score(moments.unit_s2, moments.count)
+                metrics[f"vendi_{role}"] = vendi_score(unit, moments.count)
     if "p_precision_recall" in config.companions:
         prob = passes.memberships.prob
         if prob is None:

@@ -126,6 +126,15 @@ def test_vendi_scores_equal_the_kernel_matrix_formula(case):
     assert result.metrics["vendi_fake"] == pytest.approx(vendi_reference(fake), rel=1e-9)
 
 
+def test_vendi_under_cosine_comes_from_the_metric_rows_moments():
+    """Under cosine the unit rows' second moment is derived from the pass's metric-row sums, not taken twice."""
+    real, fake = mixture(1100, 12, 1) + 3.0, mixture(1000, 12, 2, keep=5) + 3.0
+    result = largeemb.evaluate(real, fake, k=3, metric="cosine", plots=False, samples=False)
+    assert result.real_moments.unit_s2 is None  # no second product in the moments pass
+    assert result.metrics["vendi_real"] == pytest.approx(vendi_reference(real.astype(np.float64)), rel=1e-9)
+    assert result.metrics["vendi_fake"] == pytest.approx(vendi_reference(fake.astype(np.float64)), rel=1e-9)
+
+
 def dgm_eval_authpct(train, gen):
     """dgm-eval's AuthPct, ported (torch.cdist -> float64 cdist); returns the flags."""
     real_dists = cdist(train, train)

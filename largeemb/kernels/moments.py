@@ -150,7 +150,7 @@ class Moments:
         if metric_shift is not None:
             m = metric_rows - metric_shift
             out.metric_shift, out.metric_s2 = metric_shift, m.T @ m
-        if unit:
+        if unit and metric_shift is None:  # under cosine the metric rows are the unit rows: derived, see unit_moment
             norms = np.linalg.norm(rows, axis=1, keepdims=True)
             u = np.divide(rows, norms, out=np.zeros_like(rows), where=norms > 0)
             out.unit_s2 = u.T @ u
@@ -190,6 +190,14 @@ class Moments:
     def cov(self) -> np.ndarray:
         """Unbiased covariance (n - 1 in the denominator, like ``np.cov``)."""
         return _cov(self.count, self.s1, self.s2)
+
+    def unit_moment(self) -> np.ndarray | None:
+        """Σ u uᵀ of the unit rows (Vendi): taken in the pass, or, under cosine, from the
+        metric rows' shifted sums (Σ uuᵀ = Σ(u-t)(u-t)ᵀ + t sᵀ + s tᵀ - n t tᵀ), not a second product."""
+        if self.unit_s2 is not None or self.metric_s2 is None:
+            return self.unit_s2
+        t, s = self.metric_shift, self.metric_sum
+        return self.metric_s2 + np.outer(t, s) + np.outer(s, t) - self.count * np.outer(t, t)
 
     @property
     def metric_mean(self) -> np.ndarray:
