@@ -21,9 +21,10 @@ import numpy as np
 
 from largeemb.errors import InputError
 
-#: Bumped whenever what a checkpoint holds or names changes (2: record
+#: Bumped whenever what a checkpoint holds or names changes (3: screen counts
+#: in self-pass states and cross partials; 2: record
 #: classes moved into largeemb.kernels / largeemb.passes).
-FORMAT = 2
+FORMAT = 3
 MANIFEST = "manifest.json"
 SUFFIX = ".npz"
 #: The work directory inside ``--out``.
