@@ -21,8 +21,6 @@ import numpy as np
 
 #: Where the extra's library lies, unless LARGEEMB_DNNL names another file.
 LIBRARY_NAMES = ("libdnnl.so.3", "libdnnl.so")
-#: Matmul primitives kept per thread (one per tile shape met).
-MAX_PRIMITIVES = 64
 #: CPU flags (Linux /proc/cpuinfo) under which a bf16 GEMM is faster than float32.
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
@@ -55,6 +53,7 @@ class _ExecArg(ctypes.Structure):
 
 _DIMS = ctypes.c_int64 * 12
 _BF16, _F32, _CPU, _IN_ORDER = 2, 3, 1, 1
+_RUNTIME = -(2**63)  # DNNL_RUNTIME_DIM_VAL: a dimension given at execution
 _ARG_SRC, _ARG_WEIGHTS, _ARG_DST = 1, 33, 17
 
 
@@ -84,22 +83,27 @@ class OneDNN:
         self._check(self.lib.dnnl_memory_desc_create_with_strides(ctypes.byref(desc), 2, _DIMS(*dims), dtype, _DIMS(*strides)), "desc")
         return desc
 
-    def _primitive(self, m: int, n: int, k: int):
-        """This thread's matmul for one shape (a task meets few shapes: its panels and gathered parts)."""
+    def _primitive(self, k: int):
+        """This thread's matmul for inner dimension k, with runtime m and n: one JIT for every tile shape
+        (a fixed-shape primitive costs a new JIT, tens of ms, for each panel or gathered part size)."""
         primitives = self.local.__dict__.setdefault("primitives", {})
-        key = (m, n, k)
-        if key not in primitives:
-            if len(primitives) >= MAX_PRIMITIVES:  # gathered parts vary in size: keep the cache bounded
-                for prim, _ in primitives.values():
-                    self.lib.dnnl_primitive_destroy(prim)
-                primitives.clear()
-            descs = (self._desc((m, k), (k, 1), _BF16), self._desc((k, n), (1, k), _BF16), self._desc((m, n), (n, 1), _F32))
+        if k not in primitives:
+            descs = (
+                self._desc((_RUNTIME, k), (k, 1), _BF16),
+                self._desc((k, _RUNTIME), (1, k), _BF16),
+                self._desc((_RUNTIME, _RUNTIME), (_RUNTIME, 1), _F32),
+            )
             pd, prim = ctypes.c_void_p(), ctypes.c_void_p()
-            self._check(self.lib.dnnl_matmul_primitive_desc_create(ctypes.byref(pd), self.engine, descs[0], descs[1], None, descs[2], None), "matmul")
-            self._check(self.lib.dnnl_primitive_create(ctypes.byref(prim), pd), "primitive")
-            self.lib.dnnl_primitive_desc_destroy(pd)
-            primitives[key] = (prim, descs)
-        return primitives[key]
+            try:
+                src, weights, dst = descs
+                self._check(self.lib.dnnl_matmul_primitive_desc_create(ctypes.byref(pd), self.engine, src, weights, None, dst, None), "matmul")
+                self._check(self.lib.dnnl_primitive_create(ctypes.byref(prim), pd), "primitive")
+            finally:
+                self.lib.dnnl_primitive_desc_destroy(pd)
+                for desc in descs:
+                    self.lib.dnnl_memory_desc_destroy(desc)
+            primitives[k] = prim
+        return primitives[k]
 
     def _stream(self) -> ctypes.c_void_p:
         stream = getattr(self.local, "stream", None)
@@ -117,13 +121,16 @@ class OneDNN:
         out = np.empty((m, n), np.float32)
         if m == 0 or n == 0:
             return out
-        prim, descs = self._primitive(m, n, k)
+        prim = self._primitive(k)
         stream = self._stream()
-        memories = []
+        memories, descs = [], []
         try:
-            for desc, array in zip(descs, (left_bits, right_bits, out)):
+            for dims, strides, dtype, array in (
+                ((m, k), (k, 1), _BF16, left_bits), ((k, n), (1, k), _BF16, right_bits), ((m, n), (n, 1), _F32, out)
+            ):
+                descs.append(self._desc(dims, strides, dtype))
                 memory = ctypes.c_void_p()
-                self._check(self.lib.dnnl_memory_create(ctypes.byref(memory), desc, self.engine, ctypes.c_void_p(array.ctypes.data)), "memory")
+                self._check(self.lib.dnnl_memory_create(ctypes.byref(memory), descs[-1], self.engine, ctypes.c_void_p(array.ctypes.data)), "memory")
                 memories.append(memory)
             args = (_ExecArg * 3)(*(_ExecArg(a, mem) for a, mem in zip((_ARG_SRC, _ARG_WEIGHTS, _ARG_DST), memories)))
             self._check(self.lib.dnnl_primitive_execute(prim, stream, 3, args), "execute")
@@ -131,6 +138,8 @@ class OneDNN:
         finally:
             for memory in memories:
                 self.lib.dnnl_memory_destroy(memory)
+            for desc in descs:
+                self.lib.dnnl_memory_desc_destroy(desc)
         return out
 
 

@@ -10,11 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 
-try:
-    import ml_dtypes
-except ImportError:  # pragma: no cover - the extra's fast path only
-    ml_dtypes = None
-
 #: Unit roundoff of bfloat16 (8 significand bits).
 UNIT_ROUNDOFF_BF16 = 2.0**-8
 
@@ -23,14 +18,16 @@ def to_bits(values: np.ndarray) -> np.ndarray:
     """float32 values rounded to the nearest bfloat16 (ties to even), as uint16 bit patterns.
 
     Inputs are finite (the input checks reject the rest), so no NaN case.
-    ml_dtypes (in the ``bf16`` extra) rounds the same way in one C pass, about
-    3x faster than the NumPy bit arithmetic used without it.
+    In place on one uint32 buffer: as fast here as ml_dtypes' C cast, whose
+    import alone takes most of a second.
     """
-    if ml_dtypes is not None:
-        return np.asarray(values, dtype=np.float32).astype(ml_dtypes.bfloat16).view(np.uint16)
     bits = np.ascontiguousarray(values, dtype=np.float32).view(np.uint32)
-    rounded = bits + (np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1)))
-    return (rounded >> np.uint32(16)).astype(np.uint16)
+    rounded = bits >> np.uint32(16)
+    rounded &= np.uint32(1)
+    rounded += np.uint32(0x7FFF)
+    rounded += bits
+    rounded >>= np.uint32(16)
+    return rounded.astype(np.uint16)
 
 
 def from_bits(bits: np.ndarray) -> np.ndarray:
