@@ -60,7 +60,8 @@ def main():
         if args.mkl:
             rates["MKL bf16"] = flops / best(_mkl_gemm(args.mkl, a_bits, b_bits))
         rates["emulated bf16"] = flops / best(lambda: bf16.emulated(a_bits, b_bits))
-        convert = best(lambda: bf16.to_bits(np.empty((m, k + 2), np.float32)))
+        operand = rng.standard_normal((m, k + 2), dtype=np.float32)
+        convert = best(lambda: bf16.to_bits(operand))
     base = rates["numpy float32"]
     print(f"{m} x {n} x {k} GEMM on {args.threads} threads (best of 5):")
     for name, rate in rates.items():

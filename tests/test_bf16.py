@@ -192,6 +192,9 @@ def test_metrics_only_run_is_screened_and_shares_are_recorded():
     expected = oracle.prdc(real, fake, 3)
     assert all(got.metrics[key] == expected[key] for key in expected)
     assert base.to_dict()["details"]["screening"] == {"precision": "float32"}
+    with_ppr = largeemb.evaluate(real, fake, precision="bf16-emulated", **{**options, "companions": ("p_precision_recall",)})
+    assert with_ppr.to_dict()["details"]["screening"]["cross"]["entries"] == 0  # its wide radius: plain float32 tiles
+    np.testing.assert_array_equal(with_ppr.fake_counts, base.fake_counts)
 
 
 def test_unknown_precision_is_an_input_error():
