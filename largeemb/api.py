@@ -137,6 +137,7 @@ def evaluate(
     warnings += radius_warnings(real_side.radii.values, fake_side.radii.values, config.k, config.inclusive)
     with timed(timings, "companions"):
         companions, details, fake_authentic = _companions(config, passes, warnings)
+    details["screening"] = passes.screening
     timings["total"] = sum(timings.values())
     per_sample = passes.per_sample
     return EvaluationResult(

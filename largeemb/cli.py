@@ -15,7 +15,7 @@ import typer
 
 from typer.core import TyperCommand, TyperGroup
 
-from largeemb.config import COMPANIONS, METRICS, PCA_METHODS, EvaluateConfig
+from largeemb.config import COMPANIONS, METRICS, PCA_METHODS, PRECISIONS, EvaluateConfig
 from largeemb.errors import InputError
 from largeemb.version import __version__
 
@@ -86,6 +86,14 @@ ForceStore = _force('Replace DST if it exists.')
 ForceDemo = _force("Replace a result already in --out (the demo's own data is always rewritten).")
 ForceReference = _force('Replace the reference already in --out.')
 Metric = Annotated[str, typer.Option(metavar=_choices(METRICS), help="Distance (cosine L2-normalises rows first).")]
+Precision = Annotated[
+    str,
+    typer.Option(
+        metavar=_choices(PRECISIONS),
+        help="How tiles multiply first; results are exact either way. bf16 screens tiles in bfloat16 (needs largeemb[bf16]); "
+        "auto: bf16 on CPUs with AVX512-BF16 or AMX when the extra is installed, else float32.",
+    ),
+]
 
 
 def _parse_k(text: str) -> tuple[int, ...]:
@@ -248,6 +256,7 @@ def evaluate(
     out: Annotated[str, typer.Option("--out", "-o", metavar="DIR", help="Directory for metrics.json and plots.")],
     k: Annotated[str, typer.Option(metavar="K[,K...]", help="Neighbour count(s), e.g. 5 or 3,5,10; the first is primary.")] = ",".join(map(str, DEFAULTS.k)),
     metric: Metric = DEFAULTS.metric,
+    precision: Precision = DEFAULTS.precision,
     inclusive: Annotated[bool, typer.Option("--inclusive", help="Count a point on a ball's boundary as inside (<= instead of <).")] = DEFAULTS.inclusive,
     real_array: RealArray = None,
     fake_array: Annotated[Optional[str], typer.Option("--fake-array", "--fake-key", metavar="NAME", help="Array name when FAKE is a zarr group or an .npz file.")] = None,
@@ -275,7 +284,7 @@ def evaluate(
 
     def action():
         config = EvaluateConfig(
-            k=_parse_k(k), metric=metric, inclusive=inclusive, block_rows=block_rows, samples=samples,
+            k=_parse_k(k), metric=metric, precision=precision, inclusive=inclusive, block_rows=block_rows, samples=samples,
             pca=pca, tsne_samples=tsne_samples, plot_samples=plot_samples, plots=not no_plots, prune=prune,
             companions=_parse_names(companions), kid=kid, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size,
             workers=workers, threads_per_worker=threads_per_worker, scheduler=scheduler,
@@ -417,6 +426,7 @@ def reference_build(
     out: Annotated[str, typer.Option("--out", "-o", metavar="REF", help="Directory for the reference.")],
     k: Annotated[str, typer.Option(metavar="K[,K...]", help="Neighbour counts to store radii for, e.g. 3,5,10.")] = "3,5,10",
     metric: Metric = DEFAULTS.metric,
+    precision: Precision = DEFAULTS.precision,
     real_array: RealArray = None,
     block_rows: BlockRows = DEFAULTS.block_rows,
     scheduler: Scheduler = None,
@@ -437,7 +447,7 @@ def reference_build(
             typer.echo(f"{out} already holds a finished reference; nothing to resume (pass --force to build it again)")
             return
         ref = build_reference(
-            real, out, _parse_k(k), metric=metric, block_rows=block_rows, real_array=real_array, force=force, resume=resume,
+            real, out, _parse_k(k), metric=metric, precision=precision, block_rows=block_rows, real_array=real_array, force=force, resume=resume,
             scheduler=scheduler, workers=workers, threads_per_worker=threads_per_worker,
         )
         typer.echo(f"wrote reference {ref.path} (k={','.join(map(str, ref.k))}, {ref.source.rows} rows); use it as REAL in `largeemb evaluate`")

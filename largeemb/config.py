@@ -30,6 +30,8 @@ DEFAULT_PANEL_ROWS = 2048
 #: Field metadata: where the job runs, never what it computes (left out of
 #: ``metrics.json["params"]`` and of what a resumed run must match).
 EXECUTION = {"execution": True}
+#: Values of ``precision`` (see EvaluateConfig).
+PRECISIONS = ("auto", "float32", "bf16", "bf16-emulated")
 #: Field metadata: options of the plots alone; no checkpointed task depends on
 #: them, so a resumed run may change them.
 PLOTS_ONLY = {"plots_only": True}
@@ -70,6 +72,12 @@ class EvaluateConfig:
     prune: bool = True
     #: Rows per GEMM panel inside a task (tile memory; never changes an answer).
     panel_rows: int = DEFAULT_PANEL_ROWS
+    #: How tiles multiply first (exact either way): "float32"; "bf16" screens each
+    #: tile in bfloat16 (the ``bf16`` extra) and recomputes in float32 only the
+    #: entries near a threshold; "bf16-emulated" does the same with a float32 GEMM
+    #: of bfloat16-rounded operands (slower, any CPU: checks the path); "auto" is
+    #: "bf16" where the extra loads and the CPU has AVX512-BF16 or AMX, else "float32".
+    precision: str = "auto"
     #: Companion metrics to compute, from COMPANIONS (an empty tuple: none).
     companions: tuple[str, ...] = DEFAULT_COMPANIONS
     #: KID as the unbiased MMD² over every pair (a pass of its own, never pruned).
@@ -120,6 +128,12 @@ class EvaluateConfig:
                 f"unknown metric {self.metric!r}",
                 "in the job configuration",
                 f"use one of {', '.join(METRICS)}",
+            )
+        if self.precision not in PRECISIONS:
+            raise InputError(
+                f"unknown precision {self.precision!r}",
+                "in the job configuration",
+                f"use one of {', '.join(PRECISIONS)}",
             )
         if self.panel_rows < 64:
             raise InputError(

@@ -23,7 +23,7 @@ from largeemb.kernels.cross import CrossPartial
 from largeemb.kernels.moments import Moments
 from largeemb.kernels.companions import PPR_K, prob_radius, subsample_shells
 from largeemb.passes import cross, kid, knn, moments, prune
-from largeemb.passes.context import PassContext
+from largeemb.passes.context import PassContext, resolve_precision
 from largeemb.passes.cross import PerSample
 from largeemb.passes.kid import KidSums
 from largeemb.passes.knn import Radii
@@ -55,6 +55,8 @@ class Passes:
     kid: KidSums | None = None
     kid_subsets: np.ndarray | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    #: The precision tiles ran at and, per pass, the share of screened tile entries recomputed in float32.
+    screening: dict = field(default_factory=dict)
 
 
 def context_of(config: EvaluateConfig, real_moments: Moments, partition=None, k=None, fake_moments: Moments | None = None) -> PassContext:
@@ -75,6 +77,7 @@ def context_of(config: EvaluateConfig, real_moments: Moments, partition=None, k=
         panel_rows=config.panel_rows,
         inclusive=config.inclusive,
         partition=partition,
+        precision=resolve_precision(config.precision),
     )
 
 
@@ -140,7 +143,9 @@ def run_passes(real: Source, fake: Source | None, config: EvaluateConfig, refere
         computed = knn.resolve_stage(ctx, sources, tiles, roles)
     for role, radii in zip(roles, computed):
         (real_side if role == "real" else fake_side).radii = radii
-    passes = Passes(ctx, real_side, fake_side, timings=timings)
+    passes = Passes(ctx, real_side, fake_side, timings=timings, screening={"precision": ctx.precision})
+    if ctx.precision != "float32":
+        passes.screening.update({f"radii_{role}": t.screen.as_dict() for role, t in zip(roles, tiles)})
     if fake is None:
         return passes
     if 1 in radii_k and "authenticity" in config.companions:  # each real row's nearest other real row
@@ -157,6 +162,8 @@ def run_passes(real: Source, fake: Source | None, config: EvaluateConfig, refere
         passes.memberships = cross.cross_stage(
             ctx, real, fake, real_side.radii.values, fake_side.radii.values, realism_radius, passes.prob_radii
         )
+    if ctx.precision != "float32" and passes.memberships.screen is not None:
+        passes.screening["cross"] = passes.memberships.screen.as_dict()
     if config.samples:
         with timed(timings, "samples"):
             passes.per_sample = cross.settle_stage(ctx, real, fake, passes.memberships, realism_radius)

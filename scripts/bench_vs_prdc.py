@@ -2,6 +2,7 @@
 
     python scripts/bench_vs_prdc.py [--rows 20000] [--dim 512] [--k 5] [--modes 10] [--cli]
     python scripts/bench_vs_prdc.py --real pypi.npy --fake npm.npy [--k 5] [--cli]
+    python scripts/bench_vs_prdc.py --modes 1 --metrics-only --precision float32,bf16 [--companions none]
 
 Writes a synthetic real/fake pair (or copies two .npy files, memory-mapped)
 to zarr stores in a temporary directory, then runs each tool in its own
@@ -14,6 +15,10 @@ off (--no-prune: every tile computed in full), which is what data without
 cluster structure costs (--modes 1 writes such data); ``--metrics-only``
 skips those two. For largeemb the per-pass timings and the float64 work per
 pass (metrics.json's ``float64``: rows and pairs settled in float64) are printed. Imports happen before the clock starts, for both tools.
+``--precision`` runs largeemb once per listed precision (auto, float32, bf16,
+bf16-emulated) and prints, for screened runs, the share of tile entries each
+pass re-checked in float32; ``--companions`` picks the companion metrics
+(default the engine's; ``none`` computes what prdc computes and nothing else).
 Prints wall time, peak RSS, their ratios, and whether the metrics agree.
 
 ``--cli`` times instead what a user runs: ``largeemb evaluate REAL FAKE --out
@@ -42,6 +47,8 @@ def main():
     parser.add_argument("--fake", help="fake set as a .npy file")
     parser.add_argument("--metrics-only", action="store_true", help="skip the no-prune and default-options runs")
     parser.add_argument("--cli", action="store_true", help="time the default `largeemb evaluate` command end to end instead")
+    parser.add_argument("--precision", default="auto", help="comma-separated precisions, one largeemb run each (e.g. float32,bf16)")
+    parser.add_argument("--companions", help="companion metrics, comma-separated, or 'none' (default: the engine's)")
     args = parser.parse_args()
     if (args.real is None) != (args.fake is None):
         parser.error("--real and --fake go together")
@@ -57,11 +64,17 @@ def main():
                 "import time, largeemb.api\n"
                 f"t = time.perf_counter(); r = largeemb.api.evaluate({real!r}, {fake!r}, k={args.k}{options})\n"
                 "_out = {'seconds': time.perf_counter() - t, **r.metrics, 'timings': r.timings_s,\n"
-                " 'f64': r.float64}\n"
+                " 'f64': r.float64,\n"
+                " 'screening': r.details.get('screening', {})}\n"
             )
 
-        ours = largeemb_run(", samples=False, plots=False")
-        runs = [("largeemb", ours)]
+        extra = "" if args.companions is None else f", companions={_names(args.companions)!r}"
+        precisions = args.precision.split(",")
+        runs = [
+            ("largeemb" if len(precisions) == 1 else p, largeemb_run(f", samples=False, plots=False, precision={p!r}{extra}"))
+            for p in precisions
+        ]
+        ours = min((res for _, res in runs), key=lambda res: res["seconds"])
         if not args.metrics_only:
             runs += [("no-prune", largeemb_run(", samples=False, plots=False, prune=False")), ("defaults", largeemb_run(""))]
         theirs = prdc_run(real, fake, args.k)
@@ -73,12 +86,20 @@ def main():
     for name, res in runs:
         print(f"{name} timings_s: " + ", ".join(f"{p} {s:.2f}" for p, s in res["timings"].items()))
         print(f"{name} float64 work per pass: {res['f64']}")
+        shares = {p: f"{v['share']:.3%}" for p, v in res["screening"].items() if isinstance(v, dict)}
+        print(f"{name} precision {res['screening'].get('precision')}" + (f", re-checked in float32: {shares}" if shares else ""))
+    for name, res in runs[: len(precisions)] if len(precisions) > 1 else []:
+        print(f"speed-up {name}: {theirs['seconds'] / res['seconds']:.1f}x")
     print(f"speed-up: {theirs['seconds'] / ours['seconds']:.1f}x   memory: {ours['peak_mib'] / theirs['peak_mib']:.3f} of prdc's peak")
     if not args.metrics_only:
-        print(f"speed-up with pruning off: {theirs['seconds'] / runs[1][1]['seconds']:.1f}x")
+        print(f"speed-up with pruning off: {theirs['seconds'] / dict(runs)['no-prune']['seconds']:.1f}x")
     same = all(abs(res[k] - theirs[k]) <= 1e-12 for k in KEYS for _, res in runs)
     print("metrics identical" if same else "METRICS DIFFER (see the docstring of tests/test_ties.py on prdc's float32 ties)")
     raise SystemExit(0 if same else 1)
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return () if text.strip() in ("", "none") else tuple(part.strip() for part in text.split(","))
 
 
 def prdc_run(real: str, fake: str, k: int) -> dict:

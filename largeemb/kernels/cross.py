@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from largeemb.kernels.distance import UNIT_ROUNDOFF32, UNIT_ROUNDOFF64, Block, exact_pairs, sqdist32
+from largeemb.kernels.distance import UNIT_ROUNDOFF32, UNIT_ROUNDOFF64, Block, ScreenCounts, exact_pairs, screened_sqdist, sqdist32
 from largeemb.kernels.tiles import cut_pair, parted, taken, taken_rows, tile_rows
 
 #: Pairs closer than this many float32 error bounds are always re-checked for
@@ -129,9 +129,12 @@ class CrossPartial:
     real_nearest: Shortlist | None = None
     prob: ProbPartial | None = None
     float64_pairs: int = 0
+    screen: ScreenCounts | None = None  # screened tile entries (set by the pass's tasks)
 
     def _merged_lists(self, other, out, how: str):
         out.float64_pairs = self.float64_pairs + other.float64_pairs
+        if self.screen is not None and other.screen is not None:
+            out.screen = self.screen + other.screen
         if self.prob is not None:
             out.prob = getattr(self.prob, how)(other.prob)
         if self.fake_nearest is not None:
@@ -364,16 +367,21 @@ def tile(fake: Block, real: Block, real_right, fake_radii, real_radii, realism_r
     """
     samples = realism_radius is not None
     exact_tiles = kappa == 0.0  # tile values are the brute force's squares (Lattice.exact)
-    dist = sqdist32(fake, real_right)
     # One error bound per row (per column) that covers every pair in the tile.
     eps_fake = kappa * (fake.sqnorm + real.sqnorm.max())
     eps_real = kappa * (real.sqnorm + fake.sqnorm.max())
+    widest_real, widest_fake = real_radii.max(axis=1), fake_radii.max(axis=1)
+    if prob_radii is not None:
+        widest_real, widest_fake = np.maximum(widest_real, prob_radii[0]), np.maximum(widest_fake, prob_radii[1])
+    if samples or prob_radii is not None:
+        # Nearest rows and realism need every entry, and P-precision/recall's common
+        # radius holds most of them (measured: every screened tile fell back): float32.
+        dist = sqdist32(fake, real_right)
+    else:  # only entries within some ball's reach are read
+        dist = screened_sqdist(fake, real_right, _upper32(widest_fake * widest_fake + eps_fake), _upper32(widest_real * widest_real + eps_real))
 
     # Real balls (columns): precision, density, coverage; nearest fake per real row.
-    widest = real_radii.max(axis=1)
-    if prob_radii is not None:
-        widest = np.maximum(widest, prob_radii[0])
-    reach = widest * widest + eps_real
+    reach = widest_real * widest_real + eps_real
     if samples and not exact_tiles:
         near_cut_real = dist.min(axis=0) + 2 * eps_real
         reach = np.maximum(reach, near_cut_real)
@@ -398,10 +406,7 @@ def tile(fake: Block, real: Block, real_right, fake_radii, real_radii, realism_r
         out.real_nearest = _bounded(r_rows[near] + real.start, f_rows[near] + fake.start, d32[near], pair_eps[near]).for_min()
 
     # Fake balls (rows): recall; nearest real per fake row; realism scores.
-    widest = fake_radii.max(axis=1)
-    if prob_radii is not None:
-        widest = np.maximum(widest, prob_radii[1])
-    reach = widest * widest + eps_fake
+    reach = widest_fake * widest_fake + eps_fake
     if samples:
         row_min = dist.min(axis=1).astype(np.float64)
         near_cut_fake = row_min + 2 * eps_fake

@@ -8,6 +8,9 @@ the real mean so that the cancellation in that formula stays small.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -64,6 +67,7 @@ class Block:
     metric: str
     left: np.ndarray  # float32 [x - c, |x - c|^2, 1]
     sqnorm: np.ndarray  # float64 |x - c|^2 of the float32 centred rows
+    bf16_gemm: Callable | None = None  # screened tiles multiply first with it (None: float32 only)
 
     @property
     def rows(self) -> int:
@@ -93,7 +97,7 @@ class Block:
     def panel(self, lo: int, hi: int) -> "Block":
         """Rows lo:hi as a Block of their own (views, no copies)."""
         raw = None if self.raw is None else self.raw[lo:hi]
-        return Block(self.start + lo, raw, self.metric, self.left[lo:hi], self.sqnorm[lo:hi])
+        return Block(self.start + lo, raw, self.metric, self.left[lo:hi], self.sqnorm[lo:hi], self.bf16_gemm)
 
     def panels(self, panel_rows: int) -> list[tuple[int, "Block"]]:
         """(offset, panel) pairs covering the block: the unit of one GEMM."""
@@ -108,7 +112,7 @@ def metric_rows(raw: np.ndarray, metric: str) -> np.ndarray:
     return rows
 
 
-def prepare_block(raw: np.ndarray, start: int, centre: np.ndarray, metric: str) -> Block:
+def prepare_block(raw: np.ndarray, start: int, centre: np.ndarray, metric: str, bf16_gemm: Callable | None = None) -> Block:
     """Centre a block and lay it out for the augmented GEMM.
 
     ``centre`` must be float32. float32 rows are centred in float32 (one
@@ -125,7 +129,7 @@ def prepare_block(raw: np.ndarray, start: int, centre: np.ndarray, metric: str) 
     sqnorm = np.einsum("ij,ij->i", centred, centred, dtype=np.float64)
     left[:, dim] = sqnorm
     left[:, dim + 1] = 1.0
-    return Block(start, raw, metric, left, sqnorm)
+    return Block(start, raw, metric, left, sqnorm, bf16_gemm)
 
 
 def sqdist32(a: Block, b_right: np.ndarray) -> np.ndarray:
@@ -153,3 +157,145 @@ def exact_pairs(take_a, take_b, ia: np.ndarray, ib: np.ndarray) -> np.ndarray:
         out[lo:hi] = exact_pair_dist(take_a(ia[lo:hi]), take_b(ib[lo:hi]))
     return out
 
+
+
+# -- reduced-precision screening -------------------------------------------------
+
+#: Where a bf16 tile leaves more than this share of its entries to recompute,
+#: the tile is recomputed whole by the float32 GEMM (clustered data, loose cuts).
+RECHECK_WHOLE = 0.05
+#: Entries recomputed per gathered float32 chunk (small chunks stay in cache:
+#: 4x faster here than 8192).
+RECHECK_CHUNK = 1024
+
+
+def bf16_error_scale(dim: int) -> float:
+    """κ_bf with ``|d2_bf16 - |x' - y'|^2| <= κ_bf (|x'|^2 + |y'|^2)`` for the float32 centred rows x', y'.
+
+    Terms, with u the bfloat16 unit roundoff: rounding both operands of
+    x'.y' to bfloat16 changes 2 x'.y' by at most 2(2u + u²) Σ|x'_i||y'_i|
+    <= (2u + u²)(|x'|² + |y'|²); each norm is split into two bfloat16
+    parts (2u² relative); products of bfloat16 values are exact in float32
+    and their length-(dim+4) float32 sum adds γ_{dim+4} Σ|terms|, Σ|terms| <=
+    2(1 + u)²(|x'|² + |y'|²); the norms fed in were rounded to float32 (u32
+    each). A quarter more for slack (the bound is checked on adversarial
+    data in ``tests/test_bf16.py``).
+    """
+    u, u32 = 2.0**-8, UNIT_ROUNDOFF32
+    n = dim + 4
+    gamma = n * u32 / (1.0 - n * u32)
+    return 1.25 * ((2 * u + u * u) + 2 * u * u + 2 * gamma * (1 + u) ** 2 + 2 * u32)
+
+
+def _bf16_lower(a: Block, b_right: np.ndarray, kappa: float) -> np.ndarray:
+    """Lower bounds of the float32 tile from bfloat16 operands: ``(1 - κ)(|x'|² + |y'|²) - 2 x'.y'``.
+
+    With κ the sum of both error scales, this is the bf16 value minus
+    κ(|x'|² + |y'|²): the norms are scaled before the GEMM (in float64, then
+    split into two bfloat16 parts), so no pass over the tile subtracts them.
+    """
+    from largeemb.kernels import bf16
+
+    dim = a.dim
+    left = np.empty((a.rows, dim + 4), np.uint16)
+    right = np.empty((b_right.shape[0], dim + 4), np.uint16)
+    one = bf16.to_bits(np.ones(1, np.float32))[0]
+    left[:, :dim] = bf16.to_bits(a.centred)
+    left[:, dim], left[:, dim + 1] = bf16.split((1 - kappa) * a.sqnorm)
+    left[:, dim + 2 :] = one
+    right[:, :dim] = bf16.to_bits(b_right[:, :dim])  # -2y: scaling by 2 commutes with the rounding
+    right[:, dim : dim + 2] = one
+    right[:, dim + 2], right[:, dim + 3] = bf16.split((1 - kappa) * b_right[:, dim + 1].astype(np.float64))
+    return a.bf16_gemm(left, right)
+
+
+def _bf16_tile(a: Block, b_right: np.ndarray) -> np.ndarray:
+    """The augmented tile from bfloat16 operands, ``|x'|² + |y'|² - 2 x'.y'`` (float32 sums)."""
+    return _bf16_lower(a, b_right, 0.0)
+
+
+def _recomputed(a: Block, b_right: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """float32 values of single entries (any summation order is within the float32 bound)."""
+    out = np.empty(len(rows), np.float32)
+    for lo in range(0, len(rows), RECHECK_CHUNK):
+        hi = lo + RECHECK_CHUNK
+        out[lo:hi] = np.einsum("ij,ij->i", a.left[rows[lo:hi]], b_right[cols[lo:hi]])
+    return out
+
+
+@dataclass
+class ScreenCounts:
+    """Entries of screened tiles, and how many of them were recomputed in float32."""
+
+    entries: int = 0
+    rechecked: int = 0
+
+    def __add__(self, other: "ScreenCounts") -> "ScreenCounts":
+        return ScreenCounts(self.entries + other.entries, self.rechecked + other.rechecked)
+
+    def as_dict(self) -> dict:
+        share = self.rechecked / self.entries if self.entries else 0.0
+        return {"entries": self.entries, "rechecked_float32": self.rechecked, "share": share}
+
+
+_counts = threading.local()
+
+
+@contextmanager
+def screen_counting():
+    """Count the screened entries of the tiles this thread computes inside the block."""
+    outer = getattr(_counts, "value", None)
+    _counts.value = counts = ScreenCounts()
+    try:
+        yield counts
+    finally:
+        _counts.value = outer
+        if outer is not None:
+            outer.entries += counts.entries
+            outer.rechecked += counts.rechecked
+
+
+def screened_sqdist(a: Block, b_right: np.ndarray, row_cut: np.ndarray, col_cut: np.ndarray) -> np.ndarray:
+    """float32 squared distances of the entries that can lie below a cut, +inf for the rest.
+
+    An entry (i, j) can matter when its float32 value (what :func:`sqdist32`
+    gives, within its own bound of the exact one) could be below ``row_cut[i]``
+    or ``col_cut[j]``; the caller's proofs hold for any float32 value within
+    that bound, and every entry shown as +inf has float32 value at or above
+    both cuts, where the caller ignores it. Without ``a.bf16_gemm`` this is
+    :func:`sqdist32` itself; with one (oneDNN, or :func:`largeemb.kernels.bf16.emulated`)
+    the tile comes first from bfloat16 operands: an entry whose bf16 value is
+    at least its cut plus both error bounds is settled, the others are
+    recomputed in float32 (the whole tile, when more than RECHECK_WHOLE of it).
+    """
+    if a.bf16_gemm is None:
+        return sqdist32(a, b_right)
+    # κ: both bounds, 8 u32 more for the split norms' rounding and a relative 2^-20
+    # for how the scaled norms were formed; a tiny absolute term covers subnormals
+    # flushed to zero (oneDNN runs with FTZ/DAZ). Each entry's own norms count,
+    # not a block's largest: one far row must not open every entry.
+    kappa = bf16_error_scale(a.dim) + sqdist_error_scale(a.dim) + 8 * UNIT_ROUNDOFF32
+    lower = _bf16_lower(a, b_right, kappa)
+    tiny = np.float32((a.dim + 4) * 2.0**-120)
+    open_mask = lower < (_up32(row_cut) + tiny)[:, None]
+    open_mask |= lower < (_up32(col_cut) + tiny)[None, :]
+    open_entries = np.flatnonzero(open_mask)
+    counts = getattr(_counts, "value", None)
+    if counts is not None:
+        counts.entries += lower.size
+    if len(open_entries) > RECHECK_WHOLE * lower.size:
+        if counts is not None:
+            counts.rechecked += lower.size
+        return sqdist32(a, b_right)
+    if counts is not None:
+        counts.rechecked += len(open_entries)
+    rows, cols = np.divmod(open_entries, lower.shape[1])
+    values = _recomputed(a, b_right, rows, cols)
+    lower.fill(np.inf)
+    lower.ravel()[open_entries] = values
+    return lower
+
+
+def _up32(values: np.ndarray) -> np.ndarray:
+    """float32 values no smaller than the float64 ones (inf stays inf)."""
+    return np.nextafter(np.asarray(values, np.float64).astype(np.float32), np.float32(np.inf))

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from largeemb.kernels import tiles as tiling
-from largeemb.kernels.distance import EXACT_CHUNK, Block, sqdist32, sqdist_error_scale
+from largeemb.kernels.distance import EXACT_CHUNK, Block, ScreenCounts, screened_sqdist, sqdist32, sqdist_error_scale
 from largeemb.kernels.prune import MIN_SKIPPED, Partition
 
 #: Candidates kept per row beyond k+1, so that the float32 order rarely needs
@@ -78,6 +78,7 @@ class Neighbours:
     band: np.ndarray  # (rows,) float64: BAND float32 error bounds of the row
     K: int
     k: int
+    screen: ScreenCounts | None = None  # screened tile entries so far (set by the pass's tasks)
 
     @property
     def bound(self) -> np.ndarray:
@@ -226,9 +227,10 @@ def off_diagonal(a: Block, b_right: np.ndarray, nb_a: "Reach", nb_b: "Reach"):
     """One tile a × b (disjoint rows; b given as its ``right()`` operand), computed once.
 
     Returns the candidates for a's rows and for b's, with tile-local row and
-    neighbour indices.
+    neighbour indices. Entries at or above both sides' cuts are never taken:
+    they may be screened out (+inf, :func:`largeemb.kernels.distance.screened_sqdist`).
     """
-    dist = sqdist32(a, b_right)
+    dist = screened_sqdist(a, b_right, nb_a.cut, nb_b.cut)
     return (
         _take(dist, nb_a.cut, nb_a.K, False, nb_a.k, nb_a.band),
         _take(dist, nb_b.cut, nb_b.K, True, nb_b.k, nb_b.band),

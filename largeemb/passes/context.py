@@ -6,6 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from largeemb.errors import InputError
+from largeemb.io import onednn
+from largeemb.kernels import bf16
 from largeemb.kernels.distance import sqdist_error_scale
 from largeemb.kernels.prune import Partition
 
@@ -17,7 +20,8 @@ class PassContext:
     ``centre`` (float32, the real set's metric mean) is what all float32 work
     is centred on; ``partition`` the pruning groups (None: every tile runs in
     full); ``block_rows`` the rows each task reads, ``panel_rows`` the rows of
-    one GEMM panel inside it. ``exact``: both sets lie on a lattice whose
+    one GEMM panel inside it; ``precision`` is :func:`resolve_precision` of the
+    config's. ``exact``: both sets lie on a lattice whose
     float32 tiles make no rounding error (:meth:`largeemb.kernels.moments.Lattice.exact`;
     the centre is then 0): every float32 squared distance is the brute
     force's, ``kappa`` is 0, and the kernels compare tile values directly
@@ -32,8 +36,29 @@ class PassContext:
     inclusive: bool = False
     partition: Partition | None = None
     exact: bool = False
+    #: "float32", "bf16" or "bf16-emulated": how screened tiles multiply first (never "auto").
+    precision: str = "float32"
 
     @property
     def kappa(self) -> float:
         """The float32 squared-distance error scale of this dim (:func:`largeemb.kernels.distance.sqdist_error_scale`), 0 when exact."""
         return 0.0 if self.exact else sqdist_error_scale(len(self.centre))
+
+    def bf16_gemm(self):
+        """The bf16 GEMM that screens tiles (None: float32 tiles), loaded in the calling process."""
+        if self.precision == "bf16-emulated":
+            return bf16.emulated
+        return onednn.onednn() if self.precision == "bf16" else None
+
+
+def resolve_precision(precision: str) -> str:
+    """The precision tiles run at: "auto" becomes "bf16" where it pays, else "float32"."""
+    if precision == "auto":
+        return "bf16" if onednn.available() else "float32"
+    if precision == "bf16" and onednn.onednn() is None:
+        raise InputError(
+            "--precision bf16 needs oneDNN, which did not load",
+            "on this machine",
+            "install the extra with `pip install largeemb[bf16]`, or use --precision auto (float32 here)",
+        )
+    return precision

@@ -12,6 +12,7 @@ import numpy as np
 
 from largeemb.io.store import Source
 from largeemb.kernels import cross
+from largeemb.kernels.distance import screen_counting
 from largeemb.kernels.plan import row_blocks
 from largeemb.passes.context import PassContext
 from largeemb.passes.knn import load_block, taker
@@ -34,9 +35,12 @@ def _cross_task(fake_src, real_src, fb, rb, ctx: PassContext, fake_radii, real_r
     one_thread()
     fake = load_block(fake_src, fb, ctx)
     real = load_block(real_src, rb, ctx)
-    return cross.block_pair(
-        fake, real, fake_radii, real_radii, realism_radius, ctx.kappa, ctx.inclusive, ctx.panel_rows, ctx.partition, prob_radii
-    )
+    with screen_counting() as counts:
+        out = cross.block_pair(
+            fake, real, fake_radii, real_radii, realism_radius, ctx.kappa, ctx.inclusive, ctx.panel_rows, ctx.partition, prob_radii
+        )
+    out.screen = counts
+    return out
 
 
 def cross_graph(

@@ -8,13 +8,13 @@ one block pair is :mod:`largeemb.kernels.knn`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from largeemb.io.store import Source
 from largeemb.kernels import knn
-from largeemb.kernels.distance import UNIT_ROUNDOFF64, Block, metric_rows, prepare_block, sqdist_error_scale
+from largeemb.kernels.distance import UNIT_ROUNDOFF64, Block, ScreenCounts, metric_rows, prepare_block, screen_counting, sqdist_error_scale
 from largeemb.kernels.plan import RowBlock, bands, row_blocks, tree
 from largeemb.passes.context import PassContext
 from largeemb.run.graph import Graph, run
@@ -42,15 +42,17 @@ class Radii:
 @dataclass
 class TilePass:
     """What the float32 tile pass found for one set: radii, the rows whose radii it could not
-    prove, and how many pairs its finish re-checked in float64."""
+    prove, how many pairs its finish re-checked in float64, and its screened tile entries
+    (see :func:`largeemb.kernels.distance.screened_sqdist`)."""
 
     values: np.ndarray
     unproven: np.ndarray
     pairs: int = 0
+    screen: ScreenCounts = field(default_factory=ScreenCounts)
 
 
 def load_block(source: Source, block: RowBlock, ctx: PassContext) -> Block:
-    return prepare_block(source.read(block.start, block.stop), block.start, ctx.centre, ctx.metric)
+    return prepare_block(source.read(block.start, block.stop), block.start, ctx.centre, ctx.metric, ctx.bf16_gemm())
 
 
 def taker(source: Source, metric: str):
@@ -65,19 +67,34 @@ def taker(source: Source, metric: str):
 
 def _diag_task(source, block, ctx: PassContext, K):
     one_thread()
-    return knn.within(load_block(source, block, ctx), K, max(ctx.k), ctx.panel_rows, ctx.partition, kappa=ctx.kappa)
+    with screen_counting() as counts:
+        nb = knn.within(load_block(source, block, ctx), K, max(ctx.k), ctx.panel_rows, ctx.partition, kappa=ctx.kappa)
+    return _counted(nb, counts)
+
+
+def _counted(nb, counts: ScreenCounts):
+    """The block's state with its screened entries so far (merges carry them to finish)."""
+    nb.screen = counts
+    return nb
 
 
 def _offdiag_task(source, a, b, ctx: PassContext, diag_a, diag_b):
     one_thread()
-    return knn.between(
-        load_block(source, a, ctx), load_block(source, b, ctx), knn.Reach.of(diag_a), knn.Reach.of(diag_b), ctx.panel_rows, ctx.partition
-    )
+    with screen_counting() as counts:
+        for_a, for_b = knn.between(
+            load_block(source, a, ctx), load_block(source, b, ctx), knn.Reach.of(diag_a), knn.Reach.of(diag_b), ctx.panel_rows, ctx.partition
+        )
+    return for_a, for_b, counts
 
 
 def _merge_task(state, *offers):
-    """Merge into a block's state what tiles offered it: (tile result, side) pairs, flattened."""
-    return knn.merge(state, [offers[i][offers[i + 1]] for i in range(0, len(offers), 2)])
+    """Merge into a block's state what tiles offered it: (tile result, side) pairs, flattened.
+
+    A tile's screen counts go to the block on its side 0, so each counts once.
+    """
+    pairs = [(offers[i], offers[i + 1]) for i in range(0, len(offers), 2)]
+    counts = sum((pair[2] for pair, side in pairs if side == 0), state.screen)
+    return _counted(knn.merge(state, [pair[side] for pair, side in pairs]), counts)
 
 
 def _max_sqnorm_task(*diags) -> float:
@@ -87,7 +104,7 @@ def _max_sqnorm_task(*diags) -> float:
 def _finish_task(source, block, ctx: PassContext, nb, max_sqnorm):
     own = metric_rows(source.read(block.start, block.stop), ctx.metric)
     radii, unproven, pairs = knn.finish(nb, own, taker(source, ctx.metric), ctx.k, max_sqnorm, ctx.kappa)
-    return radii, unproven + block.start, pairs
+    return radii, unproven + block.start, pairs, nb.screen
 
 
 def radii_graph(g: Graph, ctx: PassContext, source: Source, role: str = "set"):
@@ -163,7 +180,12 @@ def radii_stage(ctx: PassContext, sources, roles=("real", "fake")) -> list[TileP
     g = Graph("radii")
     per_source = run(g, [radii_graph(g, ctx, src, role) for src, role in zip(sources, roles)], "radii")
     return [
-        TilePass(np.concatenate([r for r, _, _ in blocks]), np.concatenate([u for _, u, _ in blocks]), sum(int(p) for _, _, p in blocks))
+        TilePass(
+            np.concatenate([b[0] for b in blocks]),
+            np.concatenate([b[1] for b in blocks]),
+            sum(int(b[2]) for b in blocks),
+            sum((b[3] for b in blocks), ScreenCounts()),
+        )
         for blocks in per_source
     ]
 

@@ -24,8 +24,9 @@ from largeemb.errors import InputError
 #: Bumped whenever what a checkpoint holds or names changes (2: record
 #: classes moved into largeemb.kernels / largeemb.passes; 3: content.json,
 #: the inputs' per-segment digests a resume is checked against; 4: Moments.lattice,
-#: float64 counters in CrossPartial, finish and settle results; k-NN merge states as units).
-FORMAT = 4
+#: float64 counters in CrossPartial, finish and settle results; k-NN merge states as units; 5: bf16 screen counts
+#: in self-pass states and cross partials).
+FORMAT = 5
 MANIFEST = "manifest.json"
 #: Per-segment content digests of each input, recorded by the moments pass.
 CONTENT = "content.json"
