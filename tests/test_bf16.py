@@ -178,6 +178,24 @@ def test_screening_changes_nothing_and_equals_brute_force(adversarial_sets, bloc
     assert screening["radii_real"]["entries"] > 0 and screening["radii_fake"]["entries"] > 0
 
 
+@pytest.mark.parametrize("block_rows", [256, 700])
+def test_screening_on_lattice_data_changes_nothing(block_rows):
+    """Small-integer rows with many exact copies: float32 tiles are exact (kappa 0), ties everywhere."""
+    rng = np.random.default_rng(11)
+    real = rng.integers(-2, 3, (1500, 12)).astype(np.float32)
+    fake = np.concatenate([real[:300], rng.integers(-2, 3, (900, 12))]).astype(np.float32)
+    options = dict(k=(3, 5), block_rows=block_rows, panel_rows=256, plots=False, companions=())
+    base = largeemb.evaluate(real, fake, precision="float32", **options)
+    got = largeemb.evaluate(real, fake, precision="bf16-emulated", **options)
+    for field in ("real_radii", "fake_radii", "fake_counts", "real_covered", "real_recalled", "fake_nearest_dist", "fake_realism"):
+        np.testing.assert_array_equal(getattr(got, field), getattr(base, field), err_msg=field)
+    np.testing.assert_array_equal(got.real_radii[:, 0], oracle.radii(real, 3))
+    np.testing.assert_array_equal(got.fake_radii[:, 1], oracle.radii(fake, 5))
+    expected = oracle.prdc(real, fake, 3)
+    assert all(got.metrics[key] == expected[key] for key in expected)
+    assert got.to_dict()["details"]["screening"]["radii_real"]["entries"] > 0
+
+
 def test_metrics_only_run_is_screened_and_shares_are_recorded():
     real, fake = mixture(2000, 32, 3, modes=1), mixture(1800, 32, 4, modes=1)
     options = dict(k=3, block_rows=1000, plots=False, samples=False, companions=())
