@@ -22,6 +22,7 @@ from largeemb.kernels import bf16
 from largeemb.kernels.distance import (
     _bf16_tile,
     bf16_error_scale,
+    bf16_rounding_terms,
     prepare_block,
     screen_counting,
     screened_sqdist,
@@ -95,6 +96,23 @@ def test_bf16_bound_holds_on_adversarial_data(name):
     assert (error <= bound).all(), float((error / bound).max())
     if name == "worst_rounding":  # the bound is tight here: it is not vacuous
         assert (error / bound).max() > 0.3
+
+
+@pytest.mark.parametrize("name", ADVERSARIAL)
+def test_per_row_rounding_terms_bound_every_product(name):
+    """The screening's per-row bound on the operands' rounding (Cauchy-Schwarz), against float64 products."""
+    a, b = _blocks(name)
+    x, y = a.centred, b.centred
+    x_bits, y_bits = bf16.to_bits(x), bf16.to_bits(y)
+    e_x, e_y = bf16_rounding_terms(x, x_bits, y, y_bits)
+    exact = 2 * x.astype(np.float64) @ y.astype(np.float64).T
+    rounded = 2 * bf16.from_bits(x_bits).astype(np.float64) @ bf16.from_bits(y_bits).astype(np.float64).T
+    error = np.abs(exact - rounded)
+    bound = e_x[:, None] + e_y[None, :]
+    assert (error <= bound).all(), float((error / bound).max())
+    worst = _bound(a, b, 2 * 2.0**-8 + 2.0**-16)  # the worst-case rounding term of bf16_error_scale
+    if name in ("gaussian", "large_dim"):  # typical rows: far tighter than the worst case
+        assert (bound < 0.6 * worst).all()
 
 
 @pytest.mark.skipif(not onednn.available(), reason="oneDNN (the bf16 extra) or bf16 hardware missing")

@@ -174,44 +174,114 @@ def bf16_error_scale(dim: int) -> float:
 
     Terms, with u the bfloat16 unit roundoff: rounding both operands of
     x'.y' to bfloat16 changes 2 x'.y' by at most 2(2u + u²) Σ|x'_i||y'_i|
-    <= (2u + u²)(|x'|² + |y'|²); each norm is split into two bfloat16
-    parts (2u² relative); products of bfloat16 values are exact in float32
-    and their length-(dim+4) float32 sum adds γ_{dim+4} Σ|terms|, Σ|terms| <=
-    2(1 + u)²(|x'|² + |y'|²); the norms fed in were rounded to float32 (u32
-    each). A quarter more for slack (the bound is checked on adversarial
-    data in ``tests/test_bf16.py``).
+    <= (2u + u²)(|x'|² + |y'|²); the rest is :func:`_bf16_sum_scale`. A
+    quarter more for slack (the bound is checked on adversarial data in
+    ``tests/test_bf16.py``). Screening uses the tighter per-row form of the
+    rounding term (:func:`bf16_rounding_terms`).
     """
+    u = 2.0**-8
+    return 1.25 * ((2 * u + u * u) + _bf16_sum_scale(dim))
+
+
+def _bf16_sum_scale(dim: int) -> float:
+    """Relative error of a bf16 tile beyond the operands' rounding: each norm is split
+    into two bfloat16 parts (2u² relative); products of bfloat16 values are exact in
+    float32 and their length-(dim+4) float32 sum adds γ_{dim+4} Σ|terms|, Σ|terms| <=
+    2(1 + u)²(|x'|² + |y'|²); the norms fed in were rounded to float32 (u32 each)."""
     u, u32 = 2.0**-8, UNIT_ROUNDOFF32
     n = dim + 4
     gamma = n * u32 / (1.0 - n * u32)
-    return 1.25 * ((2 * u + u * u) + 2 * u * u + 2 * gamma * (1 + u) ** 2 + 2 * u32)
+    return 2 * u * u + 2 * gamma * (1 + u) ** 2 + 2 * u32
 
 
-def _bf16_lower(a: Block, b_right: np.ndarray, kappa: float) -> np.ndarray:
-    """Lower bounds of the float32 tile from bfloat16 operands: ``(1 - κ)(|x'|² + |y'|²) - 2 x'.y'``.
+def _rounding_sums(rows: np.ndarray, bits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Upper bounds of |δ|² and |x̂|² per row, for x̂ = ``rows`` rounded to bfloat16 (``bits``) and δ = rows - x̂.
 
-    With κ the sum of both error scales, this is the bf16 value minus
-    κ(|x'|² + |y'|²): the norms are scaled before the GEMM (in float64, then
-    split into two bfloat16 parts), so no pass over the tile subtracts them.
+    δ is exact in float32 (Sterbenz); the float32 sums of squares are raised by
+    their own relative bound γ_dim (and x̂² is exact: 8-bit significands).
     """
     from largeemb.kernels import bf16
 
+    raise_ = 1.0 + 2.0 * (rows.shape[1] + 2) * UNIT_ROUNDOFF32
+    rounded = bf16.from_bits(bits)
+    delta = rows - rounded
+    return (
+        np.einsum("ij,ij->i", delta, delta).astype(np.float64) * raise_,
+        np.einsum("ij,ij->i", rounded, rounded).astype(np.float64) * raise_,
+    )
+
+
+def bf16_rounding_terms(x, x_bits, y, y_bits) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row terms e_x, e_y with ``|2 x.y - 2 x̂.ŷ| <= e_x[i] + e_y[j]`` for every pair of rows.
+
+    x̂, ŷ are the float32 rows x, y rounded to bfloat16 (``x_bits``, ``y_bits``).
+    Proof: with δx = x - x̂ and δy = y - ŷ, x.y - x̂.ŷ = δx.y + x̂.δy, so by
+    Cauchy-Schwarz |2 x.y - 2 x̂.ŷ| <= 2|δx||y| + 2|x̂||δy|, and 2ab <= a²/ρ + ρb²
+    for any ρ > 0: e_x = |δx|²/ρ + ρ|x̂|², e_y = ρ|y|² + |δy|²/ρ, with
+    |y|² <= (|ŷ| + |δy|)². ρ = the rows' rms |δ|/|·| makes each term about
+    2ρ|x|² where the worst case (every coordinate off by u,
+    :func:`bf16_error_scale`) charges 2u|x|²: on Gaussian data the terms are
+    0.43 of the worst case's (``tests/test_bf16.py``), and the band of entries
+    re-checked in float32 narrows accordingly. The bound is tight: on rows
+    whose every coordinate rounds by nearly u it is reached within 0.3%.
+    """
+    dx2, xh2 = _rounding_sums(x, x_bits)
+    dy2, yh2 = _rounding_sums(y, y_bits)
+    y2 = (np.sqrt(yh2) + np.sqrt(dy2)) ** 2 * (1.0 + 4 * UNIT_ROUNDOFF64)
+    size = xh2.sum() + y2.sum()
+    if size == 0.0 or dx2.sum() + dy2.sum() == 0.0:  # every row zero, or every value a bfloat16 value
+        return np.zeros(len(x)), np.zeros(len(y))
+    rho = float(np.sqrt((dx2.sum() + dy2.sum()) / size))
+    return dx2 / rho + rho * xh2, rho * y2 + dy2 / rho
+
+
+def _bf16_lower(a: Block, b_right: np.ndarray) -> np.ndarray:
+    """Lower bounds of the float32 tile from bfloat16 operands.
+
+    Entry (i, j) is the bf16 value of ``|x'|² + |y'|² - 2 x'.y'`` minus the
+    bound on its distance from the float32 value: 1.25 (e_x[i] + e_y[j])
+    (:func:`bf16_rounding_terms`) and κ(|x'|² + |y'|²), with κ the rest of
+    the bf16 bound, the float32 bound, 8 u32 more for the split norms'
+    rounding and a relative 2^-20 for how the lowered norms were formed. The
+    norms are lowered before the GEMM (in float64, then split into two
+    bfloat16 parts), so no pass over the tile subtracts anything.
+    """
     dim = a.dim
-    left = np.empty((a.rows, dim + 4), np.uint16)
-    right = np.empty((b_right.shape[0], dim + 4), np.uint16)
-    one = bf16.to_bits(np.ones(1, np.float32))[0]
-    left[:, :dim] = bf16.to_bits(a.centred)
-    left[:, dim], left[:, dim + 1] = bf16.split((1 - kappa) * a.sqnorm)
-    left[:, dim + 2 :] = one
-    right[:, :dim] = bf16.to_bits(b_right[:, :dim])  # -2y: scaling by 2 commutes with the rounding
-    right[:, dim : dim + 2] = one
-    right[:, dim + 2], right[:, dim + 3] = bf16.split((1 - kappa) * b_right[:, dim + 1].astype(np.float64))
-    return a.bf16_gemm(left, right)
+    kappa = 1.25 * _bf16_sum_scale(dim) + sqdist_error_scale(dim) + 8 * UNIT_ROUNDOFF32
+    x_bits, y_bits = _bf16_rows(a, b_right)
+    row_terms, col_terms = bf16_rounding_terms(a.centred, x_bits, b_right[:, :dim], y_bits)
+    col_terms /= 4.0  # the right rows are -2y: |δ(-2y)|² = 4|δy|², |-2y|² = 4|y|²
+    col_norms = b_right[:, dim + 1].astype(np.float64)
+    return _bf16_product(a, x_bits, y_bits, (1 - kappa) * a.sqnorm - 1.25 * row_terms, (1 - kappa) * col_norms - 1.25 * col_terms)
 
 
 def _bf16_tile(a: Block, b_right: np.ndarray) -> np.ndarray:
     """The augmented tile from bfloat16 operands, ``|x'|² + |y'|² - 2 x'.y'`` (float32 sums)."""
-    return _bf16_lower(a, b_right, 0.0)
+    x_bits, y_bits = _bf16_rows(a, b_right)
+    return _bf16_product(a, x_bits, y_bits, a.sqnorm, b_right[:, a.dim + 1].astype(np.float64))
+
+
+def _bf16_rows(a: Block, b_right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both operands' rows rounded to bfloat16 (bit patterns); -2y: scaling by 2 commutes with the rounding."""
+    from largeemb.kernels import bf16
+
+    return bf16.to_bits(a.centred), bf16.to_bits(b_right[:, : a.dim])
+
+
+def _bf16_product(a: Block, x_bits, y_bits, row_norms: np.ndarray, col_norms: np.ndarray) -> np.ndarray:
+    """``row_norms[i] + col_norms[j] + x̂_i.(-2ŷ_j)`` by the bf16 GEMM: each norm split in two bfloat16 parts."""
+    from largeemb.kernels import bf16
+
+    dim = a.dim
+    one = bf16.to_bits(np.ones(1, np.float32))[0]
+    left = np.empty((len(x_bits), dim + 4), np.uint16)
+    right = np.empty((len(y_bits), dim + 4), np.uint16)
+    left[:, :dim], right[:, :dim] = x_bits, y_bits
+    left[:, dim], left[:, dim + 1] = bf16.split(row_norms)
+    left[:, dim + 2 :] = one
+    right[:, dim : dim + 2] = one
+    right[:, dim + 2], right[:, dim + 3] = bf16.split(col_norms)
+    return a.bf16_gemm(left, right)
 
 
 def _recomputed(a: Block, b_right: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -270,12 +340,10 @@ def screened_sqdist(a: Block, b_right: np.ndarray, row_cut: np.ndarray, col_cut:
     """
     if a.bf16_gemm is None:
         return sqdist32(a, b_right)
-    # κ: both bounds, 8 u32 more for the split norms' rounding and a relative 2^-20
-    # for how the scaled norms were formed; a tiny absolute term covers subnormals
-    # flushed to zero (oneDNN runs with FTZ/DAZ). Each entry's own norms count,
-    # not a block's largest: one far row must not open every entry.
-    kappa = bf16_error_scale(a.dim) + sqdist_error_scale(a.dim) + 8 * UNIT_ROUNDOFF32
-    lower = _bf16_lower(a, b_right, kappa)
+    # Each entry's own rows count, not a block's largest: one far row must not open
+    # every entry. A tiny absolute term covers subnormals flushed to zero (oneDNN
+    # runs with FTZ/DAZ).
+    lower = _bf16_lower(a, b_right)
     tiny = np.float32((a.dim + 4) * 2.0**-120)
     open_mask = lower < (_up32(row_cut) + tiny)[:, None]
     open_mask |= lower < (_up32(col_cut) + tiny)[None, :]
