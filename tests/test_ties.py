@@ -283,3 +283,19 @@ def test_copies_cost_one_settle_difference_per_group():
     real, fake = tie_sets("shared")
     result = check_all(real, fake, 5, block_rows=256)
     assert result.float64["samples"]["pairs"] < 5_000  # 62,483 when each tied copy was computed
+
+
+@pytest.mark.parametrize("collide", [False, True])
+def test_copy_labels_group_exactly_the_identical_rows(monkeypatch, collide):
+    """Labels equal exactly for identical rows, also when the row hash collides (then np.unique decides)."""
+    from largeemb.kernels import distance
+
+    rng = np.random.default_rng(5)
+    rows = rng.integers(-2, 3, (600, 7)).astype(np.float64)  # many exact copies
+    rows[::50, 3] += 2.0**-40  # near-copies that must stay apart
+    if collide:  # every row gets the same hash
+        monkeypatch.setattr(distance, "HASH_MULTIPLIERS", np.zeros_like(distance.HASH_MULTIPLIERS))
+    label = distance.copy_labels(rows)
+    same = label[:, None] == label[None, :]
+    identical = (rows[:, None, :] == rows[None, :, :]).all(axis=2)
+    np.testing.assert_array_equal(same, identical)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from largeemb.kernels.distance import UNIT_ROUNDOFF32, UNIT_ROUNDOFF64, Block, ScreenCounts, exact_pairs, screened_sqdist, sqdist32
+from largeemb.kernels.distance import UNIT_ROUNDOFF32, UNIT_ROUNDOFF64, Block, ScreenCounts, copy_labels, exact_pairs, screened_sqdist, sqdist32
 from largeemb.kernels.tiles import cut_pair, parted, taken, taken_rows, tile_rows
 
 #: Pairs closer than this many float32 error bounds are always re-checked for
@@ -511,13 +511,13 @@ def _exact_once(own: Block, take_other, rows, cols, counted: list | None = None)
 
     Shortlists name every copy of a tied row (duplicates tie for nearest and
     for realism); identical rows have identical differences, so the other
-    rows are read once each, grouped (``np.unique`` compares whole rows), and
+    rows are read once each, grouped (:func:`~largeemb.kernels.distance.copy_labels`), and
     each (row, group) is computed once. ``counted`` gets the number computed.
     """
     wanted, where = np.unique(cols, return_inverse=True)
     gathered = take_other(wanted)
     where = where.ravel()
-    group = np.unique(gathered, axis=0, return_inverse=True)[1].ravel()[where] if len(wanted) else where
+    group = copy_labels(gathered)[where] if len(wanted) else where
     _, first, back = np.unique(np.stack([rows, group]), axis=1, return_index=True, return_inverse=True)
     if counted is not None:
         counted.append(len(first))

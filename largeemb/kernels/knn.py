@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from largeemb.kernels import tiles as tiling
-from largeemb.kernels.distance import EXACT_CHUNK, Block, ScreenCounts, screened_sqdist, sqdist32, sqdist_error_scale
+from largeemb.kernels.distance import EXACT_CHUNK, Block, ScreenCounts, copy_labels, screened_sqdist, sqdist32, sqdist_error_scale
 from largeemb.kernels.prune import MIN_SKIPPED, Partition
 
 #: Candidates kept per row beyond k+1, so that the float32 order rarely needs
@@ -443,7 +443,7 @@ def finish(nb: Neighbours, own: np.ndarray, take_neighbours, ks: tuple[int, ...]
     among the k+1 nearest and those above s + 2e surely not, so only the few
     within s ± 2e get a float64 distance: the radius is the right one of those.
     Identical rows cost once there: copies inside the block are at exactly 0
-    (``np.unique`` over the block's rows finds them, comparing whole rows),
+    (:func:`~largeemb.kernels.distance.copy_labels` finds them),
     and one pair per (own row's copy group, neighbour) is computed.
     Returns ``(radii (rows, len(ks)), unproven local rows, float64 pairs computed)``.
 
@@ -471,7 +471,7 @@ def finish(nb: Neighbours, own: np.ndarray, take_neighbours, ks: tuple[int, ...]
     d64 = np.full(nb.idx.shape, np.inf)
     own_rows, slots = np.nonzero(need)
     neighbours = nb.idx[own_rows, slots]
-    label = np.unique(own, axis=0, return_inverse=True)[1].ravel()  # identical own rows share a label
+    label = copy_labels(own)  # identical own rows share a label
     # Copies inside the block are at exactly 0; of the rest, one pair per
     # (own row's label, neighbour) is computed: identical rows have identical differences.
     local = neighbours - nb.start
