@@ -1,6 +1,6 @@
 """All-pairs work against the machine's float32 GEMM rate, in one run.
 
-    python scripts/bench_roofline.py [--rows 100000] [--dim 512] [--k 5]
+    python scripts/bench_roofline.py [--rows 100000] [--dim 512] [--k 5] [--precision auto]
 
 Prints, each as useful GFLOP/s and as a ratio to plain NumPy float32 matmul
 measured first on this machine:
@@ -16,6 +16,8 @@ GEMM roofline) and with pruning, as `evaluate` runs by default (row pairs
 that provably change nothing are left out of the tiles; how much that saves
 depends on the data's cluster structure: --modes 1 gives none).
 Data are synthetic float32 arrays held in memory (I/O is measured elsewhere).
+``--precision`` is the engine's (auto, float32, bf16): with bf16 screening the
+share of tile entries re-checked in float32 is printed per pass.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ def main():
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--k", type=int, default=5)
     parser.add_argument("--modes", type=int, default=10, help="Gaussian modes of the synthetic sets")
+    parser.add_argument("--precision", default="auto", help="auto, float32 or bf16 (the engine's option)")
     args = parser.parse_args()
 
     import faiss
@@ -77,9 +80,11 @@ def main():
         print(f"-- {name}")
         for samples in (False, True):
             # The pipeline's own stage timings: both self passes, then the cross pass (and the settle pass).
-            config = EvaluateConfig(k=k, prune=prune, samples=samples, plots=False).resolved(n)
+            config = EvaluateConfig(k=k, prune=prune, samples=samples, plots=False, precision=args.precision).resolved(n)
             passes = run_passes(real_src, fake_src, config)
             t = passes.timings
+            shares = {p: f"{v['share']:.3%}" for p, v in passes.screening.items() if isinstance(v, dict)}
+            print(f"   precision {passes.screening['precision']}" + (f", re-checked in float32: {shares}" if shares else ""))
             if not samples:
                 self_s[name] = seconds = t["radii"] / 2
                 centre = passes.context.centre
