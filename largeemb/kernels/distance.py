@@ -369,9 +369,7 @@ def screened_sqdist(a: Block, b_right: np.ndarray, row_cut: np.ndarray, col_cut:
     # runs with FTZ/DAZ).
     lower = _bf16_lower(a, b_right)
     tiny = np.float32((a.dim + 4) * 2.0**-120)
-    open_mask = lower < (_up32(row_cut) + tiny)[:, None]
-    open_mask |= lower < (_up32(col_cut) + tiny)[None, :]
-    open_entries = np.flatnonzero(open_mask)
+    open_entries = _open_entries(lower, _up32(row_cut) + tiny, _up32(col_cut) + tiny)
     counts = getattr(_counts, "value", None)
     if counts is not None:
         counts.entries += lower.size
@@ -386,6 +384,26 @@ def screened_sqdist(a: Block, b_right: np.ndarray, row_cut: np.ndarray, col_cut:
     lower.fill(np.inf)
     lower.ravel()[open_entries] = values
     return lower
+
+
+#: Rows of a tile whose masks are formed at once (two bool masks of 256 x 2048 stay in L2).
+MASK_ROWS = 256
+
+
+def _open_entries(lower: np.ndarray, row_cut: np.ndarray, col_cut: np.ndarray) -> np.ndarray:
+    """Flat indices of the entries below their row's or their column's cut, a few rows at a time."""
+    cols = lower.shape[1]
+    below = np.empty((min(MASK_ROWS, len(lower)), cols), bool)
+    below_col = np.empty_like(below)
+    found = []
+    for lo in range(0, len(lower), MASK_ROWS):
+        part = lower[lo : lo + MASK_ROWS]
+        mask, mask_col = below[: len(part)], below_col[: len(part)]
+        np.less(part, row_cut[lo : lo + MASK_ROWS, None], out=mask)
+        np.less(part, col_cut[None, :], out=mask_col)
+        mask |= mask_col
+        found.append(np.flatnonzero(mask) + lo * cols)
+    return np.concatenate(found) if found else np.empty(0, np.int64)
 
 
 def _up32(values: np.ndarray) -> np.ndarray:
