@@ -42,7 +42,8 @@ def main():
 
     from largeemb.io import onednn
     from largeemb.kernels import bf16
-    from largeemb.kernels.distance import prepare_block, screen_counting, screened_sqdist, sqdist32
+    from largeemb.kernels.distance import prepare_block, sqdist32
+    from largeemb.kernels.screen import screen_counting, screened_sqdist
 
     m = n = 4096
     k = 512

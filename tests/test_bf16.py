@@ -19,16 +19,8 @@ from conftest import mixture, same_metrics
 from largeemb.errors import InputError
 from largeemb.io import onednn
 from largeemb.kernels import bf16
-from largeemb.kernels.distance import (
-    _bf16_tile,
-    bf16_error_scale,
-    bf16_rounding_terms,
-    prepare_block,
-    screen_counting,
-    screened_sqdist,
-    sqdist32,
-    sqdist_error_scale,
-)
+from largeemb.kernels.distance import prepare_block, sqdist32, sqdist_error_scale
+from largeemb.kernels.screen import bf16_error_scale, bf16_tile, rounding_terms, screen_counting, screened_sqdist
 from largeemb.passes.context import resolve_precision
 
 
@@ -91,7 +83,7 @@ def test_rounding_to_bfloat16_matches_ml_dtypes():
 @pytest.mark.parametrize("name", ADVERSARIAL)
 def test_bf16_bound_holds_on_adversarial_data(name):
     a, b = _blocks(name)
-    error = np.abs(_bf16_tile(a, b.right()).astype(np.float64) - _exact(a, b))
+    error = np.abs(bf16_tile(a, b.right()).astype(np.float64) - _exact(a, b))
     bound = _bound(a, b, bf16_error_scale(a.dim))
     assert (error <= bound).all(), float((error / bound).max())
     if name == "worst_rounding":  # the bound is tight here: it is not vacuous
@@ -103,8 +95,8 @@ def test_per_row_rounding_terms_bound_every_product(name):
     """The screening's per-row bound on the operands' rounding (Cauchy-Schwarz), against float64 products."""
     a, b = _blocks(name)
     x, y = a.centred, b.centred
-    x_bits, y_bits = bf16.to_bits(x), bf16.to_bits(y)
-    e_x, e_y = bf16_rounding_terms(x, x_bits, y, y_bits)
+    x_bits, y_bits = a.rounded.bits, b.rounded.bits
+    e_x, e_y = rounding_terms(a.rounded, b.rounded)
     exact = 2 * x.astype(np.float64) @ y.astype(np.float64).T
     rounded = 2 * bf16.from_bits(x_bits).astype(np.float64) @ bf16.from_bits(y_bits).astype(np.float64).T
     error = np.abs(exact - rounded)
@@ -119,7 +111,7 @@ def test_per_row_rounding_terms_bound_every_product(name):
 @pytest.mark.parametrize("name", ADVERSARIAL)
 def test_onednn_tile_within_the_same_bound(name):
     a, b = _blocks(name, gemm=onednn.onednn())
-    error = np.abs(_bf16_tile(a, b.right()).astype(np.float64) - _exact(a, b))
+    error = np.abs(bf16_tile(a, b.right()).astype(np.float64) - _exact(a, b))
     assert (error <= _bound(a, b, bf16_error_scale(a.dim))).all()
 
 
@@ -127,12 +119,12 @@ def test_onednn_tile_within_the_same_bound(name):
 def test_onednn_from_concurrent_task_threads_gives_the_same_tile():
     """Task threads share the process: one primitive run from two threads at once once gave wrong products."""
     a, b = _blocks("gaussian", gemm=onednn.onednn())
-    expected = _bf16_tile(a, b.right())
+    expected = bf16_tile(a, b.right())
     diffs = []
 
     def work():
         for _ in range(6):
-            diffs.append(float(np.abs(_bf16_tile(a, b.right()) - expected).max()))
+            diffs.append(float(np.abs(bf16_tile(a, b.right()) - expected).max()))
 
     threads = [threading.Thread(target=work) for _ in range(3)]
     for t in threads:
@@ -150,7 +142,9 @@ def test_screened_tile_settles_only_entries_above_both_cuts(name):
     row_cut = np.quantile(d32, 0.01, axis=1).astype(np.float32)
     col_cut = np.quantile(d32, 0.01, axis=0).astype(np.float32)
     with screen_counting() as counts:
-        screened = screened_sqdist(a, b.right(), row_cut, col_cut)
+        screened = screened_sqdist(a, b.right(), row_cut, col_cut, b.rounded)
+    # The right rows rounded once per block (as the passes give them) or from the operand: one tile.
+    np.testing.assert_array_equal(screened_sqdist(a, b.right(), row_cut, col_cut), screened)
     settled = np.isinf(screened)
     assert (d32[settled] >= np.maximum(row_cut[:, None], col_cut[None, :])[settled]).all()
     # The rest are float32 values within the float32 bound of the exact ones.

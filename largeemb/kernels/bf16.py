@@ -8,6 +8,8 @@ values: the same products, exact in float32, and the same bound on any CPU).
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
+
 import numpy as np
 
 #: Unit roundoff of bfloat16 (8 significand bits).
@@ -47,3 +49,35 @@ def emulated(left_bits: np.ndarray, right_bits: np.ndarray) -> np.ndarray:
     return from_bits(left_bits) @ from_bits(right_bits).T
 
 
+#: float32 unit roundoff (float32 sums of squares are raised by their bound).
+_U32 = 2.0**-24
+
+
+@dataclass(frozen=True)
+class Rounded:
+    """Rows x rounded to bfloat16 once per block: what every screened tile needs of them.
+
+    ``bits``: x̂ as bit patterns; per row, upper bounds of |δ|² (δ = x - x̂,
+    exact in float32 by Sterbenz), of |x̂|² and of |x|² (from |x̂| + |δ|). The
+    float32 sums of squares are raised by their own bound γ_dim (x̂² is exact:
+    8-bit significands).
+    """
+
+    bits: np.ndarray
+    delta_sq: np.ndarray
+    hat_sq: np.ndarray
+    sq: np.ndarray
+
+    @classmethod
+    def of(cls, rows: np.ndarray) -> "Rounded":
+        bits = to_bits(rows)
+        raise_ = 1.0 + 2.0 * (rows.shape[1] + 2) * _U32
+        hat = from_bits(bits)
+        delta = rows - hat
+        delta_sq = np.einsum("ij,ij->i", delta, delta).astype(np.float64) * raise_
+        hat_sq = np.einsum("ij,ij->i", hat, hat).astype(np.float64) * raise_
+        return cls(bits, delta_sq, hat_sq, (np.sqrt(hat_sq) + np.sqrt(delta_sq)) ** 2 * (1.0 + 2.0**-50))
+
+    def __getitem__(self, rows) -> "Rounded":
+        """The same rows as ``array[rows]`` would take (a slice is a view)."""
+        return Rounded(*(getattr(self, f.name)[rows] for f in fields(self)))

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from largeemb.kernels.distance import UNIT_ROUNDOFF32, UNIT_ROUNDOFF64, Block, ScreenCounts, copy_labels, exact_pairs, screened_sqdist, sqdist32
+from largeemb.kernels.distance import UNIT_ROUNDOFF32, UNIT_ROUNDOFF64, Block, copy_labels, exact_pairs, sqdist32
+from largeemb.kernels.screen import ScreenCounts, screened_sqdist
 from largeemb.kernels.tiles import cut_pair, parted, taken, taken_rows, tile_rows
 
 #: Pairs closer than this many float32 error bounds are always re-checked for
@@ -378,7 +379,9 @@ def tile(fake: Block, real: Block, real_right, fake_radii, real_radii, realism_r
         # radius holds most of them (measured: every screened tile fell back): float32.
         dist = sqdist32(fake, real_right)
     else:  # only entries within some ball's reach are read
-        dist = screened_sqdist(fake, real_right, _upper32(widest_fake * widest_fake + eps_fake), _upper32(widest_real * widest_real + eps_real))
+        dist = screened_sqdist(
+            fake, real_right, _upper32(widest_fake * widest_fake + eps_fake), _upper32(widest_real * widest_real + eps_real), real.rounded
+        )
 
     # Real balls (columns): precision, density, coverage; nearest fake per real row.
     reach = widest_real * widest_real + eps_real

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from largeemb.kernels import tiles as tiling
-from largeemb.kernels.distance import EXACT_CHUNK, Block, ScreenCounts, copy_labels, screened_sqdist, sqdist32, sqdist_error_scale
+from largeemb.kernels.distance import EXACT_CHUNK, Block, copy_labels, sqdist32, sqdist_error_scale
+from largeemb.kernels.screen import ScreenCounts, screened_sqdist
 from largeemb.kernels.prune import MIN_SKIPPED, Partition
 
 #: Candidates kept per row beyond k+1, so that the float32 order rarely needs
@@ -223,14 +224,15 @@ def _take(dist: np.ndarray, bound: np.ndarray, K: int, by_columns: bool, k: int,
     return Candidates(own, other, d32, floor_rows, floor)
 
 
-def off_diagonal(a: Block, b_right: np.ndarray, nb_a: "Reach", nb_b: "Reach"):
-    """One tile a × b (disjoint rows; b given as its ``right()`` operand), computed once.
+def off_diagonal(a: Block, b_right: np.ndarray, nb_a: "Reach", nb_b: "Reach", b_rounded=None):
+    """One tile a × b (disjoint rows; b given as its ``right()`` operand, and its rows
+    rounded to bfloat16 when screened tiles have them), computed once.
 
     Returns the candidates for a's rows and for b's, with tile-local row and
     neighbour indices. Entries at or above both sides' cuts are never taken:
-    they may be screened out (+inf, :func:`largeemb.kernels.distance.screened_sqdist`).
+    they may be screened out (+inf, :func:`largeemb.kernels.screen.screened_sqdist`).
     """
-    dist = screened_sqdist(a, b_right, nb_a.cut, nb_b.cut)
+    dist = screened_sqdist(a, b_right, nb_a.cut, nb_b.cut, b_rounded)
     return (
         _take(dist, nb_a.cut, nb_a.K, False, nb_a.k, nb_a.band),
         _take(dist, nb_b.cut, nb_b.K, True, nb_b.k, nb_b.band),
@@ -309,7 +311,8 @@ def within(block: Block, K: int, k: int, panel_rows: int, partition: Partition |
     right = block.right()
     offered = []
     for _, part, rows_i, rows_j in tiling.parted(block, tiles):
-        for_i, for_j = off_diagonal(part, tiling.taken_rows(right, rows_j), reach[rows_i], reach[rows_j])
+        rounded_j = None if block.rounded is None else tiling.taken_rows(block.rounded, rows_j)
+        for_i, for_j = off_diagonal(part, tiling.taken_rows(right, rows_j), reach[rows_i], reach[rows_j], rounded_j)
         offered += [_mapped(for_i, rows_i, block.start + rows_j), _mapped(for_j, rows_j, block.start + rows_i)]
     return merge(state, offered)
 
@@ -347,7 +350,8 @@ def between(a: Block, b: Block, reach_a: Reach, reach_b: Reach, panel_rows: int,
     for_a, for_b = [_no_candidates()], [_no_candidates()]
     right_b = b.right()
     for _, part, rows_a, rows_b in tiling.parted(a, tiles):
-        x, y = off_diagonal(part, tiling.taken_rows(right_b, rows_b), reach_a[rows_a], reach_b[rows_b])
+        rounded_b = None if b.rounded is None else tiling.taken_rows(b.rounded, rows_b)
+        x, y = off_diagonal(part, tiling.taken_rows(right_b, rows_b), reach_a[rows_a], reach_b[rows_b], rounded_b)
         for_a.append(_mapped(x, rows_a, b.start + rows_b))
         for_b.append(_mapped(y, rows_b, a.start + rows_a))
     return _joined(for_a), _joined(for_b)

@@ -160,7 +160,8 @@ def taken(block: Block, rows: np.ndarray) -> Block:
     if rows[-1] - rows[0] + 1 == len(rows):
         return replace(block.panel(int(rows[0]), int(rows[-1]) + 1), start=0)
     raw = None if block.raw is None else Gathered(block.raw, rows)
-    return Block(0, raw, block.metric, block.left[rows], block.sqnorm[rows], block.bf16_gemm)
+    rounded = None if block.rounded is None else block.rounded[rows]
+    return Block(0, raw, block.metric, block.left[rows], block.sqnorm[rows], block.bf16_gemm, rounded)
 
 
 def parted(block: Block, tiles):
@@ -172,8 +173,8 @@ def parted(block: Block, tiles):
         yield i, part, rows_a, rows_b
 
 
-def taken_rows(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """``array[rows]`` for ascending rows: a view when they are a contiguous run."""
+def taken_rows(array, rows: np.ndarray):
+    """``array[rows]`` for ascending rows (an array, or anything indexed alike): a view when they are a contiguous run."""
     if rows[-1] - rows[0] + 1 == len(rows):
         return array[rows[0] : rows[-1] + 1]
     return array[rows]

@@ -12,7 +12,7 @@ import numpy as np
 
 from largeemb.io.store import Source
 from largeemb.kernels import cross
-from largeemb.kernels.distance import screen_counting
+from largeemb.kernels.screen import screen_counting
 from largeemb.kernels.plan import row_blocks
 from largeemb.passes.context import PassContext
 from largeemb.passes.knn import load_block, taker

@@ -14,7 +14,8 @@ import numpy as np
 
 from largeemb.io.store import Source
 from largeemb.kernels import knn
-from largeemb.kernels.distance import UNIT_ROUNDOFF64, Block, ScreenCounts, metric_rows, prepare_block, screen_counting, sqdist_error_scale
+from largeemb.kernels.distance import UNIT_ROUNDOFF64, Block, metric_rows, prepare_block, sqdist_error_scale
+from largeemb.kernels.screen import ScreenCounts, screen_counting
 from largeemb.kernels.plan import RowBlock, bands, row_blocks, tree
 from largeemb.passes.context import PassContext
 from largeemb.run.graph import Graph, run
@@ -43,7 +44,7 @@ class Radii:
 class TilePass:
     """What the float32 tile pass found for one set: radii, the rows whose radii it could not
     prove, how many pairs its finish re-checked in float64, and its screened tile entries
-    (see :func:`largeemb.kernels.distance.screened_sqdist`)."""
+    (see :func:`largeemb.kernels.screen.screened_sqdist`)."""
 
     values: np.ndarray
     unproven: np.ndarray

@@ -1,0 +1,230 @@
+"""Reduced-precision screening: a tile first from bfloat16 operands, float32 only near a cut.
+
+A bf16 GEMM (oneDNN, or :func:`largeemb.kernels.bf16.emulated`) gives every
+entry of a tile within a proven bound of its float32 value. Entries whose
+bf16 value lies above both their row's and their column's cut by more than
+that bound are settled (+inf: the callers ignore whatever lies at or above
+their cuts); the few others are recomputed in float32, so callers see the
+float32 values their proofs are about, and results equal the float32 path's.
+"""
+
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+
+from largeemb.kernels import bf16
+from largeemb.kernels.bf16 import Rounded
+from largeemb.kernels.distance import UNIT_ROUNDOFF32, Block, sqdist32, sqdist_error_scale
+
+#: Where a bf16 tile leaves more than this share of its entries to recompute,
+#: the tile is recomputed whole by the float32 GEMM (clustered data, loose cuts).
+RECHECK_WHOLE = 0.05
+#: Entries recomputed per gathered float32 chunk (small chunks stay in cache:
+#: 4x faster here than 8192).
+RECHECK_CHUNK = 1024
+#: Rows of a tile whose masks are formed at once (two bool masks of 256 x 2048 stay in L2).
+MASK_ROWS = 256
+
+
+def bf16_error_scale(dim: int) -> float:
+    """κ_bf with ``|d2_bf16 - |x' - y'|^2| <= κ_bf (|x'|^2 + |y'|^2)`` for the float32 centred rows x', y'.
+
+    Terms, with u the bfloat16 unit roundoff: rounding both operands of
+    x'.y' to bfloat16 changes 2 x'.y' by at most 2(2u + u²) Σ|x'_i||y'_i|
+    <= (2u + u²)(|x'|² + |y'|²); the rest is :func:`_sum_scale`. A quarter
+    more for slack (the bound is checked on adversarial data in
+    ``tests/test_bf16.py``). Screening uses the tighter per-row form of the
+    rounding term (:func:`rounding_terms`).
+    """
+    u = 2.0**-8
+    return 1.25 * ((2 * u + u * u) + _sum_scale(dim))
+
+
+def _sum_scale(dim: int) -> float:
+    """Relative error of a bf16 tile beyond the operands' rounding: each norm is split
+    into two bfloat16 parts (2u² relative); products of bfloat16 values are exact in
+    float32 and their length-(dim+4) float32 sum adds γ_{dim+4} Σ|terms|, Σ|terms| <=
+    2(1 + u)²(|x'|² + |y'|²); the norms fed in were rounded to float32 (u32 each)."""
+    u, u32 = 2.0**-8, UNIT_ROUNDOFF32
+    n = dim + 4
+    gamma = n * u32 / (1.0 - n * u32)
+    return 2 * u * u + 2 * gamma * (1 + u) ** 2 + 2 * u32
+
+
+def rounding_terms(x: Rounded, y: Rounded) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row terms e_x, e_y with ``|2 x.y - 2 x̂.ŷ| <= e_x[i] + e_y[j]`` for every pair of rows.
+
+    Proof: with δx = x - x̂ and δy = y - ŷ, x.y - x̂.ŷ = δx.y + x̂.δy, so by
+    Cauchy-Schwarz |2 x.y - 2 x̂.ŷ| <= 2|δx||y| + 2|x̂||δy|, and 2ab <= a²/ρ + ρb²
+    for any ρ > 0: e_x = |δx|²/ρ + ρ|x̂|², e_y = ρ|y|² + |δy|²/ρ (upper bounds
+    of each, :class:`~largeemb.kernels.bf16.Rounded`). ρ = the rows' rms
+    |δ|/|·| makes each term about 2ρ|x|² where the worst case (every
+    coordinate off by u, :func:`bf16_error_scale`) charges 2u|x|²: on Gaussian
+    data the terms are 0.43 of the worst case's (``tests/test_bf16.py``), and
+    the band of entries re-checked in float32 narrows accordingly. The bound
+    is tight: on rows whose every coordinate rounds by nearly u it is reached
+    within 0.3%.
+    """
+    size = x.hat_sq.sum() + y.sq.sum()
+    spread = x.delta_sq.sum() + y.delta_sq.sum()
+    if size == 0.0 or spread == 0.0:  # every row zero, or every value a bfloat16 value
+        return np.zeros(len(x.bits)), np.zeros(len(y.bits))
+    rho = float(np.sqrt(spread / size))
+    return x.delta_sq / rho + rho * x.hat_sq, rho * y.sq + y.delta_sq / rho
+
+
+def _half_product(a: Block, x: Rounded, y: Rounded, row_norms: np.ndarray, col_norms: np.ndarray) -> np.ndarray:
+    """``x̂_i.ŷ_j - (row_norms[i] + col_norms[j]) / 2`` by the bf16 GEMM, each half norm split in two bfloat16 parts.
+
+    That is -1/2 of ``row_norms + col_norms - 2 x̂.ŷ`` (exactly: scaling by -1/2
+    commutes with every rounding), so the GEMM needs x̂ and ŷ as they are.
+    """
+    dim = a.dim
+    one = bf16.to_bits(np.ones(1, np.float32))[0]
+    left = np.empty((len(x.bits), dim + 4), np.uint16)
+    right = np.empty((len(y.bits), dim + 4), np.uint16)
+    left[:, :dim], right[:, :dim] = x.bits, y.bits
+    left[:, dim], left[:, dim + 1] = bf16.split(-0.5 * row_norms)
+    left[:, dim + 2 :] = one
+    right[:, dim : dim + 2] = one
+    right[:, dim + 2], right[:, dim + 3] = bf16.split(-0.5 * col_norms)
+    return a.bf16_gemm(left, right)
+
+
+def _right_rounded(b_right: np.ndarray, rounded: Rounded | None) -> Rounded:
+    """The right operand's rows y (given as -2y) rounded to bfloat16, unless the caller has them."""
+    return rounded if rounded is not None else Rounded.of(b_right[:, : b_right.shape[1] - 2] * np.float32(-0.5))
+
+
+def _own_rounded(a: Block) -> Rounded:
+    return a.rounded if a.rounded is not None else Rounded.of(a.centred)
+
+
+def bf16_tile(a: Block, b_right: np.ndarray, b_rounded: Rounded | None = None) -> np.ndarray:
+    """The augmented tile from bfloat16 operands, ``|x'|² + |y'|² - 2 x'.y'`` (float32 sums)."""
+    y = _right_rounded(b_right, b_rounded)
+    return -2 * _half_product(a, _own_rounded(a), y, a.sqnorm, b_right[:, a.dim + 1].astype(np.float64))
+
+
+def _lower_half(a: Block, b_right: np.ndarray, y: Rounded) -> np.ndarray:
+    """-1/2 of lower bounds of the float32 tile, from bfloat16 operands.
+
+    Lower bound (i, j) is the bf16 value of ``|x'|² + |y'|² - 2 x'.y'`` minus
+    the bound on its distance from the float32 value: 1.25 (e_x[i] + e_y[j])
+    (:func:`rounding_terms`) and κ(|x'|² + |y'|²), with κ the rest of the bf16
+    bound, the float32 bound, 8 u32 more for the split norms' rounding and a
+    relative 2^-20 for how the lowered norms were formed. The norms are lowered
+    before the GEMM (in float64, then split into two bfloat16 parts), so no
+    pass over the tile subtracts anything.
+    """
+    dim = a.dim
+    kappa = 1.25 * _sum_scale(dim) + sqdist_error_scale(dim) + 8 * UNIT_ROUNDOFF32
+    x = _own_rounded(a)
+    e_x, e_y = rounding_terms(x, y)
+    col_norms = b_right[:, dim + 1].astype(np.float64)
+    return _half_product(a, x, y, (1 - kappa) * a.sqnorm - 1.25 * e_x, (1 - kappa) * col_norms - 1.25 * e_y)
+
+
+def _recomputed(a: Block, b_right: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """float32 values of single entries (any summation order is within the float32 bound)."""
+    out = np.empty(len(rows), np.float32)
+    for lo in range(0, len(rows), RECHECK_CHUNK):
+        hi = lo + RECHECK_CHUNK
+        out[lo:hi] = np.einsum("ij,ij->i", a.left[rows[lo:hi]], b_right[cols[lo:hi]])
+    return out
+
+
+@dataclass
+class ScreenCounts:
+    """Entries of screened tiles, and how many of them were recomputed in float32."""
+
+    entries: int = 0
+    rechecked: int = 0
+
+    def __add__(self, other: "ScreenCounts") -> "ScreenCounts":
+        return ScreenCounts(self.entries + other.entries, self.rechecked + other.rechecked)
+
+    def as_dict(self) -> dict:
+        share = self.rechecked / self.entries if self.entries else 0.0
+        return {"entries": self.entries, "rechecked_float32": self.rechecked, "share": share}
+
+
+_counts = threading.local()
+
+
+@contextmanager
+def screen_counting():
+    """Count the screened entries of the tiles this thread computes inside the block."""
+    outer = getattr(_counts, "value", None)
+    _counts.value = counts = ScreenCounts()
+    try:
+        yield counts
+    finally:
+        _counts.value = outer
+        if outer is not None:
+            outer.entries += counts.entries
+            outer.rechecked += counts.rechecked
+
+
+def screened_sqdist(a: Block, b_right: np.ndarray, row_cut: np.ndarray, col_cut: np.ndarray, b_rounded: Rounded | None = None) -> np.ndarray:
+    """float32 squared distances of the entries that can lie below a cut, +inf for the rest.
+
+    An entry (i, j) can matter when its float32 value (what :func:`sqdist32`
+    gives, within its own bound of the exact one) could be below ``row_cut[i]``
+    or ``col_cut[j]``; the caller's proofs hold for any float32 value within
+    that bound, and every entry shown as +inf has float32 value at or above
+    both cuts, where the caller ignores it. Without ``a.bf16_gemm`` this is
+    :func:`sqdist32` itself; with one the tile comes first from bfloat16
+    operands: an entry whose bf16 value is at least its cut plus both error
+    bounds is settled, the others are recomputed in float32 (the whole tile,
+    when more than RECHECK_WHOLE of it). ``b_rounded``: the right operand's
+    rows rounded once per block (:class:`~largeemb.kernels.bf16.Rounded`), if
+    the caller has them.
+    """
+    if a.bf16_gemm is None:
+        return sqdist32(a, b_right)
+    # Each entry's own rows count, not a block's largest: one far row must not open
+    # every entry. A tiny absolute term covers subnormals flushed to zero (oneDNN
+    # runs with FTZ/DAZ). lower < cut is half > -cut/2 (exact scalings).
+    half = _lower_half(a, b_right, _right_rounded(b_right, b_rounded))
+    tiny = np.float32((a.dim + 4) * 2.0**-120)
+    open_entries = _open_entries(half, (_up32(row_cut) + tiny) * np.float32(-0.5), (_up32(col_cut) + tiny) * np.float32(-0.5))
+    counts = getattr(_counts, "value", None)
+    if counts is not None:
+        counts.entries += half.size
+    if len(open_entries) > RECHECK_WHOLE * half.size:
+        if counts is not None:
+            counts.rechecked += half.size
+        return sqdist32(a, b_right)
+    if counts is not None:
+        counts.rechecked += len(open_entries)
+    rows, cols = np.divmod(open_entries, half.shape[1])
+    values = _recomputed(a, b_right, rows, cols)
+    half.fill(np.inf)
+    half.ravel()[open_entries] = values
+    return half
+
+
+def _open_entries(half: np.ndarray, row_floor: np.ndarray, col_floor: np.ndarray) -> np.ndarray:
+    """Flat indices of the entries above their row's or their column's floor, a few rows at a time."""
+    cols = half.shape[1]
+    above = np.empty((min(MASK_ROWS, len(half)), cols), bool)
+    above_col = np.empty_like(above)
+    found = []
+    for lo in range(0, len(half), MASK_ROWS):
+        part = half[lo : lo + MASK_ROWS]
+        mask, mask_col = above[: len(part)], above_col[: len(part)]
+        np.greater(part, row_floor[lo : lo + MASK_ROWS, None], out=mask)
+        np.greater(part, col_floor[None, :], out=mask_col)
+        mask |= mask_col
+        found.append(np.flatnonzero(mask) + lo * cols)
+    return np.concatenate(found) if found else np.empty(0, np.int64)
+
+
+def _up32(values: np.ndarray) -> np.ndarray:
+    """float32 values no smaller than the float64 ones (inf stays inf)."""
+    return np.nextafter(np.asarray(values, np.float64).astype(np.float32), np.float32(np.inf))
