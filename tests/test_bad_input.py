@@ -312,6 +312,7 @@ def test_sparse_but_complete_store_is_accepted(tmp_path):
 # -- warnings land in metrics.json and on stderr -------------------------------------
 
 
+@pytest.mark.slow
 def test_warnings_reach_metrics_json_and_stderr(tmp_path):
     rng = np.random.default_rng(0)
     unique = rng.integers(-50, 50, (100, DIM))

@@ -168,6 +168,7 @@ def adversarial_sets():
     return real, fake
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("block_rows", [256, 600, 1300])
 def test_screening_changes_nothing_and_equals_brute_force(adversarial_sets, block_rows):
     real, fake = adversarial_sets

@@ -47,6 +47,7 @@ def test_commands_are_in_the_readme():
         assert f"largeemb {name}" in readme
 
 
+@pytest.mark.slow
 def test_demo_runs_end_to_end(tmp_path):
     out = tmp_path / "demo"
     result = runner.invoke(app, ["demo", "--out", str(out), "--rows", "2000", "--dim", "16"])
@@ -59,6 +60,7 @@ def test_demo_runs_end_to_end(tmp_path):
         assert key in metrics
 
 
+@pytest.mark.slow
 def test_synth_then_evaluate_then_refuse_to_overwrite(tmp_path):
     real, fake, out = str(tmp_path / "r.zarr"), str(tmp_path / "f.zarr"), str(tmp_path / "out")
     assert runner.invoke(app, ["synth", real, "--rows", "1500", "--dim", "8"]).exit_code == 0
@@ -185,6 +187,7 @@ def test_params_hold_every_option_that_decides_the_result():
     assert "tsne_samples" in config.params() and "tsne_samples" not in config.result_params()
 
 
+@pytest.mark.slow
 def test_evaluate_to_writes_what_the_cli_writes(tmp_path):
     import largeemb
 

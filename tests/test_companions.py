@@ -215,6 +215,7 @@ def test_companions_do_not_depend_on_block_size(block_rows, write_zarr):
     np.testing.assert_array_equal(got.fake_authentic, base.fake_authentic)
 
 
+@pytest.mark.slow
 def test_companions_are_the_same_on_two_worker_processes(write_zarr):
     real, fake = duplicated(1600, 8, 7), mixture(1500, 8, 8, keep=6)
     paths = write_zarr("real.zarr", real, chunks=(300, 8)), write_zarr("fake.zarr", fake, chunks=(300, 8))

@@ -107,6 +107,7 @@ def client():
         yield c
 
 
+@pytest.mark.slow
 def test_graph_carries_no_embedding_data(sets, stores, in_process, client):
     threshold = sets[1].nbytes // 8  # far below one input's size
     with dask.config.set({LARGE_GRAPH: f"{threshold}B"}), warnings.catch_warnings(record=True) as caught:

@@ -49,6 +49,7 @@ def test_matches_prdc_and_float64_brute_force(name, k, capsys):
             assert got[key] == pytest.approx(reference[key], rel=1e-12, abs=1e-12), key
 
 
+@pytest.mark.slow
 def test_prdc_agrees_on_every_tie_free_dataset():
     """The prdc comparison above is not vacuous: on tie-free data prdc equals the oracle."""
     for name, k in (("gaussian", 5), ("unequal", 3), ("mode_collapse", 1), ("float32_wide", 3)):

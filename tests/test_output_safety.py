@@ -59,6 +59,7 @@ def _snapshot(out: Path) -> dict[str, bytes]:
     return {str(p.relative_to(out)): p.read_bytes() for p in files}
 
 
+@pytest.mark.slow
 def test_existing_result_survives_failed_reruns_and_force_replaces_only_on_success(stores, tmp_path, monkeypatch):
     out = tmp_path / "out"
     assert _evaluate(stores, out, "--k", "3").exit_code == 0
@@ -208,6 +209,7 @@ def previous_result(stores, tmp_path_factory):
     return out, time.perf_counter() - start
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", range(4))
 def test_killed_cli_run_leaves_previous_result_or_none(seed, tmp_path, stores, previous_result):
     out = tmp_path / "out"

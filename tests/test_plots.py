@@ -88,6 +88,7 @@ def test_evaluate_writes_every_figure_and_the_plot_data(run_dir):
     assert not list(run_dir.glob(".staging-*"))
 
 
+@pytest.mark.slow
 def test_plot_command_reproduces_the_figures(run_dir, tmp_path):
     before = {name: pixels(run_dir / name) for name in FIGURES}
     again = tmp_path / "again"

@@ -64,6 +64,7 @@ def test_pruning_skips_most_work_on_clustered_data_and_changes_nothing(clustered
     assert pruned.by_k == full.by_k
 
 
+@pytest.mark.slow
 def test_pruned_results_equal_float64_brute_force(clustered):
     real, fake = clustered
     result = run(real, fake, block_rows=333)
@@ -79,6 +80,7 @@ def test_pruned_results_equal_float64_brute_force(clustered):
     assert np.allclose(result.real_nearest_dist, oracle["real_nearest_dist"], rtol=1e-12, atol=0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("block_rows", [200, 700, 2400])
 def test_pruned_results_do_not_depend_on_block_size(clustered, block_rows):
     real, fake = clustered
@@ -153,6 +155,7 @@ def test_group_and_row_lower_bounds_never_exceed_true_distances():
         assert (row_bounds[:, j] <= true[:, row]).all()
 
 
+@pytest.mark.slow
 def test_cli_no_prune_gives_the_same_metrics(clustered, tmp_path, write_zarr):
     from typer.testing import CliRunner
 

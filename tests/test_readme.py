@@ -28,6 +28,7 @@ def test_the_readme_has_code_blocks():
     assert blocks("bash") and blocks("python")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("index", range(len(blocks("python"))))
 def test_python_block_runs(index, tmp_path, monkeypatch):
     zarr_store(tmp_path / "real.zarr", mixture(1200, 8, 1))

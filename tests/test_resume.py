@@ -122,6 +122,7 @@ def interrupted(stores, tmp_path):
     return real, fake, out
 
 
+@pytest.mark.slow
 def test_resume_refuses_other_inputs_or_options(interrupted, tmp_path, write_zarr):
     real, fake, out = interrupted
     other_k = runner.invoke(app, ["evaluate", real, fake, "--out", str(out), "--k", "3", "--block-rows", "128", "--resume"])
@@ -135,6 +136,7 @@ def test_resume_refuses_other_inputs_or_options(interrupted, tmp_path, write_zar
     assert (out / checkpoint.WORK_DIR / checkpoint.MANIFEST).exists()  # refusing destroys nothing
 
 
+@pytest.mark.slow
 def test_force_discards_unfinished_work(interrupted, uninterrupted):
     real, fake, out = interrupted
     metrics, computed, loaded = _evaluate(real, fake, out, "--force")
@@ -142,12 +144,14 @@ def test_force_discards_unfinished_work(interrupted, uninterrupted):
     assert loaded == 0 and computed == total and metrics["metrics"] == whole["metrics"]
 
 
+@pytest.mark.slow
 def test_resume_without_unfinished_work_just_runs(stores, tmp_path):
     real, fake = stores
     metrics, computed, loaded = _evaluate(real, fake, tmp_path / "new", "--resume")
     assert loaded == 0 and computed > 0
 
 
+@pytest.mark.slow
 def test_resume_of_a_finished_run_says_so_and_exits_0(stores, tmp_path):
     real, fake = stores
     out = tmp_path / "done"

@@ -116,6 +116,7 @@ def test_tie_heavy_sets_equal_brute_force(name, k, inclusive):
     check_all(real, fake, k, inclusive, block_rows=256)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["lattice", "repeated"])
 def test_tie_heavy_results_do_not_depend_on_block_size(name):
     real, fake = tie_sets(name)
@@ -136,6 +137,7 @@ def test_copies_prove_their_zero_radius_in_the_tile_pass():
     assert (result.real_radii[:, 0] == 0).sum() > 300
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["shared", "one_hot"])
 def test_tie_heavy_sets_on_worker_processes(tmp_path, name):
     """Worker processes give the same answers, on the float32 path and on exact tiles (one_hot)."""
