@@ -21,13 +21,15 @@ from largeemb.io.output import METRICS_FILE, result_dir
 from largeemb.io.reference import REFERENCE_FILE, REFERENCE_FILES, Reference, is_reference, load_reference, write_reference
 from largeemb.io.samples import SAMPLES_STORE, write_samples
 from largeemb.io.store import Source, open_source
-from largeemb.kernels.companions import fd_infinity, kid_from_row_sums, prob_score, vendi_score
+from largeemb.kernels.companions import fd_infinity, kid_from_row_sums, prob_score, vendi_score, vendi_score_of_rows
+from largeemb.kernels.highdim import cubic_seconds, few_rows, frechet_distance_of_rows
 from largeemb.kernels.moments import frechet_distance, frechet_distance_few_rows
 from largeemb.passes.projection import project
 from largeemb.pipeline import Passes, float64_work, run_passes, timed
 from largeemb.report.stage import PLOT_FILES, write_plots
 from largeemb.result import EvaluationResult, authentic, metrics_from_memberships, radius_warnings
 from largeemb.run import checkpoint
+from largeemb.run.progress import announce_long_step
 from largeemb.run.session import check_reachable, check_sources, open_run
 from largeemb.version import __version__
 
@@ -136,7 +138,7 @@ def evaluate(
         fd = _frechet(real_src, fake_src, real_side.moments, fake_side.moments)
     warnings += radius_warnings(real_side.radii.values, fake_side.radii.values, config.k, config.inclusive)
     with timed(timings, "companions"):
-        companions, details, fake_authentic = _companions(config, passes, warnings)
+        companions, details, fake_authentic = _companions(config, passes, warnings, (real_src, fake_src))
     details["screening"] = passes.screening
     timings["total"] = sum(timings.values())
     per_sample = passes.per_sample
@@ -175,15 +177,20 @@ def evaluate(
     )
 
 
-def _companions(config: EvaluateConfig, passes: Passes, warnings: list[str]):
+def _companions(config: EvaluateConfig, passes: Passes, warnings: list[str], sources: tuple[Source, Source]):
     """The companion metrics that do not depend on k: (metrics by name, details, per-fake authenticity flags)."""
     metrics, details, flags = {}, {}, None
     real, fake = passes.real.moments, passes.fake.moments
-    if "fd_infinity" in config.companions and real.count <= len(real.mean):
+    dim = len(real.mean)
+    if "fd_infinity" in config.companions and real.count <= dim:
         # A real covariance of rank < dim has no cheap factor: 15 FDs would each cost O(dim³).
-        warnings.append(f"FD∞ not computed: the real set has {real.count} rows for dim {len(real.mean)} (it needs more rows than dims)")
+        warnings.append(f"FD∞ not computed: the real set has {real.count} rows for dim {dim} (it needs more rows than dims)")
     elif "fd_infinity" in config.companions:
-        metrics["fd_infinity"], sizes, fds = fd_infinity(real.mean, real.cov, fake.nested())
+        nested = fake.nested()
+        # A Cholesky factor, then each point's products and eigenvalues, two points at a time.
+        announce_long_step(f"FD∞, {len(nested)} eigenproblems of dim {dim:,} (--companions without fd_infinity skips it)",
+                           cubic_seconds(dim, 1 + len(nested)))
+        metrics["fd_infinity"], sizes, fds = fd_infinity(real.mean, real.cov, nested)
         details["fd_infinity"] = {"subsample_rows": sizes, "fd": fds}
     if "authenticity" in config.companions and passes.per_sample is not None:  # it needs each fake row's nearest real row
         if passes.real_nearest_other is None:
@@ -193,8 +200,13 @@ def _companions(config: EvaluateConfig, passes: Passes, warnings: list[str]):
             flags = authentic(passes.real_nearest_other, ps.fake_nearest_real, ps.fake_nearest_dist)
             metrics["authenticity"] = float(np.mean(flags))
     if "vendi" in config.companions:
-        for role, moments in (("real", real), ("fake", fake)):
+        for role, moments, src in (("real", real, sources[0]), ("fake", fake, sources[1])):
+            if few_rows(src.rows, src.dim):  # the n × n kernel matrix: O(n²·dim), not O(dim³)
+                metrics[f"vendi_{role}"] = vendi_score_of_rows(src.read(0, src.rows))
+                continue
             unit = moments.unit_moment()
+            if unit is not None:
+                announce_long_step(f"vendi_{role}, an eigenproblem of dim {dim:,} (--companions without vendi skips it)", cubic_seconds(dim))
             if unit is None:
                 warnings.append(f"vendi_{role} not computed: the reference was built by an older largeemb (rebuild it)")
             else:
@@ -355,15 +367,15 @@ def _kept_only_if_worth_it(checkpoint_dir: str | None):
         raise
 
 
-#: A set with fewer rows than dimensions is read whole for FD up to this size.
-FEW_ROWS_BYTES = 1 << 30
-
-
 def _frechet(real_src: Source, fake_src: Source, real, fake) -> float:
-    """FD; through the smaller set's rows where it has fewer rows than dimensions (O(n·dim²), not O(dim³))."""
+    """FD; through the rows of sets with fewer rows than dimensions (both: O(n·m·dim); the smaller: O(n·dim²); not O(dim³))."""
     small, other = min([(fake_src, real), (real_src, fake)], key=lambda pair: pair[0].rows)
-    if small.rows < small.dim and small.rows * small.dim * 8 <= FEW_ROWS_BYTES:
+    if few_rows(real_src.rows, real_src.dim) and few_rows(fake_src.rows, fake_src.dim):  # O(n·m·dim)
+        return frechet_distance_of_rows(real_src.read(0, real_src.rows), fake_src.read(0, fake_src.rows))
+    if few_rows(small.rows, small.dim):
         return frechet_distance_few_rows(other.mean, other.cov, small.read(0, small.rows))
+    # A Cholesky factor, two dim × dim products and the eigenvalues: about two eigenproblems' time.
+    announce_long_step(f"FD, eigenproblems of dim {real_src.dim:,}", cubic_seconds(real_src.dim, 2))
     return frechet_distance(real.mean, real.cov, fake.mean, fake.cov)
 
 

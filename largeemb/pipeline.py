@@ -20,6 +20,7 @@ from largeemb.io.checks import check_scale
 from largeemb.io.reference import Reference
 from largeemb.io.store import Source
 from largeemb.kernels.cross import CrossPartial
+from largeemb.kernels.highdim import few_rows
 from largeemb.kernels.moments import Moments
 from largeemb.kernels.companions import PPR_K, prob_radius, subsample_shells
 from largeemb.passes import cross, kid, knn, moments, prune
@@ -100,8 +101,14 @@ def run_passes(real: Source, fake: Source | None, config: EvaluateConfig, refere
     ``config`` must be resolved (its ``block_rows`` set).
     """
     timings: dict[str, float] = {}
-    unit = "vendi" in config.companions
-    shells = {"fake": subsample_shells(fake.rows, config.seed)} if fake is not None and "fd_infinity" in config.companions else None
+    # Vendi's dim × dim unit moment, but not of a set whose Vendi comes from its rows (a reference keeps it),
+    # and FD∞'s shells (one dim × dim sum each) only where FD∞ is computed: a real set with more rows than dims.
+    unit = tuple(
+        role for src, role in ((real, "real"), (fake, "fake"))
+        if src is not None and "vendi" in config.companions and (fake is None or not few_rows(src.rows, src.dim))
+    )
+    fd_inf = fake is not None and "fd_infinity" in config.companions and real.rows > real.dim
+    shells = {"fake": subsample_shells(fake.rows, config.seed)} if fd_inf else None
     with timed(timings, "moments"):
         if reference:  # stored moments; the store is only hashed, to check that it has not changed
             fake_side, real_fp = moments.moments_stage([(fake, "fake")], config.metric, hashed=real, unit=unit, shells=shells)

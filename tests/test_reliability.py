@@ -547,6 +547,60 @@ def test_sigterm_unwinds_like_ctrl_c(stores, tmp_path):
     assert ".work" in left  # finished tasks kept for --resume
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("name, to_group", [("SIGINT", True), ("SIGTERM", False), ("SIGTERM", True)])
+def test_an_interrupt_with_worker_processes_is_one_line(name, to_group, stores, tmp_path):
+    """Issue 16 item 18: Ctrl-C (SIGINT to the whole process group, as a terminal sends it), SIGTERM to the
+    CLI alone (Kubernetes) or to every process (SLURM) with --workers 2: the interrupted line is the only one
+    after the progress lines (the workers' tracebacks and dask's logs said 74 lines more), exit 130 / 143,
+    lock and staging removed, no worker process left behind."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import finished_checkpoints, slow_tiles
+
+    out = tmp_path / "out"
+    job = subprocess.Popen(
+        [sys.executable, "-c", slow_tiles(0.2) + "from largeemb.cli import main\nimport sys\nsys.argv = ['largeemb'] + sys.argv[1:]\nmain()",
+         "evaluate", stores["real"], stores["fake"], "--out", str(out), "--no-plots", "--block-rows", "128", "--workers", "2", "--threads-per-worker", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=Path(__file__).parents[1], start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not ((out / ".work").is_dir() and finished_checkpoints(out / ".work") >= 2):
+            assert job.poll() is None and time.monotonic() < deadline, job.communicate()
+            time.sleep(0.02)
+        children = subprocess.run(["pgrep", "-P", str(job.pid), "-f", "spawn_main"], capture_output=True, text=True).stdout
+        workers = [int(pid) for pid in children.split()]
+        sig = getattr(signal, name)
+        os.killpg(job.pid, sig) if to_group else job.send_signal(sig)
+        _, err = job.communicate(timeout=60)
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+    assert job.returncode == (130 if name == "SIGINT" else 143), err
+    line = "error: interrupted, nothing was published" if name == "SIGINT" else "error: terminated (SIGTERM), nothing was published"
+    assert [text for text in err.splitlines() if text.strip() and "largeemb: " not in text] == [line], err
+    left = set(os.listdir(out))
+    assert output.LOCK_FILE not in left and not [n for n in left if n.startswith(output.STAGING_PREFIX)]
+    assert ".work" in left  # finished tasks kept for --resume
+    assert len(workers) == 2
+    deadline = time.monotonic() + 10
+    while [pid for pid in workers if _alive(pid)]:  # closed by the CLI, or gone with it
+        assert time.monotonic() < deadline, [pid for pid in workers if _alive(pid)]
+        time.sleep(0.1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            return "zombie" not in next(line for line in fh if line.startswith("State:"))
+    except OSError:
+        return False
+
+
 # -- 7. the O(dim³) steps are proportionate ---------------------------------------------
 
 
@@ -576,6 +630,31 @@ def test_fd_of_a_set_with_fewer_rows_than_dims_skips_the_dim_cubed_eigensolve(re
     assert result.metrics["fd"] == pytest.approx(frechet(real, fake), rel=1e-5)
 
 
+@pytest.mark.parametrize("real_rows, fake_rows", [(260, 40), (40, 260)])
+def test_fd_when_only_one_set_has_fewer_rows_than_dims_goes_through_its_rows(real_rows, fake_rows, monkeypatch):
+    """The other set's streamed covariance and the small set's rows: no dim × dim eigenproblem either."""
+    import largeemb
+    from oracle import frechet
+
+    dim = 200
+    real, fake = mixture(real_rows, dim, 1), mixture(fake_rows, dim, 2, shift=0.2)
+    _no_dim_by_dim_eigensolve(monkeypatch, dim)
+    result = largeemb.evaluate(real, fake, k=(3,), plots=False, samples=False, prune=False, companions=())
+    monkeypatch.undo()
+    factors = [(x - x.mean(0)) / np.sqrt(len(x) - 1) for x in (real.astype(np.float64), fake.astype(np.float64))]
+    diff = real.astype(np.float64).mean(0) - fake.astype(np.float64).mean(0)
+    exact = diff @ diff + sum((a * a).sum() for a in factors) - 2 * np.linalg.svd(factors[0] @ factors[1].T, compute_uv=False).sum()
+    assert result.metrics["fd"] == pytest.approx(exact, rel=1e-7)
+    assert result.metrics["fd"] == pytest.approx(frechet(real, fake), rel=1e-5)
+
+
+def test_fd_of_a_set_with_itself_is_exactly_zero_through_the_rows():
+    import largeemb
+
+    rows = mixture(50, 80, 1)
+    assert largeemb.evaluate(rows, rows.copy(), k=(3,), plots=False, samples=False, companions=()).metrics["fd"] == 0.0
+
+
 def test_pruning_axes_at_a_large_dim_skip_the_dim_cubed_eigensolve(monkeypatch):
     """Issue 16 item 7, the partition's part: above SAMPLE_AXES_DIM the pruning axes come from the sample."""
     import largeemb
@@ -591,3 +670,105 @@ def test_pruning_axes_at_a_large_dim_skip_the_dim_cubed_eigensolve(monkeypatch):
     assert not called
     expected = prdc(real, fake, 3)
     assert all(result.by_k[3][name] == pytest.approx(expected[name], abs=1e-12) for name in expected)
+
+
+def _no_dim_by_dim_eigensolve(monkeypatch, dim):
+    """Every symmetric eigensolver fails on a dim × dim matrix (NumPy's and the kernels' scipy one)."""
+    import scipy.linalg
+
+    from largeemb.kernels import moments
+
+    def guarded(solver):
+        def small_only(matrix, *args, **kwargs):
+            assert np.shape(matrix)[0] < dim, "an eigensolve of a whole dim x dim matrix"
+            return solver(matrix, *args, **kwargs)
+
+        return small_only
+
+    for owner, name in [(np.linalg, "eigh"), (np.linalg, "eigvalsh"), (scipy.linalg, "eigh"), (scipy.linalg, "eigvalsh"), (moments, "eigh")]:
+        monkeypatch.setattr(owner, name, guarded(getattr(owner, name)))
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_pca_and_vendi_of_sets_with_fewer_rows_than_dims_come_from_their_rows(metric, monkeypatch):
+    """Issue 16 item 7: the plots' PCA axes and Vendi of a set with fewer rows than dims, from its n × n Gram
+    matrix, equal the float64 brute force; no dim × dim eigenproblem, no FD∞ shells, no unit moments taken."""
+    import largeemb
+    from largeemb.passes.projection import PCA_COMPONENTS
+
+    dim = 160
+    real, fake = mixture(120, dim, 1) + 1.0, mixture(60, dim, 2, shift=0.2) + 1.0
+    _no_dim_by_dim_eigensolve(monkeypatch, dim)
+    result = largeemb.evaluate(real, fake, k=(3,), metric=metric, samples=False, prune=False)
+    monkeypatch.undo()
+    assert result.fake_moments.shell_s2 is None  # FD∞ is skipped here: its 15 dim x dim sums are not taken either
+    assert result.real_moments.unit_s2 is None and result.fake_moments.unit_s2 is None
+
+    seen = np.asarray(real, np.float64)
+    if metric == "cosine":
+        seen = seen / np.linalg.norm(seen, axis=1, keepdims=True)
+    centred = seen - seen.mean(axis=0)
+    _, singular, axes = np.linalg.svd(centred, full_matrices=False)
+    variance = singular[:PCA_COMPONENTS] ** 2 / (len(seen) - 1)
+    basis = result.projection.basis
+    assert basis.components.shape == (PCA_COMPONENTS, dim)
+    cosines = np.abs(np.sum(basis.components * axes[:PCA_COMPONENTS], axis=1))
+    np.testing.assert_allclose(cosines, 1.0, atol=1e-9)  # the same axes, up to sign
+    np.testing.assert_allclose(basis.explained_variance, variance, rtol=1e-9)
+    np.testing.assert_allclose(basis.explained_variance_ratio, variance / ((singular**2).sum() / (len(seen) - 1)), rtol=1e-9)
+    np.testing.assert_allclose(basis.mean, seen.mean(axis=0), rtol=1e-12, atol=1e-12)
+
+    for role, rows in (("real", real), ("fake", fake)):
+        unit = np.asarray(rows, np.float64) / np.linalg.norm(np.asarray(rows, np.float64), axis=1, keepdims=True)
+        values = np.linalg.eigvalsh(unit @ unit.T / len(unit))
+        values = values[values > 0]
+        assert result.metrics[f"vendi_{role}"] == pytest.approx(np.exp(-(values * np.log(values)).sum()), rel=1e-9)
+
+
+def test_gram_route_equals_the_covariance_route():
+    """The two exact routes of the plots' PCA agree on the same rows (a set just below its dim)."""
+    from largeemb.kernels.moments import Moments
+    from largeemb.passes.projection import basis_from_moments, basis_from_rows
+
+    rows = mixture(40, 48, 3).astype(np.float64) * np.linspace(0.5, 3.0, 48)
+    moments = Moments.of_rows(rows, rows[0], rows)
+    by_cov, by_rows = basis_from_moments(moments), basis_from_rows(rows, moments.mean)
+    np.testing.assert_allclose(by_rows.components, by_cov.components, atol=1e-8)  # signs fixed the same way
+    np.testing.assert_allclose(by_rows.explained_variance, by_cov.explained_variance, rtol=1e-9)
+    np.testing.assert_allclose(by_rows.explained_variance_ratio, by_cov.explained_variance_ratio, rtol=1e-9)
+
+
+def test_a_long_dim_cubed_step_is_announced_with_its_estimate_before_it_starts(stores, tmp_path, monkeypatch):
+    """Each O(dim³) step estimated above LONG_STEP_S gets one warning line with its estimate, before it runs."""
+    import logging
+
+    from largeemb import api
+    from largeemb.run import progress
+
+    events = []
+
+    class Recorder(logging.Handler):
+        def emit(self, record):
+            if record.levelno >= logging.WARNING:
+                events.append(record.getMessage())
+
+    real_fd = api.frechet_distance
+    monkeypatch.setattr(api, "frechet_distance", lambda *a, **k: events.append("FD runs") or real_fd(*a, **k))
+    handler = Recorder()
+    logging.getLogger("largeemb").addHandler(handler)
+    try:
+        _evaluate(stores["real"], stores["fake"], tmp_path / "quiet", "--no-samples")
+        assert events == ["FD runs"]  # dim 6: seconds are far below the threshold, nothing announced
+        events.clear()
+        monkeypatch.setattr(progress, "LONG_STEP_S", 0.0)  # every step counts as long now
+        done = runner.invoke(app, ["evaluate", stores["real"], stores["fake"], "--out", str(tmp_path / "loud"), "--no-samples", "--tsne-samples", "0"])
+    finally:
+        logging.getLogger("largeemb").removeHandler(handler)
+    assert done.exit_code == 0, done.stderr
+    announced = [e for e in events if e.startswith("warning: ")]
+    steps = ["the plots' PCA axes", "FD, ", "FD∞, ", "vendi_real, ", "vendi_fake, "]
+    assert [next(i for i, e in enumerate(announced) if e.startswith("warning: " + s)) for s in steps] == list(range(5))
+    assert all(" dim 6" in e and "about " in e and "(estimated)" in e for e in announced) and len(announced) == 5
+    assert events.index("FD runs") == events.index(announced[1]) + 1  # FD's line comes right before FD
+    stderr = [line for line in done.stderr.splitlines() if "warning: FD, " in line]
+    assert len(stderr) == 1  # one line on the terminal too

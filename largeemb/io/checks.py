@@ -75,7 +75,7 @@ def checked_moments(check: SegmentCheck, source: Source, role: str, metric: str)
 
 def check_scale(real_moments: Moments, fake_moments: Moments, real: Source, fake: Source) -> None:
     """Refuse data whose spread float32 cannot resolve (all-identical rows are fine)."""
-    spread = max(float(np.sqrt(max(np.trace(m.cov), 0.0) / len(m.mean))) for m in (real_moments, fake_moments))
+    spread = max(float(np.sqrt(max(m.total_variance(), 0.0) / len(m.mean))) for m in (real_moments, fake_moments))
     if 0.0 < spread < SMALLEST_SPREAD:
         raise InputError(
             f"embeddings vary by only ~{spread:.1e} around their mean, too little for the float32 distance tiles",

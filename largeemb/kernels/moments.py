@@ -191,6 +191,15 @@ class Moments:
         """Unbiased covariance (n - 1 in the denominator, like ``np.cov``)."""
         return _cov(self.count, self.s1, self.s2)
 
+    def total_variance(self) -> float:
+        """tr(cov), without forming the dim × dim covariance."""
+        return float((np.trace(self.s2) - self.s1 @ self.s1 / self.count) / (self.count - 1))
+
+    def variance_along(self, axis: np.ndarray) -> float:
+        """aᵀ cov a for a vector a, without forming the dim × dim covariance."""
+        along = float(self.s1 @ axis)
+        return float((axis @ self.s2 @ axis - along * along / self.count) / (self.count - 1))
+
     def unit_moment(self) -> np.ndarray | None:
         """Σ u uᵀ of the unit rows (Vendi): taken in the pass, or, under cosine, from the
         metric rows' shifted sums (Σ uuᵀ = Σ(u-t)(u-t)ᵀ + t sᵀ + s tᵀ - n t tᵀ), not a second product."""

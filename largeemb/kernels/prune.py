@@ -118,8 +118,10 @@ def _lower_bound(gap: np.ndarray, spreads: np.ndarray, norms: np.ndarray, dim: i
     return np.maximum(projected / (1 + 2 * u * np.sqrt(AXES * dim)) - 2 * u * norms, 0.0)
 
 
-def partition_of(basis_cov: np.ndarray, sample: np.ndarray, seed: int) -> Partition | None:
+def partition_of(basis_cov: np.ndarray | None, sample: np.ndarray, seed: int) -> Partition | None:
     """Principal axes of ``basis_cov`` and k-means centroids of a centred sample in them.
+
+    Above SAMPLE_AXES_DIM the axes are the sample's and ``basis_cov`` is not used (None will do).
 
     None when the sample is too small to be worth grouping.
     """

@@ -69,16 +69,16 @@ def fingerprint(source: Source, digests: list[bytes]) -> str:
     return fingerprint_of(source.rows, source.dim, source.dtype, digests)
 
 
-def moments_stage(sources_and_roles, metric: str, hashed: Source | None = None, unit: bool = False, shells: dict | None = None):
+def moments_stage(sources_and_roles, metric: str, hashed: Source | None = None, unit=(), shells: dict | None = None):
     """One streamed pass per source: a list of (checked moments, content fingerprint).
 
     ``hashed``, a store checked before (a reference's), is only fingerprinted,
-    in the same pass; its fingerprint is returned last. ``unit`` and
-    ``shells`` (by role) as for :func:`moments_graph`.
+    in the same pass; its fingerprint is returned last. ``unit``: the roles
+    whose unit moment is taken; ``shells`` (by role) as for :func:`moments_graph`.
     """
     g = Graph("moments")
     shells = shells or {}
-    keys = [moments_graph(g, src, metric, role, unit, shells.get(role)) for src, role in sources_and_roles]
+    keys = [moments_graph(g, src, metric, role, role in unit, shells.get(role)) for src, role in sources_and_roles]
     if hashed is not None:
         digests = [g.task("digest", _digest_task, hashed, seg) for seg in segments(hashed.rows)]
         keys.append(g.tree(digests, list.__add__, "digest-merge"))

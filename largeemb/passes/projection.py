@@ -16,10 +16,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from largeemb.kernels.distance import metric_rows
+from largeemb.kernels.highdim import cubic_seconds, few_rows, leading_axes_of_rows
 from largeemb.kernels.moments import Moments, leading_axes
 from largeemb.kernels.plan import MOMENT_ROWS, RowBlock, row_blocks, segments
 from largeemb.io.store import Source
 from largeemb.run.graph import Graph, run
+from largeemb.run.progress import announce_long_step
 
 #: Principal components kept (the plots use two; ten are kept for inspection).
 PCA_COMPONENTS = 10
@@ -63,11 +65,23 @@ def _sign_fixed(components: np.ndarray) -> np.ndarray:
 
 def basis_from_moments(moments: Moments, n_components: int = PCA_COMPONENTS) -> PcaBasis:
     """Exact PCA: the eigendecomposition of the streamed float64 covariance."""
+    dim = len(moments.mean)
+    announce_long_step(f"the plots' PCA axes, an eigenproblem of dim {dim:,} (--no-plots skips it)", cubic_seconds(dim))
     cov = moments.cov
     values, vectors = leading_axes(cov, n_components)
     total = float(np.trace(cov))
     variance = np.clip(values, 0.0, None)
     return _basis(moments.mean, vectors.T, variance, variance / total if total > 0 else variance * 0)
+
+
+def basis_from_rows(rows: np.ndarray, mean: np.ndarray, n_components: int = PCA_COMPONENTS) -> PcaBasis:
+    """The same exact PCA from the (metric) rows of a set with fewer rows than dims, through their Gram matrix.
+
+    ``mean``: the streamed mean, kept as the basis' centre as in :func:`basis_from_moments`.
+    """
+    values, vectors, total = leading_axes_of_rows(rows, n_components)
+    variance = np.clip(values, 0.0, None)
+    return _basis(mean, vectors.T, variance, variance / total if total > 0 else variance * 0)
 
 
 def basis_incremental(source: Source, metric: str, n_components: int = PCA_COMPONENTS) -> PcaBasis:
@@ -124,7 +138,7 @@ def histogram_edges(basis: PcaBasis, sets: list[Moments], bins: int = HISTOGRAM_
         lows, highs = [], []
         for moments in sets:
             centre = float((moments.mean - basis.mean) @ axis)
-            spread = RANGE_SIGMAS * float(np.sqrt(max(axis @ moments.cov @ axis, 0.0)))
+            spread = RANGE_SIGMAS * float(np.sqrt(max(moments.variance_along(axis), 0.0)))
             lows.append(centre - spread)
             highs.append(centre + spread)
         low, high = min(lows), max(highs)
@@ -224,7 +238,12 @@ def project(
     """
     if metric != "euclidean":
         real_moments, fake_moments = real_moments.of_metric_rows(), fake_moments.of_metric_rows()
-    basis = basis_from_moments(real_moments) if method == "moments" else basis_incremental(real, metric)
+    if method != "moments":
+        basis = basis_incremental(real, metric)
+    elif few_rows(real.rows, real.dim):  # O(rows²·dim), not O(dim³)
+        basis = basis_from_rows(metric_rows(real.read(0, real.rows), metric), real_moments.mean)
+    else:
+        basis = basis_from_moments(real_moments)
     edges = histogram_edges(basis, [real_moments, fake_moments])
     g = Graph("projection")
     shared_basis, shared_edges = g.share([basis, edges])  # on a cluster: sent once, not per task

@@ -7,10 +7,24 @@ import numpy as np
 from largeemb.io.store import Source
 from largeemb.kernels.distance import metric_rows
 from largeemb.kernels.moments import Moments
+from largeemb.kernels import prune as kernel
 from largeemb.kernels.prune import Partition, partition_of
 
 #: The sample the groups are fitted on: this many evenly spread runs of this many rows.
 SAMPLE_RUNS, RUN_ROWS = 16, 128
+
+
+def sample_runs(rows: int) -> list[tuple[int, int]]:
+    """The sample's row ranges: SAMPLE_RUNS evenly spread runs of RUN_ROWS, overlapping runs merged
+    (a set of fewer rows than the runs cover is sampled whole, each row once)."""
+    runs = []
+    for start in np.unique(np.linspace(0, max(rows - RUN_ROWS, 0), SAMPLE_RUNS).astype(np.int64)):
+        start, stop = int(start), min(int(start) + RUN_ROWS, rows)
+        if runs and start <= runs[-1][1]:
+            runs[-1] = (runs[-1][0], stop)
+        else:
+            runs.append((start, stop))
+    return runs
 
 
 def partition_stage(source: Source, moments: Moments, centre: np.ndarray, metric: str, seed: int) -> Partition:
@@ -19,7 +33,8 @@ def partition_stage(source: Source, moments: Moments, centre: np.ndarray, metric
     The sample is read in a few evenly spread runs of rows; the partition
     decides only what work is skipped, never an answer.
     """
-    starts = np.unique(np.linspace(0, max(source.rows - RUN_ROWS, 0), SAMPLE_RUNS).astype(np.int64))
-    sample = np.concatenate([source.read(int(a), min(int(a) + RUN_ROWS, source.rows)) for a in starts])
+    sample = np.concatenate([source.read(a, b) for a, b in sample_runs(source.rows)])
     centred = metric_rows(sample, metric) - centre
-    return partition_of(moments.cov, centred[np.isfinite(centred).all(axis=1)], seed)
+    # Above SAMPLE_AXES_DIM the axes come from the sample: no dim × dim covariance to form.
+    cov = moments.cov if source.dim <= kernel.SAMPLE_AXES_DIM else None
+    return partition_of(cov, centred[np.isfinite(centred).all(axis=1)], seed)

@@ -30,7 +30,12 @@ logger = logging.getLogger("largeemb")
 CONNECT_TIMEOUT_S = 30
 WORKER_WAIT_S = 120
 SCATTER_TRIES = 3
+#: Seconds the LocalCluster this job started gets to close (then its workers are killed).
+CLOSE_TIMEOUT_S = 10
 PLUGIN_NAME = "largeemb-one-blas-thread"
+DEAF_PLUGIN_NAME = "largeemb-deaf-to-job-signals"
+#: Seconds an interrupted run waits for its own workers to take the order to be quiet.
+QUIET_TIMEOUT_S = 2
 #: Environment of the worker processes this job starts: dask's default minus
 #: MALLOC_TRIM_THRESHOLD_, which turns off glibc's adaptive mmap threshold, so
 #: every tile-sized array is a fresh mmap with page faults (measured: tile tasks
@@ -84,8 +89,22 @@ class OnCluster:
 
     remote = True
 
-    def __init__(self, client: Client, what: str):
-        self.client, self.what = client, what
+    def __init__(self, client: Client, what: str, own: bool = False):
+        self.client, self.what, self.own = client, what, own
+
+    def quiet(self) -> None:
+        """An interrupted or failed run: no more log lines from dask here, nor from workers this job started
+        (they print their goodbyes while the run closes them). A shared cluster's workers keep their logs.
+
+        This process's levels stay silenced while the run unwinds and its objects are collected (their
+        late "Task was destroyed" lines included); the next cluster run puts them back."""
+        if not _silenced:
+            _silenced.update(_quiet_logs())
+        if self.own:
+            try:
+                self.client.run(_quiet_logs, on_error="ignore", callback_timeout=QUIET_TIMEOUT_S)
+            except Exception:  # a worker that cannot hear it is closed all the same
+                pass
 
     def describe(self) -> str:
         return f"{self.what}, one faiss/BLAS thread per task"
@@ -119,7 +138,9 @@ class OnCluster:
         except FutureCancelledError as exc:
             self.client.cancel(futures)
             raise LostWork(str(exc)) from exc
-        except BaseException:
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt):  # before cancelling: workers and scheduler log that
+                self.quiet()
             self.client.cancel(futures)
             raise
 
@@ -167,6 +188,7 @@ def _portable_errors(func, *args):
 @contextmanager
 def open_executor(client, scheduler: str | None, workers: int | None, threads_per_worker: int | None):
     """An :class:`OnCluster` for a given client, a scheduler address, or a new LocalCluster."""
+    _loud_again()
     if client is not None:
         with _one_blas_thread(client):
             yield OnCluster(client, f"dask cluster at {client.scheduler.address}")
@@ -180,15 +202,96 @@ def open_executor(client, scheduler: str | None, workers: int | None, threads_pe
     else:
         threads = threads_per_worker or max(1, cores() // workers)
         warn_if_oversubscribed(workers * threads, "the LocalCluster")
-        with dask.config.set({"distributed.nanny.pre-spawn-environ": WORKER_ENVIRON}):
-            cluster = LocalCluster(
-                n_workers=workers, threads_per_worker=threads, processes=True, host="127.0.0.1", dashboard_address="127.0.0.1:0"
-            )
+        cluster = None
         try:
+            with dask.config.set({"distributed.nanny.pre-spawn-environ": WORKER_ENVIRON}), _signals_for_this_process_only():
+                cluster = LocalCluster(
+                    n_workers=workers, threads_per_worker=threads, processes=True, host="127.0.0.1", dashboard_address="127.0.0.1:0"
+                )
             with Client(cluster, set_as_default=False) as local_client, _one_blas_thread(local_client):
-                yield OnCluster(local_client, f"LocalCluster of {workers} worker processes x {threads} task threads")
+                local_client.register_plugin(DeafToJobSignals(), name=DEAF_PLUGIN_NAME)  # workers restarted later, too
+                executor = OnCluster(local_client, f"LocalCluster of {workers} worker processes x {threads} task threads", own=True)
+                try:
+                    yield executor
+                except BaseException:
+                    executor.quiet()  # the error line says what happened; the cluster's goodbyes would only bury it
+                    raise
+        except BaseException:  # e.g. Ctrl-C while the cluster starts (held until it has started)
+            if not _silenced:
+                _silenced.update(_quiet_logs())
+            raise
         finally:
-            cluster.close()
+            if cluster is not None:
+                cluster.close(timeout=CLOSE_TIMEOUT_S)
+
+
+#: Signals of the job (Ctrl-C, SIGTERM from SLURM or Kubernetes) that this process handles for the worker
+#: processes it starts: it closes them. Ctrl-C signals the whole process group, and each worker
+#: would otherwise print its own KeyboardInterrupt traceback (74 lines with two workers).
+JOB_SIGNALS = ("SIGINT", "SIGTERM")
+
+
+@contextmanager
+def _signals_for_this_process_only():
+    """Start what is started inside with the job's signals ignored: spawned processes inherit that (across exec).
+
+    In this process they are blocked meanwhile, not lost: one that arrives
+    is delivered to its handler on the way out.
+    """
+    import signal
+    import threading
+
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signals = [getattr(signal, name) for name in JOB_SIGNALS]
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    handlers = {sig: signal.signal(sig, signal.SIG_IGN) for sig in signals}
+    try:
+        yield
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
+class DeafToJobSignals(WorkerPlugin):
+    """The same for a worker process that the nanny restarts later (only on a LocalCluster this job started)."""
+
+    def setup(self, worker):
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for name in JOB_SIGNALS:
+                signal.signal(getattr(signal, name), signal.SIG_IGN)
+
+
+#: dask's log levels in this process before an interrupted run silenced them, to put back.
+_silenced: dict[str, int] = {}
+
+
+def _loud_again() -> None:
+    for name, level in _silenced.items():
+        logging.getLogger(name).setLevel(level)
+    _silenced.clear()
+
+
+def _quiet_logs() -> dict[str, int]:
+    """Silence dask's loggers in this process (run on the workers too); the levels they had.
+
+    Each logger of theirs, not only the parents: dask's logging config gives
+    some children levels of their own (``distributed.client: warning``).
+    """
+    prefixes = ("distributed", "tornado", "asyncio")
+    names = [name for name in list(logging.root.manager.loggerDict) if name.split(".")[0] in prefixes]
+    levels = {}
+    for name in sorted(set(names) | set(prefixes)):
+        levels[name] = logging.getLogger(name).level
+        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
+    return levels
+
+
 
 
 def _connect(address: str) -> Client:

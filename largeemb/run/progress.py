@@ -17,6 +17,21 @@ logger = logging.getLogger("largeemb")
 
 #: Seconds between progress lines in a log (not a terminal).
 LOG_EVERY_S = 30.0
+#: A single long step without tasks to count (an O(dim³) eigenproblem) estimated
+#: to take at least this many seconds is announced, with its estimate, before it starts.
+LONG_STEP_S = 30.0
+
+
+def announce_long_step(what: str, seconds: float) -> None:
+    """One ``warning:`` line before a step that will take long, so that no one waits in silence."""
+    if seconds >= LONG_STEP_S:
+        logger.warning("warning: %s: about %s (estimated), starting now", what, _duration(seconds))
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
 def _clock(seconds: float) -> str:
