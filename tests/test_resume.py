@@ -22,6 +22,7 @@ from largeemb.cli import app
 from largeemb.kernels.cross import CrossPartial, Shortlist
 from largeemb.kernels.knn import Candidates, Neighbours
 from largeemb.kernels.moments import Moments, SegmentCheck
+from largeemb.kernels.plan import row_blocks
 
 runner = CliRunner()
 ARGS = ["--k", "3,5", "--block-rows", "128"]
@@ -314,3 +315,48 @@ def test_a_pass_whose_worker_took_results_along_runs_again_from_its_checkpoints(
         total = g.tree([g.unit(f"square-{i}", square, i) for i in range(5)], int.__add__, "sum")
         assert graph.run(g, total) == 30
     assert sorted(computed) == [0, 1, 2, 3, 4]  # the rerun loaded every unit, computed none again
+
+
+def _npz_left(work) -> set[str]:
+    return {name[: -len(checkpoint.SUFFIX)] for name in os.listdir(work) if name.endswith(checkpoint.SUFFIX) and ".tmp-" not in name}
+
+
+def test_a_unit_leaves_the_disk_even_when_a_consumer_left_it_before_its_sibling_was_saved(tmp_path):
+    """u feeds a and b; a's file is released (c consumed it) before b is saved: u must go too."""
+    from largeemb.run import graph, session
+    from largeemb.run.executor import InProcess
+
+    store = checkpoint.open_store(str(tmp_path / "work"), {"test": 1}, resume=False)
+    with session.activated(session.Run(InProcess(1), store)):
+        g = graph.Graph("t")
+        u = g.unit("u", int, 1)
+        a = g.unit("a", int.__add__, u, 1)
+        c = g.unit("c", int.__add__, a, 1)
+        b = g.unit("b", int.__add__, u, c)  # runs after c, so after a's file is gone
+        assert graph.run(g, b) == 4
+    assert _npz_left(store.path) == {"t-b"}  # the output's unit alone; every consumed unit left
+    assert sorted(os.listdir(store.path)) == [checkpoint.MANIFEST, "t-b.npz"]  # markers go once the pass is complete
+
+
+def test_after_the_radii_pass_only_its_results_are_on_disk(stores, tmp_path):
+    """Tiles, merge states and the diagonal results all leave the disk as the pass goes (the
+    run stops at the first cross tile): what is left is each block's radii, which the next pass reads."""
+    real, fake = stores
+
+    def failing_cross(name, func):
+        def failing(*args):
+            raise RuntimeError("stop here")
+
+        return failing if name.startswith("cross-tile-") else func
+
+    work = tmp_path / "out" / checkpoint.WORK_DIR
+    ran = []
+    with unit_hook(recording(ran)), unit_hook(failing_cross):
+        with pytest.raises(RuntimeError, match="stop here"):
+            largeemb.evaluate(real, fake, k=(3, 5), block_rows=128, threads_per_worker=1, checkpoint_dir=str(work))
+    finishes = {name for name in ran if re.fullmatch(r"radii-(real|fake)-finish-\d+", name)}
+    assert len(finishes) == len(row_blocks(1500, 128)) + len(row_blocks(1300, 128))
+    assert sum(name.startswith("radii-") for name in ran) > 10 * len(finishes)
+    assert _npz_left(work) == finishes
+    assert not [name for name in os.listdir(work) if name.endswith(checkpoint.RELEASED)]
+    assert sum(os.path.getsize(work / f"{name}{checkpoint.SUFFIX}") for name in finishes) < 1500 * 2 * 8 * 4  # about the radii

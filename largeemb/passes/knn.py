@@ -98,8 +98,8 @@ def _merge_task(state, *offers):
     return _counted(knn.merge(state, [pair[side] for pair, side in pairs]), counts)
 
 
-def _max_sqnorm_task(*diags) -> float:
-    return max(float(d.sqnorm.max()) for d in diags)
+def _max_sqnorm_task(*states) -> float:
+    return max(float(s.sqnorm.max()) for s in states)
 
 
 def _finish_task(source, block, ctx: PassContext, nb, max_sqnorm):
@@ -130,7 +130,9 @@ def radii_graph(g: Graph, ctx: PassContext, source: Source, role: str = "set"):
             offers.setdefault(b, []).extend([pair, 1])
         for x, offered in offers.items():  # a unit: once saved, the tiles it took in leave the disk
             state[x] = g.unit(f"{role}-state-{x}-{r}", _merge_task, state[x], *offered)
-    max_sqnorm = g.task("knn-max-norm", _max_sqnorm_task, *diags)  # a scalar, so diagonal results free early
+    # From the final states (each carries its rows' norms), not the diagonal results,
+    # so that those leave the disk once the first round is merged.
+    max_sqnorm = g.unit(f"{role}-norm", _max_sqnorm_task, *state)
     return [g.unit(f"{role}-finish-{blk.index}", _finish_task, source, blk, ctx, nb, max_sqnorm) for blk, nb in zip(blocks, state)]
 
 

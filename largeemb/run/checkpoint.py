@@ -3,7 +3,10 @@
 A run's work directory (``OUT/.work/`` from the CLI) holds ``manifest.json``
 (what the run computes: inputs, options, format) and one ``<task>.npz`` per
 finished task, written to a temporary name and moved into place with
-``os.replace``: a file that exists is complete. Results are stored without
+``os.replace``: a file that exists is complete. A unit whose file was removed
+as no longer needed leaves an empty ``<task>.npz.released`` marker until its
+pass is complete: it was saved (:func:`saved`), though it can no longer be
+loaded. Results are stored without
 pickle: arrays and numbers, plus a JSON description of how they nest
 (dataclasses of this package, tuples, lists).
 """
@@ -24,13 +27,17 @@ from largeemb.errors import InputError
 #: Bumped whenever what a checkpoint holds or names changes (2: record
 #: classes moved into largeemb.kernels / largeemb.passes; 3: content.json,
 #: the inputs' per-segment digests a resume is checked against; 4: Moments.lattice,
-#: float64 counters in CrossPartial, finish and settle results; k-NN merge states as units; 5: bf16 screen counts
-#: in self-pass states and cross partials).
-FORMAT = 5
+#: float64 counters in CrossPartial, finish and settle results; k-NN merge states as units;
+#: 5: bf16 screen counts in self-pass states and cross partials; 6: ``.released``
+#: markers, the k-NN pass's largest norm as a unit of its own).
+FORMAT = 6
 MANIFEST = "manifest.json"
 #: Per-segment content digests of each input, recorded by the moments pass.
 CONTENT = "content.json"
 SUFFIX = ".npz"
+#: Appended to a unit's file name once its file is removed as no longer needed:
+#: an empty marker saying the unit was saved (see :func:`release`).
+RELEASED = ".released"
 #: The work directory inside ``--out``.
 WORK_DIR = ".work"
 
@@ -102,7 +109,7 @@ def open_store(path: str, fingerprint: dict, resume: bool) -> CheckpointStore:
         return CheckpointStore(path, _finished(path))
     os.makedirs(path, exist_ok=True)
     for name in os.listdir(path):  # leftovers without a manifest cannot be trusted
-        if name.endswith(SUFFIX) or ".tmp-" in name or name == CONTENT:
+        if name.endswith((SUFFIX, RELEASED)) or ".tmp-" in name or name == CONTENT:
             os.remove(os.path.join(path, name))
     write_atomic(manifest, lambda fh: fh.write(json.dumps(wanted, indent=2, sort_keys=True).encode()))
     return CheckpointStore(path, set())
@@ -137,6 +144,32 @@ def _shown(value) -> str:
 def discard(path: str) -> None:
     """Remove a work directory (after a successful publish, or on --force)."""
     shutil.rmtree(path, ignore_errors=True)
+
+
+def release(path: str) -> None:
+    """Remove a saved unit's file ``path`` that no unit needs any more, leaving an empty
+    marker, so that :func:`saved` still holds for it (a unit's file may leave
+    the disk before a sibling consumer of the unit below it is saved)."""
+    with open(path + RELEASED, "wb"):
+        pass
+    try:
+        os.remove(path)
+    except FileNotFoundError:  # another consumer released it first
+        pass
+
+
+def saved(path: str) -> bool:
+    """Whether the unit whose file is ``path`` was saved (its file may since have been released)."""
+    return os.path.exists(path) or os.path.exists(path + RELEASED)
+
+
+def forget_released(paths: list[str]) -> None:
+    """Remove the markers of these units' released files (once their pass is complete)."""
+    for path in paths:
+        try:
+            os.remove(path + RELEASED)
+        except FileNotFoundError:
+            pass
 
 
 def has_finished(path: str) -> bool:

@@ -11,8 +11,12 @@ Disk: a unit's checkpoint is needed only until every unit that consumes its
 result has saved its own (a resumed run then loads those and never reaches
 it). So each unit, once saved, removes the files of the units it consumed
 whose consumers are all saved; units whose result reaches the pass's output
-other than through a unit are kept to the end. The work directory then holds
-about one pass's frontier of results, not every tile the run computed.
+other than through a unit are kept to the end. A consumer counts as saved
+also once its own file was released in turn (an empty marker stays, see
+:func:`largeemb.run.checkpoint.release`): without that, a unit whose first
+consumer left the disk before its second was saved would stay to the end.
+The work directory then holds about one pass's frontier of results, not
+every tile the run computed.
 
 Seam: :data:`unit_hooks` (for tests and instrumentation) holds callables
 ``hook(name, func) -> func`` applied to every named unit's function as graphs
@@ -51,11 +55,8 @@ def _computed_and_kept(path: str, releases, func, *args):
     value = func(*args)
     checkpoint.save(path, value)
     for done, consumers in releases:
-        if all(os.path.exists(c) for c in consumers):
-            try:
-                os.remove(done)
-            except FileNotFoundError:  # another consumer removed it first
-                pass
+        if all(checkpoint.saved(c) for c in consumers):
+            checkpoint.release(done)
     return value
 
 
@@ -143,16 +144,21 @@ def run(g: Graph, outputs, label: str = "tasks"):
     g.run.loaded += loaded
     if not tracked and not loaded:  # a pass of plain tasks (the projection) still shows its progress
         tracked = set(tasks) - {root}
+    units = [task[1] for task in tasks.values() if task[0] is _computed_and_kept]
     with Progress(label, len(tracked), loaded=loaded) as progress:
         try:
-            return g.run.executor.compute(tasks, root, tracked, progress)
+            out = g.run.executor.compute(tasks, root, tracked, progress)
         except LostWork:
             # A dead worker took results (or shared values) that the cluster can
             # no longer recompute. Run the pass again with its shared values sent
             # anew, loading every unit that was saved.
             logger.info("%s: a lost worker took unsaved results with it; running the pass again from its checkpoints", label)
             tasks, _ = cull(_reloaded(tasks, g.shared_again()), [root])
-            return g.run.executor.compute(tasks, root, tracked & tasks.keys(), progress)
+            out = g.run.executor.compute(tasks, root, tracked & tasks.keys(), progress)
+    # The pass is complete: each file it still holds reaches its output, so no
+    # release will ever ask about its units again.
+    checkpoint.forget_released(units)
+    return out
 
 
 def _reloaded(tasks: dict, renamed: dict) -> dict:
