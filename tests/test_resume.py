@@ -359,4 +359,6 @@ def test_after_the_radii_pass_only_its_results_are_on_disk(stores, tmp_path):
     assert sum(name.startswith("radii-") for name in ran) > 10 * len(finishes)
     assert _npz_left(work) == finishes
     assert not [name for name in os.listdir(work) if name.endswith(checkpoint.RELEASED)]
-    assert sum(os.path.getsize(work / f"{name}{checkpoint.SUFFIX}") for name in finishes) < 1500 * 2 * 8 * 4  # about the radii
+    radii_bytes = (1500 + 1300) * 2 * 8  # float64 radii for two k
+    # About the radii: each small file adds its zip headers (a leaked k-NN state would add ~15 kB per block).
+    assert sum(os.path.getsize(work / f"{name}{checkpoint.SUFFIX}") for name in finishes) < 3 * radii_bytes
