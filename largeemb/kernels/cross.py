@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from largeemb.kernels.distance import UNIT_ROUNDOFF32, UNIT_ROUNDOFF64, Block, copy_labels, exact_pairs, sqdist32
-from largeemb.kernels.screen import ScreenCounts, screened_sqdist
+from largeemb.kernels.screen import ScreenCounts, below, screened_tile
 from largeemb.kernels.tiles import cut_pair, parted, taken, taken_rows, tile_rows
 
 #: Pairs closer than this many float32 error bounds are always re-checked for
@@ -374,12 +374,13 @@ def tile(fake: Block, real: Block, real_right, fake_radii, real_radii, realism_r
     widest_real, widest_fake = real_radii.max(axis=1), fake_radii.max(axis=1)
     if prob_radii is not None:
         widest_real, widest_fake = np.maximum(widest_real, prob_radii[0]), np.maximum(widest_fake, prob_radii[1])
+    open_entries = None  # the finite entries of a screened tile (None: all)
     if samples or prob_radii is not None:
         # Nearest rows and realism need every entry, and P-precision/recall's common
         # radius holds most of them (measured: every screened tile fell back): float32.
         dist = sqdist32(fake, real_right)
     else:  # only entries within some ball's reach are read
-        dist = screened_sqdist(
+        dist, open_entries = screened_tile(
             fake, real_right, _upper32(widest_fake * widest_fake + eps_fake), _upper32(widest_real * widest_real + eps_real), real.rounded
         )
 
@@ -388,7 +389,7 @@ def tile(fake: Block, real: Block, real_right, fake_radii, real_radii, realism_r
     if samples and not exact_tiles:
         near_cut_real = dist.min(axis=0) + 2 * eps_real
         reach = np.maximum(reach, near_cut_real)
-    f_rows, r_rows = _pairs(dist < _upper32(reach)[None, :])
+    f_rows, r_rows = np.divmod(below(dist, open_entries, _upper32(reach), True), dist.shape[1])
     d32 = dist[f_rows, r_rows].astype(np.float64)
     recomputed = []
     exact_real_side = _exact_of(fake, real, f_rows, r_rows, d32, kappa == 0.0, recomputed)
@@ -415,7 +416,7 @@ def tile(fake: Block, real: Block, real_right, fake_radii, real_radii, realism_r
         near_cut_fake = row_min + 2 * eps_fake
         if not exact_tiles:
             reach = np.maximum(reach, np.maximum(near_cut_fake, NEAR_COPY * eps_fake))
-    f_rows, r_rows = _pairs(dist < _upper32(reach)[:, None])
+    f_rows, r_rows = np.divmod(below(dist, open_entries, _upper32(reach), False), dist.shape[1])
     d32 = dist[f_rows, r_rows].astype(np.float64)
     exact_fake_side = _exact_of(fake, real, f_rows, r_rows, d32, kappa == 0.0, recomputed)
     pair_eps = kappa * (fake.sqnorm[f_rows] + real.sqnorm[r_rows])

@@ -20,7 +20,7 @@ import numpy as np
 
 from largeemb.kernels import tiles as tiling
 from largeemb.kernels.distance import EXACT_CHUNK, Block, copy_labels, sqdist32, sqdist_error_scale
-from largeemb.kernels.screen import ScreenCounts, screened_sqdist
+from largeemb.kernels.screen import ScreenCounts, below, screened_tile
 from largeemb.kernels.prune import MIN_SKIPPED, Partition
 
 #: Candidates kept per row beyond k+1, so that the float32 order rarely needs
@@ -194,17 +194,17 @@ def _rows_under(dist: np.ndarray, bound: np.ndarray, K: int, k: int, band: np.nd
     return Candidates(rows, cols, dist[rows, cols], floor_rows, floor)
 
 
-def _take(dist: np.ndarray, bound: np.ndarray, K: int, by_columns: bool, k: int, band: np.ndarray) -> Candidates:
+def _take(dist: np.ndarray, bound: np.ndarray, K: int, by_columns: bool, k: int, band: np.ndarray, open_entries=None) -> Candidates:
     """Entries of ``dist`` under each own row's bound.
 
     Own rows are the rows of ``dist``, or its columns when ``by_columns``
     (the lower side of a symmetric tile, read without transposing). A row
     with very many (a loose early bound) takes only its own cut's worth
-    (:func:`_rows_under`), and the rest lower its floor.
+    (:func:`_rows_under`), and the rest lower its floor. ``open_entries``:
+    a screened tile's finite entries, the only ones that can be under a bound.
     """
     n_rows, n_cols = dist.shape
-    cut = bound[None, :] if by_columns else bound[:, None]
-    flat = np.flatnonzero(dist < cut)
+    flat = below(dist, open_entries, bound, by_columns)
     d32 = dist.ravel()[flat]
     first, second = np.divmod(flat, n_cols)
     own, other = (second, first) if by_columns else (first, second)
@@ -230,12 +230,12 @@ def off_diagonal(a: Block, b_right: np.ndarray, nb_a: "Reach", nb_b: "Reach", b_
 
     Returns the candidates for a's rows and for b's, with tile-local row and
     neighbour indices. Entries at or above both sides' cuts are never taken:
-    they may be screened out (+inf, :func:`largeemb.kernels.screen.screened_sqdist`).
+    they may be screened out (+inf, :func:`largeemb.kernels.screen.screened_tile`).
     """
-    dist = screened_sqdist(a, b_right, nb_a.cut, nb_b.cut, b_rounded)
+    dist, open_entries = screened_tile(a, b_right, nb_a.cut, nb_b.cut, b_rounded)
     return (
-        _take(dist, nb_a.cut, nb_a.K, False, nb_a.k, nb_a.band),
-        _take(dist, nb_b.cut, nb_b.K, True, nb_b.k, nb_b.band),
+        _take(dist, nb_a.cut, nb_a.K, False, nb_a.k, nb_a.band, open_entries),
+        _take(dist, nb_b.cut, nb_b.K, True, nb_b.k, nb_b.band, open_entries),
     )
 
 

@@ -171,7 +171,15 @@ def screen_counting():
 
 
 def screened_sqdist(a: Block, b_right: np.ndarray, row_cut: np.ndarray, col_cut: np.ndarray, b_rounded: Rounded | None = None) -> np.ndarray:
-    """float32 squared distances of the entries that can lie below a cut, +inf for the rest.
+    """The tile of :func:`screened_tile`, without its list of open entries."""
+    return screened_tile(a, b_right, row_cut, col_cut, b_rounded)[0]
+
+
+def screened_tile(
+    a: Block, b_right: np.ndarray, row_cut: np.ndarray, col_cut: np.ndarray, b_rounded: Rounded | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """float32 squared distances of the entries that can lie below a cut, +inf for the rest;
+    and the flat indices of the finite entries, ascending (None: every entry is finite).
 
     An entry (i, j) can matter when its float32 value (what :func:`sqdist32`
     gives, within its own bound of the exact one) could be below ``row_cut[i]``
@@ -183,10 +191,11 @@ def screened_sqdist(a: Block, b_right: np.ndarray, row_cut: np.ndarray, col_cut:
     bounds is settled, the others are recomputed in float32 (the whole tile,
     when more than RECHECK_WHOLE of it). ``b_rounded``: the right operand's
     rows rounded once per block (:class:`~largeemb.kernels.bf16.Rounded`), if
-    the caller has them.
+    the caller has them. Callers select from the open entries' list instead of
+    scanning the whole tile again (:func:`below`).
     """
     if a.bf16_gemm is None:
-        return sqdist32(a, b_right)
+        return sqdist32(a, b_right), None
     # Each entry's own rows count, not a block's largest: one far row must not open
     # every entry. A tiny absolute term covers subnormals flushed to zero (oneDNN
     # runs with FTZ/DAZ). lower < cut is half > -cut/2 (exact scalings).
@@ -199,14 +208,27 @@ def screened_sqdist(a: Block, b_right: np.ndarray, row_cut: np.ndarray, col_cut:
     if len(open_entries) > RECHECK_WHOLE * half.size:
         if counts is not None:
             counts.rechecked += half.size
-        return sqdist32(a, b_right)
+        return sqdist32(a, b_right), None
     if counts is not None:
         counts.rechecked += len(open_entries)
     rows, cols = np.divmod(open_entries, half.shape[1])
     values = _recomputed(a, b_right, rows, cols)
     half.fill(np.inf)
     half.ravel()[open_entries] = values
-    return half
+    return half, open_entries
+
+
+def below(dist: np.ndarray, open_entries: np.ndarray | None, cut: np.ndarray, by_columns: bool) -> np.ndarray:
+    """Flat indices, ascending, of the entries of ``dist`` below their row's cut (their column's, ``by_columns``).
+
+    ``open_entries``: the finite entries of a screened tile (:func:`screened_tile`):
+    only those are compared; None: the whole tile.
+    """
+    if open_entries is None:
+        return np.flatnonzero(dist < (cut[None, :] if by_columns else cut[:, None]))
+    cols = dist.shape[1]
+    owner = open_entries % cols if by_columns else open_entries // cols
+    return open_entries[dist.ravel()[open_entries] < cut[owner]]
 
 
 def _open_entries(half: np.ndarray, row_floor: np.ndarray, col_floor: np.ndarray) -> np.ndarray:
