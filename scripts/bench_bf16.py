@@ -6,10 +6,14 @@
    ``bf16`` extra, when it loads), MKL's ``cblas_gemm_bf16bf16f32`` (with
    ``--mkl``: MKL is not a dependency, this only measures it), and the
    emulation the tests use; plus rounding one 4096 x 514 operand to bfloat16.
-2. One engine tile as a task computes it (one thread): ``sqdist32`` against
-   ``screened_sqdist`` on 2048 x 2048 Gaussian panels, dim 512, with cuts at
-   the 0.25% quantile of each row and column (about the k-NN cuts of a
-   20,000-row set), and the share of entries re-checked in float32.
+2. One engine tile as a task computes it (one thread), with the selection of
+   the entries below each row's and each column's cut that follows: the
+   float32 tile (``sqdist32``, then a scan of the whole tile) against the
+   screened one (``screened_tile`` with the right rows rounded once per
+   block, then a selection from its open entries), on 2048 x 2048 Gaussian
+   panels, dim 512, with cuts at the 0.05% and 0.25% quantiles of each row
+   and column (about k-NN cuts in a 20,000-row set, late and early), and the
+   share of entries re-checked in float32.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ def main():
     from largeemb.io import onednn
     from largeemb.kernels import bf16
     from largeemb.kernels.distance import prepare_block, sqdist32
-    from largeemb.kernels.screen import screen_counting, screened_sqdist
+    from largeemb.kernels.screen import below, screen_counting, screened_tile
 
     m = n = 4096
     k = 512
@@ -77,18 +81,23 @@ def main():
         plain = prepare_block(x, 0, centre, "euclidean")
         right = prepare_block(y, 0, centre, "euclidean").right()
         d32 = sqdist32(plain, right)
-        row_cut = np.quantile(d32, 0.0025, axis=1).astype(np.float32)
-        col_cut = np.quantile(d32, 0.0025, axis=0).astype(np.float32)
-        t32 = best(lambda: sqdist32(plain, right))
-        for name, g in (("oneDNN", gemm), ("emulated", bf16.emulated)):
-            if g is None:
-                continue
-            block = prepare_block(x, 0, centre, "euclidean", g)
-            with screen_counting() as counts:
-                t = best(lambda: screened_sqdist(block, right, row_cut, col_cut), reps=3)
-            share = counts.rechecked / counts.entries
-            print(f"tile {rows} x {rows} x {dim}, one thread: float32 {t32 * 1e3:.0f} ms, screened ({name}) {t * 1e3:.0f} ms "
-                  f"({t32 / t:.2f}x), re-checked in float32: {share:.3%}")
+
+        def selected(dist, open_entries, row_cut, col_cut):
+            return below(dist, open_entries, row_cut, False), below(dist, open_entries, col_cut, True)
+
+        for quantile in (0.0005, 0.0025):
+            row_cut = np.quantile(d32, quantile, axis=1).astype(np.float32)
+            col_cut = np.quantile(d32, quantile, axis=0).astype(np.float32)
+            t32 = best(lambda: selected(sqdist32(plain, right), None, row_cut, col_cut))
+            for name, g in (("oneDNN", gemm), ("emulated", bf16.emulated)):
+                if g is None:
+                    continue
+                block, other = prepare_block(x, 0, centre, "euclidean", g), prepare_block(y, 0, centre, "euclidean", g)
+                with screen_counting() as counts:
+                    t = best(lambda: selected(*screened_tile(block, right, row_cut, col_cut, other.rounded), row_cut, col_cut), reps=3)
+                share = counts.rechecked / counts.entries
+                print(f"tile {rows} x {rows} x {dim} + selection, one thread, cuts at the {quantile:.2%} quantile: float32 {t32 * 1e3:.0f} ms, "
+                      f"screened ({name}) {t * 1e3:.0f} ms ({t32 / t:.2f}x), re-checked in float32: {share:.3%}")
 
 
 def _mkl_gemm(path: str, a_bits: np.ndarray, b_bits: np.ndarray):
