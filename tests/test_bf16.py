@@ -243,3 +243,21 @@ def test_bf16_without_onednn_is_an_input_error_and_auto_falls_back(monkeypatch):
         assert resolve_precision("bf16-emulated") == "bf16-emulated"
     finally:
         onednn.onednn.cache_clear()
+
+
+@pytest.mark.slow
+def test_screened_run_on_worker_processes_equals_the_in_process_float32_run(tmp_path, adversarial_sets):
+    """Worker count and scheduler change nothing on the screened path (metrics only: the cross pass is screened too)."""
+    from conftest import zarr_store
+
+    real, fake = adversarial_sets
+    dim = real.shape[1]
+    paths = zarr_store(tmp_path / "real.zarr", real, chunks=(256, dim)), zarr_store(tmp_path / "fake.zarr", fake, chunks=(256, dim))
+    options = dict(k=(3, 1), block_rows=512, plots=False, samples=False, companions=())
+    local = largeemb.evaluate(real, fake, precision="float32", threads_per_worker=1, **options)
+    remote = largeemb.evaluate(*paths, precision="bf16-emulated", workers=2, **options)
+    for field in ("real_radii", "fake_radii", "fake_counts", "real_covered", "real_recalled"):
+        np.testing.assert_array_equal(getattr(remote, field), getattr(local, field), err_msg=field)
+    assert remote.metrics == local.metrics
+    screening = remote.to_dict()["details"]["screening"]
+    assert screening["cross"]["entries"] > 0 and screening["radii_real"]["entries"] > 0
