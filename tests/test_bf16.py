@@ -20,7 +20,7 @@ from largeemb.errors import InputError
 from largeemb.io import onednn
 from largeemb.kernels import bf16
 from largeemb.kernels.distance import prepare_block, sqdist32, sqdist_error_scale
-from largeemb.kernels.screen import bf16_error_scale, bf16_tile, rounding_terms, screen_counting, screened_sqdist
+from largeemb.kernels.screen import below, bf16_error_scale, bf16_tile, rounding_terms, screen_counting, screened_sqdist, screened_tile
 from largeemb.passes.context import resolve_precision
 
 
@@ -152,6 +152,23 @@ def test_screened_tile_settles_only_entries_above_both_cuts(name):
     assert (counts.entries, counts.rechecked) == (d32.size, (~settled).sum())
     if name == "gaussian":  # well-separated distances: bf16 settles most entries
         assert settled.mean() > 0.5
+
+
+@pytest.mark.parametrize("name", ADVERSARIAL)
+def test_selection_from_the_open_entries_equals_a_scan_of_the_tile(name):
+    """What callers take from a screened tile's open-entry list is what a scan of the whole tile finds."""
+    a, b = _blocks(name)
+    d32 = sqdist32(a, b.right())
+    row_cut = np.quantile(d32, 0.02, axis=1).astype(np.float32)
+    col_cut = np.quantile(d32, 0.02, axis=0).astype(np.float32)
+    dist, open_entries = screened_tile(a, b.right(), row_cut, col_cut, b.rounded)
+    if open_entries is None:  # the whole tile fell back to float32
+        return
+    assert (np.diff(open_entries) > 0).all() and np.isfinite(dist.ravel()[open_entries]).all()
+    assert np.isinf(np.delete(dist.ravel(), open_entries)).all()
+    for cut, by_columns in ((row_cut, False), (col_cut, True), (row_cut * np.float32(0.99), False)):
+        scan = np.flatnonzero(dist < (cut[None, :] if by_columns else cut[:, None]))
+        np.testing.assert_array_equal(below(dist, open_entries, cut, by_columns), scan)
 
 
 @pytest.fixture(scope="module")
