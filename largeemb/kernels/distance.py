@@ -160,8 +160,6 @@ def exact_pairs(take_a, take_b, ia: np.ndarray, ib: np.ndarray) -> np.ndarray:
     return out
 
 
-
-
 #: Odd 64-bit multipliers of a row hash (fixed: labels never depend on a seed).
 HASH_MULTIPLIERS = np.random.default_rng(0x1A76E).integers(0, 2**63, 65536, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
 
