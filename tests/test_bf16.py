@@ -21,7 +21,14 @@ from largeemb.io import onednn
 from largeemb.kernels import bf16
 from largeemb.kernels.distance import prepare_block, sqdist32, sqdist_error_scale
 from largeemb.kernels.screen import below, bf16_error_scale, bf16_tile, rounding_terms, screen_counting, screened_sqdist, screened_tile
+from largeemb.kernels import screen
 from largeemb.passes.context import resolve_precision
+
+
+@pytest.fixture(autouse=True)
+def screen_every_tile(monkeypatch):
+    """The small tiles of these tests are screened too (by default, tiles under MIN_SCREEN_ENTRIES stay float32)."""
+    monkeypatch.setattr(screen, "MIN_SCREEN_ENTRIES", 0)
 
 
 def _adversarial(name: str, rng) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -263,18 +270,30 @@ def test_bf16_without_onednn_is_an_input_error_and_auto_falls_back(monkeypatch):
 
 
 @pytest.mark.slow
-def test_screened_run_on_worker_processes_equals_the_in_process_float32_run(tmp_path, adversarial_sets):
-    """Worker count and scheduler change nothing on the screened path (metrics only: the cross pass is screened too)."""
+def test_screened_run_on_worker_processes_equals_the_in_process_float32_run(tmp_path):
+    """Worker count and scheduler change nothing on the screened path (metrics only: the cross pass is screened too).
+
+    Blocks of 2,100 rows give tiles of 2,048 x 2,048, screened at the default MIN_SCREEN_ENTRIES
+    (the worker processes do not see this module's fixture)."""
     from conftest import zarr_store
 
-    real, fake = adversarial_sets
-    dim = real.shape[1]
-    paths = zarr_store(tmp_path / "real.zarr", real, chunks=(256, dim)), zarr_store(tmp_path / "fake.zarr", fake, chunks=(256, dim))
-    options = dict(k=(3, 1), block_rows=512, plots=False, samples=False, companions=())
+    real, fake = mixture(4200, 16, 21, modes=1), mixture(4300, 16, 22, modes=1)
+    fake[:300] = real[:300]  # copies
+    paths = zarr_store(tmp_path / "real.zarr", real, chunks=(700, 16)), zarr_store(tmp_path / "fake.zarr", fake, chunks=(700, 16))
+    options = dict(k=(3, 1), block_rows=2100, plots=False, samples=False, companions=())
     local = largeemb.evaluate(real, fake, precision="float32", threads_per_worker=1, **options)
     remote = largeemb.evaluate(*paths, precision="bf16-emulated", workers=2, **options)
     for field in ("real_radii", "fake_radii", "fake_counts", "real_covered", "real_recalled"):
         np.testing.assert_array_equal(getattr(remote, field), getattr(local, field), err_msg=field)
     assert remote.metrics == local.metrics
     screening = remote.to_dict()["details"]["screening"]
-    assert screening["cross"]["entries"] > 0 and screening["radii_real"]["entries"] > 0
+    assert screening["cross"]["entries"] > 0 and screening["radii_real"]["entries"] > 0, screening
+
+
+def test_small_tiles_stay_float32_by_default(monkeypatch):
+    monkeypatch.setattr(screen, "MIN_SCREEN_ENTRIES", 1 << 21)
+    a, b = _blocks("gaussian")
+    with screen_counting() as counts:
+        dist, open_entries = screened_tile(a, b.right(), np.full(a.rows, np.inf), np.full(b.rows, np.inf), b.rounded)
+    assert open_entries is None and counts.entries == 0
+    np.testing.assert_array_equal(dist, sqdist32(a, b.right()))

@@ -115,10 +115,14 @@ class OneDNN:
             self.local.stream = stream
         return stream
 
-    def __call__(self, left_bits: np.ndarray, right_bits: np.ndarray) -> np.ndarray:
+    def __call__(self, left_bits: np.ndarray, right_bits: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """``left · rightᵀ`` in float32 from bfloat16 bit patterns, into ``out`` (C-contiguous float32) when given."""
         left_bits, right_bits = np.ascontiguousarray(left_bits), np.ascontiguousarray(right_bits)
         (m, k), n = left_bits.shape, right_bits.shape[0]
-        out = np.empty((m, n), np.float32)
+        if out is None:
+            out = np.empty((m, n), np.float32)
+        if out.shape != (m, n) or out.dtype != np.float32 or not out.flags.c_contiguous:
+            raise ValueError("out must be a C-contiguous float32 array of the product's shape")
         if m == 0 or n == 0:
             return out
         prim = self._primitive(k)

@@ -1,7 +1,7 @@
 """bfloat16 operands for a GEMM with float32 accumulation, and its emulation.
 
-A bf16 GEMM is any callable ``gemm(left_bits (m, k), right_bits (n, k)) ->
-(m, n) float32`` on uint16 bit patterns: oneDNN's (:mod:`largeemb.io.onednn`,
+A bf16 GEMM is any callable ``gemm(left_bits (m, k), right_bits (n, k), out=None)
+-> (m, n) float32`` on uint16 bit patterns (written into ``out`` when given): oneDNN's (:mod:`largeemb.io.onednn`,
 the ``bf16`` extra) or :func:`emulated` (a float32 GEMM of the bfloat16
 values: the same products, exact in float32, and the same bound on any CPU).
 """
@@ -44,9 +44,9 @@ def split(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return hi, lo
 
 
-def emulated(left_bits: np.ndarray, right_bits: np.ndarray) -> np.ndarray:
+def emulated(left_bits: np.ndarray, right_bits: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """The same product as oneDNN's, from a float32 GEMM of the bfloat16 values (any CPU)."""
-    return from_bits(left_bits) @ from_bits(right_bits).T
+    return np.matmul(from_bits(left_bits), from_bits(right_bits).T, out=out)
 
 
 #: float32 unit roundoff (float32 sums of squares are raised by their bound).

@@ -114,12 +114,17 @@ def metric_rows(raw: np.ndarray, metric: str) -> np.ndarray:
     return rows
 
 
-def prepare_block(raw: np.ndarray, start: int, centre: np.ndarray, metric: str, bf16_gemm: Callable | None = None) -> Block:
+def prepare_block(
+    raw: np.ndarray, start: int, centre: np.ndarray, metric: str, bf16_gemm: Callable | None = None, round_rows: bool = True
+) -> Block:
     """Centre a block and lay it out for the augmented GEMM.
 
     ``centre`` must be float32. float32 rows are centred in float32 (one
     rounding per entry, the same bound as rounding a float64 difference);
-    other dtypes and the cosine metric go through float64 first.
+    other dtypes and the cosine metric go through float64 first. With a
+    ``bf16_gemm``, the rows are rounded to bfloat16 once here when
+    ``round_rows`` (else per screened tile, where few tiles are large enough
+    to be screened: pruned tiles).
     """
     rows, dim = raw.shape
     left = np.empty((rows, dim + 2), dtype=np.float32)
@@ -131,7 +136,7 @@ def prepare_block(raw: np.ndarray, start: int, centre: np.ndarray, metric: str, 
     sqnorm = np.einsum("ij,ij->i", centred, centred, dtype=np.float64)
     left[:, dim] = sqnorm
     left[:, dim + 1] = 1.0
-    return Block(start, raw, metric, left, sqnorm, bf16_gemm, None if bf16_gemm is None else Rounded.of(left[:, :dim]))
+    return Block(start, raw, metric, left, sqnorm, bf16_gemm, Rounded.of(left[:, :dim]) if bf16_gemm is not None and round_rows else None)
 
 
 def sqdist32(a: Block, b_right: np.ndarray) -> np.ndarray:

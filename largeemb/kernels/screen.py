@@ -28,6 +28,15 @@ RECHECK_WHOLE = 0.05
 RECHECK_CHUNK = 1024
 #: Rows of a tile whose masks are formed at once (two bool masks of 256 x 2048 stay in L2).
 MASK_ROWS = 256
+#: Tiles with fewer entries stay float32: screening's fixed costs (rounding
+#: terms, gathers, masks) outweigh the faster GEMM there (a 768 x 768 x 512
+#: tile took 1.6x the float32 time, 1024 x 1024 about the same, 2048 x 2048
+#: 0.85x). Pruned tiles of clustered data are mostly smaller than this.
+MIN_SCREEN_ENTRIES = 1 << 21
+#: A tile's first rows, screened first: where more than RECHECK_WHOLE of their
+#: entries are open (cuts within the bound: tight clusters far from the centre),
+#: the rest of the tile goes straight to float32, having cost an eighth of a bf16 GEMM.
+PROBE_ROWS = 256
 
 
 def bf16_error_scale(dim: int) -> float:
@@ -77,7 +86,7 @@ def rounding_terms(x: Rounded, y: Rounded) -> tuple[np.ndarray, np.ndarray]:
     return x.delta_sq / rho + rho * x.hat_sq, rho * y.sq + y.delta_sq / rho
 
 
-def _half_product(a: Block, x: Rounded, y: Rounded, row_norms: np.ndarray, col_norms: np.ndarray) -> np.ndarray:
+def _half_product(a: Block, x: Rounded, y: Rounded, row_norms: np.ndarray, col_norms: np.ndarray, out=None) -> np.ndarray:
     """``x̂_i.ŷ_j - (row_norms[i] + col_norms[j]) / 2`` by the bf16 GEMM, each half norm split in two bfloat16 parts.
 
     That is -1/2 of ``row_norms + col_norms - 2 x̂.ŷ`` (exactly: scaling by -1/2
@@ -92,7 +101,7 @@ def _half_product(a: Block, x: Rounded, y: Rounded, row_norms: np.ndarray, col_n
     left[:, dim + 2 :] = one
     right[:, dim : dim + 2] = one
     right[:, dim + 2], right[:, dim + 3] = bf16.split(-0.5 * col_norms)
-    return a.bf16_gemm(left, right)
+    return a.bf16_gemm(left, right) if out is None else a.bf16_gemm(left, right, out)
 
 
 def _right_rounded(b_right: np.ndarray, rounded: Rounded | None) -> Rounded:
@@ -110,7 +119,7 @@ def bf16_tile(a: Block, b_right: np.ndarray, b_rounded: Rounded | None = None) -
     return -2 * _half_product(a, _own_rounded(a), y, a.sqnorm, b_right[:, a.dim + 1].astype(np.float64))
 
 
-def _lower_half(a: Block, b_right: np.ndarray, y: Rounded) -> np.ndarray:
+def _lower_half(a: Block, b_right: np.ndarray, y: Rounded, out=None) -> np.ndarray:
     """-1/2 of lower bounds of the float32 tile, from bfloat16 operands.
 
     Lower bound (i, j) is the bf16 value of ``|x'|² + |y'|² - 2 x'.y'`` minus
@@ -126,15 +135,29 @@ def _lower_half(a: Block, b_right: np.ndarray, y: Rounded) -> np.ndarray:
     x = _own_rounded(a)
     e_x, e_y = rounding_terms(x, y)
     col_norms = b_right[:, dim + 1].astype(np.float64)
-    return _half_product(a, x, y, (1 - kappa) * a.sqnorm - 1.25 * e_x, (1 - kappa) * col_norms - 1.25 * e_y)
+    return _half_product(a, x, y, (1 - kappa) * a.sqnorm - 1.25 * e_x, (1 - kappa) * col_norms - 1.25 * e_y, out)
+
+
+_gather = threading.local()
 
 
 def _recomputed(a: Block, b_right: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """float32 values of single entries (any summation order is within the float32 bound)."""
+    """float32 values of single entries (any summation order is within the float32 bound).
+
+    The gathered rows go into two buffers kept per thread: fresh 2 MB arrays
+    per chunk cost page faults that made small tiles' re-checks 9x slower.
+    """
+    width = a.left.shape[1]
+    buffers = getattr(_gather, "buffers", None)
+    if buffers is None or buffers[0].shape[1] != width:
+        buffers = _gather.buffers = (np.empty((RECHECK_CHUNK, width), np.float32), np.empty((RECHECK_CHUNK, width), np.float32))
     out = np.empty(len(rows), np.float32)
     for lo in range(0, len(rows), RECHECK_CHUNK):
-        hi = lo + RECHECK_CHUNK
-        out[lo:hi] = np.einsum("ij,ij->i", a.left[rows[lo:hi]], b_right[cols[lo:hi]])
+        hi = min(lo + RECHECK_CHUNK, len(rows))
+        left, right = buffers[0][: hi - lo], buffers[1][: hi - lo]
+        np.take(a.left, rows[lo:hi], axis=0, out=left)
+        np.take(b_right, cols[lo:hi], axis=0, out=right)
+        out[lo:hi] = np.einsum("ij,ij->i", left, right)
     return out
 
 
@@ -189,23 +212,35 @@ def screened_tile(
     :func:`sqdist32` itself; with one the tile comes first from bfloat16
     operands: an entry whose bf16 value is at least its cut plus both error
     bounds is settled, the others are recomputed in float32 (the whole tile,
-    when more than RECHECK_WHOLE of it). ``b_rounded``: the right operand's
+    when more than RECHECK_WHOLE of it; tiles under MIN_SCREEN_ENTRIES are
+    float32 from the start). ``b_rounded``: the right operand's
     rows rounded once per block (:class:`~largeemb.kernels.bf16.Rounded`), if
     the caller has them. Callers select from the open entries' list instead of
     scanning the whole tile again (:func:`below`).
     """
-    if a.bf16_gemm is None:
+    if a.bf16_gemm is None or a.rows * len(b_right) < MIN_SCREEN_ENTRIES:
         return sqdist32(a, b_right), None
     # Each entry's own rows count, not a block's largest: one far row must not open
     # every entry. A tiny absolute term covers subnormals flushed to zero (oneDNN
     # runs with FTZ/DAZ). lower < cut is half > -cut/2 (exact scalings).
-    half = _lower_half(a, b_right, _right_rounded(b_right, b_rounded))
+    y = _right_rounded(b_right, b_rounded)
     tiny = np.float32((a.dim + 4) * 2.0**-120)
-    open_entries = _open_entries(half, (_up32(row_cut) + tiny) * np.float32(-0.5), (_up32(col_cut) + tiny) * np.float32(-0.5))
+    row_floor = (_up32(row_cut) + tiny) * np.float32(-0.5)
+    col_floor = (_up32(col_cut) + tiny) * np.float32(-0.5)
+    half = np.empty((a.rows, len(b_right)), np.float32)
+    probe = min(PROBE_ROWS, a.rows)
+    _lower_half(a.panel(0, probe), b_right, y, half[:probe])
+    open_entries = _open_entries(half[:probe], row_floor[:probe], col_floor)
+    if probe < a.rows and len(open_entries) <= RECHECK_WHOLE * probe * half.shape[1]:
+        _lower_half(a.panel(probe, a.rows), b_right, y, half[probe:])
+        rest = _open_entries(half[probe:], row_floor[probe:], col_floor)
+        open_entries = np.concatenate([open_entries, rest + probe * half.shape[1]])
+    elif probe < a.rows:  # the probe says: mostly open
+        open_entries = None
     counts = getattr(_counts, "value", None)
     if counts is not None:
         counts.entries += half.size
-    if len(open_entries) > RECHECK_WHOLE * half.size:
+    if open_entries is None or len(open_entries) > RECHECK_WHOLE * half.size:
         if counts is not None:
             counts.rechecked += half.size
         return sqdist32(a, b_right), None

@@ -53,7 +53,10 @@ class TilePass:
 
 
 def load_block(source: Source, block: RowBlock, ctx: PassContext) -> Block:
-    return prepare_block(source.read(block.start, block.stop), block.start, ctx.centre, ctx.metric, ctx.bf16_gemm())
+    """A block ready for the kernels; rows rounded to bfloat16 up front only without a partition
+    (a partition's tiles are mostly under :data:`largeemb.kernels.screen.MIN_SCREEN_ENTRIES`)."""
+    raw = source.read(block.start, block.stop)
+    return prepare_block(raw, block.start, ctx.centre, ctx.metric, ctx.bf16_gemm(), round_rows=ctx.partition is None)
 
 
 def taker(source: Source, metric: str):
