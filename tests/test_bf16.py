@@ -297,3 +297,17 @@ def test_small_tiles_stay_float32_by_default(monkeypatch):
         dist, open_entries = screened_tile(a, b.right(), np.full(a.rows, np.inf), np.full(b.rows, np.inf), b.rounded)
     assert open_entries is None and counts.entries == 0
     np.testing.assert_array_equal(dist, sqdist32(a, b.right()))
+
+
+@pytest.mark.skipif(not onednn.available(), reason="oneDNN (the bf16 extra) or bf16 hardware missing")
+def test_a_task_thread_holds_onednn_openmp_at_one_thread():
+    """Once oneDNN is loaded, its OpenMP runtime reports every core to threads that have not set it: tasks set it."""
+    from largeemb.run import threads
+
+    onednn.onednn()
+    seen = {}
+    worker = threading.Thread(target=lambda: seen.update(threads.thread_probe_task()))
+    worker.start()
+    worker.join()
+    gomp = {path: n for path, n in seen["blas"].items() if "libgomp" in path}
+    assert gomp and set(gomp.values()) == {1}, seen

@@ -105,11 +105,15 @@ class OneDNN:
             primitives[k] = prim
         return primitives[k]
 
+    def limit_threads(self) -> None:
+        """The calling thread's OpenMP threads for this library: LARGEEMB_BF16_THREADS, default one per task."""
+        if self.omp is not None:
+            self.omp.omp_set_num_threads(int(os.environ.get("LARGEEMB_BF16_THREADS", "1")))
+
     def _stream(self) -> ctypes.c_void_p:
         stream = getattr(self.local, "stream", None)
         if stream is None:
-            if self.omp is not None:
-                self.omp.omp_set_num_threads(int(os.environ.get("LARGEEMB_BF16_THREADS", "1")))
+            self.limit_threads()
             stream = ctypes.c_void_p()
             self._check(self.lib.dnnl_stream_create(ctypes.byref(stream), self.engine, _IN_ORDER), "stream")
             self.local.stream = stream
@@ -157,6 +161,15 @@ def onednn() -> OneDNN | None:
         return OneDNN(path)
     except (OSError, RuntimeError, AttributeError):
         return None
+
+
+def limit_task_threads() -> None:
+    """:meth:`OneDNN.limit_threads` for the calling task thread, where this process loaded oneDNN
+    (its OpenMP runtime then reports the cores to every thread that has not set it)."""
+    if onednn.cache_info().currsize:
+        lib = onednn()
+        if lib is not None:
+            lib.limit_threads()
 
 
 def available() -> bool:

@@ -27,10 +27,14 @@ def warn_if_oversubscribed(slots: int, where: str) -> None:
 
 
 def one_thread() -> None:
-    """Keep a task on one core. faiss's OpenMP setting is per calling thread, so each task sets it."""
+    """Keep a task on one core. faiss's OpenMP setting is per calling thread, so each task
+    sets it, and that of oneDNN's OpenMP runtime where the bf16 extra is loaded."""
     import faiss
 
+    from largeemb.io import onednn
+
     faiss.omp_set_num_threads(1)
+    onednn.limit_task_threads()
 
 
 def thread_probe_task() -> dict:
