@@ -145,7 +145,8 @@ def _recomputed(a: Block, b_right: np.ndarray, rows: np.ndarray, cols: np.ndarra
     """float32 values of single entries (any summation order is within the float32 bound).
 
     The gathered rows go into two buffers kept per thread: fresh 2 MB arrays
-    per chunk cost page faults that made small tiles' re-checks 9x slower.
+    per chunk cost page faults that made small tiles' re-checks 9x slower
+    (``mode="clip"``: unbuffered; the indices come from the tile, always in range).
     """
     width = a.left.shape[1]
     buffers = getattr(_gather, "buffers", None)
@@ -155,8 +156,8 @@ def _recomputed(a: Block, b_right: np.ndarray, rows: np.ndarray, cols: np.ndarra
     for lo in range(0, len(rows), RECHECK_CHUNK):
         hi = min(lo + RECHECK_CHUNK, len(rows))
         left, right = buffers[0][: hi - lo], buffers[1][: hi - lo]
-        np.take(a.left, rows[lo:hi], axis=0, out=left)
-        np.take(b_right, cols[lo:hi], axis=0, out=right)
+        np.take(a.left, rows[lo:hi], axis=0, out=left, mode="clip")
+        np.take(b_right, cols[lo:hi], axis=0, out=right, mode="clip")
         out[lo:hi] = np.einsum("ij,ij->i", left, right)
     return out
 
