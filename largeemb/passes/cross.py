@@ -33,8 +33,9 @@ class PerSample:
 
 def _cross_task(fake_src, real_src, fb, rb, ctx: PassContext, fake_radii, real_radii, realism_radius, prob_radii):
     one_thread()
-    fake = load_block(fake_src, fb, ctx)
-    real = load_block(real_src, rb, ctx)
+    screened = realism_radius is None and prob_radii is None  # else every tile needs every entry: float32
+    fake = load_block(fake_src, fb, ctx, screened)
+    real = load_block(real_src, rb, ctx, screened)
     with screen_counting() as counts:
         out = cross.block_pair(
             fake, real, fake_radii, real_radii, realism_radius, ctx.kappa, ctx.inclusive, ctx.panel_rows, ctx.partition, prob_radii
@@ -87,12 +88,12 @@ def cross_stage(
 
 
 def _settle_fake_task(fake_src, real_src, fb, ctx: PassContext, nearest, realism, realism_radius):
-    fake = load_block(fake_src, fb, ctx)
+    fake = load_block(fake_src, fb, ctx, screened=False)  # float64 pairs only, no tiles
     return cross.settle_fake(fake, taker(real_src, ctx.metric), nearest, realism, realism_radius)
 
 
 def _settle_real_task(real_src, fake_src, rb, ctx: PassContext, nearest):
-    real = load_block(real_src, rb, ctx)
+    real = load_block(real_src, rb, ctx, screened=False)
     return cross.settle_real(real, taker(fake_src, ctx.metric), nearest)
 
 

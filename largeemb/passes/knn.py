@@ -52,11 +52,13 @@ class TilePass:
     screen: ScreenCounts = field(default_factory=ScreenCounts)
 
 
-def load_block(source: Source, block: RowBlock, ctx: PassContext) -> Block:
-    """A block ready for the kernels; rows rounded to bfloat16 up front only without a partition
-    (a partition's tiles are mostly under :data:`largeemb.kernels.screen.MIN_SCREEN_ENTRIES`)."""
+def load_block(source: Source, block: RowBlock, ctx: PassContext, screened: bool = True) -> Block:
+    """A block ready for the kernels. ``screened``: whether its tiles may be screened in bf16
+    (:func:`largeemb.kernels.screen.screened_tile`); rows are rounded to bfloat16 up front only
+    then, and without a partition (whose tiles are mostly under ``MIN_SCREEN_ENTRIES``)."""
     raw = source.read(block.start, block.stop)
-    return prepare_block(raw, block.start, ctx.centre, ctx.metric, ctx.bf16_gemm(), round_rows=ctx.partition is None)
+    gemm = ctx.bf16_gemm() if screened else None
+    return prepare_block(raw, block.start, ctx.centre, ctx.metric, gemm, round_rows=ctx.partition is None)
 
 
 def taker(source: Source, metric: str):
