@@ -205,12 +205,11 @@ def _companions(config: EvaluateConfig, passes: Passes, warnings: list[str], sou
                 metrics[f"vendi_{role}"] = vendi_score_of_rows(src.read(0, src.rows))
                 continue
             unit = moments.unit_moment()
-            if unit is not None:
-                announce_long_step(f"vendi_{role}, an eigenproblem of dim {dim:,} (--companions without vendi skips it)", cubic_seconds(dim))
             if unit is None:
                 warnings.append(f"vendi_{role} not computed: the reference was built by an older largeemb (rebuild it)")
-            else:
-                metrics[f"vendi_{role}"] = vendi_score(unit, moments.count)
+                continue
+            announce_long_step(f"vendi_{role}, an eigenproblem of dim {dim:,} (--companions without vendi skips it)", cubic_seconds(dim))
+            metrics[f"vendi_{role}"] = vendi_score(unit, moments.count)
     if "p_precision_recall" in config.companions:
         prob = passes.memberships.prob
         if prob is None:

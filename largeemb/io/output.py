@@ -139,8 +139,6 @@ class Staging:
         self.result_files = tuple(result_files)
         os.makedirs(out, exist_ok=True)
         self.path = tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out)
-        #: Old entries publish() could not delete (kept under their ``.old-`` names).
-        self.left_behind: list[str] = []
 
     def file(self, name: str) -> str:
         return os.path.join(self.path, name)
@@ -186,7 +184,7 @@ class Staging:
             if isinstance(exc, OSError):
                 raise _publish_failed(self.out, exc) from None
             raise
-        self.left_behind = _delete_old(self.out, token, aside)
+        _delete_old(self.out, token, aside)
         self.discard()
 
     def discard(self) -> None:
@@ -222,17 +220,14 @@ def _roll_back(out: str, staging: str, token: str, moved_in: list[str], aside: l
     _fsync_dir(out)
 
 
-def _delete_old(out: str, token: str, aside: list[str]) -> list[str]:
-    """Delete the replaced entries; the paths of those that could not be deleted."""
-    kept = []
+def _delete_old(out: str, token: str, aside: list[str]) -> None:
+    """Delete the replaced entries; one that cannot be deleted stays under its ``.old-`` name, with a warning."""
     for name in aside:
         path = os.path.join(out, f"{OLD_PREFIX}{token}.{name}")
         try:
             _remove(path)
         except OSError as exc:
-            kept.append(path)
             logger.warning("could not delete the replaced %s (%s); it is kept as %s", name, exc.strerror or exc, path)
-    return kept
 
 
 def _publish_failed(out: str, exc: OSError) -> InputError:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from largeemb.kernels.highdim import unit_rows
+from largeemb.kernels.distance import unit_rows
 from largeemb.kernels.moments import covariance_factor, frechet_distance, one_blas_thread
 
 #: Subsample sizes of FD∞, as dgm-eval chooses them: 15 points from
@@ -34,19 +34,15 @@ PPR_A, PPR_K = 1.2, 4
 @one_blas_thread
 def vendi_score(unit_s2: np.ndarray, count: int) -> float:
     """exp(Shannon entropy) of the eigenvalues of K/n for the cosine kernel (q = 1)."""
-    return _exp_entropy(np.linalg.eigvalsh((unit_s2 + unit_s2.T) / (2 * count)))
+    values = np.linalg.eigvalsh((unit_s2 + unit_s2.T) / (2 * count))
+    values = values[values > 0]
+    return float(np.exp(-(values * np.log(values)).sum()))
 
 
 def vendi_score_of_rows(rows: np.ndarray) -> float:
     """As :func:`vendi_score`, from the rows themselves: the n × n K/n = U Uᵀ/n (where n < dim, O(n²·dim))."""
     unit = unit_rows(rows)
-    kernel = unit @ unit.T
-    return _exp_entropy(np.linalg.eigvalsh((kernel + kernel.T) / (2 * len(unit))))
-
-
-def _exp_entropy(values: np.ndarray) -> float:
-    values = values[values > 0]
-    return float(np.exp(-(values * np.log(values)).sum()))
+    return vendi_score(unit @ unit.T, len(unit))  # U Uᵀ and Uᵀ U share their non-zero eigenvalues
 
 
 def subsample_sizes(rows: int) -> np.ndarray:

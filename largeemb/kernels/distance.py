@@ -106,6 +106,13 @@ class Block:
         return [(lo, self.panel(lo, min(lo + panel_rows, self.rows))) for lo in range(0, self.rows, panel_rows)]
 
 
+def unit_rows(rows: np.ndarray) -> np.ndarray:
+    """Rows scaled to length 1 (a zero row stays 0), in float64: what the Vendi score's cosine kernel sees."""
+    rows = np.asarray(rows, np.float64)
+    norms = np.linalg.norm(rows, axis=1, keepdims=True)
+    return np.divide(rows, norms, out=np.zeros_like(rows), where=norms > 0)
+
+
 def metric_rows(raw: np.ndarray, metric: str) -> np.ndarray:
     """Rows as float64 in the space the metric measures (unit rows for cosine)."""
     rows = np.asarray(raw, dtype=np.float64)

@@ -68,13 +68,6 @@ def frechet_distance_of_rows(rows_a: np.ndarray, rows_b: np.ndarray) -> float:
     return max(0.0, float(diff @ diff + np.einsum("ij,ij->", fa, fa) + np.einsum("ij,ij->", fb, fb) - 2 * trace_sqrt))
 
 
-def unit_rows(rows: np.ndarray) -> np.ndarray:
-    """Rows scaled to length 1 (a zero row stays 0), in float64: what the Vendi score's cosine kernel sees."""
-    rows = np.asarray(rows, np.float64)
-    norms = np.linalg.norm(rows, axis=1, keepdims=True)
-    return np.divide(rows, norms, out=np.zeros_like(rows), where=norms > 0)
-
-
 @functools.lru_cache(maxsize=1)
 def _reference_seconds() -> float:
     """Seconds of one eigvalsh at REFERENCE_DIM on one BLAS thread here (best of 3)."""

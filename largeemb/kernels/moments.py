@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.linalg import eigh
 
-from largeemb.kernels.distance import largest_safe_value, metric_rows
+from largeemb.kernels.distance import largest_safe_value, metric_rows, unit_rows
 
 
 def one_blas_thread(func):
@@ -151,8 +151,7 @@ class Moments:
             m = metric_rows - metric_shift
             out.metric_shift, out.metric_s2 = metric_shift, m.T @ m
         if unit and metric_shift is None:  # under cosine the metric rows are the unit rows: derived, see unit_moment
-            norms = np.linalg.norm(rows, axis=1, keepdims=True)
-            u = np.divide(rows, norms, out=np.zeros_like(rows), where=norms > 0)
+            u = unit_rows(rows)
             out.unit_s2 = u.T @ u
         return out
 
@@ -263,8 +262,7 @@ def frechet_distance(mean_a, cov_a, mean_b, cov_b, factor_a=None) -> float:
     if np.array_equal(mean_a, mean_b) and np.array_equal(cov_a, cov_b):
         return 0.0  # exactly, not a rounding-sized remainder of tr(Σ) - tr(Σ)
     factor = covariance_factor(cov_a) if factor_a is None else factor_a
-    inner = factor.T @ cov_b @ factor
-    trace_sqrt = np.sqrt(np.clip(np.linalg.eigvalsh((inner + inner.T) / 2), 0, None)).sum()
+    trace_sqrt = _trace_sqrt(factor.T @ cov_b @ factor)
     diff = mean_a - mean_b
     # Identical sets give a rounding-sized negative; FD is a squared distance, so
     # clip at 0 as pytorch-fid and clean-fid do (no "-0.0000" for equal inputs).
@@ -281,10 +279,14 @@ def frechet_distance_few_rows(mean_a, cov_a, rows_b: np.ndarray) -> float:
     rows_b = np.asarray(rows_b, dtype=np.float64)
     mean_b = rows_b.mean(axis=0)
     factor = (rows_b - mean_b) / np.sqrt(len(rows_b) - 1)
-    inner = factor @ cov_a @ factor.T
-    trace_sqrt = np.sqrt(np.clip(np.linalg.eigvalsh((inner + inner.T) / 2), 0, None)).sum()
+    trace_sqrt = _trace_sqrt(factor @ cov_a @ factor.T)
     diff = mean_a - mean_b
-    return float(diff @ diff + np.trace(cov_a) + np.einsum("ij,ij->", factor, factor) - 2 * trace_sqrt)
+    return max(0.0, float(diff @ diff + np.trace(cov_a) + np.einsum("ij,ij->", factor, factor) - 2 * trace_sqrt))
+
+
+def _trace_sqrt(inner: np.ndarray) -> float:
+    """Σ √λ over the eigenvalues of a symmetric PSD matrix (rounding-sized negatives as 0): tr(inner^½)."""
+    return float(np.sqrt(np.clip(np.linalg.eigvalsh((inner + inner.T) / 2), 0, None)).sum())
 
 
 # -- one segment of the moments pass: chunk, combine, fingerprint --------------

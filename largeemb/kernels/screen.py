@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from largeemb.kernels import bf16
-from largeemb.kernels.bf16 import Rounded
+from largeemb.kernels.bf16 import UNIT_ROUNDOFF_BF16, Rounded
 from largeemb.kernels.distance import UNIT_ROUNDOFF32, Block, sqdist32, sqdist_error_scale
 
 #: Where a bf16 tile leaves more than this share of its entries to recompute,
@@ -49,7 +49,7 @@ def bf16_error_scale(dim: int) -> float:
     ``tests/test_bf16.py``). Screening uses the tighter per-row form of the
     rounding term (:func:`rounding_terms`).
     """
-    u = 2.0**-8
+    u = UNIT_ROUNDOFF_BF16
     return 1.25 * ((2 * u + u * u) + _sum_scale(dim))
 
 
@@ -58,7 +58,7 @@ def _sum_scale(dim: int) -> float:
     into two bfloat16 parts (2u² relative); products of bfloat16 values are exact in
     float32 and their length-(dim+4) float32 sum adds γ_{dim+4} Σ|terms|, Σ|terms| <=
     2(1 + u)²(|x'|² + |y'|²); the norms fed in were rounded to float32 (u32 each)."""
-    u, u32 = 2.0**-8, UNIT_ROUNDOFF32
+    u, u32 = UNIT_ROUNDOFF_BF16, UNIT_ROUNDOFF32
     n = dim + 4
     gamma = n * u32 / (1.0 - n * u32)
     return 2 * u * u + 2 * gamma * (1 + u) ** 2 + 2 * u32

@@ -69,9 +69,7 @@ def basis_from_moments(moments: Moments, n_components: int = PCA_COMPONENTS) -> 
     announce_long_step(f"the plots' PCA axes, an eigenproblem of dim {dim:,} (--no-plots skips it)", cubic_seconds(dim))
     cov = moments.cov
     values, vectors = leading_axes(cov, n_components)
-    total = float(np.trace(cov))
-    variance = np.clip(values, 0.0, None)
-    return _basis(moments.mean, vectors.T, variance, variance / total if total > 0 else variance * 0)
+    return _basis_of(moments.mean, values, vectors, float(np.trace(cov)))
 
 
 def basis_from_rows(rows: np.ndarray, mean: np.ndarray, n_components: int = PCA_COMPONENTS) -> PcaBasis:
@@ -79,7 +77,11 @@ def basis_from_rows(rows: np.ndarray, mean: np.ndarray, n_components: int = PCA_
 
     ``mean``: the streamed mean, kept as the basis' centre as in :func:`basis_from_moments`.
     """
-    values, vectors, total = leading_axes_of_rows(rows, n_components)
+    return _basis_of(mean, *leading_axes_of_rows(rows, n_components))
+
+
+def _basis_of(mean, values, vectors, total: float) -> PcaBasis:
+    """The basis of a covariance's leading eigenpairs (vectors as columns) and its trace."""
     variance = np.clip(values, 0.0, None)
     return _basis(mean, vectors.T, variance, variance / total if total > 0 else variance * 0)
 
