@@ -77,6 +77,23 @@ def recording(names: list):
     return hook
 
 
+def failing_units(prefix: str, after: int = 0, message: str = "node lost"):
+    """A unit hook: units whose name starts with ``prefix`` raise RuntimeError(message)
+    once more than ``after`` of them have started (a node lost part-way through a pass)."""
+    calls = []
+
+    def hook(name, func):
+        def failing(*args):
+            calls.append(name)
+            if len(calls) > after:
+                raise RuntimeError(message)
+            return func(*args)
+
+        return failing if name.startswith(prefix) else func
+
+    return hook
+
+
 @contextmanager
 def unit_hook(hook):
     """Apply ``hook(name, func) -> func`` to every named unit built inside the block (the graph's test seam)."""

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from conftest import mixture, unit_hook, zarr_store
+from conftest import failing_units, mixture, unit_hook, zarr_store
 from largeemb.api import RESULT_FILES
 from largeemb.io import output
 from largeemb.cli import app
@@ -79,10 +79,7 @@ def test_existing_result_survives_failed_reruns_and_force_replaces_only_on_succe
     assert bad.exit_code == 2 and "first at row 1234" in bad.stderr
     unchanged()
     # --force, and the job crashes half way (an unexpected error in the cross pass).
-    def crash(*args, **kwargs):
-        raise RuntimeError("worker lost")
-
-    with unit_hook(lambda name, func: crash if name.startswith("cross-tile-") else func):
+    with unit_hook(failing_units("cross-tile-", message="worker lost")):
         crashed = _evaluate(stores, out, "--k", "5", "--force")
     assert crashed.exit_code != 0 and isinstance(crashed.exception, RuntimeError)
     unchanged()

@@ -146,24 +146,13 @@ def test_a_killed_publish_is_undone_by_the_next_claim(tmp_path):
 def test_resume_after_the_middle_rows_changed_is_refused(tmp_path, stores):
     import largeemb
     import zarr
-    from conftest import unit_hook
+    from conftest import failing_units, unit_hook
     from largeemb.run import checkpoint
 
     data = mixture(1200, 6, 2, shift=0.3)
     fake = zarr_store(tmp_path / "fake.zarr", data, (300, 6))
     out = tmp_path / "out"
-    calls = []
-
-    def failing_tiles(name, func):
-        def failing(*args):
-            calls.append(1)
-            if len(calls) > 5:
-                raise RuntimeError("node lost")
-            return func(*args)
-
-        return failing if name.startswith("cross-tile-") else func
-
-    with unit_hook(failing_tiles), pytest.raises(RuntimeError, match="node lost"):
+    with unit_hook(failing_units("cross-tile-", after=5)), pytest.raises(RuntimeError, match="node lost"):
         largeemb.evaluate(stores["real"], fake, k=(3,), block_rows=128, threads_per_worker=1, checkpoint_dir=str(out / checkpoint.WORK_DIR))
     changed = data.copy()
     changed[500:700] = mixture(200, 6, 7, shift=5.0)  # first and last rows as they were
@@ -256,14 +245,9 @@ def _build(real, out, *extra):
 
 
 def test_a_failed_reference_build_leaves_no_empty_out_and_keeps_the_old_one(stores, tmp_path):
-    from conftest import unit_hook
+    from conftest import failing_units, unit_hook
 
-    def crash(name, func):
-        def crashed(*args):
-            raise RuntimeError("node lost")
-
-        return crashed if name.startswith("radii-") else func
-
+    crash = failing_units("radii-")
     out = tmp_path / "ref"
     with unit_hook(crash):
         assert _build(stores["real"], out).exit_code != 0

@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 import largeemb
-from conftest import SUMMARY, is_tile, mixture, recording, slow_tiles, unit_hook, zarr_store
+from conftest import SUMMARY, failing_units, is_tile, mixture, recording, slow_tiles, unit_hook, zarr_store
 from largeemb.run import checkpoint, progress
 from largeemb.cli import app
 from largeemb.kernels.cross import CrossPartial, Shortlist
@@ -105,19 +105,8 @@ def test_killed_job_resumes_with_identical_metrics_recomputing_only_unfinished_t
 def interrupted(stores, tmp_path):
     """An output directory whose run died in the cross pass (a task raised)."""
     real, fake = stores
-    calls = []
-
-    def failing_tiles(name, func):
-        def failing(*args):
-            calls.append(1)
-            if len(calls) > 30:
-                raise RuntimeError("node lost")
-            return func(*args)
-
-        return failing if name.startswith("cross-tile-") else func
-
     out = tmp_path / "out"
-    with unit_hook(failing_tiles):
+    with unit_hook(failing_units("cross-tile-", after=30)):
         with pytest.raises(RuntimeError, match="node lost"):
             largeemb.evaluate(real, fake, k=(3, 5), block_rows=128, threads_per_worker=1, checkpoint_dir=str(out / checkpoint.WORK_DIR))
     return real, fake, out
@@ -167,16 +156,7 @@ def test_resume_of_a_finished_run_says_so_and_exits_0(stores, tmp_path):
 def test_reference_build_resumes_and_takes_the_execution_options(stores, tmp_path):
     real, _ = stores
     ref = tmp_path / "ref"
-    calls = []
-
-    def failing_finish(name, func):
-        def failing(*args):
-            calls.append(1)
-            raise RuntimeError("node lost")
-
-        return failing if name.startswith("radii-real-finish-") else func
-
-    with unit_hook(failing_finish):
+    with unit_hook(failing_units("radii-real-finish-")):
         with pytest.raises(RuntimeError, match="node lost"):
             largeemb.build_reference(real, str(ref), k=(3,), block_rows=128, threads_per_worker=1)
     assert (ref / checkpoint.WORK_DIR / checkpoint.MANIFEST).exists()
@@ -342,16 +322,9 @@ def test_after_the_radii_pass_only_its_results_are_on_disk(stores, tmp_path):
     """Tiles, merge states and the diagonal results all leave the disk as the pass goes (the
     run stops at the first cross tile): what is left is each block's radii, which the next pass reads."""
     real, fake = stores
-
-    def failing_cross(name, func):
-        def failing(*args):
-            raise RuntimeError("stop here")
-
-        return failing if name.startswith("cross-tile-") else func
-
     work = tmp_path / "out" / checkpoint.WORK_DIR
     ran = []
-    with unit_hook(recording(ran)), unit_hook(failing_cross):
+    with unit_hook(recording(ran)), unit_hook(failing_units("cross-tile-", message="stop here")):
         with pytest.raises(RuntimeError, match="stop here"):
             largeemb.evaluate(real, fake, k=(3, 5), block_rows=128, threads_per_worker=1, checkpoint_dir=str(work))
     finishes = {name for name in ran if re.fullmatch(r"radii-(real|fake)-finish-\d+", name)}
