@@ -27,6 +27,7 @@ from scipy.spatial.distance import cdist
 
 import largeemb
 from largeemb.config import COMPANIONS
+from largeemb.kernels.companions import fd_infinity
 from conftest import mixture
 from oracle import frechet, prdc
 
@@ -243,3 +244,14 @@ def test_kid_routes_agree_with_the_brute_force(monkeypatch):
     for result in results.values():
         assert abs(result.metrics["kid"] - exact) <= 1e-9 * np.abs(k_rf).mean()
     assert results["tensor"].standard_errors()["kid"] == pytest.approx(results["pairs"].standard_errors()["kid"], rel=1e-9)
+
+
+@pytest.mark.slow
+def test_fd_infinity_is_the_same_number_every_time():
+    """Its FDs run two at a time: each must see BLAS at one thread throughout (a per-call limit
+    that the other thread restored gave 2 different values in about one of three sets of 12 runs)."""
+    rng = np.random.default_rng(0)
+    real, fake = rng.standard_normal((3000, 256)), rng.standard_normal((3000, 256)) + 0.1
+    nested = [(n, fake[:n].mean(axis=0), np.cov(fake[:n], rowvar=False)) for n in range(300, 3001, 300)]
+    values = {fd_infinity(real.mean(axis=0), np.cov(real, rowvar=False), nested)[0] for _ in range(60)}
+    assert len(values) == 1, values

@@ -62,6 +62,7 @@ def subsample_shells(rows: int, seed: int) -> tuple[np.ndarray, int]:
     return np.searchsorted(sizes, rank, side="right").astype(np.int8), len(sizes)
 
 
+@one_blas_thread  # for the whole pool: a limit set and restored by each thread left the other's BLAS at 1 or 2 threads by turns, and its sums in another order
 def fd_infinity(real_mean, real_cov, nested) -> tuple[float, list[int], list[float]]:
     """FD∞ and the FD of each nested subsample: a least-squares line of FD against 1/N, at 1/N = 0.
 
