@@ -164,9 +164,14 @@ def test_a_killed_worker_changes_nothing(stores, in_process, tmp_path, caplog):
         killed = threading.Event()
 
         def kill_when_under_way():
+            # Units finished so far, by name: consumed ones leave the disk as the run goes,
+            # so the files present at one moment stay few.
+            seen = set()
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
-                if work.is_dir() and sum(name.endswith(".npz") for name in os.listdir(work)) >= 20:
+                if work.is_dir():
+                    seen.update(name.split(".npz")[0] for name in os.listdir(work) if ".npz" in name and ".tmp-" not in name)
+                if len(seen) >= 20:
                     os.kill(victim, signal.SIGKILL)
                     killed.set()
                     return
