@@ -1,4 +1,4 @@
-"""Independent float64 brute-force oracles (NumPy only), written from SPEC §2."""
+"""Independent float64 brute-force oracles (NumPy only), written from the definitions in README "Metrics"."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def frechet(real, fake) -> float:
 
 
 def per_sample(real, fake, k: int) -> dict:
-    """Per-row values of SPEC §2 by brute force (ties go to the lowest index)."""
+    """Per-row values (README "Quick start", samples.zarr) by brute force (ties go to the lowest index)."""
     real = np.asarray(real, np.float64)
     fake = np.asarray(fake, np.float64)
     r_real = radii(real, k)

@@ -1,4 +1,4 @@
-"""SPEC §7: every kind of bad input ends in one `error:` line, exit 2, and no result.
+"""README "Failures and resume": every kind of bad input ends in one `error:` line, exit 2, and no result.
 
 Each case builds its own broken input, runs `largeemb evaluate` through the
 CLI, and checks the exit status, that the message names the problem (and the

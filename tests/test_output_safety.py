@@ -1,4 +1,4 @@
-"""SPEC §7 "nothing is lost": results survive failed reruns, --force replaces
+"""README "Failures and resume", "nothing you made is lost": results survive failed reruns, --force replaces
 only on success, one run per --out at a time, and a killed run leaves the
 previous result or none, never a partial metrics.json."""
 

@@ -3,7 +3,9 @@
 Python blocks run in a directory holding the ``real.zarr`` and ``fake.zarr``
 they name. The opening shell block (install, demo, tests) is what CI runs:
 each of its commands must appear in ``.ci/run``, which runs them on a fresh
-clone; any other shell block runs here.
+clone; the other shell blocks run here, in order, in one directory that also
+holds ``real.npy`` and ``fake.npy`` (the quick start's files), with
+``largeemb`` on PATH running this checkout's code.
 """
 
 import os
@@ -12,6 +14,7 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from conftest import mixture, zarr_store
@@ -52,10 +55,20 @@ def test_opening_block_is_what_ci_runs():
         assert command.split(" --out")[0] in ci, f"README command not run by CI: {command}"
 
 
+@pytest.mark.slow
 def test_other_shell_blocks_run(tmp_path):
-    zarr_store(tmp_path / "real.zarr", mixture(1200, 8, 1))
-    zarr_store(tmp_path / "fake.zarr", mixture(1100, 8, 2, keep=6))
-    env = {**os.environ, "PATH": f"{pathlib.Path(sys.executable).parent}:{os.environ['PATH']}"}
+    real, fake = mixture(1200, 8, 1), mixture(1100, 8, 2, keep=6)
+    zarr_store(tmp_path / "real.zarr", real)
+    zarr_store(tmp_path / "fake.zarr", fake)
+    np.save(tmp_path / "real.npy", real)
+    np.save(tmp_path / "fake.npy", fake)
+    # `largeemb` runs this checkout's code, installed or not.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "largeemb").write_text(f'#!/bin/sh\nexec "{sys.executable}" -m largeemb "$@"\n')
+    (bin_dir / "largeemb").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{pathlib.Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     for block in blocks("bash")[1:]:
         proc = subprocess.run(["bash", "-euo", "pipefail", "-c", block], cwd=tmp_path, env=env, capture_output=True, text=True)
         assert proc.returncode == 0, f"{block}\n{proc.stderr[-2000:]}"

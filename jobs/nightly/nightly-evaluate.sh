@@ -12,7 +12,7 @@
 #   largeemb reference build "$REAL_SOURCE" --out "$REFERENCE" --k "$K"     (only when it holds no reference.json)
 #   largeemb evaluate "$REFERENCE" "$NEWEST" --out "$RESULTS/NAME" --k "$K" --workers "$WORKERS" --resume
 #
-# The reference (SPEC section 5) holds the real set's radii for each k in K, so
+# The reference (README "Nightly use") holds the real set's radii for each k in K, so
 # the nightly evaluate skips the real x real pass; its fingerprint is checked
 # against the real store on every run.
 # A reference whose source data changed is refused (exit 2): rebuild it with --force.

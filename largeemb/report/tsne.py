@@ -1,6 +1,6 @@
 """t-SNE of the joint subsample, for ``tsne.png``.
 
-Settings were chosen by measurement on the demo data (README, Plots; the
+Settings were chosen by measurement on the demo data (BENCHMARKS.md, t-SNE settings; the
 dropped-modes test in tests/test_plots.py keeps the picture): exact neighbours from
 faiss instead of openTSNE's Annoy index (faster and deterministic),
 Barnes-Hut gradients (cheaper than FFT interpolation below ~10,000 points),
