@@ -15,6 +15,7 @@ import typer
 
 from typer.core import TyperCommand, TyperGroup
 
+from largeemb.cli_series import add_series_commands
 from largeemb.config import COMPANIONS, METRICS, PCA_METHODS, PRECISIONS, EvaluateConfig
 from largeemb.errors import InputError
 from largeemb.version import __version__
@@ -478,6 +479,9 @@ def reference_move(
     from largeemb.io.reference import move_reference
 
     _run(debug, lambda: typer.echo(f"{ref} now reads its source at {move_reference(ref, source)}"))
+
+
+add_series_commands(app, _run, _Command, Debug)  # history, compare, report
 
 
 def _ours(data_dir: str) -> bool:

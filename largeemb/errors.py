@@ -3,10 +3,15 @@
 Every problem with the user's input is raised as :class:`InputError`, which
 renders as one line ``<what>, <where>, <what to do>``; the CLI prints it as
 ``error: …`` and exits with the error's ``exit_code`` (2 for bad input or
-usage, 3 when a store could not be read even after retries).
+usage, 3 when a store could not be read even after retries). Exit status 4
+(:data:`GATE_FAILED`) is no error: the run or comparison finished and a gate
+failed (a threshold, or a regression beyond Z standard errors).
 """
 
 from __future__ import annotations
+
+#: Exit status when a gate failed: the numbers are there, and they are worse than allowed.
+GATE_FAILED = 4
 
 
 class InputError(ValueError):

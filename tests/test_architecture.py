@@ -21,6 +21,7 @@ LAYERS = [
     ("passes", ("largeemb.passes",)),
     ("pipeline", ("largeemb.result", "largeemb.pipeline")),
     ("report", ("largeemb.report",)),
+    ("series", ("largeemb.series",)),
     ("api", ("largeemb.api",)),
     ("cli", ("largeemb.cli", "largeemb.__main__", "largeemb")),
 ]

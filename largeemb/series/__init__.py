@@ -1,0 +1,9 @@
+"""Runs over time: the history file, comparing two runs, gates.
+
+Works on finished results (``metrics.json`` documents, result directories)
+and on history lines, never on embeddings: ``history`` (append and read the
+one-line-per-run file), ``compare`` (B − A with its standard error, paired
+when both runs share the real set), ``gates`` (conditions that fail a run,
+exit status 4), ``table`` and ``pages`` (the history as a table, CSV, JSON,
+``trend.png`` and ``history.html``).
+"""
