@@ -13,7 +13,6 @@ import numpy as np
 from largeemb.io.store import Source
 from largeemb.kernels import cross
 from largeemb.kernels.screen import screen_counting
-from largeemb.kernels.plan import row_blocks
 from largeemb.passes.context import PassContext
 from largeemb.passes.knn import load_block, taker
 from largeemb.run.graph import Graph, run, same
@@ -53,8 +52,8 @@ def cross_graph(
     per-sample values; None leaves them out. ``prob_radii`` (the common real
     and fake radii) turns on P-precision and P-recall.
     """
-    real_blocks = row_blocks(real_src.rows, ctx.block_rows)
-    fake_blocks = row_blocks(fake_src.rows, ctx.block_rows)
+    real_blocks = ctx.blocks(real_src)
+    fake_blocks = ctx.blocks(fake_src)
 
     def per_block(values, blocks):
         if values is None:
@@ -99,8 +98,8 @@ def _settle_real_task(real_src, fake_src, rb, ctx: PassContext, nearest):
 
 def settle_graph(g: Graph, ctx: PassContext, real_src, fake_src, partial: cross.CrossPartial, realism_radius):
     """Keys of the exact per-sample values, block by block, from the cross pass's shortlists."""
-    fake_blocks = row_blocks(fake_src.rows, ctx.block_rows)
-    real_blocks = row_blocks(real_src.rows, ctx.block_rows)
+    fake_blocks = ctx.blocks(fake_src)
+    real_blocks = ctx.blocks(real_src)
     ctx, realism_radius = g.share([ctx, realism_radius])
     fake_lists = g.share([partial.fake_nearest.select(b.start, b.stop) for b in fake_blocks])
     realism_lists = g.share([partial.fake_realism.select(b.start, b.stop) for b in fake_blocks])

@@ -17,7 +17,6 @@ import numpy as np
 from largeemb.io.store import Source
 from largeemb.kernels import kid
 from largeemb.kernels.companions import kid_subset_draws, subset_mmd2
-from largeemb.kernels.plan import row_blocks
 from largeemb.passes.context import PassContext
 from largeemb.run.graph import Graph, run
 from largeemb.run.threads import one_thread
@@ -66,7 +65,7 @@ def _sums_task(source: Source, block, own, other):
 
 def _tensor_stage(ctx: PassContext, real: Source, fake: Source) -> KidSums:
     g = Graph("kid")
-    blocks = {"real": row_blocks(real.rows, ctx.block_rows), "fake": row_blocks(fake.rows, ctx.block_rows)}
+    blocks = {"real": ctx.blocks(real), "fake": ctx.blocks(fake)}
     sources = dict(zip(("real", "fake"), g.share([real, fake])))
     sums = {
         role: g.tree([g.unit(f"{role}-power-{b.index}", _power_task, sources[role], b) for b in blocks[role]], kid.added_power_sums, "kid-power")
@@ -89,7 +88,7 @@ def kid_stage(ctx: PassContext, real: Source, fake: Source) -> KidSums:
     if real.dim <= TENSOR_MAX_DIM and real.dim**2 <= real.rows + fake.rows:
         return _tensor_stage(ctx, real, fake)
     g = Graph("kid")
-    real_blocks, fake_blocks = row_blocks(real.rows, ctx.block_rows), row_blocks(fake.rows, ctx.block_rows)
+    real_blocks, fake_blocks = ctx.blocks(real), ctx.blocks(fake)
     real, fake = g.share([real, fake])
     offers: dict = {}
 

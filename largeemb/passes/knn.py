@@ -16,7 +16,7 @@ from largeemb.io.store import Source
 from largeemb.kernels import knn
 from largeemb.kernels.distance import UNIT_ROUNDOFF64, Block, metric_rows, prepare_block, sqdist_error_scale
 from largeemb.kernels.screen import ScreenCounts, screen_counting
-from largeemb.kernels.plan import RowBlock, bands, row_blocks, tree
+from largeemb.kernels.plan import RowBlock, bands, tree
 from largeemb.passes.context import PassContext
 from largeemb.run.graph import Graph, run
 from largeemb.run.threads import one_thread
@@ -122,7 +122,7 @@ def radii_graph(g: Graph, ctx: PassContext, source: Source, role: str = "set"):
     each tile is still computed once for both sides. Candidates per row then
     grow with the log of the block count instead of linearly.
     """
-    blocks = row_blocks(source.rows, ctx.block_rows)
+    blocks = ctx.blocks(source)
     K = knn.candidates_per_row(max(ctx.k), source.rows)
     source, ctx = g.share([source, ctx])  # on a cluster: references to data sent once
     diags = [g.unit(f"{role}-within-{b.index}", _diag_task, source, b, ctx, K) for b in blocks]
@@ -171,7 +171,7 @@ def resolve_graph(g: Graph, ctx: PassContext, source: Source, unproven: np.ndarr
     computes exact differences for what is left. Runs on the executor like
     every other pass (parallel, on a cluster, checkpointed).
     """
-    blocks = row_blocks(source.rows, ctx.block_rows)
+    blocks = ctx.blocks(source)
     width = max(ctx.k) + 1
     source, ctx = g.share([source, ctx])
     out = []
