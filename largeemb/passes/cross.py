@@ -30,6 +30,24 @@ class PerSample:
     float64_pairs: int = 0  # pairs whose distance the settle pass computed from float64 rows
 
 
+@dataclass
+class FakeSettled:
+    """One fake block's exact per-sample values, and the float64 pairs they took."""
+
+    nearest_dist: np.ndarray
+    nearest_real: np.ndarray
+    realism: np.ndarray
+    pairs: int
+
+
+@dataclass
+class RealSettled:
+    """One real block's distances to its nearest fake rows, and the float64 pairs they took."""
+
+    nearest_dist: np.ndarray
+    pairs: int
+
+
 def _cross_task(fake_src, real_src, fb, rb, ctx: PassContext, fake_radii, real_radii, realism_radius, prob_radii):
     one_thread()
     screened = realism_radius is None and prob_radii is None  # else every tile needs every entry: float32
@@ -88,12 +106,12 @@ def cross_stage(
 
 def _settle_fake_task(fake_src, real_src, fb, ctx: PassContext, nearest, realism, realism_radius):
     fake = load_block(fake_src, fb, ctx, screened=False)  # float64 pairs only, no tiles
-    return cross.settle_fake(fake, taker(real_src, ctx.metric), nearest, realism, realism_radius)
+    return FakeSettled(*cross.settle_fake(fake, taker(real_src, ctx.metric), nearest, realism, realism_radius))
 
 
 def _settle_real_task(real_src, fake_src, rb, ctx: PassContext, nearest):
     real = load_block(real_src, rb, ctx, screened=False)
-    return cross.settle_real(real, taker(fake_src, ctx.metric), nearest)
+    return RealSettled(*cross.settle_real(real, taker(fake_src, ctx.metric), nearest))
 
 
 def settle_graph(g: Graph, ctx: PassContext, real_src, fake_src, partial: cross.CrossPartial, realism_radius):
@@ -117,9 +135,9 @@ def settle_stage(ctx: PassContext, real_src, fake_src, partial: cross.CrossParti
     g = Graph("samples")
     fake_parts, real_parts = run(g, list(settle_graph(g, ctx, real_src, fake_src, partial, realism_radius)), "samples")
     return PerSample(
-        fake_nearest_dist=np.concatenate([p[0] for p in fake_parts]),
-        fake_nearest_real=np.concatenate([p[1] for p in fake_parts]),
-        fake_realism=np.concatenate([p[2] for p in fake_parts]),
-        real_nearest_dist=np.concatenate([p[0] for p in real_parts]),
-        float64_pairs=sum(int(p[3]) for p in fake_parts) + sum(int(p[1]) for p in real_parts),
+        fake_nearest_dist=np.concatenate([p.nearest_dist for p in fake_parts]),
+        fake_nearest_real=np.concatenate([p.nearest_real for p in fake_parts]),
+        fake_realism=np.concatenate([p.realism for p in fake_parts]),
+        real_nearest_dist=np.concatenate([p.nearest_dist for p in real_parts]),
+        float64_pairs=sum(int(p.pairs) for p in fake_parts) + sum(int(p.pairs) for p in real_parts),
     )
