@@ -271,7 +271,7 @@ def evaluate_to(
             write_samples(result, staging.file(SAMPLES_STORE))
         if config.plots:
             try:
-                write_plots(result, staging.path)
+                result.add_timings(write_plots(result, staging.path).timings_s)
             except Exception as exc:  # a figure must never cost the metrics of a long run
                 result.warnings.append(f"plots failed ({type(exc).__name__}: {exc}); metrics.json is complete")
         staging.write_json(METRICS_FILE, result.to_dict())

@@ -85,6 +85,11 @@ class EvaluationResult:
             out["kid"] = self.details["kid_se"]
         return out
 
+    def add_timings(self, timings: dict[str, float]) -> None:
+        """Add the times of a later stage (the plots) and count them in the total."""
+        self.timings_s.update(timings)
+        self.timings_s["total"] = sum(v for key, v in self.timings_s.items() if key != "total")
+
     def to_dict(self) -> dict:
         return {
             "schema_version": SCHEMA_VERSION,
