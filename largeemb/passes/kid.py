@@ -16,7 +16,6 @@ import numpy as np
 
 from largeemb.io.store import Source
 from largeemb.kernels import kid
-from largeemb.kernels.companions import kid_subset_draws, subset_mmd2
 from largeemb.passes.context import PassContext
 from largeemb.run.graph import Graph, run
 from largeemb.run.threads import one_thread
@@ -122,13 +121,13 @@ def kid_stage(ctx: PassContext, real: Source, fake: Source) -> KidSums:
 
 def _subset_task(fake: Source, real: Source, fake_rows: np.ndarray, real_rows: np.ndarray) -> float:
     one_thread()
-    return subset_mmd2(np.asarray(fake.read_rows(fake_rows), np.float64), np.asarray(real.read_rows(real_rows), np.float64))
+    return kid.subset_mmd2(np.asarray(fake.read_rows(fake_rows), np.float64), np.asarray(real.read_rows(real_rows), np.float64))
 
 
 def kid_subsets_stage(real: Source, fake: Source, subsets: int, size: int, seed: int) -> np.ndarray:
     """MMD² of each seeded subset pair (torch-fidelity's estimator), one task each."""
     g = Graph("kid-subsets")
-    draws = kid_subset_draws(fake.rows, real.rows, subsets, size, seed)
+    draws = kid.kid_subset_draws(fake.rows, real.rows, subsets, size, seed)
     real, fake = g.share([real, fake])
     keys = [g.unit(f"subset-{i}", _subset_task, fake, real, np.sort(f), np.sort(r)) for i, (f, r) in enumerate(draws)]
     return np.asarray(run(g, keys, "kid subsets"), np.float64)
