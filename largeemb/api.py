@@ -12,24 +12,25 @@ import logging
 import os
 from contextlib import contextmanager
 
-import numpy as np
-
+from largeemb import metrics
 from largeemb.config import EvaluateConfig
 from largeemb.errors import InputError, ResumeMismatchError, StoreReadError
 from largeemb.io.checks import check_pair
 from largeemb.io.output import METRICS_FILE, result_dir
-from largeemb.io.reference import REFERENCE_FILE, REFERENCE_FILES, Reference, is_reference, load_reference, write_reference
+from largeemb.io.reference import (
+    REFERENCE_FILE,
+    REFERENCE_FILES,
+    Reference,
+    is_reference,
+    load_reference,
+    write_reference,
+)
 from largeemb.io.samples import SAMPLES_STORE, write_samples
 from largeemb.io.store import Source, open_source
-from largeemb.kernels.companions import fd_infinity, kid_from_row_sums, prob_score, vendi_score, vendi_score_of_rows
-from largeemb.kernels.highdim import cubic_seconds, few_rows, frechet_distance_of_rows
-from largeemb.kernels.moments import frechet_distance, frechet_distance_few_rows
-from largeemb.passes.projection import project
-from largeemb.pipeline import Passes, float64_work, run_passes, timed
+from largeemb.pipeline import run_passes, timed
 from largeemb.report.stage import PLOT_FILES, write_plots
-from largeemb.result import EvaluationResult, authentic, metrics_from_memberships, radius_warnings
+from largeemb.result import EvaluationResult
 from largeemb.run import checkpoint
-from largeemb.run.progress import announce_long_step
 from largeemb.run.session import check_reachable, check_sources, open_run
 from largeemb.version import __version__
 
@@ -107,12 +108,7 @@ def evaluate(
     real_src = reference.source if reference else open_source(real, real_array, role="real")
     fake_src = open_source(fake, fake_array, role="fake")
     warnings = check_pair(real_src, fake_src, config.max_k)
-    if config.kid_subsets and config.kid_subset_size > min(real_src.rows, fake_src.rows):
-        raise InputError(
-            f"KID subsets of {config.kid_subset_size} rows need at least that many rows in each set",
-            f"in {real_src.name} ({real_src.rows} rows) and {fake_src.name} ({fake_src.rows} rows)",
-            "pass a smaller --kid-subset-size",
-        )
+    needs = metrics.needs_of(config, real_src, fake_src)  # refuses what a metric cannot do with these inputs, before any work
     config = config.resolved(max(real_src.rows, fake_src.rows))
     check_sources(config, client, real_src, fake_src)
     store = None
@@ -121,111 +117,15 @@ def evaluate(
     with _kept_only_if_worth_it(checkpoint_dir), open_run(config, client, store) as run:
         logger.debug("running %s", run.executor.describe())
         check_reachable(run, (real_src, fake_src), checkpoint_dir)
-        passes = run_passes(real_src, fake_src, config, reference)
+        passes = run_passes(real_src, fake_src, config, reference, needs)
         if store is not None:
             logger.info("%s", run.summary())
-        timings = passes.timings
-        projection = None
-        if config.plots:
-            with timed(timings, "projection"):
-                projection = project(
-                    real_src, fake_src, passes.real.moments, passes.fake.moments, metric=config.metric, method=config.pca,
-                    plot_samples=config.plot_samples, tsne_samples=config.tsne_samples, seed=config.seed,
-                )
 
-    real_side, fake_side, memberships = passes.real, passes.fake, passes.memberships
-    with timed(timings, "fd"):
-        fd = _frechet(real_src, fake_src, real_side.moments, fake_side.moments)
-    warnings += radius_warnings(real_side.radii.values, fake_side.radii.values, config.k, config.inclusive)
-    with timed(timings, "companions"):
-        companions, details, fake_authentic = _companions(config, passes, warnings, (real_src, fake_src))
-    details["screening"] = passes.screening
-    timings["total"] = sum(timings.values())
-    per_sample = passes.per_sample
-    return EvaluationResult(
-        by_k=metrics_from_memberships(
-            config.k, memberships.fake_counts, memberships.real_covered, memberships.real_recalled, "fscore" in config.companions
-        ),
-        fd=fd,
-        real={
-            **real_src.describe(),
-            "fingerprint": real_side.fingerprint,
-            "reference": reference.path if reference else None,
-            "float64_fallback_rows": int(real_side.radii.float64_rows),
-        },
-        fake={**fake_src.describe(), "fingerprint": fake_side.fingerprint, "float64_fallback_rows": int(fake_side.radii.float64_rows)},
-        params=config.params(),
-        warnings=warnings,
-        timings_s=timings,
-        float64=float64_work(passes),
-        versions=_versions(),
-        real_radii=real_side.radii.values,
-        fake_radii=fake_side.radii.values,
-        fake_counts=memberships.fake_counts,
-        real_covered=memberships.real_covered,
-        real_recalled=memberships.real_recalled,
-        fake_nearest_dist=per_sample.fake_nearest_dist if per_sample else None,
-        fake_nearest_real=per_sample.fake_nearest_real if per_sample else None,
-        fake_realism=per_sample.fake_realism if per_sample else None,
-        real_nearest_dist=per_sample.real_nearest_dist if per_sample else None,
-        fake_authentic=fake_authentic,
-        companions=companions,
-        details=details,
-        real_moments=real_side.moments,
-        fake_moments=fake_side.moments,
-        projection=projection,
-    )
-
-
-def _companions(config: EvaluateConfig, passes: Passes, warnings: list[str], sources: tuple[Source, Source]):
-    """The companion metrics that do not depend on k: (metrics by name, details, per-fake authenticity flags)."""
-    metrics, details, flags = {}, {}, None
-    real, fake = passes.real.moments, passes.fake.moments
-    dim = len(real.mean)
-    if "fd_infinity" in config.companions and real.count <= dim:
-        # A real covariance of rank < dim has no cheap factor: 15 FDs would each cost O(dim³).
-        warnings.append(f"FD∞ not computed: the real set has {real.count} rows for dim {dim} (it needs more rows than dims)")
-    elif "fd_infinity" in config.companions:
-        nested = fake.nested()
-        # A Cholesky factor, then each point's products and eigenvalues, two points at a time.
-        announce_long_step(f"FD∞, {len(nested)} eigenproblems of dim {dim:,} (--companions without fd_infinity skips it)",
-                           cubic_seconds(dim, 1 + len(nested)))
-        metrics["fd_infinity"], sizes, fds = fd_infinity(real.mean, real.cov, nested)
-        details["fd_infinity"] = {"subsample_rows": sizes, "fd": fds}
-    if "authenticity" in config.companions and passes.per_sample is not None:  # it needs each fake row's nearest real row
-        if passes.real_nearest_other is None:
-            warnings.append("authenticity not computed: the reference holds no k=1 radii (rebuild it with this largeemb)")
-        else:
-            ps = passes.per_sample
-            flags = authentic(passes.real_nearest_other, ps.fake_nearest_real, ps.fake_nearest_dist)
-            metrics["authenticity"] = float(np.mean(flags))
-    if "vendi" in config.companions:
-        for role, moments, src in (("real", real, sources[0]), ("fake", fake, sources[1])):
-            if few_rows(src.rows, src.dim):  # the n × n kernel matrix: O(n²·dim), not O(dim³)
-                metrics[f"vendi_{role}"] = vendi_score_of_rows(src.read(0, src.rows))
-                continue
-            unit = moments.unit_moment()
-            if unit is None:
-                warnings.append(f"vendi_{role} not computed: the reference was built by an older largeemb (rebuild it)")
-                continue
-            announce_long_step(f"vendi_{role}, an eigenproblem of dim {dim:,} (--companions without vendi skips it)", cubic_seconds(dim))
-            metrics[f"vendi_{role}"] = vendi_score(unit, moments.count)
-    if "p_precision_recall" in config.companions:
-        prob = passes.memberships.prob
-        if prob is None:
-            warnings.append("P-precision/recall not computed: the reference holds no k=4 radii (rebuild it with this largeemb)")
-        else:
-            metrics["p_precision"] = prob_score(prob.fake_log, prob.fake_zero)
-            metrics["p_recall"] = prob_score(prob.real_log, prob.real_zero)
-            details["p_precision_recall"] = {"real_radius": passes.prob_radii[0], "fake_radius": passes.prob_radii[1]}
-    if passes.kid is not None:
-        s = passes.kid
-        metrics["kid"], details["kid_se"] = kid_from_row_sums(s.real_self, s.real_cross, s.fake_self, s.fake_cross)
-    if passes.kid_subsets is not None:
-        metrics["kid_subsets_mean"] = float(np.mean(passes.kid_subsets))
-        metrics["kid_subsets_std"] = float(np.std(passes.kid_subsets))
-        details["kid_subsets"] = {"subsets": config.kid_subsets, "rows": config.kid_subset_size, "seed": config.kid_subset_seed}
-    return metrics, details, flags
+    found, values = passes.found(), []
+    for metric in metrics.chosen(config):
+        with timed(passes.timings, metric.TIMING):
+            values.append(metric.value(found, config))
+    return EvaluationResult.of(passes, values, config, warnings)
 
 
 def evaluate_to(
@@ -271,7 +171,7 @@ def evaluate_to(
             write_samples(result, staging.file(SAMPLES_STORE))
         if config.plots:
             try:
-                write_plots(result, staging.path)
+                result.add_timings(write_plots(result, staging.path).timings_s)
             except Exception as exc:  # a figure must never cost the metrics of a long run
                 result.warnings.append(f"plots failed ({type(exc).__name__}: {exc}); metrics.json is complete")
         staging.write_json(METRICS_FILE, result.to_dict())
@@ -366,18 +266,6 @@ def _kept_only_if_worth_it(checkpoint_dir: str | None):
         raise
 
 
-def _frechet(real_src: Source, fake_src: Source, real, fake) -> float:
-    """FD; through the rows of sets with fewer rows than dimensions (both: O(n·m·dim); the smaller: O(n·dim²); not O(dim³))."""
-    small, other = min([(fake_src, real), (real_src, fake)], key=lambda pair: pair[0].rows)
-    if few_rows(real_src.rows, real_src.dim) and few_rows(fake_src.rows, fake_src.dim):  # O(n·m·dim)
-        return frechet_distance_of_rows(real_src.read(0, real_src.rows), fake_src.read(0, fake_src.rows))
-    if few_rows(small.rows, small.dim):
-        return frechet_distance_few_rows(other.mean, other.cov, small.read(0, small.rows))
-    # A Cholesky factor, two dim × dim products and the eigenvalues: about two eigenproblems' time.
-    announce_long_step(f"FD, eigenproblems of dim {real_src.dim:,}", cubic_seconds(real_src.dim, 2))
-    return frechet_distance(real.mean, real.cov, fake.mean, fake.cov)
-
-
 def _paths(inputs) -> list[str]:
     """The inputs given as local paths (URLs and in-memory arrays cannot overlap --out)."""
     return [str(obj) for obj in inputs if isinstance(obj, (str, os.PathLike)) and "://" not in str(obj)]
@@ -402,16 +290,3 @@ def _checkpoint_fingerprint(real: Source, fake: Source | None, config: EvaluateC
         "params": config.result_params(),
         "largeemb": __version__,
     }
-
-
-def _versions() -> dict[str, str]:
-    from importlib import metadata
-
-    names = ["largeemb", "numpy", "dask", "zarr", "faiss-cpu", "scikit-learn", "openTSNE", "matplotlib"]
-    out = {}
-    for name in names:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out

@@ -1,8 +1,13 @@
-"""The stage order, once: moments → centre → partition → radii → cross → settle.
+"""The stage order, once: moments → centre → partition → radii → cross →
+settle → the metrics' own passes → the plots' projection.
 
 ``evaluate``, ``build_reference`` and the benchmarks all run their passes
 through :func:`run_passes`; each stage takes the one frozen
 :class:`~largeemb.passes.context.PassContext` settled after the moments pass.
+What the passes compute beyond radii and memberships is what the chosen
+metrics declare (:func:`largeemb.metrics.needs_of`); this module names none.
+The real side comes from one provider: computed from its store, or read
+from a reference (:class:`ComputedReal`, :class:`StoredReal`).
 """
 
 from __future__ import annotations
@@ -20,21 +25,22 @@ from largeemb.io.checks import check_scale
 from largeemb.io.reference import Reference
 from largeemb.io.store import Source
 from largeemb.kernels.cross import CrossPartial
-from largeemb.kernels.highdim import few_rows
 from largeemb.kernels.moments import Moments
-from largeemb.kernels.companions import PPR_K, prob_radius, subsample_shells
-from largeemb.passes import cross, kid, knn, moments, prune
+from largeemb.metrics import Found, Needs, needs_of
+from largeemb.metrics.base import leading
+from largeemb.passes import cross, knn, moments, prune
 from largeemb.passes.context import PassContext, resolve_precision
 from largeemb.passes.cross import PerSample
-from largeemb.passes.kid import KidSums
 from largeemb.passes.knn import Radii
-from largeemb.result import realism_radii
+from largeemb.passes.projection import Projection, project
 
 
 @dataclass
 class SetPasses:
-    """What the passes found about one set."""
+    """One set ("real" or "fake") and what the passes found about it."""
 
+    role: str
+    source: Source
     moments: Moments
     fingerprint: str
     radii: Radii | None = None
@@ -49,15 +55,87 @@ class Passes:
     fake: SetPasses | None = None
     memberships: CrossPartial | None = None
     per_sample: PerSample | None = None
-    #: Each real row's distance to its nearest other real row (authenticity), when computed.
-    real_nearest_other: np.ndarray | None = None
-    #: The common radii (real, fake) of P-precision and P-recall, when computed.
+    #: The common radii (real, fake) the cross pass summed Π(d/R) terms for (``Needs.prob_radii``), when computed.
     prob_radii: tuple[float, float] | None = None
-    kid: KidSums | None = None
-    kid_subsets: np.ndarray | None = None
+    #: Results of the metrics' own passes (``Needs.passes``), by name.
+    extra: dict = field(default_factory=dict)
+    #: What the plots need; None with plots off.
+    projection: Projection | None = None
+    #: The reference directory the real side was read from, if any.
+    reference: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
     #: The precision tiles ran at and, per pass, the share of screened tile entries recomputed in float32.
     screening: dict = field(default_factory=dict)
+
+    def found(self) -> Found:
+        """What the metrics are given: the arrays and records of both sets."""
+        real, fake = self.real, self.fake
+        return Found(
+            real=real.source, fake=fake.source, k=self.context.k, real_moments=real.moments, fake_moments=fake.moments,
+            real_radii=real.radii.values, fake_radii=fake.radii.values, memberships=self.memberships,
+            per_sample=self.per_sample, prob_radii=self.prob_radii, extra=self.extra,
+        )
+
+
+class ComputedReal:
+    """The real side computed from its store: moments, partition and radii by the passes."""
+
+    path = None
+
+    def __init__(self, source: Source):
+        self.source = source
+
+    def has_k(self, k: int) -> bool:
+        return True
+
+    def moments(self, fake: Source | None, config: EvaluateConfig, needs: Needs) -> list[SetPasses]:
+        """Both sets' moments, in one pass."""
+        sets = [(self.source, "real")] + ([(fake, "fake")] if fake is not None else [])
+        found = moments.moments_stage(sets, config.metric, unit=needs.unit, shells=_shells(needs))
+        return [SetPasses(role, src, m.moments, m.fingerprint) for (src, role), m in zip(sets, found.sets)]
+
+    def partition(self, real_moments: Moments, ctx: PassContext, config: EvaluateConfig):
+        return prune.partition_stage(self.source, real_moments, ctx.centre, config.metric, config.seed)
+
+    def radii(self, k: tuple[int, ...]) -> Radii | None:
+        return None  # the radii stage computes them
+
+
+class StoredReal:
+    """The real side read from a reference: its moments, partition and radii as
+    stored. Its store is only hashed, in the moments pass, to check that it has
+    not changed since the reference was built."""
+
+    def __init__(self, reference: Reference):
+        self.reference = reference
+        self.source, self.path = reference.source, reference.path
+
+    def has_k(self, k: int) -> bool:
+        return k in self.reference.k
+
+    def moments(self, fake: Source, config: EvaluateConfig, needs: Needs) -> list[SetPasses]:
+        """The stored moments of the real set, and the fake set's from the pass."""
+        found = moments.moments_stage([(fake, "fake")], config.metric, hashed=self.source, unit=needs.unit, shells=_shells(needs))
+        self.reference.check(config.metric, found.hashed)
+        real = SetPasses("real", self.source, self.reference.moments(), found.hashed)
+        if config.plots and config.metric != "euclidean" and real.moments.of_metric_rows() is None:
+            raise InputError(
+                f"reference lacks the moments of {config.metric} rows that the plots need (built by an older largeemb)",
+                f"in {self.reference.path}",
+                "rebuild it with `largeemb reference build`, or pass --no-plots",
+            )
+        [fake_set] = found.sets
+        return [real, SetPasses("fake", fake, fake_set.moments, fake_set.fingerprint)]
+
+    def partition(self, real_moments: Moments, ctx: PassContext, config: EvaluateConfig):
+        return self.reference.partition()
+
+    def radii(self, k: tuple[int, ...]) -> Radii:
+        return Radii(self.reference.radii(k), 0)
+
+
+def _shells(needs: Needs) -> dict | None:
+    return {"fake": needs.shells} if needs.shells is not None else None
 
 
 def context_of(config: EvaluateConfig, real_moments: Moments, partition=None, k=None, fake_moments: Moments | None = None) -> PassContext:
@@ -92,94 +170,71 @@ def _exact_tiles(moments: list[Moments]) -> bool:
     return merged.exact()
 
 
-def run_passes(real: Source, fake: Source | None, config: EvaluateConfig, reference: Reference | None = None) -> Passes:
+def run_passes(
+    real: Source, fake: Source | None, config: EvaluateConfig, reference: Reference | None = None, needs: Needs | None = None
+) -> Passes:
     """Run every pass over the data, in order, on the current run's executor.
 
     ``fake`` None runs the real side alone (moments, partition, radii: what a
     reference stores). With a ``reference`` the real set's moments, partition
     and radii come from it, and its store is only hashed to check it.
-    ``config`` must be resolved (its ``block_rows`` set).
+    ``needs``: what the metrics need (default: :func:`largeemb.metrics.needs_of`
+    the config). ``config`` must be resolved (its ``block_rows`` set).
     """
+    side = StoredReal(reference) if reference else ComputedReal(real)
+    needs = needs_of(config, real, fake) if needs is None else needs
+    # The radii's columns: the config's k, then those only the metrics need (that the real side can give).
+    k = config.k + tuple(x for x in needs.k if x not in config.k and side.has_k(x))
     timings: dict[str, float] = {}
-    # Vendi's dim × dim unit moment, but not of a set whose Vendi comes from its rows (a reference keeps it),
-    # and FD∞'s shells (one dim × dim sum each) only where FD∞ is computed: a real set with more rows than dims.
-    unit = tuple(
-        role for src, role in ((real, "real"), (fake, "fake"))
-        if src is not None and "vendi" in config.companions and (fake is None or not few_rows(src.rows, src.dim))
-    )
-    fd_inf = fake is not None and "fd_infinity" in config.companions and real.rows > real.dim
-    shells = {"fake": subsample_shells(fake.rows, config.seed)} if fd_inf else None
     with timed(timings, "moments"):
-        if reference:  # stored moments; the store is only hashed, to check that it has not changed
-            fake_side, real_fp = moments.moments_stage([(fake, "fake")], config.metric, hashed=real, unit=unit, shells=shells)
-            reference.check(config.metric, real_fp)
-            sides = [(reference.moments(), real_fp), fake_side]
-        else:
-            both = [(real, "real")] + ([(fake, "fake")] if fake is not None else [])
-            sides = moments.moments_stage(both, config.metric, unit=unit, shells=shells)
-    real_side = SetPasses(*sides[0])
-    fake_side = SetPasses(*sides[1]) if fake is not None else None
-    if reference and config.plots and config.metric != "euclidean" and real_side.moments.of_metric_rows() is None:
-        raise InputError(
-            f"reference lacks the moments of {config.metric} rows that the plots need (built by an older largeemb)",
-            f"in {reference.path}",
-            "rebuild it with `largeemb reference build`, or pass --no-plots",
-        )
+        sets = side.moments(fake, config, needs)
+    real_set, fake_set = sets[0], (sets[1] if fake is not None else None)
     if fake is not None:
-        check_scale(real_side.moments, fake_side.moments, real, fake)
+        check_scale(real_set.moments, fake_set.moments, real, fake)
 
-    radii_k = _radii_k(config, fake is None, reference)
-    fake_moments = fake_side.moments if fake_side is not None else None
-    ctx = context_of(config, real_side.moments, k=radii_k, fake_moments=fake_moments)
+    ctx = context_of(config, real_set.moments, k=k, fake_moments=fake_set.moments if fake_set is not None else None)
     if config.prune:
         with timed(timings, "partition"):
-            if reference:
-                partition = reference.partition()
-            else:
-                partition = prune.partition_stage(real, real_side.moments, ctx.centre, config.metric, config.seed)
-        ctx = context_of(config, real_side.moments, partition, k=radii_k, fake_moments=fake_moments)
+            ctx = dataclasses.replace(ctx, partition=side.partition(real_set.moments, ctx, config))
 
     # The float32 tile pass, then the float64 pass for the rows it could not prove.
-    if reference:
-        real_side.radii = Radii(reference.radii(radii_k), 0)
-    sets = [(src, role) for src, role in ((real, "real"), (fake, "fake")) if src is not None and not (reference and role == "real")]
-    sources, roles = [src for src, _ in sets], tuple(role for _, role in sets)
+    real_set.radii = side.radii(k)
+    own = [s for s in sets if s.radii is None]
+    sources, roles = [s.source for s in own], tuple(s.role for s in own)
     with timed(timings, "radii"):
         tiles = knn.radii_stage(ctx, sources, roles)
     with timed(timings, "radii_float64"):
         computed = knn.resolve_stage(ctx, sources, tiles, roles)
-    for role, radii in zip(roles, computed):
-        (real_side if role == "real" else fake_side).radii = radii
-    passes = Passes(ctx, real_side, fake_side, timings=timings, screening={"precision": ctx.precision})
+    for s, radii in zip(own, computed):
+        s.radii = radii
+    passes = Passes(ctx, real_set, fake_set, timings=timings, screening={"precision": ctx.precision}, reference=side.path)
     if ctx.precision != "float32":
         passes.screening.update({f"radii_{role}": t.screen.as_dict() for role, t in zip(roles, tiles)})
     if fake is None:
         return passes
-    if 1 in radii_k and "authenticity" in config.companions:  # each real row's nearest other real row
-        passes.real_nearest_other = real_side.radii.values[:, radii_k.index(1)]
-    if PPR_K in radii_k and "p_precision_recall" in config.companions:
-        at = radii_k.index(PPR_K)
-        passes.prob_radii = (prob_radius(real_side.radii.values[:, at]), prob_radius(fake_side.radii.values[:, at]))
-    if len(radii_k) > len(config.k):  # k = 1 or 4 were added for the companions alone
-        for side in (real_side, fake_side):
-            side.radii = dataclasses.replace(side.radii, values=side.radii.values[:, : len(config.k)])
 
-    realism_radius = realism_radii(real_side.radii.values[:, 0]) if config.samples else None
+    # Memberships at the config's own k (the leading columns).
+    real_radii, fake_radii = leading(real_set.radii.values, config.k), leading(fake_set.radii.values, config.k)
+    if needs.prob_radii is not None and needs.prob_radii[0] in k:
+        at, radius = k.index(needs.prob_radii[0]), needs.prob_radii[1]
+        passes.prob_radii = (radius(real_set.radii.values[:, at]), radius(fake_set.radii.values[:, at]))
+    realism = needs.realism(real_radii[:, 0]) if needs.realism is not None else None
     with timed(timings, "cross"):
-        passes.memberships = cross.cross_stage(
-            ctx, real, fake, real_side.radii.values, fake_side.radii.values, realism_radius, passes.prob_radii
-        )
+        passes.memberships = cross.cross_stage(ctx, real, fake, real_radii, fake_radii, realism, passes.prob_radii)
     if ctx.precision != "float32" and passes.memberships.screen is not None:
         passes.screening["cross"] = passes.memberships.screen.as_dict()
-    if config.samples:
+    if realism is not None:
         with timed(timings, "samples"):
-            passes.per_sample = cross.settle_stage(ctx, real, fake, passes.memberships, realism_radius)
-    if config.kid:
-        with timed(timings, "kid"):
-            passes.kid = kid.kid_stage(ctx, real, fake)
-    if config.kid_subsets:
-        with timed(timings, "kid_subsets"):
-            passes.kid_subsets = kid.kid_subsets_stage(real, fake, config.kid_subsets, config.kid_subset_size, config.kid_subset_seed)
+            passes.per_sample = cross.settle_stage(ctx, real, fake, passes.memberships, realism)
+    for extra in needs.passes:
+        with timed(timings, extra.name):
+            passes.extra[extra.name] = extra.run(ctx, real, fake)
+    if config.plots:
+        with timed(timings, "projection"):
+            passes.projection = project(
+                real, fake, real_set.moments, fake_set.moments, metric=config.metric, method=config.pca,
+                plot_samples=config.plot_samples, tsne_samples=config.tsne_samples, seed=config.seed,
+            )
     return passes
 
 
@@ -209,24 +264,12 @@ def float64_work(passes: Passes) -> dict:
     return out
 
 
-def _radii_k(config: EvaluateConfig, real_only: bool, reference: Reference | None) -> tuple[int, ...]:
-    """The k the radii are computed for: the config's, plus those the companions need.
-
-    Authenticity needs k = 1 (with per-sample values), P-precision/recall
-    k = PPR_K. A reference always stores both (cheap: the same candidates),
-    so that any later evaluate can score them.
-    """
-    extra = []
-    if real_only or ("authenticity" in config.companions and config.samples):
-        extra.append(1)
-    if real_only or "p_precision_recall" in config.companions:
-        extra.append(PPR_K)
-    extra = [k for k in extra if k not in config.k and (reference is None or k in reference.k)]
-    return config.k + tuple(extra)
-
-
 @contextmanager
-def timed(timings: dict, name: str):
+def timed(timings: dict, name: str | None):
+    """Add the time of the block to ``timings[name]`` (None: not timed)."""
+    if name is None:
+        yield
+        return
     start = time.perf_counter()
     yield
     timings[name] = timings.get(name, 0.0) + time.perf_counter() - start

@@ -55,7 +55,7 @@ stage('projection_pass', lambda: project(real_src, fake_src, result.real_moments
 
 def plot_stage():
     with Staging({out!r}) as staging:
-        report.write_plots(result, staging.path)
+        result.add_timings(report.write_plots(result, staging.path).timings_s)
         staging.write_json(METRICS_FILE, result.to_dict())
         staging.publish()
 

@@ -7,6 +7,7 @@ count too). ARCHITECTURE.md describes the same order.
 
 import ast
 import pathlib
+import re
 
 import pytest
 
@@ -19,6 +20,7 @@ LAYERS = [
     ("io", ("largeemb.io",)),
     ("run", ("largeemb.run",)),
     ("passes", ("largeemb.passes",)),
+    ("metrics", ("largeemb.metrics",)),
     ("pipeline", ("largeemb.result", "largeemb.pipeline")),
     ("report", ("largeemb.report",)),
     ("series", ("largeemb.series",)),
@@ -128,6 +130,129 @@ def test_the_checks_can_fail(cycle_free):
     edges = {"a": {"b"}, "b": set() if cycle_free else {"a"}}
     assert (find_cycle(edges) is None) == cycle_free
     assert layer_of("largeemb.kernels.knn") < layer_of("largeemb.passes.knn") < layer_of("largeemb.api")
+
+
+# -- the metrics: named in their own modules only ------------------------------------
+#
+# The stage order (pipeline.py) and the public entries (api.py) run what the
+# metrics declare (largeemb.metrics.Needs) and loop over the registry: no metric's
+# name or key may appear there, as an identifier (or part of one: fd_inf) or in a
+# string (docstrings aside). The one exemption is the word "precision" where it
+# means the tiles' arithmetic (EvaluateConfig.precision, PassContext.precision,
+# resolve_precision, screening["precision"]), not the metric.
+
+#: Files that must not name a metric.
+METRIC_BLIND = ("pipeline.py", "api.py")
+#: Reads of the tile-precision option: an attribute of these objects, and its resolver.
+PRECISION_OWNERS, PRECISION_FUNCTIONS = {"config", "ctx"}, {"resolve_precision"}
+
+
+def metric_words() -> set[str]:
+    """Every registered metric's name and keys (this check imports the registry)."""
+    from largeemb.metrics import REGISTRY
+
+    return {word for metric in REGISTRY for word in (metric.NAME, *metric.KEYS)}
+
+
+def _parts(text: str) -> list[list[str]]:
+    """Identifier-like words of ``text``, each split at underscores, lower case."""
+    return [word.split("_") for word in re.findall(r"[a-z0-9_]+", text.lower()) if word.strip("_")]
+
+
+def _names(parts: list[str], words: set[str]) -> set[str]:
+    """The metric words that ``parts`` holds as consecutive parts (fd_inf holds fd; fd_infinity holds both)."""
+    found = set()
+    for word in words:
+        want = word.split("_")
+        if any(parts[i : i + len(want)] == want for i in range(len(parts) - len(want) + 1)):
+            found.add(word)
+    return found
+
+
+def _tile_precision(node) -> bool:
+    """``config.precision``, ``ctx.precision``, or ``resolve_precision(...)``."""
+    if isinstance(node, ast.Call):
+        return isinstance(node.func, ast.Name) and node.func.id in PRECISION_FUNCTIONS
+    return isinstance(node, ast.Attribute) and node.attr == "precision" and isinstance(node.value, ast.Name) and node.value.id in PRECISION_OWNERS
+
+
+def metric_names_in(source: str, words: set[str]) -> list[str]:
+    """Where ``source`` names a metric: 'line N: word (in what)'."""
+    tree = ast.parse(source)
+    docstrings, exempt = set(), set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+                docstrings.add(id(first.value))
+        if isinstance(node, ast.Dict):  # screening["precision"] = ctx.precision
+            exempt.update(id(key) for key, value in zip(node.keys, node.values) if key is not None and _tile_precision(value))
+    found = []
+
+    def check(node, text, what, allowed=frozenset()):
+        for parts in _parts(text):
+            for word in sorted(_names(parts, words) - allowed):
+                found.append(f"line {getattr(node, 'lineno', '?')}: {word} (in {what} {text!r})")
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings | exempt:
+            check(node, node.value, "a string")
+        elif isinstance(node, ast.Name):
+            check(node, node.id, "a name", {"precision"} if node.id in PRECISION_FUNCTIONS else frozenset())
+        elif isinstance(node, ast.Attribute):
+            check(node, node.attr, "an attribute", {"precision"} if _tile_precision(node) else frozenset())
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            check(node, node.name, "a definition")
+        elif isinstance(node, ast.arg):
+            check(node, node.arg, "an argument")
+        elif isinstance(node, ast.keyword) and node.arg:  # PassContext(precision=resolve_precision(...))
+            check(node, node.arg, "a keyword", {"precision"} if _tile_precision(node.value) else frozenset())
+        elif isinstance(node, ast.alias):
+            name = node.asname or node.name
+            check(node, name, "an import", {"precision"} if name in PRECISION_FUNCTIONS else frozenset())
+    return found
+
+
+@pytest.mark.parametrize("name", METRIC_BLIND)
+def test_the_stage_order_and_the_entries_name_no_metric(name):
+    found = metric_names_in((PACKAGE / name).read_text(), metric_words())
+    assert not found, f"{name} names metrics (declare what they need in largeemb/metrics instead):\n" + "\n".join(found)
+
+
+def test_the_metric_name_check_can_fail():
+    """Planted metric names are found in every form; the tile precision and docstrings are not."""
+    words = {"fd", "fd_infinity", "precision", "p_precision", "kid", "kid_subsets"}
+    planted = (
+        'def f(config, ctx):\n'
+        '    """Mentions fd and kid in a docstring: allowed."""\n'
+        '    shells = fd_inf\n'
+        '    if "fd_infinity" in config.companions:\n'
+        '        passes.kid = config.kid_subsets\n'
+        '    log(f"FD∞ of {dim}")\n'
+        '    screening = {"precision": ctx.precision, "p_precision": 1}\n'
+        '    return h(precision=resolve_precision(config.precision)), g(precision=1)\n'
+    )
+    found = metric_names_in(planted, words)
+    lines = {line.split(":")[0] for line in found}
+    assert lines == {"line 3", "line 4", "line 5", "line 6", "line 7", "line 8"}, found
+    assert not any("line 2" in f or "ctx.precision" in f or "resolve_precision" in f for f in found)
+    assert any("precision (in a keyword" in f for f in found) and any("p_precision (in a string" in f for f in found)
+    assert metric_names_in('def f(ctx):\n    return ctx.precision, resolve_precision("auto")\n', words) == []
+
+
+def test_every_metric_module_is_registered_and_declares_itself():
+    from largeemb import metrics
+    from largeemb.config import COMPANIONS, EvaluateConfig
+
+    modules = {p.stem for p in (PACKAGE / "metrics").glob("*.py")} - {"__init__", "base"}
+    assert {m.__name__.rpartition(".")[2] for m in metrics.REGISTRY} == modules
+    for metric in metrics.REGISTRY:
+        assert isinstance(metric.NAME, str) and metric.KEYS and all(isinstance(key, str) for key in metric.KEYS), metric
+        assert all(callable(getattr(metric, f)) for f in ("chosen", "needs", "value")), metric
+    # The names --companions chooses are the companions' own: each chosen alone by its name.
+    for name in COMPANIONS:
+        alone = EvaluateConfig(companions=(name,))
+        assert [m.NAME for m in metrics.chosen(alone) if not m.chosen(EvaluateConfig(companions=()))] == [name]
 
 
 def test_architecture_doc_names_every_layer():

@@ -207,6 +207,7 @@ def test_metrics_are_printed_before_the_plots_are_drawn(tmp_path, monkeypatch):
     import sys
 
     from largeemb import api
+    from largeemb.report.stage import Plotted
 
     real, fake = str(tmp_path / "r.zarr"), str(tmp_path / "f.zarr")
     runner.invoke(app, ["synth", real, "--rows", "400", "--dim", "8"])
@@ -215,6 +216,7 @@ def test_metrics_are_printed_before_the_plots_are_drawn(tmp_path, monkeypatch):
 
     def plots(result, directory):
         events.append(("plots", (tmp_path / "o" / "metrics.json").exists(), "precision" in sys.stdout.getvalue()))
+        return Plotted([], {})
 
     monkeypatch.setattr(api, "write_plots", plots)
     monkeypatch.setattr(sys, "stdout", __import__("io").StringIO())

@@ -27,7 +27,7 @@ from scipy.spatial.distance import cdist
 
 import largeemb
 from largeemb.config import COMPANIONS
-from largeemb.kernels.companions import fd_infinity
+from largeemb.metrics.fd_infinity import fd_infinity
 from conftest import mixture
 from oracle import frechet, prdc
 

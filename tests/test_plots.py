@@ -155,7 +155,7 @@ def test_one_dimensional_sets_still_plot(tmp_path):
     rng = np.random.default_rng(2)
     result = largeemb.evaluate(rng.standard_normal((300, 1)), rng.standard_normal((250, 1)) + 0.5, k=3, tsne_samples=100)
     written = report.write_plots(result, str(tmp_path))
-    assert {"pca.png", "tsne.png", "projection.npz"} <= set(written)
+    assert {"pca.png", "tsne.png", "projection.npz"} <= set(written.files)
 
 
 @pytest.mark.slow

@@ -65,7 +65,8 @@ def test_moments_pass_of_evaluate_gives_the_same_basis(data, oracle_pca, write_z
     """Through the real moments pass: a store whose chunks do not divide the rows, several workers."""
     source = open_source(write_zarr("pca.zarr", data, chunks=(1234, 24)))
     with open_run(EvaluateConfig(threads_per_worker=3)):
-        [(moments, _)] = moments_stage([(source, "real")], "euclidean")
+        [found] = moments_stage([(source, "real")], "euclidean").sets
+        moments = found.moments
     basis = projection.basis_from_moments(moments)
     assert component_angles_deg(basis.components, oracle_pca.components_).max() < 1e-4
     np.testing.assert_allclose(basis.explained_variance, oracle_pca.explained_variance_, rtol=1e-8)
@@ -87,7 +88,8 @@ def test_cosine_basis_is_the_pca_of_unit_rows(data):
     unit = data / np.linalg.norm(data, axis=1, keepdims=True)
     oracle = PCA(n_components=COMPONENTS, svd_solver="full").fit(unit)
     source = open_source(data)
-    [(moments, _)] = moments_stage([(source, "real")], "cosine")  # the one pass over the store
+    [found] = moments_stage([(source, "real")], "cosine").sets  # the one pass over the store
+    moments = found.moments
     basis = projection.basis_from_moments(moments.of_metric_rows())
     assert component_angles_deg(basis.components, oracle.components_).max() < 1e-4
     np.testing.assert_allclose(basis.explained_variance, oracle.explained_variance_, rtol=1e-8)
@@ -105,7 +107,7 @@ def test_subsample_depends_only_on_rows_size_and_seed():
 def run_project(source_a, source_b, workers=None, method="moments"):
     """The projection stage on ``workers`` task threads (default: all cores)."""
     with open_run(EvaluateConfig(threads_per_worker=workers)):
-        (real_moments, _), (fake_moments, _) = moments_stage([(source_a, "real"), (source_b, "fake")], "euclidean")
+        real_moments, fake_moments = (s.moments for s in moments_stage([(source_a, "real"), (source_b, "fake")], "euclidean").sets)
         return projection.project(
             source_a, source_b, real_moments, fake_moments, metric="euclidean", method=method,
             plot_samples=150, tsne_samples=400, seed=11,

@@ -726,7 +726,7 @@ def test_a_long_dim_cubed_step_is_announced_with_its_estimate_before_it_starts(s
     """Each O(dim³) step estimated above LONG_STEP_S gets one warning line with its estimate, before it runs."""
     import logging
 
-    from largeemb import api
+    from largeemb.metrics import fd
     from largeemb.run import progress
 
     events = []
@@ -736,8 +736,8 @@ def test_a_long_dim_cubed_step_is_announced_with_its_estimate_before_it_starts(s
             if record.levelno >= logging.WARNING:
                 events.append(record.getMessage())
 
-    real_fd = api.frechet_distance
-    monkeypatch.setattr(api, "frechet_distance", lambda *a, **k: events.append("FD runs") or real_fd(*a, **k))
+    real_fd = fd.frechet_distance
+    monkeypatch.setattr(fd, "frechet_distance", lambda *a, **k: events.append("FD runs") or real_fd(*a, **k))
     handler = Recorder()
     logging.getLogger("largeemb").addHandler(handler)
     try:

@@ -248,7 +248,7 @@ def test_exact_tiles_keep_one_nearest_pair_per_row():
     index among tied ones, which settle picks), however many rows tie at the minimum."""
     from largeemb.kernels import cross
     from largeemb.kernels.distance import prepare_block
-    from largeemb.result import realism_radii
+    from largeemb.metrics.prdc import realism_radii
 
     real, fake = one_hot(96, 8, (1, -1, 2)), one_hot(64, 8, (2, -2, 3))
     zero = np.zeros(8, np.float32)

@@ -1,4 +1,5 @@
-"""KID's pair work: per-row sums of the cubic polynomial kernel over a tile, in float64.
+"""KID's pair work: per-row sums of the cubic polynomial kernel over a tile, in
+float64; and one seeded subset's unbiased MMD² (torch-fidelity's estimator).
 
 k(x, y) = (x·y/d + 1)³ is not a function of the distance, so no radius or
 bound prunes it: every pair is visited once (the symmetric half for a set
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+#: torch-fidelity's default seed of the KID subset draws.
+KID_SUBSET_SEED = 2020
 
 
 def _cubic(a: np.ndarray, b: np.ndarray, dim: int) -> np.ndarray:
@@ -87,3 +90,35 @@ def kernel_sums(rows: np.ndarray, own, other) -> tuple[np.ndarray, np.ndarray]:
             out[side, lo : lo + len(part)] = cube / dim**3 + 3 * square / dim**2 + 3 * (part @ first) / dim + count
     out[0] -= (np.einsum("ij,ij->i", rows, rows) / dim + 1.0) ** 3  # the row with itself
     return out[0], out[1]
+
+
+# -- the subset estimator: one seeded subset pair per task ---------------------
+
+
+def mmd2_unbiased(xx_sum: float, yy_sum: float, xy_sum: float, n: int, m: int) -> float:
+    """Unbiased MMD² from the kernel sums over i ≠ i' (xx), j ≠ j' (yy) and all (i, j) (xy)."""
+    return xx_sum / (n * (n - 1)) + yy_sum / (m * (m - 1)) - 2.0 * xy_sum / (n * m)
+
+
+def polynomial_kernel(a: np.ndarray, b: np.ndarray, dim: int) -> np.ndarray:
+    """(a·b/d + 1)³ in float64."""
+    return (np.asarray(a, np.float64) @ np.asarray(b, np.float64).T / dim + 1.0) ** 3
+
+
+def kid_subset_draws(fake_rows: int, real_rows: int, subsets: int, size: int, seed: int = KID_SUBSET_SEED):
+    """The rows of each subset, drawn as torch-fidelity draws them (fake first: its ``input1``)."""
+    rng = np.random.RandomState(seed)
+    draws = []
+    for _ in range(subsets):
+        fake = rng.choice(fake_rows, size, replace=False)
+        real = rng.choice(real_rows, size, replace=False)
+        draws.append((fake, real))
+    return draws
+
+
+def subset_mmd2(fake: np.ndarray, real: np.ndarray) -> float:
+    """Unbiased MMD² of one subset pair, as torch-fidelity's ``mmd2`` computes it."""
+    dim = fake.shape[1]
+    k_ff, k_rr, k_fr = polynomial_kernel(fake, fake, dim), polynomial_kernel(real, real, dim), polynomial_kernel(fake, real, dim)
+    n, m = len(fake), len(real)
+    return mmd2_unbiased(k_ff.sum() - np.trace(k_ff), k_rr.sum() - np.trace(k_rr), k_fr.sum(), n, m)

@@ -10,6 +10,7 @@ from largeemb.errors import InputError
 from largeemb.io import onednn
 from largeemb.kernels import bf16
 from largeemb.kernels.distance import sqdist_error_scale
+from largeemb.kernels.plan import RowBlock, row_blocks
 from largeemb.kernels.prune import Partition
 
 
@@ -43,6 +44,10 @@ class PassContext:
     def kappa(self) -> float:
         """The float32 squared-distance error scale of this dim (:func:`largeemb.kernels.distance.sqdist_error_scale`), 0 when exact."""
         return 0.0 if self.exact else sqdist_error_scale(len(self.centre))
+
+    def blocks(self, source) -> list[RowBlock]:
+        """The blocks of ``block_rows`` rows a pass reads a set in (one task's share each)."""
+        return row_blocks(source.rows, self.block_rows)
 
     def bf16_gemm(self):
         """The bf16 GEMM that screens tiles (None: float32 tiles), loaded in the calling process."""

@@ -13,7 +13,6 @@ import numpy as np
 from largeemb.io.store import Source
 from largeemb.kernels import cross
 from largeemb.kernels.screen import screen_counting
-from largeemb.kernels.plan import row_blocks
 from largeemb.passes.context import PassContext
 from largeemb.passes.knn import load_block, taker
 from largeemb.run.graph import Graph, run, same
@@ -29,6 +28,24 @@ class PerSample:
     fake_realism: np.ndarray
     real_nearest_dist: np.ndarray
     float64_pairs: int = 0  # pairs whose distance the settle pass computed from float64 rows
+
+
+@dataclass
+class FakeSettled:
+    """One fake block's exact per-sample values, and the float64 pairs they took."""
+
+    nearest_dist: np.ndarray
+    nearest_real: np.ndarray
+    realism: np.ndarray
+    pairs: int
+
+
+@dataclass
+class RealSettled:
+    """One real block's distances to its nearest fake rows, and the float64 pairs they took."""
+
+    nearest_dist: np.ndarray
+    pairs: int
 
 
 def _cross_task(fake_src, real_src, fb, rb, ctx: PassContext, fake_radii, real_radii, realism_radius, prob_radii):
@@ -53,8 +70,8 @@ def cross_graph(
     per-sample values; None leaves them out. ``prob_radii`` (the common real
     and fake radii) turns on P-precision and P-recall.
     """
-    real_blocks = row_blocks(real_src.rows, ctx.block_rows)
-    fake_blocks = row_blocks(fake_src.rows, ctx.block_rows)
+    real_blocks = ctx.blocks(real_src)
+    fake_blocks = ctx.blocks(fake_src)
 
     def per_block(values, blocks):
         if values is None:
@@ -89,18 +106,18 @@ def cross_stage(
 
 def _settle_fake_task(fake_src, real_src, fb, ctx: PassContext, nearest, realism, realism_radius):
     fake = load_block(fake_src, fb, ctx, screened=False)  # float64 pairs only, no tiles
-    return cross.settle_fake(fake, taker(real_src, ctx.metric), nearest, realism, realism_radius)
+    return FakeSettled(*cross.settle_fake(fake, taker(real_src, ctx.metric), nearest, realism, realism_radius))
 
 
 def _settle_real_task(real_src, fake_src, rb, ctx: PassContext, nearest):
     real = load_block(real_src, rb, ctx, screened=False)
-    return cross.settle_real(real, taker(fake_src, ctx.metric), nearest)
+    return RealSettled(*cross.settle_real(real, taker(fake_src, ctx.metric), nearest))
 
 
 def settle_graph(g: Graph, ctx: PassContext, real_src, fake_src, partial: cross.CrossPartial, realism_radius):
     """Keys of the exact per-sample values, block by block, from the cross pass's shortlists."""
-    fake_blocks = row_blocks(fake_src.rows, ctx.block_rows)
-    real_blocks = row_blocks(real_src.rows, ctx.block_rows)
+    fake_blocks = ctx.blocks(fake_src)
+    real_blocks = ctx.blocks(real_src)
     ctx, realism_radius = g.share([ctx, realism_radius])
     fake_lists = g.share([partial.fake_nearest.select(b.start, b.stop) for b in fake_blocks])
     realism_lists = g.share([partial.fake_realism.select(b.start, b.stop) for b in fake_blocks])
@@ -118,9 +135,9 @@ def settle_stage(ctx: PassContext, real_src, fake_src, partial: cross.CrossParti
     g = Graph("samples")
     fake_parts, real_parts = run(g, list(settle_graph(g, ctx, real_src, fake_src, partial, realism_radius)), "samples")
     return PerSample(
-        fake_nearest_dist=np.concatenate([p[0] for p in fake_parts]),
-        fake_nearest_real=np.concatenate([p[1] for p in fake_parts]),
-        fake_realism=np.concatenate([p[2] for p in fake_parts]),
-        real_nearest_dist=np.concatenate([p[0] for p in real_parts]),
-        float64_pairs=sum(int(p[3]) for p in fake_parts) + sum(int(p[1]) for p in real_parts),
+        fake_nearest_dist=np.concatenate([p.nearest_dist for p in fake_parts]),
+        fake_nearest_real=np.concatenate([p.nearest_real for p in fake_parts]),
+        fake_realism=np.concatenate([p.realism for p in fake_parts]),
+        real_nearest_dist=np.concatenate([p.nearest_dist for p in real_parts]),
+        float64_pairs=sum(int(p.pairs) for p in fake_parts) + sum(int(p.pairs) for p in real_parts),
     )

@@ -16,8 +16,6 @@ import numpy as np
 
 from largeemb.io.store import Source
 from largeemb.kernels import kid
-from largeemb.kernels.companions import kid_subset_draws, subset_mmd2
-from largeemb.kernels.plan import row_blocks
 from largeemb.passes.context import PassContext
 from largeemb.run.graph import Graph, run
 from largeemb.run.threads import one_thread
@@ -66,7 +64,7 @@ def _sums_task(source: Source, block, own, other):
 
 def _tensor_stage(ctx: PassContext, real: Source, fake: Source) -> KidSums:
     g = Graph("kid")
-    blocks = {"real": row_blocks(real.rows, ctx.block_rows), "fake": row_blocks(fake.rows, ctx.block_rows)}
+    blocks = {"real": ctx.blocks(real), "fake": ctx.blocks(fake)}
     sources = dict(zip(("real", "fake"), g.share([real, fake])))
     sums = {
         role: g.tree([g.unit(f"{role}-power-{b.index}", _power_task, sources[role], b) for b in blocks[role]], kid.added_power_sums, "kid-power")
@@ -89,7 +87,7 @@ def kid_stage(ctx: PassContext, real: Source, fake: Source) -> KidSums:
     if real.dim <= TENSOR_MAX_DIM and real.dim**2 <= real.rows + fake.rows:
         return _tensor_stage(ctx, real, fake)
     g = Graph("kid")
-    real_blocks, fake_blocks = row_blocks(real.rows, ctx.block_rows), row_blocks(fake.rows, ctx.block_rows)
+    real_blocks, fake_blocks = ctx.blocks(real), ctx.blocks(fake)
     real, fake = g.share([real, fake])
     offers: dict = {}
 
@@ -123,13 +121,13 @@ def kid_stage(ctx: PassContext, real: Source, fake: Source) -> KidSums:
 
 def _subset_task(fake: Source, real: Source, fake_rows: np.ndarray, real_rows: np.ndarray) -> float:
     one_thread()
-    return subset_mmd2(np.asarray(fake.read_rows(fake_rows), np.float64), np.asarray(real.read_rows(real_rows), np.float64))
+    return kid.subset_mmd2(np.asarray(fake.read_rows(fake_rows), np.float64), np.asarray(real.read_rows(real_rows), np.float64))
 
 
 def kid_subsets_stage(real: Source, fake: Source, subsets: int, size: int, seed: int) -> np.ndarray:
     """MMD² of each seeded subset pair (torch-fidelity's estimator), one task each."""
     g = Graph("kid-subsets")
-    draws = kid_subset_draws(fake.rows, real.rows, subsets, size, seed)
+    draws = kid.kid_subset_draws(fake.rows, real.rows, subsets, size, seed)
     real, fake = g.share([real, fake])
     keys = [g.unit(f"subset-{i}", _subset_task, fake, real, np.sort(f), np.sort(r)) for i, (f, r) in enumerate(draws)]
     return np.asarray(run(g, keys, "kid subsets"), np.float64)

@@ -16,7 +16,7 @@ from largeemb.io.store import Source
 from largeemb.kernels import knn
 from largeemb.kernels.distance import UNIT_ROUNDOFF64, Block, metric_rows, prepare_block, sqdist_error_scale
 from largeemb.kernels.screen import ScreenCounts, screen_counting
-from largeemb.kernels.plan import RowBlock, bands, row_blocks, tree
+from largeemb.kernels.plan import RowBlock, bands, tree
 from largeemb.passes.context import PassContext
 from largeemb.run.graph import Graph, run
 from largeemb.run.threads import one_thread
@@ -28,7 +28,7 @@ RESOLVE_ROWS = 2048
 
 @dataclass
 class Radii:
-    """Exact k-NN radii of one set: (rows, len(k)) float64, and how many rows the float64 pass settled.
+    """Exact k-NN radii of one set (or of a chunk of its rows): (rows, len(k)) float64, and how many rows the float64 pass settled.
 
     ``tile_pairs``: pairs the tile pass's finish re-checked in float64;
     ``float64_pairs``: pairs the float64 pass computed exact differences for.
@@ -42,14 +42,24 @@ class Radii:
 
 @dataclass
 class TilePass:
-    """What the float32 tile pass found for one set: radii, the rows whose radii it could not
-    prove, how many pairs its finish re-checked in float64, and its screened tile entries
-    (see :func:`largeemb.kernels.screen.screened_sqdist`)."""
+    """What the float32 tile pass found for one set (or one block of it): radii, the (global)
+    rows whose radii it could not prove, how many pairs its finish re-checked in float64, and
+    its screened tile entries (see :func:`largeemb.kernels.screen.screened_sqdist`)."""
 
     values: np.ndarray
     unproven: np.ndarray
     pairs: int = 0
     screen: ScreenCounts = field(default_factory=ScreenCounts)
+
+    @classmethod
+    def joined(cls, blocks: list[TilePass]) -> TilePass:
+        """The whole set's, from its blocks' (in order)."""
+        return cls(
+            np.concatenate([b.values for b in blocks]),
+            np.concatenate([b.unproven for b in blocks]),
+            sum(int(b.pairs) for b in blocks),
+            sum((b.screen for b in blocks), ScreenCounts()),
+        )
 
 
 def load_block(source: Source, block: RowBlock, ctx: PassContext, screened: bool = True) -> Block:
@@ -110,11 +120,11 @@ def _max_sqnorm_task(*states) -> float:
 def _finish_task(source, block, ctx: PassContext, nb, max_sqnorm):
     own = metric_rows(source.read(block.start, block.stop), ctx.metric)
     radii, unproven, pairs = knn.finish(nb, own, taker(source, ctx.metric), ctx.k, max_sqnorm, ctx.kappa)
-    return radii, unproven + block.start, pairs, nb.screen
+    return TilePass(radii, unproven + block.start, pairs, nb.screen)
 
 
 def radii_graph(g: Graph, ctx: PassContext, source: Source, role: str = "set"):
-    """Keys of (radii, unproven global rows), one per block.
+    """Keys of each block's :class:`TilePass` (its radii and unproven global rows), in order.
 
     Tiles run in bands: round r pairs every block a with block a + r, and each
     block's K best are merged between rounds, so every row's float32 bound
@@ -122,7 +132,7 @@ def radii_graph(g: Graph, ctx: PassContext, source: Source, role: str = "set"):
     each tile is still computed once for both sides. Candidates per row then
     grow with the log of the block count instead of linearly.
     """
-    blocks = row_blocks(source.rows, ctx.block_rows)
+    blocks = ctx.blocks(source)
     K = knn.candidates_per_row(max(ctx.k), source.rows)
     source, ctx = g.share([source, ctx])  # on a cluster: references to data sent once
     diags = [g.unit(f"{role}-within-{b.index}", _diag_task, source, b, ctx, K) for b in blocks]
@@ -159,11 +169,12 @@ def _resolved_task(source, ctx: PassContext, rows, pairs):
     """Exact radii of unproven rows from their merged float64 shortlist, and how many pairs that took."""
     one_thread()
     own = metric_rows(source.read_rows(rows), ctx.metric)
-    return knn.resolve_finish(pairs, own, taker(source, ctx.metric), len(rows), ctx.k), len(pairs.rows)
+    values = knn.resolve_finish(pairs, own, taker(source, ctx.metric), len(rows), ctx.k)
+    return Radii(values, float64_rows=len(rows), float64_pairs=len(pairs.rows))
 
 
 def resolve_graph(g: Graph, ctx: PassContext, source: Source, unproven: np.ndarray, role: str = "set"):
-    """Keys of the exact radii of the unproven rows, one per chunk of ``RESOLVE_ROWS`` of them (in order).
+    """Keys of the exact :class:`Radii` of the unproven rows, one per chunk of ``RESOLVE_ROWS`` of them (in order).
 
     One task per (chunk, streamed block): a float64 GEMM of the chunk's rows
     against the block, keeping only the pairs near each row's threshold;
@@ -171,7 +182,7 @@ def resolve_graph(g: Graph, ctx: PassContext, source: Source, unproven: np.ndarr
     computes exact differences for what is left. Runs on the executor like
     every other pass (parallel, on a cluster, checkpointed).
     """
-    blocks = row_blocks(source.rows, ctx.block_rows)
+    blocks = ctx.blocks(source)
     width = max(ctx.k) + 1
     source, ctx = g.share([source, ctx])
     out = []
@@ -187,15 +198,7 @@ def radii_stage(ctx: PassContext, sources, roles=("real", "fake")) -> list[TileP
     """The float32 tile pass of each source: radii, exact for every row it could prove."""
     g = Graph("radii")
     per_source = run(g, [radii_graph(g, ctx, src, role) for src, role in zip(sources, roles)], "radii")
-    return [
-        TilePass(
-            np.concatenate([b[0] for b in blocks]),
-            np.concatenate([b[1] for b in blocks]),
-            sum(int(b[2]) for b in blocks),
-            sum((b[3] for b in blocks), ScreenCounts()),
-        )
-        for blocks in per_source
-    ]
+    return [TilePass.joined(blocks) for blocks in per_source]
 
 
 def resolve_stage(ctx: PassContext, sources, tiles: list[TilePass], roles=("real", "fake")) -> list[Radii]:
@@ -206,6 +209,6 @@ def resolve_stage(ctx: PassContext, sources, tiles: list[TilePass], roles=("real
         keys = [resolve_graph(g, ctx, src, t.unproven, role) for src, t, role in zip(sources, tiles, roles)]
         for i, (t, parts) in enumerate(zip(tiles, run(g, keys, "float64"))):
             if len(t.unproven):
-                t.values[t.unproven] = np.concatenate([radii for radii, _ in parts])
-                pairs[i] = sum(int(n) for _, n in parts)
+                t.values[t.unproven] = np.concatenate([chunk.values for chunk in parts])
+                pairs[i] = sum(int(chunk.float64_pairs) for chunk in parts)
     return [Radii(t.values, len(t.unproven), t.pairs, n) for t, n in zip(tiles, pairs)]

@@ -8,12 +8,39 @@ them into tasks that read their own segments, merged in a fixed tree.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from largeemb.errors import ResumeMismatchError
 from largeemb.io.checks import checked_moments
 from largeemb.io.store import Source
-from largeemb.kernels.moments import SegmentCheck, fingerprint_of, merge_checks, segment_check, segment_digest, shifts
+from largeemb.kernels.moments import (
+    Moments,
+    SegmentCheck,
+    fingerprint_of,
+    merge_checks,
+    segment_check,
+    segment_digest,
+    shifts,
+)
 from largeemb.kernels.plan import RowBlock, segments
 from largeemb.run.graph import Graph, run, same
+
+
+@dataclass
+class SetMoments:
+    """One set after the moments pass: its checked float64 moments and its content fingerprint."""
+
+    moments: Moments
+    fingerprint: str
+
+
+@dataclass
+class MomentsPass:
+    """The moments pass: one :class:`SetMoments` per source (in order), and the
+    fingerprint of the store that was only hashed (None: none was)."""
+
+    sets: list[SetMoments] = field(default_factory=list)
+    hashed: str | None = None
 
 
 def _moment_task(source: Source, seg: RowBlock, shift, metric_shift, metric: str, unit: bool, shells) -> SegmentCheck:
@@ -69,11 +96,11 @@ def fingerprint(source: Source, digests: list[bytes]) -> str:
     return fingerprint_of(source.rows, source.dim, source.dtype, digests)
 
 
-def moments_stage(sources_and_roles, metric: str, hashed: Source | None = None, unit=(), shells: dict | None = None):
-    """One streamed pass per source: a list of (checked moments, content fingerprint).
+def moments_stage(sources_and_roles, metric: str, hashed: Source | None = None, unit=(), shells: dict | None = None) -> MomentsPass:
+    """One streamed pass per source: checked moments and content fingerprint of each.
 
     ``hashed``, a store checked before (a reference's), is only fingerprinted,
-    in the same pass; its fingerprint is returned last. ``unit``: the roles
+    in the same pass (``MomentsPass.hashed``). ``unit``: the roles
     whose unit moment is taken; ``shells`` (by role) as for :func:`moments_graph`.
     """
     g = Graph("moments")
@@ -88,8 +115,8 @@ def moments_stage(sources_and_roles, metric: str, hashed: Source | None = None, 
     if hashed is not None:
         digests.append(results[-1])
     check_content(g.run.store, [(src, role, found) for (src, role), found in zip(roles, digests)])
-    out = [
-        (checked_moments(check, src, role, metric), fingerprint(src, check.digests))
+    sets = [
+        SetMoments(checked_moments(check, src, role, metric), fingerprint(src, check.digests))
         for check, (src, role) in zip(results, sources_and_roles)
     ]
-    return out + ([fingerprint(hashed, results[-1])] if hashed is not None else [])
+    return MomentsPass(sets, fingerprint(hashed, results[-1]) if hashed is not None else None)

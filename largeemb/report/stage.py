@@ -9,6 +9,7 @@ import json
 import os
 import time
 from contextlib import ExitStack
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -76,11 +77,19 @@ def plot_data(result) -> dict[str, np.ndarray]:
     }
 
 
-def write_plots(result, directory: str) -> list[str]:
+@dataclass
+class Plotted:
+    """What :func:`write_plots` did: the names of the files it wrote, and its timings (``tsne``, ``plots``)."""
+
+    files: list[str]
+    timings_s: dict[str, float]
+
+
+def write_plots(result, directory: str) -> Plotted:
     """Save plot data and draw every figure into ``directory`` (a staging directory).
 
-    Adds the stage's timings (``tsne``, ``plots``) to ``result.timings_s``.
-    Returns the names of the files written.
+    Returns the files written and the stage's timings (the caller adds them to
+    the result's: :meth:`largeemb.result.EvaluationResult.add_timings`).
     """
     os.makedirs(directory, exist_ok=True)
     start = time.perf_counter()
@@ -91,11 +100,7 @@ def write_plots(result, directory: str) -> list[str]:
         fh.flush()
         os.fsync(fh.fileno())
     written = [PROJECTION_FILE] + draw(data, result.to_dict(), directory)
-    timings = result.timings_s
-    timings["tsne"] = tsne_done - start
-    timings["plots"] = time.perf_counter() - tsne_done
-    timings["total"] = sum(v for key, v in timings.items() if key != "total")
-    return written
+    return Plotted(written, {"tsne": tsne_done - start, "plots": time.perf_counter() - tsne_done})
 
 
 def load_run(directory: str) -> tuple[dict[str, np.ndarray], dict]:
