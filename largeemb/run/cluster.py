@@ -22,7 +22,7 @@ from distributed.diagnostics.plugin import WorkerPlugin
 from largeemb.run.executor import LostWork
 from largeemb.run.threads import cores, warn_if_oversubscribed
 from largeemb.errors import InputError, StoreReadError
-from largeemb.io.store import is_transient, short_error
+from largeemb.io.faults import is_transient, short_error
 
 logger = logging.getLogger("largeemb")
 
