@@ -24,11 +24,12 @@ from largeemb.kernels.highdim import few_rows
 from largeemb.kernels.moments import Moments
 from largeemb.kernels.companions import PPR_K, prob_radius, subsample_shells
 from largeemb.passes import cross, kid, knn, moments, prune
-from largeemb.passes.context import PassContext, resolve_precision
+from largeemb.passes.context import PassContext, resolve_precision, screening
 from largeemb.passes.cross import PerSample
 from largeemb.passes.kid import KidSums
 from largeemb.passes.knn import Radii
 from largeemb.result import realism_radii
+from largeemb.run.session import in_one_run
 
 
 @dataclass
@@ -92,6 +93,7 @@ def _exact_tiles(moments: list[Moments]) -> bool:
     return merged.exact()
 
 
+@in_one_run  # every stage's graphs in one run, whose counts give the screening numbers
 def run_passes(real: Source, fake: Source | None, config: EvaluateConfig, reference: Reference | None = None) -> Passes:
     """Run every pass over the data, in order, on the current run's executor.
 
@@ -152,7 +154,7 @@ def run_passes(real: Source, fake: Source | None, config: EvaluateConfig, refere
         (real_side if role == "real" else fake_side).radii = radii
     passes = Passes(ctx, real_side, fake_side, timings=timings, screening={"precision": ctx.precision})
     if ctx.precision != "float32":
-        passes.screening.update({f"radii_{role}": t.screen.as_dict() for role, t in zip(roles, tiles)})
+        passes.screening.update({f"radii_{role}": screening(f"radii-{role}") for role in roles})
     if fake is None:
         return passes
     if 1 in radii_k and "authenticity" in config.companions:  # each real row's nearest other real row
@@ -169,8 +171,8 @@ def run_passes(real: Source, fake: Source | None, config: EvaluateConfig, refere
         passes.memberships = cross.cross_stage(
             ctx, real, fake, real_side.radii.values, fake_side.radii.values, realism_radius, passes.prob_radii
         )
-    if ctx.precision != "float32" and passes.memberships.screen is not None:
-        passes.screening["cross"] = passes.memberships.screen.as_dict()
+    if ctx.precision != "float32":
+        passes.screening["cross"] = screening("cross-tile")
     if config.samples:
         with timed(timings, "samples"):
             passes.per_sample = cross.settle_stage(ctx, real, fake, passes.memberships, realism_radius)

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from largeemb.kernels.distance import UNIT_ROUNDOFF32, Block
+from largeemb.kernels.distance import Block
 from largeemb.kernels.moments import leading_axes
+from largeemb.kernels.roundoff import UNIT_ROUNDOFF32
 
 #: Principal axes that the bounds are measured in.
 AXES = 16

@@ -29,8 +29,10 @@ from largeemb.errors import InputError
 #: the inputs' per-segment digests a resume is checked against; 4: Moments.lattice,
 #: float64 counters in CrossPartial, finish and settle results; k-NN merge states as units;
 #: 5: bf16 screen counts in self-pass states and cross partials; 6: ``.released``
-#: markers, the k-NN pass's largest norm as a unit of its own).
-FORMAT = 6
+#: markers, the k-NN pass's largest norm as a unit of its own; 7: records moved
+#: (Neighbours and Candidates to kernels.neighbours, Shortlist to kernels.shortlist),
+#: screen counts no longer in them).
+FORMAT = 7
 MANIFEST = "manifest.json"
 #: Per-segment content digests of each input, recorded by the moments pass.
 CONTENT = "content.json"

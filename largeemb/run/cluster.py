@@ -20,7 +20,8 @@ from distributed.client import FutureCancelledError
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from largeemb.run.executor import LostWork
-from largeemb.run.threads import cores, warn_if_oversubscribed
+from largeemb.run.tally import counts_of
+from largeemb.run.threads import cores, pools_at_one_thread, warn_if_oversubscribed
 from largeemb.errors import InputError, StoreReadError
 from largeemb.io.faults import is_transient, short_error
 
@@ -55,9 +56,8 @@ class OneBlasThread(WorkerPlugin):
 
     def setup(self, worker):
         import faiss  # noqa: F401  (load its BLAS and OpenMP now, so that the limit reaches them)
-        from threadpoolctl import threadpool_limits
 
-        self._limits = threadpool_limits(1)
+        self._limits = pools_at_one_thread()
         if os.environ.get("MALLOC_TRIM_THRESHOLD_"):
             _reuse_freed_tiles()
 
@@ -126,14 +126,16 @@ class OnCluster:
         return sorted(address for address, seen in self.client.run(os.path.exists, path).items() if not seen)
 
     def compute(self, tasks: dict, output, tracked: set, progress):
-        order = sorted(tracked, key=str)
         tasks = {key: (_portable_errors, *task) if _is_task(task) else task for key, task in tasks.items()}
-        futures = self.client.get(tasks, [output] + order, sync=False)
+        # Per tracked key, a tiny task with what its unit noted: that alone travels back as it finishes.
+        noted = {(*key, "noted") if isinstance(key, tuple) else (key, "noted"): (counts_of, key) for key in sorted(tracked, key=str)}
+        futures = self.client.get({**tasks, **noted}, [output, *noted], sync=False)
         root, progress_futures = futures[0], futures[1:]
         try:
-            for finished in as_completed(progress_futures, loop=self.client.loop):
-                progress.advance()
-                finished.release()  # the scheduler keeps it while dependents still need it
+            # An error comes back as the "result" here (raise_errors=False) and is raised by the gather below, as before.
+            for finished, counts in as_completed(progress_futures, loop=self.client.loop, with_results=True, raise_errors=False):
+                progress.advance(noted=counts if isinstance(counts, dict) else None)
+                finished.release()
             return self.client.gather(root)
         except FutureCancelledError as exc:
             self.client.cancel(futures)
