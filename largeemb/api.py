@@ -10,28 +10,27 @@ from __future__ import annotations
 import json
 import logging
 import os
-from contextlib import contextmanager
 
 import numpy as np
 
 from largeemb.config import EvaluateConfig
-from largeemb.errors import InputError, ResumeMismatchError, StoreReadError
+from largeemb.errors import InputError
 from largeemb.io.checks import check_pair
 from largeemb.io.output import METRICS_FILE, result_dir
 from largeemb.io.reference import REFERENCE_FILE, REFERENCE_FILES, Reference, is_reference, load_reference, write_reference
 from largeemb.io.samples import SAMPLES_STORE, write_samples
 from largeemb.io.store import Source, open_source
 from largeemb.kernels.companions import fd_infinity, kid_from_row_sums, prob_score, vendi_score, vendi_score_of_rows
-from largeemb.kernels.highdim import cubic_seconds, few_rows, frechet_distance_of_rows
+from largeemb.kernels.highdim import few_rows, frechet_distance_of_rows
 from largeemb.kernels.moments import frechet_distance, frechet_distance_few_rows
 from largeemb.passes.projection import project
 from largeemb.pipeline import Passes, float64_work, run_passes, timed
 from largeemb.report.stage import PLOT_FILES, write_plots
 from largeemb.result import EvaluationResult, authentic, metrics_from_memberships, radius_warnings
 from largeemb.run import checkpoint
-from largeemb.run.progress import announce_long_step
+from largeemb.run.progress import announce_long_step, cubic_seconds
 from largeemb.run.session import check_reachable, check_sources, open_run
-from largeemb.version import __version__
+from largeemb.run.threads import one_blas_thread
 
 logger = logging.getLogger("largeemb")
 
@@ -117,8 +116,8 @@ def evaluate(
     check_sources(config, client, real_src, fake_src)
     store = None
     if checkpoint_dir is not None:
-        store = checkpoint.open_store(checkpoint_dir, _checkpoint_fingerprint(real_src, fake_src, config), resume)
-    with _kept_only_if_worth_it(checkpoint_dir), open_run(config, client, store) as run:
+        store = checkpoint.open_store(checkpoint_dir, checkpoint.run_fingerprint(real_src, fake_src, config.result_params()), resume)
+    with checkpoint.kept_only_if_worth_it(checkpoint_dir), open_run(config, client, store) as run:
         logger.debug("running %s", run.executor.describe())
         check_reachable(run, (real_src, fake_src), checkpoint_dir)
         passes = run_passes(real_src, fake_src, config, reference)
@@ -190,7 +189,8 @@ def _companions(config: EvaluateConfig, passes: Passes, warnings: list[str], sou
         # A Cholesky factor, then each point's products and eigenvalues, two points at a time.
         announce_long_step(f"FD∞, {len(nested)} eigenproblems of dim {dim:,} (--companions without fd_infinity skips it)",
                            cubic_seconds(dim, 1 + len(nested)))
-        metrics["fd_infinity"], sizes, fds = fd_infinity(real.mean, real.cov, nested)
+        with one_blas_thread():  # for the whole pool of two eigenproblems at a time
+            metrics["fd_infinity"], sizes, fds = fd_infinity(real.mean, real.cov, nested)
         details["fd_infinity"] = {"subsample_rows": sizes, "fd": fds}
     if "authenticity" in config.companions and passes.per_sample is not None:  # it needs each fake row's nearest real row
         if passes.real_nearest_other is None:
@@ -202,14 +202,16 @@ def _companions(config: EvaluateConfig, passes: Passes, warnings: list[str], sou
     if "vendi" in config.companions:
         for role, moments, src in (("real", real, sources[0]), ("fake", fake, sources[1])):
             if few_rows(src.rows, src.dim):  # the n × n kernel matrix: O(n²·dim), not O(dim³)
-                metrics[f"vendi_{role}"] = vendi_score_of_rows(src.read(0, src.rows))
+                with one_blas_thread():
+                    metrics[f"vendi_{role}"] = vendi_score_of_rows(src.read(0, src.rows))
                 continue
             unit = moments.unit_moment()
             if unit is None:
                 warnings.append(f"vendi_{role} not computed: the reference was built by an older largeemb (rebuild it)")
                 continue
             announce_long_step(f"vendi_{role}, an eigenproblem of dim {dim:,} (--companions without vendi skips it)", cubic_seconds(dim))
-            metrics[f"vendi_{role}"] = vendi_score(unit, moments.count)
+            with one_blas_thread():
+                metrics[f"vendi_{role}"] = vendi_score(unit, moments.count)
     if "p_precision_recall" in config.companions:
         prob = passes.memberships.prob
         if prob is None:
@@ -334,8 +336,8 @@ def build_reference(
         check_sources(config, client, source)
         if force and not resume:
             checkpoint.discard(work)
-        store = checkpoint.open_store(work, _checkpoint_fingerprint(source, None, config), resume)
-        with _kept_only_if_worth_it(work), open_run(config, client, store) as run:
+        store = checkpoint.open_store(work, checkpoint.run_fingerprint(source, None, config.result_params()), resume)
+        with checkpoint.kept_only_if_worth_it(work), open_run(config, client, store) as run:
             check_reachable(run, (source,), work)
             passes = run_passes(source, None, config)
             logger.info("%s", run.summary())
@@ -347,25 +349,6 @@ def build_reference(
     return load_reference(out)
 
 
-@contextmanager
-def _kept_only_if_worth_it(checkpoint_dir: str | None):
-    """On failure, keep the work directory only if it holds finished tasks to resume.
-
-    Bad data (NaN rows) makes every task worthless; a failure before any task
-    finished (the scheduler unreachable) leaves nothing to resume, and a kept
-    directory would only make the corrected rerun ask for --resume.
-    """
-    try:
-        yield
-    except BaseException as exc:
-        # A store that could not be read may be readable later, and old data may
-        # come back; any other bad input makes the finished tasks worthless.
-        worthless = isinstance(exc, InputError) and not isinstance(exc, (StoreReadError, ResumeMismatchError))
-        if checkpoint_dir is not None and (worthless or not checkpoint.has_finished(checkpoint_dir)):
-            checkpoint.discard(checkpoint_dir)
-        raise
-
-
 def _frechet(real_src: Source, fake_src: Source, real, fake) -> float:
     """FD; through the rows of sets with fewer rows than dimensions (both: O(n·m·dim); the smaller: O(n·dim²); not O(dim³))."""
     small, other = min([(fake_src, real), (real_src, fake)], key=lambda pair: pair[0].rows)
@@ -375,7 +358,8 @@ def _frechet(real_src: Source, fake_src: Source, real, fake) -> float:
         return frechet_distance_few_rows(other.mean, other.cov, small.read(0, small.rows))
     # A Cholesky factor, two dim × dim products and the eigenvalues: about two eigenproblems' time.
     announce_long_step(f"FD, eigenproblems of dim {real_src.dim:,}", cubic_seconds(real_src.dim, 2))
-    return frechet_distance(real.mean, real.cov, fake.mean, fake.cov)
+    with one_blas_thread():
+        return frechet_distance(real.mean, real.cov, fake.mean, fake.cov)
 
 
 def _paths(inputs) -> list[str]:
@@ -392,16 +376,6 @@ def _reference_source(real) -> list[str]:
             return [json.load(fh)["source"]["location"]]
     except (OSError, ValueError, KeyError, TypeError):
         return []
-
-
-def _checkpoint_fingerprint(real: Source, fake: Source | None, config: EvaluateConfig) -> dict:
-    """What must match for a resumed run to reuse finished tasks (not where it runs, nor the plots)."""
-    return {
-        "real": checkpoint.quick_fingerprint(real),
-        "fake": checkpoint.quick_fingerprint(fake) if fake is not None else None,  # None: a reference build
-        "params": config.result_params(),
-        "largeemb": __version__,
-    }
 
 
 def _versions() -> dict[str, str]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from largeemb.kernels.distance import unit_rows
-from largeemb.kernels.moments import covariance_factor, frechet_distance, one_blas_thread
+from largeemb.kernels.moments import covariance_factor, frechet_distance
 
 #: Subsample sizes of FD∞, as dgm-eval chooses them: 15 points from
 #: min(5000, max(m // 10, 2)) to m.
@@ -31,7 +31,6 @@ KID_SUBSET_SEED = 2020
 PPR_A, PPR_K = 1.2, 4
 
 
-@one_blas_thread
 def vendi_score(unit_s2: np.ndarray, count: int) -> float:
     """exp(Shannon entropy) of the eigenvalues of K/n for the cosine kernel (q = 1)."""
     values = np.linalg.eigvalsh((unit_s2 + unit_s2.T) / (2 * count))
@@ -62,7 +61,6 @@ def subsample_shells(rows: int, seed: int) -> tuple[np.ndarray, int]:
     return np.searchsorted(sizes, rank, side="right").astype(np.int8), len(sizes)
 
 
-@one_blas_thread  # for the whole pool: a limit set and restored by each thread left the other's BLAS at 1 or 2 threads by turns, and its sums in another order
 def fd_infinity(real_mean, real_cov, nested) -> tuple[float, list[int], list[float]]:
     """FD∞ and the FD of each nested subsample: a least-squares line of FD against 1/N, at 1/N = 0.
 

@@ -19,10 +19,12 @@ import json
 import os
 import shutil
 import uuid
+from contextlib import contextmanager
 
 import numpy as np
 
-from largeemb.errors import InputError
+from largeemb.errors import InputError, ResumeMismatchError, StoreReadError
+from largeemb.version import __version__
 
 #: Bumped whenever what a checkpoint holds or names changes (2: record
 #: classes moved into largeemb.kernels / largeemb.passes; 3: content.json,
@@ -195,6 +197,37 @@ def quick_fingerprint(source) -> dict:
     for row in (0, source.rows - 1):
         digest.update(np.ascontiguousarray(source.read(row, row + 1)).tobytes())
     return {**source.describe(), "rows_sha256": digest.hexdigest()[:16]}
+
+
+def run_fingerprint(real, fake, params: dict) -> dict:
+    """What must match for a resumed run to reuse finished tasks: the inputs (``fake`` None: a
+    reference build), the options that change results (``params``: not where it runs, nor the plots)
+    and the version."""
+    return {
+        "real": quick_fingerprint(real),
+        "fake": quick_fingerprint(fake) if fake is not None else None,
+        "params": params,
+        "largeemb": __version__,
+    }
+
+
+@contextmanager
+def kept_only_if_worth_it(checkpoint_dir: str | None):
+    """On failure, keep the work directory only if it holds finished tasks to resume.
+
+    Bad data (NaN rows) makes every task worthless; a failure before any task
+    finished (the scheduler unreachable) leaves nothing to resume, and a kept
+    directory would only make the corrected rerun ask for --resume.
+    """
+    try:
+        yield
+    except BaseException as exc:
+        # A store that could not be read may be readable later, and old data may
+        # come back; any other bad input makes the finished tasks worthless.
+        worthless = isinstance(exc, InputError) and not isinstance(exc, (StoreReadError, ResumeMismatchError))
+        if checkpoint_dir is not None and (worthless or not has_finished(checkpoint_dir)):
+            discard(checkpoint_dir)
+        raise
 
 
 # -- saving and loading one task's result -------------------------------------
