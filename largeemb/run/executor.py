@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from largeemb.run.progress import Progress
-from largeemb.run.tally import counts_of
+from largeemb.run.tally import reporting_to
 from largeemb.run.threads import cores, pools_at_one_thread, warn_if_oversubscribed
 
 
@@ -30,7 +30,7 @@ class Executor(Protocol):
 
     def compute(self, tasks: dict, output, tracked: set, progress: Progress):
         """Run ``tasks`` and return the value of key ``output``; advance ``progress`` per tracked key,
-        with what its unit noted (a tracked key's result may be a :class:`~largeemb.run.tally.Noted`).
+        and bring it what each tracked task reports (:mod:`largeemb.run.tally`): ``progress.note``.
 
         Raises :class:`LostWork` when the graph cannot finish because a worker took needed results with it.
         """
@@ -57,7 +57,9 @@ class InProcess:
 
         def posttask(key, result, dsk, state, worker_id):
             if key in tracked:
-                progress.advance(noted=counts_of(result))
+                progress.advance()
 
+        # What a tracked task reports goes straight to the progress (from the task threads).
+        tasks = {key: (reporting_to, progress.note, *task) if key in tracked else task for key, task in tasks.items()}
         with pools_at_one_thread(), Callback(posttask=posttask):
             return dask.threaded.get(tasks, output, num_workers=self.threads)

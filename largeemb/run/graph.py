@@ -18,11 +18,10 @@ consumer left the disk before its second was saved would stay to the end.
 The work directory then holds about one pass's frontier of results, not
 every tile the run computed.
 
-A unit also returns what its task noted about itself (:mod:`largeemb.run.tally`,
-e.g. screened tile entries): its wrapper collects that beside the value, the
-executor hands it to the pass's progress as the unit finishes, and
+A unit's wrapper also collects what its task noted about itself
+(:mod:`largeemb.run.tally`, e.g. screened tile entries) and reports it; the
+executor brings it to the pass's progress as the unit finishes, and
 :func:`run` adds it to the run's counts (:attr:`largeemb.run.session.Run.noted`).
-Consumers of a unit take its value alone (one plain task in between).
 
 Seam: :data:`unit_hooks` (for tests and instrumentation) holds callables
 ``hook(name, func) -> func`` applied to every named unit's function as graphs
@@ -43,7 +42,7 @@ from largeemb.run import checkpoint
 from largeemb.run.executor import LostWork
 from largeemb.run.progress import Progress
 from largeemb.run.session import current_run
-from largeemb.run.tally import Noted, collecting, value_of
+from largeemb.run.tally import collecting, report
 
 unit_hooks: list = []
 logger = logging.getLogger("largeemb")
@@ -54,9 +53,9 @@ def same(value):
     return value
 
 
-def _unit(kind: str, path: str | None, releases, func, *args) -> Noted:
-    """Compute a unit, with what it noted (under its ``kind``); when the run keeps checkpoints
-    (``path``), save it, then remove the inputs' files whose every consumer is saved.
+def _unit(kind: str, path: str | None, releases, func, *args):
+    """Compute a unit and report what it noted (under its ``kind``); when the run keeps
+    checkpoints (``path``), save it, then remove the inputs' files whose every consumer is saved.
 
     ``releases``: (input unit's file, its consumers' files) pairs.
     """
@@ -67,12 +66,8 @@ def _unit(kind: str, path: str | None, releases, func, *args) -> Noted:
         for done, consumers in releases:
             if all(checkpoint.saved(c) for c in consumers):
                 checkpoint.release(done)
-    return Noted(value, {(kind, name): count for name, count in counts.items()})
-
-
-def _saved(path: str) -> Noted:
-    """A unit saved before (read again after lost work): its value; it notes nothing."""
-    return Noted(checkpoint.load(path), {})
+    report({(kind, name): count for name, count in counts.items()})
+    return value
 
 
 class Graph:
@@ -110,10 +105,9 @@ class Graph:
             self.tasks[key] = (checkpoint.load, store.file(full))
             self.run.loading.add(key)
             return key
-        work, key = (group, full, "work"), (group, full)
-        self.tasks[work] = (_unit, kind, store.file(full) if store is not None else None, (), func, *args)
-        self.tasks[key] = (value_of, work)
-        self.run.computing.add(work)
+        key = (group, full)
+        self.tasks[key] = (_unit, kind, store.file(full) if store is not None else None, (), func, *args)
+        self.run.computing.add(key)
         return key
 
     def share(self, values: list) -> list:
@@ -192,7 +186,7 @@ def _reloaded(tasks: dict, renamed: dict) -> dict:
     out = {}
     for key, task in tasks.items():
         if task[0] is _unit and task[2] is not None and os.path.exists(task[2]):
-            out[key] = (_saved, task[2])
+            out[key] = (checkpoint.load, task[2])
         else:
             out[key] = (task[0], *(fresh(a) for a in task[1:]))
     return out

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import logging
 import sys
+import threading
 import time
 from collections import Counter
 
@@ -81,12 +82,13 @@ class Progress:
 
     ``terminal`` decides between a bar and log lines (default: whether stderr
     is a TTY). ``noted``: what the finished units noted about themselves
-    (:mod:`largeemb.run.tally`), summed.
+    (:mod:`largeemb.run.tally`), summed (:meth:`note`, from any thread).
     """
 
     def __init__(self, label: str, total: int, loaded: int = 0, terminal: bool | None = None, stream=None, unit: str = "tasks"):
         self.label, self.total, self.done, self.unit = label, total, 0, unit
         self.noted: Counter = Counter()
+        self._noting = threading.Lock()
         self.started = self.last_line = time.monotonic()
         self._bar = None
         if total == 0:
@@ -100,10 +102,13 @@ class Progress:
             taken = f" ({loaded} more taken from checkpoints)" if loaded else ""
             logger.info("%s: started, %d %s to compute%s", label, total, unit, taken)
 
-    def advance(self, count: int = 1, noted: dict | None = None) -> None:
+    def note(self, counts: dict) -> None:
+        """Add what a finished unit reported."""
+        with self._noting:
+            self.noted.update(counts)
+
+    def advance(self, count: int = 1) -> None:
         self.done += count
-        if noted:
-            self.noted.update(noted)
         if self._bar is not None:
             self._bar[0].advance(self._bar[1], count)
         elif time.monotonic() - self.last_line >= LOG_EVERY_S and self.done < self.total:
