@@ -7,8 +7,8 @@ stay small, kernels keep no state between calls, and the docs name every module.
 """
 
 import ast
-import re
 import pathlib
+import re
 
 import pytest
 

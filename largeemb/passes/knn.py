@@ -23,7 +23,6 @@ from largeemb.passes.context import PassContext, note_screening
 from largeemb.run.graph import Graph, run
 from largeemb.run.threads import one_thread
 
-
 #: Unproven rows per float64 resolution task (with one block of the set).
 RESOLVE_ROWS = 2048
 
