@@ -202,8 +202,7 @@ def _companions(config: EvaluateConfig, passes: Passes, warnings: list[str], sou
     if "vendi" in config.companions:
         for role, moments, src in (("real", real, sources[0]), ("fake", fake, sources[1])):
             if few_rows(src.rows, src.dim):  # the n × n kernel matrix: O(n²·dim), not O(dim³)
-                with one_blas_thread():
-                    metrics[f"vendi_{role}"] = vendi_score_of_rows(src.read(0, src.rows))
+                metrics[f"vendi_{role}"] = vendi_score_of_rows(src.read(0, src.rows), one_blas_thread()(vendi_score))
                 continue
             unit = moments.unit_moment()
             if unit is None:

@@ -38,10 +38,14 @@ def vendi_score(unit_s2: np.ndarray, count: int) -> float:
     return float(np.exp(-(values * np.log(values)).sum()))
 
 
-def vendi_score_of_rows(rows: np.ndarray) -> float:
-    """As :func:`vendi_score`, from the rows themselves: the n × n K/n = U Uᵀ/n (where n < dim, O(n²·dim))."""
+def vendi_score_of_rows(rows: np.ndarray, score=vendi_score) -> float:
+    """As :func:`vendi_score`, from the rows themselves: the n × n K/n = U Uᵀ/n (where n < dim, O(n²·dim)).
+
+    ``score``: :func:`vendi_score`, or the same held to one BLAS thread by the caller
+    (:func:`largeemb.run.threads.one_blas_thread`): the eigenvalues alone, not the product.
+    """
     unit = unit_rows(rows)
-    return vendi_score(unit @ unit.T, len(unit))  # U Uᵀ and Uᵀ U share their non-zero eigenvalues
+    return score(unit @ unit.T, len(unit))  # U Uᵀ and Uᵀ U share their non-zero eigenvalues
 
 
 def subsample_sizes(rows: int) -> np.ndarray:
