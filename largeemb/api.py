@@ -10,11 +10,10 @@ from __future__ import annotations
 import json
 import logging
 import os
-from contextlib import contextmanager
 
 from largeemb import metrics
 from largeemb.config import EvaluateConfig
-from largeemb.errors import InputError, ResumeMismatchError, StoreReadError
+from largeemb.errors import InputError
 from largeemb.io.checks import check_pair
 from largeemb.io.output import METRICS_FILE, result_dir
 from largeemb.io.reference import (
@@ -32,7 +31,7 @@ from largeemb.report.stage import PLOT_FILES, write_plots
 from largeemb.result import EvaluationResult
 from largeemb.run import checkpoint
 from largeemb.run.session import check_reachable, check_sources, open_run
-from largeemb.version import __version__
+from largeemb.run.threads import one_blas_thread
 
 logger = logging.getLogger("largeemb")
 
@@ -113,8 +112,8 @@ def evaluate(
     check_sources(config, client, real_src, fake_src)
     store = None
     if checkpoint_dir is not None:
-        store = checkpoint.open_store(checkpoint_dir, _checkpoint_fingerprint(real_src, fake_src, config), resume)
-    with _kept_only_if_worth_it(checkpoint_dir), open_run(config, client, store) as run:
+        store = checkpoint.open_store(checkpoint_dir, checkpoint.run_fingerprint(real_src, fake_src, config.result_params()), resume)
+    with checkpoint.kept_only_if_worth_it(checkpoint_dir), open_run(config, client, store) as run:
         logger.debug("running %s", run.executor.describe())
         check_reachable(run, (real_src, fake_src), checkpoint_dir)
         passes = run_passes(real_src, fake_src, config, reference, needs)
@@ -234,8 +233,8 @@ def build_reference(
         check_sources(config, client, source)
         if force and not resume:
             checkpoint.discard(work)
-        store = checkpoint.open_store(work, _checkpoint_fingerprint(source, None, config), resume)
-        with _kept_only_if_worth_it(work), open_run(config, client, store) as run:
+        store = checkpoint.open_store(work, checkpoint.run_fingerprint(source, None, config.result_params()), resume)
+        with checkpoint.kept_only_if_worth_it(work), open_run(config, client, store) as run:
             check_reachable(run, (source,), work)
             passes = run_passes(source, None, config)
             logger.info("%s", run.summary())
@@ -247,23 +246,6 @@ def build_reference(
     return load_reference(out)
 
 
-@contextmanager
-def _kept_only_if_worth_it(checkpoint_dir: str | None):
-    """On failure, keep the work directory only if it holds finished tasks to resume.
-
-    Bad data (NaN rows) makes every task worthless; a failure before any task
-    finished (the scheduler unreachable) leaves nothing to resume, and a kept
-    directory would only make the corrected rerun ask for --resume.
-    """
-    try:
-        yield
-    except BaseException as exc:
-        # A store that could not be read may be readable later, and old data may
-        # come back; any other bad input makes the finished tasks worthless.
-        worthless = isinstance(exc, InputError) and not isinstance(exc, (StoreReadError, ResumeMismatchError))
-        if checkpoint_dir is not None and (worthless or not checkpoint.has_finished(checkpoint_dir)):
-            checkpoint.discard(checkpoint_dir)
-        raise
 
 
 def _paths(inputs) -> list[str]:
@@ -282,11 +264,3 @@ def _reference_source(real) -> list[str]:
         return []
 
 
-def _checkpoint_fingerprint(real: Source, fake: Source | None, config: EvaluateConfig) -> dict:
-    """What must match for a resumed run to reuse finished tasks (not where it runs, nor the plots)."""
-    return {
-        "real": checkpoint.quick_fingerprint(real),
-        "fake": checkpoint.quick_fingerprint(fake) if fake is not None else None,  # None: a reference build
-        "params": config.result_params(),
-        "largeemb": __version__,
-    }

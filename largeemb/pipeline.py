@@ -29,10 +29,11 @@ from largeemb.kernels.moments import Moments
 from largeemb.metrics import Found, Needs, needs_of
 from largeemb.metrics.base import leading
 from largeemb.passes import cross, knn, moments, prune
-from largeemb.passes.context import PassContext, resolve_precision
+from largeemb.passes.context import PassContext, resolve_precision, screening
 from largeemb.passes.cross import PerSample
 from largeemb.passes.knn import Radii
 from largeemb.passes.projection import Projection, project
+from largeemb.run.session import in_one_run
 
 
 @dataclass
@@ -170,6 +171,7 @@ def _exact_tiles(moments: list[Moments]) -> bool:
     return merged.exact()
 
 
+@in_one_run  # every stage's graphs in one run, whose counts give the screening numbers
 def run_passes(
     real: Source, fake: Source | None, config: EvaluateConfig, reference: Reference | None = None, needs: Needs | None = None
 ) -> Passes:
@@ -209,7 +211,7 @@ def run_passes(
         s.radii = radii
     passes = Passes(ctx, real_set, fake_set, timings=timings, screening={"precision": ctx.precision}, reference=side.path)
     if ctx.precision != "float32":
-        passes.screening.update({f"radii_{role}": t.screen.as_dict() for role, t in zip(roles, tiles)})
+        passes.screening.update({f"radii_{role}": screening(f"radii-{role}") for role in roles})
     if fake is None:
         return passes
 
@@ -221,8 +223,8 @@ def run_passes(
     realism = needs.realism(real_radii[:, 0]) if needs.realism is not None else None
     with timed(timings, "cross"):
         passes.memberships = cross.cross_stage(ctx, real, fake, real_radii, fake_radii, realism, passes.prob_radii)
-    if ctx.precision != "float32" and passes.memberships.screen is not None:
-        passes.screening["cross"] = passes.memberships.screen.as_dict()
+    if ctx.precision != "float32":
+        passes.screening["cross"] = screening("cross-tile")
     if realism is not None:
         with timed(timings, "samples"):
             passes.per_sample = cross.settle_stage(ctx, real, fake, passes.memberships, realism)

@@ -9,8 +9,8 @@
 2. One engine tile as a task computes it (one thread), with the selection of
    the entries below each row's and each column's cut that follows: the
    float32 tile (``sqdist32``, then a scan of the whole tile) against the
-   screened one (``screened_tile`` with the right rows rounded once per
-   block, then a selection from its open entries), on 2048 x 2048 Gaussian
+   screened one (``ScreenedTiles.tile`` with each block's rows rounded once,
+   then a selection from its open entries), on 2048 x 2048 Gaussian
    panels, dim 512, with cuts at the 0.05% and 0.25% quantiles of each row
    and column (about k-NN cuts in a 20,000-row set, late and early), and the
    share of entries re-checked in float32.
@@ -47,7 +47,7 @@ def main():
     from largeemb.io import onednn
     from largeemb.kernels import bf16
     from largeemb.kernels.distance import prepare_block, sqdist32
-    from largeemb.kernels.screen import below, screen_counting, screened_tile
+    from largeemb.kernels.screen import ScreenedTiles, below
 
     m = n = 4096
     k = 512
@@ -92,10 +92,10 @@ def main():
             for name, g in (("oneDNN", gemm), ("emulated", bf16.emulated)):
                 if g is None:
                     continue
-                block, other = prepare_block(x, 0, centre, "euclidean", g), prepare_block(y, 0, centre, "euclidean", g)
-                with screen_counting() as counts:
-                    t = best(lambda: selected(*screened_tile(block, right, row_cut, col_cut, other.rounded), row_cut, col_cut), reps=3)
-                share = counts.rechecked / counts.entries
+                block, other = prepare_block(x, 0, centre, "euclidean"), prepare_block(y, 0, centre, "euclidean")
+                strategy, origins = ScreenedTiles(g), ((block, np.arange(rows)), (other, np.arange(rows)))
+                t = best(lambda: selected(*strategy.tile(block, right, row_cut, col_cut, *origins), row_cut, col_cut), reps=3)
+                share = strategy.counts.rechecked / strategy.counts.entries
                 print(f"tile {rows} x {rows} x {dim} + selection, one thread, cuts at the {quantile:.2%} quantile: float32 {t32 * 1e3:.0f} ms, "
                       f"screened ({name}) {t * 1e3:.0f} ms ({t32 / t:.2f}x), re-checked in float32: {share:.3%}")
 

@@ -2,7 +2,8 @@
 
 Layers, lowest first; a module may import only from its own layer or a lower
 one, and no import cycle may exist anywhere (lazy imports inside functions
-count too). ARCHITECTURE.md describes the same order.
+count too). ARCHITECTURE.md describes the same order. Also checked: modules
+stay small, kernels keep no state between calls, and the docs name every module.
 """
 
 import ast
@@ -25,8 +26,10 @@ LAYERS = [
     ("report", ("largeemb.report",)),
     ("series", ("largeemb.series",)),
     ("api", ("largeemb.api",)),
-    ("cli", ("largeemb.cli", "largeemb.__main__", "largeemb")),
+    ("cli", ("largeemb.cli", "largeemb.cli_options", "largeemb.cli_process", "largeemb.__main__", "largeemb")),
 ]
+#: Lines a module may have: past this, a module holds more than one concept (split it).
+MAX_LINES = 400
 
 
 def module_name(path: pathlib.Path) -> str:
@@ -261,3 +264,138 @@ def test_architecture_doc_names_every_layer():
         for prefix in prefixes:
             if prefix != "largeemb":
                 assert f"`{prefix.removeprefix('largeemb.').replace('.', '/')}" in doc, prefix
+
+
+def test_every_module_is_at_most_400_lines():
+    long = {name: n for name, path in modules().items() if (n := len(path.read_text().splitlines())) > MAX_LINES}
+    assert not long, f"modules over {MAX_LINES} lines (split each at its concepts): {long}"
+
+
+#: Method calls that change a container or an array in place.
+MUTATING_METHODS = {
+    "append", "extend", "insert", "update", "setdefault", "add", "discard", "remove", "pop", "popitem", "clear",
+    "appendleft", "extendleft", "sort", "reverse", "fill", "put", "resize", "move_to_end", "itemset",
+}
+
+
+def _locals(func) -> set[str]:
+    """Names a function binds itself (parameters and assignments, nested scopes included)."""
+    args = func.args
+    names = {a.arg for a in args.posonlyargs + args.args + args.kwonlyargs}
+    names |= {a.arg for a in (args.vararg, args.kwarg) if a is not None}
+    return names | {n.id for n in ast.walk(func) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+
+
+def _target_name(node):
+    """The name at the root of ``x``, ``x.attr``, ``x[i]`` (chains included)."""
+    while isinstance(node, (ast.Attribute, ast.Subscript)):
+        node = node.value
+    return node.id if isinstance(node, ast.Name) else None
+
+
+def state_kept(source: str) -> list[str]:
+    """What in a module keeps state between calls: ``global`` statements, ``threading.local()``
+    or a cache decorator at module level, and any change to a module-level name's contents
+    (item or attribute assignment, augmented assignment, mutating method calls)."""
+    tree = ast.parse(source)
+    module_names = {
+        t.id for node in tree.body for t in (node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)])
+        if isinstance(t, ast.Name)
+    }
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Global):
+            found.append(f"line {node.lineno}: global {', '.join(node.names)}")
+        if isinstance(node, ast.Call) and ast.unparse(node.func) in ("threading.local", "local"):
+            found.append(f"line {node.lineno}: threading.local()")
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for deco in node.decorator_list:
+                if ast.unparse(deco).split("(")[0].rsplit(".", 1)[-1] in ("lru_cache", "cache"):
+                    found.append(f"line {node.lineno}: a cache on {node.name}")
+
+    def changes(scope, own: set[str]):
+        for node in ast.walk(scope):
+            targets = []
+            if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Delete)):
+                for t in node.targets if isinstance(node, (ast.Assign, ast.Delete)) else [node.target]:
+                    if isinstance(t, (ast.Attribute, ast.Subscript)) or isinstance(node, ast.AugAssign):
+                        targets.append(t)
+            elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in MUTATING_METHODS:
+                targets.append(node.func.value)
+            for t in targets:
+                name = _target_name(t)
+                if name in module_names and name not in own:
+                    found.append(f"line {node.lineno}: changes module-level {name}")
+
+    functions = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))]
+    for func in functions:
+        if isinstance(func, ast.Lambda):
+            continue
+        changes(func, _locals(func))
+    for node in tree.body:  # code run at import, outside any function
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            changes(node, set())
+    return sorted(set(found))
+
+
+def test_kernels_keep_no_state_between_calls():
+    """The numeric core is arrays in, arrays out: no module or thread state (what a task must keep,
+    e.g. the screened tiles' gather buffers, lives on an object the task holds)."""
+    kept = {name: state_kept(path.read_text()) for name, path in modules().items() if layer_of(name) == 1}
+    assert not {name: found for name, found in kept.items() if found}
+
+
+def test_the_state_check_can_fail():
+    """The state check finds each kind of kept state it looks for, and nothing in stateless code."""
+    planted = """
+import threading
+import functools
+_gather = threading.local()
+_counts = {}
+_seen = []
+LIMIT = 3
+
+def count(x):
+    global LIMIT
+    _gather.buffers = x
+    _counts["calls"] = x
+    _seen.append(x)
+
+@functools.lru_cache(maxsize=1)
+def cached():
+    return 1
+"""
+    found = " ".join(state_kept(planted))
+    for what in ("threading.local()", "global LIMIT", "changes module-level _gather", "changes module-level _counts",
+                 "changes module-level _seen", "a cache on cached"):
+        assert what in found, what
+    clean = """
+SIZES = (1, 2)
+
+def f(values):
+    out = []
+    out.append(values)
+    counts = {}
+    counts["a"] = 1
+    values[0] = 2
+    return out
+"""
+    assert state_kept(clean) == []
+
+
+def _modules_of(package: pathlib.Path) -> set[str]:
+    return {p.stem for p in package.glob("*.py") if p.stem != "__init__"}
+
+
+def test_each_package_docstring_names_every_module():
+    for package in sorted(p for p in PACKAGE.iterdir() if (p / "__init__.py").exists()):
+        doc = ast.get_docstring(ast.parse((package / "__init__.py").read_text())) or ""
+        missing = sorted(m for m in _modules_of(package) if not re.search(rf"\b{m}\b", doc))
+        assert not missing, f"largeemb/{package.name}/__init__.py's docstring does not name {missing}"
+
+
+def test_architecture_doc_names_every_module():
+    doc = (PACKAGE.parent / "ARCHITECTURE.md").read_text()
+    named = {f"{p.parent.name}/{p.name}" if p.parent != PACKAGE else p.name for p in PACKAGE.rglob("*.py") if not p.stem.startswith("__")}
+    missing = sorted(path for path in named if path.rsplit("/", 1)[-1] not in doc)
+    assert not missing, f"ARCHITECTURE.md's tree does not name {missing}"

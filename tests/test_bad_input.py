@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from conftest import mixture, zarr_store
 from largeemb import api
-from largeemb.io import checks, store
+from largeemb.io import checks, chunks, faults, store
 from largeemb.cli import app
 from largeemb.config import EvaluateConfig, ReadRetry
 from largeemb.io.store import Source
@@ -258,7 +258,7 @@ class FlakyArray:
 
 @pytest.fixture
 def fast_retry(monkeypatch):
-    monkeypatch.setattr(store, "READ_RETRY", ReadRetry(attempts=3, first_delay_s=0.001, max_delay_s=0.002))
+    monkeypatch.setattr(faults, "READ_RETRY", ReadRetry(attempts=3, first_delay_s=0.001, max_delay_s=0.002))
 
 
 def _flaky_open(monkeypatch, failures, error=ConnectionError):
@@ -298,14 +298,14 @@ def test_missing_chunk_check_lists_keys_without_reading_data(tmp_path, monkeypat
     path = _with_deleted_chunk(tmp_path)
     arr = zarr.open_array(path, mode="r")
     monkeypatch.setattr(type(arr), "__getitem__", lambda *a: pytest.fail("read data"))
-    assert store.missing_chunks(arr) == (1, 5, (200, 300))
+    assert chunks.missing_chunks(arr) == (1, 5, (200, 300))
 
 
 def test_sparse_but_complete_store_is_accepted(tmp_path):
     data = mixture(400, DIM, 1)
     arr = zarr.create_array(str(tmp_path / "ok.zarr"), shape=data.shape, dtype=data.dtype, chunks=(100, 3))  # dim split too
     arr[:] = data
-    assert store.missing_chunks(arr) == (0, 8, None)
+    assert chunks.missing_chunks(arr) == (0, 8, None)
     assert store.open_source(str(tmp_path / "ok.zarr"), role="real").rows == 400
 
 

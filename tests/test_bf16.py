@@ -20,7 +20,8 @@ from largeemb.errors import InputError
 from largeemb.io import onednn
 from largeemb.kernels import bf16
 from largeemb.kernels.distance import prepare_block, sqdist32, sqdist_error_scale
-from largeemb.kernels.screen import below, bf16_error_scale, bf16_tile, rounding_terms, screen_counting, screened_sqdist, screened_tile
+from largeemb.kernels.bf16 import Rounded
+from largeemb.kernels.screen import ScreenedTiles, below, bf16_error_scale, bf16_tile, rounding_terms
 from largeemb.kernels import screen
 from largeemb.passes.context import resolve_precision
 
@@ -58,13 +59,15 @@ def _adversarial(name: str, rng) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 ADVERSARIAL = ["gaussian", "near_copies_far_from_centre", "ties", "large_dim", "worst_rounding", "mixed_magnitudes"]
 
 
-def _blocks(name, gemm=bf16.emulated, seed=0):
+def _blocks(name, seed=0):
     a, b, centre = _adversarial(name, np.random.default_rng(seed))
     centre = centre.astype(np.float32)
-    return (
-        prepare_block(a.astype(np.float32), 0, centre, "euclidean", gemm),
-        prepare_block(b.astype(np.float32), 0, centre, "euclidean", gemm),
-    )
+    return prepare_block(a.astype(np.float32), 0, centre, "euclidean"), prepare_block(b.astype(np.float32), 0, centre, "euclidean")
+
+
+def _whole(block):
+    """(block, every row): a tile operand that is its whole block (rounded once per block)."""
+    return block, np.arange(block.rows)
 
 
 def _exact(a, b) -> np.ndarray:
@@ -90,7 +93,7 @@ def test_rounding_to_bfloat16_matches_ml_dtypes():
 @pytest.mark.parametrize("name", ADVERSARIAL)
 def test_bf16_bound_holds_on_adversarial_data(name):
     a, b = _blocks(name)
-    error = np.abs(bf16_tile(a, b.right()).astype(np.float64) - _exact(a, b))
+    error = np.abs(bf16_tile(bf16.emulated, a, b.right()).astype(np.float64) - _exact(a, b))
     bound = _bound(a, b, bf16_error_scale(a.dim))
     assert (error <= bound).all(), float((error / bound).max())
     if name == "worst_rounding":  # the bound is tight here: it is not vacuous
@@ -102,8 +105,9 @@ def test_per_row_rounding_terms_bound_every_product(name):
     """The screening's per-row bound on the operands' rounding (Cauchy-Schwarz), against float64 products."""
     a, b = _blocks(name)
     x, y = a.centred, b.centred
-    x_bits, y_bits = a.rounded.bits, b.rounded.bits
-    e_x, e_y = rounding_terms(a.rounded, b.rounded)
+    x_rounded, y_rounded = Rounded.of(x), Rounded.of(y)
+    x_bits, y_bits = x_rounded.bits, y_rounded.bits
+    e_x, e_y = rounding_terms(x_rounded, y_rounded)
     exact = 2 * x.astype(np.float64) @ y.astype(np.float64).T
     rounded = 2 * bf16.from_bits(x_bits).astype(np.float64) @ bf16.from_bits(y_bits).astype(np.float64).T
     error = np.abs(exact - rounded)
@@ -117,21 +121,21 @@ def test_per_row_rounding_terms_bound_every_product(name):
 @pytest.mark.skipif(not onednn.available(), reason="oneDNN (the bf16 extra) or bf16 hardware missing")
 @pytest.mark.parametrize("name", ADVERSARIAL)
 def test_onednn_tile_within_the_same_bound(name):
-    a, b = _blocks(name, gemm=onednn.onednn())
-    error = np.abs(bf16_tile(a, b.right()).astype(np.float64) - _exact(a, b))
+    a, b = _blocks(name)
+    error = np.abs(bf16_tile(onednn.onednn(), a, b.right()).astype(np.float64) - _exact(a, b))
     assert (error <= _bound(a, b, bf16_error_scale(a.dim))).all()
 
 
 @pytest.mark.skipif(not onednn.available(), reason="oneDNN (the bf16 extra) or bf16 hardware missing")
 def test_onednn_from_concurrent_task_threads_gives_the_same_tile():
     """Task threads share the process: one primitive run from two threads at once once gave wrong products."""
-    a, b = _blocks("gaussian", gemm=onednn.onednn())
-    expected = bf16_tile(a, b.right())
+    a, b = _blocks("gaussian")
+    expected = bf16_tile(onednn.onednn(), a, b.right())
     diffs = []
 
     def work():
         for _ in range(6):
-            diffs.append(float(np.abs(bf16_tile(a, b.right()) - expected).max()))
+            diffs.append(float(np.abs(bf16_tile(onednn.onednn(), a, b.right()) - expected).max()))
 
     threads = [threading.Thread(target=work) for _ in range(3)]
     for t in threads:
@@ -148,10 +152,12 @@ def test_screened_tile_settles_only_entries_above_both_cuts(name):
     # Cuts at a low quantile of each row and column, as k-NN and ball cuts are.
     row_cut = np.quantile(d32, 0.01, axis=1).astype(np.float32)
     col_cut = np.quantile(d32, 0.01, axis=0).astype(np.float32)
-    with screen_counting() as counts:
-        screened = screened_sqdist(a, b.right(), row_cut, col_cut, b.rounded)
-    # The right rows rounded once per block (as the passes give them) or from the operand: one tile.
-    np.testing.assert_array_equal(screened_sqdist(a, b.right(), row_cut, col_cut), screened)
+    strategy = ScreenedTiles(bf16.emulated)
+    screened = strategy.tile(a, b.right(), row_cut, col_cut, _whole(a), _whole(b))[0]
+    # The rows rounded once per block (as unpruned passes have them) or per tile: one tile.
+    per_tile = ScreenedTiles(bf16.emulated, round_blocks=False).tile(a, b.right(), row_cut, col_cut, _whole(a), _whole(b))[0]
+    np.testing.assert_array_equal(per_tile, screened)
+    counts = strategy.counts
     settled = np.isinf(screened)
     assert (d32[settled] >= np.maximum(row_cut[:, None], col_cut[None, :])[settled]).all()
     # The rest are float32 values within the float32 bound of the exact ones.
@@ -168,7 +174,7 @@ def test_selection_from_the_open_entries_equals_a_scan_of_the_tile(name):
     d32 = sqdist32(a, b.right())
     row_cut = np.quantile(d32, 0.02, axis=1).astype(np.float32)
     col_cut = np.quantile(d32, 0.02, axis=0).astype(np.float32)
-    dist, open_entries = screened_tile(a, b.right(), row_cut, col_cut, b.rounded)
+    dist, open_entries = ScreenedTiles(bf16.emulated).tile(a, b.right(), row_cut, col_cut, _whole(a), _whole(b))
     if open_entries is None:  # the whole tile fell back to float32
         return
     assert (np.diff(open_entries) > 0).all() and np.isfinite(dist.ravel()[open_entries]).all()
@@ -291,12 +297,20 @@ def test_screened_run_on_worker_processes_equals_the_in_process_float32_run(tmp_
 
 
 def test_small_tiles_stay_float32_by_default(monkeypatch):
-    monkeypatch.setattr(screen, "MIN_SCREEN_ENTRIES", 1 << 21)
-    a, b = _blocks("gaussian")
-    with screen_counting() as counts:
-        dist, open_entries = screened_tile(a, b.right(), np.full(a.rows, np.inf), np.full(b.rows, np.inf), b.rounded)
-    assert open_entries is None and counts.entries == 0
-    np.testing.assert_array_equal(dist, sqdist32(a, b.right()))
+    """At the module's own MIN_SCREEN_ENTRIES, a 1024 x 1024 tile (measured: no faster screened) stays
+    float32, and a 2048 x 1025 one (just over 2^21 entries) is screened. Either fails if the default moves
+    past the measurement (this file's fixture, which screens every tile, is undone first)."""
+    monkeypatch.undo()
+    rows = np.random.default_rng(3).standard_normal((2048, 16)).astype(np.float32)
+    block = prepare_block(rows, 0, np.zeros(16, np.float32), "euclidean")
+    right, everything = block.right(), np.full(2048, np.inf)
+    small, part = ScreenedTiles(bf16.emulated), block.panel(0, 1024)
+    dist, open_entries = small.tile(part, right[:1024], everything[:1024], everything[:1024])
+    assert open_entries is None and small.counts.entries == 0
+    np.testing.assert_array_equal(dist, sqdist32(part, right[:1024]))
+    large = ScreenedTiles(bf16.emulated)
+    large.tile(block, right[:1025], everything, everything[:1025])
+    assert large.counts.entries == 2048 * 1025
 
 
 @pytest.mark.skipif(not onednn.available(), reason="oneDNN (the bf16 extra) or bf16 hardware missing")

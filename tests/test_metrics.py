@@ -134,10 +134,10 @@ def test_near_points_far_from_origin_are_exact():
 def test_float64_fallback_keeps_radii_exact(monkeypatch):
     """With no spare candidates most rows cannot be proven in float32 and take
     the float64 fallback; the answer must not change."""
-    from largeemb.kernels import knn
+    from largeemb.kernels import neighbours
 
-    monkeypatch.setattr(knn, "MARGIN", 0)
-    monkeypatch.setattr(knn, "BAND", 0.0)
+    monkeypatch.setattr(neighbours, "MARGIN", 0)
+    monkeypatch.setattr(neighbours, "BAND", 0.0)
     real, fake = mixture(900, 8, 1), mixture(800, 8, 2)
     result = largeemb.evaluate(real, fake, k=3, block_rows=200)
     assert result.real["float64_fallback_rows"] > 0

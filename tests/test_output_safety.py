@@ -23,7 +23,9 @@ from conftest import failing_units, mixture, unit_hook, zarr_store
 from largeemb.api import RESULT_FILES
 from largeemb.io import output
 from largeemb.cli import app
-from largeemb.io.output import LOCK_FILE, METRICS_FILE, OutputLock, result_dir
+from largeemb.errors import OutputLockedError
+from largeemb.io.lock import LOCK_FILE, OutputLock
+from largeemb.io.output import METRICS_FILE, result_dir
 
 runner = CliRunner()
 ROOT = Path(__file__).parents[1]
@@ -110,7 +112,7 @@ def test_failed_run_removes_the_out_directory_it_created(tmp_path, stores):
 
 HOLD_LOCK = """
 import sys, time
-from largeemb.io.output import OutputLock
+from largeemb.io.lock import OutputLock
 lock = OutputLock(sys.argv[1]); lock.acquire()
 print("locked", flush=True)
 time.sleep(60)
@@ -178,7 +180,7 @@ def test_pid_fallback_takes_over_a_dead_process_lock(tmp_path, no_flock):
 @pytest.mark.parametrize("host", ["this", "elsewhere"])
 def test_pid_fallback_refuses_a_live_or_unknowable_holder(tmp_path, no_flock, host):
     _write_lock(tmp_path, pid=os.getppid(), host=socket.gethostname() if host == "this" else "node-17")
-    with pytest.raises(output.OutputLockedError, match=f"pid {os.getppid()}"):
+    with pytest.raises(OutputLockedError, match=f"pid {os.getppid()}"):
         OutputLock(str(tmp_path)).acquire()
     assert (tmp_path / LOCK_FILE).exists()  # someone else's lock is left alone
 

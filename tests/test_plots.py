@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from largeemb.report import figures as plots
 from largeemb import api
+from largeemb.report import captions
 from largeemb.report import stage as report
 from largeemb.cli import app
 
@@ -186,20 +187,20 @@ def test_default_tsne_keeps_each_dropped_mode_a_real_only_cluster():
 
 def test_figures_say_what_they_show_and_keep_the_data_clear(run_dir):
     data, metrics = report.load_run(str(run_dir))
-    pca = report.pca_figure(data, metrics)
+    pca = captions.captioned_pca(data, metrics)
     ax = pca.axes[0]
     assert all(name in ax.get_title() for name in ("precision", "recall", "density", "coverage"))
     circles = [c for c in ax.collections if type(c).__name__ == "EllipseCollection"]
-    assert sum(len(c.get_offsets()) for c in circles) <= report.CIRCLES_SHOWN  # not one per row
+    assert sum(len(c.get_offsets()) for c in circles) <= captions.CIRCLES_SHOWN  # not one per row
     renderer = pca.canvas.get_renderer()
     legend, frame = ax.get_legend().get_window_extent(renderer), ax.get_window_extent(renderer)
     assert legend.y1 <= frame.y0 + 1  # below the axes, never over the data
 
-    sweep = report.k_sweep_figure(metrics).axes[0]
+    sweep = captions.captioned_k_sweep(metrics).axes[0]
     assert "1,500 rows" in sweep.get_title() and "1,200 rows" in sweep.get_title() and "euclidean" in sweep.get_title()
     assert len(sweep.containers) == 4 and all(c.has_yerr for c in sweep.containers)  # ±1 SE from metrics.json
 
-    tsne = report.tsne_figure(data, metrics).axes[0]
+    tsne = captions.captioned_tsne(data, metrics).axes[0]
     assert not len(tsne.get_xticks()) and not len(tsne.get_yticks())
     for fig in (pca, sweep.figure, tsne.figure):
         plots.save(fig, "/dev/null")

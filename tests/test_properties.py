@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 import oracle
-from largeemb.kernels import cross, knn
+from largeemb.kernels import cross
+from largeemb.kernels.neighbours import MAX_CANDIDATES, Candidates, Neighbours, merge
 from largeemb.kernels.distance import metric_rows, prepare_block, sqdist_error_scale
 from largeemb.kernels.moments import Moments
 
@@ -165,7 +166,7 @@ def neighbour_merges(draw):
     k = draw(st.integers(0, K - 1))
     band = np.array([draw(st.sampled_from([0.0, 0.5, 2.0])) for _ in range(rows_n)])
     cut = np.array([draw(st.sampled_from([np.inf, 3.0, 10.0])) for _ in range(rows_n)])
-    nb = knn.Neighbours(0, d32, idx, floor, np.zeros(rows_n), cut, band, K, k)
+    nb = Neighbours(0, d32, idx, floor, np.zeros(rows_n), cut, band, K, k)
 
     n_batches = draw(st.integers(1, 5))
     owner = [draw(st.integers(0, n_batches - 1)) for _ in offered]
@@ -174,7 +175,7 @@ def neighbour_merges(draw):
         mine = [o for o, w in zip(offered, owner) if w == b]
         floor_rows = np.array(sorted(draw(st.sets(st.integers(0, rows_n - 1), max_size=rows_n))), np.int64)
         batches.append(
-            knn.Candidates(
+            Candidates(
                 rows=np.array([r for r, _, _ in mine], np.int64),
                 idx=np.array([n for _, n, _ in mine], np.int64),
                 d32=np.array([d for _, _, d in mine], np.float32),
@@ -185,7 +186,7 @@ def neighbour_merges(draw):
     return nb, batches
 
 
-def _best_k_oracle(nb: knn.Neighbours, batches):
+def _best_k_oracle(nb: Neighbours, batches):
     """Per row: the (d32, index) pairs up to the new cut (at most MAX_CANDIDATES, K where the band is 0), as lists;
     the floor is the smallest of what the batches lowered it to and of what the cap dropped."""
     rows_n = nb.d32.shape[0]
@@ -204,7 +205,7 @@ def _best_k_oracle(nb: knn.Neighbours, batches):
             s = pool[nb.k][0] if len(pool) > nb.k else np.inf
             cuts[row] = min(nb.cut[row], max(kth, s + nb.band[row]))
             kept = [p for p in pool if p[0] <= cuts[row]]
-            cap = nb.K if nb.band[row] == 0 else knn.MAX_CANDIDATES  # band 0: exact tiles keep K
+            cap = nb.K if nb.band[row] == 0 else MAX_CANDIDATES  # band 0: exact tiles keep K
             if len(kept) > cap:
                 floor[row] = min(floor[row], kept[cap][0])
                 kept = kept[:cap]
@@ -226,7 +227,7 @@ def test_knn_merge_keeps_the_same_candidates_whatever_the_batch_order_and_groupi
     shuffled = [batches[i] for i in order]
     cut = sorted(data.draw(st.sets(st.integers(1, max(1, len(batches) - 1)), max_size=3)))
     groups = [shuffled[a:b] for a, b in zip([0, *cut], [*cut, len(batches)]) if a < b]
-    merged = knn.merge(nb, batches)
+    merged = merge(nb, batches)
     assert _lists(merged) == want[0]
     np.testing.assert_array_equal(merged.floor, want[1])
     np.testing.assert_array_equal(merged.cut, want[2])
@@ -242,5 +243,5 @@ def test_knn_merge_keeps_the_same_candidates_whatever_the_batch_order_and_groupi
 
 def _fold(nb, groups):
     for group in groups:
-        nb = knn.merge(nb, group)
+        nb = merge(nb, group)
     return nb

@@ -41,7 +41,7 @@ def counted(monkeypatch):
 
         monkeypatch.setattr(module, name, counting)
 
-    wrap(knn, "off_diagonal", lambda a, b_right, *rest: a.rows * len(b_right))
+    wrap(knn, "off_diagonal", lambda strategy, a, b_right, *rest: a.rows * len(b_right))
     wrap(knn, "diagonal", lambda block, *rest: block.rows * block.rows)
     wrap(cross, "tile", lambda fake, real, *rest: fake.rows * real.rows)
     wrap(cross, "nearest_tile", lambda fake, real, *rest: fake.rows * real.rows)

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from conftest import mixture, zarr_store
 from largeemb.cli import app
-from largeemb.io import output
+from largeemb.io import lock, output
 from largeemb.io.output import METRICS_FILE
 
 runner = CliRunner()
@@ -170,7 +170,7 @@ def test_plot_refuses_while_a_run_holds_the_directory(stores, tmp_path):
     done = runner.invoke(app, ["evaluate", stores["real"], stores["fake"], "--out", str(out), "--tsne-samples", "0", "--plot-samples", "100"])
     assert done.exit_code == 0, done.stderr
     before = _tree(out)
-    with output.OutputLock(str(out)):  # an `evaluate --force --out OUT` in progress
+    with lock.OutputLock(str(out)):  # an `evaluate --force --out OUT` in progress
         line = _one_error_line(runner.invoke(app, ["plot", str(out)]))
         assert "another largeemb run" in line
     assert _tree(out) == before
@@ -183,9 +183,9 @@ def test_plot_refuses_while_a_run_holds_the_directory(stores, tmp_path):
 @pytest.fixture
 def quick_timeouts(monkeypatch):
     from largeemb.config import ReadRetry
-    from largeemb.io import store
+    from largeemb.io import faults
 
-    monkeypatch.setattr(store, "READ_RETRY", ReadRetry(attempts=2, first_delay_s=0.01, max_delay_s=0.01))
+    monkeypatch.setattr(faults, "READ_RETRY", ReadRetry(attempts=2, first_delay_s=0.01, max_delay_s=0.01))
     monkeypatch.setenv("LARGEEMB_READ_TIMEOUT", "0.3")
 
 
@@ -224,14 +224,14 @@ def test_a_static_http_store_without_listings_is_read(stores, tmp_path, quick_ti
 
 
 def test_a_chunk_directory_that_cannot_be_listed_is_named_not_called_missing(stores, tmp_path, monkeypatch):
-    from largeemb.io import store
+    from largeemb.io import chunks
 
     fake = zarr_store(tmp_path / "fake.zarr", mixture(800, 6, 2), (300, 6))
     unreadable = os.path.join(fake, "c", "1")
-    listed = store._stored_keys
+    listed = chunks._stored_keys
     # As pathlib's rglob (zarr's LocalStore listing) silently skips a directory it cannot read:
-    monkeypatch.setattr(store, "_stored_keys", lambda arr: {k for k in listed(arr) if not k.startswith("c/1/")})
-    monkeypatch.setattr(store.os, "access", lambda path, mode: os.path.abspath(path) != os.path.abspath(unreadable))
+    monkeypatch.setattr(chunks, "_stored_keys", lambda arr: {k for k in listed(arr) if not k.startswith("c/1/")})
+    monkeypatch.setattr(chunks.os, "access", lambda path, mode: os.path.abspath(path) != os.path.abspath(unreadable))
     result = _evaluate(stores["real"], fake, tmp_path / "out")
     assert result.exit_code == 0, result.stderr
     assert f"the directory {unreadable} cannot be listed (permission denied" in result.stderr
@@ -527,7 +527,7 @@ def test_sigterm_unwinds_like_ctrl_c(stores, tmp_path):
     assert job.returncode == 143
     assert [line for line in err.splitlines() if "largeemb: " not in line] == ["error: terminated (SIGTERM), nothing was published"]
     left = set(os.listdir(out))
-    assert output.LOCK_FILE not in left and not [n for n in left if n.startswith(output.STAGING_PREFIX)]
+    assert lock.LOCK_FILE not in left and not [n for n in left if n.startswith(output.STAGING_PREFIX)]
     assert ".work" in left  # finished tasks kept for --resume
 
 
@@ -568,7 +568,7 @@ def test_an_interrupt_with_worker_processes_is_one_line(name, to_group, stores, 
     line = "error: interrupted, nothing was published" if name == "SIGINT" else "error: terminated (SIGTERM), nothing was published"
     assert [text for text in err.splitlines() if text.strip() and "largeemb: " not in text] == [line], err
     left = set(os.listdir(out))
-    assert output.LOCK_FILE not in left and not [n for n in left if n.startswith(output.STAGING_PREFIX)]
+    assert lock.LOCK_FILE not in left and not [n for n in left if n.startswith(output.STAGING_PREFIX)]
     assert ".work" in left  # finished tasks kept for --resume
     assert len(workers) == 2
     deadline = time.monotonic() + 10

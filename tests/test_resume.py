@@ -19,8 +19,9 @@ import largeemb
 from conftest import SUMMARY, failing_units, is_tile, mixture, recording, slow_tiles, unit_hook, zarr_store
 from largeemb.run import checkpoint, progress
 from largeemb.cli import app
-from largeemb.kernels.cross import CrossPartial, Shortlist
-from largeemb.kernels.knn import Candidates, Neighbours
+from largeemb.kernels.cross import CrossPartial
+from largeemb.kernels.neighbours import Candidates, Neighbours
+from largeemb.kernels.shortlist import Shortlist
 from largeemb.kernels.moments import Moments, SegmentCheck
 from largeemb.kernels.plan import row_blocks
 

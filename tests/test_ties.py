@@ -13,7 +13,7 @@ import pytest
 
 import largeemb
 from largeemb import pipeline
-from largeemb.kernels import knn
+from largeemb.kernels import neighbours, resolve
 from largeemb.kernels.plan import row_blocks
 from largeemb.passes import knn as radii_pass
 from conftest import mixture, same_metrics
@@ -27,12 +27,12 @@ def test_unproven_rows_are_resolved_in_tasks(monkeypatch):
     one per (chunk of unproven rows, block), never in the main thread."""
     calls = []
     for name in ("resolve_block", "resolve_finish"):
-        def spy(*args, _f=getattr(knn, name), _n=name):
+        def spy(*args, _f=getattr(resolve, name), _n=name):
             calls.append((_n, threading.current_thread() is threading.main_thread()))
             return _f(*args)
-        monkeypatch.setattr(knn, name, spy)
-    monkeypatch.setattr(knn, "MARGIN", 0)
-    monkeypatch.setattr(knn, "BAND", 0.0)
+        monkeypatch.setattr(resolve, name, spy)
+    monkeypatch.setattr(neighbours, "MARGIN", 0)
+    monkeypatch.setattr(neighbours, "BAND", 0.0)
     monkeypatch.setattr(radii_pass, "RESOLVE_ROWS", 64)
     real, fake = mixture(900, 8, 1), mixture(800, 8, 2)
     result = largeemb.evaluate(real, fake, k=3, block_rows=200, samples=False, plots=False)
@@ -159,7 +159,7 @@ def test_tie_heavy_sets_on_worker_processes(tmp_path, name):
 def test_capped_candidate_lists_fall_back_exactly(name, monkeypatch):
     """With few candidates allowed per row, tied rows overflow the cap, lower their
     floor and go to the float64 pass; answers stay those of the brute force."""
-    monkeypatch.setattr(knn, "MAX_CANDIDATES", 8)
+    monkeypatch.setattr(neighbours, "MAX_CANDIDATES", 8)
     monkeypatch.setattr(pipeline, "_exact_tiles", lambda moments: False)  # the general path
     real, fake = tie_sets(name)
     result = check_all(real, fake, 5, block_rows=256)

@@ -1,4 +1,9 @@
-"""Everything that touches files: input stores (``store``, with every input
-check, and ``checks`` for the pair), the reference format, ``samples.zarr``,
-locked and staged publishing (``output``), and synthetic data (``synth``).
+"""Everything that crosses the process boundary: input stores (``store``, with
+every single-store check; ``faults``, which read errors are retried;
+``chunks``, stores that miss chunks; ``npfile``, .npy/.npz inputs), the
+checks of the pair and of streamed values (``checks``), the reference format
+(``reference``), ``samples.zarr`` (``samples``), staged publishing
+(``output``) under the output directory's ``lock``, synthetic data
+(``synth``), finished results' metrics.json (``results``) and oneDNN's bf16
+GEMM (``onednn``).
 """

@@ -1,40 +1,32 @@
 """Input stores: find the 2-D array a user meant and read row blocks from it.
 
 A :class:`Source` describes an array by location, never by its data, so it can
-travel in a task graph to any worker, which opens the store itself.
+travel in a task graph to any worker, which opens the store itself. How reads
+fail and are retried is :mod:`largeemb.io.faults`; the check for chunks a
+store lacks, :mod:`largeemb.io.chunks`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-
 import functools
-import itertools
-import logging
-import math
 import os
 import threading
 import uuid
 from collections import OrderedDict
-import random
-import sys
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from largeemb.config import ReadRetry
-from largeemb.errors import InputError, StoreReadError
+from largeemb.errors import InputError
+from largeemb.io import faults
+from largeemb.io.chunks import check_chunks
+from largeemb.io.faults import first_unreadable_chunk, not_a_store_reason, read_failed, retrying, rows_text, short_error
 
-logger = logging.getLogger("largeemb")
 FLOAT_KINDS = "f"
 CAST_KINDS = "iu"
 MEMORY = "<memory>"
 DEFAULT_ARRAY_NAME = "embeddings"
-#: Retry policy of every store access (module-level so tests can shorten it).
-READ_RETRY = ReadRetry()
-#: OSErrors that no retry can cure.
-PERMANENT_OS_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
 
 
 @dataclass(frozen=True)
@@ -80,7 +72,7 @@ class Source:
             return np.asarray(block.compute() if hasattr(block, "compute") else block)
         slab_rows = self._slab_rows()
         if not slab_rows:
-            return self._fetch(lambda arr: arr.get_orthogonal_selection((rows, slice(None))), rows, _rows_text(rows))
+            return self._fetch(lambda arr: arr.get_orthogonal_selection((rows, slice(None))), rows, rows_text(rows))
         out = np.empty((len(rows), self.dim), dtype=self.dtype)
         slab_of = rows // slab_rows
         for i in np.unique(slab_of):
@@ -91,10 +83,10 @@ class Source:
     def _slab_rows(self) -> int:
         if self.data is not None:
             return 0
-        return _retrying(
+        return retrying(
             lambda: _slab_rows(self.location, self.array_path, self.token),
-            lambda exc: InputError(f"cannot open the store again ({_short(exc)})", f"in {self.role} store {self.name}".replace("  ", " "), "check that it is still there"),
-            lambda exc, attempts: _read_failed(f"{self.role} store {self.name}".lstrip(), "the store metadata", exc, attempts),
+            lambda exc: InputError(f"cannot open the store again ({short_error(exc)})", f"in {self.role} store {self.name}".replace("  ", " "), "check that it is still there"),
+            lambda exc, attempts: read_failed(f"{self.role} store {self.name}".lstrip(), "the store metadata", exc, attempts),
         )
 
     def _slab(self, index: int, slab_rows: int) -> np.ndarray:
@@ -116,10 +108,10 @@ class Source:
 
     def _fetch(self, select, rows: np.ndarray, rows_text: str) -> np.ndarray:
         """``select(array)``, retrying transient errors; any other failure means a corrupt store."""
-        return _retrying(
+        return retrying(
             lambda: np.asarray(select(self._array())),
             lambda exc: _corrupt_rows_error(self, rows, exc),
-            lambda exc, attempts: _read_failed(f"{self.role} store {self.name}".lstrip(), rows_text, exc, attempts),
+            lambda exc, attempts: read_failed(f"{self.role} store {self.name}".lstrip(), rows_text, exc, attempts),
         )
 
     def describe(self) -> dict:
@@ -193,7 +185,7 @@ def open_node(location: str):
 
 
 def _remote_options(location: str) -> dict:
-    timeout = READ_RETRY.timeout()
+    timeout = faults.READ_RETRY.timeout()
     scheme = location.split("://", 1)[0].lower() if _is_url(location) else ""
     if scheme in ("http", "https"):
         import aiohttp
@@ -205,231 +197,16 @@ def _remote_options(location: str) -> dict:
     return {}
 
 
-# -- faults while reading ------------------------------------------------------
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Errors worth retrying: network, timeouts, throttling (fsspec maps most to OSError).
-
-    An HTTP answer of 4xx (but 408 timeout, 429 throttled) is the server's
-    final word: retrying cannot change it.
-    """
-    if isinstance(exc, PERMANENT_OS_ERRORS):
-        return False
-    aiohttp = sys.modules.get("aiohttp")  # only loaded when an HTTP-based store is in use
-    if aiohttp is not None and isinstance(exc, aiohttp.ClientResponseError):
-        return not (400 <= exc.status < 500) or exc.status in (408, 429)
-    if isinstance(exc, OSError):  # also ConnectionError, TimeoutError
-        return True
-    return aiohttp is not None and isinstance(exc, aiohttp.ClientError)
-
-
-def _retrying(action, permanent_error, exhausted_error):
-    """``action()`` with bounded, jittered exponential backoff on transient errors.
-
-    ``permanent_error(exc)`` builds the error raised at once for a failure no
-    retry can cure; ``exhausted_error(exc, attempts)`` the one raised when
-    retries run out.
-    """
-    delays = READ_RETRY.delays()
-    for attempt in range(len(delays) + 1):
-        try:
-            return action()
-        except (MemoryError, InputError):
-            raise
-        except Exception as exc:
-            if not is_transient(exc):
-                raise permanent_error(exc) from None
-            if attempt == len(delays):
-                raise exhausted_error(exc, attempt + 1) from None
-            # Jitter: many workers hitting one object store should not retry in step.
-            time.sleep(delays[attempt] * random.uniform(0.5, 1.0))
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-def _read_failed(where: str, what: str, exc: BaseException, attempts: int) -> StoreReadError:
-    return StoreReadError(
-        f"could not read {what} after {attempts} attempts ({_short(exc)})",
-        f"in {where}",
-        "check that the store is reachable and rerun (exit status 3: a later retry may succeed)",
-    )
-
-
 def _corrupt_rows_error(source: Source, rows: np.ndarray, exc: BaseException) -> InputError:
     """Name the first stored chunk (by its rows) that cannot be read back."""
-    bad = _first_unreadable_chunk(source._array, rows)
-    where_rows = f"rows {bad[0]}:{bad[1]}" if bad else _rows_text(rows)
+    bad = first_unreadable_chunk(source._array, rows)
+    where_rows = f"rows {bad[0]}:{bad[1]}" if bad else rows_text(rows)
     role = f"{source.role} " if source.role else ""
     return InputError(
-        f"stored {where_rows} cannot be read back ({_short(exc)})",
+        f"stored {where_rows} cannot be read back ({short_error(exc)})",
         f"in {role}store {source.name}",
         "the chunk holding them is truncated or corrupt: re-export or rewrite the store",
     )
-
-
-def _first_unreadable_chunk(array, rows: np.ndarray, most: int = 64) -> tuple[int, int] | None:
-    """Probe the first ``most`` chunks holding ``rows`` one by one (only on the error path)."""
-    try:
-        arr = array()
-        step = int(arr.chunks[0])
-    except Exception:
-        return None
-    for chunk in np.unique(np.asarray(rows) // step)[:most]:
-        lo, hi = int(chunk) * step, min(int(chunk + 1) * step, arr.shape[0])
-        try:
-            arr[lo:hi]
-        except Exception:
-            return lo, hi
-    return None
-
-
-def _not_a_store_reason(exc: BaseException) -> str:
-    if type(exc).__name__ in ("GroupNotFoundError", "ArrayNotFoundError", "NodeNotFoundError"):
-        return "no zarr metadata there"
-    return _short(exc)
-
-
-def short_error(exc: BaseException, limit: int = 160) -> str:
-    """``Type: message`` on one line, cut at ``limit`` characters."""
-    return _short(exc, limit)
-
-
-def _short(exc: BaseException, limit: int = 160) -> str:
-    text = " ".join(str(exc).split())
-    text = text if len(text) <= limit else text[: limit - 1] + "…"
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def _rows_text(rows: np.ndarray) -> str:
-    rows = np.asarray(rows)
-    if len(rows) <= 4:
-        return "rows " + ", ".join(map(str, rows.tolist()))
-    return f"rows {rows[0]}, {rows[1]}, … {rows[-1]} ({len(rows)} rows)"
-
-
-# -- missing chunks ------------------------------------------------------------
-
-
-def missing_chunks(arr, stored: set[str] | None = None) -> tuple[int, int, tuple[int, int] | None]:
-    """(missing, expected, rows of the first missing) stored objects of a zarr array.
-
-    zarr reads an absent chunk as the fill value, so a half-copied store gives
-    wrong numbers silently. Listing keys costs no data reads. For a sharded
-    array the stored objects are shards; chunks absent inside a present shard
-    are not seen here (zarr leaves out chunks equal to the fill value).
-    ``stored``: the keys found (default: list the store).
-    """
-    keys = _chunk_keys(arr)
-    if not keys:
-        return 0, 0, None
-    stored = _stored_keys(arr) if stored is None else stored
-    absent = [(rows, key) for rows, key in keys if key not in stored]
-    return len(absent), len(keys), absent[0][0] if absent else None
-
-
-def _chunk_keys(arr) -> list[tuple[tuple[int, int], str]]:
-    """(rows, key relative to the array) of every stored object the array should have."""
-    step = arr.shards or arr.chunks
-    grid = [math.ceil(size / part) for size, part in zip(arr.shape, step)]
-    return [
-        ((coords[0] * step[0], min((coords[0] + 1) * step[0], arr.shape[0])), arr.metadata.encode_chunk_key(coords))
-        for coords in itertools.product(*map(range, grid))
-    ]
-
-
-def _stored_keys(arr) -> set[str]:
-    from zarr.core.sync import sync
-
-    prefix = arr.store_path.path
-    listing = f"{prefix}/" if prefix else ""
-
-    async def collect():
-        return [key async for key in arr.store_path.store.list_prefix(listing)]
-
-    return {key[len(listing) :] for key in sync(collect())}
-
-
-def _listing(arr) -> tuple[set[str], BaseException | None]:
-    """The stored keys, or (nothing, why) when the store refuses listings for good (transient errors propagate)."""
-    try:
-        return _stored_keys(arr), None
-    except Exception as exc:
-        if is_transient(exc):
-            raise
-        return set(), exc
-
-
-def _existing(arr, keys: list[str]) -> set[str]:
-    """Which of ``keys`` exist, asked one by one (a HEAD each over HTTP), a few dozen at a time."""
-    import asyncio
-
-    from zarr.core.sync import sync
-
-    prefix = arr.store_path.path
-    store = arr.store_path.store
-
-    async def ask():
-        gate = asyncio.Semaphore(32)
-
-        async def one(key):
-            async with gate:
-                return key, await store.exists(f"{prefix}/{key}" if prefix else key)
-
-        return await asyncio.gather(*(one(key) for key in keys))
-
-    return {key for key, found in sync(ask()) if found}
-
-
-def _check_chunks(arr, src: Source) -> None:
-    """Refuse an array with absent chunks, from a listing where the store allows one.
-
-    A listing can be refused (a static HTTP host answers 403) or silently
-    short (a local chunk directory that is traversable but not readable):
-    chunks it does not show are then checked one by one by existence, and
-    only those that really are absent count as missing.
-    """
-    keys = _chunk_keys(arr)
-    if not keys:
-        return
-    where = f"{src.role} store {src.name}".lstrip()
-    stored, refused = _retrying(
-        lambda: _listing(arr),
-        lambda exc: InputError(f"cannot list the chunks of the {src.role} array ({_short(exc)})", f"in {src.name}", "check the store"),
-        lambda exc, attempts: _read_failed(where, "the chunk listing", exc, attempts),
-    )
-    unlisted_reason = f"the store refuses listings ({_short(refused)})" if refused else None
-    absent = [key for _, key in keys if key not in stored]
-    if absent:
-        found = _retrying(
-            lambda: _existing(arr, absent),
-            lambda exc: InputError(f"cannot check the chunks of the {src.role} array ({_short(exc)})", f"in {src.name}", "check the store"),
-            lambda exc, attempts: _read_failed(where, "the chunks' existence", exc, attempts),
-        )
-        if found:
-            reason = unlisted_reason or _unlisted_reason(src, found)
-            logger.warning("%s: %d chunks exist but %s; each was checked by existence instead", where, len(found), reason)
-        stored = stored | found
-    missing, expected, first = missing_chunks(arr, stored)
-    if missing:
-        fill = arr.fill_value.item() if hasattr(arr.fill_value, "item") else arr.fill_value
-        raise InputError(
-            f"{src.role} array is missing {missing} of {expected} stored chunks (first: rows {first[0]}:{first[1]}); "
-            f"zarr would read them as {fill!r}",
-            f"in {src.name}",
-            "re-export or finish copying the store (if those rows really are all "
-            f"{fill!r}, rewrite it with write_empty_chunks=True)",
-        )
-
-
-def _unlisted_reason(src: Source, found: set[str]) -> str:
-    """Why a listing left out chunks that exist: for a local store, name the unreadable directory."""
-    if not _is_url(src.location):
-        base = os.path.join(src.location, src.array_path)
-        for key in sorted(found):
-            parent = os.path.dirname(os.path.join(base, key))
-            if not os.access(parent, os.R_OK):
-                return f"the directory {parent} cannot be listed (permission denied: it is traversable, not readable; chmod a+r it)"
-    return "the store's listing leaves them out"
 
 
 def _is_url(location: str) -> bool:
@@ -451,15 +228,15 @@ def open_source(obj, array_name: str | None = None, role: str = "input") -> Sour
             raise InputError(
                 f"{role} store not found", f"at {location}", "check the path"
             )
-        node = _retrying(
+        node = retrying(
             lambda: open_node(location),
             # zarr raises several types for "not a store"
             lambda exc: InputError(
-                f"{role} is not a readable zarr store ({_not_a_store_reason(exc)})",
+                f"{role} is not a readable zarr store ({not_a_store_reason(exc)})",
                 f"at {location}",
                 "pass a zarr array or group (convert .npy files with `largeemb convert`)",
             ),
-            lambda exc, attempts: _read_failed(f"{role} store {location}", "the store metadata", exc, attempts),
+            lambda exc, attempts: read_failed(f"{role} store {location}", "the store metadata", exc, attempts),
         )
         array_path = ""
         if isinstance(node, zarr.Group):
@@ -474,13 +251,13 @@ def open_source(obj, array_name: str | None = None, role: str = "input") -> Sour
         name = f"{location}::{array_path}" if array_path else location
         src = Source(location, array_path, *_shape2(node.shape, name, role), _dtype_name(node.dtype, name, role), role=role)
         _checked(src, role)
-        _check_chunks(node, src)
+        check_chunks(node, src)
         return src
     if isinstance(obj, zarr.Array):
         where = "the zarr array given"
         src = Source(MEMORY, "", *_shape2(obj.shape, where, role), _dtype_name(obj.dtype, where, role), data=obj, role=role)
         _checked(src, role)
-        _check_chunks(obj, src)
+        check_chunks(obj, src)
         return src
     if hasattr(obj, "shape") and hasattr(obj, "dtype"):
         where = "the array given"

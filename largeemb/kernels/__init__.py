@@ -1,8 +1,17 @@
-"""Arrays in, arrays out: the NumPy of one block or one block pair. No dask, no files.
+"""Arrays in, arrays out: the NumPy of one block or one block pair. No dask, no
+files, and no state kept between calls (what a task keeps lives on objects it holds).
 
-``plan`` cuts rows into blocks, ``distance`` computes float32 tiles with a
-proven error bound and exact float64 re-checks, ``moments`` the streamed
-float64 moments and FD, ``knn`` the self pass's candidates and radii,
-``cross`` the cross pass's memberships and shortlists, ``prune`` the group
-bounds that skip work, ``tiles`` the cutting of block pairs into tiles.
+``plan`` cuts rows into blocks; ``roundoff`` holds the unit roundoffs every
+bound is proven in; ``distance`` computes float32 tiles with a proven error
+bound and exact float64 re-checks; ``bf16`` rounds operands to bfloat16 and
+``screen`` holds the tile strategies (float32, or screened by a bf16 GEMM);
+``tiles`` cuts block pairs into tiles and ``prune`` gives the group bounds
+that skip work. The self pass: ``knn`` (tiles into candidates), ``neighbours``
+(a block's candidate lists, their merges and exact radii), ``resolve`` (the
+float64 resolution of unproven rows). The cross pass: ``cross``
+(memberships), ``nearest`` (per-sample shortlists), ``settle`` (exact
+per-sample values); ``shortlist`` is the pairs both passes keep. ``moments``:
+the streamed float64 moments and FD; ``highdim``: the dim × dim steps through
+the rows of a set with fewer rows than dims; ``companions`` and ``kid``: the
+companion metrics' arithmetic.
 """

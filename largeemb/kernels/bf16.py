@@ -12,8 +12,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-#: Unit roundoff of bfloat16 (8 significand bits).
-UNIT_ROUNDOFF_BF16 = 2.0**-8
+from largeemb.kernels.roundoff import UNIT_ROUNDOFF32
 
 
 def to_bits(values: np.ndarray) -> np.ndarray:
@@ -49,10 +48,6 @@ def emulated(left_bits: np.ndarray, right_bits: np.ndarray, out: np.ndarray | No
     return np.matmul(from_bits(left_bits), from_bits(right_bits).T, out=out)
 
 
-#: float32 unit roundoff (float32 sums of squares are raised by their bound).
-_U32 = 2.0**-24
-
-
 @dataclass(frozen=True)
 class Rounded:
     """Rows x rounded to bfloat16 once per block: what every screened tile needs of them.
@@ -71,7 +66,7 @@ class Rounded:
     @classmethod
     def of(cls, rows: np.ndarray) -> "Rounded":
         bits = to_bits(rows)
-        raise_ = 1.0 + 2.0 * (rows.shape[1] + 2) * _U32
+        raise_ = 1.0 + 2.0 * (rows.shape[1] + 2) * UNIT_ROUNDOFF32  # float32 sums of squares raised by their bound
         hat = from_bits(bits)
         delta = rows - hat
         delta_sq = np.einsum("ij,ij->i", delta, delta).astype(np.float64) * raise_

@@ -1,11 +1,13 @@
 """The fake × real pass: ball memberships for precision, recall, density and
-coverage, and the per-sample values, one tile at a time.
+coverage (and P-precision/recall's sums), and the per-sample candidates, one tile at a time.
 
 A tile's float32 distances decide every pair that lies clearly inside or
 outside a ball (by more than the proven float32 error); the pairs in between
 are decided in float64, so memberships equal a float64 brute force. Nearest
 distances and realism scores are likewise taken in float64 over every pair
-that float32 cannot rule out.
+that float32 cannot rule out (shortlists: :mod:`largeemb.kernels.nearest`,
+settled by :mod:`largeemb.kernels.settle`). Tiles are computed by the task's
+tile strategy (:mod:`largeemb.kernels.screen`).
 """
 
 from __future__ import annotations
@@ -14,61 +16,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from largeemb.kernels.distance import UNIT_ROUNDOFF32, UNIT_ROUNDOFF64, Block, copy_labels, exact_pairs, sqdist32
-from largeemb.kernels.screen import ScreenCounts, below, screened_tile
+from largeemb.kernels.distance import Block, exact_pairs
+from largeemb.kernels.nearest import NEAR_COPY, nearest_exact, nearest_tile, realism_shortlist
+from largeemb.kernels.roundoff import UNIT_ROUNDOFF64, up32
+from largeemb.kernels.screen import FLOAT32, TileStrategy, below
+from largeemb.kernels.shortlist import Shortlist
 from largeemb.kernels.tiles import cut_pair, parted, taken, taken_rows, tile_rows
-
-#: Pairs closer than this many float32 error bounds are always re-checked for
-#: realism (near-copies of real rows, whose ratio float32 cannot rank).
-NEAR_COPY = 8.0
-
-
-@dataclass
-class Shortlist:
-    """Candidate pairs for a per-row extreme (nearest row, best ratio).
-
-    ``rows`` index the side the value belongs to, ``cols`` the other side
-    (both global). ``lo``/``hi`` bound each pair's true value (a squared
-    distance or a squared ratio) from the float32 tile and its error bound.
-    """
-
-    rows: np.ndarray
-    cols: np.ndarray
-    lo: np.ndarray
-    hi: np.ndarray
-
-    def __add__(self, other: "Shortlist") -> "Shortlist":
-        return Shortlist(*(np.concatenate([getattr(self, f), getattr(other, f)]) for f in ("rows", "cols", "lo", "hi")))
-
-    @classmethod
-    def joined(cls, parts: list["Shortlist"]) -> "Shortlist":
-        empty = [np.empty(0, t) for t in (np.int64, np.int64, np.float64, np.float64)]
-        fields = ("rows", "cols", "lo", "hi")
-        return cls(*(np.concatenate([e] + [getattr(p, f) for p in parts]) for e, f in zip(empty, fields)))
-
-    def mapped(self, rows: np.ndarray, cols: np.ndarray) -> "Shortlist":
-        """The same pairs with rows and columns renamed (e.g. gathered rows to global ids)."""
-        return Shortlist(rows[self.rows], cols[self.cols], self.lo, self.hi)
-
-    def _take(self, keep) -> "Shortlist":
-        return Shortlist(self.rows[keep], self.cols[keep], self.lo[keep], self.hi[keep])
-
-    def for_min(self) -> "Shortlist":
-        """Drop pairs that cannot be a row's minimum."""
-        rows, where = np.unique(self.rows, return_inverse=True)
-        best = np.full(len(rows), np.inf)
-        np.minimum.at(best, where, self.hi)
-        return self._take(self.lo <= best[where])
-
-    def for_max(self) -> "Shortlist":
-        """Drop pairs that cannot be a row's maximum."""
-        rows, where = np.unique(self.rows, return_inverse=True)
-        best = np.full(len(rows), -np.inf)
-        np.maximum.at(best, where, self.lo)
-        return self._take(self.hi >= best[where])
-
-    def select(self, lo_row: int, hi_row: int) -> "Shortlist":
-        return self._take((self.rows >= lo_row) & (self.rows < hi_row))
 
 
 @dataclass
@@ -118,7 +71,7 @@ class CrossPartial:
     Shortlists (None unless per-sample values are asked for) hold the pairs
     that can still be each fake row's nearest real row or best realism
     ratio, and each real row's nearest fake row; they are settled in
-    float64 after the pass (:func:`settle_fake`, :func:`settle_real`).
+    float64 after the pass (:mod:`largeemb.kernels.settle`).
     ``float64_pairs``: pairs whose distance was recomputed from float64 rows.
     """
 
@@ -130,18 +83,15 @@ class CrossPartial:
     real_nearest: Shortlist | None = None
     prob: ProbPartial | None = None
     float64_pairs: int = 0
-    screen: ScreenCounts | None = None  # screened tile entries (set by the pass's tasks)
 
     def _merged_lists(self, other, out, how: str):
         out.float64_pairs = self.float64_pairs + other.float64_pairs
-        if self.screen is not None and other.screen is not None:
-            out.screen = self.screen + other.screen
         if self.prob is not None:
             out.prob = getattr(self.prob, how)(other.prob)
         if self.fake_nearest is not None:
-            out.fake_nearest = (self.fake_nearest + other.fake_nearest).for_min()
+            out.fake_nearest = (self.fake_nearest + other.fake_nearest).best(1)
             out.fake_realism = (self.fake_realism + other.fake_realism).for_max()
-            out.real_nearest = (self.real_nearest + other.real_nearest).for_min()
+            out.real_nearest = (self.real_nearest + other.real_nearest).best(1)
         return out
 
     def add(self, tile: "CrossPartial", fake_rows: np.ndarray, real_rows: np.ndarray):
@@ -176,16 +126,6 @@ class CrossPartial:
             ),
             "merge_fake_blocks",
         )
-
-
-def _pairs(mask: np.ndarray):
-    """(row, column) of the True entries (flat search: much faster than 2-D nonzero)."""
-    return np.divmod(np.flatnonzero(mask), mask.shape[1])
-
-
-def _upper32(values: np.ndarray) -> np.ndarray:
-    """float32 values no smaller than the float64 ones (a safe candidate cut)."""
-    return np.nextafter(values.astype(np.float32), np.float32(np.inf))
 
 
 def _inside(d32, radii, eps, exact_of, inclusive):
@@ -241,7 +181,8 @@ def _flags(rows, inside, n):
 
 
 def block_pair(
-    fake: Block, real: Block, fake_radii, real_radii, realism_radius, kappa, inclusive, panel_rows, partition=None, prob_radii=None
+    fake: Block, real: Block, fake_radii, real_radii, realism_radius, kappa, inclusive, panel_rows, partition=None, prob_radii=None,
+    strategy: TileStrategy = FLOAT32,
 ) -> CrossPartial:
     """One fake block × real block, tile by tile (see :func:`largeemb.kernels.tiles.cut_pair`).
 
@@ -254,8 +195,10 @@ def block_pair(
     farther than what they are compared with, so ties and results are as in
     the full tile. Fake rows that can matter only as a real row's nearest
     fake row (e.g. to real rows in a mode the fake set lacks) go through the
-    lighter :func:`nearest_tile`. ``prob_radii`` (the common real and fake
+    lighter :func:`~largeemb.kernels.nearest.nearest_tile`. ``prob_radii`` (the common real and fake
     radii of P-precision and P-recall, or None) widens every row's reach to them.
+    ``strategy`` computes the tiles (float32 wherever per-sample values or
+    P-precision/recall are asked for: those read every entry).
     """
     reach_f, reach_r = fake_radii.max(axis=1), real_radii.max(axis=1)
     if prob_radii is not None:
@@ -284,7 +227,7 @@ def block_pair(
     def run(part, rows_f, rows_r):
         res = tile(
             part, taken(real, rows_r), taken_rows(real_right, rows_r), fake_radii[rows_f], real_radii[rows_r],
-            realism_radius[rows_r] if samples else None, kappa, inclusive, prob_radii,
+            realism_radius[rows_r] if samples else None, kappa, inclusive, prob_radii, strategy, ((fake, rows_f), (real, rows_r)),
         )
         out.add(res, rows_f, rows_r)
         if samples:
@@ -337,34 +280,24 @@ def block_pair(
                 near = nearest_tile(part, taken(real, rows_r), taken_rows(real_right, rows_r), kappa)
                 lists["real_nearest"].append(near.mapped(real_ids[rows_r], fake_ids[for_real]))
                 np.minimum.at(real_near, rows_r[near.rows], near.hi)
-    out.fake_nearest = Shortlist.joined(lists["fake_nearest"]).for_min()
+    out.fake_nearest = Shortlist.joined(lists["fake_nearest"]).best(1)
     out.fake_realism = Shortlist.joined(lists["fake_realism"]).for_max()
-    out.real_nearest = Shortlist.joined(lists["real_nearest"]).for_min()
+    out.real_nearest = Shortlist.joined(lists["real_nearest"]).best(1)
     return out
 
 
-def nearest_tile(fake: Block, real: Block, real_right, kappa) -> Shortlist:
-    """Each real row's candidates for its nearest fake row in one tile, and nothing else.
-
-    For fake rows that can matter to no membership and to no value of their
-    own; the cut is that of :func:`tile`'s real side.
-    """
-    dist = sqdist32(fake, real_right)
-    near_cut = dist.min(axis=0) + 2 * kappa * (real.sqnorm + fake.sqnorm.max())
-    f_rows, r_rows = _pairs(dist < _upper32(near_cut)[None, :])
-    d32 = dist[f_rows, r_rows].astype(np.float64)
-    near = np.flatnonzero(d32 <= near_cut[r_rows])
-    f_rows, r_rows = f_rows[near], r_rows[near]
-    return _bounded(r_rows + real.start, f_rows + fake.start, d32[near], kappa * (fake.sqnorm[f_rows] + real.sqnorm[r_rows])).for_min()
-
-
-def tile(fake: Block, real: Block, real_right, fake_radii, real_radii, realism_radius, kappa, inclusive, prob_radii=None) -> CrossPartial:
-    """Memberships (and per-sample values) of one fake panel × real panel.
+def tile(
+    fake: Block, real: Block, real_right, fake_radii, real_radii, realism_radius, kappa, inclusive, prob_radii=None,
+    strategy: TileStrategy = FLOAT32, origins=(None, None),
+) -> CrossPartial:
+    """Memberships (and per-sample candidates) of one fake panel × real panel.
 
     ``fake_radii``/``real_radii``: (rows, nk) float64 radii of the tile's rows.
     ``realism_radius``: per real row, its radius if it takes part in realism
     scores (radius not above the median), else 0; None to skip per-sample values.
     ``prob_radii``: (real R, fake R) of P-precision and P-recall, or None.
+    ``strategy`` computes the tile; ``origins``: the (block, block-local rows)
+    each panel was taken from (:meth:`largeemb.kernels.screen.ScreenedTiles.tile`).
     """
     samples = realism_radius is not None
     exact_tiles = kappa == 0.0  # tile values are the brute force's squares (Lattice.exact)
@@ -374,22 +307,16 @@ def tile(fake: Block, real: Block, real_right, fake_radii, real_radii, realism_r
     widest_real, widest_fake = real_radii.max(axis=1), fake_radii.max(axis=1)
     if prob_radii is not None:
         widest_real, widest_fake = np.maximum(widest_real, prob_radii[0]), np.maximum(widest_fake, prob_radii[1])
-    open_entries = None  # the finite entries of a screened tile (None: all)
-    if samples or prob_radii is not None:
-        # Nearest rows and realism need every entry, and P-precision/recall's common
-        # radius holds most of them (measured: every screened tile fell back): float32.
-        dist = sqdist32(fake, real_right)
-    else:  # only entries within some ball's reach are read
-        dist, open_entries = screened_tile(
-            fake, real_right, _upper32(widest_fake * widest_fake + eps_fake), _upper32(widest_real * widest_real + eps_real), real.rounded
-        )
+    # Only entries within some ball's reach are read (open_entries: the finite entries of a screened tile, None: all).
+    row_cut, col_cut = up32(widest_fake * widest_fake + eps_fake), up32(widest_real * widest_real + eps_real)
+    dist, open_entries = strategy.tile(fake, real_right, row_cut, col_cut, *origins)
 
     # Real balls (columns): precision, density, coverage; nearest fake per real row.
     reach = widest_real * widest_real + eps_real
     if samples and not exact_tiles:
         near_cut_real = dist.min(axis=0) + 2 * eps_real
         reach = np.maximum(reach, near_cut_real)
-    f_rows, r_rows = np.divmod(below(dist, open_entries, _upper32(reach), True), dist.shape[1])
+    f_rows, r_rows = np.divmod(below(dist, open_entries, up32(reach), True), dist.shape[1])
     d32 = dist[f_rows, r_rows].astype(np.float64)
     recomputed = []
     exact_real_side = _exact_of(fake, real, f_rows, r_rows, d32, kappa == 0.0, recomputed)
@@ -404,10 +331,10 @@ def tile(fake: Block, real: Block, real_right, fake_radii, real_radii, realism_r
     if prob_radii is not None:
         prob_fake = _log_ratios(d32, prob_radii[0], pair_eps, exact_real_side, f_rows, fake.rows)
     if samples and exact_tiles:
-        out.real_nearest = _nearest_exact(dist, 0, real.start, fake.start)
+        out.real_nearest = nearest_exact(dist, 0, real.start, fake.start)
     elif samples:
         near = np.flatnonzero(d32 <= near_cut_real[r_rows])
-        out.real_nearest = _bounded(r_rows[near] + real.start, f_rows[near] + fake.start, d32[near], pair_eps[near]).for_min()
+        out.real_nearest = Shortlist.bounded(r_rows[near] + real.start, f_rows[near] + fake.start, d32[near], pair_eps[near]).best(1)
 
     # Fake balls (rows): recall; nearest real per fake row; realism scores.
     reach = widest_fake * widest_fake + eps_fake
@@ -416,7 +343,7 @@ def tile(fake: Block, real: Block, real_right, fake_radii, real_radii, realism_r
         near_cut_fake = row_min + 2 * eps_fake
         if not exact_tiles:
             reach = np.maximum(reach, np.maximum(near_cut_fake, NEAR_COPY * eps_fake))
-    f_rows, r_rows = np.divmod(below(dist, open_entries, _upper32(reach), False), dist.shape[1])
+    f_rows, r_rows = np.divmod(below(dist, open_entries, up32(reach), False), dist.shape[1])
     d32 = dist[f_rows, r_rows].astype(np.float64)
     exact_fake_side = _exact_of(fake, real, f_rows, r_rows, d32, kappa == 0.0, recomputed)
     pair_eps = kappa * (fake.sqnorm[f_rows] + real.sqnorm[r_rows])
@@ -425,12 +352,12 @@ def tile(fake: Block, real: Block, real_right, fake_radii, real_radii, realism_r
         out.prob = ProbPartial(*prob_fake, *_log_ratios(d32, prob_radii[1], pair_eps, exact_fake_side, r_rows, real.rows))
     if samples:
         if exact_tiles:
-            out.fake_nearest = _nearest_exact(dist, 1, fake.start, real.start)
+            out.fake_nearest = nearest_exact(dist, 1, fake.start, real.start)
         else:
             near = np.flatnonzero(d32 <= near_cut_fake[f_rows])
-            out.fake_nearest = _bounded(f_rows[near] + fake.start, r_rows[near] + real.start, d32[near], pair_eps[near]).for_min()
+            out.fake_nearest = Shortlist.bounded(f_rows[near] + fake.start, r_rows[near] + real.start, d32[near], pair_eps[near]).best(1)
         close = np.flatnonzero(d32 <= NEAR_COPY * eps_fake[f_rows])
-        out.fake_realism = _realism(dist, fake, real, realism_radius, eps_fake, row_min, f_rows[close], r_rows[close], kappa)
+        out.fake_realism = realism_shortlist(dist, fake, real, realism_radius, eps_fake, row_min, f_rows[close], r_rows[close], kappa)
     out.float64_pairs = sum(recomputed)
     return out
 
@@ -450,113 +377,3 @@ def _exact_of(fake: Block, real: Block, f_rows, r_rows, d32, exact_tiles: bool, 
         return exact_pairs(fake.exact, real.exact, f_rows[sel], r_rows[sel])
 
     return exact_of
-
-
-def _nearest_exact(dist, axis: int, own_start: int, other_start: int) -> Shortlist:
-    """Each row's (axis 1) or column's (axis 0) nearest with exact tiles: its least tile value.
-
-    However many tie there, one pair is enough: argmin takes the first, the
-    lowest index (a tile's rows and columns ascend, :func:`largeemb.kernels.tiles.taken`),
-    which is the tie :func:`settle_fake` picks; a real row's nearest distance
-    does not depend on which. The shortlist's bounds are the exact value.
-    """
-    other = dist.argmin(axis=axis)
-    own = np.arange(len(other))
-    d = (dist[other, own] if axis == 0 else dist[own, other]).astype(np.float64)
-    return Shortlist(own + own_start, other + other_start, d, d)
-
-
-def _bounded(rows, cols, d32, eps) -> Shortlist:
-    return Shortlist(rows, cols, d32 - eps, d32 + eps)
-
-
-def _realism(dist, fake: Block, real: Block, realism_radius, eps_fake, row_min, close_rows, close_cols, kappa):
-    """Shortlist of pairs that can give a fake row its realism score.
-
-    The score is the max over eligible real rows of radius / distance.
-    float32 ratios r²/d² rank the pairs; every pair whose ratio could, within
-    the float32 error, reach the row's best is kept. Pairs closer than
-    NEAR_COPY error bounds (near-copies) are always kept.
-    """
-    if not realism_radius.any():
-        return Shortlist.joined([])
-    r2 = (realism_radius * realism_radius).astype(np.float32)
-    tiny = np.float32(np.finfo(np.float32).tiny)
-    with np.errstate(over="ignore"):
-        ratio = r2[None, :] / np.maximum(dist, tiny)
-    best = ratio.argmax(axis=1)
-    rows = np.arange(fake.rows)
-    d_best = dist[rows, best].astype(np.float64) + eps_fake
-    r2_best = realism_radius[best] ** 2
-    with np.errstate(divide="ignore", invalid="ignore"):
-        # The row's true max r²/d² is at least this; a copy (d = 0 with eps 0: exact
-        # tiles) of an eligible row scores inf, which only other copies reach (kept below).
-        lower = np.where(d_best > 0, r2_best / d_best, np.where(r2_best > 0, np.inf, 0.0))
-    considered = np.maximum(row_min, NEAR_COPY * eps_fake)  # every other pair is at least this far
-    slack = np.divide(eps_fake, considered, out=np.zeros_like(considered), where=considered > 0)
-    cut = lower * (1 - slack) * (1 - 8 * UNIT_ROUNDOFF32)
-    f_rows, r_cols = _pairs(ratio >= cut.astype(np.float32)[:, None])
-    f_rows = np.concatenate([f_rows, close_rows])
-    r_cols = np.concatenate([r_cols, close_cols])
-    keep = realism_radius[r_cols] > 0
-    f_rows, r_cols = f_rows[keep], r_cols[keep]
-    d32 = dist[f_rows, r_cols].astype(np.float64)
-    eps = kappa * (fake.sqnorm[f_rows] + real.sqnorm[r_cols])
-    r2 = realism_radius[r_cols] ** 2
-    with np.errstate(divide="ignore"):
-        # Widened by float64 roundoffs: with eps 0 (exact tiles) tied ratios must all stay.
-        lo = r2 / (d32 + eps) * (1 - 8 * UNIT_ROUNDOFF64)
-        hi = np.where(d32 > eps, r2 / (d32 - eps) * (1 + 8 * UNIT_ROUNDOFF64), np.inf)
-    return Shortlist(f_rows + fake.start, r_cols + real.start, lo, hi).for_max()
-
-
-def _exact_once(own: Block, take_other, rows, cols, counted: list | None = None) -> np.ndarray:
-    """float64 distances |own[rows] - other[cols]|, one difference per (row, group of identical other rows).
-
-    Shortlists name every copy of a tied row (duplicates tie for nearest and
-    for realism); identical rows have identical differences, so the other
-    rows are read once each, grouped (:func:`~largeemb.kernels.distance.copy_labels`), and
-    each (row, group) is computed once. ``counted`` gets the number computed.
-    """
-    wanted, where = np.unique(cols, return_inverse=True)
-    gathered = take_other(wanted)
-    where = where.ravel()
-    group = copy_labels(gathered)[where] if len(wanted) else where
-    _, first, back = np.unique(np.stack([rows, group]), axis=1, return_index=True, return_inverse=True)
-    if counted is not None:
-        counted.append(len(first))
-    return exact_pairs(own.exact, lambda c: gathered[c], rows[first], where[first])[back.ravel()]
-
-
-def settle_fake(fake: Block, take_real, nearest: Shortlist, realism: Shortlist, realism_radius):
-    """Exact per-sample values of a fake block from its shortlists.
-
-    ``take_real(global rows)`` gives float64 metric rows of the real set.
-    Returns (nearest distance, nearest real index (lowest on ties), realism score,
-    pairs computed in float64).
-    """
-    rows = nearest.rows - fake.start
-    computed = []
-    exact = _exact_once(fake, take_real, rows, nearest.cols, computed)
-    order = np.lexsort((nearest.cols, exact, rows))
-    first = order[np.r_[True, rows[order][1:] != rows[order][:-1]]]
-    nearest_dist = np.full(fake.rows, np.inf)
-    nearest_real = np.full(fake.rows, -1, np.int64)
-    nearest_dist[rows[first]] = exact[first]
-    nearest_real[rows[first]] = nearest.cols[first]
-
-    rows = realism.rows - fake.start
-    exact = _exact_once(fake, take_real, rows, realism.cols, computed)
-    with np.errstate(divide="ignore"):
-        score = realism_radius[realism.cols] / exact
-    realism_score = np.zeros(fake.rows)
-    np.maximum.at(realism_score, rows, score)
-    return nearest_dist, nearest_real, realism_score, sum(computed)
-
-
-def settle_real(real: Block, take_fake, nearest: Shortlist) -> np.ndarray:
-    """Exact distance from each real row of a block to its nearest fake row, and the pairs computed in float64."""
-    rows = nearest.rows - real.start
-    out = np.full(real.rows, np.inf)
-    np.minimum.at(out, rows, _exact_once(real, take_fake, rows, nearest.cols, counted := []))
-    return out, counted[0]

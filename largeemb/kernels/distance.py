@@ -8,15 +8,12 @@ the real mean so that the cancellation in that formula stays small.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from largeemb.kernels.bf16 import Rounded
+from largeemb.kernels.roundoff import UNIT_ROUNDOFF32
 
-UNIT_ROUNDOFF32 = 2.0**-24
-UNIT_ROUNDOFF64 = 2.0**-53
 #: Pairs handled per chunk in exact float64 re-checks (bounds their memory).
 EXACT_CHUNK = 4096
 
@@ -67,8 +64,6 @@ class Block:
     metric: str
     left: np.ndarray  # float32 [x - c, |x - c|^2, 1]
     sqnorm: np.ndarray  # float64 |x - c|^2 of the float32 centred rows
-    bf16_gemm: Callable | None = None  # screened tiles multiply first with it (None: float32 only)
-    rounded: Rounded | None = None  # the centred rows rounded to bfloat16 (with bf16_gemm)
 
     @property
     def rows(self) -> int:
@@ -98,8 +93,7 @@ class Block:
     def panel(self, lo: int, hi: int) -> "Block":
         """Rows lo:hi as a Block of their own (views, no copies)."""
         raw = None if self.raw is None else self.raw[lo:hi]
-        rounded = None if self.rounded is None else self.rounded[lo:hi]
-        return Block(self.start + lo, raw, self.metric, self.left[lo:hi], self.sqnorm[lo:hi], self.bf16_gemm, rounded)
+        return Block(self.start + lo, raw, self.metric, self.left[lo:hi], self.sqnorm[lo:hi])
 
     def panels(self, panel_rows: int) -> list[tuple[int, "Block"]]:
         """(offset, panel) pairs covering the block: the unit of one GEMM."""
@@ -121,17 +115,12 @@ def metric_rows(raw: np.ndarray, metric: str) -> np.ndarray:
     return rows
 
 
-def prepare_block(
-    raw: np.ndarray, start: int, centre: np.ndarray, metric: str, bf16_gemm: Callable | None = None, round_rows: bool = True
-) -> Block:
+def prepare_block(raw: np.ndarray, start: int, centre: np.ndarray, metric: str) -> Block:
     """Centre a block and lay it out for the augmented GEMM.
 
     ``centre`` must be float32. float32 rows are centred in float32 (one
     rounding per entry, the same bound as rounding a float64 difference);
-    other dtypes and the cosine metric go through float64 first. With a
-    ``bf16_gemm``, the rows are rounded to bfloat16 once here when
-    ``round_rows`` (else per screened tile, where few tiles are large enough
-    to be screened: pruned tiles).
+    other dtypes and the cosine metric go through float64 first.
     """
     rows, dim = raw.shape
     left = np.empty((rows, dim + 2), dtype=np.float32)
@@ -143,7 +132,7 @@ def prepare_block(
     sqnorm = np.einsum("ij,ij->i", centred, centred, dtype=np.float64)
     left[:, dim] = sqnorm
     left[:, dim + 1] = 1.0
-    return Block(start, raw, metric, left, sqnorm, bf16_gemm, Rounded.of(left[:, :dim]) if bf16_gemm is not None and round_rows else None)
+    return Block(start, raw, metric, left, sqnorm)
 
 
 def sqdist32(a: Block, b_right: np.ndarray) -> np.ndarray:

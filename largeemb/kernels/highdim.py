@@ -1,5 +1,6 @@
 """The dim × dim steps at a high dim: through a set's rows where it has fewer
-rows than dims, and a time estimate for those that cannot avoid O(dim³).
+rows than dims (those that cannot avoid O(dim³) are announced with a time
+estimate: :func:`largeemb.run.progress.cubic_seconds`).
 
 A set of n < dim rows has a covariance (and a second moment of unit rows) of
 rank below n, whose non-zero eigenvalues are those of the n × n Gram matrix
@@ -11,18 +12,11 @@ from the rows instead of O(dim³) from the dim × dim matrix (dim 10,000 with
 
 from __future__ import annotations
 
-import functools
-import time
-
 import numpy as np
 from scipy.linalg import eigh
 
-from largeemb.kernels.moments import one_blas_thread
-
 #: A set with fewer rows than dims is read whole (float64) for its dim × dim steps up to this size.
 FEW_ROWS_BYTES = 1 << 30
-#: The dim of the eigenproblem timed once per process to estimate the O(dim³) steps.
-REFERENCE_DIM = 384
 
 
 def few_rows(rows: int, dim: int) -> bool:
@@ -66,29 +60,3 @@ def frechet_distance_of_rows(rows_a: np.ndarray, rows_b: np.ndarray) -> float:
     trace_sqrt = np.linalg.svd(fa @ fb.T, compute_uv=False).sum()
     diff = mean_a - mean_b
     return max(0.0, float(diff @ diff + np.einsum("ij,ij->", fa, fa) + np.einsum("ij,ij->", fb, fb) - 2 * trace_sqrt))
-
-
-@functools.lru_cache(maxsize=1)
-def _reference_seconds() -> float:
-    """Seconds of one eigvalsh at REFERENCE_DIM on one BLAS thread here (best of 3)."""
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((REFERENCE_DIM, REFERENCE_DIM))
-    matrix = a @ a.T
-
-    @one_blas_thread
-    def timed() -> float:
-        start = time.perf_counter()
-        np.linalg.eigvalsh(matrix)
-        return time.perf_counter() - start
-
-    return min(timed() for _ in range(3))
-
-
-def cubic_seconds(dim: int, solves: float = 1.0) -> float:
-    """Estimated seconds of ``solves`` dim × dim symmetric eigenproblems on this machine.
-
-    From one measured at REFERENCE_DIM, scaled by dim³. At a large dim the
-    matrix leaves the caches and the real time is longer (dim 10,000: 1.4×), so
-    the estimate is a lower bound.
-    """
-    return solves * _reference_seconds() * (dim / REFERENCE_DIM) ** 3

@@ -18,23 +18,6 @@ from scipy.linalg import eigh
 from largeemb.kernels.distance import largest_safe_value, metric_rows, unit_rows
 
 
-def one_blas_thread(func):
-    """Run ``func`` with BLAS on one thread. The dim × dim eigenproblems here are
-    a chain of small level-2 steps that two threads only slow down: at dim 512,
-    eigvalsh took 0.49 s on 2 threads and 0.06 s on 1, and the 16 leading axes
-    0.55 s and 0.024 s (2-core machine, shared)."""
-    import functools
-
-    @functools.wraps(func)
-    def wrapped(*args, **kwargs):
-        from threadpoolctl import threadpool_limits
-
-        with threadpool_limits(1, user_api="blas"):
-            return func(*args, **kwargs)
-
-    return wrapped
-
-
 @dataclass
 class Lattice:
     """Every value of a set is an integer multiple of ``2**exp``, and no row's squared norm exceeds ``max_sqnorm``.
@@ -223,7 +206,6 @@ def _cov(count, s1, s2) -> np.ndarray:
     return (cov + cov.T) / 2
 
 
-@one_blas_thread
 def leading_axes(cov: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """The n leading eigenvalues and eigenvectors (columns) of a covariance, largest first.
 
@@ -235,7 +217,6 @@ def leading_axes(cov: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     return values[::-1], vectors[:, ::-1]
 
 
-@one_blas_thread
 def covariance_factor(cov: np.ndarray) -> np.ndarray:
     """F with F Fᵀ = Σ: the Cholesky factor, or, where Σ is singular, its symmetric square root.
 
@@ -249,7 +230,6 @@ def covariance_factor(cov: np.ndarray) -> np.ndarray:
         return (vecs * np.sqrt(np.clip(vals, 0, None))) @ vecs.T
 
 
-@one_blas_thread
 def frechet_distance(mean_a, cov_a, mean_b, cov_b, factor_a=None) -> float:
     """|μa - μb|² + tr(Σa + Σb - 2 (Σa Σb)^½), via a symmetric eigenproblem.
 

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from largeemb.kernels.distance import UNIT_ROUNDOFF32, Block
+from largeemb.kernels.distance import Block
 from largeemb.kernels.moments import leading_axes
+from largeemb.kernels.roundoff import UNIT_ROUNDOFF32
 
 #: Principal axes that the bounds are measured in.
 AXES = 16
@@ -118,6 +119,12 @@ def _lower_bound(gap: np.ndarray, spreads: np.ndarray, norms: np.ndarray, dim: i
     return np.maximum(projected / (1 + 2 * u * np.sqrt(AXES * dim)) - 2 * u * norms, 0.0)
 
 
+#: Above this dim the axes come from the sample's SVD, O(sample² · dim), not
+#: from the dim × dim covariance's eigenproblem, O(dim³) (dim 10,000: 240 s).
+#: Any orthonormal axes give valid bounds; the covariance's only group better.
+SAMPLE_AXES_DIM = 2048
+
+
 def partition_of(basis_cov: np.ndarray | None, sample: np.ndarray, seed: int) -> Partition | None:
     """Principal axes of ``basis_cov`` and k-means centroids of a centred sample in them.
 
@@ -127,19 +134,6 @@ def partition_of(basis_cov: np.ndarray | None, sample: np.ndarray, seed: int) ->
     """
     if len(sample) < 4 * CLUSTERS:
         return None
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(1):  # small products: waking BLAS threads costs more than it saves
-        return _partition(basis_cov, sample, seed)
-
-
-#: Above this dim the axes come from the sample's SVD, O(sample² · dim), not
-#: from the dim × dim covariance's eigenproblem, O(dim³) (dim 10,000: 240 s).
-#: Any orthonormal axes give valid bounds; the covariance's only group better.
-SAMPLE_AXES_DIM = 2048
-
-
-def _partition(basis_cov: np.ndarray, sample: np.ndarray, seed: int) -> Partition | None:
     if sample.shape[1] > SAMPLE_AXES_DIM:
         centred = sample.astype(np.float64) - sample.mean(axis=0)
         basis = np.ascontiguousarray(np.linalg.svd(centred, full_matrices=False)[2][:AXES].T)

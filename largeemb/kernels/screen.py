@@ -1,4 +1,8 @@
-"""Reduced-precision screening: a tile first from bfloat16 operands, float32 only near a cut.
+"""How a tile's distances are computed: the tile strategies. :data:`FLOAT32`
+(one float32 GEMM), or :class:`ScreenedTiles`: a tile first from bfloat16
+operands, float32 only near a cut. The pass decides which a task gets
+(:meth:`largeemb.passes.context.PassContext.strategy`); the kernels only call
+``strategy.tile``.
 
 A bf16 GEMM (oneDNN, or :func:`largeemb.kernels.bf16.emulated`) gives every
 entry of a tile within a proven bound of its float32 value. Entries whose
@@ -10,15 +14,16 @@ float32 values their proofs are about, and results equal the float32 path's.
 
 from __future__ import annotations
 
-import threading
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from largeemb.kernels import bf16
-from largeemb.kernels.bf16 import UNIT_ROUNDOFF_BF16, Rounded
-from largeemb.kernels.distance import UNIT_ROUNDOFF32, Block, sqdist32, sqdist_error_scale
+from largeemb.kernels.bf16 import Rounded
+from largeemb.kernels.distance import Block, sqdist32, sqdist_error_scale
+from largeemb.kernels.roundoff import UNIT_ROUNDOFF32, UNIT_ROUNDOFF_BF16, up32
+from largeemb.kernels.tiles import taken_rows
 
 #: Where a bf16 tile leaves more than this share of its entries to recompute,
 #: the tile is recomputed whole by the float32 GEMM (clustered data, loose cuts).
@@ -86,13 +91,13 @@ def rounding_terms(x: Rounded, y: Rounded) -> tuple[np.ndarray, np.ndarray]:
     return x.delta_sq / rho + rho * x.hat_sq, rho * y.sq + y.delta_sq / rho
 
 
-def _half_product(a: Block, x: Rounded, y: Rounded, row_norms: np.ndarray, col_norms: np.ndarray, out=None) -> np.ndarray:
+def _half_product(gemm, x: Rounded, y: Rounded, row_norms: np.ndarray, col_norms: np.ndarray, out=None) -> np.ndarray:
     """``x̂_i.ŷ_j - (row_norms[i] + col_norms[j]) / 2`` by the bf16 GEMM, each half norm split in two bfloat16 parts.
 
     That is -1/2 of ``row_norms + col_norms - 2 x̂.ŷ`` (exactly: scaling by -1/2
     commutes with every rounding), so the GEMM needs x̂ and ŷ as they are.
     """
-    dim = a.dim
+    dim = x.bits.shape[1]
     one = bf16.to_bits(np.ones(1, np.float32))[0]
     left = np.empty((len(x.bits), dim + 4), np.uint16)
     right = np.empty((len(y.bits), dim + 4), np.uint16)
@@ -101,26 +106,21 @@ def _half_product(a: Block, x: Rounded, y: Rounded, row_norms: np.ndarray, col_n
     left[:, dim + 2 :] = one
     right[:, dim : dim + 2] = one
     right[:, dim + 2], right[:, dim + 3] = bf16.split(-0.5 * col_norms)
-    return a.bf16_gemm(left, right) if out is None else a.bf16_gemm(left, right, out)
+    return gemm(left, right) if out is None else gemm(left, right, out)
 
 
-def _right_rounded(b_right: np.ndarray, rounded: Rounded | None) -> Rounded:
-    """The right operand's rows y (given as -2y) rounded to bfloat16, unless the caller has them."""
-    return rounded if rounded is not None else Rounded.of(b_right[:, : b_right.shape[1] - 2] * np.float32(-0.5))
+def _right_rounded(b_right: np.ndarray) -> Rounded:
+    """The right operand's rows y (given as -2y, an exact scaling) rounded to bfloat16."""
+    return Rounded.of(b_right[:, : b_right.shape[1] - 2] * np.float32(-0.5))
 
 
-def _own_rounded(a: Block) -> Rounded:
-    return a.rounded if a.rounded is not None else Rounded.of(a.centred)
-
-
-def bf16_tile(a: Block, b_right: np.ndarray, b_rounded: Rounded | None = None) -> np.ndarray:
+def bf16_tile(gemm, a: Block, b_right: np.ndarray) -> np.ndarray:
     """The augmented tile from bfloat16 operands, ``|x'|² + |y'|² - 2 x'.y'`` (float32 sums)."""
-    y = _right_rounded(b_right, b_rounded)
-    return -2 * _half_product(a, _own_rounded(a), y, a.sqnorm, b_right[:, a.dim + 1].astype(np.float64))
+    return -2 * _half_product(gemm, Rounded.of(a.centred), _right_rounded(b_right), a.sqnorm, b_right[:, a.dim + 1].astype(np.float64))
 
 
-def _lower_half(a: Block, b_right: np.ndarray, y: Rounded, out=None) -> np.ndarray:
-    """-1/2 of lower bounds of the float32 tile, from bfloat16 operands.
+def _lower_half(gemm, a: Block, x: Rounded, b_right: np.ndarray, y: Rounded, out=None) -> np.ndarray:
+    """-1/2 of lower bounds of the float32 tile, from bfloat16 operands (``x``: a's rows rounded).
 
     Lower bound (i, j) is the bf16 value of ``|x'|² + |y'|² - 2 x'.y'`` minus
     the bound on its distance from the float32 value: 1.25 (e_x[i] + e_y[j])
@@ -132,34 +132,9 @@ def _lower_half(a: Block, b_right: np.ndarray, y: Rounded, out=None) -> np.ndarr
     """
     dim = a.dim
     kappa = 1.25 * _sum_scale(dim) + sqdist_error_scale(dim) + 8 * UNIT_ROUNDOFF32
-    x = _own_rounded(a)
     e_x, e_y = rounding_terms(x, y)
     col_norms = b_right[:, dim + 1].astype(np.float64)
-    return _half_product(a, x, y, (1 - kappa) * a.sqnorm - 1.25 * e_x, (1 - kappa) * col_norms - 1.25 * e_y, out)
-
-
-_gather = threading.local()
-
-
-def _recomputed(a: Block, b_right: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """float32 values of single entries (any summation order is within the float32 bound).
-
-    The gathered rows go into two buffers kept per thread: fresh 2 MB arrays
-    per chunk cost page faults that made small tiles' re-checks 9x slower
-    (``mode="clip"``: unbuffered; the indices come from the tile, always in range).
-    """
-    width = a.left.shape[1]
-    buffers = getattr(_gather, "buffers", None)
-    if buffers is None or buffers[0].shape[1] != width:
-        buffers = _gather.buffers = (np.empty((RECHECK_CHUNK, width), np.float32), np.empty((RECHECK_CHUNK, width), np.float32))
-    out = np.empty(len(rows), np.float32)
-    for lo in range(0, len(rows), RECHECK_CHUNK):
-        hi = min(lo + RECHECK_CHUNK, len(rows))
-        left, right = buffers[0][: hi - lo], buffers[1][: hi - lo]
-        np.take(a.left, rows[lo:hi], axis=0, out=left, mode="clip")
-        np.take(b_right, cols[lo:hi], axis=0, out=right, mode="clip")
-        out[lo:hi] = np.einsum("ij,ij->i", left, right)
-    return out
+    return _half_product(gemm, x, y, (1 - kappa) * a.sqnorm - 1.25 * e_x, (1 - kappa) * col_norms - 1.25 * e_y, out)
 
 
 @dataclass
@@ -169,95 +144,126 @@ class ScreenCounts:
     entries: int = 0
     rechecked: int = 0
 
-    def __add__(self, other: "ScreenCounts") -> "ScreenCounts":
-        return ScreenCounts(self.entries + other.entries, self.rechecked + other.rechecked)
-
     def as_dict(self) -> dict:
         share = self.rechecked / self.entries if self.entries else 0.0
         return {"entries": self.entries, "rechecked_float32": self.rechecked, "share": share}
 
 
-_counts = threading.local()
+class Float32Tiles:
+    """Every tile from the float32 GEMM (:func:`~largeemb.kernels.distance.sqdist32`): every entry is finite."""
+
+    def tile(self, a: Block, b_right: np.ndarray, row_cut, col_cut, a_rows=None, b_rows=None) -> tuple[np.ndarray, None]:
+        return sqdist32(a, b_right), None
 
 
-@contextmanager
-def screen_counting():
-    """Count the screened entries of the tiles this thread computes inside the block."""
-    outer = getattr(_counts, "value", None)
-    _counts.value = counts = ScreenCounts()
-    try:
-        yield counts
-    finally:
-        _counts.value = outer
-        if outer is not None:
-            outer.entries += counts.entries
-            outer.rechecked += counts.rechecked
+#: The float32 strategy (it holds nothing: one serves every task).
+FLOAT32 = Float32Tiles()
 
 
-def screened_sqdist(a: Block, b_right: np.ndarray, row_cut: np.ndarray, col_cut: np.ndarray, b_rounded: Rounded | None = None) -> np.ndarray:
-    """The tile of :func:`screened_tile`, without its list of open entries."""
-    return screened_tile(a, b_right, row_cut, col_cut, b_rounded)[0]
-
-
-def screened_tile(
-    a: Block, b_right: np.ndarray, row_cut: np.ndarray, col_cut: np.ndarray, b_rounded: Rounded | None = None
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """float32 squared distances of the entries that can lie below a cut, +inf for the rest;
-    and the flat indices of the finite entries, ascending (None: every entry is finite).
-
-    An entry (i, j) can matter when its float32 value (what :func:`sqdist32`
-    gives, within its own bound of the exact one) could be below ``row_cut[i]``
-    or ``col_cut[j]``; the caller's proofs hold for any float32 value within
-    that bound, and every entry shown as +inf has float32 value at or above
-    both cuts, where the caller ignores it. Without ``a.bf16_gemm`` this is
-    :func:`sqdist32` itself; with one the tile comes first from bfloat16
-    operands: an entry whose bf16 value is at least its cut plus both error
-    bounds is settled, the others are recomputed in float32 (the whole tile,
-    when more than RECHECK_WHOLE of it; tiles under MIN_SCREEN_ENTRIES are
-    float32 from the start). ``b_rounded``: the right operand's
-    rows rounded once per block (:class:`~largeemb.kernels.bf16.Rounded`), if
-    the caller has them. Callers select from the open entries' list instead of
-    scanning the whole tile again (:func:`below`).
+@dataclass(eq=False)
+class ScreenedTiles:
+    """Tiles screened with a bf16 GEMM (:meth:`tile`). One per task: it holds the GEMM, each
+    block's rows rounded to bfloat16 once (``round_blocks``; else each tile rounds its own
+    rows: pruned tiles, mostly under MIN_SCREEN_ENTRIES), the float32 re-checks' gather
+    buffers, and the counts of what it screened.
     """
-    if a.bf16_gemm is None or a.rows * len(b_right) < MIN_SCREEN_ENTRIES:
-        return sqdist32(a, b_right), None
-    # Each entry's own rows count, not a block's largest: one far row must not open
-    # every entry. A tiny absolute term covers subnormals flushed to zero (oneDNN
-    # runs with FTZ/DAZ). lower < cut is half > -cut/2 (exact scalings).
-    y = _right_rounded(b_right, b_rounded)
-    tiny = np.float32((a.dim + 4) * 2.0**-120)
-    row_floor = (_up32(row_cut) + tiny) * np.float32(-0.5)
-    col_floor = (_up32(col_cut) + tiny) * np.float32(-0.5)
-    half = np.empty((a.rows, len(b_right)), np.float32)
-    probe = min(PROBE_ROWS, a.rows)
-    _lower_half(a.panel(0, probe), b_right, y, half[:probe])
-    open_entries = _open_entries(half[:probe], row_floor[:probe], col_floor)
-    if probe < a.rows and len(open_entries) <= RECHECK_WHOLE * probe * half.shape[1]:
-        _lower_half(a.panel(probe, a.rows), b_right, y, half[probe:])
-        rest = _open_entries(half[probe:], row_floor[probe:], col_floor)
-        open_entries = np.concatenate([open_entries, rest + probe * half.shape[1]])
-    elif probe < a.rows:  # the probe says: mostly open
-        open_entries = None
-    counts = getattr(_counts, "value", None)
-    if counts is not None:
-        counts.entries += half.size
-    if open_entries is None or len(open_entries) > RECHECK_WHOLE * half.size:
-        if counts is not None:
-            counts.rechecked += half.size
-        return sqdist32(a, b_right), None
-    if counts is not None:
-        counts.rechecked += len(open_entries)
-    rows, cols = np.divmod(open_entries, half.shape[1])
-    values = _recomputed(a, b_right, rows, cols)
-    half.fill(np.inf)
-    half.ravel()[open_entries] = values
-    return half, open_entries
+
+    gemm: Callable
+    round_blocks: bool = True
+    counts: ScreenCounts = field(default_factory=ScreenCounts)
+    _rounded: dict = field(default_factory=dict, repr=False)  # id(block) -> (block, its rows rounded)
+    _buffers: tuple | None = field(default=None, repr=False)
+
+    def _rows(self, operand, origin, lo: int, hi: int, of_operand) -> Rounded:
+        """Rows lo:hi of a tile operand rounded to bfloat16: from its block's, rounded once
+        (``origin``: (block, the operand's block-local rows)), or from the operand itself."""
+        if origin is None or not self.round_blocks:
+            return of_operand(operand[lo:hi])
+        block, rows = origin
+        held = self._rounded.get(id(block))
+        if held is None:  # the block is kept with its rows, so that its id is not reused meanwhile
+            held = self._rounded[id(block)] = (block, Rounded.of(block.centred))
+        return taken_rows(held[1], rows[lo:hi])
+
+    def tile(
+        self, a: Block, b_right: np.ndarray, row_cut: np.ndarray, col_cut: np.ndarray, a_rows=None, b_rows=None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """float32 squared distances of the entries that can lie below a cut, +inf for the rest;
+        and the flat indices of the finite entries, ascending (None: every entry is finite).
+
+        An entry (i, j) can matter when its float32 value (what :func:`sqdist32`
+        gives, within its own bound of the exact one) could be below ``row_cut[i]``
+        or ``col_cut[j]``; the caller's proofs hold for any float32 value within
+        that bound, and every entry shown as +inf has float32 value at or above
+        both cuts, where the caller ignores it. The tile comes first from bfloat16
+        operands: an entry whose bf16 value is at least its cut plus both error
+        bounds is settled, the others are recomputed in float32 (the whole tile,
+        when more than RECHECK_WHOLE of it; tiles under MIN_SCREEN_ENTRIES are
+        float32 from the start). ``a_rows``/``b_rows``: (block, block-local rows)
+        the operands were taken from, so that each block's rows are rounded once.
+        Callers select from the open entries' list instead of scanning the whole
+        tile again (:func:`below`).
+        """
+        if a.rows * len(b_right) < MIN_SCREEN_ENTRIES:
+            return sqdist32(a, b_right), None
+        # Each entry's own rows count, not a block's largest: one far row must not open
+        # every entry. A tiny absolute term covers subnormals flushed to zero (oneDNN
+        # runs with FTZ/DAZ). lower < cut is half > -cut/2 (exact scalings).
+        y = self._rows(b_right, b_rows, 0, len(b_right), _right_rounded)
+        tiny = np.float32((a.dim + 4) * 2.0**-120)
+        row_floor = (up32(row_cut) + tiny) * np.float32(-0.5)
+        col_floor = (up32(col_cut) + tiny) * np.float32(-0.5)
+        half = np.empty((a.rows, len(b_right)), np.float32)
+        probe = min(PROBE_ROWS, a.rows)
+        x = self._rows(a.centred, a_rows, 0, probe, Rounded.of)
+        _lower_half(self.gemm, a.panel(0, probe), x, b_right, y, half[:probe])
+        open_entries = _open_entries(half[:probe], row_floor[:probe], col_floor)
+        if probe < a.rows and len(open_entries) <= RECHECK_WHOLE * probe * half.shape[1]:
+            x = self._rows(a.centred, a_rows, probe, a.rows, Rounded.of)
+            _lower_half(self.gemm, a.panel(probe, a.rows), x, b_right, y, half[probe:])
+            rest = _open_entries(half[probe:], row_floor[probe:], col_floor)
+            open_entries = np.concatenate([open_entries, rest + probe * half.shape[1]])
+        elif probe < a.rows:  # the probe says: mostly open
+            open_entries = None
+        self.counts.entries += half.size
+        if open_entries is None or len(open_entries) > RECHECK_WHOLE * half.size:
+            self.counts.rechecked += half.size
+            return sqdist32(a, b_right), None
+        self.counts.rechecked += len(open_entries)
+        rows, cols = np.divmod(open_entries, half.shape[1])
+        values = self._recomputed(a, b_right, rows, cols)
+        half.fill(np.inf)
+        half.ravel()[open_entries] = values
+        return half, open_entries
+
+    def _recomputed(self, a: Block, b_right: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """float32 values of single entries (any summation order is within the float32 bound).
+
+        The gathered rows go into two buffers kept for the task: fresh 2 MB arrays
+        per chunk cost page faults that made small tiles' re-checks 9x slower
+        (``mode="clip"``: unbuffered; the indices come from the tile, always in range).
+        """
+        width = a.left.shape[1]
+        if self._buffers is None or self._buffers[0].shape[1] != width:
+            self._buffers = (np.empty((RECHECK_CHUNK, width), np.float32), np.empty((RECHECK_CHUNK, width), np.float32))
+        out = np.empty(len(rows), np.float32)
+        for lo in range(0, len(rows), RECHECK_CHUNK):
+            hi = min(lo + RECHECK_CHUNK, len(rows))
+            left, right = self._buffers[0][: hi - lo], self._buffers[1][: hi - lo]
+            np.take(a.left, rows[lo:hi], axis=0, out=left, mode="clip")
+            np.take(b_right, cols[lo:hi], axis=0, out=right, mode="clip")
+            out[lo:hi] = np.einsum("ij,ij->i", left, right)
+        return out
+
+
+#: How a pass's tiles are computed: :data:`FLOAT32`, or a :class:`ScreenedTiles` of its own task.
+TileStrategy = Float32Tiles | ScreenedTiles
 
 
 def below(dist: np.ndarray, open_entries: np.ndarray | None, cut: np.ndarray, by_columns: bool) -> np.ndarray:
     """Flat indices, ascending, of the entries of ``dist`` below their row's cut (their column's, ``by_columns``).
 
-    ``open_entries``: the finite entries of a screened tile (:func:`screened_tile`):
+    ``open_entries``: the finite entries of a screened tile (:meth:`ScreenedTiles.tile`):
     only those are compared; None: the whole tile.
     """
     if open_entries is None:
@@ -282,7 +288,3 @@ def _open_entries(half: np.ndarray, row_floor: np.ndarray, col_floor: np.ndarray
         found.append(np.flatnonzero(mask) + lo * cols)
     return np.concatenate(found) if found else np.empty(0, np.int64)
 
-
-def _up32(values: np.ndarray) -> np.ndarray:
-    """float32 values no smaller than the float64 ones (inf stays inf)."""
-    return np.nextafter(np.asarray(values, np.float64).astype(np.float32), np.float32(np.inf))

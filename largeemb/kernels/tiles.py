@@ -160,8 +160,7 @@ def taken(block: Block, rows: np.ndarray) -> Block:
     if rows[-1] - rows[0] + 1 == len(rows):
         return replace(block.panel(int(rows[0]), int(rows[-1]) + 1), start=0)
     raw = None if block.raw is None else Gathered(block.raw, rows)
-    rounded = None if block.rounded is None else block.rounded[rows]
-    return Block(0, raw, block.metric, block.left[rows], block.sqnorm[rows], block.bf16_gemm, rounded)
+    return Block(0, raw, block.metric, block.left[rows], block.sqnorm[rows])
 
 
 def parted(block: Block, tiles):

@@ -2,7 +2,8 @@
 appear in ``metrics.json``.
 
 Each module declares what it needs from the passes and computes its numbers
-from what they found (:mod:`largeemb.metrics.base` says how). The pipeline
+from what they found (``base`` says how): ``prdc``, ``fscore``, ``fd``, ``fd_infinity``,
+``authenticity``, ``vendi``, ``ppr`` and ``kid``. The pipeline
 asks for the union of the chosen metrics' needs; ``api.evaluate`` loops over
 :func:`chosen`. Neither names a metric.
 """

@@ -7,10 +7,11 @@ covariance of rank below its rows.
 
 from __future__ import annotations
 
-from largeemb.kernels.highdim import cubic_seconds, few_rows, frechet_distance_of_rows
+from largeemb.kernels.highdim import few_rows, frechet_distance_of_rows
 from largeemb.kernels.moments import frechet_distance, frechet_distance_few_rows
 from largeemb.metrics.base import Found, Needs, Value
-from largeemb.run.progress import announce_long_step
+from largeemb.run.progress import announce_long_step, cubic_seconds
+from largeemb.run.threads import one_blas_thread
 
 NAME = "fd"
 KEYS = (NAME,)
@@ -39,4 +40,5 @@ def frechet(found: Found) -> float:
         return frechet_distance_few_rows(other.mean, other.cov, small.read(0, small.rows))
     # A Cholesky factor, two dim × dim products and the eigenvalues: about two eigenproblems' time.
     announce_long_step(f"FD, eigenproblems of dim {real_src.dim:,}", cubic_seconds(real_src.dim, 2))
-    return frechet_distance(real.mean, real.cov, fake.mean, fake.cov)
+    with one_blas_thread():
+        return frechet_distance(real.mean, real.cov, fake.mean, fake.cov)

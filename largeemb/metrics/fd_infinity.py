@@ -11,10 +11,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from largeemb.kernels.highdim import cubic_seconds
-from largeemb.kernels.moments import covariance_factor, frechet_distance, one_blas_thread
+from largeemb.kernels.moments import covariance_factor, frechet_distance
 from largeemb.metrics.base import Found, Needs, Value
-from largeemb.run.progress import announce_long_step
+from largeemb.run.progress import announce_long_step, cubic_seconds
+from largeemb.run.threads import one_blas_thread
 
 NAME = "fd_infinity"
 KEYS = (NAME,)
@@ -68,7 +68,7 @@ def subsample_shells(rows: int, seed: int) -> tuple[np.ndarray, int]:
     return np.searchsorted(sizes, rank, side="right").astype(np.int8), len(sizes)
 
 
-@one_blas_thread  # for the whole pool: a limit set and restored by each thread left the other's BLAS at 1 or 2 threads by turns, and its sums in another order
+@one_blas_thread()  # for the whole pool: a limit set and restored by each thread left the other's BLAS at 1 or 2 threads by turns, and its sums in another order
 def fd_infinity(real_mean, real_cov, nested) -> tuple[float, list[int], list[float]]:
     """FD∞ and the FD of each nested subsample: a least-squares line of FD against 1/N, at 1/N = 0.
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 import numpy as np
 
 from largeemb.kernels.distance import unit_rows
-from largeemb.kernels.highdim import cubic_seconds, few_rows
-from largeemb.kernels.moments import one_blas_thread
+from largeemb.kernels.highdim import few_rows
 from largeemb.metrics.base import Found, Needs, Value
-from largeemb.run.progress import announce_long_step
+from largeemb.run.progress import announce_long_step, cubic_seconds
+from largeemb.run.threads import one_blas_thread
 
 NAME = "vendi"
 KEYS = (NAME, "vendi_real", "vendi_fake")
@@ -49,7 +49,7 @@ def value(found: Found, config) -> Value:
     return out
 
 
-@one_blas_thread
+@one_blas_thread()
 def vendi_score(unit_s2: np.ndarray, count: int) -> float:
     """exp(Shannon entropy) of the eigenvalues of K/n for the cosine kernel (q = 1)."""
     values = np.linalg.eigvalsh((unit_s2 + unit_s2.T) / (2 * count))

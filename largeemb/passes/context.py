@@ -1,4 +1,5 @@
-"""What every distance pass needs to know, in one frozen object."""
+"""What every distance pass needs to know, in one frozen object; the tile strategy
+it gives each task, and what those strategies screened."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ from largeemb.kernels import bf16
 from largeemb.kernels.distance import sqdist_error_scale
 from largeemb.kernels.plan import RowBlock, row_blocks
 from largeemb.kernels.prune import Partition
+from largeemb.kernels.screen import FLOAT32, ScreenCounts, ScreenedTiles, TileStrategy
+from largeemb.run.session import current_run
+from largeemb.run.tally import note
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,26 @@ class PassContext:
         if self.precision == "bf16-emulated":
             return bf16.emulated
         return onednn.onednn() if self.precision == "bf16" else None
+
+    def strategy(self, screened: bool = True) -> TileStrategy:
+        """One task's tile strategy (:mod:`largeemb.kernels.screen`): screened in bf16 where the
+        precision asks for it and ``screened``, else float32. Without a partition each block's rows
+        are rounded to bfloat16 once; pruned tiles (mostly under ``MIN_SCREEN_ENTRIES``) round their own."""
+        gemm = self.bf16_gemm() if screened else None
+        return FLOAT32 if gemm is None else ScreenedTiles(gemm, round_blocks=self.partition is None)
+
+
+def note_screening(strategy: TileStrategy) -> None:
+    """Note, for the run, what a task's strategy screened (read back by :func:`screening`)."""
+    if isinstance(strategy, ScreenedTiles):
+        note(screen_entries=strategy.counts.entries, screen_rechecked=strategy.counts.rechecked)
+
+
+def screening(kind: str) -> dict:
+    """What the units of one kind (``radii-real``, ``cross-tile``) screened in the current run:
+    entries, those recomputed in float32, and their share."""
+    noted = current_run().noted
+    return ScreenCounts(noted[(kind, "screen_entries")], noted[(kind, "screen_rechecked")]).as_dict()
 
 
 def resolve_precision(precision: str) -> str:

@@ -1,7 +1,8 @@
 """The cross pass (fake x real: ball memberships and per-sample shortlists) and
 the settle pass (exact per-sample values from those shortlists), as tasks.
 
-The NumPy of one block pair is :mod:`largeemb.kernels.cross`.
+The NumPy of one block pair is :mod:`largeemb.kernels.cross`, of one settled
+block :mod:`largeemb.kernels.settle`.
 """
 
 from __future__ import annotations
@@ -11,10 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from largeemb.io.store import Source
-from largeemb.kernels import cross
-from largeemb.kernels.screen import screen_counting
-from largeemb.passes.context import PassContext
-from largeemb.passes.knn import load_block, taker
+from largeemb.kernels import cross, settle
+from largeemb.passes.blocks import load_block, taker
+from largeemb.passes.context import PassContext, note_screening
 from largeemb.run.graph import Graph, run, same
 from largeemb.run.threads import one_thread
 
@@ -50,14 +50,14 @@ class RealSettled:
 
 def _cross_task(fake_src, real_src, fb, rb, ctx: PassContext, fake_radii, real_radii, realism_radius, prob_radii):
     one_thread()
-    screened = realism_radius is None and prob_radii is None  # else every tile needs every entry: float32
-    fake = load_block(fake_src, fb, ctx, screened)
-    real = load_block(real_src, rb, ctx, screened)
-    with screen_counting() as counts:
-        out = cross.block_pair(
-            fake, real, fake_radii, real_radii, realism_radius, ctx.kappa, ctx.inclusive, ctx.panel_rows, ctx.partition, prob_radii
-        )
-    out.screen = counts
+    # Nearest rows and realism need every entry of a tile, and P-precision/recall's common
+    # radius holds most of them (measured: every screened tile fell back): float32 tiles then.
+    strategy = ctx.strategy(screened=realism_radius is None and prob_radii is None)
+    fake, real = load_block(fake_src, fb, ctx), load_block(real_src, rb, ctx)
+    out = cross.block_pair(
+        fake, real, fake_radii, real_radii, realism_radius, ctx.kappa, ctx.inclusive, ctx.panel_rows, ctx.partition, prob_radii, strategy
+    )
+    note_screening(strategy)
     return out
 
 
@@ -105,13 +105,13 @@ def cross_stage(
 
 
 def _settle_fake_task(fake_src, real_src, fb, ctx: PassContext, nearest, realism, realism_radius):
-    fake = load_block(fake_src, fb, ctx, screened=False)  # float64 pairs only, no tiles
-    return FakeSettled(*cross.settle_fake(fake, taker(real_src, ctx.metric), nearest, realism, realism_radius))
+    fake = load_block(fake_src, fb, ctx)  # float64 pairs only, no tiles
+    return FakeSettled(*settle.settle_fake(fake, taker(real_src, ctx.metric), nearest, realism, realism_radius))
 
 
 def _settle_real_task(real_src, fake_src, rb, ctx: PassContext, nearest):
-    real = load_block(real_src, rb, ctx, screened=False)
-    return RealSettled(*cross.settle_real(real, taker(fake_src, ctx.metric), nearest))
+    real = load_block(real_src, rb, ctx)
+    return RealSettled(*settle.settle_real(real, taker(fake_src, ctx.metric), nearest))
 
 
 def settle_graph(g: Graph, ctx: PassContext, real_src, fake_src, partial: cross.CrossPartial, realism_radius):

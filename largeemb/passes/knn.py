@@ -3,24 +3,25 @@
 Every task receives a :class:`~largeemb.io.store.Source` and row ranges, opens
 the store and reads its own blocks: the graph carries locations and small
 per-row bookkeeping (bounds), never embedding data. The NumPy of one block or
-one block pair is :mod:`largeemb.kernels.knn`.
+one block pair is :mod:`largeemb.kernels.knn` (tiles), :mod:`largeemb.kernels.neighbours`
+(merges, exact radii) and :mod:`largeemb.kernels.resolve` (the float64 pass).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from largeemb.io.store import Source
-from largeemb.kernels import knn
-from largeemb.kernels.distance import UNIT_ROUNDOFF64, Block, metric_rows, prepare_block, sqdist_error_scale
-from largeemb.kernels.screen import ScreenCounts, screen_counting
-from largeemb.kernels.plan import RowBlock, bands, tree
-from largeemb.passes.context import PassContext
+from largeemb.kernels import knn, neighbours, resolve
+from largeemb.kernels.distance import metric_rows, sqdist_error_scale
+from largeemb.kernels.plan import bands, tree
+from largeemb.kernels.roundoff import UNIT_ROUNDOFF64
+from largeemb.passes.blocks import load_block, taker
+from largeemb.passes.context import PassContext, note_screening
 from largeemb.run.graph import Graph, run
 from largeemb.run.threads import one_thread
-
 
 #: Unproven rows per float64 resolution task (with one block of the set).
 RESOLVE_ROWS = 2048
@@ -43,13 +44,11 @@ class Radii:
 @dataclass
 class TilePass:
     """What the float32 tile pass found for one set (or one block of it): radii, the (global)
-    rows whose radii it could not prove, how many pairs its finish re-checked in float64, and
-    its screened tile entries (see :func:`largeemb.kernels.screen.screened_sqdist`)."""
+    rows whose radii it could not prove, and how many pairs its finish re-checked in float64."""
 
     values: np.ndarray
     unproven: np.ndarray
     pairs: int = 0
-    screen: ScreenCounts = field(default_factory=ScreenCounts)
 
     @classmethod
     def joined(cls, blocks: list[TilePass]) -> TilePass:
@@ -58,59 +57,32 @@ class TilePass:
             np.concatenate([b.values for b in blocks]),
             np.concatenate([b.unproven for b in blocks]),
             sum(int(b.pairs) for b in blocks),
-            sum((b.screen for b in blocks), ScreenCounts()),
         )
-
-
-def load_block(source: Source, block: RowBlock, ctx: PassContext, screened: bool = True) -> Block:
-    """A block ready for the kernels. ``screened``: whether its tiles may be screened in bf16
-    (:func:`largeemb.kernels.screen.screened_tile`); rows are rounded to bfloat16 up front only
-    then, and without a partition (whose tiles are mostly under ``MIN_SCREEN_ENTRIES``)."""
-    raw = source.read(block.start, block.stop)
-    gemm = ctx.bf16_gemm() if screened else None
-    return prepare_block(raw, block.start, ctx.centre, ctx.metric, gemm, round_rows=ctx.partition is None)
-
-
-def taker(source: Source, metric: str):
-    """Gather float64 metric rows by global index (any order, repeats allowed)."""
-
-    def take(rows):
-        wanted, where = np.unique(rows, return_inverse=True)
-        return metric_rows(source.read_rows(wanted), metric)[where]
-
-    return take
 
 
 def _diag_task(source, block, ctx: PassContext, K):
     one_thread()
-    with screen_counting() as counts:
-        nb = knn.within(load_block(source, block, ctx), K, max(ctx.k), ctx.panel_rows, ctx.partition, kappa=ctx.kappa)
-    return _counted(nb, counts)
-
-
-def _counted(nb, counts: ScreenCounts):
-    """The block's state with its screened entries so far (merges carry them to finish)."""
-    nb.screen = counts
+    strategy = ctx.strategy()
+    nb = knn.within(load_block(source, block, ctx), K, max(ctx.k), ctx.panel_rows, ctx.partition, kappa=ctx.kappa, strategy=strategy)
+    note_screening(strategy)
     return nb
 
 
 def _offdiag_task(source, a, b, ctx: PassContext, diag_a, diag_b):
     one_thread()
-    with screen_counting() as counts:
-        for_a, for_b = knn.between(
-            load_block(source, a, ctx), load_block(source, b, ctx), knn.Reach.of(diag_a), knn.Reach.of(diag_b), ctx.panel_rows, ctx.partition
-        )
-    return for_a, for_b, counts
+    strategy = ctx.strategy()
+    offers = knn.between(
+        load_block(source, a, ctx), load_block(source, b, ctx), knn.Reach.of(diag_a), knn.Reach.of(diag_b), ctx.panel_rows, ctx.partition,
+        strategy,
+    )
+    note_screening(strategy)
+    return offers
 
 
 def _merge_task(state, *offers):
-    """Merge into a block's state what tiles offered it: (tile result, side) pairs, flattened.
-
-    A tile's screen counts go to the block on its side 0, so each counts once.
-    """
+    """Merge into a block's state what tiles offered it: (tile result, side) pairs, flattened."""
     pairs = [(offers[i], offers[i + 1]) for i in range(0, len(offers), 2)]
-    counts = sum((pair[2] for pair, side in pairs if side == 0), state.screen)
-    return _counted(knn.merge(state, [pair[side] for pair, side in pairs]), counts)
+    return neighbours.merge(state, [pair[side] for pair, side in pairs])
 
 
 def _max_sqnorm_task(*states) -> float:
@@ -119,8 +91,8 @@ def _max_sqnorm_task(*states) -> float:
 
 def _finish_task(source, block, ctx: PassContext, nb, max_sqnorm):
     own = metric_rows(source.read(block.start, block.stop), ctx.metric)
-    radii, unproven, pairs = knn.finish(nb, own, taker(source, ctx.metric), ctx.k, max_sqnorm, ctx.kappa)
-    return TilePass(radii, unproven + block.start, pairs, nb.screen)
+    radii, unproven, pairs = neighbours.finish(nb, own, taker(source, ctx.metric), ctx.k, max_sqnorm, ctx.kappa)
+    return TilePass(radii, unproven + block.start, pairs)
 
 
 def radii_graph(g: Graph, ctx: PassContext, source: Source, role: str = "set"):
@@ -133,7 +105,7 @@ def radii_graph(g: Graph, ctx: PassContext, source: Source, role: str = "set"):
     grow with the log of the block count instead of linearly.
     """
     blocks = ctx.blocks(source)
-    K = knn.candidates_per_row(max(ctx.k), source.rows)
+    K = neighbours.candidates_per_row(max(ctx.k), source.rows)
     source, ctx = g.share([source, ctx])  # on a cluster: references to data sent once
     diags = [g.unit(f"{role}-within-{b.index}", _diag_task, source, b, ctx, K) for b in blocks]
     state = list(diags)
@@ -158,7 +130,7 @@ def _resolve_task(source, block, ctx: PassContext, rows, width):
     own = metric_rows(source.read_rows(rows), ctx.metric) - centre64
     panel = metric_rows(source.read(block.start, block.stop), ctx.metric) - centre64
     kappa64 = sqdist_error_scale(source.dim, UNIT_ROUNDOFF64)
-    return knn.resolve_block(own, panel, block.start, width, kappa64, ctx.panel_rows)
+    return resolve.resolve_block(own, panel, block.start, width, kappa64, ctx.panel_rows)
 
 
 def _resolve_merge(a, b, width):
@@ -169,7 +141,7 @@ def _resolved_task(source, ctx: PassContext, rows, pairs):
     """Exact radii of unproven rows from their merged float64 shortlist, and how many pairs that took."""
     one_thread()
     own = metric_rows(source.read_rows(rows), ctx.metric)
-    values = knn.resolve_finish(pairs, own, taker(source, ctx.metric), len(rows), ctx.k)
+    values = resolve.resolve_finish(pairs, own, taker(source, ctx.metric), len(rows), ctx.k)
     return Radii(values, float64_rows=len(rows), float64_pairs=len(pairs.rows))
 
 

@@ -16,12 +16,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from largeemb.kernels.distance import metric_rows
-from largeemb.kernels.highdim import cubic_seconds, few_rows, leading_axes_of_rows
+from largeemb.kernels.highdim import few_rows, leading_axes_of_rows
 from largeemb.kernels.moments import Moments, leading_axes
 from largeemb.kernels.plan import MOMENT_ROWS, RowBlock, row_blocks, segments
 from largeemb.io.store import Source
 from largeemb.run.graph import Graph, run
-from largeemb.run.progress import announce_long_step
+from largeemb.run.progress import announce_long_step, cubic_seconds
+from largeemb.run.threads import one_blas_thread
 
 #: Principal components kept (the plots use two; ten are kept for inspection).
 PCA_COMPONENTS = 10
@@ -68,7 +69,8 @@ def basis_from_moments(moments: Moments, n_components: int = PCA_COMPONENTS) -> 
     dim = len(moments.mean)
     announce_long_step(f"the plots' PCA axes, an eigenproblem of dim {dim:,} (--no-plots skips it)", cubic_seconds(dim))
     cov = moments.cov
-    values, vectors = leading_axes(cov, n_components)
+    with one_blas_thread():
+        values, vectors = leading_axes(cov, n_components)
     return _basis_of(moments.mean, values, vectors, float(np.trace(cov)))
 
 

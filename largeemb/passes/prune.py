@@ -9,6 +9,7 @@ from largeemb.kernels.distance import metric_rows
 from largeemb.kernels.moments import Moments
 from largeemb.kernels import prune as kernel
 from largeemb.kernels.prune import Partition, partition_of
+from largeemb.run.threads import pools_at_one_thread
 
 #: The sample the groups are fitted on: this many evenly spread runs of this many rows.
 SAMPLE_RUNS, RUN_ROWS = 16, 128
@@ -37,4 +38,5 @@ def partition_stage(source: Source, moments: Moments, centre: np.ndarray, metric
     centred = metric_rows(sample, metric) - centre
     # Above SAMPLE_AXES_DIM the axes come from the sample: no dim × dim covariance to form.
     cov = moments.cov if source.dim <= kernel.SAMPLE_AXES_DIM else None
-    return partition_of(cov, centred[np.isfinite(centred).all(axis=1)], seed)
+    with pools_at_one_thread():  # small products: waking BLAS threads costs more than it saves
+        return partition_of(cov, centred[np.isfinite(centred).all(axis=1)], seed)

@@ -1,6 +1,7 @@
 """The plot stage: an evaluation's projection becomes saved plot data
 (``projection.npz``) and figures; ``redraw`` makes the figures again from
-that data and ``metrics.json`` alone, without touching the embeddings.
+that data and ``metrics.json`` alone, without touching the embeddings. What
+each figure says (titles, captions) is :mod:`largeemb.report.captions`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from largeemb.errors import InputError
-from largeemb.io.output import METRICS_FILE, OutputLock, Staging
+from largeemb.io.lock import OutputLock
+from largeemb.io.output import METRICS_FILE, Staging
 
 PROJECTION_FILE = "projection.npz"
 PCA_PNG, TSNE_PNG, K_SWEEP_PNG, BALL_COUNTS_PNG = "pca.png", "tsne.png", "k_sweep.png", "ball_counts.png"
@@ -22,9 +24,6 @@ PCA_PNG, TSNE_PNG, K_SWEEP_PNG, BALL_COUNTS_PNG = "pca.png", "tsne.png", "k_swee
 #: --force run removes those of an earlier run that it does not write again).
 PLOT_FILES = (PROJECTION_FILE, PCA_PNG, TSNE_PNG, K_SWEEP_PNG, BALL_COUNTS_PNG)
 PLOT_DATA_VERSION = 1
-#: Radii are drawn for this many real points only, for scale: one circle per
-#: row hid the points of small sets, and 100 over a backdrop were a faint web.
-CIRCLES_SHOWN = 5
 
 
 def plot_data(result) -> dict[str, np.ndarray]:
@@ -166,17 +165,18 @@ def redraw(directory: str, out: str | None = None, force: bool = False) -> list[
 
 def draw(data: dict, metrics: dict, directory: str) -> list[str]:
     """Draw pca.png, tsne.png, ball_counts.png and (several k) k_sweep.png; returns their names."""
+    from largeemb.report import captions
     from largeemb.report import figures as plots
     from largeemb.run.progress import Progress
 
     ks = [int(k) for k in data["ks"]]
     # Each figure is drawn and saved in turn, so only one is in memory at a time.
-    figures = [(PCA_PNG, lambda: pca_figure(data, metrics))]
+    figures = [(PCA_PNG, lambda: captions.captioned_pca(data, metrics))]
     if len(data["real_tsne_coords"]):
-        figures.append((TSNE_PNG, lambda: tsne_figure(data, metrics)))
+        figures.append((TSNE_PNG, lambda: captions.captioned_tsne(data, metrics)))
     figures.append((BALL_COUNTS_PNG, lambda: plots.ball_count_figure(ks, data["ball_counts"])))
     if len(ks) > 1:
-        figures.append((K_SWEEP_PNG, lambda: k_sweep_figure(metrics)))
+        figures.append((K_SWEEP_PNG, lambda: captions.captioned_k_sweep(metrics)))
     written = []
     with Progress("figures", len(figures), unit="figures") as progress:
         for name, figure in figures:
@@ -184,86 +184,3 @@ def draw(data: dict, metrics: dict, directory: str) -> list[str]:
             written.append(name)
             progress.advance()
     return written
-
-
-def _headline(metrics: dict) -> str:
-    k = metrics["params"]["k"][0]
-    values = metrics["metrics"]
-    return ", ".join(f"{name} {values[name]:.3f}" for name in ("precision", "recall", "density", "coverage")) + f" (k={k})"
-
-
-def _sets(metrics: dict) -> str:
-    """Which sets, how many rows, which metric: for titles."""
-    real, fake = metrics["real"], metrics["fake"]
-    name = lambda side: os.path.basename(str(side["source"]).rstrip("/").split("::")[0]) or str(side["source"])  # noqa: E731
-    return f"real {name(real)} ({real['rows']:,} rows) vs fake {name(fake)} ({fake['rows']:,} rows), {metrics['params']['metric']}"
-
-
-def k_sweep_figure(metrics: dict):
-    from largeemb.report import figures as plots
-
-    return plots.k_sweep_figure(
-        metrics["params"]["k"], metrics["by_k"], errors={k: v for k, v in metrics.get("standard_errors", {}).items() if k.isdigit()},
-        title=f"Metrics against k: {_sets(metrics)}",
-    )
-
-
-def pca_figure(data: dict, metrics: dict):
-    from largeemb.report import figures as plots
-
-    real_rows, fake_rows = int(data["real_rows"]), int(data["fake_rows"])
-    real_coords, fake_coords = data["real_plot_coords"], data["fake_plot_coords"]
-    k = metrics["params"]["k"][0]
-    dim = metrics["real"]["dim"]
-    space = " of unit rows (cosine)" if metrics["params"]["metric"] == "cosine" else ""
-    ratio = data["explained_variance_ratio"]
-    labels = tuple(f"PC {i + 1} ({ratio[i]:.1%} of real variance)" if i < len(ratio) else f"PC {i + 1}" for i in range(2))
-    everything = len(real_coords) == real_rows and len(fake_coords) == fake_rows
-    radii = data["real_plot_radii"][:, 0]
-    # Circles go to the first points of a seeded shuffle, so any real point may get one.
-    order = np.random.default_rng(0).permutation(len(radii))
-    real_coords, radii = real_coords[order], radii[order][:CIRCLES_SHOWN]
-    circles = (
-        f"Black circles: the {k}-NN radius in the full {dim}-dim space{space} of up to {CIRCLES_SHOWN} random real points, "
-        "for scale (a projection only shrinks distances); drawn only where they fit the view."
-    )
-    method = "IncrementalPCA" if str(data["pca_method"]) == "incremental" else "exact PCA"
-    if everything:
-        caption = f"All {real_rows:,} real and {fake_rows:,} fake rows. {circles} Basis: {method} of the real set{space}."
-        backdrop = {}
-    else:
-        outside = int(data["real_outside"]) + int(data["fake_outside"])
-        caption = (
-            f"Backdrop: all {real_rows:,} real rows (log density); orange lines hold 50/90/99 % of all {fake_rows:,} fake rows. "
-            f"Points: seeded subsample of {len(real_coords):,} real and {len(fake_coords):,} fake rows. {circles} "
-            f"Basis: {method} of the real set{space}."
-            + (f" {outside:,} rows fall beyond the binned range." if outside else "")
-        )
-        backdrop = dict(
-            x_edges=data["x_edges"], y_edges=data["y_edges"], real_counts=data["real_counts"], fake_counts=data["fake_counts"]
-        )
-    return plots.pca_figure(
-        real_coords,
-        fake_coords,
-        real_radii=radii,
-        title=f"PCA: {_headline(metrics)}",
-        axis_labels=labels,
-        caption=caption,
-        **backdrop,
-    )
-
-
-def tsne_figure(data: dict, metrics: dict):
-    from largeemb.report import figures as plots
-
-    real, fake = data["real_tsne_coords"], data["fake_tsne_coords"]
-    return plots.tsne_figure(
-        real,
-        fake,
-        title=f"t-SNE of {len(real):,} real and {len(fake):,} fake rows\n{_headline(metrics)}",
-        caption=(
-            f"Seeded subsample (seed {metrics['params']['seed']}) of each set, embedded together with openTSNE from PCA coordinates. "
-            + (f"Embedded: the unit rows (each row divided by its length, as --metric cosine measures), {metrics['real']['dim']}-dim."
-               if metrics["params"]["metric"] == "cosine" else f"Embedded: the rows as stored, {metrics['real']['dim']}-dim, euclidean.")
-        ),
-    )

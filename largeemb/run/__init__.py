@@ -1,6 +1,7 @@
 """How task graphs run: ``graph`` (building and running a pass's graph),
 ``session`` (the current run: executor, checkpoints, counts), ``executor``
 (the executor contract and the in-process one), ``cluster``
-(dask.distributed), ``threads`` (one BLAS/faiss thread per task),
-``checkpoint`` and ``progress``.
+(dask.distributed), ``threads`` (the thread policy: one BLAS/faiss thread per
+task), ``tally`` (what units note about themselves, collected as progress
+is), ``checkpoint`` and ``progress``.
 """

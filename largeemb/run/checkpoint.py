@@ -19,10 +19,12 @@ import json
 import os
 import shutil
 import uuid
+from contextlib import contextmanager
 
 import numpy as np
 
-from largeemb.errors import InputError
+from largeemb.errors import InputError, ResumeMismatchError, StoreReadError
+from largeemb.version import __version__
 
 #: Bumped whenever what a checkpoint holds or names changes (2: record
 #: classes moved into largeemb.kernels / largeemb.passes; 3: content.json,
@@ -30,7 +32,8 @@ from largeemb.errors import InputError
 #: float64 counters in CrossPartial, finish and settle results; k-NN merge states as units;
 #: 5: bf16 screen counts in self-pass states and cross partials; 6: ``.released``
 #: markers, the k-NN pass's largest norm as a unit of its own; 7: a k-NN block's finish
-#: as a TilePass and a float64 chunk's as Radii, not tuples).
+#: as a TilePass and a float64 chunk's as Radii, not tuples; records moved (Neighbours and
+#: Candidates to kernels.neighbours, Shortlist to kernels.shortlist), screen counts no longer in them).
 FORMAT = 7
 MANIFEST = "manifest.json"
 #: Per-segment content digests of each input, recorded by the moments pass.
@@ -194,6 +197,37 @@ def quick_fingerprint(source) -> dict:
     for row in (0, source.rows - 1):
         digest.update(np.ascontiguousarray(source.read(row, row + 1)).tobytes())
     return {**source.describe(), "rows_sha256": digest.hexdigest()[:16]}
+
+
+def run_fingerprint(real, fake, params: dict) -> dict:
+    """What must match for a resumed run to reuse finished tasks: the inputs (``fake`` None: a
+    reference build), the options that change results (``params``: not where it runs, nor the plots)
+    and the version."""
+    return {
+        "real": quick_fingerprint(real),
+        "fake": quick_fingerprint(fake) if fake is not None else None,
+        "params": params,
+        "largeemb": __version__,
+    }
+
+
+@contextmanager
+def kept_only_if_worth_it(checkpoint_dir: str | None):
+    """On failure, keep the work directory only if it holds finished tasks to resume.
+
+    Bad data (NaN rows) makes every task worthless; a failure before any task
+    finished (the scheduler unreachable) leaves nothing to resume, and a kept
+    directory would only make the corrected rerun ask for --resume.
+    """
+    try:
+        yield
+    except BaseException as exc:
+        # A store that could not be read may be readable later, and old data may
+        # come back; any other bad input makes the finished tasks worthless.
+        worthless = isinstance(exc, InputError) and not isinstance(exc, (StoreReadError, ResumeMismatchError))
+        if checkpoint_dir is not None and (worthless or not has_finished(checkpoint_dir)):
+            discard(checkpoint_dir)
+        raise
 
 
 # -- saving and loading one task's result -------------------------------------

@@ -20,9 +20,10 @@ from distributed.client import FutureCancelledError
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from largeemb.run.executor import LostWork
-from largeemb.run.threads import cores, warn_if_oversubscribed
+from largeemb.run.tally import counts_of, noted_result, value_of
+from largeemb.run.threads import cores, pools_at_one_thread, warn_if_oversubscribed
 from largeemb.errors import InputError, StoreReadError
-from largeemb.io.store import is_transient, short_error
+from largeemb.io.faults import is_transient, short_error
 
 logger = logging.getLogger("largeemb")
 
@@ -55,9 +56,8 @@ class OneBlasThread(WorkerPlugin):
 
     def setup(self, worker):
         import faiss  # noqa: F401  (load its BLAS and OpenMP now, so that the limit reaches them)
-        from threadpoolctl import threadpool_limits
 
-        self._limits = threadpool_limits(1)
+        self._limits = pools_at_one_thread()
         if os.environ.get("MALLOC_TRIM_THRESHOLD_"):
             _reuse_freed_tiles()
 
@@ -126,14 +126,16 @@ class OnCluster:
         return sorted(address for address, seen in self.client.run(os.path.exists, path).items() if not seen)
 
     def compute(self, tasks: dict, output, tracked: set, progress):
-        order = sorted(tracked, key=str)
-        tasks = {key: (_portable_errors, *task) if _is_task(task) else task for key, task in tasks.items()}
-        futures = self.client.get(tasks, [output] + order, sync=False)
+        tasks, reported = _reporting(tasks, tracked)
+        futures = self.client.get(tasks, [output, *reported], sync=False)
         root, progress_futures = futures[0], futures[1:]
         try:
-            for finished in as_completed(progress_futures, loop=self.client.loop):
+            # An error comes back as the "result" here (raise_errors=False) and is raised by the gather below, as before.
+            for finished, counts in as_completed(progress_futures, loop=self.client.loop, with_results=True, raise_errors=False):
                 progress.advance()
-                finished.release()  # the scheduler keeps it while dependents still need it
+                if isinstance(counts, dict):
+                    progress.note(counts)
+                finished.release()
             return self.client.gather(root)
         except FutureCancelledError as exc:
             self.client.cancel(futures)
@@ -147,6 +149,25 @@ class OnCluster:
 
 def _is_task(task) -> bool:
     return isinstance(task, tuple) and bool(task) and callable(task[0])
+
+
+def _reporting(tasks: dict, tracked: set) -> tuple[dict, list]:
+    """The graph with every task wrapped for the cluster (:func:`_portable_errors`), each tracked
+    task computing its value beside what it reports (:func:`~largeemb.run.tally.noted_result`),
+    its key taking the value, and a tiny task per tracked key taking what it reported: the keys
+    of those, whose results alone travel back as the units finish."""
+    out, reported = {}, []
+    for key, task in tasks.items():
+        if not _is_task(task):
+            out[key] = task
+        elif key in tracked:
+            work, counts = (*key, "work"), (*key, "reported")
+            out[work] = (_portable_errors, noted_result, *task)
+            out[key], out[counts] = (value_of, work), (counts_of, work)
+            reported.append(counts)
+        else:
+            out[key] = (_portable_errors, *task)
+    return out, sorted(reported, key=str)
 
 
 class TaskFailed(RuntimeError):

@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Protocol
 
 from largeemb.run.progress import Progress
-from largeemb.run.threads import cores, warn_if_oversubscribed
+from largeemb.run.tally import reporting_to
+from largeemb.run.threads import cores, pools_at_one_thread, warn_if_oversubscribed
 
 
 class LostWork(Exception):
@@ -28,7 +29,8 @@ class Executor(Protocol):
         """Values many tasks need, made available once (on a cluster: scattered)."""
 
     def compute(self, tasks: dict, output, tracked: set, progress: Progress):
-        """Run ``tasks`` and return the value of key ``output``; advance ``progress`` per tracked key.
+        """Run ``tasks`` and return the value of key ``output``; advance ``progress`` per tracked key,
+        and bring it what each tracked task reports (:mod:`largeemb.run.tally`): ``progress.note``.
 
         Raises :class:`LostWork` when the graph cannot finish because a worker took needed results with it.
         """
@@ -52,11 +54,12 @@ class InProcess:
     def compute(self, tasks: dict, output, tracked: set, progress: Progress):
         import dask.threaded
         from dask.callbacks import Callback
-        from threadpoolctl import threadpool_limits
 
         def posttask(key, result, dsk, state, worker_id):
             if key in tracked:
                 progress.advance()
 
-        with threadpool_limits(1), Callback(posttask=posttask):
+        # What a tracked task reports goes straight to the progress (from the task threads).
+        tasks = {key: (reporting_to, progress.note, *task) if key in tracked else task for key, task in tasks.items()}
+        with pools_at_one_thread(), Callback(posttask=posttask):
             return dask.threaded.get(tasks, output, num_workers=self.threads)

@@ -18,6 +18,11 @@ consumer left the disk before its second was saved would stay to the end.
 The work directory then holds about one pass's frontier of results, not
 every tile the run computed.
 
+A unit's wrapper also collects what its task noted about itself
+(:mod:`largeemb.run.tally`, e.g. screened tile entries) and reports it; the
+executor brings it to the pass's progress as the unit finishes, and
+:func:`run` adds it to the run's counts (:attr:`largeemb.run.session.Run.noted`).
+
 Seam: :data:`unit_hooks` (for tests and instrumentation) holds callables
 ``hook(name, func) -> func`` applied to every named unit's function as graphs
 are built; ``name`` is the unit's full name (e.g. ``radii-real-between-0-1``,
@@ -37,6 +42,7 @@ from largeemb.run import checkpoint
 from largeemb.run.executor import LostWork
 from largeemb.run.progress import Progress
 from largeemb.run.session import current_run
+from largeemb.run.tally import collecting, report
 
 unit_hooks: list = []
 logger = logging.getLogger("largeemb")
@@ -47,16 +53,20 @@ def same(value):
     return value
 
 
-def _computed_and_kept(path: str, releases, func, *args):
-    """Compute a unit, save it, then remove the inputs' files whose every consumer is saved.
+def _unit(kind: str, path: str | None, releases, func, *args):
+    """Compute a unit and report what it noted (under its ``kind``); when the run keeps
+    checkpoints (``path``), save it, then remove the inputs' files whose every consumer is saved.
 
     ``releases``: (input unit's file, its consumers' files) pairs.
     """
-    value = func(*args)
-    checkpoint.save(path, value)
-    for done, consumers in releases:
-        if all(checkpoint.saved(c) for c in consumers):
-            checkpoint.release(done)
+    with collecting() as counts:
+        value = func(*args)
+    if path is not None:
+        checkpoint.save(path, value)
+        for done, consumers in releases:
+            if all(checkpoint.saved(c) for c in consumers):
+                checkpoint.release(done)
+    report({(kind, name): count for name, count in counts.items()})
     return value
 
 
@@ -85,7 +95,8 @@ class Graph:
     def unit(self, name: str, func, *args):
         """Add ``func(*args)`` named ``{scope}-{name}``: counted, and checkpointed when the run keeps checkpoints."""
         full = f"{self.scope}-{name}"
-        group = f"{self.scope}-{name.split('-')[0]}-{self.token}"  # one dashboard group per kind
+        kind = f"{self.scope}-{name.split('-')[0]}"
+        group = f"{kind}-{self.token}"  # one dashboard group per kind
         for hook in unit_hooks:
             func = hook(full, func)
         store = self.run.store
@@ -95,7 +106,7 @@ class Graph:
             self.run.loading.add(key)
             return key
         key = (group, full)
-        self.tasks[key] = (_computed_and_kept, store.file(full), (), func, *args) if store is not None else (func, *args)
+        self.tasks[key] = (_unit, kind, store.file(full) if store is not None else None, (), func, *args)
         self.run.computing.add(key)
         return key
 
@@ -144,7 +155,7 @@ def run(g: Graph, outputs, label: str = "tasks"):
     g.run.loaded += loaded
     if not tracked and not loaded:  # a pass of plain tasks (the projection) still shows its progress
         tracked = set(tasks) - {root}
-    units = [task[1] for task in tasks.values() if task[0] is _computed_and_kept]
+    units = [task[2] for task in tasks.values() if task[0] is _unit and task[2] is not None]
     with Progress(label, len(tracked), loaded=loaded) as progress:
         try:
             out = g.run.executor.compute(tasks, root, tracked, progress)
@@ -158,6 +169,7 @@ def run(g: Graph, outputs, label: str = "tasks"):
     # The pass is complete: each file it still holds reaches its output, so no
     # release will ever ask about its units again.
     checkpoint.forget_released(units)
+    g.run.noted.update(progress.noted)
     return out
 
 
@@ -173,8 +185,8 @@ def _reloaded(tasks: dict, renamed: dict) -> dict:
 
     out = {}
     for key, task in tasks.items():
-        if task[0] is _computed_and_kept and os.path.exists(task[1]):
-            out[key] = (checkpoint.load, task[1])
+        if task[0] is _unit and task[2] is not None and os.path.exists(task[2]):
+            out[key] = (checkpoint.load, task[2])
         else:
             out[key] = (task[0], *(fresh(a) for a in task[1:]))
     return out
@@ -203,8 +215,8 @@ def _with_releases(tasks: dict, root) -> dict:
     (through plain tasks). U is kept if it also reaches ``root`` through
     plain tasks alone, or has no consumer.
     """
-    saved = {key for key, task in tasks.items() if task[0] in (_computed_and_kept, checkpoint.load)}
-    path = {key: tasks[key][1] for key in saved}
+    saved = {key for key, task in tasks.items() if (task[0] is _unit and task[2] is not None) or task[0] is checkpoint.load}
+    path = {key: tasks[key][2 if tasks[key][0] is _unit else 1] for key in saved}
     users = defaultdict(set)
     for key, task in tasks.items():
         for dep in _inputs(task, tasks):
@@ -231,6 +243,6 @@ def _with_releases(tasks: dict, root) -> dict:
     out = dict(tasks)
     for key, files in releases.items():
         task = tasks[key]
-        if task[0] is _computed_and_kept:
-            out[key] = (task[0], task[1], tuple(files), *task[3:])
+        if task[0] is _unit:
+            out[key] = (*task[:3], tuple(files), *task[4:])
     return out

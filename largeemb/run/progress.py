@@ -4,14 +4,23 @@ On a terminal a rich progress bar is drawn on stderr; otherwise (a batch job's
 log) plain lines go to the ``largeemb`` logger: one when a pass starts (with
 what it takes from checkpoints), one every ``LOG_EVERY_S`` seconds while it
 runs, and one when it ends, so a log shows where the time went. Passes count
-tasks; the plot stage counts t-SNE iterations and figures (``unit``).
+tasks; the plot stage counts t-SNE iterations and figures (``unit``). A long
+step without tasks (an O(dim³) eigenproblem) is announced instead, with an
+estimate of its time (:func:`cubic_seconds`).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
+import threading
 import time
+from collections import Counter
+
+import numpy as np
+
+from largeemb.run.threads import one_blas_thread
 
 logger = logging.getLogger("largeemb")
 
@@ -20,12 +29,40 @@ LOG_EVERY_S = 30.0
 #: A single long step without tasks to count (an O(dim³) eigenproblem) estimated
 #: to take at least this many seconds is announced, with its estimate, before it starts.
 LONG_STEP_S = 30.0
+#: The dim of the eigenproblem timed once per process to estimate the O(dim³) steps.
+REFERENCE_DIM = 384
 
 
 def announce_long_step(what: str, seconds: float) -> None:
     """One ``warning:`` line before a step that will take long, so that no one waits in silence."""
     if seconds >= LONG_STEP_S:
         logger.warning("warning: %s: about %s (estimated), starting now", what, _duration(seconds))
+
+
+@functools.lru_cache(maxsize=1)
+def _reference_seconds() -> float:
+    """Seconds of one eigvalsh at REFERENCE_DIM on one BLAS thread here (best of 3)."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((REFERENCE_DIM, REFERENCE_DIM))
+    matrix = a @ a.T
+
+    @one_blas_thread()
+    def timed() -> float:
+        start = time.perf_counter()
+        np.linalg.eigvalsh(matrix)
+        return time.perf_counter() - start
+
+    return min(timed() for _ in range(3))
+
+
+def cubic_seconds(dim: int, solves: float = 1.0) -> float:
+    """Estimated seconds of ``solves`` dim × dim symmetric eigenproblems on this machine.
+
+    From one measured at REFERENCE_DIM, scaled by dim³. At a large dim the
+    matrix leaves the caches and the real time is longer (dim 10,000: 1.4×), so
+    the estimate is a lower bound.
+    """
+    return solves * _reference_seconds() * (dim / REFERENCE_DIM) ** 3
 
 
 def _duration(seconds: float) -> str:
@@ -44,11 +81,14 @@ class Progress:
     """Counts finished tasks of one pass.
 
     ``terminal`` decides between a bar and log lines (default: whether stderr
-    is a TTY).
+    is a TTY). ``noted``: what the finished units noted about themselves
+    (:mod:`largeemb.run.tally`), summed (:meth:`note`, from any thread).
     """
 
     def __init__(self, label: str, total: int, loaded: int = 0, terminal: bool | None = None, stream=None, unit: str = "tasks"):
         self.label, self.total, self.done, self.unit = label, total, 0, unit
+        self.noted: Counter = Counter()
+        self._noting = threading.Lock()
         self.started = self.last_line = time.monotonic()
         self._bar = None
         if total == 0:
@@ -61,6 +101,11 @@ class Progress:
         else:
             taken = f" ({loaded} more taken from checkpoints)" if loaded else ""
             logger.info("%s: started, %d %s to compute%s", label, total, unit, taken)
+
+    def note(self, counts: dict) -> None:
+        """Add what a finished unit reported."""
+        with self._noting:
+            self.noted.update(counts)
 
     def advance(self, count: int = 1) -> None:
         self.done += count

@@ -10,7 +10,9 @@ and makes the run current, so that graphs built inside it
 from __future__ import annotations
 
 import contextvars
+import functools
 import os
+from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -31,6 +33,7 @@ class Run:
     loading: set = field(default_factory=set)  # keys of named tasks read from the store
     computed: int = 0
     loaded: int = 0
+    noted: Counter = field(default_factory=Counter)  # (unit kind, name) -> what its units noted (run/tally.py)
 
     def summary(self) -> str:
         where = f" in {self.store.path}" if self.store else ""
@@ -59,6 +62,18 @@ def open_run(config, client=None, store: CheckpointStore | None = None):
         opened = _in_process(config.threads_per_worker)
     with opened as executor, activated(Run(executor, store)) as run:
         yield run
+
+
+def in_one_run(func):
+    """Run ``func`` in the current run, made current for all of it even where none was open (a fresh
+    in-process one then): every graph it builds shares one run, and so its counts (:attr:`Run.noted`)."""
+
+    @functools.wraps(func)
+    def wrapped(*args, **kwargs):
+        with activated(current_run()):
+            return func(*args, **kwargs)
+
+    return wrapped
 
 
 @contextmanager

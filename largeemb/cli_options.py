@@ -1,0 +1,103 @@
+"""The command line's option declarations: one ``Annotated`` type per option
+shared by several commands, the parsers of list-valued options, and the
+typer classes that give every command plain help.
+
+:mod:`largeemb.cli` declares the commands with these.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+from typer.core import TyperCommand, TyperGroup
+
+from largeemb.config import COMPANIONS, METRICS, PRECISIONS, EvaluateConfig
+from largeemb.errors import InputError
+
+#: Every option's default, from the Python API's config.
+DEFAULTS = EvaluateConfig()
+
+
+def plain_usage(pieces: list[str]) -> list[str]:
+    """``REAL FAKE`` as usage lines have always read, not typer's ``{REAL} {FAKE}``."""
+    return [p[1:-1] if p.startswith("{") and p.endswith("}") else p for p in pieces]
+
+
+class Command(TyperCommand):
+    def collect_usage_pieces(self, ctx):
+        return plain_usage(super().collect_usage_pieces(ctx))
+
+
+class Group(TyperGroup):
+    def collect_usage_pieces(self, ctx):
+        return plain_usage(super().collect_usage_pieces(ctx))
+
+
+#: Plain help (no rich panels, whose type column shows ``<bool>`` for flags);
+#: ``-h`` as well as ``--help``, as most tools accept.
+APP_OPTIONS = dict(
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None, cls=Group,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def choices(values) -> str:
+    """Metavar listing an option's choices, e.g. ``[euclidean|cosine]`` (the config validates them)."""
+    return f"[{'|'.join(values)}]"
+
+
+Debug = Annotated[bool, typer.Option("--debug", help="Show full tracebacks instead of one-line errors.")]
+
+
+def force_option(what: str):
+    """``--force``, with what it replaces in this command."""
+    return Annotated[bool, typer.Option("--force", help=what)]
+
+
+#: --force in each command says what it replaces there.
+ForceResult = force_option('Replace the result already in --out (metrics, samples, plots) and discard unfinished work there.')
+ForceFigures = force_option("Replace figures already in another --out directory (RUN's own figures are always redrawn).")
+ForceStore = force_option('Replace DST if it exists.')
+ForceDemo = force_option("Replace a result already in --out (the demo's own data is always rewritten).")
+ForceReference = force_option('Replace the reference already in --out.')
+Metric = Annotated[str, typer.Option(metavar=choices(METRICS), help="Distance (cosine L2-normalises rows first).")]
+Precision = Annotated[
+    str,
+    typer.Option(
+        metavar=choices(PRECISIONS),
+        help="How tiles multiply first; results are exact either way. bf16 screens tiles in bfloat16 (needs largeemb[bf16]); "
+        "auto: bf16 on CPUs with AVX512-BF16 or AMX when the extra is installed, else float32.",
+    ),
+]
+
+
+def parse_k(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise InputError(f"--k must be whole numbers separated by commas, got {text!r}", "on the command line", "e.g. --k 5 or --k 3,5,10") from None
+
+
+def parse_names(text: str) -> tuple[str, ...]:
+    if text.strip() == "all":
+        return COMPANIONS
+    return () if text.strip() in ("", "none") else tuple(part.strip() for part in text.split(","))
+
+
+Real = Annotated[
+    str, typer.Argument(metavar="REAL", help="Real embeddings: zarr array or group (local path or fsspec URL), .npy or .npz file.", show_default=False)
+]
+RealArray = Annotated[
+    Optional[str], typer.Option("--real-array", "--real-key", metavar="NAME", help="Array name when REAL is a zarr group or an .npz file (default: the only array).")
+]
+BlockRows = Annotated[
+    Optional[int],
+    typer.Option(metavar="N", help="Rows per streamed block (one task); GEMMs run in 2048-row panels inside it. Default: 4096, more for sets over 262,144 rows."),
+]
+Scheduler = Annotated[Optional[str], typer.Option(metavar="ADDRESS", help="Run on the running dask cluster at this address (e.g. tcp://host:8786).")]
+Workers = Annotated[Optional[int], typer.Option(metavar="N", help="Start a LocalCluster of N worker processes (default: run in-process).")]
+ThreadsPerWorker = Annotated[
+    Optional[int], typer.Option(metavar="N", help="Task threads per worker (in-process: of this process); default: cores / workers.")
+]
+Resume = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from the finished tasks kept in OUT/.work (a finished run: say so and exit 0).")]

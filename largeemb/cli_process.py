@@ -1,0 +1,107 @@
+"""The command line's process plumbing: every failure becomes one ``error:`` line
+and its exit status, SIGTERM unwinds like Ctrl-C, and log lines go to stderr.
+
+:mod:`largeemb.cli` runs each command's action through :func:`run_action`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import typer
+
+from largeemb.errors import InputError
+
+
+def run_action(debug: bool, action):
+    """Run ``action``; any failure becomes one ``error:`` line and its exit status.
+
+    2: bad input or usage (also a full disk or a permission problem while
+    writing); 3: a store that could not be read; 130 on Ctrl-C, 143 on SIGTERM
+    (what SLURM and Kubernetes send first), both unwound like an error, so the
+    lock and staging go and the previous result stays.
+    """
+    import signal
+
+    previous = terminate_as_interrupt(signal)
+    try:
+        return action()
+    except InputError as exc:
+        if debug:
+            raise
+        fail(f"error: {exc}", exc.exit_code)
+    except OSError as exc:
+        if debug:
+            raise
+        from largeemb.io.output import write_failure
+
+        fail(f"error: {write_failure(exc)}", 2)
+    except KeyboardInterrupt as exc:
+        terminated = isinstance(exc, Terminated)
+        fail(f"error: {'terminated (SIGTERM)' if terminated else 'interrupted'}, nothing was published", 143 if terminated else 130)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, unwound exactly like Ctrl-C."""
+
+
+def terminate_as_interrupt(signal):
+    """Handle SIGTERM like SIGINT while a command runs (main thread only); the handler it replaced."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def terminate(signum, frame):
+        raise Terminated()
+
+    return signal.signal(signal.SIGTERM, terminate)
+
+
+def fail(line: str, code: int):
+    """Print the one error line, then keep anything else (destructors of clients and
+    sessions, dying worker processes) off the terminal: the line is the whole story."""
+    typer.echo(line, err=True)
+    if sys.stderr is sys.__stderr__:  # not under a test runner that captures stderr
+        sys.stderr.flush()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+    raise typer.Exit(code)
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time (test runners swap it)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _):
+        pass
+
+
+class _LogFormatter(logging.Formatter):
+    """``largeemb: ...`` on a terminal; with a timestamp in batch logs (stderr not a terminal)."""
+
+    def format(self, record):
+        line = f"largeemb: {record.getMessage()}"
+        if sys.stderr.isatty():
+            return line
+        return f"{self.formatTime(record, '%Y-%m-%d %H:%M:%S')} {line}"
+
+
+def log_to_stderr() -> None:
+    """Progress and run notes go to stderr as ``largeemb: ...`` lines."""
+    logger = logging.getLogger("largeemb")
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(_LogFormatter())
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
