@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
+import time
 
 from largeemb import metrics
 from largeemb.config import EvaluateConfig
@@ -26,18 +28,18 @@ from largeemb.io.reference import (
 )
 from largeemb.io.samples import SAMPLES_STORE, write_samples
 from largeemb.io.store import Source, open_source
-from largeemb.pipeline import run_passes, timed
+from largeemb.pipeline import KnownReal, run_passes, timed
+from largeemb.report.page import REPORT_FILE, write_report
 from largeemb.report.stage import PLOT_FILES, write_plots
 from largeemb.result import EvaluationResult
 from largeemb.run import checkpoint
 from largeemb.run.session import check_reachable, check_sources, open_run
-from largeemb.run.threads import one_blas_thread
 
 logger = logging.getLogger("largeemb")
 
 #: Every name an evaluate run may publish into its directory; a previous run's
 #: files by these names are the result that needs ``force`` to be replaced.
-RESULT_FILES = (METRICS_FILE, SAMPLES_STORE, *PLOT_FILES)
+RESULT_FILES = (METRICS_FILE, SAMPLES_STORE, *PLOT_FILES, REPORT_FILE)
 
 
 def _config_of(config: EvaluateConfig | None, options: dict, where: str) -> EvaluateConfig:
@@ -103,8 +105,9 @@ def evaluate(
         For any input that cannot be evaluated, with what, where and what to do.
     """
     config = _config_of(config, options, "evaluate")
-    reference = load_reference(str(real)) if is_reference(real) else None
-    real_src = reference.source if reference else open_source(real, real_array, role="real")
+    known = real if isinstance(real, KnownReal) else None  # the real side of an earlier run (several fakes)
+    reference = load_reference(str(real)) if known is None and is_reference(real) else None
+    real_src = known.source if known else reference.source if reference else open_source(real, real_array, role="real")
     fake_src = open_source(fake, fake_array, role="fake")
     warnings = check_pair(real_src, fake_src, config.max_k)
     needs = metrics.needs_of(config, real_src, fake_src)  # refuses what a metric cannot do with these inputs, before any work
@@ -116,7 +119,7 @@ def evaluate(
     with checkpoint.kept_only_if_worth_it(checkpoint_dir), open_run(config, client, store) as run:
         logger.debug("running %s", run.executor.describe())
         check_reachable(run, (real_src, fake_src), checkpoint_dir)
-        passes = run_passes(real_src, fake_src, config, reference, needs)
+        passes = run_passes(real_src, fake_src, config, reference, needs, known)
         if store is not None:
             logger.info("%s", run.summary())
 
@@ -139,6 +142,7 @@ def evaluate_to(
     resume: bool = False,
     client=None,
     on_metrics=None,
+    label: str | None = None,
     **options,
 ) -> EvaluationResult:
     """Evaluate and write the whole result into directory ``out``, exactly as ``largeemb evaluate`` does.
@@ -152,12 +156,15 @@ def evaluate_to(
     replaced only with ``force``. ``on_metrics(result)`` is called as soon
     as the numbers exist, before per-sample values and plots are written (the
     CLI prints them then); nothing is published before everything is written.
-    Other parameters as for :func:`evaluate`.
+    ``label`` names the run in ``metrics.json["run"]`` (default: the fake
+    set's name), beside the time it finished, the host and its elapsed time;
+    ``report.html`` is written too. Other parameters as for :func:`evaluate`.
     """
+    started = time.time()
     config = _config_of(config, options, "evaluate_to")
     work = os.path.join(out, checkpoint.WORK_DIR)
     # Claims --out (refusing early), and publishes only if everything below succeeds.
-    inputs = [real, fake, *_reference_source(real)]
+    inputs = [real, fake, *_reference_source(real), getattr(getattr(real, "source", None), "location", None)]
     with result_dir(out, force, RESULT_FILES, inputs=_paths(inputs), also_replaced=(checkpoint.WORK_DIR,)) as staging:
         if force and not resume:
             checkpoint.discard(work)
@@ -173,9 +180,30 @@ def evaluate_to(
                 result.add_timings(write_plots(result, staging.path).timings_s)
             except Exception as exc:  # a figure must never cost the metrics of a long run
                 result.warnings.append(f"plots failed ({type(exc).__name__}: {exc}); metrics.json is complete")
-        staging.write_json(METRICS_FILE, result.to_dict())
+        result.run = {
+            "label": label if label is not None else default_label(fake),
+            "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "host": socket.gethostname(),
+            "elapsed_s": round(time.time() - started, 3),
+        }
+        document = result.to_dict()
+        staging.write_json(METRICS_FILE, document)
+        try:
+            write_report(out, document, into=staging.path)
+        except Exception as exc:  # a page must never cost the metrics of a long run
+            result.warnings.append(f"report.html failed ({type(exc).__name__}: {exc}); metrics.json is complete")
     checkpoint.discard(work)
     return result
+
+
+def default_label(fake) -> str:
+    """A run's label when none is given: the fake set's file or store name, without its extension."""
+    if not isinstance(fake, (str, os.PathLike)):
+        return "fake"
+    name = os.path.basename(str(fake).rstrip("/").split("::")[0])
+    for ext in (".zarr", ".npy", ".npz"):
+        name = name.removesuffix(ext)
+    return name or str(fake)
 
 
 def finished_run(out: str) -> str | None:

@@ -18,12 +18,17 @@ from largeemb.cli_options import (
     DEFAULTS,
     BlockRows,
     Command,
+    Baseline,
     Debug,
+    FailIf,
+    FailOnRegression,
     ForceDemo,
     ForceFigures,
     ForceReference,
     ForceResult,
     ForceStore,
+    History,
+    Label,
     Metric,
     Precision,
     Real,
@@ -34,9 +39,11 @@ from largeemb.cli_options import (
     Workers,
     choices,
     parse_k,
+    parse_labels,
     parse_names,
 )
 from largeemb.cli_process import log_to_stderr, run_action
+from largeemb.cli_runs import evaluate_and_report
 from largeemb.cli_series import add_series_commands
 from largeemb.config import COMPANIONS, PCA_METHODS, EvaluateConfig
 from largeemb.errors import InputError
@@ -66,41 +73,13 @@ def _main(
     """Exact precision, recall, density, coverage and Fréchet distance for millions of embeddings, out of core."""
 
 
-def _print_metrics(result) -> None:
-    """The numbers and warnings, as soon as they exist (before the plots are drawn)."""
-    typer.echo("  ".join(f"{name} {value:.4f}" for name, value in result.metrics.items()))
-    for warning in result.warnings:
-        typer.echo(f"warning: {warning}", err=True)
-
-
-def _report(result, out: str) -> None:
-    """What was written, once it is published."""
-    typer.echo(f"wrote {os.path.join(out, 'metrics.json')}")
-    if result.projection is not None:
-        typer.echo(f"wrote plots to {out} (redraw them with `largeemb plot {out}`)")
-
-
-def _evaluate_to(real, fake, out: str, config: EvaluateConfig, **options):
-    from largeemb.api import evaluate_to
-
-    log_to_stderr()
-    printed = []
-
-    def on_metrics(result):
-        _print_metrics(result)
-        printed.append(len(result.warnings))
-
-    result = evaluate_to(real, fake, out, config, on_metrics=on_metrics, **options)
-    for warning in result.warnings[printed[0] if printed else 0 :]:  # e.g. a failed plot stage
-        typer.echo(f"warning: {warning}", err=True)
-    return result
-
-
 @app.command(cls=Command)
 def evaluate(
     real: Real,
-    fake: Annotated[str, typer.Argument(metavar="FAKE", help="Fake (generated) embeddings, same forms as REAL.", show_default=False)],
-    out: Annotated[str, typer.Option("--out", "-o", metavar="DIR", help="Directory for metrics.json and plots.")],
+    fake: Annotated[
+        list[str], typer.Argument(metavar="FAKE...", help="Fake (generated) embeddings, same forms as REAL; several: one result each in DIR/NAME.", show_default=False)
+    ],
+    out: Annotated[str, typer.Option("--out", "-o", metavar="DIR", help="Directory for metrics.json, report.html and plots (several fakes: DIR/NAME/ each, DIR/summary.json).")],
     k: Annotated[str, typer.Option(metavar="K[,K...]", help="Neighbour count(s), e.g. 5 or 3,5,10; the first is primary.")] = ",".join(map(str, DEFAULTS.k)),
     metric: Metric = DEFAULTS.metric,
     precision: Precision = DEFAULTS.precision,
@@ -123,11 +102,20 @@ def evaluate(
     scheduler: Scheduler = None,
     workers: Workers = None,
     threads_per_worker: ThreadsPerWorker = None,
+    label: Label = None,
+    history: History = None,
+    fail_if: FailIf = None,
+    fail_on_regression: FailOnRegression = None,
+    baseline: Baseline = None,
     resume: Resume = False,
     force: ForceResult = False,
     debug: Debug = False,
 ):
-    """Evaluate FAKE against REAL and write metrics.json, samples.zarr and plots to --out."""
+    """Evaluate each FAKE against REAL and write metrics.json, report.html, samples.zarr and plots to --out.
+
+    Exit status: 0; 2 bad input; 3 a store could not be read; 4 every result was published but a gate
+    (--fail-if, --fail-on-regression) failed; 130/143 interrupted.
+    """
 
     def action():
         config = EvaluateConfig(
@@ -136,21 +124,16 @@ def evaluate(
             companions=parse_names(companions), kid=kid, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size,
             workers=workers, threads_per_worker=threads_per_worker, scheduler=scheduler,
         )
-        if resume and not force and _finished(out):
-            return
-        _report(_evaluate_to(real, fake, out, config, real_array=real_array, fake_array=fake_array, force=force, resume=resume), out)
+        from largeemb.series.gates import parse_gates
+
+        code = evaluate_and_report(
+            real, fake, out, config, real_array=real_array, fake_array=fake_array, force=force, resume=resume, labels=parse_labels(label),
+            history=history, gates=parse_gates(fail_if) if fail_if else (), regression_z=fail_on_regression, baseline=baseline,
+        )
+        if code:
+            raise typer.Exit(code)
 
     run_action(debug, action)
-
-
-def _finished(out: str) -> bool:
-    """A requeued ``--resume`` job whose run already published its result: nothing to do."""
-    from largeemb.api import finished_run
-
-    done = finished_run(out)
-    if done:
-        typer.echo(f"{out} already holds a finished result ({done}); nothing to resume (pass --force to run again)")
-    return bool(done)
 
 
 @app.command(cls=Command)
@@ -218,7 +201,9 @@ def demo(
         real = write_synth(os.path.join(data, "real.zarr"), rows, dim, seed=0, force=force or _ours(data))
         fake = write_synth(os.path.join(data, "fake.zarr"), rows, dim, seed=1, shift=0.05, drop_modes=3, force=force or _ours(data))
         typer.echo(f"demo data: {real} (real), {fake} (fake: shifted by 0.05, 3 of 10 modes dropped)")
-        _report(_evaluate_to(real, fake, out, DEFAULTS, force=force), out)
+        code = evaluate_and_report(real, [fake], out, DEFAULTS, force=force)
+        if code:
+            raise typer.Exit(code)
 
     run_action(debug, action)
 

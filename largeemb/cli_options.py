@@ -20,8 +20,8 @@ DEFAULTS = EvaluateConfig()
 
 
 def plain_usage(pieces: list[str]) -> list[str]:
-    """``REAL FAKE`` as usage lines have always read, not typer's ``{REAL} {FAKE}``."""
-    return [p[1:-1] if p.startswith("{") and p.endswith("}") else p for p in pieces]
+    """``REAL FAKE...`` as usage lines have always read, not typer's ``{REAL} {FAKE...}...``."""
+    return [p.removesuffix("...")[1:-1] if p.startswith("{") and p.removesuffix("...").endswith("}") else p for p in pieces]
 
 
 class Command(TyperCommand):
@@ -101,3 +101,28 @@ ThreadsPerWorker = Annotated[
     Optional[int], typer.Option(metavar="N", help="Task threads per worker (in-process: of this process); default: cores / workers.")
 ]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from the finished tasks kept in OUT/.work (a finished run: say so and exit 0).")]
+
+
+Label = Annotated[
+    Optional[list[str]],
+    typer.Option("--label", metavar="LABEL", help="Name of the run in metrics.json and the history, e.g. a checkpoint step (one per FAKE, or comma-separated; default: the fake's name)."),
+]
+History = Annotated[
+    Optional[str], typer.Option("--history", metavar="FILE", help="Append one JSON line per evaluated fake to FILE (safe to share between runs; see `largeemb history`).")
+]
+FailIf = Annotated[
+    Optional[str],
+    typer.Option("--fail-if", metavar="EXPR", help="Exit 4 after publishing when a condition holds, e.g. 'precision<0.6,recall@10<0.5' (metrics, < <= > >=)."),
+]
+FailOnRegression = Annotated[
+    Optional[float],
+    typer.Option(metavar="Z", help="Exit 4 after publishing when precision, recall, density or coverage is lower than the previous --history run for the same real set (or --baseline) by more than Z standard errors."),
+]
+Baseline = Annotated[Optional[str], typer.Option(metavar="LABEL", help="With --fail-on-regression: compare with the history's run of this label, not the previous one.")]
+
+
+def parse_labels(values: list[str] | None) -> list[str] | None:
+    """``--label a --label b`` or ``--label a,b``: the labels, in order (None: the fakes' names)."""
+    if not values:
+        return None
+    return [part.strip() for value in values for part in value.split(",")]

@@ -135,6 +135,36 @@ class StoredReal:
         return Radii(self.reference.radii(k), 0)
 
 
+class KnownReal:
+    """The real side as an earlier run of this process found it (several fakes in one call):
+    its moments, fingerprint, partition and radii, kept in memory, so nothing of the
+    real set is read again for its radii or moments."""
+
+    path = None
+
+    def __init__(self, passes: Passes):
+        self.source, self._set = passes.real.source, passes.real
+        self._k, self._partition = passes.context.k, passes.context.partition
+
+    def has_k(self, k: int) -> bool:
+        return k in self._k
+
+    def moments(self, fake: Source, config: EvaluateConfig, needs: Needs) -> list[SetPasses]:
+        """The real set's moments as found, and the fake set's from the pass."""
+        found = moments.moments_stage([(fake, "fake")], config.metric, unit=needs.unit, shells=_shells(needs))
+        [fake_set] = found.sets
+        real = SetPasses("real", self.source, self._set.moments, self._set.fingerprint)
+        return [real, SetPasses("fake", fake, fake_set.moments, fake_set.fingerprint)]
+
+    def partition(self, real_moments: Moments, ctx: PassContext, config: EvaluateConfig):
+        return self._partition
+
+    def radii(self, k: tuple[int, ...]) -> Radii:
+        columns = [self._k.index(x) for x in k]
+        found = self._set.radii
+        return dataclasses.replace(found, values=found.values[:, columns])
+
+
 def _shells(needs: Needs) -> dict | None:
     return {"fake": needs.shells} if needs.shells is not None else None
 
@@ -173,7 +203,12 @@ def _exact_tiles(moments: list[Moments]) -> bool:
 
 @in_one_run  # every stage's graphs in one run, whose counts give the screening numbers
 def run_passes(
-    real: Source, fake: Source | None, config: EvaluateConfig, reference: Reference | None = None, needs: Needs | None = None
+    real: Source,
+    fake: Source | None,
+    config: EvaluateConfig,
+    reference: Reference | None = None,
+    needs: Needs | None = None,
+    known: KnownReal | None = None,
 ) -> Passes:
     """Run every pass over the data, in order, on the current run's executor.
 
@@ -181,9 +216,11 @@ def run_passes(
     reference stores). With a ``reference`` the real set's moments, partition
     and radii come from it, and its store is only hashed to check it.
     ``needs``: what the metrics need (default: :func:`largeemb.metrics.needs_of`
-    the config). ``config`` must be resolved (its ``block_rows`` set).
+    the config). ``known``: the real side as an earlier run found it (its
+    store is then not read for moments or radii). ``config`` must be resolved
+    (its ``block_rows`` set).
     """
-    side = StoredReal(reference) if reference else ComputedReal(real)
+    side = known or (StoredReal(reference) if reference else ComputedReal(real))
     needs = needs_of(config, real, fake) if needs is None else needs
     # The radii's columns: the config's k, then those only the metrics need (that the real side can give).
     k = config.k + tuple(x for x in needs.k if x not in config.k and side.has_k(x))

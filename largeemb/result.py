@@ -17,8 +17,8 @@ from largeemb.metrics.base import leading
 from largeemb.passes.projection import Projection
 from largeemb.pipeline import Passes, float64_work
 
-#: 2: companion metrics in ``metrics`` and ``by_k``, ``details``.
-SCHEMA_VERSION = 2
+#: 2: companion metrics in ``metrics`` and ``by_k``, ``details``; 3: ``run`` (label, finish time, host, elapsed time).
+SCHEMA_VERSION = 3
 
 
 @dataclass
@@ -60,6 +60,8 @@ class EvaluationResult:
     fake_moments: Moments | None = field(default=None, repr=False)
     #: What the plots need; None with plots off.
     projection: Projection | None = field(default=None, repr=False)
+    #: Which run this was: label, finished_utc, host, elapsed_s (set by ``evaluate_to``; empty for ``evaluate``).
+    run: dict = field(default_factory=dict)
 
     @classmethod
     def of(cls, passes: Passes, values: list[Value], config, warnings=()) -> EvaluationResult:
@@ -138,6 +140,7 @@ class EvaluationResult:
     def to_dict(self) -> dict:
         return {
             "schema_version": SCHEMA_VERSION,
+            **({"run": self.run} if self.run else {}),
             "metrics": self.metrics,
             "by_k": {str(k): v for k, v in self.by_k.items()},
             "standard_errors": self.standard_errors(),

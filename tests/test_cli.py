@@ -55,7 +55,7 @@ def test_demo_runs_end_to_end(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     companions = {"f1", "f8", "f1_8", "authenticity", "vendi_real", "vendi_fake", "fd_infinity"}  # P-precision/recall: opt-in
     assert set(metrics["metrics"]) == {"precision", "recall", "density", "coverage", "fd"} | companions
-    assert metrics["schema_version"] == 2
+    assert metrics["schema_version"] == 3
     for key in ("real", "fake", "params", "warnings", "timings_s", "versions", "by_k"):
         assert key in metrics
 
@@ -225,4 +225,4 @@ def test_metrics_are_printed_before_the_plots_are_drawn(tmp_path, monkeypatch):
     monkeypatch.undo()
     result = runner.invoke(app, ["evaluate", real, fake, "--out", str(tmp_path / "cli"), "--tsne-samples", "0"])
     assert result.exit_code == 0, result.output
-    assert result.output.index("precision") < result.output.index("wrote")
+    assert result.output.index("k=5  P ") < result.output.index("wrote")

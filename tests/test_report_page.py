@@ -63,7 +63,7 @@ def test_the_report_is_one_self_contained_file_with_the_numbers(result):
         with open(os.path.join(directory, name), "rb") as fh:
             assert f"data:image/png;base64,{base64.b64encode(fh.read()).decode()}" in sources
     values = doc["by_k"]["3"]
-    assert f"precision {values['precision']:.3f}, recall {values['recall']:.3f}, density {values['density']:.3f}" in page
+    assert f"P {values['precision']:.3f}±" in page
     for name in CORE:
         for number in (values[name], doc["standard_errors"]["3"][name], doc["standard_errors_given_real"]["3"][name]):
             assert f">{number:.4f}<" in page
