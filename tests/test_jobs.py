@@ -63,7 +63,7 @@ def test_kubernetes_manifests(path):
                 assert mount["name"] in {volume["name"] for volume in pod["volumes"]}
 
 
-def test_nightly_builds_the_reference_then_evaluates_the_newest_output():
+def test_nightly_builds_the_reference_then_evaluates_the_backlog():
     script = (JOBS / "nightly" / "nightly-evaluate.sh").read_text()
     assert script.index("largeemb reference build") < script.index("largeemb evaluate")
     assert "nightly-evaluate.sh" in (JOBS / "nightly" / "cronjob.yaml").read_text()
