@@ -154,7 +154,9 @@ def run(g: Graph, outputs, label: str = "tasks"):
             # anew, loading every unit that was saved.
             logger.info("%s: a lost worker took unsaved results with it; running the pass again from its checkpoints", label)
             tasks, _ = cull(_reloaded(tasks, g.shared_again()), [root])
-            out = g.run.executor.compute(tasks, root, tracked & tasks.keys(), progress)
+            again = {key for key in tracked & tasks.keys() if tasks[key][0] is not checkpoint.load}
+            progress.done = max(0, progress.total - len(again))  # what is left, not a second count of the rest
+            out = g.run.executor.compute(tasks, root, again, progress)
     # The pass is complete: each file it still holds reaches its output, so no
     # release will ever ask about its units again.
     checkpoint.forget_released(units)
