@@ -15,7 +15,7 @@ import typer
 
 from typer.core import TyperCommand, TyperGroup
 
-from largeemb.config import COMPANIONS, METRICS, PCA_METHODS, PRECISIONS, EvaluateConfig
+from largeemb.config import CLUSTERS, COMPANIONS, DEFAULT_MAX_JOBS, METRICS, PCA_METHODS, PRECISIONS, EvaluateConfig
 from largeemb.errors import InputError
 from largeemb.version import __version__
 
@@ -246,6 +246,29 @@ Workers = Annotated[Optional[int], typer.Option(metavar="N", help="Start a Local
 ThreadsPerWorker = Annotated[
     Optional[int], typer.Option(metavar="N", help="Task threads per worker (in-process: of this process); default: cores / workers.")
 ]
+# Worker jobs of a batch system, and TLS: declared once, taken by name in each command (_batch_and_tls).
+Cluster = Annotated[
+    Optional[str],
+    typer.Option(metavar=_choices(CLUSTERS), help="Submit dask worker jobs to this batch system (needs largeemb[jobqueue]): 0 to --max-jobs, as the work needs them, configured by the site's jobqueue.yaml."),
+]
+MaxJobs = Annotated[Optional[int], typer.Option(metavar="N", help=f"With --cluster: at most N worker jobs at a time (default {DEFAULT_MAX_JOBS}).")]
+JobCores = Annotated[Optional[int], typer.Option(metavar="N", help="With --cluster: cores per worker job (default: jobqueue.KIND.cores in the dask config).")]
+JobMemory = Annotated[Optional[str], typer.Option(metavar="SIZE", help="With --cluster: memory per worker job, e.g. 32GB (default: jobqueue.KIND.memory).")]
+JobWalltime = Annotated[
+    Optional[str], typer.Option(metavar="TIME", help="With --cluster: walltime per worker job, e.g. 04:00:00 (default: jobqueue.KIND.walltime); workers retire before it and are replaced.")
+]
+Tls = Annotated[bool, typer.Option("--tls", help="Encrypt and authenticate the scheduler traffic of the cluster this job starts (--workers, --cluster); throw-away certificates unless given.")]
+TlsCaFile = Annotated[Optional[str], typer.Option("--tls-ca-file", metavar="PEM", help="TLS: the cluster's CA certificate (default: distributed.comm.tls.ca-file in the dask config).")]
+TlsCert = Annotated[Optional[str], typer.Option("--tls-cert", metavar="PEM", help="TLS: this job's certificate, signed by that CA (default: distributed.comm.tls.client.cert).")]
+TlsKey = Annotated[Optional[str], typer.Option("--tls-key", metavar="PEM", help="TLS: the certificate's private key (default: distributed.comm.tls.client.key).")]
+BATCH_AND_TLS = ("cluster", "max_jobs", "job_cores", "job_memory", "job_walltime", "tls", "tls_ca_file", "tls_cert", "tls_key")
+
+
+def _batch_and_tls(params: dict) -> dict:
+    """A command's batch-job and TLS options (from its ``locals()``), as config fields."""
+    return {name: params[name] for name in BATCH_AND_TLS}
+
+
 Resume = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from the finished tasks kept in OUT/.work (a finished run: say so and exit 0).")]
 
 
@@ -276,18 +299,21 @@ def evaluate(
     scheduler: Scheduler = None,
     workers: Workers = None,
     threads_per_worker: ThreadsPerWorker = None,
+    cluster: Cluster = None, max_jobs: MaxJobs = None, job_cores: JobCores = None, job_memory: JobMemory = None, job_walltime: JobWalltime = None,
+    tls: Tls = False, tls_ca_file: TlsCaFile = None, tls_cert: TlsCert = None, tls_key: TlsKey = None,
     resume: Resume = False,
     force: ForceResult = False,
     debug: Debug = False,
 ):
     """Evaluate FAKE against REAL and write metrics.json, samples.zarr and plots to --out."""
+    batch_and_tls = _batch_and_tls(locals())
 
     def action():
         config = EvaluateConfig(
             k=_parse_k(k), metric=metric, precision=precision, inclusive=inclusive, block_rows=block_rows, samples=samples,
             pca=pca, tsne_samples=tsne_samples, plot_samples=plot_samples, plots=not no_plots, prune=prune,
             companions=_parse_names(companions), kid=kid, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size,
-            workers=workers, threads_per_worker=threads_per_worker, scheduler=scheduler,
+            workers=workers, threads_per_worker=threads_per_worker, scheduler=scheduler, **batch_and_tls,
         )
         if resume and not force and _finished(out):
             return
@@ -432,6 +458,8 @@ def reference_build(
     scheduler: Scheduler = None,
     workers: Workers = None,
     threads_per_worker: ThreadsPerWorker = None,
+    cluster: Cluster = None, max_jobs: MaxJobs = None, job_cores: JobCores = None, job_memory: JobMemory = None, job_walltime: JobWalltime = None,
+    tls: Tls = False, tls_ca_file: TlsCaFile = None, tls_cert: TlsCert = None, tls_key: TlsKey = None,
     resume: Resume = False,
     force: ForceReference = False,
     debug: Debug = False,
@@ -439,6 +467,7 @@ def reference_build(
     """Compute the real set's radii, moments and fingerprint once, for nightly evaluate runs."""
     from largeemb.api import build_reference
 
+    batch_and_tls = _batch_and_tls(locals())
     def action():
         from largeemb.io.reference import is_reference
 
@@ -448,7 +477,7 @@ def reference_build(
             return
         ref = build_reference(
             real, out, _parse_k(k), metric=metric, precision=precision, block_rows=block_rows, real_array=real_array, force=force, resume=resume,
-            scheduler=scheduler, workers=workers, threads_per_worker=threads_per_worker,
+            scheduler=scheduler, workers=workers, threads_per_worker=threads_per_worker, **batch_and_tls,
         )
         typer.echo(f"wrote reference {ref.path} (k={','.join(map(str, ref.k))}, {ref.source.rows} rows); use it as REAL in `largeemb evaluate`")
 
