@@ -203,22 +203,24 @@ def hooked(*sources: str):
         graph.unit_hooks[:] = before
 
 
-def test_cluster_slurm_gives_the_in_process_result_and_gives_jobs_back_in_the_serial_tail(
-    slurm, stores, in_process, tmp_path, jobqueue_config
+def test_cluster_slurm_over_tls_gives_the_in_process_result_and_gives_jobs_back_in_the_serial_tail(
+    slurm, stores, in_process, tmp_path, jobqueue_config, monkeypatch
 ):
+    pytest.importorskip("cryptography")  # throw-away certificates for --tls
+    monkeypatch.chdir(tmp_path)  # where dask-jobqueue writes the workers' copies of them (mode 0600, removed at the end)
     expected = in_process[0]
     blocks = -(-ROWS // int(OPTIONS[OPTIONS.index("--block-rows") + 1]))
     with hooked(slow_tiles(0.01), _serial_tail(3.0, blocks)), QueueWatch(slurm) as watch:
-        numbers, _, _ = _evaluate(stores, tmp_path / "out", "--cluster", "slurm", "--max-jobs", "2", *JOB)
+        numbers, _, _ = _evaluate(stores, tmp_path / "out", "--cluster", "slurm", "--max-jobs", "2", *JOB, "--tls")
         finished = time.monotonic() - watch.start
-        _wait_for(lambda: not slurm.jobs(), 30, "the jobs to be given back")
+        _wait_for(lambda: not slurm.jobs(), 30, "every job to be given back once the run ended")
     assert numbers == expected
     counts = [count for _, count in watch.samples]
     peak = counts.index(2)  # both jobs were submitted while the passes had work for them
     during_run = [count for t, count in watch.samples[peak:] if t < finished]
     print("squeue entries over time:", [(round(t, 1), c) for t, c in watch.samples])
     assert min(during_run) < 2  # a job was given back before the run ended (the serial tail)
-    assert watch.samples[-1][1] == 0  # and every job once it ended
+    assert not list(tmp_path.glob(".largeemb-tls-*"))  # the certificates' copies went with the run
 
 
 def test_a_worker_job_cancelled_mid_pass_costs_only_its_units(slurm, stores, in_process, tmp_path, jobqueue_config):
@@ -252,3 +254,47 @@ def test_a_worker_job_cancelled_mid_pass_costs_only_its_units(slurm, stores, in_
           f"{len(again)} tiles computed again; run summary: {computed} computed, {loaded} loaded")
     # Only units that the cancelled job had computed (and held in memory) ran again.
     assert all(first_job[name] == cancelled[0] for name in again), [(name, [r[1:] for r in runs if r[0] == name]) for name in again]
+
+
+def test_ctrl_c_gives_every_worker_job_back(slurm, stores, tmp_path):
+    """Ctrl-C (SIGINT to the terminal's process group) mid-pass: one error line, exit 130, and no
+    job of the run left in the queue (they would hold an allocation until their walltime)."""
+    import signal
+    import subprocess
+
+    pytest.importorskip("dask_jobqueue")
+    tiles = tmp_path / "tiles.log"
+    env = {
+        **os.environ,  # SLURM_CONF from the fixture; the site's dask config through the environment
+        "DASK_JOBQUEUE__SLURM__SCHEDULER_OPTIONS": '{"host": "127.0.0.1", "dashboard_address": "127.0.0.1:0"}',
+        "DASK_JOBQUEUE__SLURM__LOG_DIRECTORY": str(tmp_path / "job-logs"),
+        "DASK_DISTRIBUTED__ADAPTIVE__INTERVAL": "500ms",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    }
+    main = "import sys\nfrom largeemb.cli import main\nsys.argv = ['largeemb'] + sys.argv[1:]\nmain()\n"
+    job = subprocess.Popen(
+        [sys.executable, "-c", slow_tiles(0.2, str(tiles)) + main, "evaluate", *stores, "--out", str(tmp_path / "out"),
+         *OPTIONS, "--cluster", "slurm", "--max-jobs", "2", *JOB],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True,
+    )
+    try:
+        _wait_for(lambda: len(_lines(tiles)) >= 3 or job.poll() is not None, 90, "tiles computed by a worker job")
+        assert job.poll() is None and slurm.jobs()
+        os.killpg(job.pid, signal.SIGINT)
+        _, err = job.communicate(timeout=60)
+    finally:
+        if job.poll() is None:
+            job.kill()
+    assert job.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "error: interrupted, nothing was published", err
+    _wait_for(lambda: not slurm.jobs(), 10, "the worker jobs to leave the queue")
+
+
+def test_a_worker_job_the_batch_system_refuses_is_one_error_line(slurm, stores, tmp_path, jobqueue_config):
+    with dask.config.set({"jobqueue.slurm.queue": "no-such-partition"}):
+        result = runner.invoke(app, ["evaluate", *stores, "--out", str(tmp_path / "o"), *OPTIONS, "--cluster", "slurm", *JOB])
+    assert result.exit_code == 2, result.output
+    line = result.output.strip().splitlines()[-1]
+    assert line.startswith("error: the batch system refused the worker job (sbatch: error: "), line
+    assert "Traceback" not in result.output and not (tmp_path / "o" / "metrics.json").exists()
+    assert not slurm.jobs()

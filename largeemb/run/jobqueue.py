@@ -16,6 +16,14 @@ walltime (``--lifetime``, staggered so that they do not all go at once):
 it stops taking tasks and hands over what it holds, and the adaptive loop
 submits a replacement, instead of the batch system killing it mid-unit.
 
+With TLS (``--tls``) the scheduler and workers speak only TLS; throw-away
+certificates are copied for the workers into a private directory (under
+``jobqueue.<kind>.shared-temp-directory``, else the current directory, which
+the compute nodes must see) that goes when the run ends.
+
+A submission the batch system refuses (a wrong queue or account) ends the run
+with one error line where it waits for its first worker.
+
 Sites that forbid connections from compute nodes to the login node need the
 single-allocation pattern instead: jobs/slurm/evaluate.sbatch.
 """
@@ -43,7 +51,15 @@ CLOSE_TIMEOUT_S = 30
 
 
 def dask_jobqueue():
-    """The dask_jobqueue module, or a one-line error naming the extra that installs it."""
+    """The dask_jobqueue module, or a one-line error naming the extra that installs it.
+
+    Importing it replaces this process's Ctrl-C handler with ``sys.exit()``
+    (dask_jobqueue.runner, for its own runner processes): an interrupted run
+    would then end with exit status 0 and no error line. The handler is put back.
+    """
+    import signal
+
+    handler = signal.getsignal(signal.SIGINT)
     try:
         import dask_jobqueue
     except ImportError:
@@ -52,6 +68,9 @@ def dask_jobqueue():
             "in this Python environment",
             "pip install 'largeemb[jobqueue]'",
         ) from None
+    finally:
+        if threading.current_thread() is threading.main_thread() and handler is not None:
+            signal.signal(signal.SIGINT, handler)
     return dask_jobqueue
 
 
@@ -88,8 +107,11 @@ def lifetime_args(walltime_s: int) -> list[str]:
     return ["--lifetime", f"{lifetime}s", "--lifetime-stagger", f"{stagger}s"]
 
 
-def job_options(config, security) -> dict:
-    """Keyword arguments of the cluster class: the site's config, overridden by the run's options."""
+def job_options(config, security, certificates: str | None = None) -> dict:
+    """Keyword arguments of the cluster class: the site's config, overridden by the run's options.
+
+    ``certificates``: a directory the workers can read for copies of throw-away certificates.
+    """
     kind = config.cluster
     options = {}
     for name, value in (("cores", config.job_cores), ("memory", config.job_memory), ("walltime", config.job_walltime)):
@@ -104,11 +126,29 @@ def job_options(config, security) -> dict:
         options["python"] = sys.executable  # the same environment on the compute nodes (a shared path)
     if security is not None:
         options.update(security=security, protocol="tls://")
-        if "\n" in (security.tls_worker_cert or "") and not dask.config.get(f"jobqueue.{kind}.shared-temp-directory", None):
-            import os
-
-            options["shared_temp_directory"] = os.getcwd()  # throw-away certificates, mode 0600, gone when the run ends
+    if certificates is not None:
+        options["shared_temp_directory"] = certificates
     return options
+
+
+@contextmanager
+def _certificates_dir(config, security):
+    """A private directory for the workers' copies of throw-away certificates (held in memory here),
+    under the site's jobqueue shared-temp-directory or else the current directory (which the
+    compute nodes must see); removed with the run. None where the certificates are files already."""
+    if security is None or "\n" not in (security.tls_worker_cert or ""):
+        yield None
+        return
+    import os
+    import shutil
+    import tempfile
+
+    shared = dask.config.get(f"jobqueue.{config.cluster}.shared-temp-directory", None)
+    path = tempfile.mkdtemp(prefix=".largeemb-tls-", dir=os.path.expanduser(os.path.expandvars(shared)) if shared else os.getcwd())
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @contextmanager
@@ -124,24 +164,43 @@ def job_cluster(config, security):
 
     kind, max_jobs = config.cluster, config.max_jobs or DEFAULT_MAX_JOBS
     cls = getattr(dask_jobqueue(), KINDS[kind])
+    refused: list[str] = []  # why the batch system refused worker jobs, newest last
+    with _certificates_dir(config, security) as certificates:
+        cluster = _new_cluster(cls, config, security, certificates, refused)
+        try:
+            # How often it looks, how long work must wait to ask for a job, how many idle looks give one back:
+            # dask's config (distributed.adaptive.interval, target-duration, wait-count).
+            adaptive = cluster.adapt(minimum_jobs=0, maximum_jobs=max_jobs, Adaptive=_replacing())
+            job = cluster._dummy_job
+            what = f"{kind} worker jobs (0 to {max_jobs} of {job.worker_cores} cores, {job.worker_memory / 2**30:.1f} GiB, adaptive)"
+            with Client(cluster, set_as_default=False) as client:
+                yield client, what, _holder(client, adaptive, job.worker_processes, refused, kind)
+        finally:
+            cluster.close(timeout=CLOSE_TIMEOUT_S)  # cancels every job it submitted
+            _close_certificate_copies(cluster)
+
+
+def _close_certificate_copies(cluster) -> None:
+    """Close (and so delete) the temporary files dask-jobqueue wrote the workers' certificates to:
+    it keeps them open on the cluster (``_job_<part>``) until the cluster is garbage-collected,
+    which would find their directory gone and complain."""
+    for name, handle in list(vars(cluster).items()):
+        if name.startswith("_job_") and hasattr(handle, "close"):
+            try:
+                handle.close()
+            except OSError:
+                pass
+
+
+def _new_cluster(cls, config, security, certificates, refused: list):
     try:
-        cluster = cls(**job_options(config, security))
+        return cls(job_cls=_reporting(cls.job_cls, refused), **job_options(config, security, certificates))
     except ValueError as exc:  # e.g. no cores or memory per job in the options or the config
         raise InputError(
             f"cannot describe the worker jobs ({str(exc).splitlines()[0]})",
-            f"for --cluster {kind}",
-            f"pass --job-cores and --job-memory, or set them under jobqueue.{kind} in the dask config (jobqueue.yaml)",
+            f"for --cluster {config.cluster}",
+            f"pass --job-cores and --job-memory, or set them under jobqueue.{config.cluster} in the dask config (jobqueue.yaml)",
         ) from None
-    try:
-        # How often it looks, how long work must wait to ask for a job, how many idle looks give one back:
-        # dask's config (distributed.adaptive.interval, target-duration, wait-count).
-        adaptive = cluster.adapt(minimum_jobs=0, maximum_jobs=max_jobs, Adaptive=_replacing())
-        job = cluster._dummy_job
-        what = f"{kind} worker jobs (0 to {max_jobs} of {job.worker_cores} cores, {job.worker_memory / 2**30:.1f} GiB, adaptive)"
-        with Client(cluster, set_as_default=False) as client:
-            yield client, what, _holder(client, adaptive, job.worker_processes)
-    finally:
-        cluster.close(timeout=CLOSE_TIMEOUT_S)  # cancels every job it submitted
 
 
 def _replacing():
@@ -173,7 +232,33 @@ def _replacing():
     return Replacing
 
 
-def _holder(client, adaptive, per_job: int):
+def _reporting(job_cls, refused: list):
+    """The cluster's job class, noting (not raising) a submission the batch system refused.
+
+    Raised, dask would print the traceback at every adaptive step, and the
+    run would wait for the job forever; noted, the run stops with one line
+    where it waits for a worker (see :func:`_holder`), or says it once per
+    reason while other workers carry on.
+    """
+
+    from distributed.core import Status
+
+    class Reporting(job_cls):
+        async def start(self):
+            try:
+                await super().start()
+            except (RuntimeError, ValueError, OSError) as exc:  # the submit command failed, or is missing
+                reason = ([line for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__])[-1].strip()
+                if reason not in refused:
+                    logger.warning("a worker job could not be submitted: %s", reason)
+                refused.append(reason)
+                # No job, so nothing to cancel; dask's cluster asserts that every started one runs.
+                self.status = Status.running
+
+    return Reporting
+
+
+def _holder(client, adaptive, per_job: int, refused: list, kind: str):
     """A context that keeps at least one worker job while it is open (nested openings count)."""
     lock, held = threading.Lock(), [0]
 
@@ -183,7 +268,7 @@ def _holder(client, adaptive, per_job: int):
             held[0] += 1
             adaptive.minimum = per_job
         try:
-            _wait_for_a_worker(client)
+            _wait_for_a_worker(client, refused, kind)
             yield
         finally:
             with lock:
@@ -194,10 +279,20 @@ def _holder(client, adaptive, per_job: int):
     return hold
 
 
-def _wait_for_a_worker(client) -> None:
-    """Wait, without a limit, for a worker (a job may queue for hours); say so every QUEUE_NOTE_S."""
+def _wait_for_a_worker(client, refused: list, kind: str) -> None:
+    """Wait for a worker, without a limit (a job may queue for hours; said every QUEUE_NOTE_S),
+    unless the batch system refuses the jobs: then one error line."""
+    waited = 0
     while True:
         try:
-            return client.wait_for_workers(1, timeout=QUEUE_NOTE_S)
+            return client.wait_for_workers(1, timeout=1)
         except TimeoutError:
+            waited += 1
+        if refused and not client.scheduler_info(n_workers=1)["workers"]:
+            raise InputError(
+                f"the batch system refused the worker job ({refused[-1]})",
+                f"for --cluster {kind}",
+                f"check queue, account and resources under jobqueue.{kind} in the dask config (jobqueue.yaml) and the --job-* options",
+            )
+        if waited % QUEUE_NOTE_S == 0:
             logger.info("waiting for a worker job to start (queued in the batch system)")
