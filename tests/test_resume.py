@@ -299,6 +299,30 @@ def test_a_pass_whose_worker_took_results_along_runs_again_from_its_checkpoints(
     assert closing, [r.getMessage() for r in caplog.records]  # the rerun's loaded units are not counted twice
 
 
+def test_a_pass_that_keeps_losing_workers_without_progress_stops_with_one_error(tmp_path):
+    """Workers may be lost many times in a long run; losses in a row with no unit saved between them end
+    the pass with exit status 3 (a cluster problem, not the input's), keeping what was saved."""
+    from largeemb.errors import WorkersLostError
+    from largeemb.run import graph, session
+    from largeemb.run.executor import InProcess, LostWork
+
+    class LosesEverything(InProcess):
+        calls = 0
+
+        def compute(self, tasks, output, tracked, progress):
+            self.calls += 1
+            raise LostWork("a worker died")
+
+    executor = LosesEverything(1)
+    store = checkpoint.open_store(str(tmp_path / "work"), {"test": 1}, resume=False)
+    with session.activated(session.Run(executor, store)):
+        g = graph.Graph("squares")
+        total = g.tree([g.unit(f"square-{i}", int, i) for i in range(5)], int.__add__, "sum")
+        with pytest.raises(WorkersLostError, match="lost 3 times in a row") as raised:
+            graph.run(g, total)
+    assert executor.calls == graph.LOST_IN_A_ROW and raised.value.exit_code == 3
+
+
 def _npz_left(work) -> set[str]:
     return {name[: -len(checkpoint.SUFFIX)] for name in os.listdir(work) if name.endswith(checkpoint.SUFFIX) and ".tmp-" not in name}
 
