@@ -136,3 +136,12 @@ def test_workers_with_tls_start_a_local_cluster_that_speaks_tls_only():
 def test_tls_options_that_cannot_work_are_refused(options, message):
     with pytest.raises(InputError, match=message):
         tls.security_of(EvaluateConfig(**options))
+
+
+def test_tls_without_certificates_or_cryptography_names_the_extra(monkeypatch):
+    def missing():
+        raise ImportError("No module named 'cryptography'")
+
+    monkeypatch.setattr(Security, "temporary", staticmethod(missing))
+    with pytest.raises(InputError, match=r"pip install 'largeemb\[tls\]'"):
+        tls.security_of(EvaluateConfig(workers=2, tls=True))
