@@ -95,7 +95,20 @@ def _largeemb_on_path(bin_dir: Path, slow_s: float = 0.0, log: Path | None = Non
     command.chmod(0o755)
 
 
-def _submit(slurm, tmp_path, stores, out, name):
+def _certificates(folder: Path) -> Path:
+    """ca.pem, cert.pem, key.pem of a new CA, as the template's TLS_DIR wants them."""
+    pytest.importorskip("cryptography")
+    from distributed.security import Security
+
+    made = Security.temporary()
+    folder.mkdir(mode=0o700)
+    for name, text in (("ca", made.tls_ca_file), ("cert", made.tls_client_cert), ("key", made.tls_client_key)):
+        (folder / f"{name}.pem").write_text(text)
+    (folder / "key.pem").chmod(0o600)
+    return folder
+
+
+def _submit(slurm, tmp_path, stores, out, name, tls_dir=None):
     env = {
         **os.environ,
         # largeemb and dask on PATH, no VENV: the template must work either way.
@@ -103,13 +116,14 @@ def _submit(slurm, tmp_path, stores, out, name):
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
         "REAL": stores[0], "FAKE": stores[1], "OUT": str(out), "K": "3,5", "WORKDIR": str(tmp_path / f"dask-{name}"),
         "OPTIONS": " ".join(OPTIONS[2:]),
+        "TLS_DIR": str(tls_dir or ""),
     }
     env.pop("VENV", None)
     resources = ["--nodes=1", "--ntasks=1", "--cpus-per-task=1", "--mem=1G", "--time=00:10:00"]
     return slurm.sbatch(*resources, f"--output={tmp_path}/{name}-%j.log", str(TEMPLATE), env=env)
 
 
-def test_sbatch_template_cancelled_mid_pass_resumes_on_resubmission_with_the_same_result(slurm, stores, in_process, tmp_path):
+def test_sbatch_template_cancelled_mid_pass_resumes_on_resubmission_over_tls_with_the_same_result(slurm, stores, in_process, tmp_path):
     expected, fresh_computed, _ = in_process
     out, tiles = tmp_path / "out", tmp_path / "tiles.log"
 
@@ -120,9 +134,10 @@ def test_sbatch_template_cancelled_mid_pass_resumes_on_resubmission_with_the_sam
     assert slurm.wait_gone(first) == "CANCELLED"
     assert not (out / "metrics.json").exists() and (out / ".work").is_dir()
 
-    _largeemb_on_path(tmp_path / "bin")  # the resubmitted job at full speed
-    second = _submit(slurm, tmp_path, stores, out, "second")
+    _largeemb_on_path(tmp_path / "bin")  # the resubmitted job at full speed, and over TLS
+    second = _submit(slurm, tmp_path, stores, out, "second", tls_dir=_certificates(tmp_path / "tls"))
     assert slurm.wait_gone(second) == "COMPLETED", (tmp_path / f"second-{second}.log").read_text()
+    assert "Scheduler at:      tls://" in (tmp_path / "dask-second" / "scheduler.log").read_text()
     log = (tmp_path / f"second-{second}.log").read_text()
     computed, loaded = map(int, SUMMARY.search(log).groups())
     print(f"fresh run: {fresh_computed} units computed; cancelled after {len(_lines(tiles))} tiles; "
