@@ -313,18 +313,3 @@ def test_a_worker_job_the_batch_system_refuses_is_one_error_line(slurm, stores, 
     assert line.startswith("error: the batch system refused the worker job (sbatch: error: "), line
     assert "Traceback" not in result.output and not (tmp_path / "o" / "metrics.json").exists()
     assert not slurm.jobs()
-
-
-def test_workers_past_their_lifetime_are_replaced_and_the_result_stays_exact(slurm, stores, in_process, tmp_path, jobqueue_config):
-    """Workers retire before their walltime (here the site's own 6 to 10 s lifetime, as jobqueue.yaml may set it);
-    the adaptive loop submits new jobs and the run finishes with the in-process result."""
-    tiles = tmp_path / "tiles.log"
-    lifetime = {"jobqueue.slurm.worker-extra-args": ["--lifetime", "8s", "--lifetime-stagger", "2s"]}
-    with dask.config.set(lifetime), hooked(slow_tiles(0.03, str(tiles), where=True)):
-        numbers, _, _ = _evaluate(stores, tmp_path / "out", "--cluster", "slurm", "--max-jobs", "2", *JOB)
-    assert numbers == in_process[0]
-    runs = [line.split() for line in _lines(tiles)]
-    jobs = sorted({job for _, job, _ in runs}, key=int)
-    again = len(runs) - len({name for name, *_ in runs})
-    print(f"{len(runs)} tile computations in {len(jobs)} successive worker jobs; {again} computed again")
-    assert len(jobs) >= 2  # the first job's worker retired and another took over
