@@ -17,6 +17,7 @@ from largeemb.cli_options import (
     APP_OPTIONS,
     DEFAULTS,
     BlockRows,
+    Cluster,
     Command,
     Baseline,
     Debug,
@@ -28,7 +29,11 @@ from largeemb.cli_options import (
     ForceResult,
     ForceStore,
     History,
+    JobCores,
+    JobMemory,
+    JobWalltime,
     Label,
+    MaxJobs,
     Metric,
     Precision,
     Real,
@@ -36,7 +41,12 @@ from largeemb.cli_options import (
     Resume,
     Scheduler,
     ThreadsPerWorker,
+    Tls,
+    TlsCaFile,
+    TlsCert,
+    TlsKey,
     Workers,
+    batch_and_tls,
     choices,
     parse_k,
     parse_labels,
@@ -102,6 +112,8 @@ def evaluate(
     scheduler: Scheduler = None,
     workers: Workers = None,
     threads_per_worker: ThreadsPerWorker = None,
+    cluster: Cluster = None, max_jobs: MaxJobs = None, job_cores: JobCores = None, job_memory: JobMemory = None, job_walltime: JobWalltime = None,
+    tls: Tls = False, tls_ca_file: TlsCaFile = None, tls_cert: TlsCert = None, tls_key: TlsKey = None,
     label: Label = None,
     history: History = None,
     fail_if: FailIf = None,
@@ -116,13 +128,14 @@ def evaluate(
     Exit status: 0; 2 bad input; 3 a store could not be read; 4 every result was published but a gate
     (--fail-if, --fail-on-regression) failed; 130/143 interrupted.
     """
+    jobs_and_tls = batch_and_tls(locals())
 
     def action():
         config = EvaluateConfig(
             k=parse_k(k), metric=metric, precision=precision, inclusive=inclusive, block_rows=block_rows, samples=samples,
             pca=pca, tsne_samples=tsne_samples, plot_samples=plot_samples, plots=not no_plots, prune=prune,
             companions=parse_names(companions), kid=kid, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size,
-            workers=workers, threads_per_worker=threads_per_worker, scheduler=scheduler,
+            workers=workers, threads_per_worker=threads_per_worker, scheduler=scheduler, **jobs_and_tls,
         )
         from largeemb.series.gates import parse_gates
 
@@ -264,12 +277,16 @@ def reference_build(
     scheduler: Scheduler = None,
     workers: Workers = None,
     threads_per_worker: ThreadsPerWorker = None,
+    cluster: Cluster = None, max_jobs: MaxJobs = None, job_cores: JobCores = None, job_memory: JobMemory = None, job_walltime: JobWalltime = None,
+    tls: Tls = False, tls_ca_file: TlsCaFile = None, tls_cert: TlsCert = None, tls_key: TlsKey = None,
     resume: Resume = False,
     force: ForceReference = False,
     debug: Debug = False,
 ):
     """Compute the real set's radii, moments and fingerprint once, for nightly evaluate runs."""
     from largeemb.api import build_reference
+
+    jobs_and_tls = batch_and_tls(locals())
 
     def action():
         from largeemb.io.reference import is_reference
@@ -280,7 +297,7 @@ def reference_build(
             return
         ref = build_reference(
             real, out, parse_k(k), metric=metric, precision=precision, block_rows=block_rows, real_array=real_array, force=force, resume=resume,
-            scheduler=scheduler, workers=workers, threads_per_worker=threads_per_worker,
+            scheduler=scheduler, workers=workers, threads_per_worker=threads_per_worker, **jobs_and_tls,
         )
         typer.echo(f"wrote reference {ref.path} (k={','.join(map(str, ref.k))}, {ref.source.rows} rows); use it as REAL in `largeemb evaluate`")
 

@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-from largeemb.config import COMPANIONS, METRICS, PRECISIONS, EvaluateConfig
+from largeemb.config import CLUSTERS, COMPANIONS, DEFAULT_MAX_JOBS, METRICS, PRECISIONS, EvaluateConfig
 from largeemb.errors import InputError
 
 #: Every option's default, from the Python API's config.
@@ -126,3 +126,25 @@ def parse_labels(values: list[str] | None) -> list[str] | None:
     if not values:
         return None
     return [part.strip() for value in values for part in value.split(",")]
+
+# Worker jobs of a batch system, and TLS: declared once, taken by name in each command (batch_and_tls).
+Cluster = Annotated[
+    Optional[str],
+    typer.Option(metavar=choices(CLUSTERS), help="Submit dask worker jobs to this batch system (needs largeemb[jobqueue]): 0 to --max-jobs, as the work needs them, configured by the site's jobqueue.yaml."),
+]
+MaxJobs = Annotated[Optional[int], typer.Option(metavar="N", help=f"With --cluster: at most N worker jobs at a time (default {DEFAULT_MAX_JOBS}).")]
+JobCores = Annotated[Optional[int], typer.Option(metavar="N", help="With --cluster: cores per worker job (default: jobqueue.KIND.cores in the dask config).")]
+JobMemory = Annotated[Optional[str], typer.Option(metavar="SIZE", help="With --cluster: memory per worker job, e.g. 32GB (default: jobqueue.KIND.memory).")]
+JobWalltime = Annotated[
+    Optional[str], typer.Option(metavar="TIME", help="With --cluster: walltime per worker job, e.g. 04:00:00 (default: jobqueue.KIND.walltime); workers retire before it and are replaced.")
+]
+Tls = Annotated[bool, typer.Option("--tls", help="Encrypt and authenticate the scheduler traffic of the cluster this job starts (--workers, --cluster); throw-away certificates unless given.")]
+TlsCaFile = Annotated[Optional[str], typer.Option("--tls-ca-file", metavar="PEM", help="TLS: the cluster's CA certificate (default: distributed.comm.tls.ca-file in the dask config).")]
+TlsCert = Annotated[Optional[str], typer.Option("--tls-cert", metavar="PEM", help="TLS: this job's certificate, signed by that CA (default: distributed.comm.tls.client.cert).")]
+TlsKey = Annotated[Optional[str], typer.Option("--tls-key", metavar="PEM", help="TLS: the certificate's private key (default: distributed.comm.tls.client.key).")]
+BATCH_AND_TLS = ("cluster", "max_jobs", "job_cores", "job_memory", "job_walltime", "tls", "tls_ca_file", "tls_cert", "tls_key")
+
+
+def batch_and_tls(params: dict) -> dict:
+    """A command's batch-job and TLS options (from its ``locals()``), as config fields."""
+    return {name: params[name] for name in BATCH_AND_TLS}

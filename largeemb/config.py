@@ -41,6 +41,10 @@ MAX_BLOCKS = 64
 #: An explicit --block-rows may cut a set finer (tests, small sets), but not
 #: into more blocks than this: 256 blocks are already ~100,000 tasks a pass.
 MAX_EXPLICIT_BLOCKS = 256
+#: Batch systems whose worker jobs ``cluster`` can submit (through dask-jobqueue).
+CLUSTERS = ("slurm", "pbs", "lsf", "sge")
+#: Worker jobs at most when ``cluster`` is given without ``max_jobs``.
+DEFAULT_MAX_JOBS = 4
 #: What a dask scheduler address looks like: [protocol://]host[:port].
 SCHEDULER_ADDRESS = re.compile(r"^([a-z][a-z0-9+.-]*://)?(\[[0-9A-Fa-f:.]+\]|[^\s/:\[\]]+)(:\d+)?/?$")
 
@@ -57,7 +61,11 @@ class EvaluateConfig:
     running dask cluster; ``workers`` starts a LocalCluster of that many worker
     processes; with neither the job runs in-process. ``threads_per_worker`` is
     the task threads of each worker (in-process: of this process; default: the
-    cores divided among the workers).
+    cores divided among the workers). ``cluster`` (one of CLUSTERS) submits
+    worker jobs to the batch system instead, up to ``max_jobs`` at a time, each
+    of ``job_cores``/``job_memory``/``job_walltime`` (default: the site's dask
+    config, ``jobqueue.<cluster>.*``). ``tls`` and the ``tls_*`` files make the
+    scheduler traffic encrypted and authenticated (see largeemb.run.tls).
     """
 
     k: tuple[int, ...] = (5,)
@@ -97,6 +105,15 @@ class EvaluateConfig:
     workers: int | None = field(default=None, metadata=EXECUTION)
     threads_per_worker: int | None = field(default=None, metadata=EXECUTION)
     scheduler: str | None = field(default=None, metadata=EXECUTION)
+    cluster: str | None = field(default=None, metadata=EXECUTION)
+    max_jobs: int | None = field(default=None, metadata=EXECUTION)
+    job_cores: int | None = field(default=None, metadata=EXECUTION)
+    job_memory: str | None = field(default=None, metadata=EXECUTION)
+    job_walltime: str | None = field(default=None, metadata=EXECUTION)
+    tls: bool = field(default=False, metadata=EXECUTION)
+    tls_ca_file: str | None = field(default=None, metadata=EXECUTION)
+    tls_cert: str | None = field(default=None, metadata=EXECUTION)
+    tls_key: str | None = field(default=None, metadata=EXECUTION)
     extra: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self):
@@ -159,7 +176,7 @@ class EvaluateConfig:
                 "in the job configuration",
                 "pass e.g. --tsne-samples 1000 (0 skips t-SNE)",
             )
-        for name in ("workers", "threads_per_worker"):
+        for name in ("workers", "threads_per_worker", "max_jobs", "job_cores"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise InputError(
@@ -181,11 +198,37 @@ class EvaluateConfig:
                 "in the job configuration",
                 "use --scheduler to join a running cluster, or --workers to start one here",
             )
+        self._check_cluster()
         if self.extra:
             raise InputError(
                 f"unknown configuration keys {sorted(self.extra)}",
                 "in the job configuration",
                 f"use only {', '.join(f.name for f in fields())}",
+            )
+
+    def _check_cluster(self) -> None:
+        """One way of running at a time; batch-job and TLS options only where they apply."""
+        if self.cluster is not None and self.cluster not in CLUSTERS:
+            raise InputError(f"unknown --cluster {self.cluster!r}", "in the job configuration", f"use one of {', '.join(CLUSTERS)}")
+        if self.cluster and (self.scheduler or self.workers):
+            raise InputError(
+                f"--cluster and --{'scheduler' if self.scheduler else 'workers'} both given",
+                "in the job configuration",
+                "use --cluster to submit worker jobs, --scheduler to join a running cluster, or --workers to start one here",
+            )
+        job_options = [name for name in ("max_jobs", "job_cores", "job_memory", "job_walltime") if getattr(self, name) is not None]
+        if job_options and not self.cluster:
+            raise InputError(
+                f"--{job_options[0].replace('_', '-')} applies to worker jobs only",
+                "in the job configuration",
+                "add --cluster slurm (or pbs, lsf, sge), or leave it out",
+            )
+        wants_tls = self.tls or any((self.tls_ca_file, self.tls_cert, self.tls_key))
+        if wants_tls and not (self.cluster or self.scheduler or self.workers):
+            raise InputError(
+                "TLS options apply to dask clusters only",
+                "in the job configuration",
+                "add --workers N, --cluster KIND or --scheduler tls://..., or leave the TLS options out",
             )
 
     def resolved(self, rows: int) -> "EvaluateConfig":

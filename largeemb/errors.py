@@ -48,3 +48,8 @@ class StoreReadError(InputError):
 
 class ResumeMismatchError(InputError):
     """Unfinished work does not belong to these inputs: refused, and kept (the old data may come back)."""
+
+
+class WorkersLostError(StoreReadError):
+    """dask workers were lost again and again before any further unit finished: like a store
+    that could not be read, not the input's fault (exit 3); the finished units stay for --resume."""

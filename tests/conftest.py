@@ -1,6 +1,10 @@
 import os
 import re
+import socket
+import subprocess
+import time
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -38,24 +42,25 @@ def is_tile(name: str) -> bool:
     return "-between-" in name or name.startswith("cross-tile-")
 
 
-def slow_tiles(seconds: float, log: str | None = None) -> str:
+def slow_tiles(seconds: float, log: str | None = None, where: bool = False) -> str:
     """Source that slows the self and cross tile tasks down, so that a run can be killed part-way.
 
     Exec it where the graph is built (a child process before the CLI starts,
     or this process with :func:`slowed_tiles`): it adds a hook to
     ``largeemb.run.graph.unit_hooks``. Its functions are defined by exec, so
     cloudpickle sends them by value to dask workers. With ``log``, each tile
-    appends its name to that file once computed.
+    appends its name to that file once computed (with ``where``, followed by
+    the SLURM job it ran in, if any, and the process id).
     """
     return f"""
-import functools, time
+import functools, os, time
 from largeemb.run import graph
 def _slowed(seconds, log, name, func, *args):
     time.sleep(seconds)
     value = func(*args)
     if log:
         with open(log, "a") as fh:
-            fh.write(name + "\\n")
+            fh.write(name + (f" {{os.environ.get('SLURM_JOB_ID', '-')}} {{os.getpid()}}" if {where!r} else "") + "\\n")
     return value
 def slow_tiles_hook(name, func):
     tile = "-between-" in name or name.startswith("cross-tile-")
@@ -166,3 +171,68 @@ def nightly_result(out, real, fake, label=None, **options) -> dict:
     with open(path, "w") as fh:
         json.dump(doc, fh, indent=2)
     return doc
+SLURM_SCRIPTS = Path(__file__).parent / "slurm"
+
+
+class Slurm:
+    """The test session's SLURM cluster (tests/slurm/slurm-up.sh): submit, watch and cancel jobs."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.conf = str(folder / "slurm.conf")
+
+    def _call(self, *args, env=None) -> str:
+        return subprocess.run(args, capture_output=True, text=True, check=True, env=env, timeout=30).stdout.strip()
+
+    def sbatch(self, *args, env=None) -> str:
+        """Submit; the job id."""
+        return self._call("sbatch", "--parsable", *args, env=env).split(";")[0]
+
+    def jobs(self) -> list[str]:
+        """Ids of the jobs queued or running."""
+        return self._call("squeue", "-h", "-o", "%i").split()
+
+    def state(self, job: str) -> str:
+        """RUNNING, COMPLETED, CANCELLED, FAILED, ... (kept for MinJobAge after the job ends)."""
+        found = re.search(r"JobState=(\w+)", self._call("scontrol", "show", "job", job))
+        return found.group(1) if found else "UNKNOWN"
+
+    def cancel(self, job: str) -> None:
+        self._call("scancel", job)
+
+    def wait_gone(self, job: str, timeout: float = 120) -> str:
+        """Wait until the job has left the queue; its final state."""
+        deadline = time.monotonic() + timeout
+        while job in self.jobs():
+            assert time.monotonic() < deadline, f"SLURM job {job} still in the queue after {timeout} s"
+            time.sleep(0.2)
+        return self.state(job)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def slurm(tmp_path_factory):
+    """A real single-node SLURM cluster on this machine for the session (munged, slurmctld, slurmd),
+    stopped afterwards. Skips, saying why, where SLURM is not installed or cannot start (not root)."""
+    folder = tmp_path_factory.mktemp("slurm")
+    env = {**os.environ, "SLURM_DIR": str(folder), "SLURM_CPUS": "4", "CTLD_PORT": str(_free_port()), "SLURMD_PORT": str(_free_port())}
+    up = subprocess.run(["bash", str(SLURM_SCRIPTS / "slurm-up.sh")], env=env, capture_output=True, text=True, timeout=120)
+    if up.returncode:
+        subprocess.run(["bash", str(SLURM_SCRIPTS / "slurm-down.sh")], env=env, capture_output=True, timeout=120)
+        reason = (up.stdout + up.stderr).strip().splitlines()
+        pytest.skip(f"SLURM cannot run here: {reason[0] if up.returncode == 77 and reason else ' | '.join(reason[-3:])}")
+    previous = os.environ.get("SLURM_CONF")
+    os.environ["SLURM_CONF"] = str(folder / "slurm.conf")
+    try:
+        yield Slurm(folder)
+    finally:
+        subprocess.run(["bash", str(SLURM_SCRIPTS / "slurm-down.sh")], env=env, capture_output=True, timeout=120)
+        if previous is None:
+            os.environ.pop("SLURM_CONF", None)
+        else:
+            os.environ["SLURM_CONF"] = previous

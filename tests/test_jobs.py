@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 
 from largeemb.cli import app
 
-JOBS = Path(__file__).parents[1] / "jobs"
+ROOT = Path(__file__).parents[1]
+JOBS = ROOT / "jobs"
 TEMPLATES = sorted(p for p in JOBS.rglob("*") if p.is_file() and p.name != "README.md")
 YAMLS = [p for p in TEMPLATES if p.suffix in (".yaml", ".yml")]
 SCRIPTS = [p for p in TEMPLATES if p.read_text().startswith("#!/bin/bash")]
@@ -91,3 +92,36 @@ def test_templates_use_only_existing_evaluate_options():
                 assert re.search(rf"{re.escape(option)}(?![a-z-])", help_text), f"{path.name}: {option}"
                 checked.add(option)
     assert {"--workers", "--threads-per-worker", "--scheduler", "--resume"} <= checked  # the manifests' commands too
+
+
+def _containers(doc) -> tuple[dict, list[dict]]:
+    job = doc["spec"]["jobTemplate"]["spec"] if doc["kind"] == "CronJob" else doc["spec"]
+    pod = job["template"]["spec"]
+    return pod, pod["containers"]
+
+
+def test_the_manifests_run_the_image_the_dockerfile_builds_with_the_readmes_install():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    readme_block = (ROOT / "README.md").read_text().split("```bash", 1)[1].split("```", 1)[0]
+    first_command = next(line for line in readme_block.splitlines() if line.strip() and not line.startswith("#"))
+    readme_install = re.search(r"pip install [^&]+", first_command).group(0).strip()
+    (run,) = [line for line in dockerfile.splitlines() if line.startswith("RUN") and "pip install" in line]
+    assert re.search(r"pip install [^&\\]+", run).group(0).strip() == readme_install  # the same install, from the checkout
+    assert re.search(r"^FROM python:[\d.]+-slim\s*$", dockerfile, re.MULTILINE)
+    user = int(re.search(r"^USER (\d+)", dockerfile, re.MULTILINE).group(1))
+    assert user != 0
+    version = re.search(r'^version = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.MULTILINE).group(1)
+    assert f'org.opencontainers.image.version="{version}"' in dockerfile
+    for path in YAMLS:
+        for doc in filter(None, yaml.safe_load_all(path.read_text())):
+            pod, containers = _containers(doc)
+            assert pod["securityContext"]["runAsUser"] == user
+            for container in containers:
+                assert container["image"].rsplit("/", 1)[-1] == f"largeemb:{version}", path.name
+
+
+def test_the_sbatch_template_resumes_when_resubmitted_and_needs_no_venv():
+    script = (JOBS / "slurm" / "evaluate.sbatch").read_text()
+    out_default = next(line for line in script.splitlines() if line.startswith("OUT="))
+    assert "SLURM_JOB_ID" not in out_default  # a resubmitted job (a new id) finds the same OUT/.work
+    assert "--resume" in script and "VENV=${VENV:-}" in script and 'if [ -n "${VENV}" ]' in script

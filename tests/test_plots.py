@@ -125,7 +125,7 @@ def test_small_sets_draw_every_point_and_no_plots_leaves_no_stale_figures(tmp_pa
     assert (out / "pca.png").exists() and (out / "k_sweep.png").exists() and not (out / "tsne.png").exists()
     again = runner.invoke(app, ["evaluate", real, fake, "--out", str(out), "--no-plots", "--force"])
     assert again.exit_code == 0, again.output
-    assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "samples.zarr"]
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "report.html", "samples.zarr"]
     refused = runner.invoke(app, ["plot", str(out)])
     assert refused.exit_code == 2 and "--no-plots" in refused.output
 

@@ -120,7 +120,7 @@ def test_a_publish_that_fails_puts_the_old_result_back(stores, tmp_path, monkeyp
     line = _one_error_line(_evaluate(stores["real"], stores["fake"], out, "--k", "4", "--force"))
     assert "previous result was put back" in line
     assert _tree(out) == before
-    assert sorted(os.listdir(out)) == [".work", "metrics.json", "samples.zarr"]  # .work: to --resume
+    assert sorted(os.listdir(out)) == [".work", "metrics.json", "report.html", "samples.zarr"]  # .work: to --resume
 
 
 def test_a_killed_publish_is_undone_by_the_next_claim(tmp_path):

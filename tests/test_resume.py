@@ -269,7 +269,7 @@ def test_resume_across_a_checkpoint_format_change_is_refused(stores, tmp_path):
     assert (work / checkpoint.MANIFEST).exists()  # refusing destroys nothing
 
 
-def test_a_pass_whose_worker_took_results_along_runs_again_from_its_checkpoints(tmp_path):
+def test_a_pass_whose_worker_took_results_along_runs_again_from_its_checkpoints(tmp_path, caplog):
     """LostWork (a cluster forgot how to recompute a lost result): the pass reruns, loading what was saved."""
     from largeemb.run import graph, session
     from largeemb.run.executor import InProcess, LostWork
@@ -291,11 +291,37 @@ def test_a_pass_whose_worker_took_results_along_runs_again_from_its_checkpoints(
             return result
 
     store = checkpoint.open_store(str(tmp_path / "work"), {"test": 1}, resume=False)
-    with session.activated(session.Run(LosesWorkOnce(1), store)):
+    with session.activated(session.Run(LosesWorkOnce(1), store)), caplog.at_level(logging.INFO, logger="largeemb"):
         g = graph.Graph("squares")
         total = g.tree([g.unit(f"square-{i}", square, i) for i in range(5)], int.__add__, "sum")
         assert graph.run(g, total) == 30
     assert sorted(computed) == [0, 1, 2, 3, 4]  # the rerun loaded every unit, computed none again
+    closing = [r.getMessage() for r in caplog.records if r.getMessage().startswith("tasks: 5/5 tasks in")]
+    assert closing, [r.getMessage() for r in caplog.records]  # the rerun's loaded units are not counted twice
+
+
+def test_a_pass_that_keeps_losing_workers_without_progress_stops_with_one_error(tmp_path):
+    """Workers may be lost many times in a long run; losses in a row with no unit saved between them end
+    the pass with exit status 3 (a cluster problem, not the input's), keeping what was saved."""
+    from largeemb.errors import WorkersLostError
+    from largeemb.run import graph, session
+    from largeemb.run.executor import InProcess, LostWork
+
+    class LosesEverything(InProcess):
+        calls = 0
+
+        def compute(self, tasks, output, tracked, progress):
+            self.calls += 1
+            raise LostWork("a worker died")
+
+    executor = LosesEverything(1)
+    store = checkpoint.open_store(str(tmp_path / "work"), {"test": 1}, resume=False)
+    with session.activated(session.Run(executor, store)):
+        g = graph.Graph("squares")
+        total = g.tree([g.unit(f"square-{i}", int, i) for i in range(5)], int.__add__, "sum")
+        with pytest.raises(WorkersLostError, match="lost 3 times in a row") as raised:
+            graph.run(g, total)
+    assert executor.calls == graph.LOST_IN_A_ROW and raised.value.exit_code == 3
 
 
 def _npz_left(work) -> set[str]:

@@ -1,6 +1,8 @@
 """Running on dask.distributed: a LocalCluster of worker processes that this
-job starts, or a cluster that is already running (``--scheduler ADDRESS``,
-or a ``Client`` given to the Python API).
+job starts, worker jobs submitted to a batch system (``--cluster``, see
+largeemb.run.jobqueue), or a cluster that is already running (``--scheduler
+ADDRESS``, or a ``Client`` given to the Python API). Any of them over TLS
+when the config asks (largeemb.run.tls).
 
 Workers open the stores themselves (every task reads its own rows), so the
 graph sent to the scheduler holds locations and row ranges; values many tasks
@@ -11,14 +13,17 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import dask
 from distributed import Client, LocalCluster, as_completed
 from distributed.client import FutureCancelledError
 from distributed.diagnostics.plugin import WorkerPlugin
 
+from largeemb.run import tls
+from largeemb.run.job_signals import DeafToJobSignals, signals_for_this_process_only
 from largeemb.run.executor import LostWork
 from largeemb.run.tally import counts_of, noted_result, value_of
 from largeemb.run.threads import cores, pools_at_one_thread, warn_if_oversubscribed
@@ -89,8 +94,11 @@ class OnCluster:
 
     remote = True
 
-    def __init__(self, client: Client, what: str, own: bool = False):
+    def __init__(self, client: Client, what: str, own: bool = False, hold_worker=None):
         self.client, self.what, self.own = client, what, own
+        # Worker jobs come and go (adaptive scaling): a context that keeps one
+        # worker while values are sent or workers asked, or None where workers stay.
+        self.hold_worker = hold_worker
 
     def quiet(self) -> None:
         """An interrupted or failed run: no more log lines from dask here, nor from workers this job started
@@ -112,9 +120,12 @@ class OnCluster:
     def share(self, values: list) -> list:
         # Broadcast: a copy on every worker, so losing one worker loses no shared value.
         # A worker dying during the scatter is retried: the others carry on.
+        if not values:
+            return []
         for attempt in range(SCATTER_TRIES):
             try:
-                return self.client.scatter(list(values), hash=False, broadcast=True) if values else []
+                with self._worker_held():
+                    return self.client.scatter(list(values), hash=False, broadcast=True)
             except OSError:  # CommClosedError and timeouts are OSErrors
                 if attempt == SCATTER_TRIES - 1:
                     raise
@@ -123,7 +134,11 @@ class OnCluster:
 
     def workers_missing(self, path: str) -> list[str]:
         """Addresses of workers on which ``path`` does not exist."""
-        return sorted(address for address, seen in self.client.run(os.path.exists, path).items() if not seen)
+        with self._worker_held():
+            return sorted(address for address, seen in self.client.run(os.path.exists, path).items() if not seen)
+
+    def _worker_held(self):
+        return self.hold_worker() if self.hold_worker else nullcontext()
 
     def compute(self, tasks: dict, output, tracked: set, progress):
         tasks, reported = _reporting(tasks, tracked)
@@ -207,14 +222,26 @@ def _portable_errors(func, *args):
 
 
 @contextmanager
-def open_executor(client, scheduler: str | None, workers: int | None, threads_per_worker: int | None):
-    """An :class:`OnCluster` for a given client, a scheduler address, or a new LocalCluster."""
+def open_executor(client, scheduler: str | None, workers: int | None, threads_per_worker: int | None, config=None):
+    """An :class:`OnCluster` for a given client, a scheduler address, worker jobs
+    (``config.cluster``), or a new LocalCluster; over TLS where ``config`` asks."""
     _loud_again()
+    security = tls.security_of(config) if config is not None else None
     if client is not None:
         with _one_blas_thread(client):
             yield OnCluster(client, f"dask cluster at {client.scheduler.address}")
+    elif config is not None and config.cluster:
+        from largeemb.run import jobqueue
+
+        with jobqueue.job_cluster(config, security) as (job_client, what, hold_worker), _one_blas_thread(job_client):
+            executor = OnCluster(job_client, what, own=True, hold_worker=hold_worker)
+            try:
+                yield executor
+            except BaseException:
+                executor.quiet()
+                raise
     elif scheduler:
-        client = _connect(scheduler)
+        client = _connect(scheduler, security)
         try:
             with _one_blas_thread(client):
                 yield OnCluster(client, f"dask cluster at {scheduler}")
@@ -225,13 +252,15 @@ def open_executor(client, scheduler: str | None, workers: int | None, threads_pe
         warn_if_oversubscribed(workers * threads, "the LocalCluster")
         cluster = None
         try:
-            with dask.config.set({"distributed.nanny.pre-spawn-environ": WORKER_ENVIRON}), _signals_for_this_process_only():
+            with dask.config.set({"distributed.nanny.pre-spawn-environ": WORKER_ENVIRON}), signals_for_this_process_only():
                 cluster = LocalCluster(
-                    n_workers=workers, threads_per_worker=threads, processes=True, host="127.0.0.1", dashboard_address="127.0.0.1:0"
+                    n_workers=workers, threads_per_worker=threads, processes=True, host="127.0.0.1", dashboard_address="127.0.0.1:0",
+                    **({"protocol": "tls://", "security": security} if security else {}),
                 )
             with Client(cluster, set_as_default=False) as local_client, _one_blas_thread(local_client):
                 local_client.register_plugin(DeafToJobSignals(), name=DEAF_PLUGIN_NAME)  # workers restarted later, too
-                executor = OnCluster(local_client, f"LocalCluster of {workers} worker processes x {threads} task threads", own=True)
+                what = f"LocalCluster of {workers} worker processes x {threads} task threads{' over TLS' if security else ''}"
+                executor = OnCluster(local_client, what, own=True)
                 try:
                     yield executor
                 except BaseException:
@@ -244,48 +273,6 @@ def open_executor(client, scheduler: str | None, workers: int | None, threads_pe
         finally:
             if cluster is not None:
                 cluster.close(timeout=CLOSE_TIMEOUT_S)
-
-
-#: Signals of the job (Ctrl-C, SIGTERM from SLURM or Kubernetes) that this process handles for the worker
-#: processes it starts: it closes them. Ctrl-C signals the whole process group, and each worker
-#: would otherwise print its own KeyboardInterrupt traceback (74 lines with two workers).
-JOB_SIGNALS = ("SIGINT", "SIGTERM")
-
-
-@contextmanager
-def _signals_for_this_process_only():
-    """Start what is started inside with the job's signals ignored: spawned processes inherit that (across exec).
-
-    In this process they are blocked meanwhile, not lost: one that arrives
-    is delivered to its handler on the way out.
-    """
-    import signal
-    import threading
-
-    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    signals = [getattr(signal, name) for name in JOB_SIGNALS]
-    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
-    handlers = {sig: signal.signal(sig, signal.SIG_IGN) for sig in signals}
-    try:
-        yield
-    finally:
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
-        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-
-
-class DeafToJobSignals(WorkerPlugin):
-    """The same for a worker process that the nanny restarts later (only on a LocalCluster this job started)."""
-
-    def setup(self, worker):
-        import signal
-        import threading
-
-        if threading.current_thread() is threading.main_thread():
-            for name in JOB_SIGNALS:
-                signal.signal(getattr(signal, name), signal.SIG_IGN)
 
 
 #: dask's log levels in this process before an interrupted run silenced them, to put back.
@@ -315,15 +302,11 @@ def _quiet_logs() -> dict[str, int]:
 
 
 
-def _connect(address: str) -> Client:
+def _connect(address: str, security=None) -> Client:
     try:
-        client = Client(address, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
+        client = Client(address, timeout=CONNECT_TIMEOUT_S, set_as_default=False, security=security)
     except (OSError, TimeoutError, ValueError) as exc:
-        raise InputError(
-            f"cannot reach the dask scheduler ({type(exc).__name__}: {exc})",
-            f"at --scheduler {address}",
-            "check the address (e.g. tcp://host:8786) and that the scheduler is running",
-        ) from None
+        raise _unreachable(address, exc) from None
     try:
         client.wait_for_workers(1, timeout=WORKER_WAIT_S)
     except TimeoutError:
@@ -334,6 +317,36 @@ def _connect(address: str) -> Client:
             "start workers with `dask worker ADDRESS` (see jobs/)",
         ) from None
     return client
+
+
+def _unreachable(address: str, exc: Exception) -> InputError:
+    """Why the scheduler at ``address`` could not be joined, in one line."""
+    where = f"at --scheduler {address}"
+    detail = f"{type(exc).__name__}: {exc}"
+    if address.startswith("tls://") and "certificate does not match" in str(exc):
+        return InputError(
+            "the dask scheduler's TLS certificate is not signed by the CA this client trusts",
+            where,
+            "pass the CA the cluster's certificates were made with (--tls-ca-file)",
+        )
+    if address.startswith("tls://") and "SSL" in detail:
+        reason = re.search(r"\[SSL: \w+\] [^(]*", detail)  # e.g. [SSL: TLSV1_ALERT_UNKNOWN_CA] tlsv1 alert unknown ca
+        return InputError(
+            f"the dask scheduler refused this client's TLS certificate ({reason.group(0).strip() if reason else detail})",
+            where,
+            "pass a certificate and key signed by the cluster's CA (--tls-cert, --tls-key)",
+        )
+    if not address.startswith("tls://") and tls.speaks_tls(address):
+        return InputError(
+            "the dask scheduler speaks TLS, and this client plain TCP",
+            where,
+            f"pass its tls:// address with {tls.TLS_OPTIONS}",
+        )
+    return InputError(
+        f"cannot reach the dask scheduler ({detail})",
+        where,
+        "check the address (e.g. tcp://host:8786) and that the scheduler is running",
+    )
 
 
 @contextmanager

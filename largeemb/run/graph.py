@@ -37,6 +37,7 @@ import os
 import uuid
 from collections import defaultdict
 
+from largeemb.errors import WorkersLostError
 from largeemb.kernels.plan import tree
 from largeemb.run import checkpoint
 from largeemb.run.executor import LostWork
@@ -45,6 +46,8 @@ from largeemb.run.session import current_run
 from largeemb.run.tally import collecting, report
 
 unit_hooks: list = []
+#: Worker losses in a row, with no unit saved between them, that end a pass.
+LOST_IN_A_ROW = 3
 logger = logging.getLogger("largeemb")
 
 
@@ -157,20 +160,38 @@ def run(g: Graph, outputs, label: str = "tasks"):
         tracked = set(tasks) - {root}
     units = [task[2] for task in tasks.values() if task[0] is _unit and task[2] is not None]
     with Progress(label, len(tracked), loaded=loaded) as progress:
-        try:
-            out = g.run.executor.compute(tasks, root, tracked, progress)
-        except LostWork:
-            # A dead worker took results (or shared values) that the cluster can
-            # no longer recompute. Run the pass again with its shared values sent
-            # anew, loading every unit that was saved.
-            logger.info("%s: a lost worker took unsaved results with it; running the pass again from its checkpoints", label)
-            tasks, _ = cull(_reloaded(tasks, g.shared_again()), [root])
-            out = g.run.executor.compute(tasks, root, tracked & tasks.keys(), progress)
+        out = _despite_lost_workers(g, tasks, root, tracked, progress, label)
     # The pass is complete: each file it still holds reaches its output, so no
     # release will ever ask about its units again.
     checkpoint.forget_released(units)
     g.run.noted.update(progress.noted)
     return out
+
+
+def _despite_lost_workers(g: Graph, tasks: dict, root, tracked: set, progress: Progress, label: str):
+    """Compute the pass; each time a dead worker took results (or shared values) that the cluster
+    can no longer recompute, run it again with its shared values sent anew, loading every unit saved
+    so far. Workers may go many times in a long run (preemption, lifetimes); only losses in a row
+    with no unit saved between them (LOST_IN_A_ROW) end it, keeping the saved units for --resume."""
+    from dask.optimization import cull
+
+    barren = 0
+    while True:
+        try:
+            return g.run.executor.compute(tasks, root, tracked, progress)
+        except LostWork as exc:
+            logger.info("%s: a lost worker took unsaved results with it; running the pass again from its checkpoints", label)
+            tasks, _ = cull(_reloaded(tasks, g.shared_again()), [root])
+            left = {key for key in tracked & tasks.keys() if tasks[key][0] is not checkpoint.load}
+            barren = barren + 1 if len(left) >= len(tracked) else 0
+            if barren >= LOST_IN_A_ROW:
+                raise WorkersLostError(
+                    f"dask workers were lost {barren} times in a row before any further unit of work finished ({exc})",
+                    f"in the {label} pass",
+                    "check the workers' logs (memory, walltime, preemption) and rerun with --resume: finished units are kept",
+                ) from None
+            tracked = left
+            progress.done = max(0, progress.total - len(left))  # what is left, not a second count of the rest
 
 
 def _reloaded(tasks: dict, renamed: dict) -> dict:

@@ -50,14 +50,14 @@ def open_run(config, client=None, store: CheckpointStore | None = None):
     """Start the executor the config asks for and make it the current run.
 
     ``client`` (a ``dask.distributed.Client``) wins over the config; then
-    ``config.scheduler`` (connect), then ``config.workers`` (start a
-    LocalCluster of that many processes), else in-process threads
+    ``config.scheduler`` (connect), ``config.cluster`` (submit worker jobs), or
+    ``config.workers`` (start a LocalCluster of that many processes), else in-process threads
     (``config.threads_per_worker`` of them, default all cores).
     """
     if runs_on_cluster(config, client):
         from largeemb.run import cluster
 
-        opened = cluster.open_executor(client, config.scheduler, config.workers, config.threads_per_worker)
+        opened = cluster.open_executor(client, config.scheduler, config.workers, config.threads_per_worker, config)
     else:
         opened = _in_process(config.threads_per_worker)
     with opened as executor, activated(Run(executor, store)) as run:
@@ -92,7 +92,7 @@ def _in_process(threads):
 
 
 def runs_on_cluster(config, client=None) -> bool:
-    return client is not None or bool(config.scheduler or config.workers)
+    return client is not None or bool(config.scheduler or config.workers or config.cluster)
 
 
 def check_sources(config, client, *sources) -> None:
