@@ -25,9 +25,10 @@ from dataclasses import dataclass, field
 from largeemb.api import _config_of, default_label, evaluate_to, finished_run
 from largeemb.config import EvaluateConfig
 from largeemb.errors import GATE_FAILED, InputError
-from largeemb.io.reference import is_reference
+from largeemb.io.reference import is_reference, load_reference
 from largeemb.io.results import read_metrics
-from largeemb.io.store import open_source
+from largeemb.io.store import Source, open_source
+from largeemb.passes import moments
 from largeemb.pipeline import KnownReal, run_passes
 from largeemb.run import checkpoint
 from largeemb.run.session import check_reachable, check_sources, open_run
@@ -130,10 +131,12 @@ def evaluate_all(
     if history is not None and os.path.exists(history):
         read_history(history)  # an unreadable history is refused before any work
     real_side = _RealOnce(real, config, out if several else None, resume, force, client, real_array)
+    unchanged = _Unchanged(real, real_array, fake_array)
     outcome = Outcome(runs)
     for run in runs:
         if resume and not force and finished_run(run.out):
             run.document, run.earlier = read_metrics(run.out), True
+            unchanged.check(run)
         else:
             try:
                 result = evaluate_to(
@@ -178,6 +181,31 @@ class _RealOnce:
 
     def failed_itself(self, exc) -> bool:
         return exc is self.error
+
+
+class _Unchanged:
+    """A finished result is reused (resume) only while its inputs' content still matches
+    the fingerprints it recorded: one streamed read of each input, the real set's once."""
+
+    def __init__(self, real, real_array, fake_array):
+        self.real, self.real_array, self.fake_array, self.real_fingerprint = real, real_array, fake_array, None
+
+    def check(self, run: FakeRun) -> None:
+        if self.real_fingerprint is None:
+            real = self.real.source if isinstance(self.real, KnownReal) else self.real
+            real = load_reference(str(real)).source if is_reference(real) else real
+            self.real_fingerprint = _fingerprint(real, self.real_array, "real")
+        for role, now in (("real", self.real_fingerprint), ("fake", _fingerprint(run.fake, self.fake_array, "fake"))):
+            if run.document[role].get("fingerprint") != now:
+                raise InputError(
+                    f"the {role} set's content changed since this result was made (fingerprint {now[:12]}, not "
+                    f"{str(run.document[role].get('fingerprint'))[:12]})", f"in {run.out}", "rerun with --force to replace the result",
+                )
+
+
+def _fingerprint(data, array: str | None, role: str) -> str:
+    source = data if isinstance(data, Source) else open_source(data, array, role=role)
+    return moments.moments_stage([], "euclidean", hashed=source).hashed
 
 
 def _real_side(real, config: EvaluateConfig, out: str, resume: bool, force: bool, client, real_array) -> KnownReal:

@@ -186,3 +186,27 @@ def test_bad_gates_and_labels_are_refused_before_any_work(sets, tmp_path):
 def test_gates_parse_as_documented():
     gates = parse_gates("precision<0.6, recall@10<=0.5,fd>80")
     assert [(g.metric, g.k, g.op, g.threshold) for g in gates] == [("precision", None, "<", 0.6), ("recall", 10, "<=", 0.5), ("fd", None, ">", 80.0)]
+
+
+def test_resume_reuses_a_finished_result_only_while_its_inputs_are_unchanged(sets, tmp_path, write_zarr):
+    """A finished result is the inputs' only while their content matches its fingerprints (from a store and from a reference)."""
+    import largeemb
+
+    fake = str(tmp_path / "fake.npy")
+    np.save(fake, np.load(sets["step1"]))
+    ref = str(tmp_path / "ref")
+    largeemb.build_reference(write_zarr("real", np.load(sets["real"])), ref, k=(5,), block_rows=256)
+    for real, out in ((sets["real"], str(tmp_path / "a")), (ref, str(tmp_path / "b"))):
+        args = ["evaluate", real, fake, "--out", out, "--no-plots", "--resume"]
+        assert runner.invoke(app, args).exit_code == 0
+        again = runner.invoke(app, args)
+        assert again.exit_code == 0 and "already holds a finished result" in again.output
+    before = (tmp_path / "a" / "metrics.json").read_bytes()
+    rows = np.load(fake)
+    rows[100:200] += 1.0
+    np.save(fake, rows)
+    for out in (str(tmp_path / "a"), str(tmp_path / "b")):
+        changed = runner.invoke(app, ["evaluate", sets["real"] if out.endswith("a") else ref, fake, "--out", out, "--no-plots", "--resume"])
+        assert changed.exit_code == 2, changed.output
+        assert "error: the fake set's content changed since this result was made" in changed.output and "--force" in changed.output
+    assert (tmp_path / "a" / "metrics.json").read_bytes() == before  # the old result stays
