@@ -10,6 +10,7 @@ import os
 import re
 import socket
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -210,3 +211,36 @@ def test_resume_reuses_a_finished_result_only_while_its_inputs_are_unchanged(set
         assert changed.exit_code == 2, changed.output
         assert "error: the fake set's content changed since this result was made" in changed.output and "--force" in changed.output
     assert (tmp_path / "a" / "metrics.json").read_bytes() == before  # the old result stays
+
+
+@pytest.mark.slow
+def test_a_killed_three_fake_run_resumed_appends_each_history_line_once(tmp_path):
+    """SIGKILL while the second fake is evaluated (the first published, maybe with its line): --resume ends with three whole lines."""
+    import signal
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(11)
+    real = str(tmp_path / "real.npy")
+    np.save(real, rng.standard_normal((6000, 32)).astype(np.float32))
+    fakes = []
+    for i in range(3):
+        fakes.append(str(tmp_path / f"f{i}.npy"))
+        np.save(fakes[-1], (rng.standard_normal((6000, 32)) + 0.1 * i).astype(np.float32))
+    out, history = tmp_path / "o", str(tmp_path / "h.jsonl")
+    command = [sys.executable, "-m", "largeemb", "evaluate", real, *fakes, "--out", str(out), "--no-plots", "--history", history,
+               "--block-rows", "1024"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    run = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while run.poll() is None and time.time() < deadline and not (out / "f1" / ".work").is_dir():
+        time.sleep(0.02)
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+    assert (out / "f0" / "metrics.json").is_file() and not (out / "f2" / "metrics.json").exists()
+    resumed = subprocess.run(command + ["--resume"], env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    lines = read_history(history)
+    assert sorted(line["run"]["label"] for line in lines) == ["f0", "f1", "f2"]
+    with open(history) as fh:
+        assert all(json.loads(text) for text in fh.read().splitlines())  # no torn line
