@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from largeemb.report import figures as plots
+from conftest import cli_evaluate
 from largeemb import api
-from largeemb.report import captions
-from largeemb.report import stage as report
 from largeemb.cli import app
+from largeemb.report import captions
+from largeemb.report import figures as plots
+from largeemb.report import stage as report
 
 runner = CliRunner()
 FIGURES = ("pca.png", "tsne.png", "k_sweep.png", "ball_counts.png")
@@ -62,9 +63,7 @@ def run_dir(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("run")
     real, fake = synth_pair(tmp)
     out = tmp / "out"
-    result = runner.invoke(
-        app, ["evaluate", real, fake, "--out", str(out), "--k", "3,5", "--tsne-samples", "250", "--plot-samples", "300"]
-    )
+    result = cli_evaluate(real, fake, out, "--k", "3,5", "--tsne-samples", "250", "--plot-samples", "300")
     assert result.exit_code == 0, result.output
     return out
 
@@ -117,13 +116,13 @@ def test_plot_command_refuses_a_directory_without_a_run(tmp_path):
 def test_small_sets_draw_every_point_and_no_plots_leaves_no_stale_figures(tmp_path):
     real, fake = synth_pair(tmp_path, 400, 300)
     out = tmp_path / "out"
-    first = runner.invoke(app, ["evaluate", real, fake, "--out", str(out), "--k", "3,5", "--tsne-samples", "0"])
+    first = cli_evaluate(real, fake, out, "--k", "3,5", "--tsne-samples", "0")
     assert first.exit_code == 0, first.output
     data, _ = report.load_run(str(out))
     assert len(data["real_plot_coords"]) == 400 and len(data["fake_plot_coords"]) == 300
     np.testing.assert_array_equal(data["real_plot_index"], np.arange(400))
     assert (out / "pca.png").exists() and (out / "k_sweep.png").exists() and not (out / "tsne.png").exists()
-    again = runner.invoke(app, ["evaluate", real, fake, "--out", str(out), "--no-plots", "--force"])
+    again = cli_evaluate(real, fake, out, "--no-plots", "--force")
     assert again.exit_code == 0, again.output
     assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "samples.zarr"]
     refused = runner.invoke(app, ["plot", str(out)])
@@ -132,7 +131,7 @@ def test_small_sets_draw_every_point_and_no_plots_leaves_no_stale_figures(tmp_pa
 
 def test_bad_plot_options_are_one_line_errors(tmp_path):
     real, fake = synth_pair(tmp_path, 300, 300)
-    result = runner.invoke(app, ["evaluate", real, fake, "--out", str(tmp_path / "o"), "--pca", "svd"])
+    result = cli_evaluate(real, fake, tmp_path / "o", "--pca", "svd")
     assert result.exit_code == 2 and result.output.startswith("error:") and "incremental" in result.output
     assert not (tmp_path / "o" / "metrics.json").exists()
 
@@ -144,7 +143,7 @@ def test_a_failing_plot_stage_keeps_the_metrics(tmp_path, monkeypatch):
         raise RuntimeError("no fonts")
 
     monkeypatch.setattr(api, "write_plots", broken)  # the plot stage evaluate_to calls
-    result = runner.invoke(app, ["evaluate", real, fake, "--out", str(tmp_path / "o"), "--tsne-samples", "0"])
+    result = cli_evaluate(real, fake, tmp_path / "o", "--tsne-samples", "0")
     assert result.exit_code == 0, result.output
     metrics = json.loads((tmp_path / "o" / "metrics.json").read_text())
     assert any("plots failed" in w and "no fonts" in w for w in metrics["warnings"])
@@ -163,11 +162,12 @@ def test_one_dimensional_sets_still_plot(tmp_path):
 def test_default_tsne_keeps_each_dropped_mode_a_real_only_cluster():
     """On the demo's data (10 modes, fake shifted by 0.05 without the last 3), with the
     default subsample size and t-SNE settings, rows of the dropped modes sit among real rows."""
+    from sklearn.neighbors import NearestNeighbors
+
     from largeemb.cli import DEMO_DIM
     from largeemb.config import EvaluateConfig
     from largeemb.io.synth import DEFAULT_CHUNK_ROWS, mode_centres, synth_rows
     from largeemb.report.tsne import tsne
-    from sklearn.neighbors import NearestNeighbors
 
     n = EvaluateConfig().tsne_samples
     real = synth_rows(0, n, DEMO_DIM, 0, 0.0, 10, 0, DEFAULT_CHUNK_ROWS)  # the demo's real.zarr rows

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 import largeemb
+from conftest import mixture
 from largeemb.kernels import cross, knn
 from largeemb.kernels import prune as groups
 from largeemb.kernels.distance import prepare_block
-from conftest import mixture
 from oracle import per_sample, prdc, radii
 
 FIELDS = ("real_radii", "fake_radii", "fake_counts", "real_covered", "real_recalled")
@@ -157,16 +157,14 @@ def test_group_and_row_lower_bounds_never_exceed_true_distances():
 
 @pytest.mark.slow
 def test_cli_no_prune_gives_the_same_metrics(clustered, tmp_path, write_zarr):
-    from typer.testing import CliRunner
-
-    from largeemb.cli import app
+    from conftest import cli_evaluate
 
     real, fake = clustered
-    stores = [write_zarr("real.zarr", real), write_zarr("fake.zarr", fake)]
+    paths = [write_zarr("real.zarr", real), write_zarr("fake.zarr", fake)]
     written = {}
     for flag in ("--prune", "--no-prune"):
         out = tmp_path / flag.strip("-")
-        result = CliRunner().invoke(app, ["evaluate", *stores, "--out", str(out), "--no-plots", "--block-rows", "512", flag])
+        result = cli_evaluate(*paths, out, "--no-plots", "--block-rows", "512", flag)
         assert result.exit_code == 0, result.output
         written[flag] = json.loads((out / "metrics.json").read_text())
     assert written["--prune"]["params"]["prune"] is True

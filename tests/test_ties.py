@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 
 import largeemb
+import oracle
+from conftest import mixture, same_metrics
 from largeemb import pipeline
 from largeemb.kernels import neighbours, resolve
 from largeemb.kernels.plan import row_blocks
 from largeemb.passes import knn as radii_pass
-from conftest import mixture, same_metrics
-import oracle
 
 KEYS = ("precision", "recall", "density", "coverage")
 
@@ -265,9 +265,9 @@ def test_exact_tiles_keep_one_nearest_pair_per_row():
 
 
 def test_copies_cost_one_float64_difference_per_group_and_neighbour():
-    """Item 3: a group of c identical rows does not cost c² float64 differences in the
-    tile pass's finish: copies in the block are at exactly 0, and one pair per (group,
-    neighbour) is computed. Radii stay those of the brute force."""
+    """A group of c identical rows does not cost c² float64 differences in the tile pass's
+    finish: copies in the block are at exactly 0, and one pair per (group, neighbour) is
+    computed. Radii stay those of the brute force."""
     real, fake = tie_sets("repeated")  # groups of up to 300 copies
     one_block = largeemb.evaluate(real, fake, k=5, block_rows=4096, samples=False, plots=False)
     assert one_block.float64["radii"]["real_pairs"] < 2_000  # 99,075 when every pair was computed
