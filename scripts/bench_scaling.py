@@ -22,7 +22,6 @@ import argparse
 import tempfile
 
 from _bench import run_child, synth_pair
-
 from largeemb.kernels.plan import row_blocks
 
 

@@ -153,7 +153,9 @@ def one_error_line(result, code: int = 2) -> str:
     """The run's one ``error:`` line, after checking that it exited with ``code`` and printed nothing else
     but batch-log lines (timestamped ``largeemb:``) and the run's warnings, which may precede it."""
     assert result.exit_code == code, (result.exit_code, result.stderr, result.exception)
-    lines = [line for line in result.stderr.splitlines() if "largeemb: " not in line and not line.startswith("warning: ")]
+    lines = [
+        line for line in result.stderr.splitlines() if "largeemb: " not in line and not line.startswith("warning: ")
+    ]
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert result.stderr.strip().splitlines()[-1] == lines[0]
     return lines[0]
@@ -189,7 +191,8 @@ def same_metrics(a: dict, b: dict) -> bool:
     if set(a) != set(b):
         return False
     return all(
-        abs(a[key] - b[key]) <= 1e-8 * max(abs(a[key]), 1e-12) if key in TILING_SENSITIVE else a[key] == b[key] for key in a
+        abs(a[key] - b[key]) <= 1e-8 * max(abs(a[key]), 1e-12) if key in TILING_SENSITIVE else a[key] == b[key]
+        for key in a
     )
 
 
@@ -208,8 +211,13 @@ def nightly_result(out, real, fake, label=None, **options) -> dict:
     path = os.path.join(str(out), "metrics.json")
     with open(path) as fh:
         doc = json.load(fh)
-    doc.setdefault("run", {"finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "host": socket.gethostname(),
-                           "elapsed_s": time.time() - start})
+    doc.setdefault(
+        "run",
+        {
+            "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "host": socket.gethostname(),
+            "elapsed_s": time.time() - start,
+        },
+    )
     doc["run"]["label"] = label or doc["run"].get("label") or os.path.basename(str(out))
     doc.setdefault("standard_errors_given_real", {k: dict(v) for k, v in doc["standard_errors"].items() if k.isdigit()})
     with open(path, "w") as fh:

@@ -54,7 +54,8 @@ def test_demo_runs_end_to_end(tmp_path):
     result = runner.invoke(app, ["demo", "--out", str(out), "--rows", "2000", "--dim", "16"])
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "metrics.json").read_text())
-    companions = {"f1", "f8", "f1_8", "authenticity", "vendi_real", "vendi_fake", "fd_infinity"}  # P-precision/recall: opt-in
+    # P-precision/recall: opt-in.
+    companions = {"f1", "f8", "f1_8", "authenticity", "vendi_real", "vendi_fake", "fd_infinity"}
     assert set(metrics["metrics"]) == {"precision", "recall", "density", "coverage", "fd"} | companions
     assert metrics["schema_version"] == 2
     for key in ("real", "fake", "params", "warnings", "timings_s", "versions", "by_k"):
@@ -65,7 +66,8 @@ def test_demo_runs_end_to_end(tmp_path):
 def test_synth_then_evaluate_then_refuse_to_overwrite(tmp_path):
     real, fake, out = str(tmp_path / "r.zarr"), str(tmp_path / "f.zarr"), str(tmp_path / "out")
     assert runner.invoke(app, ["synth", real, "--rows", "1500", "--dim", "8"]).exit_code == 0
-    assert runner.invoke(app, ["synth", fake, "--rows", "1200", "--dim", "8", "--seed", "3", "--shift", "0.2"]).exit_code == 0
+    synth_fake = ["synth", fake, "--rows", "1200", "--dim", "8", "--seed", "3", "--shift", "0.2"]
+    assert runner.invoke(app, synth_fake).exit_code == 0
     first = cli_evaluate(real, fake, out, "--k", "3", "--tsne-samples", "200")
     assert first.exit_code == 0, first.output
     before = (tmp_path / "out" / "metrics.json").read_bytes()
@@ -83,8 +85,11 @@ def test_synth_is_reproducible(tmp_path):
     import zarr
 
     for name in ("a.zarr", "b.zarr"):
-        assert runner.invoke(app, ["synth", str(tmp_path / name), "--rows", "9000", "--dim", "4", "--seed", "7"]).exit_code == 0
-    np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "a.zarr"))[:], zarr.open_array(str(tmp_path / "b.zarr"))[:])
+        synth = ["synth", str(tmp_path / name), "--rows", "9000", "--dim", "4", "--seed", "7"]
+        assert runner.invoke(app, synth).exit_code == 0
+    np.testing.assert_array_equal(
+        zarr.open_array(str(tmp_path / "a.zarr"))[:], zarr.open_array(str(tmp_path / "b.zarr"))[:]
+    )
 
 
 def test_convert_npy_round_trip(tmp_path):
@@ -132,14 +137,18 @@ def test_evaluate_reads_npy_and_npz_without_pickle(tmp_path):
     import numpy as np
 
     rng = np.random.default_rng(0)
-    real, fake = rng.standard_normal((600, 8)).astype(np.float32), rng.standard_normal((500, 8)).astype(np.float32) + 0.3
+    real, fake = (
+        rng.standard_normal((600, 8)).astype(np.float32), rng.standard_normal((500, 8)).astype(np.float32) + 0.3,
+    )
     np.save(tmp_path / "real.npy", real)
     np.savez(tmp_path / "both.npz", real=real, fake=fake)
     np.savez(tmp_path / "fake.npz", fake)
     args = ["--k", "3", "--no-plots", "--no-samples"]
     from_npy = cli_evaluate(tmp_path / "real.npy", tmp_path / "fake.npz", tmp_path / "a", *args)
     assert from_npy.exit_code == 0, from_npy.output
-    from_keys = cli_evaluate(tmp_path / "both.npz", tmp_path / "both.npz", tmp_path / "b", "--real-key", "real", "--fake-key", "fake", *args)
+    from_keys = cli_evaluate(
+        tmp_path / "both.npz", tmp_path / "both.npz", tmp_path / "b", "--real-key", "real", "--fake-key", "fake", *args
+    )
     assert from_keys.exit_code == 0, from_keys.output
     a, b = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in "ab")
     assert a["metrics"] == b["metrics"] and a["real"]["source"].endswith("real.npy")
@@ -149,7 +158,11 @@ def test_evaluate_reads_npy_and_npz_without_pickle(tmp_path):
     for name in ("precision", "recall", "density", "coverage"):
         assert a["metrics"][name] == pytest.approx(expected[name], abs=1e-12)
     ambiguous = cli_evaluate(tmp_path / "both.npz", tmp_path / "fake.npz", tmp_path / "c", *args)
-    assert ambiguous.exit_code == 2 and ambiguous.output.startswith("error: real .npz holds 2 arrays") and "--real-key" in ambiguous.output
+    assert (
+        ambiguous.exit_code == 2
+        and ambiguous.output.startswith("error: real .npz holds 2 arrays")
+        and "--real-key" in ambiguous.output
+    )
     np.savez_compressed(tmp_path / "small.npz", fake)
     compressed = cli_evaluate(tmp_path / "real.npy", tmp_path / "small.npz", tmp_path / "d", *args)
     assert compressed.exit_code == 2 and "largeemb convert" in compressed.output
@@ -167,7 +180,9 @@ def test_convert_takes_npz_and_refuses_directories_in_one_line(tmp_path):
     result = runner.invoke(app, ["convert", str(tmp_path / "x.npz"), str(tmp_path / "x.zarr"), "--key", "emb"])
     assert result.exit_code == 0, result.output
     np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "x.zarr"))[:], data)
-    for bad, text in ((tmp_path, "directory"), (tmp_path / "x.npz", "holds 2 arrays"), (tmp_path / "none.npy", "not found")):
+    for bad, text in (
+        (tmp_path, "directory"), (tmp_path / "x.npz", "holds 2 arrays"), (tmp_path / "none.npy", "not found"),
+    ):
         refused = runner.invoke(app, ["convert", str(bad), str(tmp_path / "y.zarr")])
         assert refused.exit_code == 2 and refused.output.startswith("error:") and text in refused.output, refused.output
         assert len(refused.output.strip().splitlines()) == 1
@@ -202,7 +217,8 @@ def test_evaluate_to_writes_what_the_cli_writes(tmp_path):
 
 
 def test_metrics_are_printed_before_the_plots_are_drawn(tmp_path, monkeypatch):
-    """evaluate_to hands the metrics over (on_metrics: the CLI prints them) before the plot stage; nothing is published until all is written."""
+    """evaluate_to hands the metrics over (on_metrics: the CLI prints them) before the plot stage; nothing is
+    published until all is written."""
     import sys
 
     from largeemb import api
@@ -219,7 +235,10 @@ def test_metrics_are_printed_before_the_plots_are_drawn(tmp_path, monkeypatch):
 
     monkeypatch.setattr(api, "write_plots", plots)
     monkeypatch.setattr(sys, "stdout", __import__("io").StringIO())
-    api.evaluate_to(real, fake, str(tmp_path / "o"), tsne_samples=0, on_metrics=lambda result: print("precision", result.metrics["precision"]))
+    api.evaluate_to(
+        real, fake, str(tmp_path / "o"), tsne_samples=0,
+        on_metrics=lambda result: print("precision", result.metrics["precision"]),
+    )
     assert events == [("plots", False, True)]  # printed first; nothing published until everything is written
     monkeypatch.undo()
     result = cli_evaluate(real, fake, tmp_path / "cli", "--tsne-samples", "0")

@@ -33,7 +33,11 @@ def test_fd_of_a_set_with_fewer_rows_than_dims_skips_the_dim_cubed_eigensolve(re
     # with Σ = AᵀA, tr((Σr Σf)^½) is the nuclear norm of Ar Afᵀ.
     factors = [(x - x.mean(0)) / np.sqrt(len(x) - 1) for x in (real.astype(np.float64), fake.astype(np.float64))]
     diff = real.astype(np.float64).mean(0) - fake.astype(np.float64).mean(0)
-    exact = diff @ diff + sum((a * a).sum() for a in factors) - 2 * np.linalg.svd(factors[0] @ factors[1].T, compute_uv=False).sum()
+    exact = (
+        diff @ diff
+        + sum((a * a).sum() for a in factors)
+        - 2 * np.linalg.svd(factors[0] @ factors[1].T, compute_uv=False).sum()
+    )
     assert result.metrics["fd"] == pytest.approx(exact, rel=1e-7)  # the other set's Σ from streamed sums
     assert result.metrics["fd"] == pytest.approx(frechet(real, fake), rel=1e-5)
 
@@ -51,7 +55,11 @@ def test_fd_when_only_one_set_has_fewer_rows_than_dims_goes_through_its_rows(rea
     monkeypatch.undo()
     factors = [(x - x.mean(0)) / np.sqrt(len(x) - 1) for x in (real.astype(np.float64), fake.astype(np.float64))]
     diff = real.astype(np.float64).mean(0) - fake.astype(np.float64).mean(0)
-    exact = diff @ diff + sum((a * a).sum() for a in factors) - 2 * np.linalg.svd(factors[0] @ factors[1].T, compute_uv=False).sum()
+    exact = (
+        diff @ diff
+        + sum((a * a).sum() for a in factors)
+        - 2 * np.linalg.svd(factors[0] @ factors[1].T, compute_uv=False).sum()
+    )
     assert result.metrics["fd"] == pytest.approx(exact, rel=1e-7)
     assert result.metrics["fd"] == pytest.approx(frechet(real, fake), rel=1e-5)
 
@@ -104,7 +112,10 @@ def _no_dim_by_dim_eigensolve(monkeypatch, dim):
 
         return small_only
 
-    for owner, name in [(np.linalg, "eigh"), (np.linalg, "eigvalsh"), (scipy.linalg, "eigh"), (scipy.linalg, "eigvalsh"), (moments, "eigh")]:
+    for owner, name in [
+        (np.linalg, "eigh"), (np.linalg, "eigvalsh"), (scipy.linalg, "eigh"), (scipy.linalg, "eigvalsh"),
+        (moments, "eigh"),
+    ]:
         monkeypatch.setattr(owner, name, guarded(getattr(owner, name)))
 
 
@@ -134,7 +145,9 @@ def test_pca_and_vendi_of_sets_with_fewer_rows_than_dims_come_from_their_rows(me
     cosines = np.abs(np.sum(basis.components * axes[:PCA_COMPONENTS], axis=1))
     np.testing.assert_allclose(cosines, 1.0, atol=1e-9)  # the same axes, up to sign
     np.testing.assert_allclose(basis.explained_variance, variance, rtol=1e-9)
-    np.testing.assert_allclose(basis.explained_variance_ratio, variance / ((singular**2).sum() / (len(seen) - 1)), rtol=1e-9)
+    np.testing.assert_allclose(
+        basis.explained_variance_ratio, variance / ((singular**2).sum() / (len(seen) - 1)), rtol=1e-9
+    )
     np.testing.assert_allclose(basis.mean, seen.mean(axis=0), rtol=1e-12, atol=1e-12)
 
     for role, rows in (("real", real), ("fake", fake)):

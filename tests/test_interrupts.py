@@ -21,8 +21,13 @@ def test_sigterm_unwinds_like_ctrl_c(stores, tmp_path):
 
     out = tmp_path / "out"
     job = subprocess.Popen(
-        [sys.executable, "-c", slow_tiles(0.2) + "from largeemb.cli import main\nimport sys\nsys.argv = ['largeemb'] + sys.argv[1:]\nmain()",
-         "evaluate", stores["real"], stores["fake"], "--out", str(out), "--no-plots", "--block-rows", "128", "--threads-per-worker", "1"],
+        [
+            sys.executable, "-c",
+            slow_tiles(0.2)
+            + "from largeemb.cli import main\nimport sys\nsys.argv = ['largeemb'] + sys.argv[1:]\nmain()", "evaluate",
+            stores["real"], stores["fake"], "--out", str(out), "--no-plots", "--block-rows", "128",
+            "--threads-per-worker", "1",
+        ],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=Path(__file__).parents[1],
     )
     deadline = time.monotonic() + 60
@@ -32,7 +37,9 @@ def test_sigterm_unwinds_like_ctrl_c(stores, tmp_path):
     job.send_signal(signal.SIGTERM)
     _, err = job.communicate(timeout=60)
     assert job.returncode == 143
-    assert [line for line in err.splitlines() if "largeemb: " not in line] == ["error: terminated (SIGTERM), nothing was published"]
+    assert [line for line in err.splitlines() if "largeemb: " not in line] == [
+        "error: terminated (SIGTERM), nothing was published"
+    ]
     left = set(os.listdir(out))
     assert lock.LOCK_FILE not in left and not [n for n in left if n.startswith(output.STAGING_PREFIX)]
     assert ".work" in left  # finished tasks kept for --resume
@@ -54,16 +61,24 @@ def test_an_interrupt_with_worker_processes_is_one_line(name, to_group, stores, 
 
     out = tmp_path / "out"
     job = subprocess.Popen(
-        [sys.executable, "-c", slow_tiles(0.2) + "from largeemb.cli import main\nimport sys\nsys.argv = ['largeemb'] + sys.argv[1:]\nmain()",
-         "evaluate", stores["real"], stores["fake"], "--out", str(out), "--no-plots", "--block-rows", "128", "--workers", "2", "--threads-per-worker", "1"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=Path(__file__).parents[1], start_new_session=True,
+        [
+            sys.executable, "-c",
+            slow_tiles(0.2)
+            + "from largeemb.cli import main\nimport sys\nsys.argv = ['largeemb'] + sys.argv[1:]\nmain()", "evaluate",
+            stores["real"], stores["fake"], "--out", str(out), "--no-plots", "--block-rows", "128", "--workers", "2",
+            "--threads-per-worker", "1",
+        ],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=Path(__file__).parents[1],
+        start_new_session=True,
     )
     try:
         deadline = time.monotonic() + 120
         while not ((out / ".work").is_dir() and finished_checkpoints(out / ".work") >= 2):
             assert job.poll() is None and time.monotonic() < deadline, job.communicate()
             time.sleep(0.02)
-        children = subprocess.run(["pgrep", "-P", str(job.pid), "-f", "spawn_main"], capture_output=True, text=True).stdout
+        children = subprocess.run(
+            ["pgrep", "-P", str(job.pid), "-f", "spawn_main"], capture_output=True, text=True
+        ).stdout
         workers = [int(pid) for pid in children.split()]
         sig = getattr(signal, name)
         os.killpg(job.pid, sig) if to_group else job.send_signal(sig)
@@ -72,7 +87,11 @@ def test_an_interrupt_with_worker_processes_is_one_line(name, to_group, stores, 
         if job.poll() is None:
             os.killpg(job.pid, signal.SIGKILL)
     assert job.returncode == (130 if name == "SIGINT" else 143), err
-    line = "error: interrupted, nothing was published" if name == "SIGINT" else "error: terminated (SIGTERM), nothing was published"
+    line = (
+        "error: interrupted, nothing was published"
+        if name == "SIGINT"
+        else "error: terminated (SIGTERM), nothing was published"
+    )
     assert [text for text in err.splitlines() if text.strip() and "largeemb: " not in text] == [line], err
     left = set(os.listdir(out))
     assert lock.LOCK_FILE not in left and not [n for n in left if n.startswith(output.STAGING_PREFIX)]

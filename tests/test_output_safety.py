@@ -15,7 +15,6 @@ from largeemb.api import RESULT_FILES
 from largeemb.io.output import METRICS_FILE
 
 
-
 def _entries(out: Path) -> list[str]:
     return sorted(os.listdir(out))
 

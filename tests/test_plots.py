@@ -26,7 +26,10 @@ def test_backend_is_agg_and_plot_functions_draw_into_a_given_ax():
     fig, axes = plt.subplots(1, 4)
     assert plots.pca_figure(real, fake, real_radii=np.full(50, 0.3), ax=axes[0]) is fig
     assert plots.tsne_figure(real, fake, ax=axes[1]) is fig
-    by_k = {3: dict(precision=0.9, recall=0.8, density=1.1, coverage=0.7), 5: dict(precision=0.95, recall=0.85, density=1.0, coverage=0.8)}
+    by_k = {
+        3: dict(precision=0.9, recall=0.8, density=1.1, coverage=0.7),
+        5: dict(precision=0.95, recall=0.85, density=1.0, coverage=0.8),
+    }
     assert plots.k_sweep_figure([3, 5], by_k, ax=axes[2]) is fig
     assert plots.ball_count_figure([3, 5], np.array([[5, 20, 15], [2, 18, 20]]), ax=axes[3]) is fig
     assert plt.get_backend().lower() == "agg"
@@ -40,7 +43,8 @@ def test_backdrop_figure_crops_to_the_rows_and_labels_everything():
     counts, _, _ = np.histogram2d(rows[:, 0], rows[:, 1], bins=(edges, edges))
     fig = plots.pca_figure(
         rows[:100], rows[100:200], real_radii=np.full(10, 0.5), x_edges=edges, y_edges=edges,
-        real_counts=counts.astype(int), fake_counts=counts.astype(int), axis_labels=("PC 1 (x)", "PC 2 (y)"), caption="note",
+        real_counts=counts.astype(int), fake_counts=counts.astype(int), axis_labels=("PC 1 (x)", "PC 2 (y)"),
+        caption="note",
     )
     ax = fig.axes[0]
     low, high = ax.get_xlim()
@@ -54,7 +58,9 @@ def test_backdrop_figure_crops_to_the_rows_and_labels_everything():
 def synth_pair(tmp_path, real_rows=1500, fake_rows=1200):
     real, fake = str(tmp_path / "r.zarr"), str(tmp_path / "f.zarr")
     assert runner.invoke(app, ["synth", real, "--rows", str(real_rows), "--dim", "8"]).exit_code == 0
-    assert runner.invoke(app, ["synth", fake, "--rows", str(fake_rows), "--dim", "8", "--seed", "3", "--shift", "0.2", "--drop-modes", "2"]).exit_code == 0
+    synth_fake = ["synth", fake, "--rows", str(fake_rows), "--dim", "8", "--seed", "3", "--shift", "0.2"]
+    synth_fake += ["--drop-modes", "2"]
+    assert runner.invoke(app, synth_fake).exit_code == 0
     return real, fake
 
 
@@ -153,7 +159,9 @@ def test_one_dimensional_sets_still_plot(tmp_path):
     import largeemb
 
     rng = np.random.default_rng(2)
-    result = largeemb.evaluate(rng.standard_normal((300, 1)), rng.standard_normal((250, 1)) + 0.5, k=3, tsne_samples=100)
+    result = largeemb.evaluate(
+        rng.standard_normal((300, 1)), rng.standard_normal((250, 1)) + 0.5, k=3, tsne_samples=100
+    )
     written = report.write_plots(result, str(tmp_path))
     assert {"pca.png", "tsne.png", "projection.npz"} <= set(written.files)
 

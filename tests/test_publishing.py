@@ -98,7 +98,10 @@ def _valid(path: Path) -> dict | None:
 
 
 def _cli(stores, out, k):
-    return [sys.executable, "-m", "largeemb", "evaluate", stores["real"], stores["fake"], "--out", str(out), "--k", str(k), "--tsne-samples", "200"]
+    return [
+        sys.executable, "-m", "largeemb", "evaluate", stores["real"], stores["fake"], "--out", str(out), "--k", str(k),
+        "--tsne-samples", "200",
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +122,9 @@ def test_killed_cli_run_leaves_previous_result_or_none(seed, tmp_path, stores, p
 
     # From start-up to past the end of a whole run: any phase may be hit.
     delay = np.random.default_rng(seed).uniform(0.2, 1.0) * previous_result[1]
-    rerun = subprocess.Popen([*_cli(stores, out, 5), "--force"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+    rerun = subprocess.Popen(
+        [*_cli(stores, out, 5), "--force"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT
+    )
     time.sleep(delay)
     rerun.send_signal(signal.SIGKILL)
     rerun.wait()
@@ -168,7 +173,9 @@ for version in range(10**6):
 def test_killed_publisher_never_leaves_a_mixed_or_partial_result(seed, tmp_path):
     """Kills land inside publish() often here: it is most of what the loop does."""
     out = tmp_path / "out"
-    publisher = subprocess.Popen([sys.executable, "-c", PUBLISH_FOREVER, str(out)], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    publisher = subprocess.Popen(
+        [sys.executable, "-c", PUBLISH_FOREVER, str(out)], stdout=subprocess.PIPE, text=True, cwd=ROOT
+    )
     assert publisher.stdout.readline().strip() == "started"
     time.sleep(np.random.default_rng(seed).uniform(0.05, 0.4))
     publisher.send_signal(signal.SIGKILL)
@@ -215,7 +222,7 @@ def test_crash_at_every_step_of_publish(tmp_path, monkeypatch):
             def call(*args, **kwargs):
                 nonlocal calls
                 calls += 1
-                if calls == crash_at:
+                if calls == crash_at:  # noqa: B023 (call runs only within this iteration)
                     raise Crash
                 return real(*args, **kwargs)
 
@@ -247,7 +254,12 @@ def _enospc(path):
 
 def _full_at_lock(monkeypatch):
     real = os.pwrite
-    monkeypatch.setattr(os, "pwrite", lambda fd, data, offset: (_ for _ in ()).throw(_enospc(".largeemb.lock")) if b"pid" in data else real(fd, data, offset))
+    monkeypatch.setattr(
+        os, "pwrite",
+        lambda fd, data, offset: (
+            (_ for _ in ()).throw(_enospc(".largeemb.lock")) if b"pid" in data else real(fd, data, offset)
+        ),
+    )
     return "the lock file"
 
 
@@ -259,7 +271,9 @@ def _full_at_checkpoints(monkeypatch):
 
 
 def _full_at_staging(monkeypatch):
-    monkeypatch.setattr(output.Staging, "write_json", lambda self, name, payload: (_ for _ in ()).throw(_enospc(self.file(name))))
+    monkeypatch.setattr(
+        output.Staging, "write_json", lambda self, name, payload: (_ for _ in ()).throw(_enospc(self.file(name)))
+    )
     return "the result being staged"
 
 

@@ -120,10 +120,12 @@ def test_cli_build_info_evaluate(fresh_stores, tmp_path):
     assert set(metrics["by_k"]) == {"5", "3"}
     worst = runner.invoke(app, ["worst", out, "--n", "3"])
     assert worst.exit_code == 0 and "least covered" in worst.output
-    assert "sorted by ball_count" in worst.output and "nearest_fake_dist/radius" in worst.output  # the sort key is shown
+    # The sort key is shown:
+    assert "sorted by ball_count" in worst.output and "nearest_fake_dist/radius" in worst.output
     as_json = json.loads(runner.invoke(app, ["worst", out, "--n", "2", "--json"]).output)
     assert len(as_json["fake"]) == len(as_json["real"]) == 2 and as_json["k"] == 5
-    assert set(as_json["fake"][0]) == {"row", "ball_count", "realism", "nearest_real", "nearest_real_dist"}  # samples.zarr names
+    # samples.zarr's names:
+    assert set(as_json["fake"][0]) == {"row", "ball_count", "realism", "nearest_real", "nearest_real_dist"}
     for bad in ("-1", "0"):
         refused = runner.invoke(app, ["worst", out, "--n", bad])
         assert refused.exit_code == 2 and refused.output.startswith("error: --n must be at least 1")
@@ -150,7 +152,9 @@ def test_info_lists_only_present_files_and_a_moved_source_can_be_pointed_at(fres
     info = runner.invoke(app, ["reference", "info", ref])
     assert info.exit_code == 0 and "largeemb reference move" in json.loads(info.output)["source"]["status"]
     refused = cli_evaluate(ref, fake, tmp_path / "o", "--k", "3", "--no-plots")
-    assert refused.exit_code == 2 and refused.output.startswith("error: the reference's source (the real set it was built from)")
+    assert refused.exit_code == 2 and refused.output.startswith(
+        "error: the reference's source (the real set it was built from)"
+    )
     assert "largeemb reference move" in refused.output
     assert runner.invoke(app, ["reference", "move", ref, str(elsewhere)]).exit_code == 0
     again = cli_evaluate(ref, fake, tmp_path / "o", "--k", "3", "--no-plots")
@@ -202,8 +206,11 @@ def test_nightly_script_rebuilds_a_reference_directory_without_reference_json(tm
     stub.chmod(0o755)
     (tmp_path / "ref").mkdir()  # what a killed build used to leave
     (tmp_path / "gen" / "run1.zarr").mkdir(parents=True)
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "REAL_SOURCE": "real.zarr", "REFERENCE": str(tmp_path / "ref"),
-           "GENERATED": str(tmp_path / "gen"), "RESULTS": str(tmp_path / "results"), "WORKERS": "1"}
+    env = {
+        **os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "REAL_SOURCE": "real.zarr",
+        "REFERENCE": str(tmp_path / "ref"), "GENERATED": str(tmp_path / "gen"), "RESULTS": str(tmp_path / "results"),
+        "WORKERS": "1",
+    }
     subprocess.run(["bash", str(script)], env=env, check=True, timeout=30)
     lines = calls.read_text().splitlines()
     assert lines[0].startswith("reference build real.zarr --out") and lines[1].startswith("evaluate ")
@@ -266,7 +273,10 @@ def _damage_short_radii(ref):
     zarr.create_array(ref / "radii.zarr", shape=radii.shape, dtype=radii.dtype)[:] = radii
 
 
-DAMAGE = [_damage_moments_missing, _damage_moments_garbage, _damage_radii_missing, _damage_radii_garbage, _damage_no_source, _damage_short_radii]
+DAMAGE = [
+    _damage_moments_missing, _damage_moments_garbage, _damage_radii_missing, _damage_radii_garbage, _damage_no_source,
+    _damage_short_radii,
+]
 
 
 @pytest.mark.parametrize("damage", DAMAGE, ids=[d.__name__[8:] for d in DAMAGE])

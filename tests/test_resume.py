@@ -78,7 +78,9 @@ main()
 
 
 @pytest.mark.slow
-def test_killed_job_resumes_with_identical_metrics_recomputing_only_unfinished_tasks(resume_stores, uninterrupted, tmp_path):
+def test_killed_job_resumes_with_identical_metrics_recomputing_only_unfinished_tasks(
+    resume_stores, uninterrupted, tmp_path
+):
     real, fake = resume_stores
     whole, total, tiles = uninterrupted
 
@@ -123,7 +125,10 @@ def interrupted(resume_stores, tmp_path):
     out = tmp_path / "out"
     with unit_hook(failing_units("cross-tile-", after=30)):
         with pytest.raises(RuntimeError, match="node lost"):
-            largeemb.evaluate(real, fake, k=(3, 5), block_rows=128, threads_per_worker=1, checkpoint_dir=str(out / checkpoint.WORK_DIR))
+            largeemb.evaluate(
+                real, fake, k=(3, 5), block_rows=128, threads_per_worker=1,
+                checkpoint_dir=str(out / checkpoint.WORK_DIR),
+            )
     return real, fake, out
 
 
@@ -177,7 +182,9 @@ def test_reference_build_resumes_and_takes_the_execution_options(resume_stores, 
     assert (ref / checkpoint.WORK_DIR / checkpoint.MANIFEST).exists()
     refused = runner.invoke(app, ["reference", "build", real, "--out", str(ref), "--k", "3", "--block-rows", "128"])
     assert refused.exit_code == 2 and "--resume" in refused.output
-    build = ["reference", "build", real, "--out", str(ref), "--k", "3", "--block-rows", "128", "--threads-per-worker", "1"]
+    build = [
+        "reference", "build", real, "--out", str(ref), "--k", "3", "--block-rows", "128", "--threads-per-worker", "1",
+    ]
     resumed = runner.invoke(app, [*build, "--resume"])
     assert resumed.exit_code == 0, resumed.output
     computed, loaded = map(int, SUMMARY.search(resumed.output).groups())
@@ -189,9 +196,20 @@ def test_reference_build_resumes_and_takes_the_execution_options(resume_stores, 
 def test_checkpoint_round_trip_keeps_values_and_dtypes(tmp_path):
     rng = np.random.default_rng(0)
     values = [
-        SegmentCheck(Moments(7, rng.random(3), rng.random(3), rng.random((3, 3)), rng.random(3)), -1, 4, [b"\x01\xff", b""]),
-        Neighbours(128, rng.random((5, 3)).astype(np.float32), rng.integers(-1, 9, (5, 3)), np.array([np.inf, 1, 2, 3, np.nan], np.float32), rng.random(5), rng.random(5), rng.random(5), 3, 1),
-        tuple(Candidates(*(rng.integers(0, 9, 4) for _ in range(2)), rng.random(4).astype(np.float32), np.empty(0, np.int64), np.empty(0, np.float32)) for _ in range(2)),
+        SegmentCheck(
+            Moments(7, rng.random(3), rng.random(3), rng.random((3, 3)), rng.random(3)), -1, 4, [b"\x01\xff", b""]
+        ),
+        Neighbours(
+            128, rng.random((5, 3)).astype(np.float32), rng.integers(-1, 9, (5, 3)),
+            np.array([np.inf, 1, 2, 3, np.nan], np.float32), rng.random(5), rng.random(5), rng.random(5), 3, 1,
+        ),
+        tuple(
+            Candidates(
+                *(rng.integers(0, 9, 4) for _ in range(2)), rng.random(4).astype(np.float32), np.empty(0, np.int64),
+                np.empty(0, np.float32),
+            )
+            for _ in range(2)
+        ),
         (rng.random((6, 2)), np.array([3, 5], np.int64)),
         CrossPartial(rng.integers(0, 9, (4, 2)), rng.random((3, 2)) > 0.5, np.zeros((3, 2), bool)),
         CrossPartial(
@@ -280,11 +298,16 @@ def test_resume_after_the_middle_rows_changed_is_refused(tmp_path, stores):
     fake = zarr_store(tmp_path / "fake.zarr", data, (300, 6))
     out = tmp_path / "out"
     with unit_hook(failing_units("cross-tile-", after=5)), pytest.raises(RuntimeError, match="node lost"):
-        largeemb.evaluate(stores["real"], fake, k=(3,), block_rows=128, threads_per_worker=1, checkpoint_dir=str(out / checkpoint.WORK_DIR))
+        largeemb.evaluate(
+            stores["real"], fake, k=(3,), block_rows=128, threads_per_worker=1,
+            checkpoint_dir=str(out / checkpoint.WORK_DIR),
+        )
     changed = data.copy()
     changed[500:700] = mixture(200, 6, 7, shift=5.0)  # first and last rows as they were
     zarr.open_array(fake, mode="r+")[:] = changed
-    line = one_error_line(cli_evaluate(stores["real"], fake, out, "--k", "3", "--block-rows", "128", "--no-plots", "--resume"))
+    line = one_error_line(
+        cli_evaluate(stores["real"], fake, out, "--k", "3", "--block-rows", "128", "--no-plots", "--resume")
+    )
     assert "fake input changed since the interrupted run" in line and "rows 0:" in line and "--force" in line
     assert not (out / METRICS_FILE).exists()
 
@@ -333,7 +356,11 @@ def test_a_pass_whose_worker_took_results_along_runs_again_from_its_checkpoints(
 
 
 def _npz_left(work) -> set[str]:
-    return {name[: -len(checkpoint.SUFFIX)] for name in os.listdir(work) if name.endswith(checkpoint.SUFFIX) and ".tmp-" not in name}
+    return {
+        name[: -len(checkpoint.SUFFIX)]
+        for name in os.listdir(work)
+        if name.endswith(checkpoint.SUFFIX) and ".tmp-" not in name
+    }
 
 
 def test_a_unit_leaves_the_disk_even_when_a_consumer_left_it_before_its_sibling_was_saved(tmp_path):

@@ -169,7 +169,10 @@ def test_a_transient_error_on_a_worker_that_does_not_pickle_is_exit_3(stores, tm
     namespace = {}
     exec(UNPICKLABLE_READ_ERROR, namespace)
     try:
-        result = cli_evaluate(stores["real"], stores["fake"], tmp_path / "out", "--no-plots", "--workers", "1", "--threads-per-worker", "1")
+        result = cli_evaluate(
+            stores["real"], stores["fake"], tmp_path / "out", "--no-plots", "--workers", "1", "--threads-per-worker",
+            "1",
+        )
     finally:
         graph.unit_hooks.remove(namespace["broken_reads_hook"])
     line = one_error_line(result, code=3)

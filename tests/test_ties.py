@@ -27,7 +27,7 @@ def test_unproven_rows_are_resolved_in_tasks(monkeypatch):
     one per (chunk of unproven rows, block), never in the main thread."""
     calls = []
     for name in ("resolve_block", "resolve_finish"):
-        def spy(*args, _f=getattr(resolve, name), _n=name):
+        def spy(*args, _f=getattr(resolve, name), _n=name):  # noqa: B008 (binds this name's function now)
             calls.append((_n, threading.current_thread() is threading.main_thread()))
             return _f(*args)
         monkeypatch.setattr(resolve, name, spy)
@@ -145,7 +145,10 @@ def test_tie_heavy_sets_on_worker_processes(tmp_path, name):
 
     real, fake = tie_sets(name)
     dim = real.shape[1]
-    paths = zarr_store(tmp_path / "real.zarr", real, chunks=(256, dim)), zarr_store(tmp_path / "fake.zarr", fake, chunks=(256, dim))
+    paths = (
+        zarr_store(tmp_path / "real.zarr", real, chunks=(256, dim)),
+        zarr_store(tmp_path / "fake.zarr", fake, chunks=(256, dim)),
+    )
     local = largeemb.evaluate(real, fake, k=3, block_rows=256, plots=False)
     remote = largeemb.evaluate(*paths, k=3, block_rows=256, plots=False, workers=2)
     np.testing.assert_array_equal(remote.real_radii, local.real_radii)

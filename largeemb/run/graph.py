@@ -163,7 +163,9 @@ def run(g: Graph, outputs, label: str = "tasks"):
             # A dead worker took results (or shared values) that the cluster can
             # no longer recompute. Run the pass again with its shared values sent
             # anew, loading every unit that was saved.
-            logger.info("%s: a lost worker took unsaved results with it; running the pass again from its checkpoints", label)
+            logger.info(
+                "%s: a lost worker took unsaved results with it; running the pass again from its checkpoints", label
+            )
             tasks, _ = cull(_reloaded(tasks, g.shared_again()), [root])
             out = g.run.executor.compute(tasks, root, tracked & tasks.keys(), progress)
     # The pass is complete: each file it still holds reaches its output, so no
@@ -215,7 +217,9 @@ def _with_releases(tasks: dict, root) -> dict:
     (through plain tasks). U is kept if it also reaches ``root`` through
     plain tasks alone, or has no consumer.
     """
-    saved = {key for key, task in tasks.items() if (task[0] is _unit and task[2] is not None) or task[0] is checkpoint.load}
+    saved = {
+        key for key, task in tasks.items() if (task[0] is _unit and task[2] is not None) or task[0] is checkpoint.load
+    }
     path = {key: tasks[key][2 if tasks[key][0] is _unit else 1] for key in saved}
     users = defaultdict(set)
     for key, task in tasks.items():
