@@ -3,8 +3,8 @@ for millions of embeddings, streamed out of core."""
 
 from largeemb.config import EvaluateConfig
 from largeemb.errors import InputError
-
 from largeemb.version import __version__
+
 __all__ = ["evaluate", "evaluate_to", "build_reference", "EvaluateConfig", "InputError", "__version__"]
 
 

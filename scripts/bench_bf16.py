@@ -88,27 +88,37 @@ def main():
         for quantile in (0.0005, 0.0025):
             row_cut = np.quantile(d32, quantile, axis=1).astype(np.float32)
             col_cut = np.quantile(d32, quantile, axis=0).astype(np.float32)
-            t32 = best(lambda: selected(sqdist32(plain, right), None, row_cut, col_cut))
+            t32 = best(lambda: selected(sqdist32(plain, right), None, row_cut, col_cut))  # noqa: B023 (timed at once)
             for name, g in (("oneDNN", gemm), ("emulated", bf16.emulated)):
                 if g is None:
                     continue
                 block, other = prepare_block(x, 0, centre, "euclidean"), prepare_block(y, 0, centre, "euclidean")
                 strategy, origins = ScreenedTiles(g), ((block, np.arange(rows)), (other, np.arange(rows)))
-                t = best(lambda: selected(*strategy.tile(block, right, row_cut, col_cut, *origins), row_cut, col_cut), reps=3)
+                t = best(
+                    lambda: selected(*strategy.tile(block, right, row_cut, col_cut, *origins), row_cut, col_cut),  # noqa: B023
+                    reps=3,
+                )
                 share = strategy.counts.rechecked / strategy.counts.entries
-                print(f"tile {rows} x {rows} x {dim} + selection, one thread, cuts at the {quantile:.2%} quantile: float32 {t32 * 1e3:.0f} ms, "
-                      f"screened ({name}) {t * 1e3:.0f} ms ({t32 / t:.2f}x), re-checked in float32: {share:.3%}")
+                print(
+                    f"tile {rows} x {rows} x {dim} + selection, one thread, cuts at the {quantile:.2%} quantile: "
+                    f"float32 {t32 * 1e3:.0f} ms, "
+                    f"screened ({name}) {t * 1e3:.0f} ms ({t32 / t:.2f}x), re-checked in float32: {share:.3%}"
+                )
 
 
 def _mkl_gemm(path: str, a_bits: np.ndarray, b_bits: np.ndarray):
     lib = ctypes.CDLL(path)
     call = lib.cblas_gemm_bf16bf16f32
     ptr = ctypes.c_void_p
-    call.argtypes = [ctypes.c_int] * 6 + [ctypes.c_float, ptr, ctypes.c_int, ptr, ctypes.c_int, ctypes.c_float, ptr, ctypes.c_int]
+    call.argtypes = [ctypes.c_int] * 6 + [
+        ctypes.c_float, ptr, ctypes.c_int, ptr, ctypes.c_int, ctypes.c_float, ptr, ctypes.c_int,
+    ]
     (m, k), n = a_bits.shape, b_bits.shape[0]
     out = np.empty((m, n), np.float32)
     row_major, no_trans, trans = 101, 111, 112
-    return lambda: call(row_major, no_trans, trans, m, n, k, 1.0, a_bits.ctypes.data, k, b_bits.ctypes.data, k, 0.0, out.ctypes.data, n)
+    return lambda: call(
+        row_major, no_trans, trans, m, n, k, 1.0, a_bits.ctypes.data, k, b_bits.ctypes.data, k, 0.0, out.ctypes.data, n
+    )
 
 
 if __name__ == "__main__":

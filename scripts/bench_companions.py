@@ -30,7 +30,9 @@ def main():
     parser.add_argument("--fake", help="fake embeddings, .npy")
     parser.add_argument("--k", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--every", action="store_true", help="one run with every metric on (KID over all pairs and 100 subsets)")
+    parser.add_argument(
+        "--every", action="store_true", help="one run with every metric on (KID over all pairs and 100 subsets)"
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -39,7 +41,8 @@ def main():
         def run(options: str) -> dict:
             return run_child(
                 "import time, largeemb.api\n"
-                f"t = time.perf_counter(); r = largeemb.api.evaluate({real!r}, {fake!r}, k={args.k}, plots=False{options})\n"
+                "t = time.perf_counter(); "
+                f"r = largeemb.api.evaluate({real!r}, {fake!r}, k={args.k}, plots=False{options})\n"
                 "_out = {'seconds': time.perf_counter() - t, 'metrics': r.metrics, 'timings': r.timings_s}\n"
             )
 
@@ -70,7 +73,8 @@ def main():
         print(f"companions add {100 * (plus / base - 1):+.1f}% to a metrics-only run")
         base, plus = median["per-sample values, no companions"], median["per-sample values, companions"]
         print(f"companions add {100 * (plus / base - 1):+.1f}% to a run with per-sample values")
-        print(f"full KID: {median['metrics only + full KID'] / median['metrics only, companions']:.2f}x the metrics-only run")
+        ratio = median["metrics only + full KID"] / median["metrics only, companions"]
+        print(f"full KID: {ratio:.2f}x the metrics-only run")
 
 
 if __name__ == "__main__":

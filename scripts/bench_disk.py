@@ -48,7 +48,9 @@ def main():
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--dim", type=int, default=128)
     parser.add_argument("--k", default="3,5,10")
-    parser.add_argument("--by-unit", action="store_true", help="what the work directory held at the peak, by kind of unit")
+    parser.add_argument(
+        "--by-unit", action="store_true", help="what the work directory held at the peak, by kind of unit"
+    )
     args = parser.parse_args()
     mib = 2**20
     with tempfile.TemporaryDirectory() as tmp:
@@ -78,7 +80,9 @@ def main():
             raise SystemExit(job.returncode)
         seconds = time.perf_counter() - start
     print(f"n = m = {args.rows}, dim {args.dim}, --k {args.k}: {seconds:.0f} s")
-    print(f"inputs {inputs / mib:.1f} MiB on disk; checkpoint peak {peak / mib:.1f} MiB ({peak / inputs:.2f}x the inputs)")
+    print(
+        f"inputs {inputs / mib:.1f} MiB on disk; checkpoint peak {peak / mib:.1f} MiB ({peak / inputs:.2f}x the inputs)"
+    )
     if args.by_unit:
         print("kind of unit: MiB at the peak, own peak MiB")
         for kind, size in sorted(own_peaks.items(), key=lambda kv: -kv[1]):

@@ -17,6 +17,7 @@ import tempfile
 from _bench import run_child
 from bench_run import ensure_store
 
+
 #: Bytes of bookkeeping per row of each set: K float32 distances + int64
 #: indices (K = k + 5), radii/counts per k (8 B each), flags, per-sample
 #: arrays (about six 8-byte values), and shortlists of about two pairs.
@@ -46,7 +47,9 @@ def main():
     peaks = {}
     for n in (args.small, args.large):
         real = ensure_store(os.path.join(base, f"real-{n}x{args.dim}.zarr"), n, args.dim, seed=0)
-        fake = ensure_store(os.path.join(base, f"fake-{n}x{args.dim}.zarr"), n, args.dim, seed=1, shift=0.05, drop_modes=3)
+        fake = ensure_store(
+            os.path.join(base, f"fake-{n}x{args.dim}.zarr"), n, args.dim, seed=1, shift=0.05, drop_modes=3
+        )
         peaks[n] = child_peak(real, fake, os.path.join(base, f"out-{n}"))
         print(f"n = m = {n}, dim {args.dim}: peak RSS {peaks[n]:.0f} MiB", flush=True)
     growth = peaks[args.large] - peaks[args.small]

@@ -50,8 +50,9 @@ config = EvaluateConfig(k={k!r})
 result = stage('evaluate', lambda: largeemb.evaluate({real!r}, {fake!r}, config))
 _out['projection_in_evaluate_s'] = result.timings_s['projection']
 real_src, fake_src = open_source({real!r}), open_source({fake!r})
-stage('projection_pass', lambda: project(real_src, fake_src, result.real_moments, result.fake_moments, metric=config.metric,
-      method=config.pca, plot_samples=config.plot_samples, tsne_samples=config.tsne_samples, seed=config.seed))
+stage('projection_pass', lambda: project(real_src, fake_src, result.real_moments, result.fake_moments,
+      metric=config.metric, method=config.pca, plot_samples=config.plot_samples, tsne_samples=config.tsne_samples,
+      seed=config.seed))
 
 def plot_stage():
     with Staging({out!r}) as staging:

@@ -57,7 +57,10 @@ def main():
     print(f"metrics only, REAL FAKE, k=5:     {lean_full_s:8.2f} s")
     print(f"metrics only, REF FAKE, k=5:      {lean_cached_s:8.2f} s   ratio {lean_cached_s / lean_full_s:.2f}")
     print(f"evaluate REAL FAKE, k=3,5,10:     {sweep_s:8.2f} s   ratio to k=5 alone {sweep_s / full_s:.2f}")
-    same = cached.to_dict()["metrics"] == full.to_dict()["metrics"] == lean_cached.to_dict()["metrics"] and sweep.by_k[5] == full.by_k[5]
+    same = (
+        cached.to_dict()["metrics"] == full.to_dict()["metrics"] == lean_cached.to_dict()["metrics"]
+        and sweep.by_k[5] == full.by_k[5]
+    )
     print("metrics identical" if same else "METRICS DIFFER")
     raise SystemExit(0 if same else 1)
 

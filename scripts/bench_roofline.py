@@ -80,19 +80,29 @@ def main():
         print(f"-- {name}")
         for samples in (False, True):
             # The pipeline's own stage timings: both self passes, then the cross pass (and the settle pass).
-            config = EvaluateConfig(k=k, prune=prune, samples=samples, plots=False, precision=args.precision).resolved(n)
+            config = EvaluateConfig(k=k, prune=prune, samples=samples, plots=False, precision=args.precision)
+            config = config.resolved(n)
             passes = run_passes(real_src, fake_src, config)
             t = passes.timings
             shares = {p: f"{v['share']:.3%}" for p, v in passes.screening.items() if isinstance(v, dict)}
-            print(f"   precision {passes.screening['precision']}" + (f", re-checked in float32: {shares}" if shares else ""))
+            print(
+                f"   precision {passes.screening['precision']}"
+                + (f", re-checked in float32: {shares}" if shares else "")
+            )
             if not samples:
                 self_s[name] = seconds = t["radii"] / 2
                 centre = passes.context.centre
                 block = config.block_rows
-                print(f"self k-NN pass       {seconds:8.2f} s  {rate(seconds, self_flops):8.1f} GFLOP/s  {rate(seconds, self_flops) / peak:6.2f} of matmul  (mean of the two sets)")
+                print(
+                    f"self k-NN pass       {seconds:8.2f} s  {rate(seconds, self_flops):8.1f} GFLOP/s  "
+                    f"{rate(seconds, self_flops) / peak:6.2f} of matmul  (mean of the two sets)"
+                )
             seconds = t["cross"] + t.get("samples", 0.0)
             label = "cross pass + samples" if samples else "cross pass          "
-            print(f"{label} {seconds:8.2f} s  {rate(seconds, flops):8.1f} GFLOP/s  {rate(seconds, flops) / peak:6.2f} of matmul")
+            print(
+                f"{label} {seconds:8.2f} s  {rate(seconds, flops):8.1f} GFLOP/s  "
+                f"{rate(seconds, flops) / peak:6.2f} of matmul"
+            )
 
     centred = np.ascontiguousarray(real - centre, dtype=np.float32)
     faiss.omp_set_num_threads(threads)
@@ -100,7 +110,10 @@ def main():
     for lo in range(0, n, block):
         faiss.knn(centred[lo : lo + block], centred, k + 1)
     faiss_s = time.perf_counter() - start
-    print(f"faiss.knn self       {faiss_s:8.2f} s  {rate(faiss_s, self_flops):8.1f} GFLOP/s  {rate(faiss_s, self_flops) / peak:6.2f} of matmul")
+    print(
+        f"faiss.knn self       {faiss_s:8.2f} s  {rate(faiss_s, self_flops):8.1f} GFLOP/s  "
+        f"{rate(faiss_s, self_flops) / peak:6.2f} of matmul"
+    )
     for name, seconds in self_s.items():
         print(f"self k-NN speed-up over faiss.knn ({name}): {faiss_s / seconds:.2f}x")
 

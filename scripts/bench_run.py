@@ -54,7 +54,9 @@ def main():
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--dim", type=int, default=64)
     parser.add_argument("--k", type=int, default=5)
-    parser.add_argument("--dir", default=None, help="where the stores and the result go (default: a temporary directory)")
+    parser.add_argument(
+        "--dir", default=None, help="where the stores and the result go (default: a temporary directory)"
+    )
     parser.add_argument("--no-samples", action="store_true")
     parser.add_argument("--block-rows", type=int, default=None)
     args = parser.parse_args()
@@ -68,7 +70,10 @@ def main():
     flops = 3 * 2.0 * n * n * dim  # cross pass + two self passes, as useful work
     rate = flops / res["wall_s"] / 1e9
     m = res["metrics"]
-    print(f"n = m = {n}, dim {dim}, k {args.k}, samples {'off' if args.no_samples else 'on'}, block rows {args.block_rows or 'default'}")
+    print(
+        f"n = m = {n}, dim {dim}, k {args.k}, samples {'off' if args.no_samples else 'on'}, "
+        f"block rows {args.block_rows or 'default'}"
+    )
     print(f"wall {res['wall_s']:.1f} s   peak RSS {res['peak_mib']:.0f} MiB   useful rate {rate:.1f} GFLOP/s")
     print("stage seconds: " + ", ".join(f"{key} {v:.1f}" for key, v in m["timings_s"].items()))
     print("metrics: " + ", ".join(f"{key} {v:.5f}" for key, v in m["metrics"].items()))

@@ -65,25 +65,35 @@ def main():
     parser.add_argument("--dim", type=int, default=1024)
     parser.add_argument("--k", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--samples", action="store_true", help="per-sample values on too (the cross pass's nearest rows and realism)")
+    parser.add_argument(
+        "--samples", action="store_true", help="per-sample values on too (the cross pass's nearest rows and realism)"
+    )
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     pairs = {
-        "random": (rng.standard_normal((args.rows, args.dim)).astype(np.float32),
-                   (rng.standard_normal((args.rows, args.dim)) * 1.05).astype(np.float32)),
-        "all-ties": (all_ties(args.rows, args.dim, (1, -1, 2, -2, 3)), all_ties(args.rows, args.dim, (1, 2, -2, 3, -1))),
+        "random": (
+            rng.standard_normal((args.rows, args.dim)).astype(np.float32),
+            (rng.standard_normal((args.rows, args.dim)) * 1.05).astype(np.float32),
+        ),
+        "all-ties": (
+            all_ties(args.rows, args.dim, (1, -1, 2, -2, 3)), all_ties(args.rows, args.dim, (1, 2, -2, 3, -1)),
+        ),
         "duplicated": (duplicated(args.rows, args.dim, 1), duplicated(args.rows, args.dim, 2) * np.float32(1.05)),
     }
     seconds = {name: [] for name in pairs}
     ties_seconds = {name: [] for name in pairs}
     fallback = {}
     with tempfile.TemporaryDirectory() as tmp:
-        paths = {name: (write(f"{tmp}/{name}-real.zarr", r), write(f"{tmp}/{name}-fake.zarr", f)) for name, (r, f) in pairs.items()}
+        paths = {
+            name: (write(f"{tmp}/{name}-real.zarr", r), write(f"{tmp}/{name}-fake.zarr", f))
+            for name, (r, f) in pairs.items()
+        }
         for _ in range(args.repeats):
             for name, (real, fake) in paths.items():
                 res = run_child(
                     "import time, largeemb.api\n"
-                    f"t = time.perf_counter(); r = largeemb.api.evaluate({real!r}, {fake!r}, k={args.k}, samples={args.samples}, plots=False)\n"
+                    "t = time.perf_counter(); "
+                    f"r = largeemb.api.evaluate({real!r}, {fake!r}, k={args.k}, samples={args.samples}, plots=False)\n"
                     "_out = {'seconds': time.perf_counter() - t, 'timings': r.timings_s,\n"
                     " 'f64': r.float64}\n"
                 )

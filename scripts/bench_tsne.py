@@ -19,6 +19,7 @@ import argparse
 import tempfile
 
 import numpy as np
+
 from _bench import run_child
 
 NEIGHBOURS = 15
@@ -90,7 +91,10 @@ def main():
     in_input = neighbours(rows)
     for name, res in results.items():
         kept = shared_neighbours(in_input, lists[name])
-        print(f"{name:14}{res['seconds'][0]:9.1f}{res['seconds'][1]:9.1f}{res['peak_mib']:10.0f}  {str(res['identical']):9}  {kept:.3f}")
+        print(
+            f"{name:14}{res['seconds'][0]:9.1f}{res['seconds'][1]:9.1f}{res['peak_mib']:10.0f}  "
+            f"{str(res['identical']):9}  {kept:.3f}"
+        )
     sk, ot = results["scikit-learn"], results["openTSNE"]
     print(f"openTSNE speed-up: {np.median(sk['seconds']) / np.median(ot['seconds']):.1f}x (median of 2 runs each)")
     print(f"15-NN shared between the two embeddings: {shared_neighbours(lists['scikit-learn'], lists['openTSNE']):.3f}")

@@ -14,7 +14,8 @@ and plot projections off. A second largeemb run with the default options
 off (--no-prune: every tile computed in full), which is what data without
 cluster structure costs (--modes 1 writes such data); ``--metrics-only``
 skips those two. For largeemb the per-pass timings and the float64 work per
-pass (metrics.json's ``float64``: rows and pairs settled in float64) are printed. Imports happen before the clock starts, for both tools.
+pass (metrics.json's ``float64``: rows and pairs settled in float64) are printed.
+Imports happen before the clock starts, for both tools.
 ``--precision`` runs largeemb once per listed precision (auto, float32, bf16,
 bf16-emulated) and prints, for screened runs, the share of tile entries each
 pass re-checked in float32; ``--companions`` picks the companion metrics
@@ -42,12 +43,18 @@ def main():
     parser.add_argument("--rows", type=int, default=20_000)
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--k", type=int, default=5)
-    parser.add_argument("--modes", type=int, default=10, help="Gaussian modes of the synthetic sets (1: no cluster structure)")
+    parser.add_argument(
+        "--modes", type=int, default=10, help="Gaussian modes of the synthetic sets (1: no cluster structure)"
+    )
     parser.add_argument("--real", help="real set as a .npy file (with --fake; replaces the synthetic pair)")
     parser.add_argument("--fake", help="fake set as a .npy file")
     parser.add_argument("--metrics-only", action="store_true", help="skip the no-prune and default-options runs")
-    parser.add_argument("--cli", action="store_true", help="time the default `largeemb evaluate` command end to end instead")
-    parser.add_argument("--precision", default="auto", help="comma-separated precisions, one largeemb run each (e.g. float32,bf16)")
+    parser.add_argument(
+        "--cli", action="store_true", help="time the default `largeemb evaluate` command end to end instead"
+    )
+    parser.add_argument(
+        "--precision", default="auto", help="comma-separated precisions, one largeemb run each (e.g. float32,bf16)"
+    )
     parser.add_argument("--companions", help="companion metrics, comma-separated, or 'none' (default: the engine's)")
     args = parser.parse_args()
     if (args.real is None) != (args.fake is None):
@@ -71,12 +78,17 @@ def main():
         extra = "" if args.companions is None else f", companions={_names(args.companions)!r}"
         precisions = args.precision.split(",")
         runs = [
-            ("largeemb" if len(precisions) == 1 else p, largeemb_run(f", samples=False, plots=False, precision={p!r}{extra}"))
+            (
+                "largeemb" if len(precisions) == 1 else p,
+                largeemb_run(f", samples=False, plots=False, precision={p!r}{extra}"),
+            )
             for p in precisions
         ]
         ours = min((res for _, res in runs), key=lambda res: res["seconds"])
         if not args.metrics_only:
-            runs += [("no-prune", largeemb_run(", samples=False, plots=False, prune=False")), ("defaults", largeemb_run(""))]
+            runs += [
+                ("no-prune", largeemb_run(", samples=False, plots=False, prune=False")), ("defaults", largeemb_run("")),
+            ]
         theirs = prdc_run(real, fake, args.k)
 
     print(what)
@@ -87,14 +99,24 @@ def main():
         print(f"{name} timings_s: " + ", ".join(f"{p} {s:.2f}" for p, s in res["timings"].items()))
         print(f"{name} float64 work per pass: {res['f64']}")
         shares = {p: f"{v['share']:.3%}" for p, v in res["screening"].items() if isinstance(v, dict)}
-        print(f"{name} precision {res['screening'].get('precision')}" + (f", re-checked in float32: {shares}" if shares else ""))
+        print(
+            f"{name} precision {res['screening'].get('precision')}"
+            + (f", re-checked in float32: {shares}" if shares else "")
+        )
     for name, res in runs[: len(precisions)] if len(precisions) > 1 else []:
         print(f"speed-up {name}: {theirs['seconds'] / res['seconds']:.1f}x")
-    print(f"speed-up: {theirs['seconds'] / ours['seconds']:.1f}x   memory: {ours['peak_mib'] / theirs['peak_mib']:.3f} of prdc's peak")
+    print(
+        f"speed-up: {theirs['seconds'] / ours['seconds']:.1f}x   "
+        f"memory: {ours['peak_mib'] / theirs['peak_mib']:.3f} of prdc's peak"
+    )
     if not args.metrics_only:
         print(f"speed-up with pruning off: {theirs['seconds'] / dict(runs)['no-prune']['seconds']:.1f}x")
     same = all(abs(res[k] - theirs[k]) <= 1e-12 for k in KEYS for _, res in runs)
-    print("metrics identical" if same else "METRICS DIFFER (see the docstring of tests/test_ties.py on prdc's float32 ties)")
+    print(
+        "metrics identical"
+        if same
+        else "METRICS DIFFER (see the docstring of tests/test_ties.py on prdc's float32 ties)"
+    )
     raise SystemExit(0 if same else 1)
 
 
@@ -120,7 +142,9 @@ def cli_vs_prdc(args) -> None:
     import time
 
     with tempfile.TemporaryDirectory() as tmp:
-        real, fake = npy_pair(tmp, args.real, args.fake) if args.real else synth_pair(tmp, args.rows, args.dim, args.modes)
+        real, fake = (
+            npy_pair(tmp, args.real, args.fake) if args.real else synth_pair(tmp, args.rows, args.dim, args.modes)
+        )
         command = [sys.executable, "-m", "largeemb", "evaluate", real, fake, "--out", f"{tmp}/out", "--k", str(args.k)]
         start = time.perf_counter()
         subprocess.run(command, check=True, capture_output=True)
@@ -129,7 +153,9 @@ def cli_vs_prdc(args) -> None:
             ours = json.load(fh)
         theirs = prdc_run(real, fake, args.k)
     stages = ", ".join(f"{name} {value:.1f}" for name, value in ours["timings_s"].items() if name != "total")
-    print(f"n = m = {args.rows}, dim {args.dim}, k {args.k}, {args.modes} modes; `largeemb evaluate` with default options")
+    print(
+        f"n = m = {args.rows}, dim {args.dim}, k {args.k}, {args.modes} modes; `largeemb evaluate` with default options"
+    )
     print(f"largeemb CLI {seconds:.2f} s wall (stages: {stages}); prdc {theirs['seconds']:.2f} s")
     print(f"speed-up: {theirs['seconds'] / seconds:.1f}x")
     same = all(abs(ours["metrics"][k] - theirs[k]) <= 1e-12 for k in KEYS)

@@ -67,7 +67,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("before")
     parser.add_argument("after")
-    parser.add_argument("--ignore", action="append", default=[], metavar="PATH", help="a dotted key path to leave out (repeatable)")
+    parser.add_argument(
+        "--ignore", action="append", default=[], metavar="PATH", help="a dotted key path to leave out (repeatable)"
+    )
     args = parser.parse_args(argv)
     with open(args.before) as fh:
         before = json.load(fh)

@@ -125,6 +125,57 @@ def finished_checkpoints(work) -> int:
     return sum(1 for name in os.listdir(work) if name.endswith(".npz") and ".tmp-" not in name)
 
 
+@pytest.fixture(scope="session")
+def stores(tmp_path_factory) -> dict[str, str]:
+    """A small real/fake pair as zarr stores ("real": 900 rows, "fake": 800, dim 6, chunks of 300 rows) and
+    a set with a NaN at row 1234 ("nan": 1,500 rows), for the tests of what happens around a run (errors,
+    publishing, locks, resume), not of its numbers. Shared by the whole session: copy one before changing it."""
+    base = tmp_path_factory.mktemp("stores")
+    nan = mixture(1500, 6, 3)
+    nan[1234, 5] = np.nan
+    return {
+        "real": zarr_store(base / "real.zarr", mixture(900, 6, 1), (300, 6)),
+        "fake": zarr_store(base / "fake.zarr", mixture(800, 6, 2, shift=0.3), (300, 6)),
+        "nan": zarr_store(base / "nan.zarr", nan, (300, 6)),
+    }
+
+
+#: Options of a CLI run with its plots on and a quick t-SNE (200 samples): it writes every result file.
+QUICK_PLOTS = ("--tsne-samples", "200")
+
+
+def cli_evaluate(real, fake, out, *options: str):
+    """``largeemb evaluate REAL FAKE --out OUT OPTIONS…`` through the CLI, in this process; typer's result
+    (``exit_code``, ``stdout``, ``stderr``, ``output``, ``exception``). It asserts nothing: the test does."""
+    from typer.testing import CliRunner
+
+    from largeemb.cli import app
+
+    return CliRunner().invoke(app, ["evaluate", str(real), str(fake), "--out", str(out), *options])
+
+
+def one_error_line(result, code: int = 2) -> str:
+    """The run's one ``error:`` line, after checking that it exited with ``code`` and printed nothing else
+    but batch-log lines (timestamped ``largeemb:``) and the run's warnings, which may precede it."""
+    assert result.exit_code == code, (result.exit_code, result.stderr, result.exception)
+    lines = [
+        line for line in result.stderr.splitlines() if "largeemb: " not in line and not line.startswith("warning: ")
+    ]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert result.stderr.strip().splitlines()[-1] == lines[0]
+    return lines[0]
+
+
+def snapshot(path) -> dict[str, bytes]:
+    """Every file under ``path`` and its bytes (stores like samples.zarr are directories), but a run's kept
+    work (``.work``): a run that fails keeps its finished tasks there on purpose, for ``--resume``."""
+    from pathlib import Path
+
+    path = Path(path)
+    files = (p for p in sorted(path.rglob("*")) if p.is_file() and p.relative_to(path).parts[0] != ".work")
+    return {str(p.relative_to(path)): p.read_bytes() for p in files}
+
+
 @pytest.fixture
 def write_zarr(tmp_path):
     """Write an array to a zarr store under tmp_path and return its path."""
@@ -145,7 +196,8 @@ def same_metrics(a: dict, b: dict) -> bool:
     if set(a) != set(b):
         return False
     return all(
-        abs(a[key] - b[key]) <= 1e-8 * max(abs(a[key]), 1e-12) if key in TILING_SENSITIVE else a[key] == b[key] for key in a
+        abs(a[key] - b[key]) <= 1e-8 * max(abs(a[key]), 1e-12) if key in TILING_SENSITIVE else a[key] == b[key]
+        for key in a
     )
 
 
@@ -164,8 +216,13 @@ def nightly_result(out, real, fake, label=None, **options) -> dict:
     path = os.path.join(str(out), "metrics.json")
     with open(path) as fh:
         doc = json.load(fh)
-    doc.setdefault("run", {"finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "host": socket.gethostname(),
-                           "elapsed_s": time.time() - start})
+    doc.setdefault(
+        "run",
+        {
+            "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "host": socket.gethostname(),
+            "elapsed_s": time.time() - start,
+        },
+    )
     doc["run"]["label"] = label or doc["run"].get("label") or os.path.basename(str(out))
     doc.setdefault("standard_errors_given_real", {k: dict(v) for k, v in doc["standard_errors"].items() if k.isdigit()})
     with open(path, "w") as fh:

@@ -53,7 +53,9 @@ def imports_of(name: str, path: pathlib.Path, known: set[str]) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                base = ".".join(
+                    package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else [])
+                )
             for alias in node.names:
                 sub = f"{base}.{alias.name}"
                 found.add(sub if sub in known else base)
@@ -123,7 +125,9 @@ def test_kernels_open_no_files_and_build_no_graphs():
             continue
         tree = ast.parse(path.read_text())
         used = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-        used |= {(n.module or "").split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and not n.level}
+        used |= {
+            (n.module or "").split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and not n.level
+        }
         assert not used & banned, f"{name} imports {used & banned}"
 
 
@@ -176,7 +180,8 @@ def _tile_precision(node) -> bool:
     """``config.precision``, ``ctx.precision``, or ``resolve_precision(...)``."""
     if isinstance(node, ast.Call):
         return isinstance(node.func, ast.Name) and node.func.id in PRECISION_FUNCTIONS
-    return isinstance(node, ast.Attribute) and node.attr == "precision" and isinstance(node.value, ast.Name) and node.value.id in PRECISION_OWNERS
+    return (isinstance(node, ast.Attribute) and node.attr == "precision"
+            and isinstance(node.value, ast.Name) and node.value.id in PRECISION_OWNERS)
 
 
 def metric_names_in(source: str, words: set[str]) -> list[str]:
@@ -186,10 +191,13 @@ def metric_names_in(source: str, words: set[str]) -> list[str]:
     for node in ast.walk(tree):
         if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.body:
             first = node.body[0]
-            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+            if (isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)
+                    and isinstance(first.value.value, str)):
                 docstrings.add(id(first.value))
         if isinstance(node, ast.Dict):  # screening["precision"] = ctx.precision
-            exempt.update(id(key) for key, value in zip(node.keys, node.values) if key is not None and _tile_precision(value))
+            exempt.update(
+                id(key) for key, value in zip(node.keys, node.values) if key is not None and _tile_precision(value)
+            )
     found = []
 
     def check(node, text, what, allowed=frozenset()):
@@ -260,7 +268,7 @@ def test_every_metric_module_is_registered_and_declares_itself():
 
 def test_architecture_doc_names_every_layer():
     doc = (PACKAGE.parent / "ARCHITECTURE.md").read_text()
-    for layer, prefixes in LAYERS:
+    for _layer, prefixes in LAYERS:
         for prefix in prefixes:
             if prefix != "largeemb":
                 assert f"`{prefix.removeprefix('largeemb.').replace('.', '/')}" in doc, prefix
@@ -299,7 +307,8 @@ def state_kept(source: str) -> list[str]:
     (item or attribute assignment, augmented assignment, mutating method calls)."""
     tree = ast.parse(source)
     module_names = {
-        t.id for node in tree.body for t in (node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)])
+        t.id for node in tree.body
+        for t in (node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)])
         if isinstance(t, ast.Name)
     }
     found = []
@@ -320,7 +329,8 @@ def state_kept(source: str) -> list[str]:
                 for t in node.targets if isinstance(node, (ast.Assign, ast.Delete)) else [node.target]:
                     if isinstance(t, (ast.Attribute, ast.Subscript)) or isinstance(node, ast.AugAssign):
                         targets.append(t)
-            elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in MUTATING_METHODS:
+            elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                  and node.func.attr in MUTATING_METHODS):
                 targets.append(node.func.value)
             for t in targets:
                 name = _target_name(t)
@@ -396,6 +406,9 @@ def test_each_package_docstring_names_every_module():
 
 def test_architecture_doc_names_every_module():
     doc = (PACKAGE.parent / "ARCHITECTURE.md").read_text()
-    named = {f"{p.parent.name}/{p.name}" if p.parent != PACKAGE else p.name for p in PACKAGE.rglob("*.py") if not p.stem.startswith("__")}
+    named = {
+        f"{p.parent.name}/{p.name}" if p.parent != PACKAGE else p.name for p in PACKAGE.rglob("*.py")
+        if not p.stem.startswith("__")
+    }
     missing = sorted(path for path in named if path.rsplit("/", 1)[-1] not in doc)
     assert not missing, f"ARCHITECTURE.md's tree does not name {missing}"

@@ -1,30 +1,29 @@
-"""README "Failures and resume": every kind of bad input ends in one `error:` line, exit 2, and no result.
+"""README "Failures and resume": every kind of bad input or option ends in one `error:` line, exit 2, and no result.
 
 Each case builds its own broken input, runs `largeemb evaluate` through the
 CLI, and checks the exit status, that the message names the problem (and the
 store), that there is no traceback, and that nothing was left in --out.
+Options that would cost a run its time (an absurd task count, a scheduler that
+is not one or cannot be reached) are refused before any work, and missing
+chunks are found from the store's listing, without reading data.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
 import zarr
 from typer.testing import CliRunner
 
-from conftest import mixture, zarr_store
+from conftest import cli_evaluate, mixture, one_error_line, zarr_store
 from largeemb import api
-from largeemb.io import checks, chunks, faults, store
 from largeemb.cli import app
-from largeemb.config import EvaluateConfig, ReadRetry
-from largeemb.io.store import Source
+from largeemb.io import chunks, store
 
 runner = CliRunner()
 DIM = 4
@@ -121,13 +120,25 @@ def _out_is_a_file(tmp, good):
 
 
 CASES = [
-    Case("missing_path", lambda tmp, good: ([str(tmp / "nope.zarr"), good["fake"]], str(tmp / "nope.zarr")), ("not found",)),
+    Case(
+        "missing_path", lambda tmp, good: ([str(tmp / "nope.zarr"), good["fake"]], str(tmp / "nope.zarr")),
+        ("not found",),
+    ),
     Case("file_not_zarr", _real(_not_zarr_file), ("not a readable zarr store",)),
     Case("broken_npy", _real(_broken_npy), ("not a plain NumPy file",)),
-    Case("dir_not_zarr", _real(lambda tmp: (tmp / "empty").mkdir() or str(tmp / "empty")), ("not a readable zarr store",)),
+    Case(
+        "dir_not_zarr", _real(lambda tmp: (tmp / "empty").mkdir() or str(tmp / "empty")), ("not a readable zarr store",)
+    ),
     Case("one_d", _real(lambda tmp: zarr_store(tmp / "1d.zarr", np.zeros(100, np.float32))), ("must be 2-D", "(100,)")),
-    Case("three_d", _real(lambda tmp: zarr_store(tmp / "3d.zarr", np.zeros((10, 4, 3), np.float32))), ("must be 2-D", "(10, 4, 3)")),
-    Case("zero_rows", _real(lambda tmp: zarr_store(tmp / "empty.zarr", np.zeros((0, DIM), np.float32), chunks=(10, DIM))), ("no rows",)),
+    Case(
+        "three_d", _real(lambda tmp: zarr_store(tmp / "3d.zarr", np.zeros((10, 4, 3), np.float32))),
+        ("must be 2-D", "(10, 4, 3)"),
+    ),
+    Case(
+        "zero_rows",
+        _real(lambda tmp: zarr_store(tmp / "empty.zarr", np.zeros((0, DIM), np.float32), chunks=(10, DIM))),
+        ("no rows",),
+    ),
     Case("one_row", _real(lambda tmp: zarr_store(tmp / "one.zarr", mixture(1, DIM, 8))), ("only 1 row",)),
     Case(
         "dim_mismatch",
@@ -142,26 +153,50 @@ CASES = [
     ),
     Case(
         "neg_inf_float16",
-        _real(lambda tmp: zarr_store(tmp / "f16.zarr", np.where(np.arange(300)[:, None] == 299, -np.inf, mixture(300, DIM, 9)).astype(np.float16))),
+        _real(
+            lambda tmp: zarr_store(
+                tmp / "f16.zarr",
+                np.where(np.arange(300)[:, None] == 299, -np.inf, mixture(300, DIM, 9)).astype(np.float16),
+            )
+        ),
         ("NaN or inf", "first at row 299"),
     ),
     Case(
         "k_not_below_rows",
-        lambda tmp, good: ([zarr_store(tmp / "five.zarr", mixture(5, DIM, 1)), good["fake"], "--k", "5"], str(tmp / "five.zarr")),
+        lambda tmp, good: (
+            [zarr_store(tmp / "five.zarr", mixture(5, DIM, 1)), good["fake"], "--k", "5"], str(tmp / "five.zarr"),
+        ),
         ("k=5 needs more than 5 real rows",),
     ),
     Case(
         "string_dtype",
-        _real(lambda tmp: zarr.create_array(str(tmp / "str.zarr"), shape=(10, DIM), dtype=str) and str(tmp / "str.zarr")),
+        _real(
+            lambda tmp: zarr.create_array(str(tmp / "str.zarr"), shape=(10, DIM), dtype=str) and str(tmp / "str.zarr")
+        ),
         ("unsupported dtype",),
     ),
-    Case("complex_dtype", _real(lambda tmp: zarr_store(tmp / "c.zarr", mixture(300, DIM, 1).astype(np.complex64))), ("unsupported dtype complex64",)),
-    Case("bool_dtype", _real(lambda tmp: zarr_store(tmp / "b.zarr", mixture(300, DIM, 1) > 0)), ("unsupported dtype bool",)),
+    Case(
+        "complex_dtype", _real(lambda tmp: zarr_store(tmp / "c.zarr", mixture(300, DIM, 1).astype(np.complex64))),
+        ("unsupported dtype complex64",),
+    ),
+    Case(
+        "bool_dtype", _real(lambda tmp: zarr_store(tmp / "b.zarr", mixture(300, DIM, 1) > 0)),
+        ("unsupported dtype bool",),
+    ),
     Case("deleted_chunk", _real(_with_deleted_chunk), ("missing 1 of 5 stored chunks", "rows 200:300")),
-    Case("deleted_chunk_zarr_v2", _real(lambda tmp: _with_deleted_chunk(tmp, zarr_format=2)), ("missing 1 of 5 stored chunks",)),
+    Case(
+        "deleted_chunk_zarr_v2", _real(lambda tmp: _with_deleted_chunk(tmp, zarr_format=2)),
+        ("missing 1 of 5 stored chunks",),
+    ),
     Case("deleted_shard", _real(_with_deleted_shard), ("missing 1 of 4 stored chunks", "rows 600:800")),
-    Case("truncated_compressed_chunk", _real(_with_truncated_chunk), ("stored rows 300:400 cannot be read back", "corrupt")),
-    Case("truncated_raw_chunk", _real(lambda tmp: _with_truncated_chunk(tmp, compressors=None)), ("stored rows 300:400 cannot be read back",)),
+    Case(
+        "truncated_compressed_chunk", _real(_with_truncated_chunk),
+        ("stored rows 300:400 cannot be read back", "corrupt"),
+    ),
+    Case(
+        "truncated_raw_chunk", _real(lambda tmp: _with_truncated_chunk(tmp, compressors=None)),
+        ("stored rows 300:400 cannot be read back",),
+    ),
     Case(
         "group_two_arrays_no_name",
         _real(lambda tmp: _group(tmp, {"a": mixture(300, DIM, 1), "b": mixture(300, DIM, 2)})),
@@ -170,26 +205,39 @@ CASES = [
     Case("group_without_2d_array", _real(lambda tmp: _group(tmp, {"labels": np.arange(300)})), ("no 2-D array",)),
     Case(
         "group_wrong_array_name",
-        lambda tmp, good: ([_group(tmp, {"a": mixture(300, DIM, 1)}), good["fake"], "--real-array", "emb"], str(tmp / "group.zarr")),
+        lambda tmp, good: (
+            [_group(tmp, {"a": mixture(300, DIM, 1)}), good["fake"], "--real-array", "emb"], str(tmp / "group.zarr"),
+        ),
         ("no array named 'emb'", "use one of: a"),
     ),
     Case("unwritable_out", _unwritable_out, ("cannot write the output directory",)),
     Case("out_is_a_file", _out_is_a_file, ("is a file",)),
     Case(
         "values_overflow_float32",
-        _real(lambda tmp: zarr_store(tmp / "huge.zarr", np.where(np.arange(300)[:, None] == 123, 1e30, mixture(300, DIM, 1)).astype(np.float64))),
+        _real(
+            lambda tmp: zarr_store(
+                tmp / "huge.zarr",
+                np.where(np.arange(300)[:, None] == 123, 1e30, mixture(300, DIM, 1)).astype(np.float64),
+            )
+        ),
         ("row 123", "overflow"),
     ),
     Case(
         "cosine_zero_row",
         lambda tmp, good: (
-            [zarr_store(tmp / "z.zarr", np.where(np.arange(300)[:, None] == 42, 0.0, mixture(300, DIM, 1))), good["fake"], "--metric", "cosine"],
+            [
+                zarr_store(tmp / "z.zarr", np.where(np.arange(300)[:, None] == 42, 0.0, mixture(300, DIM, 1))),
+                good["fake"], "--metric", "cosine",
+            ],
             str(tmp / "z.zarr"),
         ),
         ("row 42 is all zeros",),
     ),
     Case("bad_k", lambda tmp, good: ([good["real"], good["fake"], "--k", "5,x"], None), ("--k must be whole numbers",)),
-    Case("tiny_block_rows", lambda tmp, good: ([good["real"], good["fake"], "--block-rows", "8"], None), ("block_rows must be at least 64",)),
+    Case(
+        "tiny_block_rows", lambda tmp, good: ([good["real"], good["fake"], "--block-rows", "8"], None),
+        ("block_rows must be at least 64",),
+    ),
 ]
 
 
@@ -222,76 +270,12 @@ def test_bad_input_is_one_line_error_and_no_result(case, tmp_path, good):
 
 
 def test_debug_shows_the_traceback(tmp_path, good):
-    result = runner.invoke(app, ["evaluate", str(tmp_path / "nope.zarr"), good["fake"], "--out", str(tmp_path / "o"), "--debug"])
+    result = cli_evaluate(tmp_path / "nope.zarr", good["fake"], tmp_path / "o", "--debug")
     assert result.exit_code != 0
     assert isinstance(result.exception, ValueError) and "not found" in str(result.exception)
 
 
-# -- remote stores: transient errors are retried, then reported ---------------------
-
-
-class FlakyArray:
-    """A zarr array whose first ``failures`` reads raise a transient error."""
-
-    def __init__(self, array, failures: int, error=ConnectionError):
-        self.array, self.failures, self.error = array, failures, error
-        self.calls = 0
-        self.lock = threading.Lock()
-
-    def _maybe_fail(self):
-        with self.lock:
-            self.calls += 1
-            if self.calls <= self.failures:
-                raise self.error("connection reset by peer")
-
-    def __getitem__(self, key):
-        self._maybe_fail()
-        return self.array[key]
-
-    def get_orthogonal_selection(self, key):
-        self._maybe_fail()
-        return self.array.get_orthogonal_selection(key)
-
-    def __getattr__(self, name):
-        return getattr(self.array, name)
-
-
-@pytest.fixture
-def fast_retry(monkeypatch):
-    monkeypatch.setattr(faults, "READ_RETRY", ReadRetry(attempts=3, first_delay_s=0.001, max_delay_s=0.002))
-
-
-def _flaky_open(monkeypatch, failures, error=ConnectionError):
-    flaky = {}
-    real_open = store.open_array
-
-    def open_flaky(location, array_path, token):
-        key = (location, array_path)
-        if key not in flaky:
-            flaky[key] = FlakyArray(real_open(location, array_path, token), failures, error)
-        return flaky[key]
-
-    monkeypatch.setattr(store, "open_array", open_flaky)
-    return flaky
-
-
-def test_transient_read_errors_are_retried_and_change_nothing(monkeypatch, fast_retry, good):
-    expected = api.evaluate(good["real"], good["fake"], k=3, block_rows=64).to_dict()["by_k"]
-    flaky = _flaky_open(monkeypatch, failures=2)
-    got = api.evaluate(good["real"], good["fake"], k=3, block_rows=64).to_dict()["by_k"]
-    assert got == expected
-    assert all(arr.calls > arr.failures for arr in flaky.values())
-
-
-def test_persistent_read_errors_name_the_rows_and_exit_3(monkeypatch, fast_retry, good, tmp_path):
-    _flaky_open(monkeypatch, failures=10**9, error=TimeoutError)
-    result = runner.invoke(app, ["evaluate", good["real"], good["fake"], "--out", str(tmp_path / "out")])
-    assert result.exit_code == 3, result.output
-    line = result.stderr.strip()
-    assert line.startswith("error: could not read rows ") and "after 3 attempts (TimeoutError" in line
-    assert good["real"] in line or good["fake"] in line
-    assert "\n" not in line
-    assert not (tmp_path / "out").exists()
+# -- missing chunks are found by listing the store's keys, not by reading ---------------
 
 
 def test_missing_chunk_check_lists_keys_without_reading_data(tmp_path, monkeypatch):
@@ -303,62 +287,14 @@ def test_missing_chunk_check_lists_keys_without_reading_data(tmp_path, monkeypat
 
 def test_sparse_but_complete_store_is_accepted(tmp_path):
     data = mixture(400, DIM, 1)
-    arr = zarr.create_array(str(tmp_path / "ok.zarr"), shape=data.shape, dtype=data.dtype, chunks=(100, 3))  # dim split too
+    # Chunks split the dim too:
+    arr = zarr.create_array(str(tmp_path / "ok.zarr"), shape=data.shape, dtype=data.dtype, chunks=(100, 3))
     arr[:] = data
     assert chunks.missing_chunks(arr) == (0, 8, None)
     assert store.open_source(str(tmp_path / "ok.zarr"), role="real").rows == 400
 
 
-# -- warnings land in metrics.json and on stderr -------------------------------------
-
-
-@pytest.mark.slow
-def test_warnings_reach_metrics_json_and_stderr(tmp_path):
-    rng = np.random.default_rng(0)
-    unique = rng.integers(-50, 50, (100, DIM))
-    real = zarr_store(tmp_path / "dup.zarr", np.repeat(unique, 3, axis=0).astype(np.int32))  # each row 3 times
-    fake = zarr_store(tmp_path / "fake.zarr", rng.standard_normal((400, DIM)).astype(np.float32) * 20)
-    out = tmp_path / "out"
-    result = runner.invoke(app, ["evaluate", real, fake, "--out", str(out), "--k", "2"])
-    assert result.exit_code == 0, result.output
-    warnings = json.loads((out / "metrics.json").read_text())["warnings"]
-    expected = {
-        "zero radii": "real rows have a zero k-NN radius from duplicate rows (300 at k=2)",
-        "integer cast": "real array has integer dtype int32: cast to float",
-        "small real set": "real set has only 300 rows",
-        "small fake set": "fake set has only 400 rows",
-    }
-    for name, text in expected.items():
-        assert any(text in w for w in warnings), (name, warnings)
-        assert f"warning: {text}" in result.stderr, (name, result.stderr)
-    assert not any("radius" in w and "fake" in w for w in warnings)  # fake rows are distinct
-
-
-def test_zero_radius_warning_names_every_k_it_applies_to():
-    rng = np.random.default_rng(0)
-    real = np.repeat(rng.standard_normal((100, DIM)), 3, axis=0)  # two exact twins per row: radius 0 for k = 1, 2
-    result = api.evaluate(real, rng.standard_normal((300, DIM)), k=(1, 2, 5), plots=False, samples=False)
-    (warning,) = [w for w in result.warnings if "zero k-NN radius" in w]
-    assert "300 at k=1, 300 at k=2)" in warning and "k=5" not in warning
-
-
-def test_fd_of_identical_sets_is_zero_not_negative():
-    from largeemb.kernels.moments import frechet_distance
-
-    rng = np.random.default_rng(3)
-    rows = rng.standard_normal((500, 64)) * rng.uniform(0.1, 30, 64)
-    mean, cov = rows.mean(0), np.cov(rows, rowvar=False)
-    assert frechet_distance(mean, cov, mean, cov) == 0.0  # a rounding-sized negative before the clip
-    result = api.evaluate(rows, rows.copy(), k=3, plots=False, samples=False)
-    assert result.metrics["fd"] == 0.0 and f"{result.metrics['fd']:.4f}" == "0.0000"
-
-
-def test_large_dim_warning():
-    cfg = EvaluateConfig(k=(5,))
-    small, large = (Source("r", "", 2000, d, "float32") for d in (checks.LARGE_DIM, checks.LARGE_DIM + 1))
-    assert not any("dim" in w for w in checks.check_pair(small, small, cfg.max_k))
-    (warning,) = [w for w in checks.check_pair(large, large, cfg.max_k) if "dim" in w]
-    assert f"dim {checks.LARGE_DIM + 1} > {checks.LARGE_DIM}" in warning and "MiB" in warning
+# -- rows float32 cannot tell apart ---------------------------------------------------
 
 
 def test_spread_too_small_for_float32_is_refused():
@@ -368,3 +304,85 @@ def test_spread_too_small_for_float32_is_refused():
 
     with pytest.raises(InputError, match="power of two"):
         api.evaluate(real, fake, k=3)
+
+
+# -- options refused before they cost anything -------------------------------------
+
+
+def test_an_absurd_task_count_is_refused_and_explained(stores, tmp_path):
+    big = zarr_store(tmp_path / "big.zarr", mixture(20_000, 6, 3), (10_000, 6))
+    line = one_error_line(cli_evaluate(big, stores["fake"], tmp_path / "out", "--no-plots", "--block-rows", "64"))
+    assert "313 blocks" in line and "tasks" in line and "--block-rows 79" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_scheduler_that_is_not_an_address_is_refused_at_once(stores, tmp_path):
+    import time
+
+    start = time.monotonic()
+    line = one_error_line(
+        cli_evaluate(stores["real"], stores["fake"], tmp_path / "out", "--no-plots", "--scheduler", "not an address")
+    )
+    assert "not a dask scheduler address" in line and time.monotonic() - start < 10
+
+
+def test_a_run_that_cannot_reach_its_scheduler_leaves_no_unfinished_work(stores, tmp_path, monkeypatch):
+    import socket
+
+    from largeemb.run import cluster
+
+    monkeypatch.setattr(cluster, "CONNECT_TIMEOUT_S", 1)
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]  # nothing listens there
+    out = tmp_path / "out"
+    line = one_error_line(cli_evaluate(stores["real"], stores["fake"], out, "--no-plots", "--scheduler", f"tcp://127.0.0.1:{port}"))
+    assert "cannot reach the dask scheduler" in line
+    assert not (out / ".work").exists()
+    # The corrected rerun, without --resume:
+    assert cli_evaluate(stores["real"], stores["fake"], out, "--no-plots").exit_code == 0
+
+
+
+# -- odd array names ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["../x", "./embeddings", "a/../b"])
+def test_an_array_name_with_dot_segments_is_one_line(stores, tmp_path, name):
+    import zarr
+
+    group = zarr.open_group(str(tmp_path / "g.zarr"), mode="w")
+    group.create_array("embeddings", shape=(800, 6), dtype="f4")[:] = mixture(800, 6, 2)
+    line = one_error_line(
+        cli_evaluate(stores["real"], tmp_path / "g.zarr", tmp_path / "out", "--no-plots", "--fake-array", name)
+    )
+    assert "has no array named" in line and "embeddings" in line
+
+
+
+# -- one line, always ----------------------------------------------------------------
+
+
+def test_values_that_overflow_the_sums_give_the_error_line_and_no_warnings(stores, tmp_path):
+    import subprocess
+    import sys
+
+    data = mixture(900, 6, 1).astype(np.float64)
+    data[5] = 1e200
+    big = zarr_store(tmp_path / "big.zarr", data, (300, 6))
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "largeemb", "evaluate", big, stores["fake"], "--out", str(tmp_path / "out"),
+            "--no-plots",
+        ],
+        capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[1],
+    )
+    assert done.returncode == 2
+    # Timestamped batch-log lines of the passes that ran may precede it; the error is one line, the last, and no
+    # warning.
+    lines = [line for line in done.stderr.splitlines() if "largeemb: " not in line]
+    assert (
+        len(lines) == 1
+        and lines[0].startswith("error: real row 5 holds a value beyond")
+        and done.stderr.strip().endswith(lines[0])
+    )

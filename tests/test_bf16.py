@@ -18,11 +18,10 @@ import oracle
 from conftest import mixture, same_metrics
 from largeemb.errors import InputError
 from largeemb.io import onednn
-from largeemb.kernels import bf16
-from largeemb.kernels.distance import prepare_block, sqdist32, sqdist_error_scale
+from largeemb.kernels import bf16, screen
 from largeemb.kernels.bf16 import Rounded
+from largeemb.kernels.distance import prepare_block, sqdist32, sqdist_error_scale
 from largeemb.kernels.screen import ScreenedTiles, below, bf16_error_scale, bf16_tile, rounding_terms
-from largeemb.kernels import screen
 from largeemb.passes.context import resolve_precision
 
 
@@ -62,7 +61,7 @@ ADVERSARIAL = ["gaussian", "near_copies_far_from_centre", "ties", "large_dim", "
 def _blocks(name, seed=0):
     a, b, centre = _adversarial(name, np.random.default_rng(seed))
     centre = centre.astype(np.float32)
-    return prepare_block(a.astype(np.float32), 0, centre, "euclidean"), prepare_block(b.astype(np.float32), 0, centre, "euclidean")
+    return tuple(prepare_block(rows.astype(np.float32), 0, centre, "euclidean") for rows in (a, b))
 
 
 def _whole(block):
@@ -81,10 +80,14 @@ def _bound(a, b, kappa) -> np.ndarray:
 
 def test_rounding_to_bfloat16_matches_ml_dtypes():
     rng = np.random.default_rng(1)
-    values = np.concatenate([rng.standard_normal(10_000) * 10.0 ** rng.integers(-30, 30, 10_000), [0.0, -0.0, 1 + 2**-8, 1 + 3 * 2**-8]])
+    values = np.concatenate(
+        [rng.standard_normal(10_000) * 10.0 ** rng.integers(-30, 30, 10_000), [0.0, -0.0, 1 + 2**-8, 1 + 3 * 2**-8]]
+    )
     values = values.astype(np.float32)
     np.testing.assert_array_equal(bf16.to_bits(values), values.astype(ml_dtypes.bfloat16).view(np.uint16))
-    np.testing.assert_array_equal(bf16.from_bits(bf16.to_bits(values)), values.astype(ml_dtypes.bfloat16).astype(np.float32))
+    np.testing.assert_array_equal(
+        bf16.from_bits(bf16.to_bits(values)), values.astype(ml_dtypes.bfloat16).astype(np.float32)
+    )
     hi, lo = bf16.split(np.abs(values).astype(np.float64))
     parts = bf16.from_bits(hi).astype(np.float64) + bf16.from_bits(lo)
     assert (np.abs(parts - np.abs(values)) <= 2.0**-16 * np.abs(values)).all()
@@ -155,13 +158,16 @@ def test_screened_tile_settles_only_entries_above_both_cuts(name):
     strategy = ScreenedTiles(bf16.emulated)
     screened = strategy.tile(a, b.right(), row_cut, col_cut, _whole(a), _whole(b))[0]
     # The rows rounded once per block (as unpruned passes have them) or per tile: one tile.
-    per_tile = ScreenedTiles(bf16.emulated, round_blocks=False).tile(a, b.right(), row_cut, col_cut, _whole(a), _whole(b))[0]
+    per_tile_strategy = ScreenedTiles(bf16.emulated, round_blocks=False)
+    per_tile = per_tile_strategy.tile(a, b.right(), row_cut, col_cut, _whole(a), _whole(b))[0]
     np.testing.assert_array_equal(per_tile, screened)
     counts = strategy.counts
     settled = np.isinf(screened)
     assert (d32[settled] >= np.maximum(row_cut[:, None], col_cut[None, :])[settled]).all()
     # The rest are float32 values within the float32 bound of the exact ones.
-    assert (np.abs(screened[~settled] - _exact(a, b)[~settled]) <= _bound(a, b, sqdist_error_scale(a.dim))[~settled]).all()
+    assert (
+        np.abs(screened[~settled] - _exact(a, b)[~settled]) <= _bound(a, b, sqdist_error_scale(a.dim))[~settled]
+    ).all()
     assert (counts.entries, counts.rechecked) == (d32.size, (~settled).sum())
     if name == "gaussian":  # well-separated distances: bf16 settles most entries
         assert settled.mean() > 0.5
@@ -230,7 +236,9 @@ def test_screening_on_lattice_data_changes_nothing(block_rows):
     options = dict(k=(3, 5), block_rows=block_rows, panel_rows=256, plots=False, companions=())
     base = largeemb.evaluate(real, fake, precision="float32", **options)
     got = largeemb.evaluate(real, fake, precision="bf16-emulated", **options)
-    for field in ("real_radii", "fake_radii", "fake_counts", "real_covered", "real_recalled", "fake_nearest_dist", "fake_realism"):
+    for field in (
+        "real_radii", "fake_radii", "fake_counts", "real_covered", "real_recalled", "fake_nearest_dist", "fake_realism",
+    ):
         np.testing.assert_array_equal(getattr(got, field), getattr(base, field), err_msg=field)
     np.testing.assert_array_equal(got.real_radii[:, 0], oracle.radii(real, 3))
     np.testing.assert_array_equal(got.fake_radii[:, 1], oracle.radii(fake, 5))
@@ -253,7 +261,9 @@ def test_metrics_only_run_is_screened_and_shares_are_recorded():
     expected = oracle.prdc(real, fake, 3)
     assert all(got.metrics[key] == expected[key] for key in expected)
     assert base.to_dict()["details"]["screening"] == {"precision": "float32"}
-    with_ppr = largeemb.evaluate(real, fake, precision="bf16-emulated", **{**options, "companions": ("p_precision_recall",)})
+    with_ppr = largeemb.evaluate(
+        real, fake, precision="bf16-emulated", **{**options, "companions": ("p_precision_recall",)}
+    )
     assert with_ppr.to_dict()["details"]["screening"]["cross"]["entries"] == 0  # its wide radius: plain float32 tiles
     np.testing.assert_array_equal(with_ppr.fake_counts, base.fake_counts)
 
@@ -285,7 +295,10 @@ def test_screened_run_on_worker_processes_equals_the_in_process_float32_run(tmp_
 
     real, fake = mixture(4200, 16, 21, modes=1), mixture(4300, 16, 22, modes=1)
     fake[:300] = real[:300]  # copies
-    paths = zarr_store(tmp_path / "real.zarr", real, chunks=(700, 16)), zarr_store(tmp_path / "fake.zarr", fake, chunks=(700, 16))
+    paths = (
+        zarr_store(tmp_path / "real.zarr", real, chunks=(700, 16)),
+        zarr_store(tmp_path / "fake.zarr", fake, chunks=(700, 16)),
+    )
     options = dict(k=(3, 1), block_rows=2100, plots=False, samples=False, companions=())
     local = largeemb.evaluate(real, fake, precision="float32", threads_per_worker=1, **options)
     remote = largeemb.evaluate(*paths, precision="bf16-emulated", workers=2, **options)

@@ -8,6 +8,7 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
+from conftest import cli_evaluate
 from largeemb.cli import app
 
 runner = CliRunner()
@@ -53,7 +54,8 @@ def test_demo_runs_end_to_end(tmp_path):
     result = runner.invoke(app, ["demo", "--out", str(out), "--rows", "2000", "--dim", "16"])
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "metrics.json").read_text())
-    companions = {"f1", "f8", "f1_8", "authenticity", "vendi_real", "vendi_fake", "fd_infinity"}  # P-precision/recall: opt-in
+    # P-precision/recall: opt-in.
+    companions = {"f1", "f8", "f1_8", "authenticity", "vendi_real", "vendi_fake", "fd_infinity"}
     assert set(metrics["metrics"]) == {"precision", "recall", "density", "coverage", "fd"} | companions
     assert metrics["schema_version"] == 3
     for key in ("real", "fake", "params", "warnings", "timings_s", "versions", "by_k"):
@@ -64,15 +66,16 @@ def test_demo_runs_end_to_end(tmp_path):
 def test_synth_then_evaluate_then_refuse_to_overwrite(tmp_path):
     real, fake, out = str(tmp_path / "r.zarr"), str(tmp_path / "f.zarr"), str(tmp_path / "out")
     assert runner.invoke(app, ["synth", real, "--rows", "1500", "--dim", "8"]).exit_code == 0
-    assert runner.invoke(app, ["synth", fake, "--rows", "1200", "--dim", "8", "--seed", "3", "--shift", "0.2"]).exit_code == 0
-    first = runner.invoke(app, ["evaluate", real, fake, "--out", out, "--k", "3", "--tsne-samples", "200"])
+    synth_fake = ["synth", fake, "--rows", "1200", "--dim", "8", "--seed", "3", "--shift", "0.2"]
+    assert runner.invoke(app, synth_fake).exit_code == 0
+    first = cli_evaluate(real, fake, out, "--k", "3", "--tsne-samples", "200")
     assert first.exit_code == 0, first.output
     before = (tmp_path / "out" / "metrics.json").read_bytes()
-    again = runner.invoke(app, ["evaluate", real, fake, "--out", out, "--k", "5"])
+    again = cli_evaluate(real, fake, out, "--k", "5")
     assert again.exit_code == 2
     assert "error:" in again.output and "--force" in again.output
     assert (tmp_path / "out" / "metrics.json").read_bytes() == before
-    forced = runner.invoke(app, ["evaluate", real, fake, "--out", out, "--k", "5", "--force", "--no-plots"])
+    forced = cli_evaluate(real, fake, out, "--k", "5", "--force", "--no-plots")
     assert forced.exit_code == 0
     assert json.loads((tmp_path / "out" / "metrics.json").read_text())["params"]["k"] == [5]
 
@@ -82,8 +85,11 @@ def test_synth_is_reproducible(tmp_path):
     import zarr
 
     for name in ("a.zarr", "b.zarr"):
-        assert runner.invoke(app, ["synth", str(tmp_path / name), "--rows", "9000", "--dim", "4", "--seed", "7"]).exit_code == 0
-    np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "a.zarr"))[:], zarr.open_array(str(tmp_path / "b.zarr"))[:])
+        synth = ["synth", str(tmp_path / name), "--rows", "9000", "--dim", "4", "--seed", "7"]
+        assert runner.invoke(app, synth).exit_code == 0
+    np.testing.assert_array_equal(
+        zarr.open_array(str(tmp_path / "a.zarr"))[:], zarr.open_array(str(tmp_path / "b.zarr"))[:]
+    )
 
 
 def test_convert_npy_round_trip(tmp_path):
@@ -104,7 +110,7 @@ def test_dim_mismatch_is_one_line_error(tmp_path):
     real, fake = str(tmp_path / "r.zarr"), str(tmp_path / "f.zarr")
     runner.invoke(app, ["synth", real, "--rows", "100", "--dim", "8"])
     runner.invoke(app, ["synth", fake, "--rows", "100", "--dim", "9"])
-    result = runner.invoke(app, ["evaluate", real, fake, "--out", str(tmp_path / "o")])
+    result = cli_evaluate(real, fake, tmp_path / "o")
     assert result.exit_code == 2
     assert result.output.strip().startswith("error:") and "dim" in result.output
     assert not (tmp_path / "o" / "metrics.json").exists()
@@ -131,15 +137,17 @@ def test_evaluate_reads_npy_and_npz_without_pickle(tmp_path):
     import numpy as np
 
     rng = np.random.default_rng(0)
-    real, fake = rng.standard_normal((600, 8)).astype(np.float32), rng.standard_normal((500, 8)).astype(np.float32) + 0.3
+    real, fake = (
+        rng.standard_normal((600, 8)).astype(np.float32), rng.standard_normal((500, 8)).astype(np.float32) + 0.3,
+    )
     np.save(tmp_path / "real.npy", real)
     np.savez(tmp_path / "both.npz", real=real, fake=fake)
     np.savez(tmp_path / "fake.npz", fake)
     args = ["--k", "3", "--no-plots", "--no-samples"]
-    from_npy = runner.invoke(app, ["evaluate", str(tmp_path / "real.npy"), str(tmp_path / "fake.npz"), "--out", str(tmp_path / "a"), *args])
+    from_npy = cli_evaluate(tmp_path / "real.npy", tmp_path / "fake.npz", tmp_path / "a", *args)
     assert from_npy.exit_code == 0, from_npy.output
-    from_keys = runner.invoke(
-        app, ["evaluate", str(tmp_path / "both.npz"), str(tmp_path / "both.npz"), "--real-key", "real", "--fake-key", "fake", "--out", str(tmp_path / "b"), *args]
+    from_keys = cli_evaluate(
+        tmp_path / "both.npz", tmp_path / "both.npz", tmp_path / "b", "--real-key", "real", "--fake-key", "fake", *args
     )
     assert from_keys.exit_code == 0, from_keys.output
     a, b = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in "ab")
@@ -149,13 +157,17 @@ def test_evaluate_reads_npy_and_npz_without_pickle(tmp_path):
     expected = compute_prdc(real, fake, 3)
     for name in ("precision", "recall", "density", "coverage"):
         assert a["metrics"][name] == pytest.approx(expected[name], abs=1e-12)
-    ambiguous = runner.invoke(app, ["evaluate", str(tmp_path / "both.npz"), str(tmp_path / "fake.npz"), "--out", str(tmp_path / "c"), *args])
-    assert ambiguous.exit_code == 2 and ambiguous.output.startswith("error: real .npz holds 2 arrays") and "--real-key" in ambiguous.output
+    ambiguous = cli_evaluate(tmp_path / "both.npz", tmp_path / "fake.npz", tmp_path / "c", *args)
+    assert (
+        ambiguous.exit_code == 2
+        and ambiguous.output.startswith("error: real .npz holds 2 arrays")
+        and "--real-key" in ambiguous.output
+    )
     np.savez_compressed(tmp_path / "small.npz", fake)
-    compressed = runner.invoke(app, ["evaluate", str(tmp_path / "real.npy"), str(tmp_path / "small.npz"), "--out", str(tmp_path / "d"), *args])
+    compressed = cli_evaluate(tmp_path / "real.npy", tmp_path / "small.npz", tmp_path / "d", *args)
     assert compressed.exit_code == 2 and "largeemb convert" in compressed.output
     np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object))
-    pickled = runner.invoke(app, ["evaluate", str(tmp_path / "obj.npy"), str(tmp_path / "fake.npz"), "--out", str(tmp_path / "e"), *args])
+    pickled = cli_evaluate(tmp_path / "obj.npy", tmp_path / "fake.npz", tmp_path / "e", *args)
     assert pickled.exit_code == 2 and pickled.output.startswith("error:")
 
 
@@ -168,7 +180,9 @@ def test_convert_takes_npz_and_refuses_directories_in_one_line(tmp_path):
     result = runner.invoke(app, ["convert", str(tmp_path / "x.npz"), str(tmp_path / "x.zarr"), "--key", "emb"])
     assert result.exit_code == 0, result.output
     np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "x.zarr"))[:], data)
-    for bad, text in ((tmp_path, "directory"), (tmp_path / "x.npz", "holds 2 arrays"), (tmp_path / "none.npy", "not found")):
+    for bad, text in (
+        (tmp_path, "directory"), (tmp_path / "x.npz", "holds 2 arrays"), (tmp_path / "none.npy", "not found"),
+    ):
         refused = runner.invoke(app, ["convert", str(bad), str(tmp_path / "y.zarr")])
         assert refused.exit_code == 2 and refused.output.startswith("error:") and text in refused.output, refused.output
         assert len(refused.output.strip().splitlines()) == 1
@@ -194,7 +208,7 @@ def test_evaluate_to_writes_what_the_cli_writes(tmp_path):
     real, fake = str(tmp_path / "r.zarr"), str(tmp_path / "f.zarr")
     runner.invoke(app, ["synth", real, "--rows", "1100", "--dim", "8"])
     runner.invoke(app, ["synth", fake, "--rows", "1000", "--dim", "8", "--seed", "2", "--drop-modes", "3"])
-    assert runner.invoke(app, ["evaluate", real, fake, "--out", str(tmp_path / "cli"), "--k", "3,5", "--tsne-samples", "300"]).exit_code == 0
+    assert cli_evaluate(real, fake, tmp_path / "cli", "--k", "3,5", "--tsne-samples", "300").exit_code == 0
     largeemb.evaluate_to(real, fake, str(tmp_path / "api"), k=(3, 5), tsne_samples=300)
     assert sorted(os.listdir(tmp_path / "cli")) == sorted(os.listdir(tmp_path / "api"))
     cli_json, api_json = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("cli", "api"))
@@ -203,7 +217,8 @@ def test_evaluate_to_writes_what_the_cli_writes(tmp_path):
 
 
 def test_metrics_are_printed_before_the_plots_are_drawn(tmp_path, monkeypatch):
-    """evaluate_to hands the metrics over (on_metrics: the CLI prints them) before the plot stage; nothing is published until all is written."""
+    """evaluate_to hands the metrics over (on_metrics: the CLI prints them) before the plot stage; nothing is
+    published until all is written."""
     import sys
 
     from largeemb import api
@@ -220,9 +235,12 @@ def test_metrics_are_printed_before_the_plots_are_drawn(tmp_path, monkeypatch):
 
     monkeypatch.setattr(api, "write_plots", plots)
     monkeypatch.setattr(sys, "stdout", __import__("io").StringIO())
-    api.evaluate_to(real, fake, str(tmp_path / "o"), tsne_samples=0, on_metrics=lambda result: print("precision", result.metrics["precision"]))
+    api.evaluate_to(
+        real, fake, str(tmp_path / "o"), tsne_samples=0,
+        on_metrics=lambda result: print("precision", result.metrics["precision"]),
+    )
     assert events == [("plots", False, True)]  # printed first; nothing published until everything is written
     monkeypatch.undo()
-    result = runner.invoke(app, ["evaluate", real, fake, "--out", str(tmp_path / "cli"), "--tsne-samples", "0"])
+    result = cli_evaluate(real, fake, tmp_path / "cli", "--tsne-samples", "0")
     assert result.exit_code == 0, result.output
     assert result.output.index("k=5  P ") < result.output.index("wrote")

@@ -26,9 +26,9 @@ import scipy.linalg
 from scipy.spatial.distance import cdist
 
 import largeemb
+from conftest import mixture
 from largeemb.config import COMPANIONS
 from largeemb.metrics.fd_infinity import fd_infinity
-from conftest import mixture
 from oracle import frechet, prdc
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -41,9 +41,13 @@ def duplicated(rows, dim, seed):
 
 DATA = {
     "mixture, unequal sizes": lambda: (mixture(1300, 12, 1), mixture(1100, 12, 2, keep=6, shift=0.1)),
-    "duplicates, shared rows": lambda: (duplicated(1200, 10, 3), np.vstack([duplicated(800, 10, 4), mixture(400, 10, 3)])),
-    "lattice": lambda: (np.random.default_rng(5).integers(-2, 3, (1200, 6)).astype(np.float32),
-                        np.random.default_rng(6).integers(-2, 3, (1000, 6)).astype(np.float32)),
+    "duplicates, shared rows": lambda: (
+        duplicated(1200, 10, 3), np.vstack([duplicated(800, 10, 4), mixture(400, 10, 3)]),
+    ),
+    "lattice": lambda: (
+        np.random.default_rng(5).integers(-2, 3, (1200, 6)).astype(np.float32),
+        np.random.default_rng(6).integers(-2, 3, (1000, 6)).astype(np.float32),
+    ),
 }
 
 
@@ -51,7 +55,8 @@ DATA = {
 def case(request):
     real, fake = DATA[request.param]()
     result = largeemb.evaluate(
-        real, fake, k=(3, 5), block_rows=512, plots=False, kid=True, kid_subsets=4, kid_subset_size=300, companions=COMPANIONS
+        real, fake, k=(3, 5), block_rows=512, plots=False, kid=True, kid_subsets=4, kid_subset_size=300,
+        companions=COMPANIONS,
     )
     return real.astype(np.float64), fake.astype(np.float64), result
 
@@ -198,14 +203,20 @@ def test_companions_can_be_switched_off():
         largeemb.evaluate(real, fake, companions=("fid",))
 
 
-COMPANION_KEYS = ("f1", "f8", "f1_8", "fd_infinity", "authenticity", "vendi_real", "vendi_fake", "p_precision", "p_recall", "kid")
+COMPANION_KEYS = (
+    "f1", "f8", "f1_8", "fd_infinity", "authenticity", "vendi_real", "vendi_fake", "p_precision", "p_recall", "kid",
+)
 
 
 @pytest.mark.parametrize("block_rows", [256, 700, 2048])
 def test_companions_do_not_depend_on_block_size(block_rows, write_zarr):
     real, fake = duplicated(1600, 8, 7), mixture(1500, 8, 8, keep=6)
-    base = largeemb.evaluate(real, fake, k=3, plots=False, kid=True, block_rows=4096, panel_rows=4096, companions=COMPANIONS)
-    got = largeemb.evaluate(real, fake, k=3, plots=False, kid=True, block_rows=block_rows, panel_rows=128, companions=COMPANIONS)
+    base = largeemb.evaluate(
+        real, fake, k=3, plots=False, kid=True, block_rows=4096, panel_rows=4096, companions=COMPANIONS
+    )
+    got = largeemb.evaluate(
+        real, fake, k=3, plots=False, kid=True, block_rows=block_rows, panel_rows=128, companions=COMPANIONS
+    )
     for key in COMPANION_KEYS[:-3]:
         assert got.metrics[key] == base.metrics[key], key
     # KID sums run over other tiles in another order, and P-precision/recall take
@@ -221,7 +232,9 @@ def test_companions_are_the_same_on_two_worker_processes(write_zarr):
     real, fake = duplicated(1600, 8, 7), mixture(1500, 8, 8, keep=6)
     paths = write_zarr("real.zarr", real, chunks=(300, 8)), write_zarr("fake.zarr", fake, chunks=(300, 8))
     local = largeemb.evaluate(*paths, k=3, plots=False, kid=True, block_rows=512, companions=COMPANIONS)
-    remote = largeemb.evaluate(*paths, k=3, plots=False, kid=True, block_rows=512, workers=2, threads_per_worker=1, companions=COMPANIONS)
+    remote = largeemb.evaluate(
+        *paths, k=3, plots=False, kid=True, block_rows=512, workers=2, threads_per_worker=1, companions=COMPANIONS
+    )
     for key in COMPANION_KEYS:
         assert remote.metrics[key] == pytest.approx(local.metrics[key], rel=1e-12, abs=1e-15), key
 
@@ -240,10 +253,14 @@ def test_kid_routes_agree_with_the_brute_force(monkeypatch):
     results = {}
     for route, max_dim in (("tensor", 256), ("pairs", 0)):
         monkeypatch.setattr(kid_pass, "TENSOR_MAX_DIM", max_dim)
-        results[route] = largeemb.evaluate(real, fake, k=3, plots=False, samples=False, companions=(), kid=True, block_rows=300)
+        results[route] = largeemb.evaluate(
+            real, fake, k=3, plots=False, samples=False, companions=(), kid=True, block_rows=300
+        )
     for result in results.values():
         assert abs(result.metrics["kid"] - exact) <= 1e-9 * np.abs(k_rf).mean()
-    assert results["tensor"].standard_errors()["kid"] == pytest.approx(results["pairs"].standard_errors()["kid"], rel=1e-9)
+    assert results["tensor"].standard_errors()["kid"] == pytest.approx(
+        results["pairs"].standard_errors()["kid"], rel=1e-9
+    )
 
 
 @pytest.mark.slow

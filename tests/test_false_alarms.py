@@ -19,9 +19,9 @@ radii (recall) and shares one draw across real rows (coverage), so they may be t
 import os
 
 import pytest
-from conftest import mixture, nightly_result
 from typer.testing import CliRunner
 
+from conftest import mixture, nightly_result
 from largeemb.cli import app
 
 PAIRS, ROWS, DIM, Z = 50, 400, 8, 3
@@ -34,7 +34,9 @@ def test_same_distribution_pairs_seldom_alarm(tmp_path):
     runs = []
     for i in range(2 * PAIRS):
         out = tmp_path / f"fake-{i}"
-        nightly_result(out, real, mixture(ROWS, DIM, 1000 + i), label=f"fake-{i}", k=5, plots=False, samples=False, companions=())
+        nightly_result(
+            out, real, mixture(ROWS, DIM, 1000 + i), label=f"fake-{i}", k=5, plots=False, samples=False, companions=()
+        )
         runs.append(str(out))
     runner = CliRunner()
     alarms = []

@@ -33,7 +33,9 @@ def test_identical_for_store_chunks_and_worker_counts(sets, write_zarr):
     for chunks, workers in (((100, 24), 1), ((777, 24), 2), ((2311, 24), 3)):
         real_path = write_zarr(f"real-{chunks[0]}.zarr", real, chunks=chunks)
         fake_path = write_zarr(f"fake-{chunks[0]}.zarr", fake, chunks=(min(chunks[0], 1709), 24))
-        got = largeemb.evaluate(real_path, fake_path, k=3, block_rows=512, threads_per_worker=workers).to_dict()["metrics"]
+        got = largeemb.evaluate(real_path, fake_path, k=3, block_rows=512, threads_per_worker=workers).to_dict()[
+            "metrics"
+        ]
         assert same_metrics(got, base)
 
 
@@ -52,7 +54,9 @@ def test_input_forms_agree(sets, write_zarr, tmp_path):
 
 def test_fsspec_memory_url(sets):
     real, fake = sets
-    arr = zarr.create_array("memory://largeemb-test/real.zarr", shape=real.shape, dtype=real.dtype, chunks=(500, 24), overwrite=True)
+    arr = zarr.create_array(
+        "memory://largeemb-test/real.zarr", shape=real.shape, dtype=real.dtype, chunks=(500, 24), overwrite=True
+    )
     arr[:] = real
     got = largeemb.evaluate("memory://largeemb-test/real.zarr", fake, k=3).metrics
     assert same_metrics(got, largeemb.evaluate(real, fake, k=3).metrics)
@@ -62,7 +66,12 @@ def test_float16_and_integer_stores_are_widened(write_zarr):
     real = mixture(1100, 8, 1)
     fake = mixture(1000, 8, 2)
     half = largeemb.evaluate(real.astype(np.float16), fake.astype(np.float16), k=3)
-    assert same_metrics(half.metrics, largeemb.evaluate(real.astype(np.float16).astype(np.float64), fake.astype(np.float16).astype(np.float64), k=3).metrics)
+    assert same_metrics(
+        half.metrics,
+        largeemb.evaluate(
+            real.astype(np.float16).astype(np.float64), fake.astype(np.float16).astype(np.float64), k=3
+        ).metrics,
+    )
     ints = largeemb.evaluate(np.round(real * 10).astype(np.int32), np.round(fake * 10).astype(np.int32), k=3)
     assert any("integer dtype" in w for w in ints.warnings)
 
@@ -86,6 +95,7 @@ def test_default_block_size_grows_with_the_set():
 
     assert EvaluateConfig().resolved(20_000).block_rows == 4096
     assert EvaluateConfig().resolved(1_000_000).block_rows == 16_384
-    assert EvaluateConfig(block_rows=8192).resolved(1_000_000).block_rows == 8192  # explicit sizes are kept (within MAX_EXPLICIT_BLOCKS)
+    # Explicit sizes are kept (within MAX_EXPLICIT_BLOCKS):
+    assert EvaluateConfig(block_rows=8192).resolved(1_000_000).block_rows == 8192
     result = largeemb.evaluate(mixture(1100, 8, 1), mixture(1000, 8, 2), k=3)
     assert result.params["block_rows"] == 4096

@@ -19,7 +19,9 @@ def shape(rows, dim, name="set"):
 
 def test_needs_join_lists_in_order_without_repeats():
     run = Pass("a", print)
-    joined = Needs(k=(1,), unit=("real",), passes=(run,)) | Needs(k=(4, 1), unit=("fake", "real"), passes=(run, Pass("b", len)))
+    joined = Needs(k=(1,), unit=("real",), passes=(run,)) | Needs(
+        k=(4, 1), unit=("fake", "real"), passes=(run, Pass("b", len))
+    )
     assert joined.k == (1, 4) and joined.unit == ("real", "fake")
     assert [p.name for p in joined.passes] == ["a", "b"]
 
@@ -64,7 +66,8 @@ def test_numbers_reach_metrics_json_in_registry_order():
     rng = np.random.default_rng(3)
     real, fake = rng.standard_normal((400, 6)), rng.standard_normal((350, 6)) + 0.1
     result = largeemb.evaluate(
-        real, fake, k=(3, 2), plots=False, companions=COMPANIONS, kid=True, kid_subsets=2, kid_subset_size=100, block_rows=128
+        real, fake, k=(3, 2), plots=False, companions=COMPANIONS, kid=True, kid_subsets=2, kid_subset_size=100,
+        block_rows=128,
     )
     out = result.to_dict()
     per_k = ["precision", "recall", "density", "coverage", "f1", "f8", "f1_8"]

@@ -5,8 +5,8 @@ import pytest
 from prdc import compute_prdc
 
 import largeemb
-from conftest import mixture
 import oracle
+from conftest import mixture
 
 KEYS = ("precision", "recall", "density", "coverage")
 
@@ -25,7 +25,8 @@ def dataset(name):
         real[900:960] = real[0]  # and one row 62 times: its radius is 0
         return real, rng.standard_normal((1000, 8)) * 1.1
     if name == "float32_wide":
-        return rng.standard_normal((1300, 96)).astype(np.float32), (rng.standard_normal((1100, 96)) * 1.05).astype(np.float32)
+        real = rng.standard_normal((1300, 96)).astype(np.float32)
+        return real, (rng.standard_normal((1100, 96)) * 1.05).astype(np.float32)
     raise KeyError(name)
 
 
@@ -109,7 +110,9 @@ def test_fake_rows_copied_from_real_hit_ball_boundaries_exactly():
     fake = np.concatenate([real[::3], mixture(500, 16, 4)])
     for inclusive in (False, True):
         got = largeemb.evaluate(real, fake, k=3, inclusive=inclusive).metrics
-        assert {key: got[key] for key in KEYS} == pytest.approx(oracle.prdc(real, fake, 3, inclusive=inclusive), rel=1e-12)
+        assert {key: got[key] for key in KEYS} == pytest.approx(
+            oracle.prdc(real, fake, 3, inclusive=inclusive), rel=1e-12
+        )
 
 
 def test_cosine_metric_matches_oracle():

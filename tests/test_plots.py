@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from largeemb.report import figures as plots
+from conftest import cli_evaluate
 from largeemb import api
-from largeemb.report import captions
-from largeemb.report import stage as report
 from largeemb.cli import app
+from largeemb.report import captions
+from largeemb.report import figures as plots
+from largeemb.report import stage as report
 
 runner = CliRunner()
 FIGURES = ("pca.png", "tsne.png", "k_sweep.png", "ball_counts.png")
@@ -25,7 +26,10 @@ def test_backend_is_agg_and_plot_functions_draw_into_a_given_ax():
     fig, axes = plt.subplots(1, 4)
     assert plots.pca_figure(real, fake, real_radii=np.full(50, 0.3), ax=axes[0]) is fig
     assert plots.tsne_figure(real, fake, ax=axes[1]) is fig
-    by_k = {3: dict(precision=0.9, recall=0.8, density=1.1, coverage=0.7), 5: dict(precision=0.95, recall=0.85, density=1.0, coverage=0.8)}
+    by_k = {
+        3: dict(precision=0.9, recall=0.8, density=1.1, coverage=0.7),
+        5: dict(precision=0.95, recall=0.85, density=1.0, coverage=0.8),
+    }
     assert plots.k_sweep_figure([3, 5], by_k, ax=axes[2]) is fig
     assert plots.ball_count_figure([3, 5], np.array([[5, 20, 15], [2, 18, 20]]), ax=axes[3]) is fig
     assert plt.get_backend().lower() == "agg"
@@ -39,7 +43,8 @@ def test_backdrop_figure_crops_to_the_rows_and_labels_everything():
     counts, _, _ = np.histogram2d(rows[:, 0], rows[:, 1], bins=(edges, edges))
     fig = plots.pca_figure(
         rows[:100], rows[100:200], real_radii=np.full(10, 0.5), x_edges=edges, y_edges=edges,
-        real_counts=counts.astype(int), fake_counts=counts.astype(int), axis_labels=("PC 1 (x)", "PC 2 (y)"), caption="note",
+        real_counts=counts.astype(int), fake_counts=counts.astype(int), axis_labels=("PC 1 (x)", "PC 2 (y)"),
+        caption="note",
     )
     ax = fig.axes[0]
     low, high = ax.get_xlim()
@@ -53,7 +58,9 @@ def test_backdrop_figure_crops_to_the_rows_and_labels_everything():
 def synth_pair(tmp_path, real_rows=1500, fake_rows=1200):
     real, fake = str(tmp_path / "r.zarr"), str(tmp_path / "f.zarr")
     assert runner.invoke(app, ["synth", real, "--rows", str(real_rows), "--dim", "8"]).exit_code == 0
-    assert runner.invoke(app, ["synth", fake, "--rows", str(fake_rows), "--dim", "8", "--seed", "3", "--shift", "0.2", "--drop-modes", "2"]).exit_code == 0
+    synth_fake = ["synth", fake, "--rows", str(fake_rows), "--dim", "8", "--seed", "3", "--shift", "0.2"]
+    synth_fake += ["--drop-modes", "2"]
+    assert runner.invoke(app, synth_fake).exit_code == 0
     return real, fake
 
 
@@ -62,9 +69,7 @@ def run_dir(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("run")
     real, fake = synth_pair(tmp)
     out = tmp / "out"
-    result = runner.invoke(
-        app, ["evaluate", real, fake, "--out", str(out), "--k", "3,5", "--tsne-samples", "250", "--plot-samples", "300"]
-    )
+    result = cli_evaluate(real, fake, out, "--k", "3,5", "--tsne-samples", "250", "--plot-samples", "300")
     assert result.exit_code == 0, result.output
     return out
 
@@ -117,13 +122,13 @@ def test_plot_command_refuses_a_directory_without_a_run(tmp_path):
 def test_small_sets_draw_every_point_and_no_plots_leaves_no_stale_figures(tmp_path):
     real, fake = synth_pair(tmp_path, 400, 300)
     out = tmp_path / "out"
-    first = runner.invoke(app, ["evaluate", real, fake, "--out", str(out), "--k", "3,5", "--tsne-samples", "0"])
+    first = cli_evaluate(real, fake, out, "--k", "3,5", "--tsne-samples", "0")
     assert first.exit_code == 0, first.output
     data, _ = report.load_run(str(out))
     assert len(data["real_plot_coords"]) == 400 and len(data["fake_plot_coords"]) == 300
     np.testing.assert_array_equal(data["real_plot_index"], np.arange(400))
     assert (out / "pca.png").exists() and (out / "k_sweep.png").exists() and not (out / "tsne.png").exists()
-    again = runner.invoke(app, ["evaluate", real, fake, "--out", str(out), "--no-plots", "--force"])
+    again = cli_evaluate(real, fake, out, "--no-plots", "--force")
     assert again.exit_code == 0, again.output
     assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "report.html", "samples.zarr"]
     refused = runner.invoke(app, ["plot", str(out)])
@@ -132,7 +137,7 @@ def test_small_sets_draw_every_point_and_no_plots_leaves_no_stale_figures(tmp_pa
 
 def test_bad_plot_options_are_one_line_errors(tmp_path):
     real, fake = synth_pair(tmp_path, 300, 300)
-    result = runner.invoke(app, ["evaluate", real, fake, "--out", str(tmp_path / "o"), "--pca", "svd"])
+    result = cli_evaluate(real, fake, tmp_path / "o", "--pca", "svd")
     assert result.exit_code == 2 and result.output.startswith("error:") and "incremental" in result.output
     assert not (tmp_path / "o" / "metrics.json").exists()
 
@@ -144,7 +149,7 @@ def test_a_failing_plot_stage_keeps_the_metrics(tmp_path, monkeypatch):
         raise RuntimeError("no fonts")
 
     monkeypatch.setattr(api, "write_plots", broken)  # the plot stage evaluate_to calls
-    result = runner.invoke(app, ["evaluate", real, fake, "--out", str(tmp_path / "o"), "--tsne-samples", "0"])
+    result = cli_evaluate(real, fake, tmp_path / "o", "--tsne-samples", "0")
     assert result.exit_code == 0, result.output
     metrics = json.loads((tmp_path / "o" / "metrics.json").read_text())
     assert any("plots failed" in w and "no fonts" in w for w in metrics["warnings"])
@@ -154,7 +159,9 @@ def test_one_dimensional_sets_still_plot(tmp_path):
     import largeemb
 
     rng = np.random.default_rng(2)
-    result = largeemb.evaluate(rng.standard_normal((300, 1)), rng.standard_normal((250, 1)) + 0.5, k=3, tsne_samples=100)
+    result = largeemb.evaluate(
+        rng.standard_normal((300, 1)), rng.standard_normal((250, 1)) + 0.5, k=3, tsne_samples=100
+    )
     written = report.write_plots(result, str(tmp_path))
     assert {"pca.png", "tsne.png", "projection.npz"} <= set(written.files)
 
@@ -163,11 +170,12 @@ def test_one_dimensional_sets_still_plot(tmp_path):
 def test_default_tsne_keeps_each_dropped_mode_a_real_only_cluster():
     """On the demo's data (10 modes, fake shifted by 0.05 without the last 3), with the
     default subsample size and t-SNE settings, rows of the dropped modes sit among real rows."""
+    from sklearn.neighbors import NearestNeighbors
+
     from largeemb.cli import DEMO_DIM
     from largeemb.config import EvaluateConfig
     from largeemb.io.synth import DEFAULT_CHUNK_ROWS, mode_centres, synth_rows
     from largeemb.report.tsne import tsne
-    from sklearn.neighbors import NearestNeighbors
 
     n = EvaluateConfig().tsne_samples
     real = synth_rows(0, n, DEMO_DIM, 0, 0.0, 10, 0, DEFAULT_CHUNK_ROWS)  # the demo's real.zarr rows

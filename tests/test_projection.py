@@ -5,14 +5,14 @@ import pytest
 from sklearn.decomposition import PCA
 
 import largeemb
+from largeemb.config import EvaluateConfig
+from largeemb.errors import InputError
+from largeemb.io.store import open_source
+from largeemb.kernels.moments import Moments
 from largeemb.passes import projection
 from largeemb.passes.moments import moments_stage
 from largeemb.report.tsne import tsne
 from largeemb.run.session import open_run
-from largeemb.config import EvaluateConfig
-from largeemb.errors import InputError
-from largeemb.kernels.moments import Moments
-from largeemb.io.store import open_source
 
 COMPONENTS = 10
 
@@ -58,7 +58,9 @@ def test_moments_basis_matches_sklearn_pca(data, oracle_pca, chunk):
     np.testing.assert_allclose(basis.explained_variance, oracle_pca.explained_variance_, rtol=1e-8)
     np.testing.assert_allclose(basis.explained_variance_ratio, oracle_pca.explained_variance_ratio_, rtol=1e-8)
     np.testing.assert_allclose(basis.mean, oracle_pca.mean_, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(np.abs(basis.project(data[:50])), np.abs(oracle_pca.transform(data[:50])[:, :2]), atol=1e-9)
+    np.testing.assert_allclose(
+        np.abs(basis.project(data[:50])), np.abs(oracle_pca.transform(data[:50])[:, :2]), atol=1e-9
+    )
 
 
 def test_moments_pass_of_evaluate_gives_the_same_basis(data, oracle_pca, write_zarr):
@@ -107,7 +109,9 @@ def test_subsample_depends_only_on_rows_size_and_seed():
 def run_project(source_a, source_b, workers=None, method="moments"):
     """The projection stage on ``workers`` task threads (default: all cores)."""
     with open_run(EvaluateConfig(threads_per_worker=workers)):
-        real_moments, fake_moments = (s.moments for s in moments_stage([(source_a, "real"), (source_b, "fake")], "euclidean").sets)
+        real_moments, fake_moments = (
+            s.moments for s in moments_stage([(source_a, "real"), (source_b, "fake")], "euclidean").sets
+        )
         return projection.project(
             source_a, source_b, real_moments, fake_moments, metric="euclidean", method=method,
             plot_samples=150, tsne_samples=400, seed=11,
@@ -154,7 +158,8 @@ def test_projection_is_identical_whatever_the_chunking_and_workers(pair, write_z
 def test_evaluate_projection_ignores_block_rows(pair):
     real, fake = pair
     first, second = (
-        largeemb.evaluate(real[:1500], fake[:1300], k=3, block_rows=b, plot_samples=100, tsne_samples=0).projection for b in (64, 1000)
+        largeemb.evaluate(real[:1500], fake[:1300], k=3, block_rows=b, plot_samples=100, tsne_samples=0).projection
+        for b in (64, 1000)
     )
     np.testing.assert_array_equal(first.real.histogram.counts, second.real.histogram.counts)
     np.testing.assert_array_equal(first.fake.plot_coords, second.fake.plot_coords)
@@ -185,4 +190,7 @@ def test_cosine_run_projects_unit_rows(pair):
     unit /= np.linalg.norm(unit, axis=1, keepdims=True)
     oracle = PCA(n_components=2, svd_solver="full").fit(unit)
     assert component_angles_deg(result.projection.basis.components[:2], oracle.components_).max() < 1e-4
-    np.testing.assert_allclose(np.abs(result.projection.real.plot_coords), np.abs(oracle.transform(unit[result.projection.real.plot_index])), atol=1e-9)
+    np.testing.assert_allclose(
+        np.abs(result.projection.real.plot_coords), np.abs(oracle.transform(unit[result.projection.real.plot_index])),
+        atol=1e-9,
+    )

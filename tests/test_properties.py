@@ -15,9 +15,9 @@ from hypothesis.extra.numpy import arrays
 
 import oracle
 from largeemb.kernels import cross
-from largeemb.kernels.neighbours import MAX_CANDIDATES, Candidates, Neighbours, merge
 from largeemb.kernels.distance import metric_rows, prepare_block, sqdist_error_scale
 from largeemb.kernels.moments import Moments
+from largeemb.kernels.neighbours import MAX_CANDIDATES, Candidates, Neighbours, merge
 
 SETTINGS = settings(max_examples=100, deadline=None)
 
@@ -122,7 +122,10 @@ def test_cross_partials_merged_in_any_grouping_equal_one_tile(sets, data):
     real_cuts, fake_cuts = _cuts(data.draw, len(real)), _cuts(data.draw, len(fake))
     per_fake_block = []
     for fake_cut in zip(fake_cuts, fake_cuts[1:]):
-        tiles = [_tile(fake, real, fake_cut, real_cut, fake_radii, real_radii, centre, inclusive) for real_cut in zip(real_cuts, real_cuts[1:])]
+        tiles = [
+            _tile(fake, real, fake_cut, real_cut, fake_radii, real_radii, centre, inclusive)
+            for real_cut in zip(real_cuts, real_cuts[1:])
+        ]
         per_fake_block.append(_merge_in_random_tree(data.draw, tiles, cross.CrossPartial.merge_real_blocks))
     _same(_merge_in_random_tree(data.draw, per_fake_block, cross.CrossPartial.merge_fake_blocks), whole)
 

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 import largeemb
+from conftest import mixture
 from largeemb.kernels import cross, knn
 from largeemb.kernels import prune as groups
 from largeemb.kernels.distance import prepare_block
-from conftest import mixture
 from oracle import per_sample, prdc, radii
 
 FIELDS = ("real_radii", "fake_radii", "fake_counts", "real_covered", "real_recalled")
@@ -101,8 +101,12 @@ def test_pruning_changes_nothing_on_uneven_mixtures(seed, monkeypatch):
     """
     rng = np.random.default_rng(seed)
     dim, modes = int(rng.integers(4, 24)), int(rng.integers(4, 16))
-    real = mixture(int(rng.integers(400, 1200)), dim, seed, modes=modes, keep=max(2, modes - 3), spread=float(rng.uniform(2, 6)))
-    fake = mixture(int(rng.integers(400, 1200)), dim, seed + 100, modes=modes, spread=float(rng.uniform(2, 6)), shift=0.1)
+    real = mixture(
+        int(rng.integers(400, 1200)), dim, seed, modes=modes, keep=max(2, modes - 3), spread=float(rng.uniform(2, 6))
+    )
+    fake = mixture(
+        int(rng.integers(400, 1200)), dim, seed + 100, modes=modes, spread=float(rng.uniform(2, 6)), shift=0.1
+    )
     outliers = int(rng.integers(1, 20))
     real[:outliers] += rng.normal(0, 15, (outliers, dim)).astype(np.float32)
     fake[-outliers:] += rng.normal(0, 15, (outliers, dim)).astype(np.float32)
@@ -132,7 +136,8 @@ def test_group_and_row_lower_bounds_never_exceed_true_distances():
     """Near-duplicates far from the origin: the bounds must hold to the last bit."""
     rng = np.random.default_rng(3)
     base = 50.0 + rng.standard_normal((1, 16))
-    rows = (base + 1e-3 * rng.standard_normal((600, 16)) + np.repeat(rng.normal(0, 0.01, (6, 16)), 100, axis=0)).astype(np.float32)
+    rows = base + 1e-3 * rng.standard_normal((600, 16)) + np.repeat(rng.normal(0, 0.01, (6, 16)), 100, axis=0)
+    rows = rows.astype(np.float32)
     centre = rows.mean(axis=0).astype(np.float32)
     sample = rows.astype(np.float64) - centre
     partition = groups.partition_of(np.cov(sample, rowvar=False), sample, seed=0)
@@ -157,16 +162,14 @@ def test_group_and_row_lower_bounds_never_exceed_true_distances():
 
 @pytest.mark.slow
 def test_cli_no_prune_gives_the_same_metrics(clustered, tmp_path, write_zarr):
-    from typer.testing import CliRunner
-
-    from largeemb.cli import app
+    from conftest import cli_evaluate
 
     real, fake = clustered
-    stores = [write_zarr("real.zarr", real), write_zarr("fake.zarr", fake)]
+    paths = [write_zarr("real.zarr", real), write_zarr("fake.zarr", fake)]
     written = {}
     for flag in ("--prune", "--no-prune"):
         out = tmp_path / flag.strip("-")
-        result = CliRunner().invoke(app, ["evaluate", *stores, "--out", str(out), "--no-plots", "--block-rows", "512", flag])
+        result = cli_evaluate(*paths, out, "--no-plots", "--block-rows", "512", flag)
         assert result.exit_code == 0, result.output
         written[flag] = json.loads((out / "metrics.json").read_text())
     assert written["--prune"]["params"]["prune"] is True

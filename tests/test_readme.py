@@ -70,5 +70,7 @@ def test_other_shell_blocks_run(tmp_path):
     env = {**os.environ, "PATH": f"{bin_dir}:{pathlib.Path(sys.executable).parent}:{os.environ['PATH']}"}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     for block in blocks("bash")[1:]:
-        proc = subprocess.run(["bash", "-euo", "pipefail", "-c", block], cwd=tmp_path, env=env, capture_output=True, text=True)
+        proc = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", block], cwd=tmp_path, env=env, capture_output=True, text=True
+        )
         assert proc.returncode == 0, f"{block}\n{proc.stderr[-2000:]}"

@@ -14,9 +14,9 @@ import subprocess
 
 import numpy as np
 import pytest
-from conftest import mixture, nightly_result
 from typer.testing import CliRunner
 
+from conftest import mixture, nightly_result
 from largeemb.cli import app
 from largeemb.report.page import REPORT_FILE, write_report
 
@@ -28,7 +28,10 @@ CORE = ("precision", "recall", "density", "coverage")
 def result(tmp_path_factory):
     """A result with every figure (two k: k_sweep.png too) and samples.zarr, and its report."""
     out = tmp_path_factory.mktemp("report") / "step-42"
-    doc = nightly_result(out, mixture(600, 8, 0), mixture(600, 8, 1, keep=5), label="step-42", k=(3, 5), tsne_samples=150, plot_samples=300)
+    doc = nightly_result(
+        out, mixture(600, 8, 0), mixture(600, 8, 1, keep=5), label="step-42", k=(3, 5), tsne_samples=150,
+        plot_samples=300,
+    )
     write_report(str(out))
     return str(out), doc
 
@@ -71,7 +74,13 @@ def test_the_report_is_one_self_contained_file_with_the_numbers(result):
     worst = json.loads(runner.invoke(app, ["worst", directory, "--n", "10", "--json"]).stdout)
     for side in ("fake", "real"):  # the rows `largeemb worst` lists, in its order
         rows = [row["row"] for row in worst[side]]
-        cells = [int(m) for m in re.findall(r"<tr><td class=\"num\">(\d+)</td>", page.split(f"least {'supported' if side == 'fake' else 'covered'}")[1])[:10]]
+        cells = [
+            int(m)
+            for m in re.findall(
+                r"<tr><td class=\"num\">(\d+)</td>",
+                page.split(f"least {'supported' if side == 'fake' else 'covered'}")[1],
+            )[:10]
+        ]
         assert cells == rows
 
 
@@ -93,7 +102,11 @@ def test_report_command_writes_and_refuses_what_is_no_result(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     refused = runner.invoke(app, ["report", str(empty)])
-    assert refused.exit_code == 2 and refused.stderr.startswith("error: no largeemb result found") and os.listdir(empty) == []
+    assert (
+        refused.exit_code == 2
+        and refused.stderr.startswith("error: no largeemb result found")
+        and os.listdir(empty) == []
+    )
 
 
 def chromium() -> str | None:

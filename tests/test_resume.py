@@ -16,38 +16,52 @@ import pytest
 from typer.testing import CliRunner
 
 import largeemb
-from conftest import SUMMARY, failing_units, is_tile, mixture, recording, slow_tiles, unit_hook, zarr_store
-from largeemb.run import checkpoint, progress
+from conftest import (
+    SUMMARY,
+    cli_evaluate,
+    failing_units,
+    is_tile,
+    mixture,
+    one_error_line,
+    recording,
+    slow_tiles,
+    unit_hook,
+    zarr_store,
+)
 from largeemb.cli import app
+from largeemb.io.output import METRICS_FILE
 from largeemb.kernels.cross import CrossPartial
-from largeemb.kernels.neighbours import Candidates, Neighbours
-from largeemb.kernels.shortlist import Shortlist
 from largeemb.kernels.moments import Moments, SegmentCheck
+from largeemb.kernels.neighbours import Candidates, Neighbours
 from largeemb.kernels.plan import row_blocks
+from largeemb.kernels.shortlist import Shortlist
+from largeemb.run import checkpoint, progress
 
 runner = CliRunner()
 ARGS = ["--k", "3,5", "--block-rows", "128"]
 
 
 @pytest.fixture(scope="module")
-def stores(tmp_path_factory):
+def resume_stores(tmp_path_factory):
+    """1,500 and 1,300 rows of dim 16: with --block-rows 128, enough tasks (over 200) to kill a run part-way."""
     root = tmp_path_factory.mktemp("resume-data")
     sets = (("real", mixture(1500, 16, 1)), ("fake", mixture(1300, 16, 2, keep=5, shift=0.1)))
     return [zarr_store(root / f"{name}.zarr", data, (256, 16)) for name, data in sets]
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(stores, tmp_path_factory):
+def uninterrupted(resume_stores, tmp_path_factory):
     """metrics.json of an uninterrupted run, how many tasks it computed, and how many were tiles."""
     names = []
     with unit_hook(recording(names)):
-        whole, total, loaded = _evaluate(*stores, tmp_path_factory.mktemp("whole") / "out")
+        whole, total, loaded = _metrics_and_counts(*resume_stores, tmp_path_factory.mktemp("whole") / "out")
     assert loaded == 0 and total > 200 and total == len(names)
     return whole, total, sum(map(is_tile, names))
 
 
-def _evaluate(real, fake, out, *extra):
-    result = runner.invoke(app, ["evaluate", real, fake, "--out", str(out), *ARGS, *extra])
+def _metrics_and_counts(real, fake, out, *extra):
+    """metrics.json, tasks computed and tasks loaded from checkpoints of a CLI run with ARGS, which must succeed."""
+    result = cli_evaluate(real, fake, out, *ARGS, *extra)
     assert result.exit_code == 0, result.output
     computed, loaded = map(int, SUMMARY.search(result.output).groups())
     return json.loads((out / "metrics.json").read_text()), computed, loaded
@@ -64,8 +78,10 @@ main()
 
 
 @pytest.mark.slow
-def test_killed_job_resumes_with_identical_metrics_recomputing_only_unfinished_tasks(stores, uninterrupted, tmp_path):
-    real, fake = stores
+def test_killed_job_resumes_with_identical_metrics_recomputing_only_unfinished_tasks(
+    resume_stores, uninterrupted, tmp_path
+):
+    real, fake = resume_stores
     whole, total, tiles = uninterrupted
 
     out = tmp_path / "killed"
@@ -89,12 +105,12 @@ def test_killed_job_resumes_with_identical_metrics_recomputing_only_unfinished_t
     saved = {name[: -len(".npz")] for name in os.listdir(work) if name.endswith(".npz") and ".tmp-" not in name}
     assert saved and not (out / "metrics.json").exists()
 
-    refused = runner.invoke(app, ["evaluate", real, fake, "--out", str(out), *ARGS])
+    refused = cli_evaluate(real, fake, out, *ARGS)
     assert refused.exit_code == 2 and "unfinished work" in refused.output and "--resume" in refused.output
 
     ran = []
     with unit_hook(recording(ran)):
-        resumed, computed, loaded = _evaluate(real, fake, out, "--resume")
+        resumed, computed, loaded = _metrics_and_counts(real, fake, out, "--resume")
     assert resumed["metrics"] == whole["metrics"] and resumed["by_k"] == whole["by_k"]
     assert computed == len(ran) and not saved & set(ran)  # every saved task was reused, none recomputed
     assert computed < total - tiles // 2 + len(saved)  # the killed run's work was not redone
@@ -103,26 +119,29 @@ def test_killed_job_resumes_with_identical_metrics_recomputing_only_unfinished_t
 
 
 @pytest.fixture
-def interrupted(stores, tmp_path):
+def interrupted(resume_stores, tmp_path):
     """An output directory whose run died in the cross pass (a task raised)."""
-    real, fake = stores
+    real, fake = resume_stores
     out = tmp_path / "out"
     with unit_hook(failing_units("cross-tile-", after=30)):
         with pytest.raises(RuntimeError, match="node lost"):
-            largeemb.evaluate(real, fake, k=(3, 5), block_rows=128, threads_per_worker=1, checkpoint_dir=str(out / checkpoint.WORK_DIR))
+            largeemb.evaluate(
+                real, fake, k=(3, 5), block_rows=128, threads_per_worker=1,
+                checkpoint_dir=str(out / checkpoint.WORK_DIR),
+            )
     return real, fake, out
 
 
 @pytest.mark.slow
 def test_resume_refuses_other_inputs_or_options(interrupted, tmp_path, write_zarr):
     real, fake, out = interrupted
-    other_k = runner.invoke(app, ["evaluate", real, fake, "--out", str(out), "--k", "3", "--block-rows", "128", "--resume"])
+    other_k = cli_evaluate(real, fake, out, "--k", "3", "--block-rows", "128", "--resume")
     assert other_k.exit_code == 2
     assert "different inputs or options" in other_k.output
     assert "--k: 3,5 when started, now 3" in other_k.output  # names the option and both values
 
     rewritten = write_zarr("rewritten.zarr", mixture(1300, 16, 9))  # same shape, new rows
-    other_fake = runner.invoke(app, ["evaluate", real, rewritten, "--out", str(out), *ARGS, "--resume"])
+    other_fake = cli_evaluate(real, rewritten, out, *ARGS, "--resume")
     assert other_fake.exit_code == 2 and "fake" in other_fake.output
     assert (out / checkpoint.WORK_DIR / checkpoint.MANIFEST).exists()  # refusing destroys nothing
 
@@ -130,32 +149,32 @@ def test_resume_refuses_other_inputs_or_options(interrupted, tmp_path, write_zar
 @pytest.mark.slow
 def test_force_discards_unfinished_work(interrupted, uninterrupted):
     real, fake, out = interrupted
-    metrics, computed, loaded = _evaluate(real, fake, out, "--force")
+    metrics, computed, loaded = _metrics_and_counts(real, fake, out, "--force")
     whole, total, _ = uninterrupted
     assert loaded == 0 and computed == total and metrics["metrics"] == whole["metrics"]
 
 
 @pytest.mark.slow
-def test_resume_without_unfinished_work_just_runs(stores, tmp_path):
-    real, fake = stores
-    metrics, computed, loaded = _evaluate(real, fake, tmp_path / "new", "--resume")
+def test_resume_without_unfinished_work_just_runs(resume_stores, tmp_path):
+    real, fake = resume_stores
+    metrics, computed, loaded = _metrics_and_counts(real, fake, tmp_path / "new", "--resume")
     assert loaded == 0 and computed > 0
 
 
 @pytest.mark.slow
-def test_resume_of_a_finished_run_says_so_and_exits_0(stores, tmp_path):
-    real, fake = stores
+def test_resume_of_a_finished_run_says_so_and_exits_0(resume_stores, tmp_path):
+    real, fake = resume_stores
     out = tmp_path / "done"
-    _evaluate(real, fake, out, "--no-plots")
+    _metrics_and_counts(real, fake, out, "--no-plots")
     before = (out / "metrics.json").read_bytes()
-    again = runner.invoke(app, ["evaluate", real, fake, "--out", str(out), *ARGS, "--no-plots", "--resume"])
+    again = cli_evaluate(real, fake, out, *ARGS, "--no-plots", "--resume")
     assert again.exit_code == 0, again.output  # a requeued job that already finished simply succeeds
     assert "already holds a finished result" in again.output and "tasks computed" not in again.output
     assert (out / "metrics.json").read_bytes() == before
 
 
-def test_reference_build_resumes_and_takes_the_execution_options(stores, tmp_path):
-    real, _ = stores
+def test_reference_build_resumes_and_takes_the_execution_options(resume_stores, tmp_path):
+    real, _ = resume_stores
     ref = tmp_path / "ref"
     with unit_hook(failing_units("radii-real-finish-")):
         with pytest.raises(RuntimeError, match="node lost"):
@@ -163,7 +182,9 @@ def test_reference_build_resumes_and_takes_the_execution_options(stores, tmp_pat
     assert (ref / checkpoint.WORK_DIR / checkpoint.MANIFEST).exists()
     refused = runner.invoke(app, ["reference", "build", real, "--out", str(ref), "--k", "3", "--block-rows", "128"])
     assert refused.exit_code == 2 and "--resume" in refused.output
-    build = ["reference", "build", real, "--out", str(ref), "--k", "3", "--block-rows", "128", "--threads-per-worker", "1"]
+    build = [
+        "reference", "build", real, "--out", str(ref), "--k", "3", "--block-rows", "128", "--threads-per-worker", "1",
+    ]
     resumed = runner.invoke(app, [*build, "--resume"])
     assert resumed.exit_code == 0, resumed.output
     computed, loaded = map(int, SUMMARY.search(resumed.output).groups())
@@ -175,9 +196,20 @@ def test_reference_build_resumes_and_takes_the_execution_options(stores, tmp_pat
 def test_checkpoint_round_trip_keeps_values_and_dtypes(tmp_path):
     rng = np.random.default_rng(0)
     values = [
-        SegmentCheck(Moments(7, rng.random(3), rng.random(3), rng.random((3, 3)), rng.random(3)), -1, 4, [b"\x01\xff", b""]),
-        Neighbours(128, rng.random((5, 3)).astype(np.float32), rng.integers(-1, 9, (5, 3)), np.array([np.inf, 1, 2, 3, np.nan], np.float32), rng.random(5), rng.random(5), rng.random(5), 3, 1),
-        tuple(Candidates(*(rng.integers(0, 9, 4) for _ in range(2)), rng.random(4).astype(np.float32), np.empty(0, np.int64), np.empty(0, np.float32)) for _ in range(2)),
+        SegmentCheck(
+            Moments(7, rng.random(3), rng.random(3), rng.random((3, 3)), rng.random(3)), -1, 4, [b"\x01\xff", b""]
+        ),
+        Neighbours(
+            128, rng.random((5, 3)).astype(np.float32), rng.integers(-1, 9, (5, 3)),
+            np.array([np.inf, 1, 2, 3, np.nan], np.float32), rng.random(5), rng.random(5), rng.random(5), 3, 1,
+        ),
+        tuple(
+            Candidates(
+                *(rng.integers(0, 9, 4) for _ in range(2)), rng.random(4).astype(np.float32), np.empty(0, np.int64),
+                np.empty(0, np.float32),
+            )
+            for _ in range(2)
+        ),
         (rng.random((6, 2)), np.array([3, 5], np.int64)),
         CrossPartial(rng.integers(0, 9, (4, 2)), rng.random((3, 2)) > 0.5, np.zeros((3, 2), bool)),
         CrossPartial(
@@ -226,9 +258,9 @@ def test_interrupted_write_leaves_no_file(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
-def test_progress_lines_in_a_log(stores, tmp_path, monkeypatch, caplog):
+def test_progress_lines_in_a_log(resume_stores, tmp_path, monkeypatch, caplog):
     monkeypatch.setattr(progress, "LOG_EVERY_S", 0.0)
-    real, fake = stores
+    real, fake = resume_stores
     with caplog.at_level(logging.INFO, logger="largeemb"):
         largeemb.evaluate(real, fake, k=3, block_rows=256)
     lines = [r.getMessage() for r in caplog.records]
@@ -250,19 +282,44 @@ def test_progress_bar_on_a_terminal():
 def test_bad_data_leaves_no_unfinished_work(tmp_path, write_zarr):
     real = mixture(1200, 8, 1)
     real[700] = np.nan
-    result = runner.invoke(app, ["evaluate", write_zarr("nan.zarr", real), write_zarr("ok.zarr", mixture(1100, 8, 2)), "--out", str(tmp_path / "o")])
+    result = cli_evaluate(write_zarr("nan.zarr", real), write_zarr("ok.zarr", mixture(1100, 8, 2)), tmp_path / "o")
     assert result.exit_code == 2 and "row 700" in result.output
     assert not (tmp_path / "o" / checkpoint.WORK_DIR).exists()  # a fixed rerun needs no --resume or --force
 
 
-def test_resume_across_a_checkpoint_format_change_is_refused(stores, tmp_path):
+def test_resume_after_the_middle_rows_changed_is_refused(tmp_path, stores):
+    import zarr
+
+    import largeemb
+    from conftest import failing_units, unit_hook
+    from largeemb.run import checkpoint
+
+    data = mixture(1200, 6, 2, shift=0.3)
+    fake = zarr_store(tmp_path / "fake.zarr", data, (300, 6))
+    out = tmp_path / "out"
+    with unit_hook(failing_units("cross-tile-", after=5)), pytest.raises(RuntimeError, match="node lost"):
+        largeemb.evaluate(
+            stores["real"], fake, k=(3,), block_rows=128, threads_per_worker=1,
+            checkpoint_dir=str(out / checkpoint.WORK_DIR),
+        )
+    changed = data.copy()
+    changed[500:700] = mixture(200, 6, 7, shift=5.0)  # first and last rows as they were
+    zarr.open_array(fake, mode="r+")[:] = changed
+    line = one_error_line(
+        cli_evaluate(stores["real"], fake, out, "--k", "3", "--block-rows", "128", "--no-plots", "--resume")
+    )
+    assert "fake input changed since the interrupted run" in line and "rows 0:" in line and "--force" in line
+    assert not (out / METRICS_FILE).exists()
+
+
+def test_resume_across_a_checkpoint_format_change_is_refused(resume_stores, tmp_path):
     """Checkpoints name record classes by module path; work kept by an older layout is refused, never misread."""
-    real, fake = stores
+    real, fake = resume_stores
     out = tmp_path / "old"
     work = out / checkpoint.WORK_DIR
     work.mkdir(parents=True)
     (work / checkpoint.MANIFEST).write_text(json.dumps({"format": checkpoint.FORMAT - 1}))
-    refused = runner.invoke(app, ["evaluate", real, fake, "--out", str(out), *ARGS, "--resume"])
+    refused = cli_evaluate(real, fake, out, *ARGS, "--resume")
     assert refused.exit_code == 2
     line = refused.output.strip().splitlines()[-1]
     assert line.startswith("error:") and f"format {checkpoint.FORMAT - 1}" in line and "--force" in line
@@ -325,7 +382,11 @@ def test_a_pass_that_keeps_losing_workers_without_progress_stops_with_one_error(
 
 
 def _npz_left(work) -> set[str]:
-    return {name[: -len(checkpoint.SUFFIX)] for name in os.listdir(work) if name.endswith(checkpoint.SUFFIX) and ".tmp-" not in name}
+    return {
+        name[: -len(checkpoint.SUFFIX)]
+        for name in os.listdir(work)
+        if name.endswith(checkpoint.SUFFIX) and ".tmp-" not in name
+    }
 
 
 def test_a_unit_leaves_the_disk_even_when_a_consumer_left_it_before_its_sibling_was_saved(tmp_path):
@@ -345,10 +406,10 @@ def test_a_unit_leaves_the_disk_even_when_a_consumer_left_it_before_its_sibling_
     assert sorted(os.listdir(store.path)) == [checkpoint.MANIFEST, "t-b.npz"]  # markers go once the pass is complete
 
 
-def test_after_the_radii_pass_only_its_results_are_on_disk(stores, tmp_path):
+def test_after_the_radii_pass_only_its_results_are_on_disk(resume_stores, tmp_path):
     """Tiles, merge states and the diagonal results all leave the disk as the pass goes (the
     run stops at the first cross tile): what is left is each block's radii, which the next pass reads."""
-    real, fake = stores
+    real, fake = resume_stores
     work = tmp_path / "out" / checkpoint.WORK_DIR
     ran = []
     with unit_hook(recording(ran)), unit_hook(failing_units("cross-tile-", message="stop here")):

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 import largeemb
-from conftest import mixture, same_metrics
 import oracle
+from conftest import mixture, same_metrics
 
 
 def check(real, fake, k, **options):
@@ -72,7 +72,8 @@ def test_samples_can_be_left_out():
     result = largeemb.evaluate(real, fake, k=3, samples=False)
     assert result.fake_realism is None
     with_samples = largeemb.evaluate(real, fake, k=3).metrics
-    assert "authenticity" in with_samples and "authenticity" not in result.metrics  # it needs each fake row's nearest real row
+    # Authenticity needs each fake row's nearest real row:
+    assert "authenticity" in with_samples and "authenticity" not in result.metrics
     # P-precision/recall take log(d/R) from float32 values, which a screened tile
     # (--precision bf16: per-sample values off) recomputes one by one: 1e-8 (same_metrics).
     assert same_metrics(result.metrics, {key: v for key, v in with_samples.items() if key != "authenticity"})

@@ -16,9 +16,9 @@ import sys
 import time
 
 import pytest
-from conftest import mixture, nightly_result
 from typer.testing import CliRunner
 
+from conftest import mixture, nightly_result
 from largeemb.cli import app
 from largeemb.errors import GATE_FAILED, InputError
 from largeemb.series.compare import compare_runs
@@ -65,9 +65,16 @@ def test_history_line_keeps_what_a_comparison_needs(runs):
     assert json.loads(json.dumps(line)) == line  # one JSON line
     assert line["run"]["label"] == "step-1000" and line["run"]["finished_utc"].endswith("Z")
     assert line["result_dir"] == os.path.abspath(runs["step-1000"])
-    assert line["real"]["fingerprint"] == doc["real"]["fingerprint"] and line["fake"]["fingerprint"] == doc["fake"]["fingerprint"]
+    assert (
+        line["real"]["fingerprint"] == doc["real"]["fingerprint"]
+        and line["fake"]["fingerprint"] == doc["fake"]["fingerprint"]
+    )
     assert line["real"]["source"] == doc["real"]["source"] and "reference" in line["real"]
-    assert line["by_k"] == doc["by_k"] and line["params"] == doc["params"] and line["metrics"]["fd"] == doc["metrics"]["fd"]
+    assert (
+        line["by_k"] == doc["by_k"]
+        and line["params"] == doc["params"]
+        and line["metrics"]["fd"] == doc["metrics"]["fd"]
+    )
     assert line["standard_errors_given_real"] == doc["standard_errors_given_real"]
     assert line["version"] == doc["versions"]["largeemb"]
     same = compare_runs(line, doc)
@@ -76,7 +83,9 @@ def test_history_line_keeps_what_a_comparison_needs(runs):
 
 def _append_big(path, tag, barrier):
     barrier.wait()  # all three start appending at once
-    append_history(path, {"tag": tag, "by_k": {}, "params": {}, "real": {}, "fake": {}, "metrics": {}, "pad": tag * 300_000})
+    append_history(
+        path, {"tag": tag, "by_k": {}, "params": {}, "real": {}, "fake": {}, "metrics": {}, "pad": tag * 300_000}
+    )
 
 
 def test_three_concurrent_appends_give_three_whole_lines(tmp_path):
@@ -109,7 +118,9 @@ def test_an_append_waits_for_the_lock(tmp_path):
     )
     with open(path, "rb") as held:
         fcntl.flock(held.fileno(), fcntl.LOCK_EX)
-        child = subprocess.Popen([sys.executable, "-c", code, os.getcwd(), str(path)], env={**os.environ, "PYTHONPATH": os.getcwd()})
+        child = subprocess.Popen(
+            [sys.executable, "-c", code, os.getcwd(), str(path)], env={**os.environ, "PYTHONPATH": os.getcwd()}
+        )
         time.sleep(1.5)  # the child has started and is waiting
         assert path.read_bytes() == b"" and child.poll() is None
     assert child.wait(30) == 0
@@ -158,7 +169,9 @@ def test_history_command_table_csv_json_and_pages(runs, tmp_path):
         doc = docs[row["label"]]
         assert float(row["precision"]) == doc["by_k"]["5"]["precision"]
         assert float(row["coverage_se"]) == doc["standard_errors_given_real"]["5"]["coverage"]
-        assert row["real_fingerprint"] == doc["real"]["fingerprint"] and (row["baseline"] == "True") == (row["label"] == "step-2000")
+        assert row["real_fingerprint"] == doc["real"]["fingerprint"] and (row["baseline"] == "True") == (
+            row["label"] == "step-2000"
+        )
     as_json = json.loads(cli("history", path, "--json").stdout)
     assert as_json["k"] == 5 and [r["fd"] for r in as_json["runs"]] == [docs[label]["metrics"]["fd"] for label in order]
 
@@ -174,10 +187,15 @@ def test_history_command_table_csv_json_and_pages(runs, tmp_path):
     foreign.mkdir()
     (foreign / "trend.png").write_bytes(b"someone else's")
     refused = cli("history", path, "--out", str(foreign))
-    assert refused.exit_code == 2 and "--force" in refused.stderr and (foreign / "trend.png").read_bytes() == b"someone else's"
+    assert (
+        refused.exit_code == 2
+        and "--force" in refused.stderr
+        and (foreign / "trend.png").read_bytes() == b"someone else's"
+    )
     for bad in (("--baseline", "no-such-run"), ("--k", "10"), ("--csv", "--json")):
         result = cli("history", path, *bad)
-        assert result.exit_code == 2 and result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+        one_line = result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+        assert result.exit_code == 2 and one_line, result.stderr
     assert cli("history", str(tmp_path / "absent.jsonl")).exit_code == 2
 
 
@@ -187,7 +205,9 @@ def test_history_command_table_csv_json_and_pages(runs, tmp_path):
 def _with_given_real_scaled(directory, factor):
     """Make the given-real SEs differ from the others, so the test sees which ones compare used."""
     doc = doc_of(directory)
-    doc["standard_errors_given_real"] = {k: {n: v * factor for n, v in m.items()} for k, m in doc["standard_errors_given_real"].items()}
+    doc["standard_errors_given_real"] = {
+        k: {n: v * factor for n, v in m.items()} for k, m in doc["standard_errors_given_real"].items()
+    }
     with open(os.path.join(directory, "metrics.json"), "w") as fh:
         json.dump(doc, fh)
     return doc
@@ -213,7 +233,9 @@ def test_compare_paired_uses_the_standard_errors_given_the_real_set(runs, tmp_pa
         shown = _printed(result.stdout, name)
         assert shown[:4] == pytest.approx([va, vb, vb - va, se], abs=6e-5)
         assert shown[4] == pytest.approx((vb - va) / se, abs=6e-3)
-    assert _printed(result.stdout.replace("no test", "nan nan"), "fd")[2] == pytest.approx(doc_b["metrics"]["fd"] - doc_a["metrics"]["fd"], abs=6e-5)
+    assert _printed(result.stdout.replace("no test", "nan nan"), "fd")[2] == pytest.approx(
+        doc_b["metrics"]["fd"] - doc_a["metrics"]["fd"], abs=6e-5
+    )
 
 
 def test_compare_unpaired_uses_the_standard_errors_of_both_samples(runs, tmp_path):
@@ -236,7 +258,9 @@ def test_fail_on_regression_names_each_worse_metric_and_exits_4(runs):
     assert {"recall", "coverage"} <= names  # 5 of 8 modes dropped: the real rows of those modes are lost
     a, b = doc_of(runs["step-1000"]), doc_of(runs["step-3000"])
     line = next(line for line in failing if line.split()[1] == "recall")
-    assert line.startswith(f"regression: recall {a['by_k']['5']['recall']:.3f} → {b['by_k']['5']['recall']:.3f} (−") and line.endswith("< −3) at k=5")
+    assert line.startswith(
+        f"regression: recall {a['by_k']['5']['recall']:.3f} → {b['by_k']['5']['recall']:.3f} (−"
+    ) and line.endswith("< −3) at k=5")
     better = cli("compare", runs["step-3000"], runs["step-1000"], "--fail-on-regression", "3")
     assert better.exit_code == 0 and "regression:" not in better.stdout
 
@@ -246,8 +270,10 @@ def test_compare_refuses_bad_input_in_one_line(runs, tmp_path):
     empty.mkdir()
     other_k = tmp_path / "other-k"
     nightly_result(other_k, mixture(300, 8, 0), mixture(300, 8, 1), k=7, plots=False, samples=False)
-    for args in ((str(tmp_path / "absent"), runs["step-1000"]), (str(empty), runs["step-1000"]), (runs["step-1000"], str(other_k)),
-                 (runs["step-1000"], runs["step-2000"], "--fail-on-regression", "-1")):
+    for args in (
+        (str(tmp_path / "absent"), runs["step-1000"]), (str(empty), runs["step-1000"]),
+        (runs["step-1000"], str(other_k)), (runs["step-1000"], runs["step-2000"], "--fail-on-regression", "-1"),
+    ):
         result = cli("compare", *args)
         assert result.exit_code == 2, result.output
         assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1 and not result.stdout
@@ -272,7 +298,9 @@ def test_failed_gates_one_line_per_failure(runs):
     doc = doc_of(runs["step-1000"])
     precision, fd = doc["by_k"]["5"]["precision"], doc["metrics"]["fd"]
     assert failed_gates(doc, parse_gates(f"precision<{precision - 0.01},fd>{fd + 1}")) == []
-    failures = failed_gates(doc, parse_gates(f"precision<{precision + 0.01},fd>{fd - 1},recall@5<=1,recall@10<0.5,kid>0"))
+    failures = failed_gates(
+        doc, parse_gates(f"precision<{precision + 0.01},fd>{fd - 1},recall@5<=1,recall@10<0.5,kid>0")
+    )
     assert failures[0] == f"gate failed: precision {precision:.4g} < {precision + 0.01:g} at k=5"
     assert failures[1].startswith("gate failed: fd ") and failures[2].startswith("gate failed: recall ")
     assert "cannot be checked" in failures[3] and "k=10" in failures[3] and "cannot be checked" in failures[4]
@@ -284,7 +312,8 @@ def test_regression_against_the_previous_run_of_the_same_real_set(runs):
     tonight = doc_of(runs["step-3000"])
     failing = regression_against(lines, tonight, 3)
     assert failing and all(line.startswith("regression: ") for line in failing)
-    assert failing == regression_against([*lines, history_line(tonight, runs["step-3000"])], tonight, 3)  # its own line is passed over
+    # Its own line is passed over:
+    assert failing == regression_against([*lines, history_line(tonight, runs["step-3000"])], tonight, 3)
     assert regression_against(lines[1:], tonight, 3) == []  # nothing earlier against this real set
     assert regression_against(lines, doc_of(runs["step-2000"]), 3) == []  # same distribution: no regression
     assert regression_against(lines, tonight, 3, baseline_label="other-real")  # named baseline (unpaired)
@@ -304,7 +333,12 @@ def test_trend_figure_keeps_real_sets_apart_and_marks_the_baseline():
     fig, axes = plt.subplots(2, 1)
     values = {"recall": np.array([0.9, 0.8, 0.85, 0.5]), "fd": np.array([1.0, 2.0, 1.5, 9.0])}
     errors = {"recall": np.array([0.01, 0.02, 0.01, 0.03])}
-    assert trend_figure(["a", "b", "c", "d"], values, errors, series=[0, 0, 0, 1], series_names=["r1", "r2"], baseline=1, axes=axes) is fig
+    assert (
+        trend_figure(
+            ["a", "b", "c", "d"], values, errors, series=[0, 0, 0, 1], series_names=["r1", "r2"], baseline=1, axes=axes
+        )
+        is fig
+    )
     drawn = [line.get_xdata().tolist() for line in axes[0].lines if line.get_marker() == "o"]
     assert drawn == [[0, 1, 2], [3]]  # no line from one real set to the other
     band = axes[0].collections[0].get_paths()[0].vertices

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 
 import largeemb
+import oracle
+from conftest import mixture, same_metrics
 from largeemb import pipeline
 from largeemb.kernels import neighbours, resolve
 from largeemb.kernels.plan import row_blocks
 from largeemb.passes import knn as radii_pass
-from conftest import mixture, same_metrics
-import oracle
 
 KEYS = ("precision", "recall", "density", "coverage")
 
@@ -27,7 +27,7 @@ def test_unproven_rows_are_resolved_in_tasks(monkeypatch):
     one per (chunk of unproven rows, block), never in the main thread."""
     calls = []
     for name in ("resolve_block", "resolve_finish"):
-        def spy(*args, _f=getattr(resolve, name), _n=name):
+        def spy(*args, _f=getattr(resolve, name), _n=name):  # noqa: B008 (binds this name's function now)
             calls.append((_n, threading.current_thread() is threading.main_thread()))
             return _f(*args)
         monkeypatch.setattr(resolve, name, spy)
@@ -145,7 +145,10 @@ def test_tie_heavy_sets_on_worker_processes(tmp_path, name):
 
     real, fake = tie_sets(name)
     dim = real.shape[1]
-    paths = zarr_store(tmp_path / "real.zarr", real, chunks=(256, dim)), zarr_store(tmp_path / "fake.zarr", fake, chunks=(256, dim))
+    paths = (
+        zarr_store(tmp_path / "real.zarr", real, chunks=(256, dim)),
+        zarr_store(tmp_path / "fake.zarr", fake, chunks=(256, dim)),
+    )
     local = largeemb.evaluate(real, fake, k=3, block_rows=256, plots=False)
     remote = largeemb.evaluate(*paths, k=3, block_rows=256, plots=False, workers=2)
     np.testing.assert_array_equal(remote.real_radii, local.real_radii)
@@ -265,9 +268,9 @@ def test_exact_tiles_keep_one_nearest_pair_per_row():
 
 
 def test_copies_cost_one_float64_difference_per_group_and_neighbour():
-    """Item 3: a group of c identical rows does not cost c² float64 differences in the
-    tile pass's finish: copies in the block are at exactly 0, and one pair per (group,
-    neighbour) is computed. Radii stay those of the brute force."""
+    """A group of c identical rows does not cost c² float64 differences in the tile pass's
+    finish: copies in the block are at exactly 0, and one pair per (group, neighbour) is
+    computed. Radii stay those of the brute force."""
     real, fake = tie_sets("repeated")  # groups of up to 300 copies
     one_block = largeemb.evaluate(real, fake, k=5, block_rows=4096, samples=False, plots=False)
     assert one_block.float64["radii"]["real_pairs"] < 2_000  # 99,075 when every pair was computed

@@ -88,7 +88,8 @@ def _existing(arr, keys: list[str]) -> set[str]:
 
 
 def check_chunks(arr, src) -> None:
-    """Refuse an array with absent chunks (``src``: its :class:`~largeemb.io.store.Source`), from a listing where the store allows one.
+    """Refuse an array with absent chunks (``src``: its :class:`~largeemb.io.store.Source`), from a listing
+    where the store allows one.
 
     A listing can be refused (a static HTTP host answers 403) or silently
     short (a local chunk directory that is traversable but not readable):
@@ -101,7 +102,9 @@ def check_chunks(arr, src) -> None:
     where = f"{src.role} store {src.name}".lstrip()
     stored, refused = retrying(
         lambda: _listing(arr),
-        lambda exc: InputError(f"cannot list the chunks of the {src.role} array ({short_error(exc)})", f"in {src.name}", "check the store"),
+        lambda exc: InputError(
+            f"cannot list the chunks of the {src.role} array ({short_error(exc)})", f"in {src.name}", "check the store"
+        ),
         lambda exc, attempts: read_failed(where, "the chunk listing", exc, attempts),
     )
     unlisted_reason = f"the store refuses listings ({short_error(refused)})" if refused else None
@@ -109,12 +112,17 @@ def check_chunks(arr, src) -> None:
     if absent:
         found = retrying(
             lambda: _existing(arr, absent),
-            lambda exc: InputError(f"cannot check the chunks of the {src.role} array ({short_error(exc)})", f"in {src.name}", "check the store"),
+            lambda exc: InputError(
+                f"cannot check the chunks of the {src.role} array ({short_error(exc)})", f"in {src.name}",
+                "check the store",
+            ),
             lambda exc, attempts: read_failed(where, "the chunks' existence", exc, attempts),
         )
         if found:
             reason = unlisted_reason or _unlisted_reason(src, found)
-            logger.warning("%s: %d chunks exist but %s; each was checked by existence instead", where, len(found), reason)
+            logger.warning(
+                "%s: %d chunks exist but %s; each was checked by existence instead", where, len(found), reason
+            )
         stored = stored | found
     missing, expected, first = missing_chunks(arr, stored)
     if missing:
@@ -135,5 +143,8 @@ def _unlisted_reason(src, found: set[str]) -> str:
         for key in sorted(found):
             parent = os.path.dirname(os.path.join(base, key))
             if not os.access(parent, os.R_OK):
-                return f"the directory {parent} cannot be listed (permission denied: it is traversable, not readable; chmod a+r it)"
+                return (
+                    f"the directory {parent} cannot be listed "
+                    "(permission denied: it is traversable, not readable; chmod a+r it)"
+                )
     return "the store's listing leaves them out"

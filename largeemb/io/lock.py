@@ -111,7 +111,11 @@ class OutputLock:
         self.fd = None
 
     def _locked(self, holder: dict | None) -> OutputLockedError:
-        who = f"pid {holder.get('pid')} on {holder.get('host')}, since {holder.get('started')}" if holder else "another run"
+        who = (
+            f"pid {holder.get('pid')} on {holder.get('host')}, since {holder.get('started')}"
+            if holder
+            else "another run"
+        )
         return OutputLockedError(
             f"another largeemb run ({who}) is writing this output directory",
             f"at {os.path.dirname(self.path)}",

@@ -48,7 +48,9 @@ def _member(archive: zipfile.ZipFile, path: str, key: str | None, role: str) -> 
             )
         key = names[0]
     if key not in names:
-        raise InputError(f"{role} .npz has no array named {key!r} (it has {', '.join(names)})", f"at {path}", "pick one of those")
+        raise InputError(
+            f"{role} .npz has no array named {key!r} (it has {', '.join(names)})", f"at {path}", "pick one of those"
+        )
     return archive.getinfo(key + ".npy")
 
 
@@ -117,13 +119,18 @@ def row_chunks(path, key: str | None = None, chunk_rows: int = STREAM_ROWS):
         raise _not_plain(path, exc) from None
     if fortran and len(shape) == 2 and shape[1] > 1:
         archive.close()
-        raise InputError("compressed .npz holds a Fortran-ordered array, which cannot be streamed by rows", f"at {path}", "save it with np.save")
+        raise InputError(
+            "compressed .npz holds a Fortran-ordered array, which cannot be streamed by rows", f"at {path}",
+            "save it with np.save",
+        )
 
     def chunks():
         with archive, fh:
             width = int(np.prod(shape[1:], dtype=np.int64)) if len(shape) > 1 else 1
             for start in range(0, shape[0] if shape else 0, chunk_rows):
                 rows = min(chunk_rows, shape[0] - start)
-                yield np.frombuffer(fh.read(rows * width * dtype.itemsize), dtype=dtype).reshape((rows,) + tuple(shape[1:]))
+                yield np.frombuffer(fh.read(rows * width * dtype.itemsize), dtype=dtype).reshape(
+                    (rows,) + tuple(shape[1:])
+                )
 
     return shape, dtype, chunks()

@@ -80,7 +80,10 @@ class OneDNN:
 
     def _desc(self, dims, strides, dtype) -> ctypes.c_void_p:
         desc = ctypes.c_void_p()
-        self._check(self.lib.dnnl_memory_desc_create_with_strides(ctypes.byref(desc), 2, _DIMS(*dims), dtype, _DIMS(*strides)), "desc")
+        self._check(
+            self.lib.dnnl_memory_desc_create_with_strides(ctypes.byref(desc), 2, _DIMS(*dims), dtype, _DIMS(*strides)),
+            "desc",
+        )
         return desc
 
     def _primitive(self, k: int):
@@ -96,7 +99,12 @@ class OneDNN:
             pd, prim = ctypes.c_void_p(), ctypes.c_void_p()
             try:
                 src, weights, dst = descs
-                self._check(self.lib.dnnl_matmul_primitive_desc_create(ctypes.byref(pd), self.engine, src, weights, None, dst, None), "matmul")
+                self._check(
+                    self.lib.dnnl_matmul_primitive_desc_create(
+                        ctypes.byref(pd), self.engine, src, weights, None, dst, None
+                    ),
+                    "matmul",
+                )
                 self._check(self.lib.dnnl_primitive_create(ctypes.byref(prim), pd), "primitive")
             finally:
                 self.lib.dnnl_primitive_desc_destroy(pd)
@@ -138,7 +146,12 @@ class OneDNN:
             ):
                 descs.append(self._desc(dims, strides, dtype))
                 memory = ctypes.c_void_p()
-                self._check(self.lib.dnnl_memory_create(ctypes.byref(memory), descs[-1], self.engine, ctypes.c_void_p(array.ctypes.data)), "memory")
+                self._check(
+                    self.lib.dnnl_memory_create(
+                        ctypes.byref(memory), descs[-1], self.engine, ctypes.c_void_p(array.ctypes.data)
+                    ),
+                    "memory",
+                )
                 memories.append(memory)
             args = (_ExecArg * 3)(*(_ExecArg(a, mem) for a, mem in zip((_ARG_SRC, _ARG_WEIGHTS, _ARG_DST), memories)))
             self._check(self.lib.dnnl_primitive_execute(prim, stream, 3, args), "execute")

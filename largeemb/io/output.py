@@ -57,7 +57,8 @@ def _probe_writable(out: str) -> bool:
         probe.close()
     except OSError as exc:
         raise InputError(
-            f"cannot write the output directory ({exc.strerror or type(exc).__name__})", f"at {out}", "choose a writable --out"
+            f"cannot write the output directory ({exc.strerror or type(exc).__name__})", f"at {out}",
+            "choose a writable --out",
         ) from None
     return created
 
@@ -72,7 +73,10 @@ def refuse_overlap(out: str, inputs, replaced) -> None:
         given = str(location)
         real = os.path.realpath(given)
         if out_real == real or out_real.startswith(real.rstrip(os.sep) + os.sep):
-            raise InputError(f"--out {out} is inside the input {given}", "for the output directory", "choose an --out outside every input")
+            raise InputError(
+                f"--out {out} is inside the input {given}", "for the output directory",
+                "choose an --out outside every input",
+            )
         if real.startswith(out_real.rstrip(os.sep) + os.sep):
             first = os.path.relpath(real, out_real).split(os.sep)[0]
             ours = first in replaced or first.startswith((STAGING_PREFIX, OLD_PREFIX))

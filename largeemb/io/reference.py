@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from largeemb.errors import InputError
-from largeemb.kernels.moments import Moments
 from largeemb.io.store import Source, open_source
+from largeemb.kernels.moments import Moments
 from largeemb.kernels.prune import Partition
 
 REFERENCE_FILE = "reference.json"
@@ -61,7 +61,9 @@ class Reference:
     def moments(self) -> Moments:
         with np.load(os.path.join(self.path, MOMENTS_FILE), allow_pickle=False) as saved:
             optional = [saved[name] if name in saved else None for name in ("metric_shift", "metric_s2", "unit_s2")]
-            return Moments(int(saved["count"]), saved["shift"], saved["s1"], saved["s2"], saved["metric_sum"], *optional)
+            return Moments(
+                int(saved["count"]), saved["shift"], saved["s1"], saved["s2"], saved["metric_sum"], *optional
+            )
 
     def partition(self):
         """The groups the radii were pruned with (see :mod:`largeemb.kernels.prune`); None if there were none."""
@@ -96,13 +98,17 @@ class Reference:
             "path": self.path,
             "source": {
                 **self.source.describe(),
-                "status": "found" if found else f"missing: move it back, or run `largeemb reference move {self.path} NEW_PATH`",
+                "status": "found" if found else (
+                    f"missing: move it back, or run `largeemb reference move {self.path} NEW_PATH`"
+                ),
             },
             "fingerprint": self.fingerprint,
             "k": list(self.k),
             "metric": self.metric,
             "created_utc": self.created_utc,
-            "holds": [f"{name} ({what})" for name, what in holds.items() if os.path.exists(os.path.join(self.path, name))],
+            "holds": [
+                f"{name} ({what})" for name, what in holds.items() if os.path.exists(os.path.join(self.path, name))
+            ],
         }
 
 
@@ -111,7 +117,9 @@ def _read_meta(path: str) -> dict:
         with open(os.path.join(path, REFERENCE_FILE)) as fh:
             meta = json.load(fh)
     except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(f"not a readable reference ({exc})", f"at {path}", "build one with `largeemb reference build`") from None
+        raise InputError(
+            f"not a readable reference ({exc})", f"at {path}", "build one with `largeemb reference build`"
+        ) from None
     if not isinstance(meta, dict) or meta.get("kind") != KIND:
         raise InputError("not a largeemb reference", f"at {path}", "build one with `largeemb reference build`")
     return meta
@@ -145,7 +153,9 @@ def load_reference(path: str, open_store: bool = True) -> Reference:
 
 
 def _damaged(path: str, name: str, why: str) -> InputError:
-    return InputError(f"damaged reference: {name} {why}", f"in {path}", "rebuild it with `largeemb reference build --force`")
+    return InputError(
+        f"damaged reference: {name} {why}", f"in {path}", "rebuild it with `largeemb reference build --force`"
+    )
 
 
 def _check_files(ref: Reference) -> None:
@@ -158,12 +168,18 @@ def _check_files(ref: Reference) -> None:
     except Exception as exc:  # zarr raises many types for a missing or garbage store
         raise _damaged(ref.path, RADII_STORE, f"cannot be read ({type(exc).__name__})") from None
     if shape != (ref.source.rows, len(ref.k)):
-        raise _damaged(ref.path, RADII_STORE, f"has shape {shape}, not ({ref.source.rows}, {len(ref.k)}) (rows of the store, k)")
+        raise _damaged(
+            ref.path, RADII_STORE, f"has shape {shape}, not ({ref.source.rows}, {len(ref.k)}) (rows of the store, k)"
+        )
     try:
         moments = ref.moments()
     except Exception as exc:
         raise _damaged(ref.path, MOMENTS_FILE, f"cannot be read ({type(exc).__name__}: {exc})") from None
-    if moments.s1.shape != (ref.source.dim,) or moments.s2.shape != (ref.source.dim, ref.source.dim) or moments.count != ref.source.rows:
+    if (
+        moments.s1.shape != (ref.source.dim,)
+        or moments.s2.shape != (ref.source.dim, ref.source.dim)
+        or moments.count != ref.source.rows
+    ):
         raise _damaged(ref.path, MOMENTS_FILE, f"does not match the store's {ref.source.rows} rows × {ref.source.dim}")
     try:
         ref.partition()
@@ -202,7 +218,9 @@ def move_reference(path: str, new_location: str) -> str:
 RADII_CHUNK_ROWS = 65536
 
 
-def write_reference(staging, source: Source, k, metric: str, moments: Moments, fingerprint: str, radii, partition) -> None:
+def write_reference(
+    staging, source: Source, k, metric: str, moments: Moments, fingerprint: str, radii, partition
+) -> None:
     """Write a reference's files into ``staging`` (an :class:`largeemb.io.output.Staging`), ``reference.json`` last."""
     import zarr
 
@@ -210,12 +228,16 @@ def write_reference(staging, source: Source, k, metric: str, moments: Moments, f
     meta = {
         "schema_version": SCHEMA_VERSION,
         "kind": KIND,
-        "source": {**source.describe(), "location": location, "array_path": source.array_path, "fingerprint": fingerprint},
+        "source": {
+            **source.describe(), "location": location, "array_path": source.array_path, "fingerprint": fingerprint,
+        },
         "k": list(k),
         "metric": metric,
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    arr = zarr.create_array(staging.file(RADII_STORE), shape=radii.shape, dtype="float64", chunks=(RADII_CHUNK_ROWS, radii.shape[1]))
+    arr = zarr.create_array(
+        staging.file(RADII_STORE), shape=radii.shape, dtype="float64", chunks=(RADII_CHUNK_ROWS, radii.shape[1])
+    )
     arr[...] = radii
     extra = {} if moments.metric_s2 is None else {"metric_shift": moments.metric_shift, "metric_s2": moments.metric_s2}
     if moments.unit_s2 is not None:  # the Vendi score of the real set

@@ -12,17 +12,30 @@ from largeemb.io.output import METRICS_FILE
 def read_metrics(directory: str) -> dict:
     """The ``metrics.json`` document of the result in ``directory``."""
     if not os.path.isdir(directory):
-        raise InputError(f"{directory} is not a directory", "for a result", "pass the --out directory of a `largeemb evaluate` run")
+        raise InputError(
+            f"{directory} is not a directory", "for a result", "pass the --out directory of a `largeemb evaluate` run"
+        )
     path = os.path.join(directory, METRICS_FILE)
     if not os.path.isfile(path):
-        raise InputError("no largeemb result found (no metrics.json)", f"in {directory}", "pass the --out directory of a finished `largeemb evaluate` run")
+        raise InputError(
+            "no largeemb result found (no metrics.json)", f"in {directory}",
+            "pass the --out directory of a finished `largeemb evaluate` run",
+        )
     try:
         with open(path) as fh:
             doc = json.load(fh)
     except (OSError, ValueError) as exc:
-        raise InputError(f"cannot read metrics.json ({type(exc).__name__}: {exc})", f"in {directory}", "rerun `largeemb evaluate` there") from None
-    if not isinstance(doc, dict) or not all(isinstance(doc.get(key), dict) for key in ("by_k", "params", "metrics", "real", "fake")):
-        raise InputError("metrics.json lacks by_k, params, metrics, real or fake", f"in {directory}", "rerun `largeemb evaluate` with this largeemb")
+        raise InputError(
+            f"cannot read metrics.json ({type(exc).__name__}: {exc})", f"in {directory}",
+            "rerun `largeemb evaluate` there",
+        ) from None
+    if not isinstance(doc, dict) or not all(
+        isinstance(doc.get(key), dict) for key in ("by_k", "params", "metrics", "real", "fake")
+    ):
+        raise InputError(
+            "metrics.json lacks by_k, params, metrics, real or fake", f"in {directory}",
+            "rerun `largeemb evaluate` with this largeemb",
+        )
     return doc
 
 

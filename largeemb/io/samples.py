@@ -33,14 +33,18 @@ def write_samples(result, path: str) -> None:
     import zarr
 
     group = zarr.open_group(path, mode="w")
-    group.attrs.update({"k": list(result.params["k"]), "realism_k": result.params["k"][0], "metric": result.params["metric"]})
+    group.attrs.update(
+        {"k": list(result.params["k"]), "realism_k": result.params["k"][0], "metric": result.params["metric"]}
+    )
     for side, arrays in (("fake", FAKE_ARRAYS), ("real", REAL_ARRAYS)):
         sub = group.create_group(side)
         for name, (attr, description) in arrays.items():
             if getattr(result, attr) is None:  # a companion that was not computed
                 continue
             values = np.asarray(getattr(result, attr))
-            arr = sub.create_array(name, shape=values.shape, dtype=values.dtype, chunks=(CHUNK_ROWS,) + values.shape[1:])
+            arr = sub.create_array(
+                name, shape=values.shape, dtype=values.dtype, chunks=(CHUNK_ROWS,) + values.shape[1:]
+            )
             arr[...] = values
             arr.attrs["description"] = description
 

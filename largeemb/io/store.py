@@ -85,8 +85,13 @@ class Source:
             return 0
         return retrying(
             lambda: _slab_rows(self.location, self.array_path, self.token),
-            lambda exc: InputError(f"cannot open the store again ({short_error(exc)})", f"in {self.role} store {self.name}".replace("  ", " "), "check that it is still there"),
-            lambda exc, attempts: read_failed(f"{self.role} store {self.name}".lstrip(), "the store metadata", exc, attempts),
+            lambda exc: InputError(
+                f"cannot open the store again ({short_error(exc)})",
+                f"in {self.role} store {self.name}".replace("  ", " "), "check that it is still there",
+            ),
+            lambda exc, attempts: read_failed(
+                f"{self.role} store {self.name}".lstrip(), "the store metadata", exc, attempts
+            ),
         )
 
     def _slab(self, index: int, slab_rows: int) -> np.ndarray:
@@ -178,7 +183,8 @@ def open_array(location: str, array_path: str, token: str):
 
 
 def open_node(location: str):
-    """``zarr.open`` read-only, with a timeout on every remote request (a silent server is a transient failure, not a hang)."""
+    """``zarr.open`` read-only, with a timeout on every remote request (a silent server is a transient failure,
+    not a hang)."""
     import zarr
 
     return zarr.open(store=location, mode="r", **_remote_options(location))
@@ -249,19 +255,28 @@ def open_source(obj, array_name: str | None = None, role: str = "input") -> Sour
                 "drop the --*-array option",
             )
         name = f"{location}::{array_path}" if array_path else location
-        src = Source(location, array_path, *_shape2(node.shape, name, role), _dtype_name(node.dtype, name, role), role=role)
+        src = Source(
+            location, array_path, *_shape2(node.shape, name, role), _dtype_name(node.dtype, name, role), role=role
+        )
         _checked(src, role)
         check_chunks(node, src)
         return src
     if isinstance(obj, zarr.Array):
         where = "the zarr array given"
-        src = Source(MEMORY, "", *_shape2(obj.shape, where, role), _dtype_name(obj.dtype, where, role), data=obj, role=role)
+        src = Source(
+            MEMORY, "", *_shape2(obj.shape, where, role), _dtype_name(obj.dtype, where, role), data=obj, role=role
+        )
         _checked(src, role)
         check_chunks(obj, src)
         return src
     if hasattr(obj, "shape") and hasattr(obj, "dtype"):
         where = "the array given"
-        return _checked(Source(MEMORY, "", *_shape2(obj.shape, where, role), _dtype_name(obj.dtype, where, role), data=obj, role=role), role)
+        return _checked(
+            Source(
+                MEMORY, "", *_shape2(obj.shape, where, role), _dtype_name(obj.dtype, where, role), data=obj, role=role
+            ),
+            role,
+        )
     raise InputError(
         f"{role} of type {type(obj).__name__} is not supported",
         "in the Python API call",
@@ -290,7 +305,9 @@ def _choose_array(group, array_name: str | None, location: str, role: str) -> st
     if DEFAULT_ARRAY_NAME in two_d:
         return DEFAULT_ARRAY_NAME
     if not two_d:
-        raise InputError(f"{role} group holds no 2-D array", f"at {location}", "point at a store holding (rows, dim) embeddings")
+        raise InputError(
+            f"{role} group holds no 2-D array", f"at {location}", "point at a store holding (rows, dim) embeddings"
+        )
     raise InputError(
         f"{role} group holds several 2-D arrays ({', '.join(two_d)})",
         f"at {location}",

@@ -25,7 +25,9 @@ def mode_centres(dim: int, modes: int) -> np.ndarray:
     return np.random.default_rng([dim, modes, 2020]).normal(0.0, MODE_SPREAD, (modes, dim))
 
 
-def synth_rows(start: int, stop: int, dim: int, seed: int, shift: float, modes: int, drop_modes: int, block: int) -> np.ndarray:
+def synth_rows(
+    start: int, stop: int, dim: int, seed: int, shift: float, modes: int, drop_modes: int, block: int
+) -> np.ndarray:
     """Rows start:stop of a synthetic set (generated per fixed-size block)."""
     centres = mode_centres(dim, modes)[: modes - drop_modes]
     out = []
@@ -62,7 +64,9 @@ def write_synth(
     import zarr
 
     if rows < 1 or dim < 1:
-        raise InputError(f"rows and dim must be >= 1, got {rows} x {dim}", "for synth", "pass positive --rows and --dim")
+        raise InputError(
+            f"rows and dim must be >= 1, got {rows} x {dim}", "for synth", "pass positive --rows and --dim"
+        )
     if not 0 <= drop_modes < modes:
         raise InputError(f"drop_modes must be in [0, {modes}), got {drop_modes}", "for synth", "keep at least one mode")
     _refuse_existing(dst, force)
@@ -73,14 +77,19 @@ def write_synth(
     return dst
 
 
-def convert_npy(src: str, dst: str, *, key: str | None = None, chunk_rows: int = DEFAULT_CHUNK_ROWS, force: bool = False) -> str:
+def convert_npy(
+    src: str, dst: str, *, key: str | None = None, chunk_rows: int = DEFAULT_CHUNK_ROWS, force: bool = False
+) -> str:
     """Copy a .npy file (or an .npz member, ``key``) into a chunked zarr array without loading it whole."""
     import zarr
 
     from largeemb.io.npfile import row_chunks
 
     if os.path.isdir(src):
-        raise InputError("convert reads a .npy or .npz file, got a directory", f"at {src}", "pass the file itself (a zarr store needs no conversion)")
+        raise InputError(
+            "convert reads a .npy or .npz file, got a directory", f"at {src}",
+            "pass the file itself (a zarr store needs no conversion)",
+        )
     if not str(src).lower().endswith((".npy", ".npz")):
         raise InputError("convert reads .npy and .npz files", f"at {src}", "pass a file saved with np.save or np.savez")
     shape, dtype, chunks = row_chunks(src, key, chunk_rows)

@@ -64,7 +64,7 @@ class Rounded:
     sq: np.ndarray
 
     @classmethod
-    def of(cls, rows: np.ndarray) -> "Rounded":
+    def of(cls, rows: np.ndarray) -> Rounded:
         bits = to_bits(rows)
         raise_ = 1.0 + 2.0 * (rows.shape[1] + 2) * UNIT_ROUNDOFF32  # float32 sums of squares raised by their bound
         hat = from_bits(bits)
@@ -73,6 +73,6 @@ class Rounded:
         hat_sq = np.einsum("ij,ij->i", hat, hat).astype(np.float64) * raise_
         return cls(bits, delta_sq, hat_sq, (np.sqrt(hat_sq) + np.sqrt(delta_sq)) ** 2 * (1.0 + 2.0**-50))
 
-    def __getitem__(self, rows) -> "Rounded":
+    def __getitem__(self, rows) -> Rounded:
         """The same rows as ``array[rows]`` would take (a slice is a view)."""
         return Rounded(*(getattr(self, f.name)[rows] for f in fields(self)))

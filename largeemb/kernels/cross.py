@@ -39,22 +39,22 @@ class ProbPartial:
     real_zero: np.ndarray
 
     @classmethod
-    def empty(cls, fake_rows: int, real_rows: int) -> "ProbPartial":
+    def empty(cls, fake_rows: int, real_rows: int) -> ProbPartial:
         return cls(np.zeros(fake_rows), np.zeros(fake_rows, bool), np.zeros(real_rows), np.zeros(real_rows, bool))
 
-    def add(self, tile: "ProbPartial", fake_rows, real_rows) -> None:
+    def add(self, tile: ProbPartial, fake_rows, real_rows) -> None:
         self.fake_log[fake_rows] += tile.fake_log
         self.fake_zero[fake_rows] |= tile.fake_zero
         self.real_log[real_rows] += tile.real_log
         self.real_zero[real_rows] |= tile.real_zero
 
-    def merge_real_blocks(self, other: "ProbPartial") -> "ProbPartial":
+    def merge_real_blocks(self, other: ProbPartial) -> ProbPartial:
         return ProbPartial(
             self.fake_log + other.fake_log, self.fake_zero | other.fake_zero,
             np.concatenate([self.real_log, other.real_log]), np.concatenate([self.real_zero, other.real_zero]),
         )
 
-    def merge_fake_blocks(self, other: "ProbPartial") -> "ProbPartial":
+    def merge_fake_blocks(self, other: ProbPartial) -> ProbPartial:
         return ProbPartial(
             np.concatenate([self.fake_log, other.fake_log]), np.concatenate([self.fake_zero, other.fake_zero]),
             self.real_log + other.real_log, self.real_zero | other.real_zero,
@@ -94,7 +94,7 @@ class CrossPartial:
             out.real_nearest = (self.real_nearest + other.real_nearest).best(1)
         return out
 
-    def add(self, tile: "CrossPartial", fake_rows: np.ndarray, real_rows: np.ndarray):
+    def add(self, tile: CrossPartial, fake_rows: np.ndarray, real_rows: np.ndarray):
         """Fold in the memberships of a tile over these rows of the block pair."""
         self.fake_counts[fake_rows] += tile.fake_counts
         self.real_covered[real_rows] |= tile.real_covered
@@ -103,7 +103,7 @@ class CrossPartial:
         if self.prob is not None:
             self.prob.add(tile.prob, fake_rows, real_rows)
 
-    def merge_real_blocks(self, other: "CrossPartial") -> "CrossPartial":
+    def merge_real_blocks(self, other: CrossPartial) -> CrossPartial:
         """Same fake rows, two disjoint runs of real rows (self's first)."""
         return self._merged_lists(
             other,
@@ -115,7 +115,7 @@ class CrossPartial:
             "merge_real_blocks",
         )
 
-    def merge_fake_blocks(self, other: "CrossPartial") -> "CrossPartial":
+    def merge_fake_blocks(self, other: CrossPartial) -> CrossPartial:
         """Two disjoint runs of fake rows (self's first) over the same real rows."""
         return self._merged_lists(
             other,
@@ -181,7 +181,8 @@ def _flags(rows, inside, n):
 
 
 def block_pair(
-    fake: Block, real: Block, fake_radii, real_radii, realism_radius, kappa, inclusive, panel_rows, partition=None, prob_radii=None,
+    fake: Block, real: Block, fake_radii, real_radii, realism_radius, kappa, inclusive, panel_rows, partition=None,
+    prob_radii=None,
     strategy: TileStrategy = FLOAT32,
 ) -> CrossPartial:
     """One fake block × real block, tile by tile (see :func:`largeemb.kernels.tiles.cut_pair`).
@@ -212,7 +213,9 @@ def block_pair(
 
     pairing, tiles = cut_pair(fake, real, panel_rows, partition, in_reach)
     nk = fake_radii.shape[1]
-    out = CrossPartial(np.zeros((fake.rows, nk), np.int64), np.zeros((real.rows, nk), bool), np.zeros((real.rows, nk), bool))
+    out = CrossPartial(
+        np.zeros((fake.rows, nk), np.int64), np.zeros((real.rows, nk), bool), np.zeros((real.rows, nk), bool)
+    )
     if prob_radii is not None:
         out.prob = ProbPartial.empty(fake.rows, real.rows)
     real_right = real.right()
@@ -227,7 +230,8 @@ def block_pair(
     def run(part, rows_f, rows_r):
         res = tile(
             part, taken(real, rows_r), taken_rows(real_right, rows_r), fake_radii[rows_f], real_radii[rows_r],
-            realism_radius[rows_r] if samples else None, kappa, inclusive, prob_radii, strategy, ((fake, rows_f), (real, rows_r)),
+            realism_radius[rows_r] if samples else None, kappa, inclusive, prob_radii, strategy,
+            ((fake, rows_f), (real, rows_r)),
         )
         out.add(res, rows_f, rows_r)
         if samples:
@@ -264,9 +268,13 @@ def block_pair(
         # A ratio bound is inf for a copy of an eligible real row (exact tiles): 0 * inf
         # is nan, compares False, and rightly so, as nothing beats an infinite score.
         with np.errstate(invalid="ignore"):
-            need_f = (ff <= fake_near[rows_f][:, None]) | ((ratio_top > 0)[None, :] & (ratio_top[None, :] >= ff * fake_ratio[rows_f][:, None]))
+            need_f = (ff <= fake_near[rows_f][:, None]) | (
+                (ratio_top > 0)[None, :] & (ratio_top[None, :] >= ff * fake_ratio[rows_f][:, None])
+            )
             near_r = fr <= real_near
-            need_r = near_r | (fr <= fake_near[rows_f].max()) | ((ratio2 > 0) & (ratio2 >= fr * fake_ratio[rows_f].min()))
+            need_r = (
+                near_r | (fr <= fake_near[rows_f].max()) | ((ratio2 > 0) & (ratio2 >= fr * fake_ratio[rows_f].min()))
+            )
         more_f, more_r = tile_rows(rows_f, need_f, need_r, label_r)
         full(more_f, np.setdiff1d(more_r, done_r, assume_unique=True))
         full(np.setdiff1d(more_f, done_f, assume_unique=True), np.intersect1d(more_r, done_r, assume_unique=True))
@@ -334,7 +342,9 @@ def tile(
         out.real_nearest = nearest_exact(dist, 0, real.start, fake.start)
     elif samples:
         near = np.flatnonzero(d32 <= near_cut_real[r_rows])
-        out.real_nearest = Shortlist.bounded(r_rows[near] + real.start, f_rows[near] + fake.start, d32[near], pair_eps[near]).best(1)
+        out.real_nearest = Shortlist.bounded(
+            r_rows[near] + real.start, f_rows[near] + fake.start, d32[near], pair_eps[near]
+        ).best(1)
 
     # Fake balls (rows): recall; nearest real per fake row; realism scores.
     reach = widest_fake * widest_fake + eps_fake
@@ -347,17 +357,25 @@ def tile(
     d32 = dist[f_rows, r_rows].astype(np.float64)
     exact_fake_side = _exact_of(fake, real, f_rows, r_rows, d32, kappa == 0.0, recomputed)
     pair_eps = kappa * (fake.sqnorm[f_rows] + real.sqnorm[r_rows])
-    out.real_recalled = _flags(r_rows, _inside(d32, fake_radii[f_rows], pair_eps, exact_fake_side, inclusive), real.rows)
+    out.real_recalled = _flags(
+        r_rows, _inside(d32, fake_radii[f_rows], pair_eps, exact_fake_side, inclusive), real.rows
+    )
     if prob_radii is not None:
-        out.prob = ProbPartial(*prob_fake, *_log_ratios(d32, prob_radii[1], pair_eps, exact_fake_side, r_rows, real.rows))
+        out.prob = ProbPartial(
+            *prob_fake, *_log_ratios(d32, prob_radii[1], pair_eps, exact_fake_side, r_rows, real.rows)
+        )
     if samples:
         if exact_tiles:
             out.fake_nearest = nearest_exact(dist, 1, fake.start, real.start)
         else:
             near = np.flatnonzero(d32 <= near_cut_fake[f_rows])
-            out.fake_nearest = Shortlist.bounded(f_rows[near] + fake.start, r_rows[near] + real.start, d32[near], pair_eps[near]).best(1)
+            out.fake_nearest = Shortlist.bounded(
+                f_rows[near] + fake.start, r_rows[near] + real.start, d32[near], pair_eps[near]
+            ).best(1)
         close = np.flatnonzero(d32 <= NEAR_COPY * eps_fake[f_rows])
-        out.fake_realism = realism_shortlist(dist, fake, real, realism_radius, eps_fake, row_min, f_rows[close], r_rows[close], kappa)
+        out.fake_realism = realism_shortlist(
+            dist, fake, real, realism_radius, eps_fake, row_min, f_rows[close], r_rows[close], kappa
+        )
     out.float64_pairs = sum(recomputed)
     return out
 

@@ -90,12 +90,12 @@ class Block:
         """float64 rows as the metric sees them: the values a brute force uses."""
         return metric_rows(self.raw[local_rows], self.metric)
 
-    def panel(self, lo: int, hi: int) -> "Block":
+    def panel(self, lo: int, hi: int) -> Block:
         """Rows lo:hi as a Block of their own (views, no copies)."""
         raw = None if self.raw is None else self.raw[lo:hi]
         return Block(self.start + lo, raw, self.metric, self.left[lo:hi], self.sqnorm[lo:hi])
 
-    def panels(self, panel_rows: int) -> list[tuple[int, "Block"]]:
+    def panels(self, panel_rows: int) -> list[tuple[int, Block]]:
         """(offset, panel) pairs covering the block: the unit of one GEMM."""
         return [(lo, self.panel(lo, min(lo + panel_rows, self.rows))) for lo in range(0, self.rows, panel_rows)]
 
@@ -162,7 +162,9 @@ def exact_pairs(take_a, take_b, ia: np.ndarray, ib: np.ndarray) -> np.ndarray:
 
 
 #: Odd 64-bit multipliers of a row hash (fixed: labels never depend on a seed).
-HASH_MULTIPLIERS = np.random.default_rng(0x1A76E).integers(0, 2**63, 65536, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+HASH_MULTIPLIERS = (
+    np.random.default_rng(0x1A76E).integers(0, 2**63, 65536, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+)
 
 
 def copy_labels(rows: np.ndarray) -> np.ndarray:

@@ -119,6 +119,8 @@ def kid_subset_draws(fake_rows: int, real_rows: int, subsets: int, size: int, se
 def subset_mmd2(fake: np.ndarray, real: np.ndarray) -> float:
     """Unbiased MMD² of one subset pair, as torch-fidelity's ``mmd2`` computes it."""
     dim = fake.shape[1]
-    k_ff, k_rr, k_fr = polynomial_kernel(fake, fake, dim), polynomial_kernel(real, real, dim), polynomial_kernel(fake, real, dim)
+    k_ff, k_rr, k_fr = (
+        polynomial_kernel(fake, fake, dim), polynomial_kernel(real, real, dim), polynomial_kernel(fake, real, dim),
+    )
     n, m = len(fake), len(real)
     return mmd2_unbiased(k_ff.sum() - np.trace(k_ff), k_rr.sum() - np.trace(k_rr), k_fr.sum(), n, m)

@@ -64,7 +64,9 @@ def diagonal(block: Block, K: int, k: int, band: np.ndarray) -> Neighbours:
     cut = _cuts(d32, K, k, band, np.full(block.rows, np.inf))
     if block.rows > K:
         # Saturated: the K-th is within the band of the (k+1)-th, so ties may lie beyond it.
-        open_rows = np.flatnonzero((d32[:, K - 1].astype(np.float64) <= d32[:, k].astype(np.float64) + band) & (band > 0))
+        open_rows = np.flatnonzero(
+            (d32[:, K - 1].astype(np.float64) <= d32[:, k].astype(np.float64) + band) & (band > 0)
+        )
         if len(open_rows):
             dist = sqdist32(tiling.taken(block, open_rows), block.right())
             c = _rows_under(dist, np.full(len(open_rows), np.inf), K, k, band[open_rows])
@@ -116,7 +118,9 @@ def _rows_under(dist: np.ndarray, bound: np.ndarray, K: int, k: int, band: np.nd
     return Candidates(rows, cols, dist[rows, cols], floor_rows, floor)
 
 
-def _take(dist: np.ndarray, bound: np.ndarray, K: int, by_columns: bool, k: int, band: np.ndarray, open_entries=None) -> Candidates:
+def _take(
+    dist: np.ndarray, bound: np.ndarray, K: int, by_columns: bool, k: int, band: np.ndarray, open_entries=None
+) -> Candidates:
     """Entries of ``dist`` under each own row's bound.
 
     Own rows are the rows of ``dist``, or its columns when ``by_columns``
@@ -146,7 +150,9 @@ def _take(dist: np.ndarray, bound: np.ndarray, K: int, by_columns: bool, k: int,
     return Candidates(own, other, d32, floor_rows, floor)
 
 
-def off_diagonal(strategy: TileStrategy, a: Block, b_right: np.ndarray, nb_a: "Reach", nb_b: "Reach", a_rows=None, b_rows=None):
+def off_diagonal(
+    strategy: TileStrategy, a: Block, b_right: np.ndarray, nb_a: Reach, nb_b: Reach, a_rows=None, b_rows=None
+):
     """One tile a × b (disjoint rows; b given as its ``right()`` operand), computed once by ``strategy``
     (``a_rows``/``b_rows``: the (block, block-local rows) each operand was taken from).
 
@@ -171,7 +177,7 @@ class Reach:
     k: int
 
     @classmethod
-    def of(cls, nb: Neighbours) -> "Reach":
+    def of(cls, nb: Neighbours) -> Reach:
         """The cuts as float32 values rounded up (tiles compare float32 to them): offering a
         little more changes nothing, since merge drops what lies above the float64 cut.
         Rows with band 0 (exact tiles, :func:`caps`) take only what lies strictly below
@@ -180,12 +186,14 @@ class Reach:
         cut32 = nb.cut.astype(np.float32)
         return cls(np.where(nb.band > 0, np.nextafter(cut32, np.float32(np.inf)), cut32), nb.band, nb.K, nb.k)
 
-    def __getitem__(self, rows) -> "Reach":
+    def __getitem__(self, rows) -> Reach:
         return Reach(self.cut[rows], self.band[rows], self.K, self.k)
 
 
 def _joined(parts: list[Candidates]) -> Candidates:
-    return Candidates(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("rows", "idx", "d32", "floor_rows", "floor")))
+    return Candidates(
+        *(np.concatenate([getattr(p, f) for p in parts]) for f in ("rows", "idx", "d32", "floor_rows", "floor"))
+    )
 
 
 def within(
@@ -209,7 +217,9 @@ def within(
     parts = [tiling.taken(block, rows) for rows in cut.rows]
     # faiss computes a diagonal part's full square: halve large ones first.
     local = [
-        within(p, K, k, panel_rows // 2, band=band[rows], strategy=strategy) if p.rows > DIAGONAL_ROWS else diagonal(p, K, k, band[rows])
+        within(p, K, k, panel_rows // 2, band=band[rows], strategy=strategy)
+        if p.rows > DIAGONAL_ROWS
+        else diagonal(p, K, k, band[rows])
         for p, rows in zip(parts, cut.rows)
     ]
     width = max(nb.d32.shape[1] for nb in local)
@@ -234,7 +244,9 @@ def within(
     offered = []
     for _, part, rows_i, rows_j in tiling.parted(block, tiles):
         right_j = tiling.taken_rows(right, rows_j)
-        for_i, for_j = off_diagonal(strategy, part, right_j, reach[rows_i], reach[rows_j], (block, rows_i), (block, rows_j))
+        for_i, for_j = off_diagonal(
+            strategy, part, right_j, reach[rows_i], reach[rows_j], (block, rows_i), (block, rows_j)
+        )
         offered += [_mapped(for_i, rows_i, block.start + rows_j), _mapped(for_j, rows_j, block.start + rows_i)]
     return merge(state, offered)
 

@@ -31,7 +31,7 @@ class Lattice:
     exp: int | None
     max_sqnorm: float
 
-    def merge(self, other: "Lattice") -> "Lattice":
+    def merge(self, other: Lattice) -> Lattice:
         exp = None if self.exp is None or other.exp is None else min(self.exp, other.exp)
         return Lattice(exp, max(self.max_sqnorm, other.max_sqnorm))
 
@@ -114,8 +114,9 @@ class Moments:
 
     @classmethod
     def of_rows(
-        cls, rows: np.ndarray, shift: np.ndarray, metric_rows: np.ndarray, metric_shift=None, unit: bool = False, shells=None
-    ) -> "Moments":
+        cls, rows: np.ndarray, shift: np.ndarray, metric_rows: np.ndarray, metric_shift=None, unit: bool = False,
+        shells=None,
+    ) -> Moments:
         """``shells``: (shell of each row, shell count), or None.
 
         The whole set's sums are taken directly even with shells, in the same
@@ -138,7 +139,7 @@ class Moments:
             out.unit_s2 = u.T @ u
         return out
 
-    def merge(self, other: "Moments") -> "Moments":
+    def merge(self, other: Moments) -> Moments:
         def add(a, b):
             return None if a is None else a + b
 
@@ -157,7 +158,7 @@ class Moments:
             None if self.lattice is None or other.lattice is None else self.lattice.merge(other.lattice),
         )
 
-    def of_metric_rows(self) -> "Moments":
+    def of_metric_rows(self) -> Moments:
         """The moments of the metric rows (None when they were not taken)."""
         if self.metric_s2 is None:
             return None

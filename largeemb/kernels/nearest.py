@@ -55,7 +55,9 @@ def nearest_exact(dist, axis: int, own_start: int, other_start: int) -> Shortlis
     return Shortlist(own + own_start, other + other_start, d, d)
 
 
-def realism_shortlist(dist, fake: Block, real: Block, realism_radius, eps_fake, row_min, close_rows, close_cols, kappa) -> Shortlist:
+def realism_shortlist(
+    dist, fake: Block, real: Block, realism_radius, eps_fake, row_min, close_rows, close_cols, kappa
+) -> Shortlist:
     """Shortlist of pairs that can give a fake row its realism score.
 
     The score is the max over eligible real rows of radius / distance.

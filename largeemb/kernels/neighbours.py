@@ -203,7 +203,9 @@ def finish(nb: Neighbours, own: np.ndarray, take_neighbours, ks: tuple[int, ...]
     copy[copy] = label[own_rows[copy]] == label[local[copy]]
     d64[own_rows[copy], slots[copy]] = 0.0
     rest = np.flatnonzero(~copy)
-    keys = np.unique(np.stack([label[own_rows[rest]], neighbours[rest]]), axis=1, return_index=True, return_inverse=True)
+    keys = np.unique(
+        np.stack([label[own_rows[rest]], neighbours[rest]]), axis=1, return_index=True, return_inverse=True
+    )
     first, back = rest[keys[1]], keys[2].ravel()
     exact = np.empty(len(first))
     for lo in range(0, len(first), EXACT_CHUNK):

@@ -47,7 +47,7 @@ class Partition:
         padded[:dim] = self.basis
         return padded
 
-    def groups(self, block: Block, max_rows: int) -> "Groups":
+    def groups(self, block: Block, max_rows: int) -> Groups:
         """The block's rows grouped by nearest centroid, each group cut to at most ``max_rows``.
 
         Coordinates come from one float32 GEMM; :func:`_lower_bound`
@@ -84,13 +84,13 @@ class Groups:
     def __len__(self) -> int:
         return len(self.index)
 
-    def lower_bounds(self, other: "Groups") -> np.ndarray:
+    def lower_bounds(self, other: Groups) -> np.ndarray:
         """(groups, other groups): no true distance between their rows is smaller."""
         gap = np.sqrt(((self.centre[:, None, :] - other.centre[None, :, :]) ** 2).sum(axis=2))
         spreads = self.spread[:, None] + other.spread[None, :]
         return _lower_bound(gap, spreads, self.norm[:, None] + other.norm[None, :], self.dim)
 
-    def row_bounds(self, other: "Groups") -> np.ndarray:
+    def row_bounds(self, other: Groups) -> np.ndarray:
         """(rows, other groups): no true distance from the row to a row of the group is smaller.
 
         A row is a group of its own with spread 0, so this beats
@@ -98,7 +98,11 @@ class Groups:
         """
         # Expanded square in float64: its rounding (about 1e-16 of the squared
         # norms) is far inside the float32 margins that _lower_bound subtracts.
-        sq = (self.coords**2).sum(axis=1)[:, None] + (other.centre**2).sum(axis=1)[None, :] - 2 * self.coords @ other.centre.T
+        sq = (
+            (self.coords**2).sum(axis=1)[:, None]
+            + (other.centre**2).sum(axis=1)[None, :]
+            - 2 * self.coords @ other.centre.T
+        )
         gap = np.sqrt(np.maximum(sq, 0.0))
         return _lower_bound(gap, other.spread[None, :], self.row_norm[:, None] + other.norm[None, :], self.dim)
 

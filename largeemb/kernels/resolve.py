@@ -18,7 +18,9 @@ from largeemb.kernels.shortlist import Shortlist
 RESOLVE_SLACK = 4.0
 
 
-def resolve_block(own: np.ndarray, block: np.ndarray, start: int, width: int, kappa64: float, panel_rows: int) -> Shortlist:
+def resolve_block(
+    own: np.ndarray, block: np.ndarray, start: int, width: int, kappa64: float, panel_rows: int
+) -> Shortlist:
     """Candidates of unproven rows among one block of the set, by float64 GEMM.
 
     ``own`` (u, dim) and ``block`` (b, dim) are float64 metric rows minus the

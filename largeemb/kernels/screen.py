@@ -116,7 +116,9 @@ def _right_rounded(b_right: np.ndarray) -> Rounded:
 
 def bf16_tile(gemm, a: Block, b_right: np.ndarray) -> np.ndarray:
     """The augmented tile from bfloat16 operands, ``|x'|² + |y'|² - 2 x'.y'`` (float32 sums)."""
-    return -2 * _half_product(gemm, Rounded.of(a.centred), _right_rounded(b_right), a.sqnorm, b_right[:, a.dim + 1].astype(np.float64))
+    return -2 * _half_product(
+        gemm, Rounded.of(a.centred), _right_rounded(b_right), a.sqnorm, b_right[:, a.dim + 1].astype(np.float64)
+    )
 
 
 def _lower_half(gemm, a: Block, x: Rounded, b_right: np.ndarray, y: Rounded, out=None) -> np.ndarray:
@@ -152,7 +154,9 @@ class ScreenCounts:
 class Float32Tiles:
     """Every tile from the float32 GEMM (:func:`~largeemb.kernels.distance.sqdist32`): every entry is finite."""
 
-    def tile(self, a: Block, b_right: np.ndarray, row_cut, col_cut, a_rows=None, b_rows=None) -> tuple[np.ndarray, None]:
+    def tile(
+        self, a: Block, b_right: np.ndarray, row_cut, col_cut, a_rows=None, b_rows=None
+    ) -> tuple[np.ndarray, None]:
         return sqdist32(a, b_right), None
 
 

@@ -32,7 +32,7 @@ class Cut:
     def block_rows(self) -> int:
         return sum(map(len, self.rows))
 
-    def row_bounds(self, other: "Cut") -> np.ndarray:
+    def row_bounds(self, other: Cut) -> np.ndarray:
         """(block rows, other parts): bounds on the distances from each row to each part (0 for panels)."""
         if self.groups is None or other.groups is None:
             return np.zeros((self.block_rows, len(other)))
@@ -70,14 +70,14 @@ class Pairing:
     panel_rows: int
 
     @classmethod
-    def of(cls, a: Cut, b: Cut, needed, panel_rows: int) -> "Pairing":
+    def of(cls, a: Cut, b: Cut, needed, panel_rows: int) -> Pairing:
         """``needed(a, b, far_a, far_b)`` gives (need_a, need_b)."""
         far_a = a.row_bounds(b)
         far_b = far_a if b is a else b.row_bounds(a)
         return cls(a, b, far_a, far_b, *needed(a, b, far_a, far_b), panel_rows)
 
     @classmethod
-    def panels(cls, a: Cut, b: Cut, panel_rows: int) -> "Pairing":
+    def panels(cls, a: Cut, b: Cut, panel_rows: int) -> Pairing:
         """Every row meets every part: nothing is skipped."""
         ones = np.ones((a.block_rows, len(b)), bool), np.ones((b.block_rows, len(a)), bool)
         return cls(a, b, np.zeros(ones[0].shape), np.zeros(ones[1].shape), *ones, panel_rows)
@@ -101,7 +101,9 @@ class Pairing:
         return [rows_b[lo : lo + self.panel_rows] for lo in range(0, len(rows_b), self.panel_rows)]
 
 
-def tile_rows(rows: np.ndarray, need: np.ndarray, need_b: np.ndarray, label_b: np.ndarray, among=None) -> tuple[np.ndarray, np.ndarray]:
+def tile_rows(
+    rows: np.ndarray, need: np.ndarray, need_b: np.ndarray, label_b: np.ndarray, among=None
+) -> tuple[np.ndarray, np.ndarray]:
     """The rows of one part of block a, and of block b, that the part's tile runs on.
 
     ``need``: (rows of the part, parts of b), which row may meet which part;
@@ -173,7 +175,8 @@ def parted(block: Block, tiles):
 
 
 def taken_rows(array, rows: np.ndarray):
-    """``array[rows]`` for ascending rows (an array, or anything indexed alike): a view when they are a contiguous run."""
+    """``array[rows]`` for ascending rows (an array, or anything indexed alike): a view when they are a
+    contiguous run."""
     if rows[-1] - rows[0] + 1 == len(rows):
         return array[rows[0] : rows[-1] + 1]
     return array[rows]

@@ -23,7 +23,8 @@ def chosen(config) -> bool:
 
 
 def needs(config, real, fake) -> Needs:
-    """k = 1 with per-sample values (without them it is not computed); a reference always keeps k = 1 (cheap: the same candidates)."""
+    """k = 1 with per-sample values (without them it is not computed); a reference always keeps k = 1 (cheap:
+    the same candidates)."""
     return Needs(k=(1,)) if fake is None or config.samples else Needs()
 
 
@@ -32,14 +33,18 @@ def value(found: Found, config) -> Value:
         return Value()
     nearest_other = found.radii("real", 1)
     if nearest_other is None:
-        return Value(warnings=["authenticity not computed: the reference holds no k=1 radii (rebuild it with this largeemb)"])
+        return Value(
+            warnings=["authenticity not computed: the reference holds no k=1 radii (rebuild it with this largeemb)"]
+        )
     ps = found.per_sample
     flags = authentic(nearest_other, ps.fake_nearest_real, ps.fake_nearest_dist)
     share = float(np.mean(flags))
     return Value(metrics={NAME: share}, standard_errors={NAME: binomial_se(share, len(flags))}, rows={FLAGS: flags})
 
 
-def authentic(real_nearest_other: np.ndarray, fake_nearest_real: np.ndarray, fake_nearest_dist: np.ndarray) -> np.ndarray:
+def authentic(
+    real_nearest_other: np.ndarray, fake_nearest_real: np.ndarray, fake_nearest_dist: np.ndarray
+) -> np.ndarray:
     """Per fake row: its nearest real row lies closer to another real row than to it (Alaa et al. 2022).
 
     As dgm-eval's AuthPct computes it: strict ``<``, and the nearest real row

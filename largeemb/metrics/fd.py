@@ -31,7 +31,8 @@ def value(found: Found, config) -> Value:
 
 
 def frechet(found: Found) -> float:
-    """FD; through the rows of sets with fewer rows than dimensions (both: O(n·m·dim); the smaller: O(n·dim²); not O(dim³))."""
+    """FD; through the rows of sets with fewer rows than dimensions (both: O(n·m·dim); the smaller: O(n·dim²);
+    not O(dim³))."""
     real_src, fake_src, real, fake = found.real, found.fake, found.real_moments, found.fake_moments
     small, other = min([(fake_src, real), (real_src, fake)], key=lambda pair: pair[0].rows)
     if few_rows(real_src.rows, real_src.dim) and few_rows(fake_src.rows, fake_src.dim):  # O(n·m·dim)

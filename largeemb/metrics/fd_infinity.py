@@ -42,7 +42,11 @@ def value(found: Found, config) -> Value:
     real, fake = found.real_moments, found.fake_moments
     dim = len(real.mean)
     if real.count <= dim:
-        return Value(warnings=[f"FD∞ not computed: the real set has {real.count} rows for dim {dim} (it needs more rows than dims)"])
+        return Value(
+            warnings=[
+                f"FD∞ not computed: the real set has {real.count} rows for dim {dim} (it needs more rows than dims)"
+            ]
+        )
     nested = fake.nested()
     # A Cholesky factor, then each point's products and eigenvalues, two points at a time.
     announce_long_step(f"FD∞, {len(nested)} eigenproblems of dim {dim:,} (--companions without fd_infinity skips it)",
@@ -68,7 +72,9 @@ def subsample_shells(rows: int, seed: int) -> tuple[np.ndarray, int]:
     return np.searchsorted(sizes, rank, side="right").astype(np.int8), len(sizes)
 
 
-@one_blas_thread()  # for the whole pool: a limit set and restored by each thread left the other's BLAS at 1 or 2 threads by turns, and its sums in another order
+# One BLAS thread for the whole pool: a limit set and restored by each thread left the other's BLAS at 1 or 2
+# threads by turns, and its sums in another order.
+@one_blas_thread()
 def fd_infinity(real_mean, real_cov, nested) -> tuple[float, list[int], list[float]]:
     """FD∞ and the FD of each nested subsample: a least-squares line of FD against 1/N, at 1/N = 0.
 

@@ -52,13 +52,17 @@ def value(found: Found, config) -> Value:
     out = Value()
     sums = found.extra.get(NAME)
     if sums is not None:
-        out.metrics[NAME], out.details[SE] = kid_from_row_sums(sums.real_self, sums.real_cross, sums.fake_self, sums.fake_cross)
+        out.metrics[NAME], out.details[SE] = kid_from_row_sums(
+            sums.real_self, sums.real_cross, sums.fake_self, sums.fake_cross
+        )
         out.standard_errors[NAME] = out.details[SE]
     subsets = found.extra.get(SUBSETS)
     if subsets is not None:
         out.metrics[MEAN] = float(np.mean(subsets))
         out.metrics[STD] = float(np.std(subsets))
-        out.details[SUBSETS] = {"subsets": config.kid_subsets, "rows": config.kid_subset_size, "seed": config.kid_subset_seed}
+        out.details[SUBSETS] = {
+            "subsets": config.kid_subsets, "rows": config.kid_subset_size, "seed": config.kid_subset_seed,
+        }
     return out
 
 

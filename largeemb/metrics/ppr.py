@@ -33,10 +33,17 @@ def needs(config, real, fake) -> Needs:
 def value(found: Found, config) -> Value:
     prob = found.memberships.prob
     if prob is None:
-        return Value(warnings=[f"P-precision/recall not computed: the reference holds no k={PPR_K} radii (rebuild it with this largeemb)"])
+        return Value(
+            warnings=[
+                f"P-precision/recall not computed: the reference holds no k={PPR_K} radii "
+                "(rebuild it with this largeemb)"
+            ]
+        )
     real_radius, fake_radius = found.prob_radii
     return Value(
-        metrics={P_PRECISION: prob_score(prob.fake_log, prob.fake_zero), P_RECALL: prob_score(prob.real_log, prob.real_zero)},
+        metrics={
+            P_PRECISION: prob_score(prob.fake_log, prob.fake_zero), P_RECALL: prob_score(prob.real_log, prob.real_zero),
+        },
         details={NAME: {"real_radius": real_radius, "fake_radius": fake_radius}},
     )
 

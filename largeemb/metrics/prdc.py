@@ -55,7 +55,9 @@ def value(found: Found, config) -> Value:
             DENSITY: float(np.std(counts / k, ddof=1) / np.sqrt(n_fake)),
             COVERAGE: binomial_se(by_k[k][COVERAGE], n_real),
         }
-    warnings = radius_warnings(leading(found.real_radii, config.k), leading(found.fake_radii, config.k), config.k, config.inclusive)
+    warnings = radius_warnings(
+        leading(found.real_radii, config.k), leading(found.fake_radii, config.k), config.k, config.inclusive
+    )
     return Value(by_k=by_k, standard_errors=errors, warnings=warnings)
 
 

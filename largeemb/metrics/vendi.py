@@ -29,7 +29,9 @@ def chosen(config) -> bool:
 def needs(config, real, fake) -> Needs:
     """The unit moment of each set but one whose score comes from its rows (a reference always keeps the real set's)."""
     sets = (("real", real), ("fake", fake))
-    return Needs(unit=tuple(role for role, src in sets if src is not None and (fake is None or not few_rows(src.rows, src.dim))))
+    return Needs(
+        unit=tuple(role for role, src in sets if src is not None and (fake is None or not few_rows(src.rows, src.dim)))
+    )
 
 
 def value(found: Found, config) -> Value:
@@ -44,7 +46,9 @@ def value(found: Found, config) -> Value:
         if unit is None:
             out.warnings.append(f"{key} not computed: the reference was built by an older largeemb (rebuild it)")
             continue
-        announce_long_step(f"{key}, an eigenproblem of dim {dim:,} (--companions without vendi skips it)", cubic_seconds(dim))
+        announce_long_step(
+            f"{key}, an eigenproblem of dim {dim:,} (--companions without vendi skips it)", cubic_seconds(dim)
+        )
         out.metrics[key] = vendi_score(unit, moments.count)
     return out
 

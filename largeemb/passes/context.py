@@ -46,7 +46,8 @@ class PassContext:
 
     @property
     def kappa(self) -> float:
-        """The float32 squared-distance error scale of this dim (:func:`largeemb.kernels.distance.sqdist_error_scale`), 0 when exact."""
+        """The float32 squared-distance error scale of this dim
+        (:func:`largeemb.kernels.distance.sqdist_error_scale`), 0 when exact."""
         return 0.0 if self.exact else sqdist_error_scale(len(self.centre))
 
     def blocks(self, source) -> list[RowBlock]:

@@ -55,14 +55,16 @@ def _cross_task(fake_src, real_src, fb, rb, ctx: PassContext, fake_radii, real_r
     strategy = ctx.strategy(screened=realism_radius is None and prob_radii is None)
     fake, real = load_block(fake_src, fb, ctx), load_block(real_src, rb, ctx)
     out = cross.block_pair(
-        fake, real, fake_radii, real_radii, realism_radius, ctx.kappa, ctx.inclusive, ctx.panel_rows, ctx.partition, prob_radii, strategy
+        fake, real, fake_radii, real_radii, realism_radius, ctx.kappa, ctx.inclusive, ctx.panel_rows, ctx.partition,
+        prob_radii, strategy,
     )
     note_screening(strategy)
     return out
 
 
 def cross_graph(
-    g: Graph, ctx: PassContext, real_src: Source, fake_src: Source, real_radii, fake_radii, realism_radius=None, prob_radii=None
+    g: Graph, ctx: PassContext, real_src: Source, fake_src: Source, real_radii, fake_radii, realism_radius=None,
+    prob_radii=None,
 ):
     """Key of the CrossPartial of the whole fake × real pass.
 
@@ -123,10 +125,16 @@ def settle_graph(g: Graph, ctx: PassContext, real_src, fake_src, partial: cross.
     realism_lists = g.share([partial.fake_realism.select(b.start, b.stop) for b in fake_blocks])
     real_lists = g.share([partial.real_nearest.select(b.start, b.stop) for b in real_blocks])
     fake_parts = [
-        g.task("settle-fake", _settle_fake_task, fake_src, real_src, fb, ctx, fake_lists[fb.index], realism_lists[fb.index], realism_radius)
+        g.task(
+            "settle-fake", _settle_fake_task, fake_src, real_src, fb, ctx, fake_lists[fb.index],
+            realism_lists[fb.index], realism_radius,
+        )
         for fb in fake_blocks
     ]
-    real_parts = [g.task("settle-real", _settle_real_task, real_src, fake_src, rb, ctx, real_lists[rb.index]) for rb in real_blocks]
+    real_parts = [
+        g.task("settle-real", _settle_real_task, real_src, fake_src, rb, ctx, real_lists[rb.index])
+        for rb in real_blocks
+    ]
     return fake_parts, real_parts
 
 

@@ -67,12 +67,18 @@ def _tensor_stage(ctx: PassContext, real: Source, fake: Source) -> KidSums:
     blocks = {"real": ctx.blocks(real), "fake": ctx.blocks(fake)}
     sources = dict(zip(("real", "fake"), g.share([real, fake])))
     sums = {
-        role: g.tree([g.unit(f"{role}-power-{b.index}", _power_task, sources[role], b) for b in blocks[role]], kid.added_power_sums, "kid-power")
+        role: g.tree(
+            [g.unit(f"{role}-power-{b.index}", _power_task, sources[role], b) for b in blocks[role]],
+            kid.added_power_sums, "kid-power",
+        )
         for role in blocks
     }
     other = {"real": "fake", "fake": "real"}
     keys = {
-        role: [g.unit(f"{role}-sums-{b.index}", _sums_task, sources[role], b, sums[role], sums[other[role]]) for b in blocks[role]]
+        role: [
+            g.unit(f"{role}-sums-{b.index}", _sums_task, sources[role], b, sums[role], sums[other[role]])
+            for b in blocks[role]
+        ]
         for role in blocks
     }
     real_parts, fake_parts = run(g, [keys["real"], keys["fake"]], "kid")
@@ -97,7 +103,9 @@ def kid_stage(ctx: PassContext, real: Source, fake: Source) -> KidSums:
     for role, src, blocks in (("real", real, real_blocks), ("fake", fake, fake_blocks)):
         for a in blocks:
             for b in blocks[a.index :]:
-                tile = g.unit(f"{role}-{a.index}-{b.index}", _tile_task, src, a, src, b, a.index == b.index, ctx.panel_rows)
+                tile = g.unit(
+                    f"{role}-{a.index}-{b.index}", _tile_task, src, a, src, b, a.index == b.index, ctx.panel_rows
+                )
                 offer((role, "self", a.index), 0, tile)
                 offer((role, "self", b.index), 1, tile)
     for f in fake_blocks:
@@ -121,7 +129,9 @@ def kid_stage(ctx: PassContext, real: Source, fake: Source) -> KidSums:
 
 def _subset_task(fake: Source, real: Source, fake_rows: np.ndarray, real_rows: np.ndarray) -> float:
     one_thread()
-    return kid.subset_mmd2(np.asarray(fake.read_rows(fake_rows), np.float64), np.asarray(real.read_rows(real_rows), np.float64))
+    return kid.subset_mmd2(
+        np.asarray(fake.read_rows(fake_rows), np.float64), np.asarray(real.read_rows(real_rows), np.float64)
+    )
 
 
 def kid_subsets_stage(real: Source, fake: Source, subsets: int, size: int, seed: int) -> np.ndarray:

@@ -29,7 +29,8 @@ RESOLVE_ROWS = 2048
 
 @dataclass
 class Radii:
-    """Exact k-NN radii of one set (or of a chunk of its rows): (rows, len(k)) float64, and how many rows the float64 pass settled.
+    """Exact k-NN radii of one set (or of a chunk of its rows): (rows, len(k)) float64, and how many rows the
+    float64 pass settled.
 
     ``tile_pairs``: pairs the tile pass's finish re-checked in float64;
     ``float64_pairs``: pairs the float64 pass computed exact differences for.
@@ -63,7 +64,9 @@ class TilePass:
 def _diag_task(source, block, ctx: PassContext, K):
     one_thread()
     strategy = ctx.strategy()
-    nb = knn.within(load_block(source, block, ctx), K, max(ctx.k), ctx.panel_rows, ctx.partition, kappa=ctx.kappa, strategy=strategy)
+    nb = knn.within(
+        load_block(source, block, ctx), K, max(ctx.k), ctx.panel_rows, ctx.partition, kappa=ctx.kappa, strategy=strategy
+    )
     note_screening(strategy)
     return nb
 
@@ -72,7 +75,8 @@ def _offdiag_task(source, a, b, ctx: PassContext, diag_a, diag_b):
     one_thread()
     strategy = ctx.strategy()
     offers = knn.between(
-        load_block(source, a, ctx), load_block(source, b, ctx), knn.Reach.of(diag_a), knn.Reach.of(diag_b), ctx.panel_rows, ctx.partition,
+        load_block(source, a, ctx), load_block(source, b, ctx), knn.Reach.of(diag_a), knn.Reach.of(diag_b),
+        ctx.panel_rows, ctx.partition,
         strategy,
     )
     note_screening(strategy)
@@ -112,7 +116,9 @@ def radii_graph(g: Graph, ctx: PassContext, source: Source, role: str = "set"):
     for r, band in enumerate(bands(len(blocks)), start=1):
         offers = {}
         for a, b in band:
-            pair = g.unit(f"{role}-between-{a}-{b}", _offdiag_task, source, blocks[a], blocks[b], ctx, state[a], state[b])
+            pair = g.unit(
+                f"{role}-between-{a}-{b}", _offdiag_task, source, blocks[a], blocks[b], ctx, state[a], state[b]
+            )
             offers.setdefault(a, []).extend([pair, 0])
             offers.setdefault(b, []).extend([pair, 1])
         for x, offered in offers.items():  # a unit: once saved, the tiles it took in leave the disk
@@ -120,7 +126,10 @@ def radii_graph(g: Graph, ctx: PassContext, source: Source, role: str = "set"):
     # From the final states (each carries its rows' norms), not the diagonal results,
     # so that those leave the disk once the first round is merged.
     max_sqnorm = g.unit(f"{role}-norm", _max_sqnorm_task, *state)
-    return [g.unit(f"{role}-finish-{blk.index}", _finish_task, source, blk, ctx, nb, max_sqnorm) for blk, nb in zip(blocks, state)]
+    return [
+        g.unit(f"{role}-finish-{blk.index}", _finish_task, source, blk, ctx, nb, max_sqnorm)
+        for blk, nb in zip(blocks, state)
+    ]
 
 
 def _resolve_task(source, block, ctx: PassContext, rows, width):

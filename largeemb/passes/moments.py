@@ -59,7 +59,8 @@ def moments_graph(g: Graph, source: Source, metric: str, role: str = "set", unit
     """
     shift, metric_shift, shells = g.share(list(shifts(source.read(0, 1)[0], metric)) + [shells])
     parts = [
-        g.task("moments", _moment_task, source, seg, shift, metric_shift, metric, unit, shells) for seg in segments(source.rows)
+        g.task("moments", _moment_task, source, seg, shift, metric_shift, metric, unit, shells)
+        for seg in segments(source.rows)
     ]
     # Never loaded from checkpoints: this pass reads every row, and its
     # per-segment digests are what a resumed run is checked against.
@@ -85,7 +86,8 @@ def check_content(store, read) -> None:
         if changed is not None or len(before) != len(digests):
             rows = f"rows {changed.start}:{changed.stop}" if changed else "its length"
             raise ResumeMismatchError(
-                f"the {role} input changed since the interrupted run ({rows} differ), so its finished tasks do not apply",
+                f"the {role} input changed since the interrupted run ({rows} differ), "
+                "so its finished tasks do not apply",
                 f"in {src.name}",
                 "pass --force without --resume to start again on the new data (or restore the old data)",
             )
@@ -96,7 +98,9 @@ def fingerprint(source: Source, digests: list[bytes]) -> str:
     return fingerprint_of(source.rows, source.dim, source.dtype, digests)
 
 
-def moments_stage(sources_and_roles, metric: str, hashed: Source | None = None, unit=(), shells: dict | None = None) -> MomentsPass:
+def moments_stage(
+    sources_and_roles, metric: str, hashed: Source | None = None, unit=(), shells: dict | None = None
+) -> MomentsPass:
     """One streamed pass per source: checked moments and content fingerprint of each.
 
     ``hashed``, a store checked before (a reference's), is only fingerprinted,

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from largeemb.io.store import Source
 from largeemb.kernels.distance import metric_rows
 from largeemb.kernels.highdim import few_rows, leading_axes_of_rows
 from largeemb.kernels.moments import Moments, leading_axes
 from largeemb.kernels.plan import MOMENT_ROWS, RowBlock, row_blocks, segments
-from largeemb.io.store import Source
 from largeemb.run.graph import Graph, run
 from largeemb.run.progress import announce_long_step, cubic_seconds
 from largeemb.run.threads import one_blas_thread
@@ -127,7 +127,7 @@ class Histogram2D:
     counts: np.ndarray  # (bins, bins) int64, [x bin, y bin]
     outside: int
 
-    def merge(self, other: "Histogram2D") -> "Histogram2D":
+    def merge(self, other: Histogram2D) -> Histogram2D:
         return Histogram2D(self.x_edges, self.y_edges, self.counts + other.counts, self.outside + other.outside)
 
 
@@ -161,7 +161,7 @@ class ScanPart:
     rows: list[np.ndarray]  # float32 metric rows of the wanted indices
     coords: list[np.ndarray]  # float64 (len(rows), 2) projections of those rows
 
-    def merge(self, other: "ScanPart") -> "ScanPart":
+    def merge(self, other: ScanPart) -> ScanPart:
         return ScanPart(self.histogram.merge(other.histogram), self.rows + other.rows, self.coords + other.coords)
 
 

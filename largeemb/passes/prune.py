@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from largeemb.io.store import Source
+from largeemb.kernels import prune as kernel
 from largeemb.kernels.distance import metric_rows
 from largeemb.kernels.moments import Moments
-from largeemb.kernels import prune as kernel
 from largeemb.kernels.prune import Partition, partition_of
 from largeemb.run.threads import pools_at_one_thread
 

@@ -3,7 +3,8 @@
 ``write_plots(result, directory)`` writes them for an evaluation;
 ``redraw(directory)`` draws the figures again from a finished run's saved
 data (``stage``). The figure functions (arrays in, a matplotlib figure out)
-are in ``figures``, what each figure says in ``captions``, t-SNE in ``tsne``. For runs: ``trend`` (the history's figure), ``page`` (``report.html``),
+are in ``figures``, what each figure says in ``captions``, t-SNE in ``tsne``.
+For runs: ``trend`` (the history's figure), ``page`` (``report.html``),
 ``html`` (self-contained pages) and ``definitions`` (a line per metric).
 """
 

@@ -17,7 +17,9 @@ CIRCLES_SHOWN = 5
 def _headline(metrics: dict) -> str:
     k = metrics["params"]["k"][0]
     values = metrics["metrics"]
-    return ", ".join(f"{name} {values[name]:.3f}" for name in ("precision", "recall", "density", "coverage")) + f" (k={k})"
+    return (
+        ", ".join(f"{name} {values[name]:.3f}" for name in ("precision", "recall", "density", "coverage")) + f" (k={k})"
+    )
 
 
 def _sets(metrics: dict) -> str:
@@ -27,7 +29,10 @@ def _sets(metrics: dict) -> str:
     def name(side):
         return os.path.basename(str(side["source"]).rstrip("/").split("::")[0]) or str(side["source"])
 
-    return f"real {name(real)} ({real['rows']:,} rows) vs fake {name(fake)} ({fake['rows']:,} rows), {metrics['params']['metric']}"
+    return (
+        f"real {name(real)} ({real['rows']:,} rows) vs fake {name(fake)} ({fake['rows']:,} rows), "
+        f"{metrics['params']['metric']}"
+    )
 
 
 def captioned_k_sweep(metrics: dict):
@@ -35,7 +40,8 @@ def captioned_k_sweep(metrics: dict):
     from largeemb.report import figures as plots
 
     return plots.k_sweep_figure(
-        metrics["params"]["k"], metrics["by_k"], errors={k: v for k, v in metrics.get("standard_errors", {}).items() if k.isdigit()},
+        metrics["params"]["k"], metrics["by_k"],
+        errors={k: v for k, v in metrics.get("standard_errors", {}).items() if k.isdigit()},
         title=f"Metrics against k: {_sets(metrics)}",
     )
 
@@ -50,24 +56,30 @@ def captioned_pca(data: dict, metrics: dict):
     dim = metrics["real"]["dim"]
     space = " of unit rows (cosine)" if metrics["params"]["metric"] == "cosine" else ""
     ratio = data["explained_variance_ratio"]
-    labels = tuple(f"PC {i + 1} ({ratio[i]:.1%} of real variance)" if i < len(ratio) else f"PC {i + 1}" for i in range(2))
+    labels = tuple(
+        f"PC {i + 1} ({ratio[i]:.1%} of real variance)" if i < len(ratio) else f"PC {i + 1}" for i in range(2)
+    )
     everything = len(real_coords) == real_rows and len(fake_coords) == fake_rows
     radii = data["real_plot_radii"][:, 0]
     # Circles go to the first points of a seeded shuffle, so any real point may get one.
     order = np.random.default_rng(0).permutation(len(radii))
     real_coords, radii = real_coords[order], radii[order][:CIRCLES_SHOWN]
     circles = (
-        f"Black circles: the {k}-NN radius in the full {dim}-dim space{space} of up to {CIRCLES_SHOWN} random real points, "
+        f"Black circles: the {k}-NN radius in the full {dim}-dim space{space} "
+        f"of up to {CIRCLES_SHOWN} random real points, "
         "for scale (a projection only shrinks distances); drawn only where they fit the view."
     )
     method = "IncrementalPCA" if str(data["pca_method"]) == "incremental" else "exact PCA"
     if everything:
-        caption = f"All {real_rows:,} real and {fake_rows:,} fake rows. {circles} Basis: {method} of the real set{space}."
+        caption = (
+            f"All {real_rows:,} real and {fake_rows:,} fake rows. {circles} Basis: {method} of the real set{space}."
+        )
         backdrop = {}
     else:
         outside = int(data["real_outside"]) + int(data["fake_outside"])
         caption = (
-            f"Backdrop: all {real_rows:,} real rows (log density); orange lines hold 50/90/99 % of all {fake_rows:,} fake rows. "
+            f"Backdrop: all {real_rows:,} real rows (log density); "
+            f"orange lines hold 50/90/99 % of all {fake_rows:,} fake rows. "
             f"Points: seeded subsample of {len(real_coords):,} real and {len(fake_coords):,} fake rows. {circles} "
             f"Basis: {method} of the real set{space}."
             + (f" {outside:,} rows fall beyond the binned range." if outside else "")
@@ -94,8 +106,13 @@ def captioned_tsne(data: dict, metrics: dict):
         fake,
         title=f"t-SNE of {len(real):,} real and {len(fake):,} fake rows\n{_headline(metrics)}",
         caption=(
-            f"Seeded subsample (seed {metrics['params']['seed']}) of each set, embedded together with openTSNE from PCA coordinates. "
-            + (f"Embedded: the unit rows (each row divided by its length, as --metric cosine measures), {metrics['real']['dim']}-dim."
-               if metrics["params"]["metric"] == "cosine" else f"Embedded: the rows as stored, {metrics['real']['dim']}-dim, euclidean.")
+            f"Seeded subsample (seed {metrics['params']['seed']}) of each set, "
+            "embedded together with openTSNE from PCA coordinates. "
+            + (
+                "Embedded: the unit rows (each row divided by its length, as --metric cosine measures), "
+                f"{metrics['real']['dim']}-dim."
+                if metrics["params"]["metric"] == "cosine"
+                else f"Embedded: the rows as stored, {metrics['real']['dim']}-dim, euclidean."
+            )
         ),
     )

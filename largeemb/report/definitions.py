@@ -20,7 +20,9 @@ DEFINITIONS = {
     "f1_8": "F1/8 of precision and recall (weighs precision: realism)",
     "fd": "Fréchet distance of Gaussian fits to the two sets (0 when alike; lower is better)",
     "fd_infinity": "FD extrapolated to an infinitely large fake set (Chong & Forsyth 2020; lower is better)",
-    "authenticity": "share of fake rows farther from their nearest real row than that row is from its own neighbour (low: copies)",
+    "authenticity": (
+        "share of fake rows farther from their nearest real row than that row is from its own neighbour (low: copies)"
+    ),
     "vendi_real": "effective number of distinct real rows (Vendi score, cosine kernel)",
     "vendi_fake": "effective number of distinct fake rows (Vendi score, cosine kernel)",
     "p_precision": "probabilistic precision: fake rows weighted by how deep they lie in real balls (Park & Kim 2023)",

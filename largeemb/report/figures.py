@@ -131,7 +131,8 @@ def pca_figure(
             # Light greys, so that the blue and orange points stay visible on top.
             greys = ListedColormap(colormaps["Greys"](np.linspace(0.08, 0.65, 256)))
             image = ax.pcolormesh(
-                x_edges, y_edges, shown, cmap=greys, norm=LogNorm(vmin=1, vmax=max(2, shown.max())), rasterized=True, zorder=0
+                x_edges, y_edges, shown, cmap=greys, norm=LogNorm(vmin=1, vmax=max(2, shown.max())), rasterized=True,
+                zorder=0,
             )
             fig.colorbar(image, ax=ax, shrink=0.8, pad=0.01, label="real rows per bin (all rows, log scale)")
         fake_density = _smoothed(fake_counts)
@@ -142,7 +143,10 @@ def pca_figure(
             ax.plot([], [], color=FAKE_COLOUR, linewidth=1.2, label="fake density: 50/90/99 % of all rows")
         ax.set_xlim(*_crop(x_edges, real_counts.sum(axis=1) + fake_counts.sum(axis=1)))
         ax.set_ylim(*_crop(y_edges, real_counts.sum(axis=0) + fake_counts.sum(axis=0)))
-    _scatter_both(ax, np.asarray(real_coords), np.asarray(fake_coords), alpha=0.8 if backdrop else 0.6, size_scale=2.0 if backdrop else 1.0)
+    _scatter_both(
+        ax, np.asarray(real_coords), np.asarray(fake_coords), alpha=0.8 if backdrop else 0.6,
+        size_scale=2.0 if backdrop else 1.0,
+    )
     if not backdrop:
         ax.autoscale_view()
     if real_radii is not None and len(real_radii):
@@ -168,10 +172,14 @@ def _radius_circles(ax, centres: np.ndarray, radii: np.ndarray) -> None:
     median = float(np.median(radii))
     if fits.any():
         diameters = 2 * radii[fits]
-        ax.add_collection(EllipseCollection(
-            diameters, diameters, np.zeros_like(diameters), units="xy", offsets=centres[fits], offset_transform=ax.transData,
-            facecolors="none", edgecolors="black", linewidths=1.0, alpha=0.7, zorder=3,
-        ), autolim=False)
+        ax.add_collection(
+            EllipseCollection(
+                diameters, diameters, np.zeros_like(diameters), units="xy", offsets=centres[fits],
+                offset_transform=ax.transData, facecolors="none", edgecolors="black", linewidths=1.0, alpha=0.7,
+                zorder=3,
+            ),
+            autolim=False,
+        )
         ax.plot([], [], color="black", linewidth=1.0, label=f"k-NN radius (full dim) of {int(fits.sum())} real points")
     else:
         ax.plot([], [], color="none", label=f"k-NN radii (median {median:.3g}) exceed this view: not drawn")
@@ -222,7 +230,10 @@ def k_sweep_figure(ks, by_k: dict, *, errors: dict | None = None, title: str = "
     spread = {int(k): v for k, v in (errors or {}).items()}
     for name in METRIC_NAMES:
         bars = [spread[k][name] for k in ks] if spread else None
-        ax.errorbar(ks, [lookup[k][name] for k in ks], yerr=bars, marker="o", capsize=4, label=name + (" (±1 SE)" if spread else ""))
+        ax.errorbar(
+            ks, [lookup[k][name] for k in ks], yerr=bars, marker="o", capsize=4,
+            label=name + (" (±1 SE)" if spread else ""),
+        )
     ax.axhline(1.0, color="0.6", linewidth=0.8, linestyle="--", zorder=0)
     ax.set_xticks(ks)
     ax.set_xlabel("k (nearest neighbours defining each ball)")

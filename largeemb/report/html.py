@@ -18,13 +18,15 @@ GENERATOR = "largeemb"
 CSS = """
 :root { --ink: #1f2328; --muted: #59636e; --line: #d1d9e0; --band: #f6f8fa; --accent: #0b61a4; --warn: #9a6700; }
 * { box-sizing: border-box; }
-body { margin: 0; font: 15px/1.5 system-ui, -apple-system, "Segoe UI", "DejaVu Sans", sans-serif; color: var(--ink); background: #fff; }
+body { margin: 0; font: 15px/1.5 system-ui, -apple-system, "Segoe UI", "DejaVu Sans", sans-serif;
+       color: var(--ink); background: #fff; }
 main { max-width: 1120px; margin: 0 auto; padding: 24px 28px 48px; }
 h1 { font-size: 24px; margin: 0 0 4px; }
 h2 { font-size: 18px; margin: 32px 0 8px; padding-bottom: 4px; border-bottom: 1px solid var(--line); }
 h3 { font-size: 15px; margin: 18px 0 6px; }
 p.sub { color: var(--muted); margin: 0 0 16px; }
-.summary { font-size: 17px; background: var(--band); border-left: 4px solid var(--accent); padding: 10px 14px; margin: 12px 0; }
+.summary { font-size: 17px; background: var(--band); border-left: 4px solid var(--accent);
+           padding: 10px 14px; margin: 12px 0; }
 .note { color: var(--muted); font-size: 13px; margin: 6px 0; }
 table { border-collapse: collapse; margin: 8px 0 12px; font-size: 14px; }
 th, td { padding: 5px 10px; border-bottom: 1px solid var(--line); text-align: left; vertical-align: top; }
@@ -35,7 +37,8 @@ td.def { color: var(--muted); font-size: 13px; }
 td.name { font-weight: 600; white-space: nowrap; }
 td.nowrap { white-space: nowrap; }
 tr.mark td { background: #fff8c5 !important; }
-code { font: 13px ui-monospace, "DejaVu Sans Mono", monospace; background: var(--band); padding: 1px 4px; border-radius: 4px; }
+code { font: 13px ui-monospace, "DejaVu Sans Mono", monospace; background: var(--band); padding: 1px 4px;
+       border-radius: 4px; }
 .warnings { border: 1px solid #d4a72c; background: #fff8c5; padding: 8px 14px 8px 30px; margin: 8px 0; }
 .warnings li { color: var(--warn); }
 figure { margin: 16px 0 24px; }
@@ -85,10 +88,15 @@ def table(headers, rows, numeric=(), marked=(), classes=None) -> str:
     Cells are escaped unless given as :class:`Raw`.
     """
     style = {i: "num" for i in numeric} | dict(classes or {})
-    attr = lambda i: f' class="{style[i]}"' if i in style else ""
+
+    def attr(i):
+        return f' class="{style[i]}"' if i in style else ""
+
     head = "".join(f"<th{attr(i)}>{esc(h)}</th>" for i, h in enumerate(headers))
     body = "".join(
-        ('<tr class="mark">' if r in marked else "<tr>") + "".join(f"<td{attr(i)}>{_cell(v)}</td>" for i, v in enumerate(row)) + "</tr>"
+        ('<tr class="mark">' if r in marked else "<tr>")
+        + "".join(f"<td{attr(i)}>{_cell(v)}</td>" for i, v in enumerate(row))
+        + "</tr>"
         for r, row in enumerate(rows)
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"

@@ -46,7 +46,9 @@ def trend_figure(labels, values: dict, errors: dict | None = None, *, series=Non
             ax.plot(x[on], y[on], marker="o", markersize=4, color=colour, label=label if ax is axes[0] else None)
             band = on & np.isfinite(err)
             if band.sum() > 1:
-                ax.fill_between(x[band], (y - Z95 * err)[band], (y + Z95 * err)[band], color=colour, alpha=0.18, linewidth=0)
+                ax.fill_between(
+                    x[band], (y - Z95 * err)[band], (y + Z95 * err)[band], color=colour, alpha=0.18, linewidth=0
+                )
             elif band.any():  # a lone run: a band of one point is invisible, so a bar
                 ax.errorbar(x[band], y[band], yerr=Z95 * err[band], color=colour, capsize=4, linewidth=1)
         if baseline is not None:
@@ -55,13 +57,21 @@ def trend_figure(labels, values: dict, errors: dict | None = None, *, series=Non
             ax.axvline(baseline, color="0.35", linestyle="--", linewidth=0.9)
             if np.isfinite(y[baseline]):
                 # The baseline's level across its own series only: other real sets are other yardsticks.
-                ax.hlines(y[baseline], x[series == s].min() - 0.4, x[series == s].max() + 0.4, color=colour, linestyle=":", linewidth=1)
-                ax.plot([baseline], [y[baseline]], marker="*", markersize=12, color=colour, markeredgecolor="black", zorder=3)
+                ax.hlines(
+                    y[baseline], x[series == s].min() - 0.4, x[series == s].max() + 0.4, color=colour, linestyle=":",
+                    linewidth=1,
+                )
+                ax.plot(
+                    [baseline], [y[baseline]], marker="*", markersize=12, color=colour, markeredgecolor="black",
+                    zorder=3,
+                )
         ax.set_ylabel(name + ("\n(lower is better)" if name.lower() == "fd" else ""))
         ax.grid(alpha=0.3)
     step = max(1, int(np.ceil(runs / MAX_TICK_LABELS)))
     shown = x[::step]
-    axes[-1].set_xticks(shown, [str(labels[i]) for i in shown], rotation=45 if runs > 8 else 0, ha="right" if runs > 8 else "center")
+    axes[-1].set_xticks(
+        shown, [str(labels[i]) for i in shown], rotation=45 if runs > 8 else 0, ha="right" if runs > 8 else "center"
+    )
     axes[-1].set_xlabel("run (in the order the history file holds them)")
     axes[-1].set_xlim(-0.5, runs - 0.5)
     note = "bands: 95% (±1.96 standard errors with the real set fixed)"
@@ -70,6 +80,8 @@ def trend_figure(labels, values: dict, errors: dict | None = None, *, series=Non
     axes[0].set_title(note, fontsize="small", color="0.3")
     fig.suptitle(title)
     if series_names is not None and len(series_names) > 1:
-        fig.legend(loc="outside upper center", ncols=min(3, len(series_names)), fontsize="small", title="real set (fingerprint, source)",
-                   title_fontsize="small")
+        fig.legend(
+            loc="outside upper center", ncols=min(3, len(series_names)), fontsize="small",
+            title="real set (fingerprint, source)", title_fontsize="small",
+        )
     return fig

@@ -99,7 +99,8 @@ def open_store(path: str, fingerprint: dict, resume: bool) -> CheckpointStore:
             found = {}
         if found.get("format") != FORMAT:
             raise InputError(
-                f"unfinished work was kept in checkpoint format {found.get('format')}, this largeemb writes format {FORMAT}",
+                f"unfinished work was kept in checkpoint format {found.get('format')}, "
+                f"this largeemb writes format {FORMAT}",
                 f"in {path}",
                 "finish it with the largeemb version that started it, or pass --force without --resume to discard it",
             )

@@ -236,7 +236,9 @@ def _with_releases(tasks: dict, root) -> dict:
     (through plain tasks). U is kept if it also reaches ``root`` through
     plain tasks alone, or has no consumer.
     """
-    saved = {key for key, task in tasks.items() if (task[0] is _unit and task[2] is not None) or task[0] is checkpoint.load}
+    saved = {
+        key for key, task in tasks.items() if (task[0] is _unit and task[2] is not None) or task[0] is checkpoint.load
+    }
     path = {key: tasks[key][2 if tasks[key][0] is _unit else 1] for key in saved}
     users = defaultdict(set)
     for key, task in tasks.items():

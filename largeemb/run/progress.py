@@ -85,7 +85,9 @@ class Progress:
     (:mod:`largeemb.run.tally`), summed (:meth:`note`, from any thread).
     """
 
-    def __init__(self, label: str, total: int, loaded: int = 0, terminal: bool | None = None, stream=None, unit: str = "tasks"):
+    def __init__(
+        self, label: str, total: int, loaded: int = 0, terminal: bool | None = None, stream=None, unit: str = "tasks"
+    ):
         self.label, self.total, self.done, self.unit = label, total, 0, unit
         self.noted: Counter = Counter()
         self._noting = threading.Lock()
@@ -134,7 +136,10 @@ class Progress:
             logger.info("%s: stopped after %d/%d %s", self.label, self.done, self.total, self.unit)
         else:
             rate = self.done / max(elapsed, 1e-9)
-            logger.info("%s: %d/%d %s in %.1f s (%.1f %s/s)", self.label, self.done, self.total, self.unit, elapsed, rate, self.unit)
+            logger.info(
+                "%s: %d/%d %s in %.1f s (%.1f %s/s)", self.label, self.done, self.total, self.unit, elapsed, rate,
+                self.unit,
+            )
 
     def __enter__(self):
         return self
@@ -146,7 +151,14 @@ class Progress:
 
 def _rich_bar(label: str, total: int, stream, unit: str):
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, ProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        ProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
     from rich.progress import Progress as RichProgress
     from rich.text import Text
 

@@ -1,0 +1,55 @@
+"""Warnings: what is odd in the input but not wrong (duplicate rows, an integer dtype, small sets, a large dim)
+is said once, in metrics.json and on stderr, naming what it applies to, and the run goes on."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import cli_evaluate, zarr_store
+from largeemb import api
+from largeemb.config import EvaluateConfig
+from largeemb.io import checks
+from largeemb.io.store import Source
+
+DIM = 4
+
+
+@pytest.mark.slow
+def test_warnings_reach_metrics_json_and_stderr(tmp_path):
+    rng = np.random.default_rng(0)
+    unique = rng.integers(-50, 50, (100, DIM))
+    real = zarr_store(tmp_path / "dup.zarr", np.repeat(unique, 3, axis=0).astype(np.int32))  # each row 3 times
+    fake = zarr_store(tmp_path / "fake.zarr", rng.standard_normal((400, DIM)).astype(np.float32) * 20)
+    out = tmp_path / "out"
+    result = cli_evaluate(real, fake, out, "--k", "2")
+    assert result.exit_code == 0, result.output
+    warnings = json.loads((out / "metrics.json").read_text())["warnings"]
+    expected = {
+        "zero radii": "real rows have a zero k-NN radius from duplicate rows (300 at k=2)",
+        "integer cast": "real array has integer dtype int32: cast to float",
+        "small real set": "real set has only 300 rows",
+        "small fake set": "fake set has only 400 rows",
+    }
+    for name, text in expected.items():
+        assert any(text in w for w in warnings), (name, warnings)
+        assert f"warning: {text}" in result.stderr, (name, result.stderr)
+    assert not any("radius" in w and "fake" in w for w in warnings)  # fake rows are distinct
+
+
+def test_zero_radius_warning_names_every_k_it_applies_to():
+    rng = np.random.default_rng(0)
+    real = np.repeat(rng.standard_normal((100, DIM)), 3, axis=0)  # two exact twins per row: radius 0 for k = 1, 2
+    result = api.evaluate(real, rng.standard_normal((300, DIM)), k=(1, 2, 5), plots=False, samples=False)
+    (warning,) = [w for w in result.warnings if "zero k-NN radius" in w]
+    assert "300 at k=1, 300 at k=2)" in warning and "k=5" not in warning
+
+
+def test_large_dim_warning():
+    cfg = EvaluateConfig(k=(5,))
+    small, large = (Source("r", "", 2000, d, "float32") for d in (checks.LARGE_DIM, checks.LARGE_DIM + 1))
+    assert not any("dim" in w for w in checks.check_pair(small, small, cfg.max_k))
+    (warning,) = [w for w in checks.check_pair(large, large, cfg.max_k) if "dim" in w]
+    assert f"dim {checks.LARGE_DIM + 1} > {checks.LARGE_DIM}" in warning and "MiB" in warning
