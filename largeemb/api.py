@@ -115,7 +115,9 @@ def evaluate(
     check_sources(config, client, real_src, fake_src)
     store = None
     if checkpoint_dir is not None:
-        store = checkpoint.open_store(checkpoint_dir, checkpoint.run_fingerprint(real_src, fake_src, config.result_params()), resume)
+        store = checkpoint.open_store(
+            checkpoint_dir, checkpoint.run_fingerprint(real_src, fake_src, config.result_params()), resume
+        )
     with checkpoint.kept_only_if_worth_it(checkpoint_dir), open_run(config, client, store) as run:
         logger.debug("running %s", run.executor.describe())
         check_reachable(run, (real_src, fake_src), checkpoint_dir)
@@ -169,7 +171,8 @@ def evaluate_to(
         if force and not resume:
             checkpoint.discard(work)
         result = evaluate(
-            real, fake, config, real_array=real_array, fake_array=fake_array, client=client, checkpoint_dir=work, resume=resume
+            real, fake, config, real_array=real_array, fake_array=fake_array, client=client, checkpoint_dir=work,
+            resume=resume,
         )
         if on_metrics is not None:
             on_metrics(result)
@@ -251,7 +254,9 @@ def build_reference(
     """
     config = EvaluateConfig.from_dict({"k": k, **options})
     if not isinstance(real, (str, os.PathLike)):
-        raise InputError("a reference needs a real store it can find again", "in build_reference()", "pass a zarr path or URL")
+        raise InputError(
+            "a reference needs a real store it can find again", "in build_reference()", "pass a zarr path or URL"
+        )
     # Claims --out first (refusing an unwritable or taken one before any work);
     # everything is built in staging and published only whole.
     work = os.path.join(out, checkpoint.WORK_DIR)
@@ -268,7 +273,8 @@ def build_reference(
             logger.info("%s", run.summary())
         side = passes.real
         write_reference(
-            staging, source, passes.context.k, config.metric, side.moments, side.fingerprint, side.radii.values, passes.context.partition
+            staging, source, passes.context.k, config.metric, side.moments, side.fingerprint, side.radii.values,
+            passes.context.partition,
         )
     checkpoint.discard(work)
     return load_reference(out)

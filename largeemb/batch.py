@@ -118,15 +118,25 @@ def evaluate_all(
         raise InputError("no fake set given", "on the command line", "pass one or more FAKE stores or files after REAL")
     labels = list(labels) if labels else [default_label(fake) for fake in fakes]
     if len(labels) != len(fakes):
-        raise InputError(f"{len(labels)} labels for {len(fakes)} fake sets", "in --label", "give one label per fake set, in the same order")
+        raise InputError(
+            f"{len(labels)} labels for {len(fakes)} fake sets", "in --label",
+            "give one label per fake set, in the same order",
+        )
     if (regression_z is not None or baseline is not None) and history is None:
-        raise InputError("a regression gate compares with earlier runs of a history", "in --fail-on-regression/--baseline", "pass --history FILE")
+        raise InputError(
+            "a regression gate compares with earlier runs of a history", "in --fail-on-regression/--baseline",
+            "pass --history FILE",
+        )
     several = len(fakes) > 1
     dirs = [os.path.join(out, name) for name in fake_names(fakes)] if several else [out]
-    runs = [FakeRun(os.path.basename(d) if several else default_label(f), f, d, label) for d, f, label in zip(dirs, fakes, labels)]
+    runs = [
+        FakeRun(os.path.basename(d) if several else default_label(f), f, d, label)
+        for d, f, label in zip(dirs, fakes, labels)
+    ]
     if several and os.path.exists(os.path.join(out, SUMMARY_FILE)) and not (force or resume):
         raise InputError(
-            "holds the results of an earlier call (summary.json)", f"in {out}", "pass --resume to finish it, or --force to replace it"
+            "holds the results of an earlier call (summary.json)", f"in {out}",
+            "pass --resume to finish it, or --force to replace it",
         )
     if history is not None and os.path.exists(history):
         read_history(history)  # an unreadable history is refused before any work
@@ -140,8 +150,8 @@ def evaluate_all(
         else:
             try:
                 result = evaluate_to(
-                    real_side.get(), run.fake, run.out, config, real_array=real_array, fake_array=fake_array, force=force,
-                    resume=resume, client=client, label=run.label,
+                    real_side.get(), run.fake, run.out, config, real_array=real_array, fake_array=fake_array,
+                    force=force, resume=resume, client=client, label=run.label,
                     on_metrics=None if on_metrics is None else (lambda result, run=run: on_metrics(run, result)),
                 )
             except InputError as exc:  # a bad or unreadable fake set: the others still get their results
@@ -173,7 +183,9 @@ class _RealOnce:
             return self.real  # one fake, or a reference: its own evaluate reads it
         if self.known is None:
             try:
-                self.known = _real_side(self.real, self.config, self.out, self.resume, self.force, self.client, self.real_array)
+                self.known = _real_side(
+                    self.real, self.config, self.out, self.resume, self.force, self.client, self.real_array
+                )
             except InputError as exc:
                 self.error = exc
                 raise
@@ -199,7 +211,8 @@ class _Unchanged:
             if run.document[role].get("fingerprint") != now:
                 raise InputError(
                     f"the {role} set's content changed since this result was made (fingerprint {now[:12]}, not "
-                    f"{str(run.document[role].get('fingerprint'))[:12]})", f"in {run.out}", "rerun with --force to replace the result",
+                    f"{str(run.document[role].get('fingerprint'))[:12]})", f"in {run.out}",
+                    "rerun with --force to replace the result",
                 )
 
 
@@ -238,7 +251,9 @@ def _record(run: FakeRun, outcome: Outcome, history, gates, regression_z, baseli
 
 def _same(a: dict, b: dict) -> bool:
     """Two history lines of one published result."""
-    return all(a.get(key) == b.get(key) for key in ("result_dir", "run")) and a["fake"].get("fingerprint") == b["fake"].get("fingerprint")
+    return all(a.get(key) == b.get(key) for key in ("result_dir", "run")) and a["fake"].get("fingerprint") == b[
+        "fake"
+    ].get("fingerprint")
 
 
 def _write_summary(out: str, runs: list[FakeRun]) -> None:
@@ -248,7 +263,12 @@ def _write_summary(out: str, runs: list[FakeRun]) -> None:
         entry = {"name": run.name, "label": run.label, "fake": str(run.fake), "result_dir": run.name}
         if run.document is not None:
             doc = run.document
-            entry.update({key: doc.get(key) for key in ("run", "metrics", "by_k", "standard_errors", "standard_errors_given_real")})
+            entry.update(
+                {
+                    key: doc.get(key)
+                    for key in ("run", "metrics", "by_k", "standard_errors", "standard_errors_given_real")
+                }
+            )
         else:
             entry["error"] = str(run.error)
         entries.append(entry)

@@ -9,23 +9,22 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from largeemb.cli_options import (
     APP_OPTIONS,
     DEFAULTS,
+    Baseline,
     BlockRows,
     Cluster,
     Command,
-    Baseline,
     Debug,
     FailIf,
     FailOnRegression,
     ForceDemo,
     ForceFigures,
-    ForceReference,
     ForceResult,
     ForceStore,
     History,
@@ -52,7 +51,8 @@ from largeemb.cli_options import (
     parse_labels,
     parse_names,
 )
-from largeemb.cli_process import log_to_stderr, run_action
+from largeemb.cli_process import run_action
+from largeemb.cli_reference import reference_app
 from largeemb.cli_runs import evaluate_and_report
 from largeemb.cli_series import add_series_commands
 from largeemb.config import COMPANIONS, PCA_METHODS, EvaluateConfig
@@ -87,33 +87,91 @@ def _main(
 def evaluate(
     real: Real,
     fake: Annotated[
-        list[str], typer.Argument(metavar="FAKE...", help="Fake (generated) embeddings, same forms as REAL; several: one result each in DIR/NAME.", show_default=False)
+        list[str],
+        typer.Argument(
+            metavar="FAKE...",
+            help="Fake (generated) embeddings, same forms as REAL; several: one result each in DIR/NAME.",
+            show_default=False,
+        ),
     ],
-    out: Annotated[str, typer.Option("--out", "-o", metavar="DIR", help="Directory for metrics.json, report.html and plots (several fakes: DIR/NAME/ each, DIR/summary.json).")],
-    k: Annotated[str, typer.Option(metavar="K[,K...]", help="Neighbour count(s), e.g. 5 or 3,5,10; the first is primary.")] = ",".join(map(str, DEFAULTS.k)),
+    out: Annotated[
+        str,
+        typer.Option(
+            "--out", "-o", metavar="DIR",
+            help="Directory for metrics.json, report.html and plots (several fakes: DIR/NAME/ each, DIR/summary.json).",
+        ),
+    ],
+    k: Annotated[
+        str, typer.Option(metavar="K[,K...]", help="Neighbour count(s), e.g. 5 or 3,5,10; the first is primary.")
+    ] = ",".join(map(str, DEFAULTS.k)),
     metric: Metric = DEFAULTS.metric,
     precision: Precision = DEFAULTS.precision,
-    inclusive: Annotated[bool, typer.Option("--inclusive", help="Count a point on a ball's boundary as inside (<= instead of <).")] = DEFAULTS.inclusive,
+    inclusive: Annotated[
+        bool, typer.Option("--inclusive", help="Count a point on a ball's boundary as inside (<= instead of <).")
+    ] = DEFAULTS.inclusive,
     real_array: RealArray = None,
-    fake_array: Annotated[Optional[str], typer.Option("--fake-array", "--fake-key", metavar="NAME", help="Array name when FAKE is a zarr group or an .npz file.")] = None,
+    fake_array: Annotated[
+        str | None,
+        typer.Option(
+            "--fake-array", "--fake-key", metavar="NAME", help="Array name when FAKE is a zarr group or an .npz file."
+        ),
+    ] = None,
     block_rows: BlockRows = DEFAULTS.block_rows,
-    samples: Annotated[bool, typer.Option("--samples/--no-samples", help="Write per-sample values to samples.zarr.")] = DEFAULTS.samples,
-    pca: Annotated[str, typer.Option(metavar=choices(PCA_METHODS), help="PCA basis of the plots: exact from streamed moments, or scikit-learn's IncrementalPCA.")] = DEFAULTS.pca,
-    tsne_samples: Annotated[int, typer.Option(metavar="N", help="Rows of each set in the joint t-SNE subsample (0 skips t-SNE).")] = DEFAULTS.tsne_samples,
-    plot_samples: Annotated[int, typer.Option(metavar="N", help="Rows of each set drawn as points on pca.png.")] = DEFAULTS.plot_samples,
-    no_plots: Annotated[bool, typer.Option("--no-plots", help="Write metrics.json only: no projections, no figures.")] = not DEFAULTS.plots,
-    prune: Annotated[bool, typer.Option("--prune/--no-prune", help="Skip tile work that provably changes nothing (results are exact either way).")] = DEFAULTS.prune,
+    samples: Annotated[
+        bool, typer.Option("--samples/--no-samples", help="Write per-sample values to samples.zarr.")
+    ] = DEFAULTS.samples,
+    pca: Annotated[
+        str,
+        typer.Option(
+            metavar=choices(PCA_METHODS),
+            help="PCA basis of the plots: exact from streamed moments, or scikit-learn's IncrementalPCA.",
+        ),
+    ] = DEFAULTS.pca,
+    tsne_samples: Annotated[
+        int, typer.Option(metavar="N", help="Rows of each set in the joint t-SNE subsample (0 skips t-SNE).")
+    ] = DEFAULTS.tsne_samples,
+    plot_samples: Annotated[
+        int, typer.Option(metavar="N", help="Rows of each set drawn as points on pca.png.")
+    ] = DEFAULTS.plot_samples,
+    no_plots: Annotated[
+        bool, typer.Option("--no-plots", help="Write metrics.json only: no projections, no figures.")
+    ] = not DEFAULTS.plots,
+    prune: Annotated[
+        bool,
+        typer.Option(
+            "--prune/--no-prune", help="Skip tile work that provably changes nothing (results are exact either way)."
+        ),
+    ] = DEFAULTS.prune,
     companions: Annotated[
-        str, typer.Option(metavar="NAMES", help=f"Companion metrics, comma-separated from {','.join(COMPANIONS)} ('none': no companions, 'all': every one).")
+        str,
+        typer.Option(
+            metavar="NAMES",
+            help=f"Companion metrics, comma-separated from {','.join(COMPANIONS)} ('none': no companions, 'all': every one).",
+        ),
     ] = ",".join(DEFAULTS.companions),
-    kid: Annotated[bool, typer.Option("--kid", help="KID as the unbiased MMD² over every pair (a pass of its own, about as long as an unpruned run).")] = DEFAULTS.kid,
-    kid_subsets: Annotated[int, typer.Option(metavar="N", help="Also KID's subset estimator (torch-fidelity, clean-fid): this many seeded subsets (0: off).")] = DEFAULTS.kid_subsets,
-    kid_subset_size: Annotated[int, typer.Option(metavar="N", help="Rows of each set in a KID subset.")] = DEFAULTS.kid_subset_size,
+    kid: Annotated[
+        bool,
+        typer.Option(
+            "--kid",
+            help="KID as the unbiased MMD² over every pair (a pass of its own, about as long as an unpruned run).",
+        ),
+    ] = DEFAULTS.kid,
+    kid_subsets: Annotated[
+        int,
+        typer.Option(
+            metavar="N",
+            help="Also KID's subset estimator (torch-fidelity, clean-fid): this many seeded subsets (0: off).",
+        ),
+    ] = DEFAULTS.kid_subsets,
+    kid_subset_size: Annotated[
+        int, typer.Option(metavar="N", help="Rows of each set in a KID subset.")
+    ] = DEFAULTS.kid_subset_size,
     scheduler: Scheduler = None,
     workers: Workers = None,
     threads_per_worker: ThreadsPerWorker = None,
-    cluster: Cluster = None, max_jobs: MaxJobs = None, job_cores: JobCores = None, job_memory: JobMemory = None, job_walltime: JobWalltime = None,
-    tls: Tls = False, tls_ca_file: TlsCaFile = None, tls_cert: TlsCert = None, tls_key: TlsKey = None,
+    cluster: Cluster = None, max_jobs: MaxJobs = None, job_cores: JobCores = None, job_memory: JobMemory = None,
+    job_walltime: JobWalltime = None, tls: Tls = False, tls_ca_file: TlsCaFile = None, tls_cert: TlsCert = None,
+    tls_key: TlsKey = None,
     label: Label = None,
     history: History = None,
     fail_if: FailIf = None,
@@ -132,16 +190,18 @@ def evaluate(
 
     def action():
         config = EvaluateConfig(
-            k=parse_k(k), metric=metric, precision=precision, inclusive=inclusive, block_rows=block_rows, samples=samples,
-            pca=pca, tsne_samples=tsne_samples, plot_samples=plot_samples, plots=not no_plots, prune=prune,
-            companions=parse_names(companions), kid=kid, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size,
-            workers=workers, threads_per_worker=threads_per_worker, scheduler=scheduler, **jobs_and_tls,
+            k=parse_k(k), metric=metric, precision=precision, inclusive=inclusive, block_rows=block_rows,
+            samples=samples, pca=pca, tsne_samples=tsne_samples, plot_samples=plot_samples, plots=not no_plots,
+            prune=prune, companions=parse_names(companions), kid=kid, kid_subsets=kid_subsets,
+            kid_subset_size=kid_subset_size, workers=workers, threads_per_worker=threads_per_worker,
+            scheduler=scheduler, **jobs_and_tls,
         )
         from largeemb.series.gates import parse_gates
 
         code = evaluate_and_report(
-            real, fake, out, config, real_array=real_array, fake_array=fake_array, force=force, resume=resume, labels=parse_labels(label),
-            history=history, gates=parse_gates(fail_if) if fail_if else (), regression_z=fail_on_regression, baseline=baseline,
+            real, fake, out, config, real_array=real_array, fake_array=fake_array, force=force, resume=resume,
+            labels=parse_labels(label), history=history, gates=parse_gates(fail_if) if fail_if else (),
+            regression_z=fail_on_regression, baseline=baseline,
         )
         if code:
             raise typer.Exit(code)
@@ -151,8 +211,12 @@ def evaluate(
 
 @app.command(cls=Command)
 def plot(
-    run: Annotated[str, typer.Argument(metavar="RUN", help="Output directory of a `largeemb evaluate` run.", show_default=False)],
-    out: Annotated[Optional[str], typer.Option("--out", "-o", metavar="DIR", help="Directory for the figures (default: RUN itself).")] = None,
+    run: Annotated[
+        str, typer.Argument(metavar="RUN", help="Output directory of a `largeemb evaluate` run.", show_default=False)
+    ],
+    out: Annotated[
+        str | None, typer.Option("--out", "-o", metavar="DIR", help="Directory for the figures (default: RUN itself).")
+    ] = None,
     force: ForceFigures = False,
     debug: Debug = False,
 ):
@@ -171,7 +235,9 @@ def synth(
     dst: Annotated[str, typer.Argument(metavar="DST", help="Zarr store to write.", show_default=False)],
     rows: Annotated[int, typer.Option(metavar="N", help="Number of rows.")],
     dim: Annotated[int, typer.Option(metavar="D", help="Embedding dimension.")],
-    seed: Annotated[int, typer.Option(metavar="S", help="Seed of the samples (mode centres depend only on dim and modes).")] = 0,
+    seed: Annotated[
+        int, typer.Option(metavar="S", help="Seed of the samples (mode centres depend only on dim and modes).")
+    ] = 0,
     shift: Annotated[float, typer.Option(metavar="X", help="Constant added to every coordinate.")] = 0.0,
     modes: Annotated[int, typer.Option(metavar="N", help="Gaussian mixture modes.")] = 10,
     drop_modes: Annotated[int, typer.Option(metavar="M", help="Leave out the last M modes (mode collapse).")] = 0,
@@ -181,14 +247,27 @@ def synth(
     """Write reproducible synthetic embeddings (a Gaussian mixture) to a zarr store."""
     from largeemb.io.synth import write_synth
 
-    run_action(debug, lambda: typer.echo(f"wrote {write_synth(dst, rows, dim, seed=seed, shift=shift, modes=modes, drop_modes=drop_modes, force=force)}"))
+    run_action(
+        debug,
+        lambda: typer.echo(
+            f"wrote {write_synth(dst, rows, dim, seed=seed, shift=shift, modes=modes, drop_modes=drop_modes, force=force)}"
+        ),
+    )
 
 
 @app.command(cls=Command)
 def convert(
-    src: Annotated[str, typer.Argument(metavar="SRC", help="NumPy .npy or .npz file (memory-mapped or streamed, never unpickled).", show_default=False)],
+    src: Annotated[
+        str,
+        typer.Argument(
+            metavar="SRC", help="NumPy .npy or .npz file (memory-mapped or streamed, never unpickled).",
+            show_default=False,
+        ),
+    ],
     dst: Annotated[str, typer.Argument(metavar="DST", help="Zarr store to write.", show_default=False)],
-    key: Annotated[Optional[str], typer.Option(metavar="NAME", help="Array name inside an .npz file (default: the only array).")] = None,
+    key: Annotated[
+        str | None, typer.Option(metavar="NAME", help="Array name inside an .npz file (default: the only array).")
+    ] = None,
     force: ForceStore = False,
     debug: Debug = False,
 ):
@@ -200,7 +279,9 @@ def convert(
 
 @app.command(cls=Command)
 def demo(
-    out: Annotated[str, typer.Option("--out", "-o", metavar="DIR", help="Directory for the demo data and results.")] = "largeemb-demo",
+    out: Annotated[
+        str, typer.Option("--out", "-o", metavar="DIR", help="Directory for the demo data and results.")
+    ] = "largeemb-demo",
     rows: Annotated[int, typer.Option(metavar="N", help="Rows of each synthetic set.")] = DEMO_ROWS,
     dim: Annotated[int, typer.Option(metavar="D", help="Embedding dimension.")] = DEMO_DIM,
     force: ForceDemo = False,
@@ -212,7 +293,9 @@ def demo(
     def action():
         data = os.path.join(out, "data")
         real = write_synth(os.path.join(data, "real.zarr"), rows, dim, seed=0, force=force or _ours(data))
-        fake = write_synth(os.path.join(data, "fake.zarr"), rows, dim, seed=1, shift=0.05, drop_modes=3, force=force or _ours(data))
+        fake = write_synth(
+            os.path.join(data, "fake.zarr"), rows, dim, seed=1, shift=0.05, drop_modes=3, force=force or _ours(data)
+        )
         typer.echo(f"demo data: {real} (real), {fake} (fake: shifted by 0.05, 3 of 10 modes dropped)")
         code = evaluate_and_report(real, [fake], out, DEFAULTS, force=force)
         if code:
@@ -223,9 +306,13 @@ def demo(
 
 @app.command(cls=Command)
 def worst(
-    out: Annotated[str, typer.Argument(metavar="DIR", help="The --out directory of an evaluate run.", show_default=False)],
+    out: Annotated[
+        str, typer.Argument(metavar="DIR", help="The --out directory of an evaluate run.", show_default=False)
+    ],
     n: Annotated[int, typer.Option("--n", metavar="N", help="Rows to list on each side (at least 1).")] = 20,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (for scripts) instead of tables.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object (for scripts) instead of tables.")
+    ] = False,
     debug: Debug = False,
 ):
     """List the fake rows least supported by the real set and the real rows least covered."""
@@ -240,7 +327,12 @@ def worst(
         fake, real = worst_rows(samples, n)
         k = samples["k"][0]
         if as_json:
-            typer.echo(json.dumps({"k": k, "fake": fake, "real": real, "fake_sorted_by": FAKE_ORDER, "real_sorted_by": REAL_ORDER}, indent=2))
+            typer.echo(
+                json.dumps(
+                    {"k": k, "fake": fake, "real": real, "fake_sorted_by": FAKE_ORDER, "real_sorted_by": REAL_ORDER},
+                    indent=2,
+                )
+            )
             return
         typer.echo(f"fake rows least supported by the real set (k={k}), sorted by {FAKE_ORDER}:")
         _table(fake)
@@ -254,81 +346,16 @@ def _table(rows: list[dict]) -> None:
     """Columns named as the arrays in samples.zarr (and the keys of --json), right-aligned."""
     if not rows:
         return
-    cells = [[f"{v:.4f}" if isinstance(v, float) else "-" if v is None else str(v) for v in row.values()] for row in rows]
+    cells = [
+        [f"{v:.4f}" if isinstance(v, float) else "-" if v is None else str(v) for v in row.values()] for row in rows
+    ]
     widths = [max(len(name), *(len(c[i]) for c in cells)) for i, name in enumerate(rows[0])]
     typer.echo("  ".join(name.rjust(w) for name, w in zip(rows[0], widths)))
     for c in cells:
         typer.echo("  ".join(v.rjust(w) for v, w in zip(c, widths)))
 
 
-reference_app = typer.Typer(help="Build or inspect a reference cache of the real set (radii per k, moments, fingerprint).", **APP_OPTIONS)
 app.add_typer(reference_app, name="reference")
-
-
-@reference_app.command("build", cls=Command)
-def reference_build(
-    real: Real,
-    out: Annotated[str, typer.Option("--out", "-o", metavar="REF", help="Directory for the reference.")],
-    k: Annotated[str, typer.Option(metavar="K[,K...]", help="Neighbour counts to store radii for, e.g. 3,5,10.")] = "3,5,10",
-    metric: Metric = DEFAULTS.metric,
-    precision: Precision = DEFAULTS.precision,
-    real_array: RealArray = None,
-    block_rows: BlockRows = DEFAULTS.block_rows,
-    scheduler: Scheduler = None,
-    workers: Workers = None,
-    threads_per_worker: ThreadsPerWorker = None,
-    cluster: Cluster = None, max_jobs: MaxJobs = None, job_cores: JobCores = None, job_memory: JobMemory = None, job_walltime: JobWalltime = None,
-    tls: Tls = False, tls_ca_file: TlsCaFile = None, tls_cert: TlsCert = None, tls_key: TlsKey = None,
-    resume: Resume = False,
-    force: ForceReference = False,
-    debug: Debug = False,
-):
-    """Compute the real set's radii, moments and fingerprint once, for nightly evaluate runs."""
-    from largeemb.api import build_reference
-
-    jobs_and_tls = batch_and_tls(locals())
-
-    def action():
-        from largeemb.io.reference import is_reference
-
-        log_to_stderr()
-        if resume and not force and is_reference(out):
-            typer.echo(f"{out} already holds a finished reference; nothing to resume (pass --force to build it again)")
-            return
-        ref = build_reference(
-            real, out, parse_k(k), metric=metric, precision=precision, block_rows=block_rows, real_array=real_array, force=force, resume=resume,
-            scheduler=scheduler, workers=workers, threads_per_worker=threads_per_worker, **jobs_and_tls,
-        )
-        typer.echo(f"wrote reference {ref.path} (k={','.join(map(str, ref.k))}, {ref.source.rows} rows); use it as REAL in `largeemb evaluate`")
-
-    run_action(debug, action)
-
-
-@reference_app.command("info", cls=Command)
-def reference_info(
-    ref: Annotated[str, typer.Argument(metavar="REF", help="A reference directory.", show_default=False)],
-    debug: Debug = False,
-):
-    """Print what a reference holds and where its source is."""
-    import json
-
-    from largeemb.io.reference import load_reference
-
-    run_action(debug, lambda: typer.echo(json.dumps(load_reference(ref, open_store=False).info(), indent=2)))
-
-
-@reference_app.command("move", cls=Command)
-def reference_move(
-    ref: Annotated[str, typer.Argument(metavar="REF", help="A reference directory.", show_default=False)],
-    source: Annotated[str, typer.Argument(metavar="SOURCE", help="Where the real set it was built from lives now.", show_default=False)],
-    debug: Debug = False,
-):
-    """Point a reference at its real set's new place (the content is checked against the fingerprint on every use)."""
-    from largeemb.io.reference import move_reference
-
-    run_action(debug, lambda: typer.echo(f"{ref} now reads its source at {move_reference(ref, source)}"))
-
-
 add_series_commands(app, run_action, Command, Debug)  # history, compare, report
 
 

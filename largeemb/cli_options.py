@@ -7,7 +7,7 @@ typer classes that give every command plain help.
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from typer.core import TyperCommand, TyperGroup
@@ -21,7 +21,9 @@ DEFAULTS = EvaluateConfig()
 
 def plain_usage(pieces: list[str]) -> list[str]:
     """``REAL FAKE...`` as usage lines have always read, not typer's ``{REAL} {FAKE...}...``."""
-    return [p.removesuffix("...")[1:-1] if p.startswith("{") and p.removesuffix("...").endswith("}") else p for p in pieces]
+    return [
+        p.removesuffix("...")[1:-1] if p.startswith("{") and p.removesuffix("...").endswith("}") else p for p in pieces
+    ]
 
 
 class Command(TyperCommand):
@@ -56,8 +58,12 @@ def force_option(what: str):
 
 
 #: --force in each command says what it replaces there.
-ForceResult = force_option('Replace the result already in --out (metrics, samples, plots) and discard unfinished work there.')
-ForceFigures = force_option("Replace figures already in another --out directory (RUN's own figures are always redrawn).")
+ForceResult = force_option(
+    "Replace the result already in --out (metrics, samples, plots) and discard unfinished work there."
+)
+ForceFigures = force_option(
+    "Replace figures already in another --out directory (RUN's own figures are always redrawn)."
+)
 ForceStore = force_option('Replace DST if it exists.')
 ForceDemo = force_option("Replace a result already in --out (the demo's own data is always rewritten).")
 ForceReference = force_option('Replace the reference already in --out.')
@@ -76,7 +82,10 @@ def parse_k(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(part) for part in text.split(","))
     except ValueError:
-        raise InputError(f"--k must be whole numbers separated by commas, got {text!r}", "on the command line", "e.g. --k 5 or --k 3,5,10") from None
+        raise InputError(
+            f"--k must be whole numbers separated by commas, got {text!r}", "on the command line",
+            "e.g. --k 5 or --k 3,5,10",
+        ) from None
 
 
 def parse_names(text: str) -> tuple[str, ...]:
@@ -86,39 +95,81 @@ def parse_names(text: str) -> tuple[str, ...]:
 
 
 Real = Annotated[
-    str, typer.Argument(metavar="REAL", help="Real embeddings: zarr array or group (local path or fsspec URL), .npy or .npz file.", show_default=False)
+    str,
+    typer.Argument(
+        metavar="REAL", help="Real embeddings: zarr array or group (local path or fsspec URL), .npy or .npz file.",
+        show_default=False,
+    ),
 ]
 RealArray = Annotated[
-    Optional[str], typer.Option("--real-array", "--real-key", metavar="NAME", help="Array name when REAL is a zarr group or an .npz file (default: the only array).")
+    str | None,
+    typer.Option(
+        "--real-array", "--real-key", metavar="NAME",
+        help="Array name when REAL is a zarr group or an .npz file (default: the only array).",
+    ),
 ]
 BlockRows = Annotated[
-    Optional[int],
-    typer.Option(metavar="N", help="Rows per streamed block (one task); GEMMs run in 2048-row panels inside it. Default: 4096, more for sets over 262,144 rows."),
+    int | None,
+    typer.Option(
+        metavar="N",
+        help="Rows per streamed block (one task); GEMMs run in 2048-row panels inside it. Default: 4096, more for sets over 262,144 rows.",
+    ),
 ]
-Scheduler = Annotated[Optional[str], typer.Option(metavar="ADDRESS", help="Run on the running dask cluster at this address (e.g. tcp://host:8786).")]
-Workers = Annotated[Optional[int], typer.Option(metavar="N", help="Start a LocalCluster of N worker processes (default: run in-process).")]
+Scheduler = Annotated[
+    str | None,
+    typer.Option(metavar="ADDRESS", help="Run on the running dask cluster at this address (e.g. tcp://host:8786)."),
+]
+Workers = Annotated[
+    int | None, typer.Option(metavar="N", help="Start a LocalCluster of N worker processes (default: run in-process).")
+]
 ThreadsPerWorker = Annotated[
-    Optional[int], typer.Option(metavar="N", help="Task threads per worker (in-process: of this process); default: cores / workers.")
+    int | None,
+    typer.Option(metavar="N", help="Task threads per worker (in-process: of this process); default: cores / workers."),
 ]
-Resume = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from the finished tasks kept in OUT/.work (a finished run: say so and exit 0).")]
+Resume = Annotated[
+    bool,
+    typer.Option(
+        "--resume",
+        help="Continue an interrupted run from the finished tasks kept in OUT/.work (a finished run: say so and exit 0).",
+    ),
+]
 
 
 Label = Annotated[
-    Optional[list[str]],
-    typer.Option("--label", metavar="LABEL", help="Name of the run in metrics.json and the history, e.g. a checkpoint step (one per FAKE, or comma-separated; default: the fake's name)."),
+    list[str] | None,
+    typer.Option(
+        "--label", metavar="LABEL",
+        help="Name of the run in metrics.json and the history, e.g. a checkpoint step (one per FAKE, or comma-separated; default: the fake's name).",
+    ),
 ]
 History = Annotated[
-    Optional[str], typer.Option("--history", metavar="FILE", help="Append one JSON line per evaluated fake to FILE (safe to share between runs; see `largeemb history`).")
+    str | None,
+    typer.Option(
+        "--history", metavar="FILE",
+        help="Append one JSON line per evaluated fake to FILE (safe to share between runs; see `largeemb history`).",
+    ),
 ]
 FailIf = Annotated[
-    Optional[str],
-    typer.Option("--fail-if", metavar="EXPR", help="Exit 4 after publishing when a condition holds, e.g. 'precision<0.6,recall@10<0.5' (metrics, < <= > >=)."),
+    str | None,
+    typer.Option(
+        "--fail-if", metavar="EXPR",
+        help="Exit 4 after publishing when a condition holds, e.g. 'precision<0.6,recall@10<0.5' (metrics, < <= > >=).",
+    ),
 ]
 FailOnRegression = Annotated[
-    Optional[float],
-    typer.Option(metavar="Z", help="Exit 4 after publishing when precision, recall, density or coverage is lower than the previous --history run for the same real set (or --baseline) by more than Z standard errors."),
+    float | None,
+    typer.Option(
+        metavar="Z",
+        help="Exit 4 after publishing when precision, recall, density or coverage is lower than the previous --history run for the same real set (or --baseline) by more than Z standard errors.",
+    ),
 ]
-Baseline = Annotated[Optional[str], typer.Option(metavar="LABEL", help="With --fail-on-regression: compare with the history's run of this label, not the previous one.")]
+Baseline = Annotated[
+    str | None,
+    typer.Option(
+        metavar="LABEL",
+        help="With --fail-on-regression: compare with the history's run of this label, not the previous one.",
+    ),
+]
 
 
 def parse_labels(values: list[str] | None) -> list[str] | None:
@@ -129,20 +180,66 @@ def parse_labels(values: list[str] | None) -> list[str] | None:
 
 # Worker jobs of a batch system, and TLS: declared once, taken by name in each command (batch_and_tls).
 Cluster = Annotated[
-    Optional[str],
-    typer.Option(metavar=choices(CLUSTERS), help="Submit dask worker jobs to this batch system (needs largeemb[jobqueue]): 0 to --max-jobs, as the work needs them, configured by the site's jobqueue.yaml."),
+    str | None,
+    typer.Option(
+        metavar=choices(CLUSTERS),
+        help="Submit dask worker jobs to this batch system (needs largeemb[jobqueue]): 0 to --max-jobs, as the work needs them, configured by the site's jobqueue.yaml.",
+    ),
 ]
-MaxJobs = Annotated[Optional[int], typer.Option(metavar="N", help=f"With --cluster: at most N worker jobs at a time (default {DEFAULT_MAX_JOBS}).")]
-JobCores = Annotated[Optional[int], typer.Option(metavar="N", help="With --cluster: cores per worker job (default: jobqueue.KIND.cores in the dask config).")]
-JobMemory = Annotated[Optional[str], typer.Option(metavar="SIZE", help="With --cluster: memory per worker job, e.g. 32GB (default: jobqueue.KIND.memory).")]
+MaxJobs = Annotated[
+    int | None,
+    typer.Option(metavar="N", help=f"With --cluster: at most N worker jobs at a time (default {DEFAULT_MAX_JOBS})."),
+]
+JobCores = Annotated[
+    int | None,
+    typer.Option(
+        metavar="N", help="With --cluster: cores per worker job (default: jobqueue.KIND.cores in the dask config)."
+    ),
+]
+JobMemory = Annotated[
+    str | None,
+    typer.Option(
+        metavar="SIZE", help="With --cluster: memory per worker job, e.g. 32GB (default: jobqueue.KIND.memory)."
+    ),
+]
 JobWalltime = Annotated[
-    Optional[str], typer.Option(metavar="TIME", help="With --cluster: walltime per worker job, e.g. 04:00:00 (default: jobqueue.KIND.walltime); workers retire before it and are replaced.")
+    str | None,
+    typer.Option(
+        metavar="TIME",
+        help="With --cluster: walltime per worker job, e.g. 04:00:00 (default: jobqueue.KIND.walltime); workers retire before it and are replaced.",
+    ),
 ]
-Tls = Annotated[bool, typer.Option("--tls", help="Encrypt and authenticate the scheduler traffic of the cluster this job starts (--workers, --cluster); throw-away certificates unless given.")]
-TlsCaFile = Annotated[Optional[str], typer.Option("--tls-ca-file", metavar="PEM", help="TLS: the cluster's CA certificate (default: distributed.comm.tls.ca-file in the dask config).")]
-TlsCert = Annotated[Optional[str], typer.Option("--tls-cert", metavar="PEM", help="TLS: this job's certificate, signed by that CA (default: distributed.comm.tls.client.cert).")]
-TlsKey = Annotated[Optional[str], typer.Option("--tls-key", metavar="PEM", help="TLS: the certificate's private key (default: distributed.comm.tls.client.key).")]
-BATCH_AND_TLS = ("cluster", "max_jobs", "job_cores", "job_memory", "job_walltime", "tls", "tls_ca_file", "tls_cert", "tls_key")
+Tls = Annotated[
+    bool,
+    typer.Option(
+        "--tls",
+        help="Encrypt and authenticate the scheduler traffic of the cluster this job starts (--workers, --cluster); throw-away certificates unless given.",
+    ),
+]
+TlsCaFile = Annotated[
+    str | None,
+    typer.Option(
+        "--tls-ca-file", metavar="PEM",
+        help="TLS: the cluster's CA certificate (default: distributed.comm.tls.ca-file in the dask config).",
+    ),
+]
+TlsCert = Annotated[
+    str | None,
+    typer.Option(
+        "--tls-cert", metavar="PEM",
+        help="TLS: this job's certificate, signed by that CA (default: distributed.comm.tls.client.cert).",
+    ),
+]
+TlsKey = Annotated[
+    str | None,
+    typer.Option(
+        "--tls-key", metavar="PEM",
+        help="TLS: the certificate's private key (default: distributed.comm.tls.client.key).",
+    ),
+]
+BATCH_AND_TLS = (
+    "cluster", "max_jobs", "job_cores", "job_memory", "job_walltime", "tls", "tls_ca_file", "tls_cert", "tls_key",
+)
 
 
 def batch_and_tls(params: dict) -> dict:

@@ -40,7 +40,10 @@ def run_action(debug: bool, action):
         fail(f"error: {write_failure(exc)}", 2)
     except KeyboardInterrupt as exc:
         terminated = isinstance(exc, Terminated)
-        fail(f"error: {'terminated (SIGTERM)' if terminated else 'interrupted'}, nothing was published", 143 if terminated else 130)
+        fail(
+            f"error: {'terminated (SIGTERM)' if terminated else 'interrupted'}, nothing was published",
+            143 if terminated else 130,
+        )
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

@@ -42,7 +42,9 @@ def evaluate_and_report(real, fakes: list[str], out: str, config, **options) -> 
     outcome = evaluate_all(real, fakes, out, config, on_metrics=on_metrics, on_failure=on_failure, **options)
     for run in outcome.runs:
         if run.earlier:
-            typer.echo(f"{run.out} already holds a finished result ({os.path.join(run.out, 'metrics.json')}); nothing to resume")
+            typer.echo(
+                f"{run.out} already holds a finished result ({os.path.join(run.out, 'metrics.json')}); nothing to resume"
+            )
         elif run.document is not None:
             for warning in run.document["warnings"][printed.get(run.name, 0):]:  # e.g. a failed plot stage
                 typer.echo(f"warning: {warning}", err=True)
@@ -54,7 +56,10 @@ def evaluate_and_report(real, fakes: list[str], out: str, config, **options) -> 
         typer.echo(line)
     if outcome.failed:
         names = ", ".join(run.name for run in outcome.failed)
-        typer.echo(f"error: {len(outcome.failed)} of {len(outcome.runs)} fake sets failed ({names}); the others' results are published", err=True)
+        typer.echo(
+            f"error: {len(outcome.failed)} of {len(outcome.runs)} fake sets failed ({names}); the others' results are published",
+            err=True,
+        )
     return outcome.exit_code
 
 

@@ -21,14 +21,33 @@ def add_series_commands(app: typer.Typer, run, command_cls, debug_option) -> Non
 
     @app.command(cls=command_cls)
     def history(
-        file: Annotated[str, typer.Argument(metavar="FILE", help="History file (one JSON line per evaluated run).", show_default=False)],
-        out: Annotated[str | None, typer.Option("--out", "-o", metavar="DIR", help="Write DIR/trend.png and DIR/history.html.")] = None,
-        k: Annotated[int | None, typer.Option("--k", metavar="K", help="The k to show (default: the last run's primary k).")] = None,
-        baseline: Annotated[str | None, typer.Option(metavar="LABEL", help="The baseline run (default: the first run against the last run's real set).")] = None,
-        as_csv: Annotated[bool, typer.Option("--csv", help="Print the table as CSV (one row per run) instead of text.")] = False,
+        file: Annotated[
+            str,
+            typer.Argument(metavar="FILE", help="History file (one JSON line per evaluated run).", show_default=False),
+        ],
+        out: Annotated[
+            str | None, typer.Option("--out", "-o", metavar="DIR", help="Write DIR/trend.png and DIR/history.html.")
+        ] = None,
+        k: Annotated[
+            int | None, typer.Option("--k", metavar="K", help="The k to show (default: the last run's primary k).")
+        ] = None,
+        baseline: Annotated[
+            str | None,
+            typer.Option(
+                metavar="LABEL", help="The baseline run (default: the first run against the last run's real set)."
+            ),
+        ] = None,
+        as_csv: Annotated[
+            bool, typer.Option("--csv", help="Print the table as CSV (one row per run) instead of text.")
+        ] = False,
         as_json: Annotated[bool, typer.Option("--json", help="Print the table as JSON instead of text.")] = False,
-        add: Annotated[list[str] | None, typer.Option("--add", metavar="RESULT", help="First append the run in this result directory (repeatable).")] = None,
-        force: Annotated[bool, typer.Option("--force", help="Replace trend.png/history.html in --out that another tool wrote.")] = False,
+        add: Annotated[
+            list[str] | None,
+            typer.Option("--add", metavar="RESULT", help="First append the run in this result directory (repeatable)."),
+        ] = None,
+        force: Annotated[
+            bool, typer.Option("--force", help="Replace trend.png/history.html in --out that another tool wrote.")
+        ] = False,
         debug: debug_option = False,
     ):
         """Show the runs of a history file: a table, trend.png and history.html."""
@@ -64,11 +83,21 @@ def add_series_commands(app: typer.Typer, run, command_cls, debug_option) -> Non
 
     @app.command(cls=command_cls)
     def compare(
-        run_a: Annotated[str, typer.Argument(metavar="RUN_A", help="Result directory of the earlier (reference) run.", show_default=False)],
-        run_b: Annotated[str, typer.Argument(metavar="RUN_B", help="Result directory of the run to judge.", show_default=False)],
+        run_a: Annotated[
+            str,
+            typer.Argument(
+                metavar="RUN_A", help="Result directory of the earlier (reference) run.", show_default=False
+            ),
+        ],
+        run_b: Annotated[
+            str, typer.Argument(metavar="RUN_B", help="Result directory of the run to judge.", show_default=False)
+        ],
         fail_on_regression: Annotated[
             float | None,
-            typer.Option(metavar="Z", help=f"Exit {GATE_FAILED} when precision, recall, density or coverage is lower in RUN_B by more than Z standard errors of the difference."),
+            typer.Option(
+                metavar="Z",
+                help=f"Exit {GATE_FAILED} when precision, recall, density or coverage is lower in RUN_B by more than Z standard errors of the difference.",
+            ),
         ] = None,
         debug: debug_option = False,
     ):
@@ -89,7 +118,9 @@ def add_series_commands(app: typer.Typer, run, command_cls, debug_option) -> Non
 
     @app.command(cls=command_cls)
     def report(
-        directory: Annotated[str, typer.Argument(metavar="DIR", help="The --out directory of an evaluate run.", show_default=False)],
+        directory: Annotated[
+            str, typer.Argument(metavar="DIR", help="The --out directory of an evaluate run.", show_default=False)
+        ],
         debug: debug_option = False,
     ):
         """(Re)write DIR/report.html: one self-contained page with the numbers, figures and worst rows."""
@@ -100,5 +131,8 @@ def add_series_commands(app: typer.Typer, run, command_cls, debug_option) -> Non
 
 def _same_run(a: dict, b: dict) -> bool:
     """Two history lines of one result (so ``--add`` of a directory twice adds it once)."""
-    keys = [(line.get("result_dir"), line.get("run", {}).get("finished_utc"), line["fake"].get("fingerprint")) for line in (a, b)]
+    keys = [
+        (line.get("result_dir"), line.get("run", {}).get("finished_utc"), line["fake"].get("fingerprint"))
+        for line in (a, b)
+    ]
     return keys[0] == keys[1]

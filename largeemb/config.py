@@ -209,14 +209,18 @@ class EvaluateConfig:
     def _check_cluster(self) -> None:
         """One way of running at a time; batch-job and TLS options only where they apply."""
         if self.cluster is not None and self.cluster not in CLUSTERS:
-            raise InputError(f"unknown --cluster {self.cluster!r}", "in the job configuration", f"use one of {', '.join(CLUSTERS)}")
+            raise InputError(
+                f"unknown --cluster {self.cluster!r}", "in the job configuration", f"use one of {', '.join(CLUSTERS)}"
+            )
         if self.cluster and (self.scheduler or self.workers):
             raise InputError(
                 f"--cluster and --{'scheduler' if self.scheduler else 'workers'} both given",
                 "in the job configuration",
                 "use --cluster to submit worker jobs, --scheduler to join a running cluster, or --workers to start one here",
             )
-        job_options = [name for name in ("max_jobs", "job_cores", "job_memory", "job_walltime") if getattr(self, name) is not None]
+        job_options = [
+            name for name in ("max_jobs", "job_cores", "job_memory", "job_walltime") if getattr(self, name) is not None
+        ]
         if job_options and not self.cluster:
             raise InputError(
                 f"--{job_options[0].replace('_', '-')} applies to worker jobs only",
@@ -231,7 +235,7 @@ class EvaluateConfig:
                 "add --workers N, --cluster KIND or --scheduler tls://..., or leave the TLS options out",
             )
 
-    def resolved(self, rows: int) -> "EvaluateConfig":
+    def resolved(self, rows: int) -> EvaluateConfig:
         """This config with a block size for sets of up to ``rows`` rows.
 
         The default is DEFAULT_BLOCK_ROWS, grown in whole GEMM panels so that
@@ -270,7 +274,7 @@ class EvaluateConfig:
         return {name: v for name, v in self.params().items() if not _field(name).metadata.get("plots_only")}
 
     @classmethod
-    def from_dict(cls, values: dict) -> "EvaluateConfig":
+    def from_dict(cls, values: dict) -> EvaluateConfig:
         """Build a config from a mapping; unknown keys are an error, never ignored."""
         known = {f.name for f in fields()}
         unknown = {key: v for key, v in values.items() if key not in known}

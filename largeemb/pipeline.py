@@ -116,7 +116,9 @@ class StoredReal:
 
     def moments(self, fake: Source, config: EvaluateConfig, needs: Needs) -> list[SetPasses]:
         """The stored moments of the real set, and the fake set's from the pass."""
-        found = moments.moments_stage([(fake, "fake")], config.metric, hashed=self.source, unit=needs.unit, shells=_shells(needs))
+        found = moments.moments_stage(
+            [(fake, "fake")], config.metric, hashed=self.source, unit=needs.unit, shells=_shells(needs)
+        )
         self.reference.check(config.metric, found.hashed)
         real = SetPasses("real", self.source, self.reference.moments(), found.hashed)
         if config.plots and config.metric != "euclidean" and real.moments.of_metric_rows() is None:
@@ -169,14 +171,18 @@ def _shells(needs: Needs) -> dict | None:
     return {"fake": needs.shells} if needs.shells is not None else None
 
 
-def context_of(config: EvaluateConfig, real_moments: Moments, partition=None, k=None, fake_moments: Moments | None = None) -> PassContext:
+def context_of(
+    config: EvaluateConfig, real_moments: Moments, partition=None, k=None, fake_moments: Moments | None = None
+) -> PassContext:
     """The context every distance pass shares: float32 work is centred on the real set's metric mean.
 
     ``k``: the neighbour counts the radii are computed for (default the config's).
     Euclidean sets on a coarse enough lattice (both sets', when there is a
     fake one) get exact tiles, centred on 0 (:meth:`Lattice.exact`).
     """
-    exact = config.metric == "euclidean" and _exact_tiles([real_moments] + ([fake_moments] if fake_moments is not None else []))
+    exact = config.metric == "euclidean" and _exact_tiles(
+        [real_moments] + ([fake_moments] if fake_moments is not None else [])
+    )
     centre = real_moments.metric_mean.astype(np.float32)
     return PassContext(
         metric=config.metric,
@@ -246,7 +252,9 @@ def run_passes(
         computed = knn.resolve_stage(ctx, sources, tiles, roles)
     for s, radii in zip(own, computed):
         s.radii = radii
-    passes = Passes(ctx, real_set, fake_set, timings=timings, screening={"precision": ctx.precision}, reference=side.path)
+    passes = Passes(
+        ctx, real_set, fake_set, timings=timings, screening={"precision": ctx.precision}, reference=side.path
+    )
     if ctx.precision != "float32":
         passes.screening.update({f"radii_{role}": screening(f"radii-{role}") for role in roles})
     if fake is None:

@@ -88,7 +88,10 @@ class EvaluationResult:
                 "reference": passes.reference,
                 "float64_fallback_rows": int(real.radii.float64_rows),
             },
-            fake={**fake.source.describe(), "fingerprint": fake.fingerprint, "float64_fallback_rows": int(fake.radii.float64_rows)},
+            fake={
+                **fake.source.describe(), "fingerprint": fake.fingerprint,
+                "float64_fallback_rows": int(fake.radii.float64_rows),
+            },
             params=config.params(),
             warnings=merged.warnings,
             timings_s=timings,

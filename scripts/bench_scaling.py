@@ -34,7 +34,6 @@ import argparse
 import tempfile
 
 from _bench import data_pair, run_child
-
 from largeemb.kernels.plan import row_blocks
 
 
@@ -101,7 +100,9 @@ def overhead(workers: int, tasks: int = 500) -> dict:
         return run_child(OVERHEAD.format(workers=workers, tasks=tasks, work=work))
 
 
-def projection(per_pair_dim_s: float, rows: int, dim: int, cores: int, overhead_s: float, block_rows: int = 16384) -> dict:
+def projection(
+    per_pair_dim_s: float, rows: int, dim: int, cores: int, overhead_s: float, block_rows: int = 16384
+) -> dict:
     """Hours for n = m = ``rows`` at ``dim`` on ``cores`` one-thread task slots, every tile computed:
     the tile work (2 n² pairs x dim, as the measured run's per pair·dim cost) spread over the cores,
     plus the scheduler's cost per unit on one core, plus a tail of one tile per core."""
@@ -195,7 +196,9 @@ def main():
     one = runs[counts[0]]
     used = counts[0] * args.threads_per_worker  # task slots of that run, one core each
     per_pair_dim = one["seconds"] * used / (2 * args.rows * args.rows * args.dim)  # one core's cost, whole run
-    print(f"per pair x dim on one core ({counts[0]} worker process, every tile, whole run): {per_pair_dim * 1e12:.2f} ps")
+    print(
+        f"per pair x dim on one core ({counts[0]} worker process, every tile, whole run): {per_pair_dim * 1e12:.2f} ps"
+    )
     for slots in (16, 64, 256):
         est = projection(per_pair_dim, 1_000_000, args.project_dim, slots, costs[max(counts)]["checkpointed"])
         print(

@@ -277,12 +277,19 @@ def slurm(tmp_path_factory):
     """A real single-node SLURM cluster on this machine for the session (munged, slurmctld, slurmd),
     stopped afterwards. Skips, saying why, where SLURM is not installed or cannot start (not root)."""
     folder = tmp_path_factory.mktemp("slurm")
-    env = {**os.environ, "SLURM_DIR": str(folder), "SLURM_CPUS": "4", "CTLD_PORT": str(_free_port()), "SLURMD_PORT": str(_free_port())}
-    up = subprocess.run(["bash", str(SLURM_SCRIPTS / "slurm-up.sh")], env=env, capture_output=True, text=True, timeout=120)
+    env = {
+        **os.environ, "SLURM_DIR": str(folder), "SLURM_CPUS": "4", "CTLD_PORT": str(_free_port()),
+        "SLURMD_PORT": str(_free_port()),
+    }
+    up = subprocess.run(
+        ["bash", str(SLURM_SCRIPTS / "slurm-up.sh")], env=env, capture_output=True, text=True, timeout=120
+    )
     if up.returncode:
         subprocess.run(["bash", str(SLURM_SCRIPTS / "slurm-down.sh")], env=env, capture_output=True, timeout=120)
         reason = (up.stdout + up.stderr).strip().splitlines()
-        pytest.skip(f"SLURM cannot run here: {reason[0] if up.returncode == 77 and reason else ' | '.join(reason[-3:])}")
+        pytest.skip(
+            f"SLURM cannot run here: {reason[0] if up.returncode == 77 and reason else ' | '.join(reason[-3:])}"
+        )
     previous = os.environ.get("SLURM_CONF")
     os.environ["SLURM_CONF"] = str(folder / "slurm.conf")
     try:

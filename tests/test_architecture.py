@@ -26,7 +26,13 @@ LAYERS = [
     ("report", ("largeemb.report",)),
     ("series", ("largeemb.series",)),
     ("api", ("largeemb.api", "largeemb.batch")),
-    ("cli", ("largeemb.cli", "largeemb.cli_options", "largeemb.cli_process", "largeemb.cli_series", "largeemb.cli_runs", "largeemb.__main__", "largeemb")),
+    (
+        "cli",
+        (
+            "largeemb.cli", "largeemb.cli_options", "largeemb.cli_process", "largeemb.cli_series", "largeemb.cli_runs",
+            "largeemb.cli_reference", "largeemb.__main__", "largeemb",
+        ),
+    ),
 ]
 #: Lines a module may have: past this, a module holds more than one concept (split it).
 MAX_LINES = 400

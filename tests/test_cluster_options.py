@@ -135,4 +135,6 @@ def test_evaluate_and_reference_build_hand_the_options_to_the_batch_cluster(comm
     line = _error([*command, "--out", str(tmp_path / "o"), "--cluster", "pbs", "--max-jobs", "3", *JOB])
     assert line.startswith("error: reached the batch cluster")
     (config,) = seen
-    assert (config.cluster, config.max_jobs, config.job_cores, config.job_memory, config.job_walltime) == ("pbs", 3, 4, "16GB", "01:00:00")
+    assert (config.cluster, config.max_jobs, config.job_cores, config.job_memory, config.job_walltime) == (
+        "pbs", 3, 4, "16GB", "01:00:00",
+    )

@@ -22,10 +22,10 @@ from typer.testing import CliRunner
 
 import largeemb
 from conftest import SUMMARY, finished_checkpoints, mixture, slowed_tiles, zarr_store
-from largeemb.run import cluster, graph, session
-from largeemb.run import threads as thread_policy
 from largeemb.cli import app
 from largeemb.config import EvaluateConfig
+from largeemb.run import cluster, graph, session
+from largeemb.run import threads as thread_policy
 
 runner = CliRunner()
 ARGS = ["--k", "3,5", "--block-rows", "512"]
@@ -66,7 +66,9 @@ def separate_cluster(tmp_path, workers=2):
         procs.append(subprocess.Popen([sys.executable, "-m", "dask", *args], stdout=log, stderr=log))
 
     try:
-        start("scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard", "--scheduler-file", str(scheduler_file))
+        start(
+            "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard", "--scheduler-file", str(scheduler_file)
+        )
         deadline = time.monotonic() + 60
         while not scheduler_file.exists():
             assert time.monotonic() < deadline and procs[0].poll() is None, (tmp_path / "cluster.log").read_text()
@@ -76,7 +78,10 @@ def separate_cluster(tmp_path, workers=2):
         for i in range(workers):
             # Without a nanny: a single process each, and no OMP/BLAS=1 environment,
             # so largeemb itself must keep BLAS at one thread per task there.
-            start("worker", address, "--nthreads", "1", "--no-nanny", "--host", "127.0.0.1", "--no-dashboard", "--name", f"w{i}")
+            start(
+                "worker", address, "--nthreads", "1", "--no-nanny", "--host", "127.0.0.1", "--no-dashboard", "--name",
+                f"w{i}",
+            )
         with Client(address, timeout=30, set_as_default=False) as client:
             client.wait_for_workers(workers, timeout=60)
         yield address
@@ -103,7 +108,12 @@ def test_same_metrics_in_process_on_local_cluster_and_on_separate_scheduler(stor
 
 @pytest.fixture(scope="module")
 def client():
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address="127.0.0.1:0") as local, Client(local, set_as_default=False) as c:
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address="127.0.0.1:0"
+        ) as local,
+        Client(local, set_as_default=False) as c,
+    ):
         yield c
 
 
@@ -159,7 +169,12 @@ def test_tasks_use_one_blas_thread_so_slots_never_exceed_the_cores(workers, thre
 @pytest.mark.slow
 def test_a_killed_worker_changes_nothing(stores, in_process, tmp_path, caplog):
     work = tmp_path / "work"
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address="127.0.0.1:0") as local, Client(local, set_as_default=False) as client:
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address="127.0.0.1:0"
+        ) as local,
+        Client(local, set_as_default=False) as client,
+    ):
         victim = next(iter(client.run(os.getpid).values()))
         killed = threading.Event()
 
@@ -170,7 +185,9 @@ def test_a_killed_worker_changes_nothing(stores, in_process, tmp_path, caplog):
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
                 if work.is_dir():
-                    seen.update(name.split(".npz")[0] for name in os.listdir(work) if ".npz" in name and ".tmp-" not in name)
+                    seen.update(
+                        name.split(".npz")[0] for name in os.listdir(work) if ".npz" in name and ".tmp-" not in name
+                    )
                 if len(seen) >= 20:
                     os.kill(victim, signal.SIGKILL)
                     killed.set()
@@ -206,5 +223,7 @@ def test_unreachable_scheduler_is_a_one_line_error(stores, tmp_path, monkeypatch
 
 
 def test_scheduler_and_workers_together_are_refused(stores, tmp_path):
-    result = runner.invoke(app, ["evaluate", *stores, "--out", str(tmp_path / "o"), "--scheduler", "tcp://127.0.0.1:9", "--workers", "2"])
+    result = runner.invoke(
+        app, ["evaluate", *stores, "--out", str(tmp_path / "o"), "--scheduler", "tcp://127.0.0.1:9", "--workers", "2"]
+    )
     assert result.exit_code == 2 and "error:" in result.output

@@ -32,13 +32,15 @@ def nightly(tmp_path, write_zarr):
     (bin_dir / "largeemb").chmod(0o755)
     env = {
         **os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "PYTHONPATH": str(REPO), "REAL_SOURCE": real,
-        "REFERENCE": str(tmp_path / "ref"), "GENERATED": str(tmp_path / "generated"), "RESULTS": str(tmp_path / "results"),
-        "K": "5", "WORKERS": "0",
+        "REFERENCE": str(tmp_path / "ref"), "GENERATED": str(tmp_path / "generated"),
+        "RESULTS": str(tmp_path / "results"), "K": "5", "WORKERS": "0",
     }
     os.makedirs(env["GENERATED"])
 
     def output(name: str, shift: float, age_s: float = 0.0):
-        path = zarr_store(os.path.join(env["GENERATED"], f"{name}.zarr"), (rng.standard_normal((700, 6)) + shift).astype(np.float32))
+        path = zarr_store(
+            os.path.join(env["GENERATED"], f"{name}.zarr"), (rng.standard_normal((700, 6)) + shift).astype(np.float32)
+        )
         stamp = time.time() - age_s
         os.utime(path, (stamp, stamp))
 
@@ -57,7 +59,9 @@ def test_three_outputs_arriving_at_once_are_all_evaluated_oldest_first(nightly):
     assert first.returncode == 0, first.stderr
     results = Path(env["RESULTS"])
     assert all((results / name / "metrics.json").is_file() for name in ("step-1000", "step-2000", "step-3000"))
-    assert [line["run"]["label"] for line in read_history(str(results / "history.jsonl"))] == ["step-1000", "step-2000", "step-3000"]
+    assert [line["run"]["label"] for line in read_history(str(results / "history.jsonl"))] == [
+        "step-1000", "step-2000", "step-3000",
+    ]
     assert (results / "trend" / "trend.png").is_file() and (results / "trend" / "history.html").is_file()
     again = run()  # nothing new: nothing evaluated, nothing appended
     assert again.returncode == 0 and "nothing to evaluate" in again.stderr
@@ -82,11 +86,16 @@ def test_a_regression_exits_4_after_every_output_is_published(nightly):
 
 def test_a_killed_reference_build_does_not_leave_the_nightly_stuck(nightly, tmp_path):
     env, output, run = nightly
-    env["REAL_SOURCE"] = zarr_store(str(tmp_path / "big.zarr"), np.random.default_rng(4).standard_normal((40_000, 6)).astype(np.float32))
+    env["REAL_SOURCE"] = zarr_store(
+        str(tmp_path / "big.zarr"), np.random.default_rng(4).standard_normal((40_000, 6)).astype(np.float32)
+    )
     output("step-1", 0.0)
     # The nightly's own build, killed as soon as its work directory exists (SIGKILL: nothing cleaned up).
     build = subprocess.Popen(
-        [sys.executable, "-m", "largeemb", "reference", "build", env["REAL_SOURCE"], "--out", env["REFERENCE"], "--k", env["K"]],
+        [
+            sys.executable, "-m", "largeemb", "reference", "build", env["REAL_SOURCE"], "--out", env["REFERENCE"],
+            "--k", env["K"],
+        ],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     work = Path(env["REFERENCE"]) / ".work"

@@ -75,7 +75,9 @@ def test_from_a_reference_each_fake_equals_evaluating_it_alone(sets, tmp_path, w
     outcome = evaluate_all(ref, [sets["step0"], sets["step2"]], str(tmp_path / "all"), **OPTIONS)
     for run in outcome.runs:
         alone = evaluate_to(real, run.fake, str(tmp_path / f"alone-{run.name}"), **OPTIONS).to_dict()
-        assert {key: run.document[key] for key in ("metrics", "by_k")} == {key: alone[key] for key in ("metrics", "by_k")}
+        assert {key: run.document[key] for key in ("metrics", "by_k")} == {
+            key: alone[key] for key in ("metrics", "by_k")
+        }
 
 
 def test_the_real_side_is_computed_once(sets, tmp_path):
@@ -96,15 +98,22 @@ def test_the_real_side_is_computed_once(sets, tmp_path):
 
 def test_names_are_unique_and_labels_follow_the_fakes(sets, tmp_path):
     assert fake_names(["a/x.zarr", "b/x.zarr/", "x.npy", "y.npz"]) == ["x", "x-2", "x-3", "y"]
-    outcome = evaluate_all(sets["real"], [sets["step0"], sets["step0"]], str(tmp_path / "o"), labels=["1000", "2000"], **OPTIONS)
+    outcome = evaluate_all(
+        sets["real"], [sets["step0"], sets["step0"]], str(tmp_path / "o"), labels=["1000", "2000"], **OPTIONS
+    )
     assert [run.out for run in outcome.runs] == [str(tmp_path / "o" / "step0"), str(tmp_path / "o" / "step0-2")]
     assert [run.document["run"]["label"] for run in outcome.runs] == ["1000", "2000"]
 
 
 def test_a_result_carries_its_identity(sets, tmp_path):
     before = time.time()
-    result = runner.invoke(app, ["evaluate", sets["real"], sets["step1"], "--out", str(tmp_path / "o"), "--k", "5,3", "--no-plots",
-                                 "--label", "step-1000"])
+    result = runner.invoke(
+        app,
+        [
+            "evaluate", sets["real"], sets["step1"], "--out", str(tmp_path / "o"), "--k", "5,3", "--no-plots",
+            "--label", "step-1000",
+        ],
+    )
     assert result.exit_code == 0, result.output
     with open(tmp_path / "o" / "metrics.json") as fh:
         doc = json.load(fh)
@@ -133,11 +142,16 @@ def test_a_failing_fake_costs_the_others_nothing_and_resume_appends_each_line_on
     rows[5, 2] = np.nan
     np.save(bad, rows)
     out, history = str(tmp_path / "o"), str(tmp_path / "h.jsonl")
-    args = ["evaluate", sets["real"], sets["step0"], bad, sets["step2"], "--out", out, "--k", "5", "--no-plots", "--history", history]
+    args = [
+        "evaluate", sets["real"], sets["step0"], bad, sets["step2"], "--out", out, "--k", "5", "--no-plots",
+        "--history", history,
+    ]
     first = runner.invoke(app, args)
     assert first.exit_code == 2
     assert re.search(r"1 of 3 fake sets failed \(bad\)", first.output)
-    assert os.path.isfile(os.path.join(out, "step0", "metrics.json")) and os.path.isfile(os.path.join(out, "step2", "metrics.json"))
+    assert os.path.isfile(os.path.join(out, "step0", "metrics.json")) and os.path.isfile(
+        os.path.join(out, "step2", "metrics.json")
+    )
     assert not os.path.exists(os.path.join(out, "bad", "metrics.json"))
     assert [line["run"]["label"] for line in read_history(history)] == ["step0", "step2"]
     with open(os.path.join(out, SUMMARY_FILE)) as fh:
@@ -163,9 +177,15 @@ def test_a_failed_gate_exits_4_after_publishing(sets, tmp_path):
 
 def test_a_regression_against_the_history_exits_4(sets, tmp_path):
     history, common = str(tmp_path / "h.jsonl"), ["--k", "5", "--no-plots", "--history", str(tmp_path / "h.jsonl")]
-    good = runner.invoke(app, ["evaluate", sets["real"], sets["step0"], "--out", str(tmp_path / "a"), *common, "--fail-on-regression", "3"])
+    good = runner.invoke(
+        app,
+        ["evaluate", sets["real"], sets["step0"], "--out", str(tmp_path / "a"), *common, "--fail-on-regression", "3"],
+    )
     assert good.exit_code == 0, good.output  # no earlier run: nothing to regress from
-    worse = runner.invoke(app, ["evaluate", sets["real"], sets["step2"], "--out", str(tmp_path / "b"), *common, "--fail-on-regression", "3"])
+    worse = runner.invoke(
+        app,
+        ["evaluate", sets["real"], sets["step2"], "--out", str(tmp_path / "b"), *common, "--fail-on-regression", "3"],
+    )
     assert worse.exit_code == 4 and "regression: precision" in worse.output
     assert len(read_history(history)) == 2
     same = runner.invoke(app, ["evaluate", sets["real"], sets["step0"], "--out", str(tmp_path / "c"), *common,
@@ -179,14 +199,18 @@ def test_bad_gates_and_labels_are_refused_before_any_work(sets, tmp_path):
     assert bad_gate.exit_code == 2 and "precison" in bad_gate.output
     labels = runner.invoke(app, ["evaluate", sets["real"], sets["step0"], sets["step1"], "--out", out, "--label", "a"])
     assert labels.exit_code == 2 and "1 labels for 2 fake sets" in labels.output
-    no_history = runner.invoke(app, ["evaluate", sets["real"], sets["step0"], "--out", out, "--fail-on-regression", "3"])
+    no_history = runner.invoke(
+        app, ["evaluate", sets["real"], sets["step0"], "--out", out, "--fail-on-regression", "3"]
+    )
     assert no_history.exit_code == 2 and "--history" in no_history.output
     assert not os.path.exists(out)
 
 
 def test_gates_parse_as_documented():
     gates = parse_gates("precision<0.6, recall@10<=0.5,fd>80")
-    assert [(g.metric, g.k, g.op, g.threshold) for g in gates] == [("precision", None, "<", 0.6), ("recall", 10, "<=", 0.5), ("fd", None, ">", 80.0)]
+    assert [(g.metric, g.k, g.op, g.threshold) for g in gates] == [
+        ("precision", None, "<", 0.6), ("recall", 10, "<=", 0.5), ("fd", None, ">", 80.0),
+    ]
 
 
 def test_resume_reuses_a_finished_result_only_while_its_inputs_are_unchanged(sets, tmp_path, write_zarr):
@@ -207,9 +231,14 @@ def test_resume_reuses_a_finished_result_only_while_its_inputs_are_unchanged(set
     rows[100:200] += 1.0
     np.save(fake, rows)
     for out in (str(tmp_path / "a"), str(tmp_path / "b")):
-        changed = runner.invoke(app, ["evaluate", sets["real"] if out.endswith("a") else ref, fake, "--out", out, "--no-plots", "--resume"])
+        changed = runner.invoke(
+            app, ["evaluate", sets["real"] if out.endswith("a") else ref, fake, "--out", out, "--no-plots", "--resume"]
+        )
         assert changed.exit_code == 2, changed.output
-        assert "error: the fake set's content changed since this result was made" in changed.output and "--force" in changed.output
+        assert (
+            "error: the fake set's content changed since this result was made" in changed.output
+            and "--force" in changed.output
+        )
     assert (tmp_path / "a" / "metrics.json").read_bytes() == before  # the old result stays
 
 
@@ -228,8 +257,10 @@ def test_a_killed_three_fake_run_resumed_appends_each_history_line_once(tmp_path
         fakes.append(str(tmp_path / f"f{i}.npy"))
         np.save(fakes[-1], (rng.standard_normal((6000, 32)) + 0.1 * i).astype(np.float32))
     out, history = tmp_path / "o", str(tmp_path / "h.jsonl")
-    command = [sys.executable, "-m", "largeemb", "evaluate", real, *fakes, "--out", str(out), "--no-plots", "--history", history,
-               "--block-rows", "1024"]
+    command = [
+        sys.executable, "-m", "largeemb", "evaluate", real, *fakes, "--out", str(out), "--no-plots", "--history",
+        history, "--block-rows", "1024",
+    ]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     run = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240

@@ -123,7 +123,9 @@ def _submit(slurm, tmp_path, stores, out, name, tls_dir=None):
     return slurm.sbatch(*resources, f"--output={tmp_path}/{name}-%j.log", str(TEMPLATE), env=env)
 
 
-def test_sbatch_template_cancelled_mid_pass_resumes_on_resubmission_over_tls_with_the_same_result(slurm, stores, in_process, tmp_path):
+def test_sbatch_template_cancelled_mid_pass_resumes_on_resubmission_over_tls_with_the_same_result(
+    slurm, stores, in_process, tmp_path
+):
     expected, fresh_computed, _ = in_process
     out, tiles = tmp_path / "out", tmp_path / "tiles.log"
 
@@ -268,7 +270,9 @@ def test_a_worker_job_cancelled_mid_pass_costs_only_its_units(slurm, stores, in_
           f"{sum(1 for r in runs if r[1] == cancelled[0])}; "
           f"{len(again)} tiles computed again; run summary: {computed} computed, {loaded} loaded")
     # Only units that the cancelled job had computed (and held in memory) ran again.
-    assert all(first_job[name] == cancelled[0] for name in again), [(name, [r[1:] for r in runs if r[0] == name]) for name in again]
+    assert all(first_job[name] == cancelled[0] for name in again), [
+        (name, [r[1:] for r in runs if r[0] == name]) for name in again
+    ]
 
 
 def test_ctrl_c_gives_every_worker_job_back(slurm, stores, tmp_path):
@@ -307,7 +311,9 @@ def test_ctrl_c_gives_every_worker_job_back(slurm, stores, tmp_path):
 
 def test_a_worker_job_the_batch_system_refuses_is_one_error_line(slurm, stores, tmp_path, jobqueue_config):
     with dask.config.set({"jobqueue.slurm.queue": "no-such-partition"}):
-        result = runner.invoke(app, ["evaluate", *stores, "--out", str(tmp_path / "o"), *OPTIONS, "--cluster", "slurm", *JOB])
+        result = runner.invoke(
+            app, ["evaluate", *stores, "--out", str(tmp_path / "o"), *OPTIONS, "--cluster", "slurm", *JOB]
+        )
     assert result.exit_code == 2, result.output
     line = result.output.strip().splitlines()[-1]
     assert line.startswith("error: the batch system refused the worker job (sbatch: error: "), line

@@ -31,7 +31,9 @@ def stores(tmp_path_factory):
 def _pem_files(folder, security: Security, name: str) -> list[str]:
     """A Security's CA, certificate and key (PEM text in memory) as the files the options take."""
     paths = []
-    for part, text in (("ca", security.tls_ca_file), ("cert", security.tls_client_cert), ("key", security.tls_client_key)):
+    for part, text in (
+        ("ca", security.tls_ca_file), ("cert", security.tls_client_cert), ("key", security.tls_client_key),
+    ):
         path = folder / f"{name}-{part}.pem"
         path.write_text(text)
         path.chmod(0o600)
@@ -46,7 +48,8 @@ def tls_cluster(tmp_path_factory):
     folder = tmp_path_factory.mktemp("certificates")
     ours, theirs = Security.temporary(), Security.temporary()
     with LocalCluster(
-        n_workers=1, threads_per_worker=2, processes=True, protocol="tls://", security=ours, host="127.0.0.1", dashboard_address=None
+        n_workers=1, threads_per_worker=2, processes=True, protocol="tls://", security=ours, host="127.0.0.1",
+        dashboard_address=None,
     ) as local:
         yield local.scheduler_address, _pem_files(folder, ours, "ours"), _pem_files(folder, theirs, "theirs")
 
@@ -95,7 +98,9 @@ def test_a_client_without_the_clusters_certificate_is_refused(stores, tls_cluste
 def test_a_scheduler_certificate_from_another_ca_is_refused(stores, tls_cluster, tmp_path):
     address, _, theirs = tls_cluster
     line = _error_line(_evaluate(stores, tmp_path / "o", "--scheduler", address, *_tls_options(theirs)))
-    assert line.startswith("error: the dask scheduler's TLS certificate is not signed by the CA this client trusts"), line
+    assert line.startswith("error: the dask scheduler's TLS certificate is not signed by the CA this client trusts"), (
+        line
+    )
 
 
 def test_a_tls_scheduler_without_certificates_is_refused_before_connecting(stores, tls_cluster, tmp_path):

@@ -15,7 +15,7 @@ from largeemb.errors import InputError
 from largeemb.io.output import OutputLock, Staging
 from largeemb.io.results import read_metrics, set_name, set_source
 from largeemb.report import html
-from largeemb.report.definitions import CORE, DEFINITIONS, PER_K
+from largeemb.report.definitions import DEFINITIONS, PER_K
 from largeemb.report.stage import BALL_COUNTS_PNG, K_SWEEP_PNG, PCA_PNG, TSNE_PNG
 
 REPORT_FILE = "report.html"
@@ -61,21 +61,25 @@ def render_report(result_dir: str, metrics: dict | None = None, files_in: str | 
     k = str(doc["params"]["k"][0])
     title = f"{set_name(fake)} against {set_name(real)}"
     title = f"{run['label']}: {title}" if run.get("label") else title
-    facts = [f"finished {run['finished_utc']}" if run.get("finished_utc") else None, run.get("host"),
-             f"{_elapsed(doc):.1f} s" if _elapsed(doc) is not None else None, f"largeemb {doc.get('versions', {}).get('largeemb', '?')}"]
+    facts = [
+        f"finished {run['finished_utc']}" if run.get("finished_utc") else None, run.get("host"),
+        f"{_elapsed(doc):.1f} s" if _elapsed(doc) is not None else None,
+        f"largeemb {doc.get('versions', {}).get('largeemb', '?')}",
+    ]
     body = [
         f"<h1>{html.esc(title)}</h1><p class='sub'>{html.esc(' · '.join(f for f in facts if f))}</p>",
         f"<div class='summary'>{html.esc(summary_line(doc))}</div>",
         _warnings(doc.get("warnings") or []),
-        "<h2>Metrics</h2>", _metrics_table(doc, k), _by_k(doc),
-        "<h2>Sets</h2>", _sets(doc),
+        "<h2>Metrics</h2>", _metrics_table(doc, k), _by_k(doc), "<h2>Sets</h2>", _sets(doc),
         _figures(files_in),
         _worst(files_in, result_dir),
         "<h2>Parameters and timings</h2><div class='columns'>", _pairs("parameter", doc.get("params", {})),
         _pairs("seconds", doc.get("timings_s", {}), numeric=True), _pairs("version", doc.get("versions", {})), "</div>",
-        (f"<footer>Written by largeemb {html.esc(doc.get('versions', {}).get('largeemb', ''))} on "
-         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} from {html.esc(os.path.abspath(result_dir))}/metrics.json. "
-         "This page is one file: its figures are embedded and it loads nothing from elsewhere.</footer>"),
+        (
+            f"<footer>Written by largeemb {html.esc(doc.get('versions', {}).get('largeemb', ''))} on "
+            f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} from {html.esc(os.path.abspath(result_dir))}/metrics.json. "
+            "This page is one file: its figures are embedded and it loads nothing from elsewhere.</footer>"
+        ),
     ]
     return html.page(f"largeemb: {title}", "\n".join(body), generator=GENERATOR)
 
@@ -119,7 +123,11 @@ def _warnings(warnings: list) -> str:
 def _se(doc: dict, key: str, k: str, name: str):
     errors = doc.get(key) or {}
     per_k = errors.get(k, {})
-    return per_k.get(name) if isinstance(per_k, dict) and name in per_k else (errors.get(name) if name not in PER_K else None)
+    return (
+        per_k.get(name)
+        if isinstance(per_k, dict) and name in per_k
+        else (errors.get(name) if name not in PER_K else None)
+    )
 
 
 def _metrics_table(doc: dict, k: str) -> str:
@@ -153,7 +161,11 @@ def _sets(doc: dict) -> str:
                      side.get("dtype", ""), html.Raw(f"<code>{html.esc(side.get('fingerprint', ''))}</code>")])
     table = html.table(["set", "source", "rows", "dim", "dtype", "fingerprint"], rows, numeric=(2, 3))
     reference = doc["real"].get("reference")
-    return table + (f"<p class='note'>Real radii and moments from the reference <code>{html.esc(reference)}</code>.</p>" if reference else "")
+    return table + (
+        f"<p class='note'>Real radii and moments from the reference <code>{html.esc(reference)}</code>.</p>"
+        if reference
+        else ""
+    )
 
 
 def _figures(result_dir: str) -> str:
@@ -167,7 +179,9 @@ def _figures(result_dir: str) -> str:
     parts = ["<h2>Figures</h2>"]
     for name in order:
         with open(os.path.join(result_dir, name), "rb") as fh:
-            parts.append(f"<h3>{html.esc(name)}</h3>" + html.image(html.png_uri(fh.read()), name, CAPTIONS.get(name, "")))
+            parts.append(
+                f"<h3>{html.esc(name)}</h3>" + html.image(html.png_uri(fh.read()), name, CAPTIONS.get(name, ""))
+            )
     return "".join(parts)
 
 
@@ -182,20 +196,37 @@ def _worst(files_in: str, result_dir: str) -> str:
     except InputError as exc:
         return head + f"<p class='note'>{html.esc(exc)}</p>"
     fake, real = worst_rows(samples, WORST_ROWS)
-    parts = [head, f"<p class='note'>The same lists as <code>largeemb worst {html.esc(result_dir)}</code>; rows are indices into each set.</p>"]
+    parts = [
+        head,
+        f"<p class='note'>The same lists as <code>largeemb worst {html.esc(result_dir)}</code>; rows are indices into each set.</p>",
+    ]
     for title, rows, order in (("Fake rows least supported by the real set", fake, FAKE_ORDER),
                                ("Real rows least covered by the fake set", real, REAL_ORDER)):
         parts.append(f"<h3>{title}</h3><p class='note'>sorted by {html.esc(order)}, k={samples['k'][0]}</p>")
         if rows:
             # Row indices as plain integers, as `largeemb worst` prints them (to paste into code).
-            parts.append(html.table(list(rows[0]), [[str(v) if isinstance(v, int) else html.number(v) for v in row.values()] for row in rows],
-                                    numeric=tuple(range(len(rows[0])))))
+            parts.append(
+                html.table(
+                    list(rows[0]),
+                    [[str(v) if isinstance(v, int) else html.number(v) for v in row.values()] for row in rows],
+                    numeric=tuple(range(len(rows[0]))),
+                )
+            )
     return "".join(parts)
 
 
 def _pairs(title: str, values: dict, numeric: bool = False) -> str:
     if not values:
         return ""
-    rows = [[key, ", ".join(map(str, value)) if isinstance(value, list) else html.number(value) if isinstance(value, float) else str(value)]
-            for key, value in values.items()]
+    rows = [
+        [
+            key,
+            ", ".join(map(str, value))
+            if isinstance(value, list)
+            else html.number(value)
+            if isinstance(value, float)
+            else str(value),
+        ]
+        for key, value in values.items()
+    ]
     return "<div>" + html.table(["", title], rows, numeric=(1,) if numeric else ()) + "</div>"

@@ -22,13 +22,13 @@ from distributed import Client, LocalCluster, as_completed
 from distributed.client import FutureCancelledError
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from largeemb.run import tls
-from largeemb.run.job_signals import DeafToJobSignals, signals_for_this_process_only
-from largeemb.run.executor import LostWork
-from largeemb.run.tally import counts_of, noted_result, value_of
-from largeemb.run.threads import cores, pools_at_one_thread, warn_if_oversubscribed
 from largeemb.errors import InputError, StoreReadError
 from largeemb.io.faults import is_transient, short_error
+from largeemb.run import tls
+from largeemb.run.executor import LostWork
+from largeemb.run.job_signals import DeafToJobSignals, signals_for_this_process_only
+from largeemb.run.tally import counts_of, noted_result, value_of
+from largeemb.run.threads import cores, pools_at_one_thread, warn_if_oversubscribed
 
 logger = logging.getLogger("largeemb")
 
@@ -146,7 +146,9 @@ class OnCluster:
         root, progress_futures = futures[0], futures[1:]
         try:
             # An error comes back as the "result" here (raise_errors=False) and is raised by the gather below, as before.
-            for finished, counts in as_completed(progress_futures, loop=self.client.loop, with_results=True, raise_errors=False):
+            for finished, counts in as_completed(
+                progress_futures, loop=self.client.loop, with_results=True, raise_errors=False
+            ):
                 progress.advance()
                 if isinstance(counts, dict):
                     progress.note(counts)
@@ -252,9 +254,13 @@ def open_executor(client, scheduler: str | None, workers: int | None, threads_pe
         warn_if_oversubscribed(workers * threads, "the LocalCluster")
         cluster = None
         try:
-            with dask.config.set({"distributed.nanny.pre-spawn-environ": WORKER_ENVIRON}), signals_for_this_process_only():
+            with (
+                dask.config.set({"distributed.nanny.pre-spawn-environ": WORKER_ENVIRON}),
+                signals_for_this_process_only(),
+            ):
                 cluster = LocalCluster(
-                    n_workers=workers, threads_per_worker=threads, processes=True, host="127.0.0.1", dashboard_address="127.0.0.1:0",
+                    n_workers=workers, threads_per_worker=threads, processes=True, host="127.0.0.1",
+                    dashboard_address="127.0.0.1:0",
                     **({"protocol": "tls://", "security": security} if security else {}),
                 )
             with Client(cluster, set_as_default=False) as local_client, _one_blas_thread(local_client):

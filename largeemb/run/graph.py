@@ -180,7 +180,9 @@ def _despite_lost_workers(g: Graph, tasks: dict, root, tracked: set, progress: P
         try:
             return g.run.executor.compute(tasks, root, tracked, progress)
         except LostWork as exc:
-            logger.info("%s: a lost worker took unsaved results with it; running the pass again from its checkpoints", label)
+            logger.info(
+                "%s: a lost worker took unsaved results with it; running the pass again from its checkpoints", label
+            )
             tasks, _ = cull(_reloaded(tasks, g.shared_again()), [root])
             left = {key for key in tracked & tasks.keys() if tasks[key][0] is not checkpoint.load}
             barren = barren + 1 if len(left) >= len(tracked) else 0

@@ -144,7 +144,9 @@ def _certificates_dir(config, security):
     import tempfile
 
     shared = dask.config.get(f"jobqueue.{config.cluster}.shared-temp-directory", None)
-    path = tempfile.mkdtemp(prefix=".largeemb-tls-", dir=os.path.expanduser(os.path.expandvars(shared)) if shared else os.getcwd())
+    path = tempfile.mkdtemp(
+        prefix=".largeemb-tls-", dir=os.path.expanduser(os.path.expandvars(shared)) if shared else os.getcwd()
+    )
     try:
         yield path
     finally:

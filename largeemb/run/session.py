@@ -20,7 +20,7 @@ from largeemb.errors import InputError
 from largeemb.run.checkpoint import CheckpointStore
 from largeemb.run.executor import Executor, InProcess
 
-_current_run: contextvars.ContextVar["Run | None"] = contextvars.ContextVar("largeemb_run", default=None)
+_current_run: contextvars.ContextVar[Run | None] = contextvars.ContextVar("largeemb_run", default=None)
 
 
 @dataclass

@@ -95,7 +95,10 @@ def speaks_tls(address: str) -> bool:
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE  # only asking whether it speaks TLS, not trusting it
     try:
-        with socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S) as sock, context.wrap_socket(sock, server_hostname=host):
+        with (
+            socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S) as sock,
+            context.wrap_socket(sock, server_hostname=host),
+        ):
             return True
     except ssl.SSLError as exc:
         return "alert" in str(exc).lower()  # the server answered in TLS (it refused this probe's certificate)

@@ -69,7 +69,10 @@ def compare_runs(a: dict, b: dict, where: str = "between the two runs") -> Compa
     """Compare run ``b`` with run ``a`` (metrics.json documents or history lines)."""
     why = record.comparable(a, b)
     if why:
-        raise InputError(f"{why}: their metrics measure different things", where, "compare runs made with the same --metric and --inclusive")
+        raise InputError(
+            f"{why}: their metrics measure different things", where,
+            "compare runs made with the same --metric and --inclusive",
+        )
     shared = [k for k in record.ks(a) if k in b["by_k"]]
     if not shared:
         raise InputError(
@@ -82,7 +85,9 @@ def compare_runs(a: dict, b: dict, where: str = "between the two runs") -> Compa
     if only:
         notes.append(f"k={','.join(only)} is in one run only and is not compared")
     if paired and not (record.has_given_real(a) and record.has_given_real(b)):
-        notes.append("a run has no standard_errors_given_real (written by an older largeemb): its standard_errors are used")
+        notes.append(
+            "a run has no standard_errors_given_real (written by an older largeemb): its standard_errors are used"
+        )
     rows = []
     for k in shared:
         for name in CORE:
@@ -103,7 +108,10 @@ def compare_runs(a: dict, b: dict, where: str = "between the two runs") -> Compa
 def regressions(comparison: Comparison, z: float) -> list[str]:
     """One line per metric that is worse in B by more than ``z`` standard errors of the difference."""
     if not z > 0:
-        raise InputError(f"the regression threshold must be a positive number of standard errors, got {z}", "for --fail-on-regression", "pass e.g. 3")
+        raise InputError(
+            f"the regression threshold must be a positive number of standard errors, got {z}",
+            "for --fail-on-regression", "pass e.g. 3",
+        )
     return [
         f"regression: {row.metric} {_num(row.a)} → {_num(row.b)} ({_signed(row.diff)}, z = {_signed(row.z, 1)} < {MINUS}{z:g}) at k={row.k}"
         for row in comparison.rows
@@ -119,7 +127,9 @@ def format_comparison(comparison: Comparison) -> list[str]:
     for row in comparison.rows:
         se = "no test" if row.se is None else f"{row.se:.4f}"
         z = "" if row.z is None else _signed(row.z, 2)
-        lines.append(f"{row.k or '–':>4}  {row.metric:<10}  {row.a:>9.4f}  {row.b:>9.4f}  {_signed(row.diff, 4):>9}  {se:>8}  {z:>6}")
+        lines.append(
+            f"{row.k or '–':>4}  {row.metric:<10}  {row.a:>9.4f}  {row.b:>9.4f}  {_signed(row.diff, 4):>9}  {se:>8}  {z:>6}"
+        )
     lines += [f"note: {note}" for note in comparison.notes]
     return lines
 

@@ -19,7 +19,9 @@ from largeemb.series import record
 from largeemb.series.compare import compare_runs, regressions
 
 OPERATORS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
-_GATE = re.compile(r"^\s*([a-z][a-z0-9_]*)\s*(?:@\s*(\d+))?\s*(<=|>=|<|>)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
+_GATE = re.compile(
+    r"^\s*([a-z][a-z0-9_]*)\s*(?:@\s*(\d+))?\s*(<=|>=|<|>)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$"
+)
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,9 @@ def failed_gates(metrics_doc: dict, gates) -> list[str]:
         value = record.value(metrics_doc, gate.metric, k)
         at = f" at k={k}" if k is not None else ""
         if value is None:
-            failures.append(f"gate {gate} cannot be checked: the run has no {gate.metric}{at} (turn that metric or k on)")
+            failures.append(
+                f"gate {gate} cannot be checked: the run has no {gate.metric}{at} (turn that metric or k on)"
+            )
         elif OPERATORS[gate.op](value, gate.threshold):
             failures.append(f"gate failed: {gate.metric} {value:.4g} {gate.op} {gate.threshold:g}{at}")
     return failures
@@ -82,7 +86,10 @@ def regression_against(history_lines, metrics_doc: dict, z: float, baseline_labe
     if baseline_label is not None:
         named = [line for line in earlier if record.label(line) == baseline_label]
         if not named:
-            raise InputError(f"no run labelled {baseline_label!r} in the history", "for the baseline", "pass a label the history holds")
+            raise InputError(
+                f"no run labelled {baseline_label!r} in the history", "for the baseline",
+                "pass a label the history holds",
+            )
         return regressions(compare_runs(named[-1], metrics_doc, "against the baseline"), z)
     fingerprint = record.real_fingerprint(metrics_doc)
     for line in reversed(earlier):

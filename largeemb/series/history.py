@@ -68,7 +68,9 @@ def append_history(path: str, line: dict, wait_s: float = LOCK_WAIT_S) -> None:
     writer killed mid-line) gets one first, so this line stays whole.
     """
     if os.path.isdir(path):
-        raise InputError(f"the history file {path} is a directory", "for --history", "give a file path, e.g. runs/history.jsonl")
+        raise InputError(
+            f"the history file {path} is a directory", "for --history", "give a file path, e.g. runs/history.jsonl"
+        )
     payload = (json.dumps(line, separators=(",", ":")) + "\n").encode()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
@@ -115,7 +117,9 @@ def read_history(path: str) -> list[dict]:
             _lock(fh.fileno(), path, LOCK_WAIT_S, exclusive=False)  # no live append is half-way through
             raw = fh.read()
     except FileNotFoundError:
-        raise InputError("no history file", f"at {path}", "pass the file that `largeemb evaluate --history` appends to") from None
+        raise InputError(
+            "no history file", f"at {path}", "pass the file that `largeemb evaluate --history` appends to"
+        ) from None
     except IsADirectoryError:
         raise InputError(f"{path} is a directory", "for the history file", "pass the history file itself") from None
     lines = []
@@ -127,7 +131,11 @@ def read_history(path: str) -> list[dict]:
             line = json.loads(text)
         except ValueError:
             # Appends hold the lock, so a line is torn only where a writer died inside it.
-            why = "torn (a run killed while writing it?)" if number == len(pieces) else "not valid JSON (a torn line of a killed run?)"
+            why = (
+                "torn (a run killed while writing it?)"
+                if number == len(pieces)
+                else "not valid JSON (a torn line of a killed run?)"
+            )
             warnings.warn(f"{path} line {number} is {why}; skipped", HistoryWarning, stacklevel=2)
             continue
         missing = [key for key in REQUIRED if not isinstance(line, dict) or key not in line]

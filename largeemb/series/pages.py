@@ -29,8 +29,13 @@ def history_figure(table: HistoryTable):
 
     rows = table.rows
     values = {name: np.array([np.nan if r[name] is None else r[name] for r in rows], float) for name in PANELS}
-    errors = {name: np.array([np.nan if r[f"{name}_se"] is None else r[f"{name}_se"] for r in rows], float) for name in CORE}
-    names = [f"{record.short(fp)} ({next(r['real_source'] for r in rows if r['real_fingerprint'] == fp)})" for fp in table.series]
+    errors = {
+        name: np.array([np.nan if r[f"{name}_se"] is None else r[f"{name}_se"] for r in rows], float) for name in CORE
+    }
+    names = [
+        f"{record.short(fp)} ({next(r['real_source'] for r in rows if r['real_fingerprint'] == fp)})"
+        for fp in table.series
+    ]
     return draw(
         [r["label"] for r in rows], values, errors, series=[table.series_of(r) for r in rows], series_names=names,
         baseline=table.baseline, title=f"{len(rows)} runs at k={table.k}",
@@ -41,9 +46,16 @@ def history_page(table: HistoryTable, png: bytes) -> str:
     header = ["", "label", "finished (UTC)", *CORE, "FD", "real set", "result"]
     numeric = tuple(range(3, 3 + len(CORE) + 1))
     cells = [
-        ["★" if row["baseline"] else "", row["label"], row["finished_utc"].replace("T", " ").rstrip("Z"),
-         *(html.Raw(f"{row[n]:.4f}<small> ± {row[f'{n}_se']:.4f}</small>") if row[f"{n}_se"] is not None else html.number(row[n]) for n in CORE),
-         html.number(row["fd"]), record.short(row["real_fingerprint"]), _result(row["result_dir"])]
+        [
+            "★" if row["baseline"] else "", row["label"], row["finished_utc"].replace("T", " ").rstrip("Z"),
+            *(
+                html.Raw(f"{row[n]:.4f}<small> ± {row[f'{n}_se']:.4f}</small>")
+                if row[f"{n}_se"] is not None
+                else html.number(row[n])
+                for n in CORE
+            ),
+            html.number(row["fd"]), record.short(row["real_fingerprint"]), _result(row["result_dir"]),
+        ]
         for row in table.rows
     ]
     baseline = table.rows[table.baseline]["label"] if table.baseline is not None else None
@@ -53,11 +65,16 @@ def history_page(table: HistoryTable, png: bytes) -> str:
         f"<h1>Evaluation history</h1><p class='sub'>{len(table.rows)} runs at k={table.k}; baseline {html.esc(baseline)}; "
         f"written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}</p>"
         + (f"<ul class='warnings'>{warnings}</ul>" if warnings else "")
-        + html.image(html.png_uri(png), "metrics by run", "One panel per metric, runs in file order; bands: 95% with the real set fixed; "
-                     "star and dashed line: the baseline run.")
+        + html.image(
+            html.png_uri(png), "metrics by run",
+            "One panel per metric, runs in file order; bands: 95% with the real set fixed; "
+            "star and dashed line: the baseline run.",
+        )
         + "<h2>Runs</h2><p class='note'>Values ± one standard error with the real set fixed. ★ marks the baseline.</p>"
-        + html.table(header, cells, numeric=numeric, marked=(table.baseline,) if table.baseline is not None else (),
-                     classes={1: "name", 2: "nowrap", len(header) - 1: "def nowrap"})
+        + html.table(
+            header, cells, numeric=numeric, marked=(table.baseline,) if table.baseline is not None else (),
+            classes={1: "name", 2: "nowrap", len(header) - 1: "def nowrap"},
+        )
         + f"<h2>Metrics</h2><ul>{definitions}</ul>"
     )
     return html.page("largeemb: evaluation history", body, generator=GENERATOR)

@@ -45,15 +45,21 @@ def history_table(lines: list[dict], k: int | None = None, baseline: str | None 
     first run against the same real set as the last run.
     """
     if not lines:
-        raise InputError("the history holds no runs", "in the history file", "append runs with `largeemb evaluate --history FILE`")
+        raise InputError(
+            "the history holds no runs", "in the history file", "append runs with `largeemb evaluate --history FILE`"
+        )
     key = str(k) if k is not None else record.ks(lines[-1])[0]
     kept = [line for line in lines if key in line["by_k"]]
     warnings = []
     if len(kept) < len(lines):
         left = [record.label(line) for line in lines if key not in line["by_k"]]
-        warnings.append(f"{len(left)} run(s) have no k={key} and are left out: {', '.join(left[:10])}{' …' if len(left) > 10 else ''}")
+        warnings.append(
+            f"{len(left)} run(s) have no k={key} and are left out: {', '.join(left[:10])}{' …' if len(left) > 10 else ''}"
+        )
     if not kept:
-        raise InputError(f"no run in the history has k={key}", "in the history file", "pass a --k the runs were evaluated with")
+        raise InputError(
+            f"no run in the history has k={key}", "in the history file", "pass a --k the runs were evaluated with"
+        )
     rows = [_row(line, key) for line in kept]
     series = list(dict.fromkeys(row["real_fingerprint"] for row in rows))
     if len(series) > 1:
@@ -66,7 +72,10 @@ def history_table(lines: list[dict], k: int | None = None, baseline: str | None 
     else:
         matches = [i for i, row in enumerate(rows) if row["label"] == baseline]
         if not matches:
-            raise InputError(f"no run labelled {baseline!r} with k={key}", "in the history file", "pass --baseline with a label the table shows")
+            raise InputError(
+                f"no run labelled {baseline!r} with k={key}", "in the history file",
+                "pass --baseline with a label the table shows",
+            )
         base = matches[-1]
     for i, row in enumerate(rows):
         row["baseline"] = i == base
