@@ -110,7 +110,8 @@ def evaluate(
     real_src = known.source if known else reference.source if reference else open_source(real, real_array, role="real")
     fake_src = open_source(fake, fake_array, role="fake")
     warnings = check_pair(real_src, fake_src, config.max_k)
-    needs = metrics.needs_of(config, real_src, fake_src)  # refuses what a metric cannot do with these inputs, before any work
+    # refuses what a metric cannot do with these inputs, before any work
+    needs = metrics.needs_of(config, real_src, fake_src)
     config = config.resolved(max(real_src.rows, fake_src.rows))
     check_sources(config, client, real_src, fake_src)
     store = None
@@ -288,7 +289,8 @@ def _paths(inputs) -> list[str]:
 
 
 def _reference_source(real) -> list[str]:
-    """The store behind a reference directory, read leniently (a damaged reference is refused later, with its reason)."""
+    """The store behind a reference directory, read leniently
+    (a damaged reference is refused later, with its reason)."""
     if not is_reference(real):
         return []
     try:

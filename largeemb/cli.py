@@ -146,7 +146,8 @@ def evaluate(
         str,
         typer.Option(
             metavar="NAMES",
-            help=f"Companion metrics, comma-separated from {','.join(COMPANIONS)} ('none': no companions, 'all': every one).",
+            help=f"Companion metrics, comma-separated from {','.join(COMPANIONS)} "
+            "('none': no companions, 'all': every one).",
         ),
     ] = ",".join(DEFAULTS.companions),
     kid: Annotated[
@@ -250,7 +251,8 @@ def synth(
     run_action(
         debug,
         lambda: typer.echo(
-            f"wrote {write_synth(dst, rows, dim, seed=seed, shift=shift, modes=modes, drop_modes=drop_modes, force=force)}"
+            "wrote "
+            f"{write_synth(dst, rows, dim, seed=seed, shift=shift, modes=modes, drop_modes=drop_modes, force=force)}"
         ),
     )
 

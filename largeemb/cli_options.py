@@ -72,7 +72,8 @@ Precision = Annotated[
     str,
     typer.Option(
         metavar=choices(PRECISIONS),
-        help="How tiles multiply first; results are exact either way. bf16 screens tiles in bfloat16 (needs largeemb[bf16]); "
+        help="How tiles multiply first; results are exact either way. "
+        "bf16 screens tiles in bfloat16 (needs largeemb[bf16]); "
         "auto: bf16 on CPUs with AVX512-BF16 or AMX when the extra is installed, else float32.",
     ),
 ]
@@ -112,7 +113,8 @@ BlockRows = Annotated[
     int | None,
     typer.Option(
         metavar="N",
-        help="Rows per streamed block (one task); GEMMs run in 2048-row panels inside it. Default: 4096, more for sets over 262,144 rows.",
+        help="Rows per streamed block (one task); GEMMs run in 2048-row panels inside it. "
+        "Default: 4096, more for sets over 262,144 rows.",
     ),
 ]
 Scheduler = Annotated[
@@ -130,7 +132,8 @@ Resume = Annotated[
     bool,
     typer.Option(
         "--resume",
-        help="Continue an interrupted run from the finished tasks kept in OUT/.work (a finished run: say so and exit 0).",
+        help="Continue an interrupted run from the finished tasks kept in OUT/.work "
+        "(a finished run: say so and exit 0).",
     ),
 ]
 
@@ -139,7 +142,8 @@ Label = Annotated[
     list[str] | None,
     typer.Option(
         "--label", metavar="LABEL",
-        help="Name of the run in metrics.json and the history, e.g. a checkpoint step (one per FAKE, or comma-separated; default: the fake's name).",
+        help="Name of the run in metrics.json and the history, e.g. a checkpoint step "
+        "(one per FAKE, or comma-separated; default: the fake's name).",
     ),
 ]
 History = Annotated[
@@ -160,7 +164,8 @@ FailOnRegression = Annotated[
     float | None,
     typer.Option(
         metavar="Z",
-        help="Exit 4 after publishing when precision, recall, density or coverage is lower than the previous --history run for the same real set (or --baseline) by more than Z standard errors.",
+        help="Exit 4 after publishing when precision, recall, density or coverage is lower than the previous "
+        "--history run for the same real set (or --baseline) by more than Z standard errors.",
     ),
 ]
 Baseline = Annotated[
@@ -183,7 +188,8 @@ Cluster = Annotated[
     str | None,
     typer.Option(
         metavar=choices(CLUSTERS),
-        help="Submit dask worker jobs to this batch system (needs largeemb[jobqueue]): 0 to --max-jobs, as the work needs them, configured by the site's jobqueue.yaml.",
+        help="Submit dask worker jobs to this batch system (needs largeemb[jobqueue]): "
+        "0 to --max-jobs, as the work needs them, configured by the site's jobqueue.yaml.",
     ),
 ]
 MaxJobs = Annotated[
@@ -206,14 +212,16 @@ JobWalltime = Annotated[
     str | None,
     typer.Option(
         metavar="TIME",
-        help="With --cluster: walltime per worker job, e.g. 04:00:00 (default: jobqueue.KIND.walltime); workers retire before it and are replaced.",
+        help="With --cluster: walltime per worker job, e.g. 04:00:00 (default: jobqueue.KIND.walltime); "
+        "workers retire before it and are replaced.",
     ),
 ]
 Tls = Annotated[
     bool,
     typer.Option(
         "--tls",
-        help="Encrypt and authenticate the scheduler traffic of the cluster this job starts (--workers, --cluster); throw-away certificates unless given.",
+        help="Encrypt and authenticate the scheduler traffic of the cluster this job starts (--workers, --cluster); "
+        "throw-away certificates unless given.",
     ),
 ]
 TlsCaFile = Annotated[

@@ -79,7 +79,8 @@ def reference_build(
             **jobs_and_tls,
         )
         typer.echo(
-            f"wrote reference {ref.path} (k={','.join(map(str, ref.k))}, {ref.source.rows} rows); use it as REAL in `largeemb evaluate`"
+            f"wrote reference {ref.path} (k={','.join(map(str, ref.k))}, {ref.source.rows} rows); "
+            "use it as REAL in `largeemb evaluate`"
         )
 
     run_action(debug, action)

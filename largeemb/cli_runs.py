@@ -43,7 +43,8 @@ def evaluate_and_report(real, fakes: list[str], out: str, config, **options) -> 
     for run in outcome.runs:
         if run.earlier:
             typer.echo(
-                f"{run.out} already holds a finished result ({os.path.join(run.out, 'metrics.json')}); nothing to resume"
+                f"{run.out} already holds a finished result ({os.path.join(run.out, 'metrics.json')}); "
+                "nothing to resume"
             )
         elif run.document is not None:
             for warning in run.document["warnings"][printed.get(run.name, 0):]:  # e.g. a failed plot stage
@@ -57,7 +58,8 @@ def evaluate_and_report(real, fakes: list[str], out: str, config, **options) -> 
     if outcome.failed:
         names = ", ".join(run.name for run in outcome.failed)
         typer.echo(
-            f"error: {len(outcome.failed)} of {len(outcome.runs)} fake sets failed ({names}); the others' results are published",
+            f"error: {len(outcome.failed)} of {len(outcome.runs)} fake sets failed ({names}); "
+            "the others' results are published",
             err=True,
         )
     return outcome.exit_code

@@ -59,7 +59,8 @@ def add_series_commands(app: typer.Typer, run, command_cls, debug_option) -> Non
         def action():
             if as_csv and as_json:
                 raise InputError("--csv and --json exclude each other", "on the command line", "pass one of them")
-            new = [(directory, history_line(read_metrics(directory), directory)) for directory in add or ()]  # all readable first
+            # all readable first
+            new = [(directory, history_line(read_metrics(directory), directory)) for directory in add or ()]
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 for directory, line in new:
@@ -96,12 +97,14 @@ def add_series_commands(app: typer.Typer, run, command_cls, debug_option) -> Non
             float | None,
             typer.Option(
                 metavar="Z",
-                help=f"Exit {GATE_FAILED} when precision, recall, density or coverage is lower in RUN_B by more than Z standard errors of the difference.",
+                help=f"Exit {GATE_FAILED} when precision, recall, density or coverage is lower in RUN_B "
+                "by more than Z standard errors of the difference.",
             ),
         ] = None,
         debug: debug_option = False,
     ):
-        """Compare two results: B − A per metric and k, its standard error and z (paired when they share the real set)."""
+        """Compare two results: B − A per metric and k, its standard error and z
+        (paired when they share the real set)."""
         from largeemb.io.results import read_metrics
         from largeemb.series.compare import compare_runs, format_comparison, regressions
 

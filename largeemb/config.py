@@ -130,7 +130,8 @@ class EvaluateConfig:
             )
         if self.kid_subsets < 0 or self.kid_subset_size < 2:
             raise InputError(
-                f"KID subsets need kid_subsets >= 0 and kid_subset_size >= 2, got {self.kid_subsets} and {self.kid_subset_size}",
+                f"KID subsets need kid_subsets >= 0 and kid_subset_size >= 2, "
+                f"got {self.kid_subsets} and {self.kid_subset_size}",
                 "in the job configuration",
                 "pass e.g. --kid-subsets 100 --kid-subset-size 1000",
             )
@@ -172,7 +173,8 @@ class EvaluateConfig:
             )
         if self.plot_samples < 1 or self.tsne_samples < 0:
             raise InputError(
-                f"subsample sizes must be plot_samples >= 1 and tsne_samples >= 0, got {self.plot_samples} and {self.tsne_samples}",
+                f"subsample sizes must be plot_samples >= 1 and tsne_samples >= 0, "
+                f"got {self.plot_samples} and {self.tsne_samples}",
                 "in the job configuration",
                 "pass e.g. --tsne-samples 1000 (0 skips t-SNE)",
             )
@@ -216,7 +218,8 @@ class EvaluateConfig:
             raise InputError(
                 f"--cluster and --{'scheduler' if self.scheduler else 'workers'} both given",
                 "in the job configuration",
-                "use --cluster to submit worker jobs, --scheduler to join a running cluster, or --workers to start one here",
+                "use --cluster to submit worker jobs, --scheduler to join a running cluster, "
+                "or --workers to start one here",
             )
         job_options = [
             name for name in ("max_jobs", "job_cores", "job_memory", "job_walltime") if getattr(self, name) is not None
@@ -248,7 +251,8 @@ class EvaluateConfig:
         return dataclasses.replace(self, block_rows=max(DEFAULT_BLOCK_ROWS, grown))
 
     def _refuse_absurd_task_count(self, rows: int) -> None:
-        """Tasks grow with the square of the blocks; past MAX_EXPLICIT_BLOCKS scheduling them costs more than their work."""
+        """Tasks grow with the square of the blocks; past MAX_EXPLICIT_BLOCKS
+        scheduling them costs more than their work."""
         blocks = -(-rows // self.block_rows)
         if blocks <= MAX_EXPLICIT_BLOCKS:
             return

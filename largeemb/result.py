@@ -65,7 +65,8 @@ class EvaluationResult:
 
     @classmethod
     def of(cls, passes: Passes, values: list[Value], config, warnings=()) -> EvaluationResult:
-        """The result of ``passes`` and the metrics' ``values`` under ``config``; ``warnings`` (about the inputs) come first."""
+        """The result of ``passes`` and the metrics' ``values`` under ``config``;
+        ``warnings`` (about the inputs) come first."""
         by_k: dict[int, dict[str, float]] = {}
         merged = Value(warnings=list(warnings))
         for value in values:

@@ -79,11 +79,15 @@ workers, tasks, work = {workers!r}, {tasks!r}, {work!r}
 seconds = {{}}
 with session.open_run(EvaluateConfig(workers=workers or None, threads_per_worker=1)) as run:
     for kind in ("plain", "checkpointed"):
-        store = checkpoint.open_store(f"{{work}}/{{kind}}-{{workers}}", {{"bench": 1}}, resume=False) if kind != "plain" else None
+        store = (
+            checkpoint.open_store(f"{{work}}/{{kind}}-{{workers}}", {{"bench": 1}}, resume=False)
+            if kind != "plain" else None
+        )
         run.store = store
         for attempt, count in (("warm-up", 50), ("timed", tasks)):
             g = graph.Graph(f"{{kind}}-{{attempt}}")
-            keys = [g.unit(f"u-{{i}}", np.full, 8, i) for i in range(count)]  # a tiny array each: the cost is the bookkeeping
+            # a tiny array each: the cost is the bookkeeping
+            keys = [g.unit(f"u-{{i}}", np.full, 8, i) for i in range(count)]
             root = g.tree(keys, np.add, "sum")
             start = time.perf_counter()
             graph.run(g, root, "overhead")
@@ -107,7 +111,8 @@ def projection(
     the tile work (2 n² pairs x dim, as the measured run's per pair·dim cost) spread over the cores,
     plus the scheduler's cost per unit on one core, plus a tail of one tile per core."""
     blocks = -(-rows // block_rows)
-    units = 2 * (2 * (blocks * (blocks + 1) // 2) + blocks * blocks)  # tiles of both self passes and the cross pass, and as many merges
+    # tiles of both self passes and the cross pass, and as many merges
+    units = 2 * (2 * (blocks * (blocks + 1) // 2) + blocks * blocks)
     work = per_pair_dim_s * 2 * rows * rows * dim
     tile = per_pair_dim_s * block_rows * block_rows * dim
     return {"units": units, "hours": (work / cores + tile + units * overhead_s) / 3600, "tile_s": tile}

@@ -196,7 +196,8 @@ def test_a_killed_worker_changes_nothing(stores, in_process, tmp_path, caplog):
 
         killer = threading.Thread(target=kill_when_under_way, daemon=True)
         killer.start()
-        with caplog.at_level(logging.INFO, logger="largeemb"), slowed_tiles(0.03):  # so that a worker can be killed mid-run
+        # so that a worker can be killed mid-run
+        with caplog.at_level(logging.INFO, logger="largeemb"), slowed_tiles(0.03):
             result = largeemb.evaluate(*stores, k=(3, 5), block_rows=512, client=client, checkpoint_dir=str(work))
         killer.join(timeout=5)
         assert killed.is_set(), "the run finished before a worker could be killed"

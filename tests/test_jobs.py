@@ -106,7 +106,8 @@ def test_the_manifests_run_the_image_the_dockerfile_builds_with_the_readmes_inst
     first_command = next(line for line in readme_block.splitlines() if line.strip() and not line.startswith("#"))
     readme_install = re.search(r"pip install [^&]+", first_command).group(0).strip()
     (run,) = [line for line in dockerfile.splitlines() if line.startswith("RUN") and "pip install" in line]
-    assert re.search(r"pip install [^&\\]+", run).group(0).strip() == readme_install  # the same install, from the checkout
+    # the same install, from the checkout
+    assert re.search(r"pip install [^&\\]+", run).group(0).strip() == readme_install
     assert re.search(r"^FROM python:[\d.]+-slim\s*$", dockerfile, re.MULTILINE)
     user = int(re.search(r"^USER (\d+)", dockerfile, re.MULTILINE).group(1))
     assert user != 0

@@ -124,8 +124,10 @@ def test_a_result_carries_its_identity(sets, tmp_path):
     line = next(line for line in result.output.splitlines() if line.startswith("k="))
     se = doc["standard_errors"]["5"]
     assert line == (
-        f"k=5  P {doc['by_k']['5']['precision']:.3f}±{se['precision']:.3f}  R {doc['by_k']['5']['recall']:.3f}±{se['recall']:.3f}  "
-        f"D {doc['by_k']['5']['density']:.3f}±{se['density']:.3f}  C {doc['by_k']['5']['coverage']:.3f}±{se['coverage']:.3f}  "
+        f"k=5  P {doc['by_k']['5']['precision']:.3f}±{se['precision']:.3f}  "
+        f"R {doc['by_k']['5']['recall']:.3f}±{se['recall']:.3f}  "
+        f"D {doc['by_k']['5']['density']:.3f}±{se['density']:.3f}  "
+        f"C {doc['by_k']['5']['coverage']:.3f}±{se['coverage']:.3f}  "
         f"FD {doc['metrics']['fd']:.4g}"
     )
     assert os.path.isfile(tmp_path / "o" / "report.html")
@@ -214,7 +216,8 @@ def test_gates_parse_as_documented():
 
 
 def test_resume_reuses_a_finished_result_only_while_its_inputs_are_unchanged(sets, tmp_path, write_zarr):
-    """A finished result is the inputs' only while their content matches its fingerprints (from a store and from a reference)."""
+    """A finished result is the inputs' only while their content matches its fingerprints
+    (from a store and from a reference)."""
     import largeemb
 
     fake = str(tmp_path / "fake.npy")
@@ -244,7 +247,8 @@ def test_resume_reuses_a_finished_result_only_while_its_inputs_are_unchanged(set
 
 @pytest.mark.slow
 def test_a_killed_three_fake_run_resumed_appends_each_history_line_once(tmp_path):
-    """SIGKILL while the second fake is evaluated (the first published, maybe with its line): --resume ends with three whole lines."""
+    """SIGKILL while the second fake is evaluated (the first published, maybe with its line):
+    --resume ends with three whole lines."""
     import signal
     import subprocess
     import sys

@@ -224,7 +224,8 @@ def test_cluster_slurm_over_tls_gives_the_in_process_result_and_gives_jobs_back_
     slurm, stores, in_process, tmp_path, jobqueue_config, monkeypatch
 ):
     pytest.importorskip("cryptography")  # throw-away certificates for --tls
-    monkeypatch.chdir(tmp_path)  # where dask-jobqueue writes the workers' copies of them (mode 0600, removed at the end)
+    # where dask-jobqueue writes the workers' copies of them (mode 0600, removed at the end)
+    monkeypatch.chdir(tmp_path)
     expected = in_process[0]
     blocks = -(-ROWS // int(OPTIONS[OPTIONS.index("--block-rows") + 1]))
     with hooked(slow_tiles(0.01), _serial_tail(2.5, blocks)), QueueWatch(slurm) as watch:

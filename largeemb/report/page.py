@@ -23,7 +23,10 @@ GENERATOR = "largeemb report"
 #: Rows of each "worst rows" table.
 WORST_ROWS = 10
 CAPTIONS = {
-    PCA_PNG: "Both sets projected on the real set's first two principal axes: where fake rows fall against the real density.",
+    PCA_PNG: (
+        "Both sets projected on the real set's first two principal axes: "
+        "where fake rows fall against the real density."
+    ),
     TSNE_PNG: "t-SNE of a seeded subsample of both sets: an island of one colour is a mode the other set lacks.",
     K_SWEEP_PNG: "The four metrics at each evaluated k, ±1 standard error.",
     BALL_COUNTS_PNG: "How many real k-NN balls hold each fake row; the first bar (no ball) is 1 − precision.",
@@ -77,7 +80,8 @@ def render_report(result_dir: str, metrics: dict | None = None, files_in: str | 
         _pairs("seconds", doc.get("timings_s", {}), numeric=True), _pairs("version", doc.get("versions", {})), "</div>",
         (
             f"<footer>Written by largeemb {html.esc(doc.get('versions', {}).get('largeemb', ''))} on "
-            f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} from {html.esc(os.path.abspath(result_dir))}/metrics.json. "
+            f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} "
+            f"from {html.esc(os.path.abspath(result_dir))}/metrics.json. "
             "This page is one file: its figures are embedded and it loads nothing from elsewhere.</footer>"
         ),
     ]
@@ -198,7 +202,8 @@ def _worst(files_in: str, result_dir: str) -> str:
     fake, real = worst_rows(samples, WORST_ROWS)
     parts = [
         head,
-        f"<p class='note'>The same lists as <code>largeemb worst {html.esc(result_dir)}</code>; rows are indices into each set.</p>",
+        f"<p class='note'>The same lists as <code>largeemb worst {html.esc(result_dir)}</code>; "
+        "rows are indices into each set.</p>",
     ]
     for title, rows, order in (("Fake rows least supported by the real set", fake, FAKE_ORDER),
                                ("Real rows least covered by the fake set", real, REAL_ORDER)):

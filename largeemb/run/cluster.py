@@ -145,7 +145,8 @@ class OnCluster:
         futures = self.client.get(tasks, [output, *reported], sync=False)
         root, progress_futures = futures[0], futures[1:]
         try:
-            # An error comes back as the "result" here (raise_errors=False) and is raised by the gather below, as before.
+            # An error comes back as the "result" here (raise_errors=False) and is raised by the gather below,
+            # as before.
             for finished, counts in as_completed(
                 progress_futures, loop=self.client.loop, with_results=True, raise_errors=False
             ):
@@ -209,7 +210,8 @@ def _portable_errors(func, *args):
             error = StoreReadError(
                 f"a task could not read its data ({short_error(exc)})",
                 "on a dask worker",
-                "check that the store is reachable from every worker and rerun (exit status 3: a later retry may succeed)",
+                "check that the store is reachable from every worker and rerun "
+                "(exit status 3: a later retry may succeed)",
             )
         else:
             try:
@@ -265,7 +267,10 @@ def open_executor(client, scheduler: str | None, workers: int | None, threads_pe
                 )
             with Client(cluster, set_as_default=False) as local_client, _one_blas_thread(local_client):
                 local_client.register_plugin(DeafToJobSignals(), name=DEAF_PLUGIN_NAME)  # workers restarted later, too
-                what = f"LocalCluster of {workers} worker processes x {threads} task threads{' over TLS' if security else ''}"
+                what = (
+                    f"LocalCluster of {workers} worker processes x {threads} task threads"
+                    f"{' over TLS' if security else ''}"
+                )
                 executor = OnCluster(local_client, what, own=True)
                 try:
                     yield executor
@@ -338,7 +343,8 @@ def _unreachable(address: str, exc: Exception) -> InputError:
     if address.startswith("tls://") and "SSL" in detail:
         reason = re.search(r"\[SSL: \w+\] [^(]*", detail)  # e.g. [SSL: TLSV1_ALERT_UNKNOWN_CA] tlsv1 alert unknown ca
         return InputError(
-            f"the dask scheduler refused this client's TLS certificate ({reason.group(0).strip() if reason else detail})",
+            "the dask scheduler refused this client's TLS certificate "
+            f"({reason.group(0).strip() if reason else detail})",
             where,
             "pass a certificate and key signed by the cluster's CA (--tls-cert, --tls-key)",
         )

@@ -190,7 +190,8 @@ def _despite_lost_workers(g: Graph, tasks: dict, root, tracked: set, progress: P
                 raise WorkersLostError(
                     f"dask workers were lost {barren} times in a row before any further unit of work finished ({exc})",
                     f"in the {label} pass",
-                    "check the workers' logs (memory, walltime, preemption) and rerun with --resume: finished units are kept",
+                    "check the workers' logs (memory, walltime, preemption) and rerun with --resume: "
+                    "finished units are kept",
                 ) from None
             tracked = left
             progress.done = max(0, progress.total - len(left))  # what is left, not a second count of the rest

@@ -174,7 +174,10 @@ def job_cluster(config, security):
             # dask's config (distributed.adaptive.interval, target-duration, wait-count).
             adaptive = cluster.adapt(minimum_jobs=0, maximum_jobs=max_jobs, Adaptive=_replacing())
             job = cluster._dummy_job
-            what = f"{kind} worker jobs (0 to {max_jobs} of {job.worker_cores} cores, {job.worker_memory / 2**30:.1f} GiB, adaptive)"
+            what = (
+                f"{kind} worker jobs (0 to {max_jobs} of {job.worker_cores} cores, "
+                f"{job.worker_memory / 2**30:.1f} GiB, adaptive)"
+            )
             with Client(cluster, set_as_default=False) as client:
                 yield client, what, _holder(client, adaptive, job.worker_processes, refused, kind)
         finally:
@@ -201,7 +204,8 @@ def _new_cluster(cls, config, security, certificates, refused: list):
         raise InputError(
             f"cannot describe the worker jobs ({str(exc).splitlines()[0]})",
             f"for --cluster {config.cluster}",
-            f"pass --job-cores and --job-memory, or set them under jobqueue.{config.cluster} in the dask config (jobqueue.yaml)",
+            f"pass --job-cores and --job-memory, or set them under jobqueue.{config.cluster} "
+            "in the dask config (jobqueue.yaml)",
         ) from None
 
 
@@ -294,7 +298,8 @@ def _wait_for_a_worker(client, refused: list, kind: str) -> None:
             raise InputError(
                 f"the batch system refused the worker job ({refused[-1]})",
                 f"for --cluster {kind}",
-                f"check queue, account and resources under jobqueue.{kind} in the dask config (jobqueue.yaml) and the --job-* options",
+                f"check queue, account and resources under jobqueue.{kind} in the dask config (jobqueue.yaml) "
+                "and the --job-* options",
             )
         if waited % QUEUE_NOTE_S == 0:
             logger.info("waiting for a worker job to start (queued in the batch system)")

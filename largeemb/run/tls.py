@@ -67,7 +67,8 @@ def security_of(config):
         raise InputError(
             "a tls:// scheduler needs a certificate its CA signed",
             f"at --scheduler {scheduler}",
-            f"pass {TLS_OPTIONS} (or set distributed.comm.tls.ca-file and distributed.comm.tls.client.cert/key in the dask config)",
+            f"pass {TLS_OPTIONS} (or set distributed.comm.tls.ca-file and "
+            "distributed.comm.tls.client.cert/key in the dask config)",
         )
     return temporary()
 
@@ -80,7 +81,8 @@ def temporary():
         return Security.temporary()
     except ImportError:
         raise InputError(
-            "--tls without certificates needs throw-away ones, made with the cryptography package, which is not installed",
+            "--tls without certificates needs throw-away ones, made with the cryptography package, "
+            "which is not installed",
             "in this Python environment",
             f"pip install 'largeemb[tls]', or pass {TLS_OPTIONS}",
         ) from None

@@ -62,7 +62,10 @@ class Comparison:
                 "paired: both runs use the same real set, so the SE of B − A comes from each run's "
                 "standard errors given the real set (the two fake sets are independent given it)"
             )
-        return "unpaired: the runs use different real sets, so the SE of B − A comes from each run's standard errors with both sets as samples"
+        return (
+            "unpaired: the runs use different real sets, so the SE of B − A comes from each run's "
+            "standard errors with both sets as samples"
+        )
 
 
 def compare_runs(a: dict, b: dict, where: str = "between the two runs") -> Comparison:
@@ -113,7 +116,8 @@ def regressions(comparison: Comparison, z: float) -> list[str]:
             "for --fail-on-regression", "pass e.g. 3",
         )
     return [
-        f"regression: {row.metric} {_num(row.a)} → {_num(row.b)} ({_signed(row.diff)}, z = {_signed(row.z, 1)} < {MINUS}{z:g}) at k={row.k}"
+        f"regression: {row.metric} {_num(row.a)} → {_num(row.b)} "
+        f"({_signed(row.diff)}, z = {_signed(row.z, 1)} < {MINUS}{z:g}) at k={row.k}"
         for row in comparison.rows
         if row.z is not None and row.z < -z
     ]
@@ -128,7 +132,8 @@ def format_comparison(comparison: Comparison) -> list[str]:
         se = "no test" if row.se is None else f"{row.se:.4f}"
         z = "" if row.z is None else _signed(row.z, 2)
         lines.append(
-            f"{row.k or '–':>4}  {row.metric:<10}  {row.a:>9.4f}  {row.b:>9.4f}  {_signed(row.diff, 4):>9}  {se:>8}  {z:>6}"
+            f"{row.k or '–':>4}  {row.metric:<10}  {row.a:>9.4f}  {row.b:>9.4f}  "
+            f"{_signed(row.diff, 4):>9}  {se:>8}  {z:>6}"
         )
     lines += [f"note: {note}" for note in comparison.notes]
     return lines

@@ -45,7 +45,8 @@ def parse_gates(text: str) -> list[Gate]:
         if match is None or match.group(1) not in DEFINITIONS or (match.group(2) and match.group(1) not in PER_K):
             raise InputError(
                 f"cannot read the gate {expression.strip()!r}", "in the gate expressions",
-                f"write METRIC OP NUMBER or METRIC@K OP NUMBER, OP one of < <= > >=, METRIC one of {', '.join(DEFINITIONS)} "
+                "write METRIC OP NUMBER or METRIC@K OP NUMBER, OP one of < <= > >=, "
+                f"METRIC one of {', '.join(DEFINITIONS)} "
                 f"(@K only for {', '.join(PER_K)}), e.g. precision<0.6,recall@10<0.5",
             )
         name, k, op, threshold = match.groups()

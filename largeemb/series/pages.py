@@ -62,7 +62,8 @@ def history_page(table: HistoryTable, png: bytes) -> str:
     warnings = "".join(f"<li>{html.esc(w)}</li>" for w in table.warnings)
     definitions = "".join(f"<li><b>{name}</b>: {html.esc(DEFINITIONS[name])}</li>" for name in PANELS)
     body = (
-        f"<h1>Evaluation history</h1><p class='sub'>{len(table.rows)} runs at k={table.k}; baseline {html.esc(baseline)}; "
+        f"<h1>Evaluation history</h1><p class='sub'>{len(table.rows)} runs at k={table.k}; "
+        f"baseline {html.esc(baseline)}; "
         f"written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}</p>"
         + (f"<ul class='warnings'>{warnings}</ul>" if warnings else "")
         + html.image(

@@ -54,7 +54,8 @@ def history_table(lines: list[dict], k: int | None = None, baseline: str | None 
     if len(kept) < len(lines):
         left = [record.label(line) for line in lines if key not in line["by_k"]]
         warnings.append(
-            f"{len(left)} run(s) have no k={key} and are left out: {', '.join(left[:10])}{' …' if len(left) > 10 else ''}"
+            f"{len(left)} run(s) have no k={key} and are left out: "
+            f"{', '.join(left[:10])}{' …' if len(left) > 10 else ''}"
         )
     if not kept:
         raise InputError(
@@ -126,7 +127,10 @@ def text_table(table: HistoryTable) -> list[str]:
         for row in table.rows
     ]
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(header)]
-    align = lambda texts: "  ".join(t.ljust(w) if i < 3 else t.rjust(w) for i, (t, w) in enumerate(zip(texts, widths)))
+
+    def align(texts):
+        return "  ".join(t.ljust(w) if i < 3 else t.rjust(w) for i, (t, w) in enumerate(zip(texts, widths)))
+
     lines = []
     for index, fingerprint in enumerate(table.series):
         mine = [c for c, row in zip(cells, table.rows) if row["real_fingerprint"] == fingerprint]
