@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import time
+import uuid
 
 from largeemb import metrics
 from largeemb.config import EvaluateConfig
@@ -189,6 +190,7 @@ def evaluate_to(
             "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "host": socket.gethostname(),
             "elapsed_s": round(time.time() - started, 3),
+            "id": uuid.uuid4().hex,  # tells this run's history line from any other, whatever their times
         }
         document = result.to_dict()
         staging.write_json(METRICS_FILE, document)

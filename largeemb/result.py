@@ -60,7 +60,7 @@ class EvaluationResult:
     fake_moments: Moments | None = field(default=None, repr=False)
     #: What the plots need; None with plots off.
     projection: Projection | None = field(default=None, repr=False)
-    #: Which run this was: label, finished_utc, host, elapsed_s (set by ``evaluate_to``; empty for ``evaluate``).
+    #: Which run this was: label, finished_utc, host, elapsed_s, id (set by ``evaluate_to``; empty for ``evaluate``).
     run: dict = field(default_factory=dict)
 
     @classmethod
