@@ -1,0 +1,155 @@
+"""Standard errors of precision, recall, density and coverage from what the passes collect (:mod:`largeemb.kernels.splits`).
+
+Arrays in, numbers out. :func:`replicates` turns the per-row masks and
+per-split totals into the metric of every (real part, fake part) cell of every
+split, at half and at quarter size; :func:`standard_errors` turns those into
+the two standard errors (the derivation is in :mod:`largeemb.kernels.splits`).
+:func:`collect_dense` collects the same arrays from dense float64 distance
+matrices: the reference for small sets and the prototype path of
+``scripts/bench_calibration.py``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from largeemb.kernels.splits import (
+    METRICS,
+    QUARTER_SHIFT,
+    SPLITS,
+    SplitCounts,
+    inside,
+    inside_tables,
+    levels,
+    part_masks,
+    split_words,
+)
+
+#: Cells (part, part) per level: halves use parts 0-1 and the low 32 bits, quarters parts 0-3 and the high bits.
+LEVELS = {"half": (2, 0), "quarter": (4, QUARTER_SHIFT)}
+
+
+def bit_sums(words: np.ndarray) -> np.ndarray:
+    """(64,) how many of ``words`` have each bit set."""
+    out = np.zeros(64, np.int64)
+    for lo in range(0, len(words), 1 << 16):
+        chunk = np.ascontiguousarray(words[lo : lo + (1 << 16)], dtype="<u8")[:, None].view(np.uint8)
+        out += np.unpackbits(chunk, axis=1, bitorder="little").sum(axis=0, dtype=np.int64)
+    return out
+
+
+def replicates(counts: SplitCounts, real_parts: np.ndarray, fake_parts: np.ndarray, k: int) -> dict:
+    """``{level: {metric: theta[h, p, q]}}``: the metric inside real part p and fake part q of split h."""
+    n_real = np.stack([bit_sums(real_parts[:, p]) for p in range(4)])  # (4, 64) rows per part and bit
+    n_fake = np.stack([bit_sums(fake_parts[:, q]) for q in range(4)])
+    raw = {key: np.zeros((64, 4, 4)) for key in METRICS}
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for p in range(4):
+            for q in range(4):
+                raw["precision"][:, p, q] = bit_sums(counts.precision[:, p] & fake_parts[:, q]) / n_fake[q]
+                raw["coverage"][:, p, q] = bit_sums(counts.coverage[:, q] & real_parts[:, p]) / n_real[p]
+                raw["recall"][:, p, q] = bit_sums(counts.recall[:, q] & real_parts[:, p]) / n_real[p]
+                raw["density"][:, p, q] = counts.density[p, q] / (k * n_fake[q])
+    return {
+        level: {key: v[shift : shift + SPLITS, :parts, :parts] for key, v in raw.items()}
+        for level, (parts, shift) in LEVELS.items()
+    }
+
+
+def cell_variances(theta: np.ndarray) -> tuple[float, float]:
+    """Var(theta_s) and E Var(theta_s | real part), from the cells of every split (theta: (splits, P, P))."""
+    parts = theta.shape[1]
+    across, given = [], []
+    for (a, b), (c, d) in _cell_pairs(parts):
+        half_square = (theta[:, a, b] - theta[:, c, d]) ** 2 / 2
+        if a != c and b != d:
+            across.append(half_square)  # independent real parts and fake parts
+        elif a == c:
+            given.append(half_square)  # the same real part, independent fake parts
+    return float(np.mean(across)), float(np.mean(given))
+
+
+def _cell_pairs(parts: int):
+    cells = [(a, b) for a in range(parts) for b in range(parts)]
+    return [(x, y) for i, x in enumerate(cells) for y in cells[i + 1 :]]
+
+
+def extrapolated(half: float, quarter: float) -> float:
+    """Var(theta_n) from Var(theta_{n/2}) and Var(theta_{n/4}): log-linear in log size.
+
+    V_{n/2}²/V_{n/4}, with the size exponent held between 0 (variance that does
+    not fall) and 1 (falls as 1/n): a noisy ratio beyond those is noise.
+    """
+    if not half > 0 or not quarter > 0:
+        return max(half, 0.0) / 2
+    return half * min(max(half / quarter, 0.5), 1.0)
+
+
+def standard_errors(counts: SplitCounts, real_parts, fake_parts, k: int, fake_counts: np.ndarray) -> dict:
+    """``{"both": {metric: se}, "given_real": {metric: se}}`` for one k.
+
+    ``fake_counts``: the real balls holding each fake row (the full sample's
+    per-row counts): given the real set, precision and density are means of
+    per-fake-row values and take the exact iid formula.
+    """
+    theta = replicates(counts, real_parts, fake_parts, k)
+    out = {"both": {}, "given_real": {}}
+    for key in METRICS:
+        half_both, half_given = cell_variances(theta["half"][key])
+        quarter_both, quarter_given = cell_variances(theta["quarter"][key])
+        out["both"][key] = float(np.sqrt(extrapolated(half_both, quarter_both)))
+        out["given_real"][key] = float(np.sqrt(extrapolated(half_given, quarter_given)))
+    m = len(fake_counts)
+    for key, per_row in (("precision", (fake_counts > 0).astype(float)), ("density", fake_counts / k)):
+        out["given_real"][key] = float(np.std(per_row, ddof=1) / np.sqrt(m)) if m > 1 else float("nan")
+    return out
+
+
+def nearest_listed(dist: np.ndarray, K: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's K nearest other rows of one set (self left out once): sorted distances and indices."""
+    d = np.array(dist, np.float64)
+    np.fill_diagonal(d, np.inf)
+    # Which of several rows tied at the K-th distance get listed does not matter: levels count whole ties.
+    order = np.argpartition(d, K - 1, axis=1)[:, :K]
+    near = np.take_along_axis(d, order, axis=1)
+    by = np.argsort(near, axis=1, kind="stable")
+    return np.take_along_axis(near, by, axis=1), np.take_along_axis(order, by, axis=1)
+
+
+def listed_with_tables(dist: np.ndarray, words: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted neighbour distances and inside tables, listing more neighbours until every quarter has k."""
+    K = min(5 * k + 24, len(dist) - 1)
+    while True:
+        rho, order = nearest_listed(dist, K)
+        try:
+            return rho, inside_tables(words[order], words, k)
+        except ValueError:
+            if K == len(dist) - 1:
+                raise
+            K = min(2 * K, len(dist) - 1)
+
+
+def collect_dense(real_real, fake_fake, fake_real, k, inclusive=False, tile=None, key=0):
+    """(SplitCounts, real part masks, fake part masks, fake_counts) from dense float64 distances.
+
+    ``tile`` cuts the cross matrix into tiles of that many rows and columns (the
+    result cannot depend on it); ``key`` picks the splits.
+    """
+    n, m = len(real_real), len(fake_fake)
+    real_words, fake_words = split_words(np.arange(n), n, 2 * key), split_words(np.arange(m), m, 2 * key + 1)
+    real_parts, fake_parts = part_masks(real_words), part_masks(fake_words)
+    real_rho, real_table = listed_with_tables(real_real, real_words, k)
+    fake_rho, fake_table = listed_with_tables(fake_fake, fake_words, k)
+    counts = SplitCounts.empty(n, m)
+    fake_counts = np.zeros(m, np.int64)
+    step = tile or max(n, m)
+    for lo in range(0, m, step):
+        for co in range(0, n, step):
+            fakes, reals = slice(lo, min(lo + step, m)), slice(co, min(co + step, n))
+            block = fake_real[fakes, reals]
+            level = levels(block, real_rho[reals], inclusive)
+            counts.add_real_balls(inside(level, real_table[reals], k), fakes, reals, fake_parts, real_parts)
+            fake_counts[fakes] += (level < k).sum(axis=1)
+            fake_level = levels(block.T, fake_rho[fakes], inclusive)
+            counts.add_fake_balls(inside(fake_level, fake_table[fakes], k), reals, fakes, fake_parts)
+    return counts, real_parts, fake_parts, fake_counts

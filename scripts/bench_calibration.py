@@ -1,0 +1,193 @@
+"""Are the standard errors honest? The spread of each metric over seeded repetitions against its mean standard error.
+
+    python scripts/bench_calibration.py [--reps 200] [--rows 1000] [--data gauss,mixture,text] [--k 3,5,10]
+                                        [--method splits|jackknife] [--inclusive]
+
+Three data sets, n = m = rows:
+- ``gauss``: real N(0, I) in dim 16, fake 1.1 N(0, I) + 0.1 (no ties);
+- ``mixture``: 10 Gaussian modes in dim 16 (centres N(0, 3²)), the fake shifted by 0.05 and missing 3 modes;
+- ``text``: rows drawn with replacement from /work/shared/data/text-lsa (real pypi.npy, fake npm.npy):
+  exact duplicates, zero radii, k-NN radii as large as typical distances.
+
+Two settings per data set, each checking the standard error it is meant for:
+``both`` draws both sets anew each repetition (SE ``both``), ``fixed`` keeps one
+real set and draws the fake set anew (SE ``given_real``). Each cell prints
+``spread / mean SE`` with its 95% interval, from the sample standard deviation's
+own error over R repetitions (relative sd ≈ sqrt((kurtosis - 1) / (4R)), i.e.
+1/sqrt(2R) for normal metrics: 5% at R = 200), the run-to-run variation of
+the SE (its coefficient of variation, %), the spread against the root mean
+square SE (the check of the variance estimate itself: where a few rows
+dominate, SEs are skewed and their mean falls below their rms even when the
+variance estimate is unbiased), and spread / mean SE for the old standard
+error that holds the radii fixed. A ratio above 1: the SE is too small.
+
+Prototype path: float64 brute-force distances (identical rows get exactly equal
+distances, so ties are real ties), then the kernels' collection
+(``largeemb.kernels.stderr.collect_dense``) and standard errors.
+``--method jackknife`` instead recomputes every metric without each of 20 groups
+of rows (radii recomputed, brute force): the rejected delete-a-group jackknife.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+from scipy.stats import kurtosis
+
+from largeemb.kernels.stderr import collect_dense, standard_errors
+
+METRICS = ("precision", "recall", "density", "coverage")
+TEXT = "/work/shared/data/text-lsa"
+
+
+class Data:
+    """Draws real and fake rows and gives their float64 distance matrices."""
+
+    def __init__(self, name: str, rows: int):
+        self.name, self.rows = name, rows
+        if name == "text":
+            pypi = np.load(f"{TEXT}/pypi.npy").astype(np.float64)
+            npm = np.load(f"{TEXT}/npm.npy").astype(np.float64)
+            # Rows as ids of distinct vectors: identical rows get bit-identical distances (ties stay ties).
+            self.vectors, ids = np.unique(np.concatenate([pypi, npm]), axis=0, return_inverse=True)
+            self.real_ids, self.fake_ids = ids.ravel()[: len(pypi)], ids.ravel()[len(pypi) :]
+        elif name == "mixture":
+            self.centres = np.random.default_rng(99).normal(0, 3.0, (10, 16))
+        elif name != "gauss":
+            raise SystemExit(f"unknown data set {name!r}: use gauss, mixture or text")
+
+    def real(self, rng):
+        n = self.rows
+        if self.name == "text":
+            return self.real_ids[rng.integers(0, len(self.real_ids), n)]
+        if self.name == "mixture":
+            return self.centres[rng.integers(0, 10, n)] + rng.standard_normal((n, 16))
+        return rng.standard_normal((n, 16))
+
+    def fake(self, rng):
+        m = self.rows
+        if self.name == "text":
+            return self.fake_ids[rng.integers(0, len(self.fake_ids), m)]
+        if self.name == "mixture":
+            return self.centres[rng.integers(0, 7, m)] + rng.standard_normal((m, 16)) + 0.05
+        return 1.1 * rng.standard_normal((m, 16)) + 0.1
+
+    def distances(self, real, fake):
+        if self.name != "text":
+            return gemm(real, real), gemm(fake, fake), gemm(fake, real)
+        distinct, where = np.unique(np.concatenate([real, fake]), return_inverse=True)
+        d = gemm(self.vectors[distinct], self.vectors[distinct])
+        np.fill_diagonal(d, 0.0)
+        r, f = where[: len(real)], where[len(real) :]
+        return d[np.ix_(r, r)], d[np.ix_(f, f)], d[np.ix_(f, r)]
+
+
+def gemm(a, b):
+    sq = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * a @ b.T
+    return np.sqrt(np.maximum(sq, 0.0))
+
+
+def kth(d, k):
+    d = d.copy()
+    np.fill_diagonal(d, np.inf)
+    return np.partition(d, k - 1, axis=1)[:, k - 1]
+
+
+def prdc(real_real, fake_fake, fake_real, k, inclusive):
+    inside = np.less_equal if inclusive else np.less
+    in_real = inside(fake_real, kth(real_real, k)[None, :])
+    in_fake = inside(fake_real, kth(fake_fake, k)[:, None])
+    values = [in_real.any(1).mean(), in_fake.any(0).mean(), in_real.sum() / (k * len(fake_real)), in_real.any(0).mean()]
+    return in_real, in_fake, values
+
+
+def conditional(in_real, in_fake, values, k):
+    """The old standard errors: radii held fixed."""
+    (p, r, _, c), m, n = values, len(in_real), len(in_fake)
+    density = np.std(in_real.sum(1) / k, ddof=1) / np.sqrt(m)
+    return [np.sqrt(p * (1 - p) / m), np.sqrt(r * (1 - r) / n), density, np.sqrt(c * (1 - c) / n)]
+
+
+def jackknife(dists, k, inclusive, which, groups=20):
+    """Delete-a-group jackknife by brute force: (G-1)/G Σ (θ_-g - θ̄)², real groups + fake groups (both) or fake groups."""
+    real_real, fake_fake, fake_real = dists
+    variances = np.zeros(4)
+    for side in ("real", "fake") if which == "both" else ("fake",):
+        size = len(real_real) if side == "real" else len(fake_fake)
+        left = []
+        for g in range(groups):
+            keep = np.arange(size) % groups != g
+            if side == "real":
+                left.append(prdc(real_real[np.ix_(keep, keep)], fake_fake, fake_real[:, keep], k, inclusive)[2])
+            else:
+                left.append(prdc(real_real, fake_fake[np.ix_(keep, keep)], fake_real[keep], k, inclusive)[2])
+        left = np.array(left)
+        variances += (groups - 1) / groups * ((left - left.mean(0)) ** 2).sum(0)
+    return list(np.sqrt(variances))
+
+
+def run(data: Data, setting: str, reps: int, ks, method: str, inclusive: bool):
+    which = "both" if setting == "both" else "given_real"
+    seed = {"gauss": 0, "mixture": 1, "text": 2}[data.name]
+    fixed = data.real(np.random.default_rng([seed, 12345]))
+    values, ses, old = ({k: [] for k in ks} for _ in range(3))
+    for rep in range(reps):
+        rng = np.random.default_rng([seed, 1 if setting == "both" else 2, rep])
+        real = data.real(rng) if setting == "both" else fixed
+        dists = data.distances(real, data.fake(rng))
+        for k in ks:
+            in_real, in_fake, v = prdc(*dists, k, inclusive)
+            values[k].append(v)
+            old[k].append(conditional(in_real, in_fake, v, k))
+            if method == "jackknife":
+                ses[k].append(jackknife(dists, k, inclusive, which))
+            else:
+                counts, real_parts, fake_parts, fake_counts = collect_dense(*dists, k, inclusive=inclusive, key=rep)
+                got = standard_errors(counts, real_parts, fake_parts, k, fake_counts)[which]
+                ses[k].append([got[m] for m in METRICS])
+    rows = []
+    for k in ks:
+        v, s, o = np.array(values[k]), np.array(ses[k]), np.array(old[k])
+        spread = v.std(axis=0, ddof=1)
+        rel = np.sqrt((np.maximum(kurtosis(v, axis=0, fisher=False), 1.0) - 1) / (4 * (reps - 1)))
+        cells = []
+        for j in range(4):
+            ratio = spread[j] / s[:, j].mean()
+            cells.append(
+                f"{ratio:.2f} ({ratio * (1 - 1.96 * rel[j]):.2f}–{ratio * (1 + 1.96 * rel[j]):.2f}) "
+                f"±{100 * s[:, j].std() / s[:, j].mean():.0f}%, rms {spread[j] / np.sqrt((s[:, j] ** 2).mean()):.2f}, "
+                f"old {spread[j] / o[:, j].mean():.2f}"
+            )
+        rows.append(f"| {data.name} | {which} | {k} | " + " | ".join(cells) + " |")
+    return rows
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=200)
+    parser.add_argument("--rows", type=int, default=1000)
+    parser.add_argument("--data", default="gauss,mixture,text")
+    parser.add_argument("--k", default="3,5,10")
+    parser.add_argument("--method", choices=("splits", "jackknife"), default="splits")
+    parser.add_argument("--inclusive", action="store_true", help="'<=' for ball membership")
+    args = parser.parse_args()
+    ks = [int(k) for k in args.k.split(",")]
+    start = time.perf_counter()
+    print(
+        f"{args.method}: spread / mean SE (95% interval) ±SE variation, spread / rms SE, old SE's spread / mean SE; "
+        f"{args.reps} reps, n = m = {args.rows}\n"
+    )
+    print("| data | SE | k | " + " | ".join(METRICS) + " |")
+    print("|---|---|---|" + "---|" * 4)
+    for name in args.data.split(","):
+        data = Data(name, args.rows)
+        for setting in ("both", "fixed"):
+            for row in run(data, setting, args.reps, ks, args.method, args.inclusive):
+                print(row, flush=True)
+    print(f"\nwall time {time.perf_counter() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
