@@ -111,7 +111,8 @@ def conditional(in_real, in_fake, values, k):
 
 
 def jackknife(dists, k, inclusive, which, groups=20):
-    """Delete-a-group jackknife by brute force: (G-1)/G Σ (θ_-g - θ̄)², real groups + fake groups (both) or fake groups."""
+    """Delete-a-group jackknife by brute force: (G-1)/G Σ (θ_-g - θ̄)², real groups + fake groups (both)
+    or fake groups."""
     real_real, fake_fake, fake_real = dists
     variances = np.zeros(4)
     for side in ("real", "fake") if which == "both" else ("fake",):

@@ -9,9 +9,9 @@ and the old standard error (radii held fixed) fails the same check for coverage.
 """
 
 import numpy as np
-import oracle
 import pytest
 
+import oracle
 from largeemb.kernels.splits import SPLITS, inside_tables, part_masks, permuted, split_words
 from largeemb.kernels.stderr import cell_variances, collect_dense, extrapolated, replicates, standard_errors
 
@@ -65,7 +65,9 @@ def test_standard_errors_combine_the_cells_as_documented():
         half, quarter = theta["half"][m], theta["quarter"][m]
         v_half = np.mean([(half[:, 0, 0] - half[:, 1, 1]) ** 2 + (half[:, 0, 1] - half[:, 1, 0]) ** 2]) / 4
         cells = [(a, b, c, d) for a in range(4) for b in range(4) for c in range(4) for d in range(4)]
-        v_quarter = np.mean([(quarter[:, a, b] - quarter[:, c, d]) ** 2 / 2 for a, b, c, d in cells if a != c and b != d])
+        v_quarter = np.mean(
+            [(quarter[:, a, b] - quarter[:, c, d]) ** 2 / 2 for a, b, c, d in cells if a != c and b != d]
+        )
         assert cell_variances(half)[0] == pytest.approx(v_half, rel=1e-12)
         assert cell_variances(quarter)[0] == pytest.approx(v_quarter, rel=1e-12)
         ratio = min(max(v_half / v_quarter, 0.5), 1.0)

@@ -12,6 +12,7 @@ float64 resolution of unproven rows). The cross pass: ``cross``
 (memberships), ``nearest`` (per-sample shortlists), ``settle`` (exact
 per-sample values); ``shortlist`` is the pairs both passes keep. ``moments``:
 the streamed float64 moments and FD; ``highdim``: the dim × dim steps through
-the rows of a set with fewer rows than dims; ``companions`` and ``kid``: the
-companion metrics' arithmetic.
+the rows of a set with fewer rows than dims; ``kid``: KID's sums. Standard
+errors that include the radii: ``splits`` (per-row masks and per-split totals
+of random halves and quarters) and ``stderr`` (the standard errors from them).
 """

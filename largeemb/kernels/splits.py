@@ -23,7 +23,8 @@ samples of the part's size, so over the pairs of cells of a split
 
 at part size s = n/2 and s = n/4. The metrics' variance falls with the
 sample size, but on real embeddings (k-NN radii as large as typical
-distances, a few rows with large balls) more slowly than 1/n, so the full-size variance is extrapolated from the two part
+distances, a few rows with large balls) more slowly than 1/n, so the full-size variance is extrapolated from
+the two part
 sizes, log-linearly in log size:
 
     Var(theta_n) = Var(theta_{n/2})² / Var(theta_{n/4})
@@ -103,7 +104,8 @@ def split_words(rows: np.ndarray, n: int, key: int) -> np.ndarray:
 
 
 def part_masks(words: np.ndarray) -> np.ndarray:
-    """``(rows, 4)`` uint64: for part p, the splits where the row is in half p (low bits, p < 2) and quarter p (high bits)."""
+    """``(rows, 4)`` uint64: for part p, the splits where the row is in half p (low bits, p < 2) and
+    quarter p (high bits)."""
     quarter = (words[:, None] >> (2 * np.arange(SPLITS, dtype=np.uint64))) & np.uint64(3)  # (rows, SPLITS)
     bit = np.uint64(1) << np.arange(SPLITS, dtype=np.uint64)
     out = np.zeros((len(words), 4), np.uint64)
@@ -163,7 +165,8 @@ def levels(dist: np.ndarray, rho: np.ndarray, inclusive: bool) -> np.ndarray:
 
 
 def inside(level: np.ndarray, table: np.ndarray, k: int) -> np.ndarray:
-    """``mask[v, c]``: the splits in which visitor v is inside centre c's half ball (low bits) and quarter ball (high bits)."""
+    """``mask[v, c]``: the splits in which visitor v is inside centre c's half ball (low bits) and
+    quarter ball (high bits)."""
     col = np.clip(level.astype(np.int64) - k, 0, table.shape[1] - 1)
     return np.where(level < k, ALL, np.take_along_axis(table, col.T, axis=1).T)
 

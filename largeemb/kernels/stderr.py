@@ -1,4 +1,5 @@
-"""Standard errors of precision, recall, density and coverage from what the passes collect (:mod:`largeemb.kernels.splits`).
+"""Standard errors of precision, recall, density and coverage from what the passes collect
+(:mod:`largeemb.kernels.splits`).
 
 Arrays in, numbers out. :func:`replicates` turns the per-row masks and
 per-split totals into the metric of every (real part, fake part) cell of every
