@@ -11,7 +11,7 @@ from largeemb.errors import InputError
 METRICS = ("euclidean", "cosine")
 #: The companion metrics computed by default (each cheap next to the passes);
 #: KID over every pair is opt-in (``kid``): it costs a pass of its own.
-COMPANIONS = ("fscore", "authenticity", "vendi", "fd_infinity", "p_precision_recall")
+COMPANIONS = ("fscore", "authenticity", "vendi", "fd_infinity", "p_precision_recall", "cmmd")
 #: Those on by default. P-precision/recall is opt-in: its common radius
 #: (1.2 × the mean 4-NN radius) holds most pairs of unclustered or
 #: high-dimensional data, so it visits nearly every pair the pruning would skip.
