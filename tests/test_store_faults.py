@@ -177,3 +177,39 @@ def test_a_transient_error_on_a_worker_that_does_not_pickle_is_exit_3(stores, tm
         graph.unit_hooks.remove(namespace["broken_reads_hook"])
     line = one_error_line(result, code=3)
     assert "Server disconnected" in line and "dask worker" in line
+
+
+TRANSIENT_ON_WORKERS = """
+import sys
+from largeemb.run import graph
+def unavailable(*args):
+    raise ConnectionError("503 Service Unavailable")
+def unavailable_hook(name, func):
+    return unavailable if name.startswith("cross-tile-") else func
+graph.unit_hooks.append(unavailable_hook)
+if __name__ == "__main__":
+    from largeemb.cli import main
+    sys.argv = ["largeemb", "evaluate", *sys.argv[1:]]
+    main()
+"""
+
+
+@pytest.mark.slow
+def test_a_transient_error_with_worker_processes_is_one_line(stores, tmp_path):
+    """With --workers, as in-process: exit 3, one error line and the progress lines; no worker or scheduler logs."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "run.py"
+    script.write_text(TRANSIENT_ON_WORKERS)
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), str(tmp_path)])}
+    run = subprocess.run(
+        [sys.executable, str(script), stores["real"], stores["fake"], "--out", str(out), "--no-plots",
+         "--workers", "2"],
+        capture_output=True, text=True, timeout=300, env=env,
+    )
+    assert run.returncode == 3, run.stderr
+    others = [line for line in run.stderr.splitlines() if "largeemb: " not in line]
+    assert len(others) == 1 and others[0].startswith("error: ") and "503 Service Unavailable" in others[0], run.stderr
+    assert not (out / "metrics.json").exists()

@@ -26,7 +26,7 @@ from largeemb.errors import InputError, StoreReadError
 from largeemb.io.faults import is_transient, short_error
 from largeemb.run import tls
 from largeemb.run.executor import LostWork
-from largeemb.run.job_signals import DeafToJobSignals, signals_for_this_process_only
+from largeemb.run.job_signals import DeafToJobSignals, QuietTaskErrors, signals_for_this_process_only
 from largeemb.run.tally import counts_of, noted_result, value_of
 from largeemb.run.threads import cores, pools_at_one_thread, warn_if_oversubscribed
 
@@ -40,6 +40,7 @@ SCATTER_TRIES = 3
 CLOSE_TIMEOUT_S = 10
 PLUGIN_NAME = "largeemb-one-blas-thread"
 DEAF_PLUGIN_NAME = "largeemb-deaf-to-job-signals"
+QUIET_PLUGIN_NAME = "largeemb-quiet-task-errors"
 #: Seconds an interrupted run waits for its own workers to take the order to be quiet.
 QUIET_TIMEOUT_S = 2
 #: Environment of the worker processes this job starts: dask's default minus
@@ -267,6 +268,7 @@ def open_executor(client, scheduler: str | None, workers: int | None, threads_pe
                 )
             with Client(cluster, set_as_default=False) as local_client, _one_blas_thread(local_client):
                 local_client.register_plugin(DeafToJobSignals(), name=DEAF_PLUGIN_NAME)  # workers restarted later, too
+                local_client.register_plugin(QuietTaskErrors(), name=QUIET_PLUGIN_NAME)
                 what = (
                     f"LocalCluster of {workers} worker processes x {threads} task threads"
                     f"{' over TLS' if security else ''}"

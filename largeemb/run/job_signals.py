@@ -1,5 +1,7 @@
-"""The job's signals (Ctrl-C, SIGTERM) kept from the worker processes this job starts:
-this process closes them itself, and each would otherwise print its own traceback."""
+"""The worker processes this job starts stay off its stderr: the job's signals (Ctrl-C,
+SIGTERM) are kept from them (this process closes them itself, and each would otherwise
+print its own traceback), and a task's error is not logged by the worker as well (it
+reaches this process, which says it in its one error line)."""
 
 from __future__ import annotations
 
@@ -47,3 +49,20 @@ class DeafToJobSignals(WorkerPlugin):
         if threading.current_thread() is threading.main_thread():
             for name in JOB_SIGNALS:
                 signal.signal(getattr(signal, name), signal.SIG_IGN)
+
+
+class _NotTaskErrors:
+    """A logging filter: drops dask's "Compute Failed" records (the error comes back to the client)."""
+
+    @staticmethod
+    def filter(record) -> bool:
+        return not str(record.msg).startswith("Compute Failed")
+
+
+class QuietTaskErrors(WorkerPlugin):
+    """On a worker process this job started: a failed task is reported once, by this job, not by the worker too."""
+
+    def setup(self, worker):
+        import logging
+
+        logging.getLogger("distributed.worker").addFilter(_NotTaskErrors())
