@@ -43,7 +43,7 @@ logger = logging.getLogger("largeemb")
 RESULT_FILES = (METRICS_FILE, SAMPLES_STORE, *PLOT_FILES, REPORT_FILE)
 
 
-def _config_of(config: EvaluateConfig | None, options: dict, where: str) -> EvaluateConfig:
+def config_of(config: EvaluateConfig | None, options: dict, where: str) -> EvaluateConfig:
     if config is None:
         return EvaluateConfig.from_dict(options)
     if options:
@@ -105,7 +105,7 @@ def evaluate(
     InputError
         For any input that cannot be evaluated, with what, where and what to do.
     """
-    config = _config_of(config, options, "evaluate")
+    config = config_of(config, options, "evaluate")
     known = real if isinstance(real, KnownReal) else None  # the real side of an earlier run (several fakes)
     reference = load_reference(str(real)) if known is None and is_reference(real) else None
     real_src = known.source if known else reference.source if reference else open_source(real, real_array, role="real")
@@ -165,7 +165,7 @@ def evaluate_to(
     ``report.html`` is written too. Other parameters as for :func:`evaluate`.
     """
     started = time.time()
-    config = _config_of(config, options, "evaluate_to")
+    config = config_of(config, options, "evaluate_to")
     work = os.path.join(out, checkpoint.WORK_DIR)
     # Claims --out (refusing early), and publishes only if everything below succeeds.
     inputs = [real, fake, *_reference_source(real), getattr(getattr(real, "source", None), "location", None)]

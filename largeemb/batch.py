@@ -22,7 +22,7 @@ import json
 import os
 from dataclasses import dataclass, field
 
-from largeemb.api import _config_of, default_label, evaluate_to, finished_run
+from largeemb.api import config_of, default_label, evaluate_to, finished_run
 from largeemb.config import EvaluateConfig
 from largeemb.errors import GATE_FAILED, InputError
 from largeemb.io.reference import is_reference, load_reference
@@ -113,7 +113,7 @@ def evaluate_all(
     called as each fake's numbers exist, ``on_failure(run)`` when one fails.
     Other parameters as for :func:`largeemb.api.evaluate_to`.
     """
-    config = _config_of(config, options, "evaluate_all")
+    config = config_of(config, options, "evaluate_all")
     if not fakes:
         raise InputError("no fake set given", "on the command line", "pass one or more FAKE stores or files after REAL")
     labels = list(labels) if labels else [default_label(fake) for fake in fakes]
