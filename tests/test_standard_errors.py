@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import oracle
-from largeemb.kernels.splits import SPLITS, inside_tables, part_masks, permuted, split_words
+from largeemb.kernels.splits import SPLITS, part_masks, part_radii, permuted, split_words
 from largeemb.kernels.stderr import cell_variances, collect_dense, extrapolated, replicates, standard_errors
 
 METRICS = ("precision", "recall", "density", "coverage")
@@ -107,11 +107,18 @@ def test_split_words_deal_equal_parts_row_by_row(n):
         assert len({tuple(quarter[:, h][:64]) for h in range(SPLITS)}) == SPLITS
 
 
-def test_too_short_neighbour_lists_are_refused():
+def test_part_radii_are_the_kth_listed_neighbour_in_the_part_and_need_long_enough_lists():
     words = split_words(np.arange(40), 40, 0)
-    order = np.argsort(np.random.default_rng(0).random((40, 39)), axis=1)[:, :8]
+    order = np.argsort(np.random.default_rng(0).random((40, 39)), axis=1)
+    rho = np.sort(np.random.default_rng(1).random((40, 39)), axis=1)
     with pytest.raises(ValueError, match="too few"):
-        inside_tables(words[order], words, 3)
+        part_radii(rho[:, :8], words[order[:, :8]], words, 3)
+    radii = part_radii(rho, words[order], words, 3)  # 39 listed: every quarter holds 8 or more
+    for i, h in ((0, 0), (7, 5), (39, 31)):
+        for col, shift in ((h, 1), (SPLITS + h, 0)):  # the half (high bit of the quarter), then the quarter
+            part = (words >> np.uint64(2 * h + shift)) & np.uint64(3 >> shift)
+            same = part[order[i]] == part[i]
+            assert radii[i, col] == rho[i][same][2]
 
 
 def calibration(reps, real_fixed, k=5, rows=96, dim=6):

@@ -38,11 +38,11 @@ set, precision is a mean of fake per-row flags and density of fake ball
 counts / k: those two take the exact iid formula instead.
 
 Everything comes from per-row arrays a pass can collect (never from distance
-matrices): each row's K nearest same-set neighbours and their split words
-give, per level (how many listed neighbours lie within a distance), the splits
-in which a pair at that level is inside the row's half and quarter ball
-(:func:`inside_tables`); a cross tile then ORs per-row masks and sums per-split
-totals (:class:`SplitCounts`), which merge across tiles in any order.
+matrices): each row's K nearest same-set neighbours and their split words give
+its 64 part radii (:func:`part_radii`: its k-NN radius inside its half and its
+quarter of each split); a cross tile tests each pair against them
+(:func:`inside`), ORs per-row masks and sums per-split totals
+(:class:`SplitCounts`), which merge across tiles in any order.
 """
 
 from __future__ import annotations
@@ -56,7 +56,6 @@ import numpy as np
 SPLITS = 32
 #: Masks hold the half-level bit of split h at bit h and the quarter-level bit at bit 32 + h.
 QUARTER_SHIFT = 32
-ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
 METRICS = ("precision", "recall", "density", "coverage")
 _PERMS = np.array(list(itertools.permutations(range(4))), np.uint64)
 
@@ -124,51 +123,37 @@ def same_part(neighbour_words: np.ndarray, own: np.ndarray) -> tuple[np.ndarray,
     return (theirs >> np.uint64(1)) == (mine >> np.uint64(1)), theirs == mine
 
 
-def inside_tables(neighbour_words: np.ndarray, own: np.ndarray, k: int) -> np.ndarray:
-    """``table[i, c]``: the splits (half bits, quarter bits) in which a pair at level ``k + c`` is inside row i's ball.
+def part_radii(rho: np.ndarray, neighbour_words: np.ndarray, own: np.ndarray, k: int) -> np.ndarray:
+    """``(rows, 64)`` float64: the k-NN radius of each row inside its half (column h) and quarter (32 + h) of split h.
 
-    ``neighbour_words[i]``: the split words of row i's K nearest same-set rows,
-    nearest first. A pair's level is how many of them lie within its distance
-    (:func:`levels`); inside the part ball when fewer than k of those share the
-    row's part. Levels below k are inside every ball. Raises ValueError when
-    some split leaves a row fewer than k listed neighbours in its quarter (its
-    quarter radius is not among the K listed).
+    ``rho[i]``: row i's K nearest same-set distances, nearest first (self left
+    out once, duplicates count); ``neighbour_words[i]``: their split words. The
+    radius in a part is the k-th listed distance among neighbours in that part.
+    Which of several rows tied at one distance are listed first does not
+    matter: the k-th smallest distance is the same. Raises ValueError when some
+    split leaves a row fewer than k listed neighbours in its quarter (its
+    quarter radius lies beyond the list: list more).
     """
-    n, K = neighbour_words.shape
-    table = np.zeros((n, K - k + 1), np.uint64)
-    bit = np.uint64(1) << np.arange(SPLITS, dtype=np.uint64)
+    n, K = rho.shape
+    out = np.empty((n, 2 * SPLITS))
     for lo in range(0, n, 4096):
         halves, quarters = same_part(neighbour_words[lo : lo + 4096], own[lo : lo + 4096])
-        seen_half = np.cumsum(halves, axis=1, dtype=np.int16)
-        seen_quarter = np.cumsum(quarters, axis=1, dtype=np.int16)
-        if (seen_quarter[:, -1, :] < k).any():
-            raise ValueError(f"{K} listed neighbours are too few: a quarter holds fewer than k = {k} of them")
-        for level in range(k, K + 1):
-            in_half = np.bitwise_or.reduce(np.where(seen_half[:, level - 1] < k, bit, np.uint64(0)), axis=1)
-            in_quarter = np.bitwise_or.reduce(np.where(seen_quarter[:, level - 1] < k, bit, np.uint64(0)), axis=1)
-            table[lo : lo + 4096, level - k] = in_half | (in_quarter << np.uint64(QUARTER_SHIFT))
-    return table
-
-
-def levels(dist: np.ndarray, rho: np.ndarray, inclusive: bool) -> np.ndarray:
-    """``level[v, c]``: listed distances of centre c at or below ``dist[v, c]`` (``inclusive``: strictly below).
-
-    A pair is strictly inside a ball of radius ``rho[c, t]`` exactly when its
-    level is at most t (with ``inclusive``, inside or on it). Ties need no
-    order: a level counts every listed distance up to the pair's.
-    """
-    side = "left" if inclusive else "right"
-    out = np.empty(dist.shape, np.int16)
-    for c in range(dist.shape[1]):
-        out[:, c] = np.searchsorted(rho[c], dist[:, c], side=side)
+        for col, same in ((0, halves), (SPLITS, quarters)):
+            seen = np.cumsum(same, axis=1, dtype=np.int16)  # (rows, K, SPLITS)
+            if (seen[:, -1, :] < k).any():
+                raise ValueError(f"{K} listed neighbours are too few: a part holds fewer than k = {k} of them")
+            at = np.argmax(seen >= k, axis=1)  # (rows, SPLITS): position of the k-th in the part
+            out[lo : lo + 4096, col : col + SPLITS] = np.take_along_axis(rho[lo : lo + 4096], at, axis=1)
     return out
 
 
-def inside(level: np.ndarray, table: np.ndarray, k: int) -> np.ndarray:
-    """``mask[v, c]``: the splits in which visitor v is inside centre c's half ball (low bits) and
-    quarter ball (high bits)."""
-    col = np.clip(level.astype(np.int64) - k, 0, table.shape[1] - 1)
-    return np.where(level < k, ALL, np.take_along_axis(table, col.T, axis=1).T)
+def inside(dist: np.ndarray, radii: np.ndarray, inclusive: bool) -> np.ndarray:
+    """``mask[v, c]``: bit h (h < 64) set when visitor v lies in centre c's part ball of column h (``<``, or ``<=``)."""
+    below = np.less_equal if inclusive else np.less
+    mask = np.zeros(dist.shape, np.uint64)
+    for h in range(2 * SPLITS):
+        mask |= below(dist, radii[None, :, h]).astype(np.uint64) << np.uint64(h)
+    return mask
 
 
 @dataclass

@@ -20,9 +20,8 @@ from largeemb.kernels.splits import (
     SPLITS,
     SplitCounts,
     inside,
-    inside_tables,
-    levels,
     part_masks,
+    part_radii,
     split_words,
 )
 
@@ -110,20 +109,20 @@ def nearest_listed(dist: np.ndarray, K: int) -> tuple[np.ndarray, np.ndarray]:
     """Each row's K nearest other rows of one set (self left out once): sorted distances and indices."""
     d = np.array(dist, np.float64)
     np.fill_diagonal(d, np.inf)
-    # Which of several rows tied at the K-th distance get listed does not matter: levels count whole ties.
+    # Which of several rows tied at the K-th distance get listed does not matter: part radii take distances, not rows.
     order = np.argpartition(d, K - 1, axis=1)[:, :K]
     near = np.take_along_axis(d, order, axis=1)
     by = np.argsort(near, axis=1, kind="stable")
     return np.take_along_axis(near, by, axis=1), np.take_along_axis(order, by, axis=1)
 
 
-def listed_with_tables(dist: np.ndarray, words: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted neighbour distances and inside tables, listing more neighbours until every quarter has k."""
+def listed_radii(dist: np.ndarray, words: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's radius (k-th nearest) and part radii, listing more neighbours until every quarter has k."""
     K = min(5 * k + 24, len(dist) - 1)
     while True:
         rho, order = nearest_listed(dist, K)
         try:
-            return rho, inside_tables(words[order], words, k)
+            return rho[:, k - 1], part_radii(rho, words[order], words, k)
         except ValueError:
             if K == len(dist) - 1:
                 raise
@@ -139,8 +138,9 @@ def collect_dense(real_real, fake_fake, fake_real, k, inclusive=False, tile=None
     n, m = len(real_real), len(fake_fake)
     real_words, fake_words = split_words(np.arange(n), n, 2 * key), split_words(np.arange(m), m, 2 * key + 1)
     real_parts, fake_parts = part_masks(real_words), part_masks(fake_words)
-    real_rho, real_table = listed_with_tables(real_real, real_words, k)
-    fake_rho, fake_table = listed_with_tables(fake_fake, fake_words, k)
+    real_radius, real_radii = listed_radii(real_real, real_words, k)
+    _, fake_radii = listed_radii(fake_fake, fake_words, k)
+    below = np.less_equal if inclusive else np.less
     counts = SplitCounts.empty(n, m)
     fake_counts = np.zeros(m, np.int64)
     step = tile or max(n, m)
@@ -148,9 +148,7 @@ def collect_dense(real_real, fake_fake, fake_real, k, inclusive=False, tile=None
         for co in range(0, n, step):
             fakes, reals = slice(lo, min(lo + step, m)), slice(co, min(co + step, n))
             block = fake_real[fakes, reals]
-            level = levels(block, real_rho[reals], inclusive)
-            counts.add_real_balls(inside(level, real_table[reals], k), fakes, reals, fake_parts, real_parts)
-            fake_counts[fakes] += (level < k).sum(axis=1)
-            fake_level = levels(block.T, fake_rho[fakes], inclusive)
-            counts.add_fake_balls(inside(fake_level, fake_table[fakes], k), reals, fakes, fake_parts)
+            counts.add_real_balls(inside(block, real_radii[reals], inclusive), fakes, reals, fake_parts, real_parts)
+            fake_counts[fakes] += below(block, real_radius[None, reals]).sum(axis=1)
+            counts.add_fake_balls(inside(block.T, fake_radii[fakes], inclusive), reals, fakes, fake_parts)
     return counts, real_parts, fake_parts, fake_counts
