@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import re
 from dataclasses import dataclass, field
 
@@ -117,8 +118,7 @@ class EvaluateConfig:
     extra: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self):
-        ks = (self.k,) if isinstance(self.k, int) else tuple(int(v) for v in self.k)
-        object.__setattr__(self, "k", ks)
+        object.__setattr__(self, "k", _neighbour_counts(self.k))
         companions = (self.companions,) if isinstance(self.companions, str) else tuple(self.companions)
         object.__setattr__(self, "companions", companions)
         unknown = [c for c in companions if c not in COMPANIONS]
@@ -135,7 +135,7 @@ class EvaluateConfig:
                 "in the job configuration",
                 "pass e.g. --kid-subsets 100 --kid-subset-size 1000",
             )
-        if not ks or any(v < 1 for v in ks) or len(set(ks)) != len(ks):
+        if not self.k or any(v < 1 for v in self.k) or len(set(self.k)) != len(self.k):
             raise InputError(
                 f"k must be distinct whole numbers >= 1, got {self.k!r}",
                 "in the job configuration",
@@ -283,6 +283,19 @@ class EvaluateConfig:
         known = {f.name for f in fields()}
         unknown = {key: v for key, v in values.items() if key not in known}
         return cls(**{key: v for key, v in values.items() if key in known}, extra=unknown)
+
+
+def _neighbour_counts(k) -> tuple[int, ...]:
+    """``k``: one whole number, a sequence of them, or a string such as ``"3,5,10"`` (as on the command line)."""
+    try:
+        if isinstance(k, str):
+            return tuple(int(part) for part in k.split(","))
+        return (int(k),) if isinstance(k, numbers.Integral) else tuple(int(v) for v in k)
+    except (TypeError, ValueError):
+        raise InputError(
+            f"k must be whole numbers, got {k!r}", "in the job configuration",
+            "pass e.g. k=5, k=(3, 5, 10) or k=\"3,5,10\"",
+        ) from None
 
 
 def fields():

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from largeemb.kernels.moments import Moments
-from largeemb.metrics import Value, authenticity
+from largeemb.metrics import Value, authenticity, prdc
 from largeemb.metrics.base import leading
 from largeemb.passes.projection import Projection
 from largeemb.pipeline import Passes, float64_work
@@ -114,6 +114,13 @@ class EvaluationResult:
             fake_moments=fake.moments,
             projection=passes.projection,
         )
+
+    def __repr__(self) -> str:
+        """One line: the primary k's four metrics and FD (``to_dict()`` holds everything)."""
+        k = self.params["k"][0]
+        numbers = ", ".join(f"{name} {value:.4g}" for name, value in self.by_k[k].items() if name in prdc.KEYS)
+        fd = self.values.get("fd")
+        return f"<EvaluationResult k={k}: {numbers}" + (f", fd {fd:.4g}>" if fd is not None else ">")
 
     @property
     def metrics(self) -> dict[str, float]:

@@ -44,7 +44,7 @@ def _refuse_existing(out: str, force: bool, names) -> None:
         raise OutputExistsError(
             f"output directory already holds a result ({', '.join(present)})",
             f"in {out}",
-            "choose another --out or pass --force to replace it",
+            "choose another --out or pass --force (force=True in Python) to replace it",
         )
 
 

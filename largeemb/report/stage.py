@@ -90,6 +90,11 @@ def write_plots(result, directory: str) -> Plotted:
     Returns the files written and the stage's timings (the caller adds them to
     the result's: :meth:`largeemb.result.EvaluationResult.add_timings`).
     """
+    if result.projection is None:
+        raise InputError(
+            "the result holds no plot data (it was evaluated with plots=False)", "in write_plots()",
+            "evaluate again with plots=True",
+        )
     os.makedirs(directory, exist_ok=True)
     start = time.perf_counter()
     data = plot_data(result)

@@ -1,0 +1,42 @@
+"""The Python API's edges: a short repr, k as a string, a clear error for plots that were not made,
+and error lines that name the keyword a Python caller passes (force=True)."""
+
+import numpy as np
+import pytest
+
+import largeemb
+from largeemb.errors import InputError
+from largeemb.report import write_plots
+
+
+@pytest.fixture(scope="module")
+def pair():
+    rng = np.random.default_rng(2)
+    return rng.standard_normal((500, 6)).astype(np.float32), (rng.standard_normal((450, 6)) + 0.2).astype(np.float32)
+
+
+def test_a_result_prints_as_one_short_line(pair):
+    result = largeemb.evaluate(*pair, k=(5, 3), plots=False, samples=False)
+    text = repr(result)
+    assert "\n" not in text and len(text) < 200
+    by_k = result.by_k[5]
+    assert f"precision {by_k['precision']:.4g}" in text and f"fd {result.metrics['fd']:.4g}" in text and "k=5" in text
+
+
+def test_k_as_a_string_is_read_as_on_the_command_line(pair):
+    assert largeemb.evaluate(*pair, k="3,5", plots=False, samples=False).params["k"] == [3, 5]
+    with pytest.raises(InputError, match=r"k must be whole numbers, got '3,x'.*k=\(3, 5, 10\)"):
+        largeemb.evaluate(*pair, k="3,x", plots=False)
+
+
+def test_write_plots_without_plot_data_says_so(pair, tmp_path):
+    result = largeemb.evaluate(*pair, plots=False, samples=False)
+    with pytest.raises(InputError, match="no plot data.*plots=False.*plots=True"):
+        write_plots(result, str(tmp_path / "figures"))
+    assert not (tmp_path / "figures").exists()
+
+
+def test_an_existing_result_names_force_for_python_callers(pair, tmp_path):
+    largeemb.evaluate_to(*pair, str(tmp_path / "o"), plots=False)
+    with pytest.raises(InputError, match=r"force=True"):
+        largeemb.evaluate_to(*pair, str(tmp_path / "o"), plots=False)
