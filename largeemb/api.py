@@ -127,6 +127,11 @@ def evaluate(
         if store is not None:
             logger.info("%s", run.summary())
 
+    if passes.real.fingerprint == passes.fake.fingerprint:
+        warnings.append(
+            "the fake set has the same content as the real set (equal fingerprints): every metric compares a set "
+            "with itself; check the inputs"
+        )
     found, values = passes.found(), []
     for metric in metrics.chosen(config):
         with timed(passes.timings, metric.TIMING):

@@ -167,7 +167,8 @@ def test_fd_infinity_extrapolates_nested_seeded_subsamples(case):
     slope, intercept = np.polyfit(1.0 / sizes, fds, 1)
     assert result.details["fd_infinity"]["subsample_rows"] == sizes.tolist()
     np.testing.assert_allclose(result.details["fd_infinity"]["fd"], fds, rtol=1e-6)
-    assert result.metrics["fd_infinity"] == pytest.approx(intercept, rel=1e-6, abs=1e-9)
+    assert result.details["fd_infinity"]["intercept"] == pytest.approx(intercept, rel=1e-6, abs=1e-9)
+    assert result.metrics["fd_infinity"] == pytest.approx(max(intercept, 0.0), rel=1e-6, abs=1e-9)  # clipped at 0
 
 
 def authors_pprecision_precall(real, fake, a=1.2, kth=4):

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+import largeemb
 from conftest import cli_evaluate, zarr_store
 from largeemb import api
 from largeemb.config import EvaluateConfig
@@ -53,3 +54,16 @@ def test_large_dim_warning():
     assert not any("dim" in w for w in checks.check_pair(small, small, cfg.max_k))
     (warning,) = [w for w in checks.check_pair(large, large, cfg.max_k) if "dim" in w]
     assert f"dim {checks.LARGE_DIM + 1} > {checks.LARGE_DIM}" in warning and "MiB" in warning
+
+
+def test_a_set_evaluated_against_itself_is_named_and_fd_infinity_is_not_negative():
+    rng = np.random.default_rng(8)
+    rows = rng.standard_normal((1200, 6)).astype(np.float32)
+    result = largeemb.evaluate(rows, rows.copy(), k=5, plots=False, samples=False)
+    assert any("same content as the real set" in w for w in result.warnings)
+    intercept = result.details["fd_infinity"]["intercept"]
+    assert result.metrics["fd_infinity"] == max(intercept, 0.0) >= 0.0
+    if intercept < 0:
+        assert any("FD∞ extrapolated to" in w for w in result.warnings)
+    other = largeemb.evaluate(rows, rows[::-1].copy() + 0.5, k=5, plots=False, samples=False)
+    assert not any("same content" in w for w in other.warnings)

@@ -52,7 +52,13 @@ def value(found: Found, config) -> Value:
     announce_long_step(f"FD∞, {len(nested)} eigenproblems of dim {dim:,} (--companions without fd_infinity skips it)",
                        cubic_seconds(dim, 1 + len(nested)))
     fd, sizes, fds = fd_infinity(real.mean, real.cov, nested)
-    return Value(metrics={NAME: fd}, details={NAME: {"subsample_rows": sizes, "fd": fds}})
+    # An extrapolation, not a distance: the line through the FDs may cross zero (a set against itself does).
+    # Reported clipped at 0; the line's intercept itself stays in the details.
+    warnings = [] if fd >= 0 else [f"FD∞ extrapolated to {fd:.4g} < 0 (the fitted line crosses zero): reported as 0"]
+    return Value(
+        metrics={NAME: max(fd, 0.0)}, details={NAME: {"subsample_rows": sizes, "fd": fds, "intercept": fd}},
+        warnings=warnings,
+    )
 
 
 def subsample_sizes(rows: int) -> np.ndarray:
