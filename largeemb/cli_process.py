@@ -14,6 +14,20 @@ import typer
 
 from largeemb.errors import InputError
 
+#: The exit status of a command whose reader closed its output pipe (128 + SIGPIPE, as ``ls | head`` gives).
+CLOSED_PIPE = 141
+
+
+def closed_pipe():
+    """The reader of stdout went away (``largeemb worst DIR | head``): stop quietly, like other tools."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # the interpreter's final flush must not fail again
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+    raise typer.Exit(CLOSED_PIPE)
+
 
 def run_action(debug: bool, action):
     """Run ``action``; any failure becomes one ``error:`` line and its exit status.
@@ -32,6 +46,8 @@ def run_action(debug: bool, action):
         if debug:
             raise
         fail(f"error: {exc}", exc.exit_code)
+    except BrokenPipeError:
+        closed_pipe()
     except OSError as exc:
         if debug:
             raise

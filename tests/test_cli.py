@@ -244,3 +244,23 @@ def test_metrics_are_printed_before_the_plots_are_drawn(tmp_path, monkeypatch):
     result = cli_evaluate(real, fake, tmp_path / "cli", "--tsne-samples", "0")
     assert result.exit_code == 0, result.output
     assert result.output.index("k=5  P ") < result.output.index("wrote")
+
+
+@pytest.mark.slow
+def test_a_closed_pipe_ends_quietly(tmp_path):
+    """`largeemb worst DIR | head -1`: no error line, the status `ls | head` gives (128 + SIGPIPE)."""
+    import subprocess
+    import sys
+
+    real, fake = str(tmp_path / "r.zarr"), str(tmp_path / "f.zarr")
+    runner.invoke(app, ["synth", real, "--rows", "600", "--dim", "4"])
+    runner.invoke(app, ["synth", fake, "--rows", "600", "--dim", "4", "--seed", "2"])
+    assert runner.invoke(app, ["evaluate", real, fake, "--out", str(tmp_path / "o"), "--no-plots"]).exit_code == 0
+    worst = subprocess.Popen(
+        [sys.executable, "-m", "largeemb", "worst", str(tmp_path / "o"), "--n", "500"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1,
+    )
+    assert worst.stdout.readline().startswith("fake rows least supported")
+    worst.stdout.close()
+    assert worst.wait(timeout=60) == 141
+    assert worst.stderr.read() == ""
