@@ -109,6 +109,11 @@ def evaluate(
     known = real if isinstance(real, KnownReal) else None  # the real side of an earlier run (several fakes)
     reference = load_reference(str(real)) if known is None and is_reference(real) else None
     real_src = known.source if known else reference.source if reference else open_source(real, real_array, role="real")
+    if is_reference(fake):
+        raise InputError(
+            "is a largeemb reference (a real set's radii), not fake embeddings", f"given as FAKE: {fake}",
+            "pass the reference first, as REAL: largeemb evaluate REF FAKE",
+        )
     fake_src = open_source(fake, fake_array, role="fake")
     warnings = check_pair(real_src, fake_src, config.max_k)
     # refuses what a metric cannot do with these inputs, before any work

@@ -40,3 +40,23 @@ def test_an_existing_result_names_force_for_python_callers(pair, tmp_path):
     largeemb.evaluate_to(*pair, str(tmp_path / "o"), plots=False)
     with pytest.raises(InputError, match=r"force=True"):
         largeemb.evaluate_to(*pair, str(tmp_path / "o"), plots=False)
+
+
+def test_a_reference_given_as_fake_is_named_and_demo_runs_twice(tmp_path, write_zarr):
+    from typer.testing import CliRunner
+
+    from largeemb.cli import app
+
+    rng = np.random.default_rng(4)
+    real = write_zarr("real", rng.standard_normal((400, 4)).astype(np.float32))
+    fake = write_zarr("fake", rng.standard_normal((400, 4)).astype(np.float32))
+    ref = str(tmp_path / "ref")
+    largeemb.build_reference(real, ref, k=(5,))
+    with pytest.raises(InputError, match="is a largeemb reference.*pass the reference first, as REAL"):
+        largeemb.evaluate(fake, ref)
+    info = largeemb.io.reference.load_reference(ref, open_store=False).info()
+    assert info["k"] == sorted(info["k"]) and info["k_for_companions"] == [1, 4]
+    runner = CliRunner()
+    for _ in range(2):  # the demo may replace its own earlier output
+        result = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--rows", "300", "--dim", "8"])
+        assert result.exit_code == 0, result.output

@@ -113,7 +113,8 @@ def test_cli_build_info_evaluate(fresh_stores, tmp_path):
     again = runner.invoke(app, ["reference", "build", real, "--out", ref])
     assert again.exit_code == 2 and "--force" in again.output
     info = runner.invoke(app, ["reference", "info", ref])
-    assert info.exit_code == 0 and json.loads(info.output)["k"] == [3, 5, 1, 4]  # k = 1 and 4 always: companions
+    shown = json.loads(info.output)
+    assert info.exit_code == 0 and shown["k"] == [1, 3, 4, 5] and shown["k_for_companions"] == [1, 4]  # always kept
     evaluated = cli_evaluate(ref, fake, out, "--k", "5,3", "--no-plots")
     assert evaluated.exit_code == 0, evaluated.output
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())

@@ -103,7 +103,9 @@ class Reference:
                 ),
             },
             "fingerprint": self.fingerprint,
-            "k": list(self.k),
+            # The k evaluate may ask for; 1 and 4 are kept for authenticity and P-precision/recall.
+            "k": sorted(self.k),
+            "k_for_companions": sorted(k for k in self.k if k in (1, 4)),
             "metric": self.metric,
             "created_utc": self.created_utc,
             "holds": [
