@@ -13,10 +13,11 @@ import os
 import socket
 import time
 import uuid
+import warnings as python_warnings
 
 from largeemb import metrics
 from largeemb.config import EvaluateConfig
-from largeemb.errors import InputError
+from largeemb.errors import InputError, LargeembWarning
 from largeemb.io.checks import check_pair
 from largeemb.io.output import METRICS_FILE, result_dir
 from largeemb.io.reference import (
@@ -141,7 +142,10 @@ def evaluate(
     for metric in metrics.chosen(config):
         with timed(passes.timings, metric.TIMING):
             values.append(metric.value(found, config))
-    return EvaluationResult.of(passes, values, config, warnings)
+    result = EvaluationResult.of(passes, values, config, warnings)
+    for line in result.warnings:  # where a notebook or script sees them; the CLI prints its own lines instead
+        python_warnings.warn(line, LargeembWarning, stacklevel=2)
+    return result
 
 
 def evaluate_to(

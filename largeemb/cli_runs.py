@@ -10,10 +10,12 @@ was published but a gate failed (:data:`largeemb.errors.GATE_FAILED`).
 from __future__ import annotations
 
 import os
+import warnings
 
 import typer
 
 from largeemb.cli_process import log_to_stderr
+from largeemb.errors import LargeembWarning
 
 
 def evaluate_and_report(real, fakes: list[str], out: str, config, **options) -> int:
@@ -39,7 +41,9 @@ def evaluate_and_report(real, fakes: list[str], out: str, config, **options) -> 
     def on_failure(run):
         typer.echo(f"error: {run.name}: {run.error}", err=True)
 
-    outcome = evaluate_all(real, fakes, out, config, on_metrics=on_metrics, on_failure=on_failure, **options)
+    with warnings.catch_warnings():  # printed as `warning:` lines below, not again by Python
+        warnings.simplefilter("ignore", LargeembWarning)
+        outcome = evaluate_all(real, fakes, out, config, on_metrics=on_metrics, on_failure=on_failure, **options)
     for run in outcome.runs:
         if run.earlier:
             typer.echo(

@@ -14,6 +14,14 @@ from __future__ import annotations
 GATE_FAILED = 4
 
 
+class LargeembWarning(UserWarning):
+    """Something odd in the input but not wrong (e.g. zero radii from duplicate rows): the run went on.
+
+    Raised as a Python warning by :func:`largeemb.evaluate` (so notebooks and
+    scripts see it), and kept in ``result.warnings`` and ``metrics.json``.
+    """
+
+
 class InputError(ValueError):
     """Bad input or usage: says what is wrong, where, and what to do."""
 

@@ -60,3 +60,21 @@ def test_a_reference_given_as_fake_is_named_and_demo_runs_twice(tmp_path, write_
     for _ in range(2):  # the demo may replace its own earlier output
         result = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--rows", "300", "--dim", "8"])
         assert result.exit_code == 0, result.output
+
+
+def test_warnings_reach_python_callers_as_warnings_and_the_cli_once(pair, tmp_path):
+    from typer.testing import CliRunner
+
+    from largeemb.cli import app
+    from largeemb.errors import LargeembWarning
+
+    real, fake = pair
+    copies = np.concatenate([real[:50]] * 6 + [real[50:]])  # six copies of 50 rows: zero radii at k = 5
+    with pytest.warns(LargeembWarning, match="zero k-NN radius"):
+        result = largeemb.evaluate(copies, fake, plots=False, samples=False)
+    assert any("zero k-NN radius" in line for line in result.warnings)
+    np.save(tmp_path / "real.npy", copies)
+    np.save(tmp_path / "fake.npy", fake)
+    cli = CliRunner().invoke(app, ["evaluate", str(tmp_path / "real.npy"), str(tmp_path / "fake.npy"), "--out",
+                                   str(tmp_path / "o"), "--no-plots"])
+    assert cli.exit_code == 0 and cli.output.count("zero k-NN radius") == 1 and "LargeembWarning" not in cli.output
