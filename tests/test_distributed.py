@@ -228,3 +228,19 @@ def test_scheduler_and_workers_together_are_refused(stores, tmp_path):
         app, ["evaluate", *stores, "--out", str(tmp_path / "o"), "--scheduler", "tcp://127.0.0.1:9", "--workers", "2"]
     )
     assert result.exit_code == 2 and "error:" in result.output
+
+
+@pytest.mark.slow
+def test_local_npy_files_with_worker_processes_equal_in_process_and_remote_clusters_name_the_convert(tmp_path):
+    """--workers N maps .npy files by path in each worker process on this host; a remote cluster cannot, and the
+    error names the file and the exact convert command."""
+    rng = np.random.default_rng(6)
+    real, fake = str(tmp_path / "real.npy"), str(tmp_path / "fake.npy")
+    np.save(real, rng.standard_normal((900, 5)).astype(np.float32))
+    np.save(fake, (rng.standard_normal((800, 5)) + 0.2).astype(np.float32))
+    alone = largeemb.evaluate(real, fake, k=3, plots=False, block_rows=256)
+    on_workers = largeemb.evaluate(real, fake, k=3, plots=False, block_rows=256, workers=2, threads_per_worker=1)
+    assert on_workers.to_dict()["metrics"] == alone.to_dict()["metrics"]
+    refused = r"real.npy is a local numpy file.*largeemb convert .*real.npy real.zarr"
+    with pytest.raises(largeemb.InputError, match=refused):
+        largeemb.evaluate(real, fake, k=3, plots=False, scheduler="tcp://127.0.0.1:9")

@@ -46,6 +46,19 @@ class Source:
     #: "real" or "fake", for error messages.
     role: str = field(default="", compare=False)
 
+    def __reduce__(self):
+        # A memory-mapped .npy/.npz travels by path: a worker process on this host maps the file again
+        # (the array itself would be copied into every message).
+        if self.from_numpy_file:
+            return _numpy_file_source, (self.location, self.array_path, self.rows, self.dim, self.dtype, self.token,
+                                        self.role)
+        return super().__reduce__()
+
+    @property
+    def from_numpy_file(self) -> bool:
+        """A local .npy/.npz file, memory-mapped: readable by processes on this host only."""
+        return self.data is not None and self.location != MEMORY
+
     @property
     def name(self) -> str:
         if self.location == MEMORY:
@@ -167,6 +180,14 @@ _SLABS = _SlabCache(SLAB_CACHE_BYTES)
 
 
 @functools.lru_cache(maxsize=64)
+def _numpy_file_source(location, array_path, rows, dim, dtype, token, role) -> Source:
+    """A numpy-file :class:`Source` in another process: the same file, mapped again."""
+    from largeemb.io.npfile import open_rows
+
+    data = open_rows(location, array_path or None, role)
+    return Source(location, array_path, rows, dim, dtype, data=data, token=token, role=role)
+
+
 def _slab_rows(location: str, array_path: str, token: str) -> int:
     """Rows per cached slab: a whole number of (inner) chunks, or 0 to bypass the cache."""
     arr = open_array(location, array_path, token)

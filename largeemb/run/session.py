@@ -99,7 +99,18 @@ def check_sources(config, client, *sources) -> None:
     """Workers in other processes open the stores themselves: in-memory inputs cannot reach them."""
     if not runs_on_cluster(config, client):
         return
+    same_host = client is None and not config.scheduler and not config.cluster  # --workers N: a LocalCluster here
     for src in sources:
+        if src.from_numpy_file and same_host:
+            continue  # worker processes on this host map the file by path
+        if src.from_numpy_file:
+            stem = os.path.splitext(os.path.basename(src.location))[0]
+            raise InputError(
+                f"{src.location} is a local numpy file, which dask workers on other machines cannot read",
+                "when running on a dask cluster",
+                f"convert it once with `largeemb convert {src.location} {stem}.zarr` to storage every worker "
+                f"can reach, and pass that path",
+            )
         if src.data is not None or src.location.startswith("memory://"):
             raise InputError(
                 f"{src.name if src.data is None else 'an in-memory array'} lives in this process, "
