@@ -321,7 +321,7 @@ def worst(
     """List the fake rows least supported by the real set and the real rows least covered."""
     import json
 
-    from largeemb.io.samples import FAKE_ORDER, REAL_ORDER, read_samples, worst_rows
+    from largeemb.io.samples import FAKE_ORDER, REAL_ORDER, read_samples, worst_rows, zero_radius_note
 
     def action():
         if n < 1:
@@ -341,6 +341,9 @@ def worst(
         _table(fake)
         typer.echo(f"real rows least covered by the fake set (k={k}), sorted by {REAL_ORDER}:")
         _table(real)
+        note = zero_radius_note(samples)
+        if note:
+            typer.echo(f"note: {note}")
 
     run_action(debug, action)
 

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -264,3 +265,27 @@ def test_a_closed_pipe_ends_quietly(tmp_path):
     worst.stdout.close()
     assert worst.wait(timeout=60) == 141
     assert worst.stderr.read() == ""
+
+
+def test_worst_lists_copies_after_the_other_real_rows_and_says_why(tmp_path):
+    """Real rows with a zero radius (copies) are uncovered under strict '<' whatever lies near them: they come
+    after the rows whose balls simply hold no fake row, and a note says why (oracle: the arrays in samples.zarr)."""
+    import zarr
+
+    rng = np.random.default_rng(9)
+    base = rng.standard_normal((500, 4)).astype(np.float32)
+    real = np.concatenate([base[:30]] * 7 + [base[30:]])  # 30 rows, 7 copies each: zero radius at k = 5
+    np.save(tmp_path / "real.npy", real)
+    np.save(tmp_path / "fake.npy", (rng.standard_normal((500, 4)) + 0.3).astype(np.float32))
+    out = tmp_path / "o"
+    assert runner.invoke(app, ["evaluate", str(tmp_path / "real.npy"), str(tmp_path / "fake.npy"), "--out", str(out),
+                               "--no-plots"]).exit_code == 0
+    result = runner.invoke(app, ["worst", str(out), "--n", "20", "--json"])
+    listed = json.loads(result.output)["real"]
+    group = zarr.open_group(str(out / "samples.zarr"), mode="r")
+    radius, covered = group["real"]["radius"][:, 0], group["real"]["covered"][:, 0]
+    positive_uncovered = int(((radius > 0) & ~covered.astype(bool)).sum())
+    shown = [row["radius"] for row in listed]
+    assert positive_uncovered >= 20 and all(r > 0 for r in shown)  # copies do not fill the list
+    text = runner.invoke(app, ["worst", str(out), "--n", "3"]).output
+    assert "zero radius (duplicates)" in text and "--inclusive" in text

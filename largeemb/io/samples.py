@@ -51,7 +51,9 @@ def write_samples(result, path: str) -> None:
 
 #: What each table of ``largeemb worst`` is sorted by (its first value columns).
 FAKE_ORDER = "ball_count, then realism (both ascending)"
-REAL_ORDER = "covered (uncovered first), then nearest_fake_dist / radius (descending)"
+REAL_ORDER = (
+    "covered (uncovered first), rows with a zero radius after the others, then nearest_fake_dist / radius (descending)"
+)
 
 
 def read_samples(out: str) -> dict:
@@ -84,11 +86,25 @@ def read_samples(out: str) -> dict:
     return values
 
 
+def zero_radius_note(samples: dict) -> str | None:
+    """Why copies rank last among the real rows, when there are any."""
+    zero = int(((samples["real/radius"][:, 0] == 0) & ~samples["real/covered"][:, 0].astype(bool)).sum())
+    if not zero:
+        return None
+    return (
+        f"{zero} uncovered real rows have a zero radius (duplicates): under strict '<' their balls are empty, "
+        "so they count as uncovered even with a fake row at distance 0 (--inclusive counts it); they are listed "
+        "after the others"
+    )
+
+
 def worst_rows(samples: dict, n: int) -> tuple[list[dict], list[dict]]:
     """The n fake rows least supported by the real set and the n real rows least covered.
 
     Fake rows rank by ball count (primary k), then realism score, both ascending.
-    Real rows rank uncovered first, then by nearest-fake distance over radius, descending.
+    Real rows rank uncovered first, then by nearest-fake distance over radius, descending; rows with a
+    zero radius (copies of k or more other rows) come after the others: under strict ``<`` their ball is
+    empty, so they are uncovered whatever lies near them, and would otherwise fill the list.
     """
     counts = samples["fake/ball_count"][:, 0]
     realism = samples["fake/realism"]
@@ -108,7 +124,7 @@ def worst_rows(samples: dict, n: int) -> tuple[list[dict], list[dict]]:
     nearest = samples["real/nearest_fake_dist"]
     with np.errstate(divide="ignore", invalid="ignore"):
         gap = np.where(radius > 0, nearest / radius, np.inf)
-    real_order = np.lexsort((np.arange(len(gap)), -gap, covered))[:n]
+    real_order = np.lexsort((np.arange(len(gap)), -gap, radius == 0, covered))[:n]
     real = [
         {
             "row": int(i),
