@@ -289,3 +289,18 @@ def test_worst_lists_copies_after_the_other_real_rows_and_says_why(tmp_path):
     assert positive_uncovered >= 20 and all(r > 0 for r in shown)  # copies do not fill the list
     text = runner.invoke(app, ["worst", str(out), "--n", "3"]).output
     assert "zero radius (duplicates)" in text and "--inclusive" in text
+
+
+@pytest.mark.parametrize("delimiter, header", [(",", "a,b,c,d"), ("\t", ""), (" ", "")])
+def test_convert_reads_a_csv_of_numbers_and_evaluate_names_the_command(tmp_path, delimiter, header):
+    import zarr
+
+    rows = np.random.default_rng(1).standard_normal((2_500, 4)).astype(np.float32)
+    src = tmp_path / "emb.csv"
+    np.savetxt(src, rows, delimiter=delimiter, header=header, comments="")
+    result = runner.invoke(app, ["convert", str(src), str(tmp_path / "emb.zarr")])
+    assert result.exit_code == 0, result.output
+    expected = np.loadtxt(src, delimiter=None if delimiter == " " else delimiter, skiprows=1 if header else 0)
+    np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "emb.zarr"), mode="r")[:], expected.astype(np.float32))
+    refused = runner.invoke(app, ["evaluate", str(src), str(src), "--out", str(tmp_path / "o")])
+    assert refused.exit_code == 2 and f"largeemb convert {src} emb.zarr" in refused.output

@@ -245,10 +245,17 @@ def open_source(obj, array_name: str | None = None, role: str = "input") -> Sour
     import zarr
 
     from largeemb.io.npfile import is_numpy_file, open_rows
+    from largeemb.io.textfile import is_text_file
 
     if is_numpy_file(obj):  # memory-mapped, read from this process (like an in-memory array)
         src = open_source(open_rows(obj, array_name, role), role=role)
         return dataclasses.replace(src, location=str(obj), array_path=array_name or "")
+    if is_text_file(obj):
+        raise InputError(
+            f"{role} is a text file, which is not streamed", f"at {obj}",
+            f"convert it once with `largeemb convert {obj} {os.path.splitext(os.path.basename(str(obj)))[0]}.zarr` "
+            "and pass the .zarr",
+        )
     if isinstance(obj, (str, os.PathLike)):
         location = str(obj)
         if not _is_url(location) and not os.path.exists(location):

@@ -80,19 +80,27 @@ def write_synth(
 def convert_npy(
     src: str, dst: str, *, key: str | None = None, chunk_rows: int = DEFAULT_CHUNK_ROWS, force: bool = False
 ) -> str:
-    """Copy a .npy file (or an .npz member, ``key``) into a chunked zarr array without loading it whole."""
+    """Copy a .npy file (or an .npz member, ``key``) or a text file of numbers (CSV) into a chunked zarr
+    array without loading it whole."""
     import zarr
 
     from largeemb.io.npfile import row_chunks
+    from largeemb.io.textfile import is_text_file, text_chunks
 
     if os.path.isdir(src):
         raise InputError(
             "convert reads a .npy or .npz file, got a directory", f"at {src}",
             "pass the file itself (a zarr store needs no conversion)",
         )
-    if not str(src).lower().endswith((".npy", ".npz")):
-        raise InputError("convert reads .npy and .npz files", f"at {src}", "pass a file saved with np.save or np.savez")
-    shape, dtype, chunks = row_chunks(src, key, chunk_rows)
+    if is_text_file(src):
+        shape, dtype, chunks = text_chunks(src, chunk_rows)
+    elif str(src).lower().endswith((".npy", ".npz")):
+        shape, dtype, chunks = row_chunks(src, key, chunk_rows)
+    else:
+        raise InputError(
+            "convert reads .npy, .npz and text files of numbers (.csv, .tsv, .txt)", f"at {src}",
+            "pass a file saved with np.save or np.savez, or a CSV of numbers",
+        )
     if len(shape) != 2:
         raise InputError(f"array must be 2-D (rows, dim), got shape {shape}", f"at {src}", "reshape before saving")
     _refuse_existing(dst, force)
