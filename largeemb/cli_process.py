@@ -116,6 +116,13 @@ class _LogFormatter(logging.Formatter):
         return f"{self.formatTime(record, '%Y-%m-%d %H:%M:%S')} {line}"
 
 
+def stop_logging_to_stderr() -> None:
+    """Undo :func:`log_to_stderr`."""
+    logger = logging.getLogger("largeemb")
+    for handler in [h for h in logger.handlers if isinstance(h, _StderrHandler)]:
+        logger.removeHandler(handler)
+
+
 def log_to_stderr() -> None:
     """Progress and run notes go to stderr as ``largeemb: ...`` lines."""
     logger = logging.getLogger("largeemb")

@@ -78,3 +78,14 @@ def test_warnings_reach_python_callers_as_warnings_and_the_cli_once(pair, tmp_pa
     cli = CliRunner().invoke(app, ["evaluate", str(tmp_path / "real.npy"), str(tmp_path / "fake.npy"), "--out",
                                    str(tmp_path / "o"), "--no-plots"])
     assert cli.exit_code == 0 and cli.output.count("zero k-NN radius") == 1 and "LargeembWarning" not in cli.output
+
+
+def test_show_progress_prints_progress_where_a_notebook_shows_it(pair, capsys):
+    largeemb.show_progress()
+    try:
+        largeemb.evaluate(*pair, plots=False, samples=False)
+        assert "largeemb: radii:" in capsys.readouterr().err
+    finally:
+        largeemb.show_progress(False)
+    largeemb.evaluate(*pair, plots=False, samples=False)
+    assert "largeemb: radii:" not in capsys.readouterr().err
