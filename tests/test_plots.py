@@ -221,3 +221,19 @@ def test_ball_count_bins_merge_runs_of_empty_ranges():
     labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
     assert labels == ["0", "1", "2", "3-4", "5-256", "257-300"]
     plots.save(fig, "/dev/null")
+
+
+def test_ball_counts_avoid_the_real_and_fake_colours_and_long_titles_wrap():
+    from matplotlib.colors import to_rgba
+
+    from largeemb.report import figures
+
+    fig = figures.ball_count_figure([3, 5, 10], np.array([[5, 3, 2, 0], [2, 4, 3, 1], [1, 2, 4, 3]]))
+    bar_colours = {patch.get_facecolor() for patch in fig.axes[0].patches}
+    assert len(bar_colours) == 3 and not bar_colours & {to_rgba(figures.REAL_COLOUR), to_rgba(figures.FAKE_COLOUR)}
+    title = "Metrics against k: real " + "a-very-long-store-name " * 6 + "vs fake another-long-name, euclidean"
+    fig = figures.k_sweep_figure([3, 5], {3: dict.fromkeys(("precision", "recall", "density", "coverage"), 0.5),
+                                          5: dict.fromkeys(("precision", "recall", "density", "coverage"), 0.6)},
+                                 title=title)
+    shown = fig.axes[0].get_title()
+    assert shown.replace("\n", " ") == title and all(len(line) <= figures.TITLE_WIDTH for line in shown.split("\n"))

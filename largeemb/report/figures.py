@@ -11,6 +11,10 @@ from __future__ import annotations
 import numpy as np
 
 REAL_COLOUR, FAKE_COLOUR = "tab:blue", "tab:orange"
+#: Colours of the k in ball_counts.png: never blue and orange, which mean real and fake in every other figure.
+K_COLOURS = ("tab:green", "tab:purple", "tab:brown", "tab:olive", "tab:cyan", "tab:pink", "tab:gray")
+#: Characters per title line: longer titles are wrapped, not clipped at the figure's edges.
+TITLE_WIDTH = 70
 FIGSIZE = (8.0, 7.0)
 DPI = 150
 #: Share of a set's rows inside each contour line drawn for the fake density.
@@ -238,7 +242,7 @@ def k_sweep_figure(ks, by_k: dict, *, errors: dict | None = None, title: str = "
     ax.set_xticks(ks)
     ax.set_xlabel("k (nearest neighbours defining each ball)")
     ax.set_ylabel("value (density can exceed 1)")
-    ax.set_title(title)
+    ax.set_title(wrapped(title))
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     return fig
@@ -283,15 +287,22 @@ def ball_count_figure(ks, bincounts: np.ndarray, *, title: str | None = None, ax
     for q, k in enumerate(ks):
         shares = [bincounts[q, low : high + 1].sum() / rows for low, high in bins]
         ax.bar(np.arange(len(bins)) + (q - (len(ks) - 1) / 2) * width, shares, width=width,
-               label=f"k={k}: {shares[0]:.1%} in no ball")
+               color=K_COLOURS[q % len(K_COLOURS)], label=f"k={k}: {shares[0]:.1%} in no ball")
     ax.set_xticks(np.arange(len(bins)), [str(low) if low == high else f"{low}-{high}" for low, high in bins],
                   rotation=45 if len(bins) > 10 else 0)
     ax.set_xlabel("real k-NN balls holding a fake row")
     ax.set_ylabel("share of fake rows")
-    ax.set_title(title or f"Ball counts of {int(rows):,} fake rows (density = mean count / k)")
+    ax.set_title(wrapped(title or f"Ball counts of {int(rows):,} fake rows (density = mean count / k)"))
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize="small")
     return fig
+
+
+def wrapped(title: str) -> str:
+    """A title in lines of at most TITLE_WIDTH characters (its own line breaks kept)."""
+    import textwrap
+
+    return "\n".join(textwrap.fill(line, TITLE_WIDTH) for line in title.split("\n"))
 
 
 def save(fig, path: str) -> None:
