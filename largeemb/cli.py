@@ -218,6 +218,8 @@ def plot(
     out: Annotated[
         str | None, typer.Option("--out", "-o", metavar="DIR", help="Directory for the figures (default: RUN itself).")
     ] = None,
+    fmt: Annotated[str, typer.Option("--format", metavar="[png|svg|pdf]", help="File format of the figures.")] = "png",
+    dpi: Annotated[int | None, typer.Option(metavar="N", help="Raster resolution (default 150).")] = None,
     force: ForceFigures = False,
     debug: Debug = False,
 ):
@@ -225,7 +227,7 @@ def plot(
     from largeemb.report.stage import redraw
 
     def action():
-        for path in redraw(run, out, force=force):
+        for path in redraw(run, out, force=force, fmt=fmt, dpi=dpi):
             typer.echo(f"wrote {path}")
 
     run_action(debug, action)

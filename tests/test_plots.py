@@ -205,7 +205,8 @@ def test_figures_say_what_they_show_and_keep_the_data_clear(run_dir):
     assert legend.y1 <= frame.y0 + 1  # below the axes, never over the data
 
     sweep = captions.captioned_k_sweep(metrics).axes[0]
-    assert "1,500 rows" in sweep.get_title() and "1,200 rows" in sweep.get_title() and "euclidean" in sweep.get_title()
+    sweep_title = sweep.get_title().replace("\n", " ")  # long titles wrap
+    assert "1,500 rows" in sweep_title and "1,200 rows" in sweep_title and "euclidean" in sweep_title
     assert len(sweep.containers) == 4 and all(c.has_yerr for c in sweep.containers)  # ±1 SE from metrics.json
 
     tsne = captions.captioned_tsne(data, metrics).axes[0]
@@ -237,3 +238,29 @@ def test_ball_counts_avoid_the_real_and_fake_colours_and_long_titles_wrap():
                                  title=title)
     shown = fig.axes[0].get_title()
     assert shown.replace("\n", " ") == title and all(len(line) <= figures.TITLE_WIDTH for line in shown.split("\n"))
+
+
+@pytest.mark.slow
+def test_plot_writes_svg_and_pdf_at_a_chosen_dpi(tmp_path):
+    real, fake = str(tmp_path / "r.zarr"), str(tmp_path / "f.zarr")
+    runner.invoke(app, ["synth", real, "--rows", "400", "--dim", "8"])
+    runner.invoke(app, ["synth", fake, "--rows", "300", "--dim", "8", "--seed", "2"])
+    out = tmp_path / "o"
+    made = runner.invoke(app, ["evaluate", real, fake, "--out", str(out), "--k", "3,5", "--tsne-samples", "0"])
+    assert made.exit_code == 0
+    svg = runner.invoke(app, ["plot", str(out), "--out", str(tmp_path / "svg"), "--format", "svg"])
+    assert svg.exit_code == 0, svg.output
+    assert sorted(p.name for p in (tmp_path / "svg").iterdir()) == ["ball_counts.svg", "k_sweep.svg", "pca.svg"]
+    assert (tmp_path / "svg" / "pca.svg").read_text().lstrip().startswith("<?xml")
+    assert runner.invoke(app, ["plot", str(out), "--out", str(tmp_path / "pdf"), "--format", "pdf"]).exit_code == 0
+    assert (tmp_path / "pdf" / "pca.pdf").read_bytes().startswith(b"%PDF")
+    low, high = (
+        runner.invoke(app, ["plot", str(out), "--out", str(tmp_path / f"d{d}"), "--dpi", str(d)]) for d in (50, 200)
+    )
+    assert low.exit_code == 0 and high.exit_code == 0
+    from PIL import Image
+
+    widths = [Image.open(tmp_path / f"d{d}" / "pca.png").size[0] for d in (50, 200)]
+    assert widths[1] == pytest.approx(4 * widths[0], rel=0.02)
+    bad = runner.invoke(app, ["plot", str(out), "--format", "gif"])
+    assert bad.exit_code == 2 and "png, svg, pdf" in bad.output

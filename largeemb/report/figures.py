@@ -305,7 +305,7 @@ def wrapped(title: str) -> str:
     return "\n".join(textwrap.fill(line, TITLE_WIDTH) for line in title.split("\n"))
 
 
-def save(fig, path: str) -> None:
-    """Write a figure as PNG and release its memory."""
-    fig.savefig(path, dpi=DPI)
+def save(fig, path: str, dpi: int | None = None) -> None:
+    """Write a figure (PNG, SVG or PDF, by the path's suffix) and release its memory."""
+    fig.savefig(path, dpi=dpi or DPI)
     _pyplot().close(fig)

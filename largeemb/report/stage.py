@@ -139,16 +139,32 @@ def load_run(directory: str) -> tuple[dict[str, np.ndarray], dict]:
     return data, metrics
 
 
-def redraw(directory: str, out: str | None = None, force: bool = False) -> list[str]:
+#: Formats ``largeemb plot --format`` writes (matplotlib's savefig by file suffix).
+FORMATS = ("png", "svg", "pdf")
+
+
+def in_format(name: str, fmt: str) -> str:
+    """``pca.png`` as ``pca.svg`` (or .pdf)."""
+    return f"{os.path.splitext(name)[0]}.{fmt}"
+
+
+def redraw(
+    directory: str, out: str | None = None, force: bool = False, fmt: str = "png", dpi: int | None = None
+) -> list[str]:
     """Draw every figure of the run in ``directory`` again, into ``out`` (default: the same directory).
 
-    The run's own figures are replaced; figures in another directory only with ``force``.
+    The run's own figures are replaced; figures in another directory only with ``force``. ``fmt``: png,
+    svg or pdf; ``dpi``: the raster resolution (default the figures' own).
     """
+    if fmt not in FORMATS:
+        raise InputError(f"cannot draw figures as {fmt!r}", "in --format", f"choose one of {', '.join(FORMATS)}")
+    if dpi is not None and not 20 <= dpi <= 1200:
+        raise InputError(f"--dpi {dpi} is out of range", "on the command line", "pass a value from 20 to 1200")
     data, metrics = load_run(directory)
     out = out or directory
     elsewhere = os.path.isdir(out) and not os.path.samefile(out, directory)
     if elsewhere and not force:
-        taken = [name for name in PLOT_FILES if os.path.exists(os.path.join(out, name))]
+        taken = [in_format(name, fmt) for name in PLOT_FILES if os.path.exists(os.path.join(out, in_format(name, fmt)))]
         if taken:
             raise InputError(
                 f"{', '.join(taken)} already exist", f"in {out}", "choose another --out or pass --force to replace them"
@@ -160,16 +176,16 @@ def redraw(directory: str, out: str | None = None, force: bool = False) -> list[
             held.enter_context(OutputLock(claimed))
         data, metrics = load_run(directory)  # again: a run may have published between the first read and the lock
         staging = held.enter_context(Staging(out))
-        written = draw(data, metrics, staging.path)
-        staging.publish(force=True, last=PCA_PNG)  # replaces figures only; metrics.json stays
+        written = draw(data, metrics, staging.path, fmt, dpi)
+        staging.publish(force=True, last=in_format(PCA_PNG, fmt))  # replaces figures only; metrics.json stays
     return [os.path.join(out, name) for name in written]
 
 
 # -- figures from plot data --------------------------------------------------------
 
 
-def draw(data: dict, metrics: dict, directory: str) -> list[str]:
-    """Draw pca.png, tsne.png, ball_counts.png and (several k) k_sweep.png; returns their names."""
+def draw(data: dict, metrics: dict, directory: str, fmt: str = "png", dpi: int | None = None) -> list[str]:
+    """Draw pca.png, tsne.png, ball_counts.png and (several k) k_sweep.png (or .svg, .pdf); returns their names."""
     from largeemb.report import captions
     from largeemb.report import figures as plots
     from largeemb.run.progress import Progress
@@ -185,7 +201,8 @@ def draw(data: dict, metrics: dict, directory: str) -> list[str]:
     written = []
     with Progress("figures", len(figures), unit="figures") as progress:
         for name, figure in figures:
-            plots.save(figure(), os.path.join(directory, name))
+            name = in_format(name, fmt)
+            plots.save(figure(), os.path.join(directory, name), dpi)
             written.append(name)
             progress.advance()
     return written
