@@ -304,3 +304,22 @@ def test_convert_reads_a_csv_of_numbers_and_evaluate_names_the_command(tmp_path,
     np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "emb.zarr"), mode="r")[:], expected.astype(np.float32))
     refused = runner.invoke(app, ["evaluate", str(src), str(src), "--out", str(tmp_path / "o")])
     assert refused.exit_code == 2 and f"largeemb convert {src} emb.zarr" in refused.output
+
+
+@pytest.mark.parametrize("layout", ["vector column", "column per dimension"])
+def test_convert_reads_parquet_embeddings(tmp_path, layout):
+    """Both layouts Hugging Face datasets and pandas write; oracle: the array written."""
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    import zarr
+
+    rows = np.random.default_rng(2).standard_normal((3_000, 5)).astype(np.float32)
+    if layout == "vector column":
+        vectors = pa.FixedSizeListArray.from_arrays(pa.array(rows.ravel()), 5)
+        table = pa.table({"text": [f"row {i}" for i in range(len(rows))], "embedding": vectors})
+    else:
+        table = pa.table({f"d{j}": rows[:, j] for j in range(5)})
+    pq.write_table(table, tmp_path / "emb.parquet", row_group_size=700)
+    result = runner.invoke(app, ["convert", str(tmp_path / "emb.parquet"), str(tmp_path / "emb.zarr")])
+    assert result.exit_code == 0, result.output
+    np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "emb.zarr"), mode="r")[:], rows)

@@ -1,6 +1,7 @@
 """Everything that crosses the process boundary: input stores (``store``, with
 every single-store check; ``faults``, which read errors are retried;
-``chunks``, stores that miss chunks; ``npfile``, .npy/.npz inputs; ``textfile``, CSV files for ``convert``), the
+``chunks``, stores that miss chunks; ``npfile``, .npy/.npz inputs;
+``textfile`` and ``parquet``, CSV and Parquet files for ``convert``), the
 checks of the pair and of streamed values (``checks``), the reference format
 (``reference``), ``samples.zarr`` (``samples``), staged publishing
 (``output``) under the output directory's ``lock``, synthetic data

@@ -85,6 +85,7 @@ def convert_npy(
     import zarr
 
     from largeemb.io.npfile import row_chunks
+    from largeemb.io.parquet import is_parquet_file, parquet_chunks
     from largeemb.io.textfile import is_text_file, text_chunks
 
     if os.path.isdir(src):
@@ -94,12 +95,14 @@ def convert_npy(
         )
     if is_text_file(src):
         shape, dtype, chunks = text_chunks(src, chunk_rows)
+    elif is_parquet_file(str(src)):
+        shape, dtype, chunks = parquet_chunks(str(src), key, chunk_rows)
     elif str(src).lower().endswith((".npy", ".npz")):
         shape, dtype, chunks = row_chunks(src, key, chunk_rows)
     else:
         raise InputError(
-            "convert reads .npy, .npz and text files of numbers (.csv, .tsv, .txt)", f"at {src}",
-            "pass a file saved with np.save or np.savez, or a CSV of numbers",
+            "convert reads .npy, .npz, Parquet and text files of numbers (.csv, .tsv, .txt)", f"at {src}",
+            "pass a file saved with np.save or np.savez, a Parquet table or a CSV of numbers",
         )
     if len(shape) != 2:
         raise InputError(f"array must be 2-D (rows, dim), got shape {shape}", f"at {src}", "reshape before saving")
