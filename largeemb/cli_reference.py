@@ -78,8 +78,13 @@ def reference_build(
             force=force, resume=resume, scheduler=scheduler, workers=workers, threads_per_worker=threads_per_worker,
             **jobs_and_tls,
         )
+        from largeemb.metrics.prdc import radius_warnings
+
+        asked = parse_k(k)
+        for line in radius_warnings(ref.radii(asked), None, asked, inclusive=False):
+            typer.echo(f"warning: {line}", err=True)
         typer.echo(
-            f"wrote reference {ref.path} (k={','.join(map(str, ref.k))}, {ref.source.rows} rows); "
+            f"wrote reference {ref.path} (k={','.join(map(str, asked))}, {ref.source.rows} rows); "
             "use it as REAL in `largeemb evaluate`"
         )
 

@@ -74,7 +74,7 @@ class Passes:
         return Found(
             real=real.source, fake=fake.source, k=self.context.k, real_moments=real.moments, fake_moments=fake.moments,
             real_radii=real.radii.values, fake_radii=fake.radii.values, memberships=self.memberships,
-            per_sample=self.per_sample, prob_radii=self.prob_radii, extra=self.extra,
+            per_sample=self.per_sample, prob_radii=self.prob_radii, extra=self.extra, reference=self.reference,
         )
 
 

@@ -67,3 +67,24 @@ def test_a_set_evaluated_against_itself_is_named_and_fd_infinity_is_not_negative
         assert any("FD∞ extrapolated to" in w for w in result.warnings)
     other = largeemb.evaluate(rows, rows[::-1].copy() + 0.5, k=5, plots=False, samples=False)
     assert not any("same content" in w for w in other.warnings)
+
+
+def test_a_references_zero_radii_are_said_in_full_at_build_and_shortly_on_each_evaluate(tmp_path):
+    from typer.testing import CliRunner
+
+    from largeemb.cli import app
+
+    rng = np.random.default_rng(12)
+    base = rng.standard_normal((400, 4)).astype(np.float32)
+    real = zarr_store(tmp_path / "real.zarr", np.concatenate([base[:20]] * 7 + [base[20:]]))  # zero radii at k = 5
+    np.save(tmp_path / "fake.npy", rng.standard_normal((400, 4)).astype(np.float32))
+    runner = CliRunner()
+    built = runner.invoke(app, ["reference", "build", real, "--out", str(tmp_path / "ref"), "--k", "5"])
+    assert built.exit_code == 0 and built.output.count("real rows have a zero k-NN radius (") == 0
+    assert built.output.count("real rows have a zero k-NN radius from duplicate rows (140 at k=5)") == 1
+    for night in ("a", "b"):
+        result = runner.invoke(app, ["evaluate", str(tmp_path / "ref"), str(tmp_path / "fake.npy"), "--out",
+                                     str(tmp_path / night), "--no-plots"])
+        assert result.exit_code == 0, result.output
+        assert "the reference's zero radii (140 at k=5)" in result.output
+        assert "real rows have a zero k-NN radius" not in result.output

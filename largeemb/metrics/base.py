@@ -94,6 +94,8 @@ class Found:
     prob_radii: tuple[float, float] | None = None
     #: Results of the metrics' own passes, by pass name.
     extra: dict = field(default_factory=dict)
+    #: The reference directory the real side was read from, if any.
+    reference: str | None = None
 
     def radii(self, role: str, k: int) -> np.ndarray | None:
         """One set's radii at ``k`` (None: not computed, e.g. a reference that lacks them)."""

@@ -56,7 +56,8 @@ def value(found: Found, config) -> Value:
             COVERAGE: binomial_se(by_k[k][COVERAGE], n_real),
         }
     warnings = radius_warnings(
-        leading(found.real_radii, config.k), leading(found.fake_radii, config.k), config.k, config.inclusive
+        leading(found.real_radii, config.k), leading(found.fake_radii, config.k), config.k, config.inclusive,
+        found.reference,
     )
     return Value(by_k=by_k, standard_errors=errors, warnings=warnings)
 
@@ -75,18 +76,25 @@ def realism_radii(real_radii: np.ndarray) -> np.ndarray:
     return np.where(real_radii <= np.median(real_radii), real_radii, 0.0)
 
 
-def radius_warnings(real_radii: np.ndarray, fake_radii: np.ndarray, ks, inclusive: bool) -> list[str]:
-    """Zero radii (duplicate rows) make empty balls under strict '<'."""
+def radius_warnings(real_radii: np.ndarray, fake_radii, ks, inclusive: bool, reference: str | None = None) -> list[str]:
+    """Zero radii (duplicate rows) make empty balls under strict '<'. The real set's, when they come from a
+    reference, were said in full when it was built: here in one short line."""
     if inclusive:
         return []
     warnings = []
     for radii, role in ((real_radii, "real"), (fake_radii, "fake")):
+        if radii is None:
+            continue
         zero = (radii == 0).sum(axis=0)
         hit = [(k, int(count)) for k, count in zip(ks, zero) if count]
-        if hit:
-            counts = ", ".join(f"{count} at k={k}" for k, count in hit)
-            warnings.append(
-                f"{role} rows have a zero k-NN radius from duplicate rows ({counts}); "
-                "with strict '<' their balls are empty (use --inclusive for '<=')"
-            )
+        if not hit:
+            continue
+        counts = ", ".join(f"{count} at k={k}" for k, count in hit)
+        if role == "real" and reference is not None:
+            warnings.append(f"the reference's zero radii ({counts}): as when it was built")
+            continue
+        warnings.append(
+            f"{role} rows have a zero k-NN radius from duplicate rows ({counts}); "
+            "with strict '<' their balls are empty (use --inclusive for '<=')"
+        )
     return warnings
