@@ -264,3 +264,22 @@ def test_plot_writes_svg_and_pdf_at_a_chosen_dpi(tmp_path):
     assert widths[1] == pytest.approx(4 * widths[0], rel=0.02)
     bad = runner.invoke(app, ["plot", str(out), "--format", "gif"])
     assert bad.exit_code == 2 and "png, svg, pdf" in bad.output
+
+
+def test_radius_circles_are_drawn_only_where_readable_and_the_caption_agrees():
+    from matplotlib.collections import EllipseCollection
+
+    from largeemb.report import figures
+
+    rng = np.random.default_rng(3)
+    real, fake = rng.standard_normal((900, 2)), rng.standard_normal((900, 2))
+    note = "Black circles: the radius of {drawn} random real points."
+    for radii, drawn in ((np.full(5, 3.0), 0), (np.array([0.1, 0.2, 0.15, 9.0, 0.1]), 4)):
+        fig = figures.pca_figure(real, fake, real_radii=radii, caption="All rows. [circles] Basis: exact PCA.",
+                                 circles_note=note)
+        circles = [c for c in fig.axes[0].collections if isinstance(c, EllipseCollection)]
+        caption = " ".join(t.get_text() for t in fig.texts)
+        assert len(circles[0].get_offsets()) == drawn if drawn else not circles
+        assert ("Black circles" in caption) == bool(drawn) and "[circles]" not in caption
+        labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+        assert any(("not drawn" in label) != bool(drawn) for label in labels if "radi" in label)

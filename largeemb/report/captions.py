@@ -64,10 +64,10 @@ def captioned_pca(data: dict, metrics: dict):
     # Circles go to the first points of a seeded shuffle, so any real point may get one.
     order = np.random.default_rng(0).permutation(len(radii))
     real_coords, radii = real_coords[order], radii[order][:CIRCLES_SHOWN]
-    circles = (
+    circles = "[circles]"  # filled in by the figure, as it draws circles or none
+    circles_note = (
         f"Black circles: the {k}-NN radius in the full {dim}-dim space{space} "
-        f"of up to {CIRCLES_SHOWN} random real points, "
-        "for scale (a projection only shrinks distances); drawn only where they fit the view."
+        "of {drawn} random real points, for scale (a projection only shrinks distances)."
     )
     method = "IncrementalPCA" if str(data["pca_method"]) == "incremental" else "exact PCA"
     if everything:
@@ -92,6 +92,7 @@ def captioned_pca(data: dict, metrics: dict):
         title=f"PCA: {_headline(metrics)}",
         axis_labels=labels,
         caption=caption,
+        circles_note=circles_note,
         **backdrop,
     )
 

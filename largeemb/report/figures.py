@@ -110,6 +110,7 @@ def pca_figure(
     title: str = "Real and fake on the real set's first two principal components",
     axis_labels: tuple[str, str] = ("PC 1", "PC 2"),
     caption: str | None = None,
+    circles_note: str = "",
     ax=None,
 ):
     """Both sets on two principal axes.
@@ -121,6 +122,8 @@ def pca_figure(
     (2-D histograms of all rows on ``x_edges`` × ``y_edges``) the real
     density is drawn as a log-scaled backdrop and the fake density as contour
     lines holding 50/90/99 % of its rows, with the points on top.
+    ``circles_note`` (with ``{drawn}``) replaces ``[circles]`` in the caption
+    when circles were drawn; when none were, the caption says nothing of them.
     """
     from matplotlib import colormaps
     from matplotlib.colors import ListedColormap, LogNorm
@@ -133,12 +136,16 @@ def pca_figure(
         shown = np.ma.masked_equal(real_counts.T, 0)
         if shown.count():
             # Light greys, so that the blue and orange points stay visible on top.
-            greys = ListedColormap(colormaps["Greys"](np.linspace(0.08, 0.65, 256)))
+            # From a visible grey: on text embeddings most bins hold 1-3 rows.
+            greys = ListedColormap(colormaps["Greys"](np.linspace(0.25, 0.75, 256)))
             image = ax.pcolormesh(
                 x_edges, y_edges, shown, cmap=greys, norm=LogNorm(vmin=1, vmax=max(2, shown.max())), rasterized=True,
                 zorder=0,
             )
-            fig.colorbar(image, ax=ax, shrink=0.8, pad=0.01, label="real rows per bin (all rows, log scale)")
+            fig.colorbar(
+                image, ax=ax, shrink=0.8, pad=0.01, fraction=0.035, aspect=30,
+                label="real rows per bin (all rows, log scale)",
+            )
         fake_density = _smoothed(fake_counts)
         levels = _share_levels(fake_density, CONTOUR_SHARES)
         if levels:
@@ -153,8 +160,11 @@ def pca_figure(
     )
     if not backdrop:
         ax.autoscale_view()
+    drawn = 0
     if real_radii is not None and len(real_radii):
-        _radius_circles(ax, np.asarray(real_coords)[: len(real_radii)], np.asarray(real_radii, np.float64))
+        drawn = _radius_circles(ax, np.asarray(real_coords)[: len(real_radii)], np.asarray(real_radii, np.float64))
+    if caption:  # caption and legend agree: circles are described only where some were drawn
+        caption = caption.replace("[circles] ", circles_note.format(drawn=drawn) + " " if drawn else "")
     # Equal units on both axes, so circles are circles and PC 2's smaller spread shows.
     ax.set_aspect("equal", adjustable="box" if backdrop else "datalim")
     ax.set_xlabel(axis_labels[0])
@@ -165,14 +175,21 @@ def pca_figure(
     return fig
 
 
-def _radius_circles(ax, centres: np.ndarray, radii: np.ndarray) -> None:
+#: A radius circle is drawn only when its diameter is at most this share of the view's smaller side
+#: (larger ones covered most of a small set's points) and its centre lies in the view.
+CIRCLE_SHARE = 0.3
+
+
+def _radius_circles(ax, centres: np.ndarray, radii: np.ndarray) -> int:
+    """Radius circles for scale, only those that are readable: a full-dimensional radius
+    is often far larger than the 2-D spread, and such a circle covers the data or is a
+    faint off-centre arc. The legend says how many were drawn and the median radius;
+    returns how many."""
     from matplotlib.collections import EllipseCollection
 
-    """Radius circles for scale, only those that fit the view: a full-dimensional radius
-    is often far larger than the 2-D spread, and such a circle is a faint arc that
-    tells nothing. The legend says how many were drawn and the median radius."""
     (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
-    fits = 2 * radii <= 0.8 * min(x1 - x0, y1 - y0)
+    inside = (centres[:, 0] >= x0) & (centres[:, 0] <= x1) & (centres[:, 1] >= y0) & (centres[:, 1] <= y1)
+    fits = (2 * radii <= CIRCLE_SHARE * min(x1 - x0, y1 - y0)) & inside
     median = float(np.median(radii))
     if fits.any():
         diameters = 2 * radii[fits]
@@ -186,7 +203,8 @@ def _radius_circles(ax, centres: np.ndarray, radii: np.ndarray) -> None:
         )
         ax.plot([], [], color="black", linewidth=1.0, label=f"k-NN radius (full dim) of {int(fits.sum())} real points")
     else:
-        ax.plot([], [], color="none", label=f"k-NN radii (median {median:.3g}) exceed this view: not drawn")
+        ax.plot([], [], color="none", label=f"k-NN radii (median {median:.3g}) too large for this view: not drawn")
+    return int(fits.sum())
 
 
 def _legend_below(ax) -> None:
