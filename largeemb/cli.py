@@ -213,7 +213,12 @@ def evaluate(
 @app.command(cls=Command)
 def plot(
     run: Annotated[
-        str, typer.Argument(metavar="RUN", help="Output directory of a `largeemb evaluate` run.", show_default=False)
+        list[str],
+        typer.Argument(
+            metavar="RUN...",
+            help="Output directory of a `largeemb evaluate` run; several (with --out): their fakes on one PCA basis.",
+            show_default=False,
+        ),
     ],
     out: Annotated[
         str | None, typer.Option("--out", "-o", metavar="DIR", help="Directory for the figures (default: RUN itself).")
@@ -223,11 +228,18 @@ def plot(
     force: ForceFigures = False,
     debug: Debug = False,
 ):
-    """Redraw every plot of a finished run from its saved data, without recomputing distances."""
+    """Redraw every plot of a finished run from its saved data, without recomputing distances; with several
+    runs of one real set, draw their fake sets together (overlay.png)."""
+    from largeemb.report.overlay import draw_overlay
     from largeemb.report.stage import redraw
 
     def action():
-        for path in redraw(run, out, force=force, fmt=fmt, dpi=dpi):
+        if len(run) > 1:
+            if out is None:
+                raise InputError("several runs need --out for their overlay", "on the command line", "pass --out DIR")
+            typer.echo(f"wrote {draw_overlay(run, out, force=force, fmt=fmt, dpi=dpi)}")
+            return
+        for path in redraw(run[0], out, force=force, fmt=fmt, dpi=dpi):
             typer.echo(f"wrote {path}")
 
     run_action(debug, action)

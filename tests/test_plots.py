@@ -283,3 +283,44 @@ def test_radius_circles_are_drawn_only_where_readable_and_the_caption_agrees():
         assert ("Black circles" in caption) == bool(drawn) and "[circles]" not in caption
         labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
         assert any(("not drawn" in label) != bool(drawn) for label in labels if "radi" in label)
+
+
+@pytest.mark.slow
+def test_plot_of_several_runs_overlays_their_fakes_on_one_basis(tmp_path):
+    from largeemb.report import figures
+    from largeemb.report.overlay import draw_overlay
+
+    rng = np.random.default_rng(5)
+    np.save(tmp_path / "real.npy", rng.standard_normal((600, 6)).astype(np.float32))
+    for i, shift in enumerate((0.0, 0.8)):
+        np.save(tmp_path / f"f{i}.npy", (rng.standard_normal((500, 6)) + shift).astype(np.float32))
+    runs = [str(tmp_path / "o" / f"f{i}") for i in range(2)]
+    made = runner.invoke(app, ["evaluate", str(tmp_path / "real.npy"), str(tmp_path / "f0.npy"),
+                               str(tmp_path / "f1.npy"), "--out", str(tmp_path / "o"), "--tsne-samples", "0"])
+    assert made.exit_code == 0, made.output
+    drawn = []
+    real_fig = figures.overlay_figure
+
+    def recording(real_coords, fakes, **kwargs):
+        drawn.append((real_coords, fakes))
+        return real_fig(real_coords, fakes, **kwargs)
+
+    figures.overlay_figure = recording
+    try:
+        draw_overlay(runs, str(tmp_path / "ov"))
+    finally:
+        figures.overlay_figure = real_fig
+    (real_coords, fakes), = drawn
+    for run, (label, coords) in zip(runs, fakes):
+        with np.load(f"{run}/projection.npz") as saved:
+            np.testing.assert_array_equal(coords, saved["fake_plot_coords"])
+        assert label == run.rsplit("/", 1)[-1]
+    assert (tmp_path / "ov" / "overlay.png").is_file()
+    again = runner.invoke(app, ["plot", *runs, "--out", str(tmp_path / "ov")])
+    assert again.exit_code == 2 and "--force" in again.output
+    other = tmp_path / "other"
+    np.save(tmp_path / "real2.npy", rng.standard_normal((600, 6)).astype(np.float32))
+    assert runner.invoke(app, ["evaluate", str(tmp_path / "real2.npy"), str(tmp_path / "f0.npy"), "--out", str(other),
+                               "--tsne-samples", "0"]).exit_code == 0
+    refused = runner.invoke(app, ["plot", runs[0], str(other), "--out", str(tmp_path / "ov2")])
+    assert refused.exit_code == 2 and "different real sets" in refused.output

@@ -5,7 +5,8 @@
 data (``stage``). The figure functions (arrays in, a matplotlib figure out)
 are in ``figures``, what each figure says in ``captions``, t-SNE in ``tsne``.
 For runs: ``trend`` (the history's figure), ``page`` (``report.html``),
-``html`` (self-contained pages) and ``definitions`` (a line per metric).
+``html`` (self-contained pages), ``definitions`` (a line per metric) and ``overlay`` (several runs'
+fakes on one PCA basis).
 """
 
 from largeemb.report.stage import redraw, write_plots

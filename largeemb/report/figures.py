@@ -316,6 +316,26 @@ def ball_count_figure(ks, bincounts: np.ndarray, *, title: str | None = None, ax
     return fig
 
 
+def overlay_figure(real_coords: np.ndarray, fakes: list[tuple[str, np.ndarray]], *, axis_labels=("PC 1", "PC 2"),
+                   title: str = "", ax=None):
+    """The real points in grey and each run's fake points in a colour of its own (viridis, in run order)."""
+    fig, ax = _axes(ax)
+    ax.scatter(real_coords[:, 0], real_coords[:, 1], s=4, c="0.7", linewidths=0, rasterized=True,
+               label=f"real ({len(real_coords):,} shown)")
+    from matplotlib import colormaps
+
+    colours = colormaps["viridis"](np.linspace(0.0, 0.9, len(fakes)))
+    for colour, (label, coords) in zip(colours, fakes):
+        ax.scatter(coords[:, 0], coords[:, 1], s=4, color=colour, alpha=0.6, linewidths=0, rasterized=True,
+                   label=f"{label} ({len(coords):,} shown)")
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.set_xlabel(axis_labels[0])
+    ax.set_ylabel(axis_labels[1])
+    ax.set_title(wrapped(title))
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3, fontsize="small", frameon=False, markerscale=3)
+    return fig
+
+
 def wrapped(title: str) -> str:
     """A title in lines of at most TITLE_WIDTH characters (its own line breaks kept)."""
     import textwrap
