@@ -34,6 +34,7 @@ from largeemb.run import checkpoint
 from largeemb.run.session import check_reachable, check_sources, open_run
 from largeemb.series.gates import failed_gates, regression_against
 from largeemb.series.history import append_history, history_line, read_history
+from largeemb.series.record import same_run
 
 SUMMARY_FILE = "summary.json"
 
@@ -140,22 +141,25 @@ def evaluate_all(
         )
     if history is not None and os.path.exists(history):
         read_history(history)  # an unreadable history is refused before any work
-    real_side = _RealOnce(real, config, out if several else None, resume, force, client, real_array)
-    unchanged = _Unchanged(real, real_array, fake_array)
+    finished = [resume and not force and finished_run(run.out) is not None for run in runs]
+    # Several fakes share the real side, computed once (unless a reference holds it, or every fake is done).
+    shared = several and not all(finished) and not is_reference(real) and not isinstance(real, KnownReal)
+    side = _real_side(real, config, out, resume, force, client, real_array) if shared else real
+    unchanged = _Unchanged(side, real_array, fake_array)
     outcome = Outcome(runs)
-    for run in runs:
-        if resume and not force and finished_run(run.out):
+    for run, done in zip(runs, finished):
+        if done:
             run.document, run.earlier = read_metrics(run.out), True
             unchanged.check(run)
         else:
             try:
                 result = evaluate_to(
-                    real_side.get(), run.fake, run.out, config, real_array=real_array, fake_array=fake_array,
+                    side, run.fake, run.out, config, real_array=real_array, fake_array=fake_array,
                     force=force, resume=resume, client=client, label=run.label,
                     on_metrics=None if on_metrics is None else (lambda result, run=run: on_metrics(run, result)),
                 )
             except InputError as exc:  # a bad or unreadable fake set: the others still get their results
-                if not several or real_side.failed_itself(exc):
+                if not several:
                     raise
                 run.error = exc
                 if on_failure is not None:
@@ -170,42 +174,18 @@ def evaluate_all(
     return outcome
 
 
-class _RealOnce:
-    """The real side for each fake: computed once, when the first fake needs it, where several fakes share it."""
-
-    def __init__(self, real, config, out, resume, force, client, real_array):
-        self.real, self.config, self.out = real, config, out
-        self.resume, self.force, self.client, self.real_array = resume, force, client, real_array
-        self.known, self.error = None, None
-
-    def get(self):
-        if self.out is None or is_reference(self.real) or isinstance(self.real, KnownReal):
-            return self.real  # one fake, or a reference: its own evaluate reads it
-        if self.known is None:
-            try:
-                self.known = _real_side(
-                    self.real, self.config, self.out, self.resume, self.force, self.client, self.real_array
-                )
-            except InputError as exc:
-                self.error = exc
-                raise
-        return self.known
-
-    def failed_itself(self, exc) -> bool:
-        return exc is self.error
-
-
 class _Unchanged:
     """A finished result is reused (resume) only while its inputs' content still matches
     the fingerprints it recorded: one streamed read of each input, the real set's once."""
 
     def __init__(self, real, real_array, fake_array):
-        self.real, self.real_array, self.fake_array, self.real_fingerprint = real, real_array, fake_array, None
+        self.real, self.real_array, self.fake_array = real, real_array, fake_array
+        # A real side computed in this call streamed the store already: its fingerprint is known.
+        self.real_fingerprint = real.fingerprint if isinstance(real, KnownReal) else None
 
     def check(self, run: FakeRun) -> None:
         if self.real_fingerprint is None:
-            real = self.real.source if isinstance(self.real, KnownReal) else self.real
-            real = load_reference(str(real)).source if is_reference(real) else real
+            real = load_reference(str(self.real)).source if is_reference(self.real) else self.real
             self.real_fingerprint = _fingerprint(real, self.real_array, "real")
         for role, now in (("real", self.real_fingerprint), ("fake", _fingerprint(run.fake, self.fake_array, "fake"))):
             if run.document[role].get("fingerprint") != now:
@@ -245,15 +225,8 @@ def _record(run: FakeRun, outcome: Outcome, history, gates, regression_z, baseli
     outcome.gate_failures += [prefix + line for line in failures]
     if history is not None:
         line = history_line(doc, run.out)
-        if not any(_same(line, old) for old in lines):
+        if not any(same_run(line, old) for old in lines):
             append_history(history, line)
-
-
-def _same(a: dict, b: dict) -> bool:
-    """Two history lines of one published result."""
-    return all(a.get(key) == b.get(key) for key in ("result_dir", "run")) and a["fake"].get("fingerprint") == b[
-        "fake"
-    ].get("fingerprint")
 
 
 def _write_summary(out: str, runs: list[FakeRun]) -> None:

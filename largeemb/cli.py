@@ -376,7 +376,7 @@ def _table(rows: list[dict]) -> None:
 
 
 app.add_typer(reference_app, name="reference")
-add_series_commands(app, run_action, Command, Debug)  # history, compare, report
+add_series_commands(app)  # history, compare, report
 
 
 def _ours(data_dir: str) -> bool:

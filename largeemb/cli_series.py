@@ -1,8 +1,6 @@
 """The commands on finished results: ``history``, ``compare`` and ``report``.
 
-``cli.py`` adds them with :func:`add_series_commands`, handing over its
-error handling (``run``: one ``error:`` line and the exit status) and its
-command class, so this module imports nothing from ``cli`` (no cycle).
+``cli.py`` adds them to its app with :func:`add_series_commands`.
 Annotations are evaluated here at definition time (no ``from __future__
 import annotations``): typer reads them from the closures below.
 """
@@ -13,13 +11,15 @@ from typing import Annotated
 
 import typer
 
+from largeemb.cli_options import Command, Debug
+from largeemb.cli_process import run_action
 from largeemb.errors import GATE_FAILED, InputError
 
 
-def add_series_commands(app: typer.Typer, run, command_cls, debug_option) -> None:
+def add_series_commands(app: typer.Typer) -> None:
     """Register ``history``, ``compare`` and ``report`` on ``app``."""
 
-    @app.command(cls=command_cls)
+    @app.command(cls=Command)
     def history(
         file: Annotated[
             str,
@@ -48,13 +48,14 @@ def add_series_commands(app: typer.Typer, run, command_cls, debug_option) -> Non
         force: Annotated[
             bool, typer.Option("--force", help="Replace trend.png/history.html in --out that another tool wrote.")
         ] = False,
-        debug: debug_option = False,
+        debug: Debug = False,
     ):
         """Show the runs of a history file: a table, trend.png and history.html."""
         from largeemb.io.results import read_metrics
         from largeemb.series import table as tables
         from largeemb.series.history import append_history, history_line, read_history
         from largeemb.series.pages import write_history_outputs
+        from largeemb.series.record import same_run
 
         def action():
             if as_csv and as_json:
@@ -64,7 +65,7 @@ def add_series_commands(app: typer.Typer, run, command_cls, debug_option) -> Non
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 for directory, line in new:
-                    if os.path.exists(file) and any(_same_run(line, old) for old in read_history(file)):
+                    if os.path.exists(file) and any(same_run(line, old) for old in read_history(file)):
                         typer.echo(f"{directory} is in the history already; not added again", err=True)
                         continue
                     append_history(file, line)
@@ -80,9 +81,9 @@ def add_series_commands(app: typer.Typer, run, command_cls, debug_option) -> Non
                 for path in write_history_outputs(table, out, force=force):
                     typer.echo(f"wrote {path}", err=as_csv or as_json)
 
-        run(debug, action)
+        run_action(debug, action)
 
-    @app.command(cls=command_cls)
+    @app.command(cls=Command)
     def compare(
         run_a: Annotated[
             str,
@@ -101,7 +102,7 @@ def add_series_commands(app: typer.Typer, run, command_cls, debug_option) -> Non
                 "by more than Z standard errors of the difference.",
             ),
         ] = None,
-        debug: debug_option = False,
+        debug: Debug = False,
     ):
         """Compare two results: B − A per metric and k, its standard error and z
         (paired when they share the real set)."""
@@ -117,25 +118,16 @@ def add_series_commands(app: typer.Typer, run, command_cls, debug_option) -> Non
             if failures:
                 raise typer.Exit(GATE_FAILED)
 
-        run(debug, action)
+        run_action(debug, action)
 
-    @app.command(cls=command_cls)
+    @app.command(cls=Command)
     def report(
         directory: Annotated[
             str, typer.Argument(metavar="DIR", help="The --out directory of an evaluate run.", show_default=False)
         ],
-        debug: debug_option = False,
+        debug: Debug = False,
     ):
         """(Re)write DIR/report.html: one self-contained page with the numbers, figures and worst rows."""
         from largeemb.report.page import write_report
 
-        run(debug, lambda: typer.echo(f"wrote {write_report(directory)}"))
-
-
-def _same_run(a: dict, b: dict) -> bool:
-    """Two history lines of one result (so ``--add`` of a directory twice adds it once)."""
-    keys = [
-        (line.get("result_dir"), line.get("run", {}).get("finished_utc"), line["fake"].get("fingerprint"))
-        for line in (a, b)
-    ]
-    return keys[0] == keys[1]
+        run_action(debug, lambda: typer.echo(f"wrote {write_report(directory)}"))

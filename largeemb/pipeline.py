@@ -148,6 +148,10 @@ class KnownReal:
         self.source, self._set = passes.real.source, passes.real
         self._k, self._partition = passes.context.k, passes.context.partition
 
+    @property
+    def fingerprint(self) -> str:
+        return self._set.fingerprint
+
     def has_k(self, k: int) -> bool:
         return k in self._k
 

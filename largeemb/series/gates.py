@@ -81,9 +81,7 @@ def regression_against(history_lines, metrics_doc: dict, z: float, baseline_labe
     are comparable (same metric, ball rule and a common k). The run's own
     line, if it was appended already, is passed over. No earlier run: no lines.
     """
-    # The run's own line: the same fake content and the same run record (its id, label, finish time, host, elapsed).
-    own = (record.fake_fingerprint(metrics_doc), metrics_doc.get("run"))
-    earlier = [line for line in history_lines if (record.fake_fingerprint(line), line.get("run")) != own]
+    earlier = [line for line in history_lines if not record.same_run(line, metrics_doc)]
     if baseline_label is not None:
         named = [line for line in earlier if record.label(line) == baseline_label]
         if not named:

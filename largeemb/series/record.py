@@ -45,6 +45,12 @@ def fake_fingerprint(record: dict) -> str | None:
     return record.get("fake", {}).get("fingerprint")
 
 
+def same_run(a: dict, b: dict) -> bool:
+    """Two records (a metrics.json document or a history line) of one published run: the same fake content
+    and the same run record (its id, label, finish time, host, elapsed seconds)."""
+    return fake_fingerprint(a) == fake_fingerprint(b) and a.get("run") == b.get("run")
+
+
 def label(record: dict) -> str:
     """The run's label (e.g. a checkpoint step); the fake set's name when it has none."""
     return str(record.get("run", {}).get("label") or set_name(record.get("fake", {})))
