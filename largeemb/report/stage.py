@@ -6,7 +6,6 @@ each figure says (titles, captions) is :mod:`largeemb.report.captions`.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from contextlib import ExitStack
@@ -16,7 +15,8 @@ import numpy as np
 
 from largeemb.errors import InputError
 from largeemb.io.lock import OutputLock
-from largeemb.io.output import METRICS_FILE, Staging
+from largeemb.io.output import Staging
+from largeemb.io.results import read_metrics
 
 PROJECTION_FILE = "projection.npz"
 PCA_PNG, TSNE_PNG, K_SWEEP_PNG, BALL_COUNTS_PNG = "pca.png", "tsne.png", "k_sweep.png", "ball_counts.png"
@@ -109,14 +109,8 @@ def write_plots(result, directory: str) -> Plotted:
 
 def load_run(directory: str) -> tuple[dict[str, np.ndarray], dict]:
     """Plot data and metrics of a finished run; a clear error when there is none."""
-    metrics_path = os.path.join(directory, METRICS_FILE)
+    metrics = read_metrics(directory)
     data_path = os.path.join(directory, PROJECTION_FILE)
-    if not os.path.isfile(metrics_path):
-        raise InputError(
-            "no largeemb result found (no metrics.json)",
-            f"in {directory}",
-            "pass the --out directory of a finished `largeemb evaluate` run",
-        )
     if not os.path.isfile(data_path):
         raise InputError(
             f"the run holds no plot data ({PROJECTION_FILE} is missing; was it run with --no-plots?)",
@@ -124,8 +118,6 @@ def load_run(directory: str) -> tuple[dict[str, np.ndarray], dict]:
             "rerun `largeemb evaluate` without --no-plots",
         )
     try:
-        with open(metrics_path) as fh:
-            metrics = json.load(fh)
         with np.load(data_path, allow_pickle=False) as npz:
             data = {name: npz[name] for name in npz.files}
     except (OSError, ValueError) as exc:
