@@ -184,10 +184,17 @@ class ScreenedTiles:
         if origin is None or not self.round_blocks:
             return of_operand(operand[lo:hi])
         block, rows = origin
-        held = self._rounded.get(id(block))
-        if held is None:  # the block is kept with its rows, so that its id is not reused meanwhile
-            held = self._rounded[id(block)] = (block, Rounded.of(block.centred))
-        return taken_rows(held[1], rows[lo:hi])
+        # A panel is a view of its block's arrays (a within-block part, too): round the whole block's rows
+        # once and take the panel's, rather than rounding each part's rows again.
+        left = block.left
+        root = left.base if isinstance(left.base, np.ndarray) and left.base.ndim == 2 else left
+        if root.shape[1] != left.shape[1] or root.strides != left.strides:
+            root = left
+        offset = (left.__array_interface__["data"][0] - root.__array_interface__["data"][0]) // root.strides[0]
+        held = self._rounded.get(id(root))
+        if held is None:  # the array is kept with its rows, so that its id is not reused meanwhile
+            held = self._rounded[id(root)] = (root, Rounded.of(root[:, : block.dim]))
+        return taken_rows(held[1], rows[lo:hi] + offset)
 
     def tile(
         self, a: Block, b_right: np.ndarray, row_cut: np.ndarray, col_cut: np.ndarray, a_rows=None, b_rows=None
