@@ -29,7 +29,7 @@ from largeemb.kernels.moments import Moments
 from largeemb.metrics import Found, Needs, needs_of
 from largeemb.metrics.base import leading
 from largeemb.passes import cross, knn, moments, prune
-from largeemb.passes.context import PassContext, resolve_precision, screening
+from largeemb.passes.context import PassContext, resolve_precision, screening, tile_arithmetic
 from largeemb.passes.cross import PerSample
 from largeemb.passes.knn import Radii
 from largeemb.passes.projection import Projection, project
@@ -257,7 +257,8 @@ def run_passes(
     for s, radii in zip(own, computed):
         s.radii = radii
     passes = Passes(
-        ctx, real_set, fake_set, timings=timings, screening={"precision": ctx.precision}, reference=side.path
+        ctx, real_set, fake_set, timings=timings, reference=side.path,
+        screening=tile_arithmetic(config.precision, ctx.precision),
     )
     if ctx.precision != "float32":
         passes.screening.update({f"radii_{role}": screening(f"radii-{role}") for role in roles})

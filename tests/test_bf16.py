@@ -22,7 +22,7 @@ from largeemb.kernels import bf16, screen
 from largeemb.kernels.bf16 import Rounded
 from largeemb.kernels.distance import prepare_block, sqdist32, sqdist_error_scale
 from largeemb.kernels.screen import ScreenedTiles, below, bf16_error_scale, bf16_tile, rounding_terms
-from largeemb.passes.context import resolve_precision
+from largeemb.passes.context import resolve_precision, tile_arithmetic
 
 
 @pytest.fixture(autouse=True)
@@ -281,6 +281,22 @@ def test_bf16_without_onednn_is_an_input_error_and_auto_falls_back(monkeypatch):
             resolve_precision("bf16")
         assert resolve_precision("auto") == "float32"
         assert resolve_precision("bf16-emulated") == "bf16-emulated"
+    finally:
+        onednn.onednn.cache_clear()
+
+
+def test_auto_says_why_it_chose_its_precision(monkeypatch):
+    """Where auto stays float32 it names the reason (no bf16 CPU, no oneDNN); where it screens, that it can."""
+    onednn.onednn.cache_clear()
+    try:
+        monkeypatch.setattr(onednn, "cpu_has_bf16", lambda: False)
+        assert onednn.auto_choice() == ("float32", "this CPU has no bfloat16 instructions (AVX512-BF16 or AMX-BF16)")
+        monkeypatch.setattr(onednn, "cpu_has_bf16", lambda: True)
+        monkeypatch.setenv("LARGEEMB_DNNL", "/nonexistent/libdnnl.so.3")
+        choice, why = onednn.auto_choice()
+        assert choice == "float32" and "did not load from /nonexistent/libdnnl.so.3" in why
+        assert tile_arithmetic("auto", choice) == {"precision": "float32", "auto": why}
+        assert tile_arithmetic("float32", "float32") == {"precision": "float32"}
     finally:
         onednn.onednn.cache_clear()
 

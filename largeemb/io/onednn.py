@@ -187,4 +187,15 @@ def limit_task_threads() -> None:
 
 def available() -> bool:
     """Whether ``precision="auto"`` takes the bf16 path: the extra loads and the CPU has bf16."""
-    return cpu_has_bf16() and onednn() is not None
+    return auto_choice()[0] == "bf16"
+
+
+def auto_choice() -> tuple[str, str]:
+    """What ``precision="auto"`` becomes here, and why (one sentence for metrics.json and the log)."""
+    if not cpu_has_bf16():
+        return "float32", "this CPU has no bfloat16 instructions (AVX512-BF16 or AMX-BF16)"
+    if _library_path() is None:
+        return "float32", "oneDNN is not installed (a plain install has it on Linux x86-64: pip install largeemb[bf16])"
+    if onednn() is None:
+        return "float32", f"oneDNN did not load from {_library_path()}"
+    return "bf16", "this CPU multiplies bfloat16 in hardware and oneDNN loaded"

@@ -3,6 +3,7 @@ it gives each task, and what those strategies screened."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -81,10 +82,19 @@ def screening(kind: str) -> dict:
     return ScreenCounts(noted[(kind, "screen_entries")], noted[(kind, "screen_rechecked")]).as_dict()
 
 
+def tile_arithmetic(asked: str, resolved: str) -> dict:
+    """metrics.json's note of how tiles multiplied, and, for ``auto``, why (logged once per run)."""
+    if asked != "auto":
+        return {"precision": resolved}
+    why = onednn.auto_choice()[1]
+    logging.getLogger("largeemb").info("--precision auto: %s, as %s", resolved, why)
+    return {"precision": resolved, "auto": why}
+
+
 def resolve_precision(precision: str) -> str:
     """The precision tiles run at: "auto" becomes "bf16" where it pays, else "float32"."""
     if precision == "auto":
-        return "bf16" if onednn.available() else "float32"
+        return onednn.auto_choice()[0]
     if precision == "bf16" and onednn.onednn() is None:
         raise InputError(
             "--precision bf16 needs oneDNN, which did not load",
