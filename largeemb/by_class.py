@@ -169,7 +169,7 @@ def _means(rows: list[dict], labels: list[str], partial: dict, prefix: str) -> d
         if not any(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
             continue  # not a number (a record of some kind): nothing to average
         if len(finite) < len(values):
-            partial[prefix + key] = [label for label, v in zip(labels, values) if not _finite(v)]
+            partial[prefix + key] = [int(label) for label, v in zip(labels, values) if not _finite(v)]
         out[key] = math.fsum(finite) / len(finite) if finite else None
     return out
 

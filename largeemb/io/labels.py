@@ -121,8 +121,16 @@ def _store_array(name: str, source: Source, role: str, option: str):
         )
     try:
         node = open_node(source.location)
-        found = node[name] if isinstance(node, zarr.Group) else None
-    except (KeyError, ValueError, OSError):
+    except (ValueError, OSError):
+        node = None
+    if not isinstance(node, zarr.Group):
+        raise InputError(
+            f"{role} labels name an array ({name!r}), but the {role} set is not a zarr group",
+            f"at {source.location} (in {option})", "pass a .npy file of labels (or, from Python, an array)",
+        )
+    try:
+        found = node[name]
+    except (KeyError, ValueError):
         found = None
     if not isinstance(found, zarr.Array):
         raise InputError(
