@@ -244,3 +244,28 @@ def test_an_interrupted_class_resumes(sets, tmp_path, by_labels):
     assert 0 < len(ran) < len(probe) / 3  # only what the last class had left
     for label, want in by_labels["by_class"].items():
         assert same_metrics(doc["by_class"][label]["metrics"], want["metrics"]), label
+
+
+@pytest.mark.slow
+def test_from_a_reference_and_several_fakes_each_class_equals_its_rows_alone(sets, tmp_path):
+    """REAL a reference (its store's group holds the labels), two fakes whose groups hold theirs."""
+    from largeemb.batch import evaluate_all
+
+    real, fake, real_labels, fake_labels = sets
+    stores, sides = {}, (("real", real, real_labels), ("a", fake, fake_labels), ("b", fake[::-1], fake_labels[::-1]))
+    for name, rows, labels in sides:
+        group = zarr.open_group(str(tmp_path / f"{name}.zarr"), mode="w")
+        group.create_array("embeddings", data=np.ascontiguousarray(rows))
+        group.create_array("labels", data=np.ascontiguousarray(labels))
+        stores[name] = str(tmp_path / f"{name}.zarr")
+    largeemb.build_reference(stores["real"], str(tmp_path / "ref"), k=(5, 3), block_rows=128)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LargeembWarning)
+        outcome = evaluate_all(str(tmp_path / "ref"), [stores["a"], stores["b"]], str(tmp_path / "out"),
+                               real_labels="labels", fake_labels="labels", **OPTIONS)
+    assert outcome.exit_code == 0
+    for run, rows, labels in zip(outcome.runs, (fake, fake[::-1]), (fake_labels, fake_labels[::-1])):
+        assert list(run.document["by_class"]) == ["0", "1", "2"]
+        for label, got in run.document["by_class"].items():
+            want = alone(real, np.ascontiguousarray(rows), real_labels, labels, int(label), **OPTIONS)
+            assert same_metrics(got["metrics"], want["metrics"]), (run.name, label)
