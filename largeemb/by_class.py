@@ -6,7 +6,8 @@ see :mod:`largeemb.io.labels`), :func:`largeemb.api.evaluate` adds to its result
 - ``by_class[label]``: one evaluation of that class's real rows against its fake rows
   (``metrics``, ``by_k``, ``standard_errors``, ``warnings``, as at the top level, and the rows of each);
 - ``class_averaged``: the mean of each number over the classes evaluated (intra-class FD,
-  precision, recall, density, coverage, Vendi, every metric the run computes), and which classes those were.
+  precision, recall, density, coverage, Vendi, every metric the run computes), the standard
+  errors of those means where every class has one, and which classes those were.
 
 Classes found in only one set, or with too few rows for k in one of them, are named in a
 warning and left out of both. The labels are checked and counted before any work.
@@ -157,8 +158,25 @@ def class_averaged(by_class: dict, left_out: dict, real_given: str, fake_given: 
         "labels": {"real": real_given, "fake": fake_given},
         "metrics": _means([doc["metrics"] for doc in docs], list(by_class), partial, ""),
         "by_k": by_k,
+        "standard_errors": _mean_errors([doc.get("standard_errors") or {} for doc in docs]),
         **({"partial": partial} if partial else {}),
     }
+
+
+def _mean_errors(errors: list[dict]) -> dict:
+    """Standard errors of the class means: the classes are disjoint rows of both sets, so their
+    estimates are independent and the mean of C of them has sqrt(sum of se²) / C. Numbers only where
+    every class has one; what is not a number (``conditional_on``) is kept where the classes agree."""
+    out = {}
+    for key in errors[0] if errors else ():
+        values = [e.get(key) for e in errors]
+        if all(isinstance(v, dict) for v in values):
+            out[key] = _mean_errors(values)
+        elif all(_finite(v) for v in values):
+            out[key] = math.sqrt(math.fsum(float(v) ** 2 for v in values)) / len(values)
+        elif all(v == values[0] for v in values) and not _finite(values[0]):
+            out[key] = values[0]
+    return out
 
 
 def _means(rows: list[dict], labels: list[str], partial: dict, prefix: str) -> dict:
