@@ -196,7 +196,7 @@ def test_bad_labels_are_one_line_errors_before_any_work(tmp_path, write_zarr):
                               "--no-plots", "--k", "3")
         assert what in one_error_line(result), (what, result.stderr)
         assert not os.path.exists(out / "metrics.json") and not os.path.exists(out / ".work")
-    with pytest.raises(InputError, match="not a zarr group"):
+    with pytest.raises(InputError, match="'labels' are no integer class, no .npy file, and no array"):
         largeemb.evaluate(real, fake, real_labels=0, fake_labels="labels")
     with pytest.raises(InputError, match="needs the fake set's labels too"):
         largeemb.evaluate(real, fake, real_labels=0)

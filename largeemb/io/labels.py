@@ -114,19 +114,17 @@ def _store_array(name: str, source: Source, role: str, option: str):
 
     from largeemb.io.store import open_node
 
-    if source.location == MEMORY or source.from_numpy_file:
-        raise InputError(
-            f"{role} labels name an array ({name!r}), but the {role} set is not a zarr group",
-            f"in {option}", "pass a .npy file of labels (or, from Python, an array)",
-        )
-    try:
-        node = open_node(source.location)
-    except (ValueError, OSError):
-        node = None
+    node = None
+    if source.location != MEMORY and not source.from_numpy_file:
+        try:
+            node = open_node(source.location)
+        except (ValueError, OSError):
+            pass
     if not isinstance(node, zarr.Group):
         raise InputError(
-            f"{role} labels name an array ({name!r}), but the {role} set is not a zarr group",
-            f"at {source.location} (in {option})", "pass a .npy file of labels (or, from Python, an array)",
+            f"{role} labels {name!r} are no integer class, no .npy file, and no array of the {role} set "
+            "(it is not a zarr group)", f"in {option}",
+            "pass a class (e.g. 3), a .npy file of labels, or the name of an integer array in the set's zarr group",
         )
     try:
         found = node[name]
