@@ -275,3 +275,17 @@ def test_from_a_reference_and_several_fakes_each_class_equals_its_rows_alone(set
         for label, got in run.document["by_class"].items():
             want = alone(real, np.ascontiguousarray(rows), real_labels, labels, int(label), **OPTIONS)
             assert same_metrics(got["metrics"], want["metrics"]), (run.name, label)
+
+
+def test_a_class_an_option_cannot_serve_is_warned_and_left_out():
+    """KID subsets of 100 rows: the whole sets and class 0 have enough rows, class 1 (50 of each) has not."""
+    rng = np.random.default_rng(5)
+    real, fake = rng.standard_normal((400, 4)), rng.standard_normal((400, 4)) + 0.1
+    labels = np.repeat([0, 1], [350, 50])
+    options = dict(k=3, plots=False, companions=(), kid_subsets=2, kid_subset_size=100)
+    doc = quiet_evaluate(real, fake, real_labels=labels, fake_labels=labels, **options).to_dict()
+    assert list(doc["by_class"]) == ["0"] and "kid_subsets_mean" in doc["by_class"]["0"]["metrics"]
+    why = doc["class_averaged"]["left_out"]["1"]
+    assert why.startswith("cannot be evaluated: KID subsets of 100 rows need at least that many rows")
+    assert any(line.startswith("class 1 (cannot be evaluated: KID subsets") for line in doc["warnings"])
+    assert doc["class_averaged"]["metrics"] == doc["by_class"]["0"]["metrics"]
