@@ -15,7 +15,7 @@ import time
 import uuid
 import warnings as python_warnings
 
-from largeemb import metrics
+from largeemb import by_class, metrics
 from largeemb.config import EvaluateConfig
 from largeemb.errors import InputError, LargeembWarning
 from largeemb.io.checks import check_pair
@@ -59,6 +59,8 @@ def evaluate(
     *,
     real_array: str | None = None,
     fake_array: str | None = None,
+    real_labels=None,
+    fake_labels=None,
     client=None,
     checkpoint_dir: str | None = None,
     resume: bool = False,
@@ -81,6 +83,11 @@ def evaluate(
     real_array, fake_array
         Array names inside zarr groups (default: the only 2-D array, else
         ``embeddings``).
+    real_labels, fake_labels
+        Per-class evaluation (both or neither): each set's class per row, as a
+        NumPy array, a ``.npy`` path, the name of an array in the set's zarr
+        group, or one integer for every row. Adds ``by_class`` and
+        ``class_averaged`` (see :mod:`largeemb.by_class`).
     client
         A ``dask.distributed.Client``: run on its cluster (wins over the
         config's ``scheduler`` and ``workers``). Workers open the stores
@@ -117,6 +124,8 @@ def evaluate(
         )
     fake_src = open_source(fake, fake_array, role="fake")
     warnings = check_pair(real_src, fake_src, config.max_k)
+    classes = by_class.plan(real_labels, fake_labels, real_src, fake_src, config.max_k)  # refused before any work
+    given = config
     # refuses what a metric cannot do with these inputs, before any work
     needs = metrics.needs_of(config, real_src, fake_src)
     config = config.resolved(max(real_src.rows, fake_src.rows))
@@ -143,6 +152,12 @@ def evaluate(
         with timed(passes.timings, metric.TIMING):
             values.append(metric.value(found, config))
     result = EvaluationResult.of(passes, values, config, warnings)
+    if classes is not None:
+        result.classes, lines, timings = by_class.evaluate_classes(
+            evaluate, classes, real_src, fake_src, given, checkpoint_dir=checkpoint_dir, client=client, resume=resume
+        )
+        result.warnings += lines
+        result.add_timings(timings)
     for line in result.warnings:  # where a notebook or script sees them; the CLI prints its own lines instead
         python_warnings.warn(line, LargeembWarning, stacklevel=2)
     return result
@@ -156,6 +171,8 @@ def evaluate_to(
     *,
     real_array: str | None = None,
     fake_array: str | None = None,
+    real_labels=None,
+    fake_labels=None,
     force: bool = False,
     resume: bool = False,
     client=None,
@@ -187,8 +204,8 @@ def evaluate_to(
         if force and not resume:
             checkpoint.discard(work)
         result = evaluate(
-            real, fake, config, real_array=real_array, fake_array=fake_array, client=client, checkpoint_dir=work,
-            resume=resume,
+            real, fake, config, real_array=real_array, fake_array=fake_array, real_labels=real_labels,
+            fake_labels=fake_labels, client=client, checkpoint_dir=work, resume=resume,
         )
         if on_metrics is not None:
             on_metrics(result)

@@ -99,6 +99,8 @@ def evaluate_all(
     client=None,
     real_array: str | None = None,
     fake_array: str | None = None,
+    real_labels=None,
+    fake_labels=None,
     on_metrics=None,
     on_failure=None,
     **options,
@@ -112,6 +114,7 @@ def evaluate_all(
     history line's for the same real set (or the line labelled ``baseline``)
     by more than this many standard errors. ``on_metrics(run, result)`` is
     called as each fake's numbers exist, ``on_failure(run)`` when one fails.
+    ``real_labels``/``fake_labels``: per-class evaluation of each fake (``fake_labels`` apply to every fake).
     Other parameters as for :func:`largeemb.api.evaluate_to`.
     """
     config = config_of(config, options, "evaluate_all")
@@ -155,7 +158,8 @@ def evaluate_all(
             try:
                 result = evaluate_to(
                     side, run.fake, run.out, config, real_array=real_array, fake_array=fake_array,
-                    force=force, resume=resume, client=client, label=run.label,
+                    real_labels=real_labels, fake_labels=fake_labels, force=force, resume=resume, client=client,
+                    label=run.label,
                     on_metrics=None if on_metrics is None else (lambda result, run=run: on_metrics(run, result)),
                 )
             except InputError as exc:  # a bad or unreadable fake set: the others still get their results

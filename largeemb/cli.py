@@ -23,6 +23,7 @@ from largeemb.cli_options import (
     Debug,
     FailIf,
     FailOnRegression,
+    FakeLabels,
     ForceDemo,
     ForceFigures,
     ForceResult,
@@ -37,6 +38,7 @@ from largeemb.cli_options import (
     Precision,
     Real,
     RealArray,
+    RealLabels,
     Resume,
     Scheduler,
     ThreadsPerWorker,
@@ -116,6 +118,7 @@ def evaluate(
             "--fake-array", "--fake-key", metavar="NAME", help="Array name when FAKE is a zarr group or an .npz file."
         ),
     ] = None,
+    real_labels: RealLabels = None, fake_labels: FakeLabels = None,
     block_rows: BlockRows = DEFAULTS.block_rows,
     samples: Annotated[
         bool, typer.Option("--samples/--no-samples", help="Write per-sample values to samples.zarr.")
@@ -200,7 +203,8 @@ def evaluate(
         from largeemb.series.gates import parse_gates
 
         code = evaluate_and_report(
-            real, fake, out, config, real_array=real_array, fake_array=fake_array, force=force, resume=resume,
+            real, fake, out, config, real_array=real_array, fake_array=fake_array, real_labels=real_labels,
+            fake_labels=fake_labels, force=force, resume=resume,
             labels=parse_labels(label), history=history, gates=parse_gates(fail_if) if fail_if else (),
             regression_z=fail_on_regression, baseline=baseline,
         )

@@ -109,6 +109,22 @@ RealArray = Annotated[
         help="Array name when REAL is a zarr group or an .npz file (default: the only array).",
     ),
 ]
+
+
+def class_labels(role: str):
+    """``--real-labels``/``--fake-labels``: per-class evaluation (see largeemb.io.labels)."""
+    return Annotated[
+        str | None,
+        typer.Option(
+            f"--{role}-labels", metavar="FILE.npy|ARRAY|CLASS",
+            help=f"Class of each {role} row: a .npy file of integers, an integer array in the {role} store's zarr "
+            f"group, or one class for every row (e.g. 3). With both: every metric within each class too "
+            "(by_class and class_averaged in metrics.json).",
+        ),
+    ]
+
+
+RealLabels, FakeLabels = class_labels("real"), class_labels("fake")
 BlockRows = Annotated[
     int | None,
     typer.Option(

@@ -34,6 +34,10 @@ def evaluate_and_report(real, fakes: list[str], out: str, config, **options) -> 
         others = other_metrics_line(doc)
         if others:
             typer.echo(" " * len(prefix) + others)
+        averaged = doc.get("class_averaged")
+        if averaged:
+            typer.echo(" " * len(prefix) + f"class-averaged over {len(averaged['classes'])} classes: "
+                       + summary_line({**averaged, "params": doc["params"]}))
         for warning in result.warnings:
             typer.echo(f"warning: {prefix}{warning}", err=True)
         printed[run.name] = len(result.warnings)

@@ -62,6 +62,8 @@ class EvaluationResult:
     projection: Projection | None = field(default=None, repr=False)
     #: Which run this was: label, finished_utc, host, elapsed_s, id (set by ``evaluate_to``; empty for ``evaluate``).
     run: dict = field(default_factory=dict)
+    #: Per-class evaluation (``by_class``, ``class_averaged``; see :mod:`largeemb.by_class`); empty without labels.
+    classes: dict = field(default_factory=dict)
 
     @classmethod
     def of(cls, passes: Passes, values: list[Value], config, warnings=()) -> EvaluationResult:
@@ -155,6 +157,7 @@ class EvaluationResult:
             "metrics": self.metrics,
             "by_k": {str(k): v for k, v in self.by_k.items()},
             "standard_errors": self.standard_errors(),
+            **self.classes,
             "real": self.real,
             "fake": self.fake,
             "params": self.params,

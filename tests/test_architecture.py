@@ -25,7 +25,7 @@ LAYERS = [
     ("pipeline", ("largeemb.result", "largeemb.pipeline")),
     ("report", ("largeemb.report",)),
     ("series", ("largeemb.series",)),
-    ("api", ("largeemb.api", "largeemb.batch")),
+    ("api", ("largeemb.api", "largeemb.batch", "largeemb.by_class")),
     (
         "cli",
         (

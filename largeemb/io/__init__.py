@@ -5,6 +5,7 @@ every single-store check; ``faults``, which read errors are retried;
 checks of the pair and of streamed values (``checks``), the reference format
 (``reference``), ``samples.zarr`` (``samples``), staged publishing
 (``output``) under the output directory's ``lock``, synthetic data
-(``synth``), finished results' metrics.json (``results``) and oneDNN's bf16
-GEMM (``onednn``).
+(``synth``), finished results' metrics.json (``results``), oneDNN's bf16
+GEMM (``onednn``), and for per-class evaluation the class labels of a set's
+rows (``labels``) and its rows split into one store per class (``split``).
 """
