@@ -19,6 +19,7 @@ from largeemb import metrics
 from largeemb.config import EvaluateConfig
 from largeemb.errors import InputError, LargeembWarning
 from largeemb.io.checks import check_pair
+from largeemb.io.objectstore import published_remotely
 from largeemb.io.output import METRICS_FILE, result_dir
 from largeemb.io.reference import (
     REFERENCE_FILE,
@@ -148,6 +149,7 @@ def evaluate(
     return result
 
 
+@published_remotely(RESULT_FILES)  # an s3:// or gs:// out: staged here, then uploaded
 def evaluate_to(
     real,
     fake,
@@ -233,6 +235,7 @@ def finished_run(out: str) -> str | None:
     return metrics if os.path.isfile(metrics) and not unfinished else None
 
 
+@published_remotely(REFERENCE_FILES, reopen=load_reference)
 def build_reference(
     real,
     out: str,

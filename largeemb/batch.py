@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from largeemb.api import config_of, default_label, evaluate_to, finished_run
 from largeemb.config import EvaluateConfig
 from largeemb.errors import GATE_FAILED, InputError
+from largeemb.io.objectstore import is_remote
 from largeemb.io.reference import is_reference, load_reference
 from largeemb.io.results import read_metrics
 from largeemb.io.store import Source, open_source
@@ -129,6 +130,11 @@ def evaluate_all(
             "pass --history FILE",
         )
     several = len(fakes) > 1
+    if several and is_remote(out):
+        raise InputError(
+            "several fakes cannot share an object-store --out yet", f"at {out}",
+            "evaluate each fake with its own --out (s3://.../NAME), or use a local --out",
+        )
     dirs = [os.path.join(out, name) for name in fake_names(fakes)] if several else [out]
     runs = [
         FakeRun(os.path.basename(d) if several else default_label(f), f, d, label)

@@ -1,0 +1,228 @@
+"""Object stores (``s3://``, ``gs://``): the package each needs, and results published to them.
+
+Reading goes through fsspec, as for any URL (zarr opens the store itself); this
+module only turns a missing backend into one line naming the extra to install.
+Credentials and endpoints are the backend's own: for S3 the usual AWS
+environment (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_REGION``,
+``AWS_ENDPOINT_URL`` for MinIO or another S3-compatible service, or a role:
+IRSA, an instance profile), for GCS Application Default Credentials
+(``GOOGLE_APPLICATION_CREDENTIALS``, workload identity). Worker processes
+inherit the environment, so they read with the same credentials.
+
+Writing (:func:`published_remotely`): an object store has no rename, so a
+result cannot be moved into place whole. The run writes and publishes it in a
+local staging directory (under ``LARGEEMB_STAGING_DIR``, default the system's
+temporary directory; one per URL, which also keeps ``.work`` for ``--resume``
+on the same host), then uploads it: first the previous result's commit mark
+(``metrics.json``, ``reference.json``) is deleted, then its other files, then
+every new file, the commit mark last. A prefix holding a commit mark holds a
+whole result; an upload cut short leaves none, and the next run clears what
+it left. An existing commit mark is refused without ``force``, before any work
+and again just before the upload. Two hosts writing one prefix at once are not
+locked out of each other (one host is: the staging directory's lock).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib
+import inspect
+import os
+import shutil
+import tempfile
+import uuid
+
+from largeemb.errors import InputError, OutputExistsError, StoreReadError
+from largeemb.io.lock import OutputLock
+
+#: URL scheme → (the fsspec backend's package, the largeemb extra that installs it).
+BACKENDS = {"s3": ("s3fs", "s3"), "s3a": ("s3fs", "s3"), "gs": ("gcsfs", "gcs"), "gcs": ("gcsfs", "gcs")}
+#: Where results bound for an object store are staged (default: the temporary directory).
+STAGING_ENV = "LARGEEMB_STAGING_DIR"
+
+
+def scheme(location) -> str:
+    text = str(location)
+    return text.split("://", 1)[0].lower() if "://" in text else ""
+
+
+def is_remote(location) -> bool:
+    """A URL of a file system other than the local one (``file://`` is local)."""
+    return isinstance(location, (str, os.PathLike)) and scheme(location) not in ("", "file")
+
+
+def require_backend(location, where: str) -> None:
+    """Refuse an ``s3://``/``gs://`` location whose fsspec backend is not installed, naming the install command."""
+    backend = BACKENDS.get(scheme(location))
+    if backend is None:
+        return
+    package, extra = backend
+    try:
+        importlib.import_module(package)
+    except ImportError:
+        raise InputError(
+            f"{scheme(location)}:// needs the {package} package, which is not installed", f"{where} {location}",
+            f"install it with: pip install 'largeemb[{extra}]'",
+        ) from None
+
+
+def filesystem(url: str):
+    """The fsspec file system of ``url`` and the path inside it (the backend checked first)."""
+    import fsspec.core
+
+    require_backend(url, "for")
+    return fsspec.core.url_to_fs(url)
+
+
+def exists(url: str) -> bool:
+    fs, path = filesystem(url)
+    return fs.exists(path)
+
+
+def join(url: str, *names: str) -> str:
+    return "/".join([url.rstrip("/"), *names])
+
+
+def published_remotely(result_files, reopen=None):
+    """Let ``fn(..., out, ..., force=, resume=)`` take an object-store ``out``: it runs into a local staging
+    directory, whose published result is then uploaded (see the module docstring). ``result_files`` names
+    every entry of a result, its commit mark first; ``reopen(url)``, if given, is returned instead of ``fn``'s
+    value (which would name the staging directory)."""
+
+    def decorate(fn):
+        signature = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            url = bound.arguments["out"]
+            if not is_remote(url):
+                return fn(*args, **kwargs)
+            url, force = str(url).rstrip("/"), bound.arguments.get("force", False)
+            _refuse_committed(url, result_files[0], force)
+            _probe_writable(url)
+            with _staging_for(url) as local:
+                bound.arguments["out"] = local
+                value = fn(*bound.args, **bound.kwargs)
+                upload_result(local, url, result_files, force)
+            return reopen(url) if reopen is not None else value
+
+        return wrapper
+
+    return decorate
+
+
+def _refuse_committed(url: str, mark: str, force: bool) -> None:
+    if not force and _remote_call(url, lambda: exists(join(url, mark))):
+        raise OutputExistsError(
+            f"output prefix already holds a result ({mark})", f"at {url}",
+            "choose another --out or pass --force (force=True in Python) to replace it",
+        )
+
+
+def _probe_writable(url: str) -> None:
+    """Write and delete an empty object under ``url``: a missing bucket or read-only credentials are refused
+    before any work, not after it."""
+    fs, root = filesystem(url)
+    probe = f"{root}/.largeemb-probe-{uuid.uuid4().hex[:8]}"
+
+    def write_and_delete():
+        fs.pipe_file(probe, b"")
+        fs.rm(probe)
+
+    _remote_call(url, write_and_delete, "so nothing was computed")
+
+
+class _staging_for:
+    """The local staging directory of ``url`` (``ROOT/<hash>/out``), held under a lock on ``ROOT/<hash>``.
+
+    What a previous run left in it besides its checkpoints (a result whose upload failed) is cleared: the
+    directory is ours alone, never a user's.
+    """
+
+    def __init__(self, url: str):
+        root = os.environ.get(STAGING_ENV) or os.path.join(tempfile.gettempdir(), "largeemb-staging")
+        self.home = os.path.join(root, hashlib.sha256(url.encode()).hexdigest()[:16])
+        self.local = os.path.join(self.home, "out")
+        self.lock = None
+
+    def __enter__(self) -> str:
+        try:
+            os.makedirs(self.local, exist_ok=True)
+        except OSError as exc:
+            raise InputError(
+                f"cannot create the local staging directory ({exc.strerror or type(exc).__name__})",
+                f"at {self.home}", f"set {STAGING_ENV} to a writable directory with room for the result",
+            ) from None
+        self.lock = OutputLock(self.home)
+        self.lock.acquire()
+        for name in os.listdir(self.local):
+            if not name.startswith("."):  # .work (checkpoints), the inner lock and staging are the run's own
+                _remove(os.path.join(self.local, name))
+        return self.local
+
+    def __exit__(self, exc_type, *_):
+        if exc_type is None:  # uploaded: nothing to keep (on an error, .work stays for --resume)
+            shutil.rmtree(self.local, ignore_errors=True)
+        self.lock.release()
+        try:
+            os.rmdir(self.home)
+        except OSError:
+            pass
+        return False
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    else:
+        os.remove(path)
+
+
+def upload_result(local: str, url: str, result_files, force: bool) -> None:
+    """Upload the result published in ``local`` to ``url``: the old result deleted (commit mark first), the new
+    files uploaded, the commit mark last. Hidden entries (``.work``, locks) stay local."""
+    fs, root = filesystem(url)
+    mark = result_files[0]
+    entries = sorted(name for name in os.listdir(local) if not name.startswith("."))
+    if mark not in entries:  # nothing was published (the run wrote no result): nothing to upload
+        return
+
+    def upload():
+        _refuse_committed(url, mark, force)  # a run on another host may have committed meanwhile
+        for name in dict.fromkeys([mark, *result_files, *entries]):
+            if fs.exists(f"{root}/{name}"):
+                fs.rm(f"{root}/{name}", recursive=True)
+        files = [path for name in entries if name != mark for path in _files(os.path.join(local, name))]
+        fs.put(files, [f"{root}/{os.path.relpath(path, local).replace(os.sep, '/')}" for path in files])  # in parallel
+        fs.put_file(os.path.join(local, mark), f"{root}/{mark}")  # the commit mark, once every other file is there
+
+    _remote_call(url, upload, f"the result was uploaded only in part, without its {mark}, so {url} holds none")
+
+
+def _files(path: str):
+    if not os.path.isdir(path):
+        yield path
+        return
+    for folder, _, names in os.walk(path):
+        for name in sorted(names):
+            yield os.path.join(folder, name)
+
+
+def _remote_call(url: str, call, consequence: str = "nothing was written there"):
+    """``call()``; an error of the object store (network, permissions, no such bucket) as one line."""
+    try:
+        return call()
+    except InputError:
+        raise
+    except (OSError, ValueError, RuntimeError) as exc:  # botocore/google errors surface as these through fsspec
+        denied = isinstance(exc, PermissionError)
+        error = InputError if denied or isinstance(exc, FileNotFoundError) else StoreReadError
+        raise error(
+            f"object store refused the request ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''});"
+            f" {consequence}",
+            f"at {url}",
+            "check the bucket, the credentials (AWS_* or GOOGLE_APPLICATION_CREDENTIALS) and the endpoint, and rerun",
+        ) from None
