@@ -103,6 +103,15 @@ def test_evaluate_from_s3_equals_evaluate_from_the_local_store(pair):
     assert _comparable(there.to_dict()) == _comparable(here.to_dict())
 
 
+@pytest.mark.slow
+def test_worker_processes_read_s3_with_the_credentials_of_the_environment(pair):
+    """Each worker process opens the stores itself: the endpoint and keys reach it through the environment."""
+    local, remote = pair
+    here = api.evaluate(local["real"], local["fake"], **QUICK, block_rows=128)
+    there = api.evaluate(remote["real"], remote["fake"], **QUICK, block_rows=128, workers=2, threads_per_worker=1)
+    assert _comparable(there.to_dict()) == _comparable(here.to_dict())
+
+
 def test_a_reference_in_s3_built_from_s3_equals_a_local_one(pair, s3, tmp_path):
     local, remote = pair
     ref_url = f"s3://{BUCKET}/refs/real"
@@ -197,7 +206,7 @@ def test_a_missing_backend_is_one_line_with_the_install_command(url, package, ex
     line = one_error_line(cli_evaluate(url, fake, tmp_path / "out"))
     assert f"needs the {package} package" in line and f"pip install 'largeemb[{extra}]'" in line
     line = one_error_line(cli_evaluate(fake, fake, url.replace("real.zarr", "out")))
-    assert f"pip install 'largeemb[{extra}]'" in line
+    assert f"for --out {url.replace('real.zarr', 'out')}, install it with: pip install 'largeemb[{extra}]'" in line
     with pytest.raises(InputError, match=package):
         api.build_reference(url, str(tmp_path / "ref"))
     assert not os.path.exists(tmp_path / "out")

@@ -101,6 +101,7 @@ def published_remotely(result_files, reopen=None):
             if not is_remote(url):
                 return fn(*args, **kwargs)
             url, force = str(url).rstrip("/"), bound.arguments.get("force", False)
+            require_backend(url, "for --out")
             _refuse_committed(url, result_files[0], force)
             _probe_writable(url)
             with _staging_for(url) as local:
@@ -191,6 +192,7 @@ def upload_result(local: str, url: str, result_files, force: bool) -> None:
         return
 
     def upload():
+        fs.invalidate_cache(root)  # listings cached before the run would hide a result committed since
         _refuse_committed(url, mark, force)  # a run on another host may have committed meanwhile
         for name in dict.fromkeys([mark, *result_files, *entries]):
             if fs.exists(f"{root}/{name}"):
