@@ -178,7 +178,8 @@ def evaluate_to(
     CLI prints them then); nothing is published before everything is written.
     ``label`` names the run in ``metrics.json["run"]`` (default: the fake
     set's name), beside the time it finished, the host and its elapsed time;
-    ``report.html`` is written too. Other parameters as for :func:`evaluate`.
+    ``report.html`` is written too. ``out`` may be an ``s3://`` or ``gs://``
+    prefix: see :mod:`largeemb.io.objectstore`. Other parameters as for :func:`evaluate`.
     """
     started = time.time()
     config = config_of(config, options, "evaluate_to")
@@ -255,7 +256,7 @@ def build_reference(
         Path or fsspec URL of the real zarr array or group (stored by location,
         so it must stay where it is).
     out
-        Directory for the reference; refused if it already holds one, unless
+        Directory (or ``s3://``/``gs://`` prefix) for the reference; refused if it already holds one, unless
         ``force``, and checked writable before any work. The reference is
         built in staging and published whole (a failed build leaves ``out``
         as it was, and removes it if it created it).

@@ -229,3 +229,20 @@ def test_several_fakes_with_an_object_store_out_are_refused_before_any_work(tmp_
     fake = zarr_store(tmp_path / "fake.zarr", mixture(50, 4, 2))
     result = CliRunner().invoke(app, ["evaluate", fake, fake, fake, "--out", "s3://b/runs"])
     assert "several fakes cannot share an object-store --out" in one_error_line(result)
+
+
+def test_cli_reference_build_into_s3_and_info(pair, s3):
+    from typer.testing import CliRunner
+
+    from largeemb.cli import app
+
+    _, remote = pair
+    ref_url = f"s3://{BUCKET}/refs/cli"
+    built = CliRunner().invoke(app, ["reference", "build", remote["real"], "--out", ref_url, "--k", "3"])
+    assert built.exit_code == 0, built.stderr
+    assert f"wrote reference {ref_url} " in built.stdout
+    info = CliRunner().invoke(app, ["reference", "info", ref_url])
+    assert info.exit_code == 0, info.stderr
+    assert "radii.zarr" in info.stdout and remote["real"] in info.stdout
+    again = CliRunner().invoke(app, ["reference", "build", remote["real"], "--out", ref_url, "--k", "3"])
+    assert "already holds a result (reference.json)" in one_error_line(again)
