@@ -177,8 +177,10 @@ def test_an_upload_that_fails_part_way_leaves_no_metrics_json(pair, s3, monkeypa
             raise ConnectionError("connection reset by peer")
 
     monkeypatch.setattr(s3, "_put_file", failing)
-    with pytest.raises(StoreReadError, match="uploaded only in part, without its metrics.json"):
+    with pytest.raises(StoreReadError, match="upload stopped before the new metrics.json") as failed:
         api.evaluate_to(remote["real"], remote["fake"], out_url, **QUICK)
+    kept = str(failed.value).split("is kept in ", 1)[1].split(" until", 1)[0]
+    assert kept.startswith(os.environ["LARGEEMB_STAGING_DIR"]) and os.path.isfile(os.path.join(kept, METRICS_FILE))
     files = _remote_files(s3, out_url)
     assert "report.html" in files and METRICS_FILE not in files  # a file made it, the commit mark did not
     monkeypatch.undo()
@@ -216,7 +218,7 @@ def test_a_bucket_that_is_not_there_is_refused_before_any_work(pair, s3, monkeyp
     _, remote = pair
     calls = []
     monkeypatch.setattr(api, "evaluate", lambda *a, **kw: calls.append(1))
-    with pytest.raises(InputError, match="object store refused the request.*so nothing was computed"):
+    with pytest.raises(InputError, match="object-store request failed.*so nothing was computed"):
         api.evaluate_to(remote["real"], remote["fake"], "s3://no-such-bucket/out", **QUICK)
     assert calls == []
 
@@ -229,6 +231,7 @@ def test_several_fakes_with_an_object_store_out_are_refused_before_any_work(tmp_
     fake = zarr_store(tmp_path / "fake.zarr", mixture(50, 4, 2))
     result = CliRunner().invoke(app, ["evaluate", fake, fake, fake, "--out", "s3://b/runs"])
     assert "several fakes cannot share an object-store --out" in one_error_line(result)
+    assert "--out cannot be an http(s) URL" in one_error_line(cli_evaluate(fake, fake, "https://example.org/runs"))
 
 
 def test_cli_reference_build_into_s3_and_info(pair, s3):

@@ -101,6 +101,10 @@ def published_remotely(result_files, reopen=None):
             if not is_remote(url):
                 return fn(*args, **kwargs)
             url, force = str(url).rstrip("/"), bound.arguments.get("force", False)
+            if scheme(url) in ("http", "https"):  # read-only through fsspec
+                raise InputError(
+                    "--out cannot be an http(s) URL", f"at {url}", "give a directory or an s3:// or gs:// prefix"
+                )
             require_backend(url, "for --out")
             _refuse_committed(url, result_files[0], force)
             _probe_writable(url)
@@ -201,7 +205,11 @@ def upload_result(local: str, url: str, result_files, force: bool) -> None:
         fs.put(files, [f"{root}/{os.path.relpath(path, local).replace(os.sep, '/')}" for path in files])  # in parallel
         fs.put_file(os.path.join(local, mark), f"{root}/{mark}")  # the commit mark, once every other file is there
 
-    _remote_call(url, upload, f"the result was uploaded only in part, without its {mark}, so {url} holds none")
+    _remote_call(
+        url, upload,
+        f"the upload stopped before the new {mark} (the commit mark), so no new result is there "
+        f"(this run's is kept in {local} until the next run to this --out)",
+    )
 
 
 def _files(path: str):
@@ -223,7 +231,7 @@ def _remote_call(url: str, call, consequence: str = "nothing was written there")
         denied = isinstance(exc, PermissionError)
         error = InputError if denied or isinstance(exc, FileNotFoundError) else StoreReadError
         raise error(
-            f"object store refused the request ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''});"
+            f"object-store request failed ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''});"
             f" {consequence}",
             f"at {url}",
             "check the bucket, the credentials (AWS_* or GOOGLE_APPLICATION_CREDENTIALS) and the endpoint, and rerun",
