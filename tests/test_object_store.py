@@ -164,6 +164,20 @@ def test_an_existing_result_in_s3_is_refused_before_any_work_and_replaced_with_f
     assert not any(name.startswith("samples.zarr/") for name in files)  # the old result's files went with it
 
 
+def test_files_of_a_users_by_a_results_names_are_refused_without_force(pair, s3, monkeypatch):
+    _, remote = pair
+    out_url = f"s3://{BUCKET}/results/theirs"
+    s3.pipe_file(f"{out_url}/report.html", b"a page of someone else's")
+    calls = []
+    monkeypatch.setattr(api, "evaluate", lambda *a, **kw: calls.append(1))
+    with pytest.raises(OutputExistsError, match=r"holds files by a result's names \(report.html\)"):
+        api.evaluate_to(remote["real"], remote["fake"], out_url, **QUICK)
+    assert calls == [] and s3.cat_file(f"{out_url}/report.html") == b"a page of someone else's"
+    monkeypatch.undo()
+    api.evaluate_to(remote["real"], remote["fake"], out_url, force=True, **{**QUICK, "samples": False})
+    assert set(_remote_files(s3, out_url)) == {METRICS_FILE, "report.html"}
+
+
 def test_an_upload_that_fails_part_way_leaves_no_metrics_json(pair, s3, monkeypatch):
     _, remote = pair
     out_url = f"s3://{BUCKET}/results/cut"
@@ -183,6 +197,7 @@ def test_an_upload_that_fails_part_way_leaves_no_metrics_json(pair, s3, monkeypa
     assert kept.startswith(os.environ["LARGEEMB_STAGING_DIR"]) and os.path.isfile(os.path.join(kept, METRICS_FILE))
     files = _remote_files(s3, out_url)
     assert "report.html" in files and METRICS_FILE not in files  # a file made it, the commit mark did not
+    assert ".largeemb-uploading" in files  # which marks them as a cut upload's, for the next run to clear
     monkeypatch.undo()
     # No result there, so the next run needs no --force, and it leaves nothing of the cut one behind.
     api.evaluate_to(remote["real"], remote["fake"], out_url, **{**QUICK, "samples": False})

@@ -17,8 +17,9 @@ on the same host), then uploads it: first the previous result's commit mark
 (``metrics.json``, ``reference.json``) is deleted, then its other files, then
 every new file, the commit mark last. A prefix holding a commit mark holds a
 whole result; an upload cut short leaves none, and the next run clears what
-it left. An existing commit mark is refused without ``force``, before any work
-and again just before the upload. Two hosts writing one prefix at once are not
+it left (marked by ``UPLOADING``). An existing result, or files by a result's
+names that no upload of ours left, are refused without ``force``, before any
+work and again just before the upload. Two hosts writing one prefix at once are not
 locked out of each other (one host is: the staging directory's lock).
 """
 
@@ -40,6 +41,9 @@ from largeemb.io.lock import OutputLock
 BACKENDS = {"s3": ("s3fs", "s3"), "s3a": ("s3fs", "s3"), "gs": ("gcsfs", "gcs"), "gcs": ("gcsfs", "gcs")}
 #: Where results bound for an object store are staged (default: the temporary directory).
 STAGING_ENV = "LARGEEMB_STAGING_DIR"
+#: An object beside a result while it is uploaded: result files without a commit mark next to it are a cut
+#: upload's (cleared by the next run), without it a user's (refused without force).
+UPLOADING = ".largeemb-uploading"
 
 
 def scheme(location) -> str:
@@ -106,7 +110,7 @@ def published_remotely(result_files, reopen=None):
                     "--out cannot be an http(s) URL", f"at {url}", "give a directory or an s3:// or gs:// prefix"
                 )
             require_backend(url, "for --out")
-            _refuse_committed(url, result_files[0], force)
+            _refuse_existing(url, result_files, force)
             _probe_writable(url)
             with _staging_for(url) as local:
                 bound.arguments["out"] = local
@@ -119,11 +123,31 @@ def published_remotely(result_files, reopen=None):
     return decorate
 
 
-def _refuse_committed(url: str, mark: str, force: bool) -> None:
-    if not force and _remote_call(url, lambda: exists(join(url, mark))):
+def _refuse_existing(url: str, result_files, force: bool) -> None:
+    """Without ``force``, refuse a prefix holding a result (its commit mark), or files by a result's names
+    that no cut upload of ours left (a user's): what the local rule refuses too."""
+    if force:
+        return
+    fs, root = filesystem(url)
+
+    def names() -> set[str]:
+        fs.invalidate_cache(root)  # listings cached before the run would hide a result committed since
+        try:
+            return {path.rstrip("/").rsplit("/", 1)[-1] for path in fs.ls(root, detail=False)}
+        except FileNotFoundError:
+            return set()
+
+    present = _remote_call(url, names)
+    if result_files[0] in present:
         raise OutputExistsError(
-            f"output prefix already holds a result ({mark})", f"at {url}",
+            f"output prefix already holds a result ({result_files[0]})", f"at {url}",
             "choose another --out or pass --force (force=True in Python) to replace it",
+        )
+    theirs = [name for name in result_files if name in present]
+    if theirs and UPLOADING not in present:
+        raise OutputExistsError(
+            f"output prefix holds files by a result's names ({', '.join(theirs)})", f"at {url}",
+            "choose another --out or pass --force (force=True in Python) to replace them",
         )
 
 
@@ -196,14 +220,15 @@ def upload_result(local: str, url: str, result_files, force: bool) -> None:
         return
 
     def upload():
-        fs.invalidate_cache(root)  # listings cached before the run would hide a result committed since
-        _refuse_committed(url, mark, force)  # a run on another host may have committed meanwhile
+        _refuse_existing(url, result_files, force)  # a run on another host may have committed meanwhile
+        fs.pipe_file(f"{root}/{UPLOADING}", b"")  # what this upload leaves, if cut, is ours to clear
         for name in dict.fromkeys([mark, *result_files, *entries]):
             if fs.exists(f"{root}/{name}"):
                 fs.rm(f"{root}/{name}", recursive=True)
         files = [path for name in entries if name != mark for path in _files(os.path.join(local, name))]
         fs.put(files, [f"{root}/{os.path.relpath(path, local).replace(os.sep, '/')}" for path in files])  # in parallel
         fs.put_file(os.path.join(local, mark), f"{root}/{mark}")  # the commit mark, once every other file is there
+        fs.rm(f"{root}/{UPLOADING}")
 
     _remote_call(
         url, upload,
