@@ -19,7 +19,7 @@ from largeemb import metrics
 from largeemb.config import EvaluateConfig
 from largeemb.errors import InputError, LargeembWarning
 from largeemb.io.checks import check_pair
-from largeemb.io.objectstore import published_remotely
+from largeemb.io.objectstore import exists_at, is_remote, join, published_remotely
 from largeemb.io.output import METRICS_FILE, result_dir
 from largeemb.io.reference import (
     REFERENCE_FILE,
@@ -231,6 +231,8 @@ def default_label(fake) -> str:
 
 def finished_run(out: str) -> str | None:
     """The result file of a run in ``out`` that finished (published, no unfinished work left), else None."""
+    if is_remote(out):  # uploaded, so committed and finished
+        return join(out, METRICS_FILE) if exists_at(out, METRICS_FILE) else None
     metrics = os.path.join(out, METRICS_FILE)
     unfinished = os.path.exists(os.path.join(out, checkpoint.WORK_DIR, checkpoint.MANIFEST))
     return metrics if os.path.isfile(metrics) and not unfinished else None

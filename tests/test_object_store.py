@@ -12,10 +12,13 @@ import os
 import sys
 
 import pytest
+from typer.testing import CliRunner
 
 from conftest import cli_evaluate, mixture, one_error_line, zarr_store
 from largeemb import api
+from largeemb.cli import app
 from largeemb.errors import InputError, OutputExistsError, StoreReadError
+from largeemb.io.objectstore import local_side
 from largeemb.io.output import METRICS_FILE
 from largeemb.io.reference import load_reference, move_reference
 
@@ -215,6 +218,19 @@ def test_cli_evaluate_s3_to_s3_and_refused_without_force(pair, s3, tmp_path):
     assert "already holds a result" in line and "--force" in line
 
 
+def test_cli_reference_build_into_s3_and_info(pair, s3):
+    _, remote = pair
+    ref_url = f"s3://{BUCKET}/refs/cli"
+    built = CliRunner().invoke(app, ["reference", "build", remote["real"], "--out", ref_url, "--k", "3"])
+    assert built.exit_code == 0, built.stderr
+    assert f"wrote reference {ref_url} " in built.stdout
+    info = CliRunner().invoke(app, ["reference", "info", ref_url])
+    assert info.exit_code == 0, info.stderr
+    assert "radii.zarr" in info.stdout and remote["real"] in info.stdout
+    again = CliRunner().invoke(app, ["reference", "build", remote["real"], "--out", ref_url, "--k", "3"])
+    assert "already holds a result (reference.json)" in one_error_line(again)
+
+
 @pytest.mark.parametrize(("url", "package", "extra"), [("s3://b/real.zarr", "s3fs", "s3"), ("gs://b/real.zarr",
                                                                                               "gcsfs", "gcs")])
 def test_a_missing_backend_is_one_line_with_the_install_command(url, package, extra, tmp_path, monkeypatch):
@@ -238,29 +254,36 @@ def test_a_bucket_that_is_not_there_is_refused_before_any_work(pair, s3, monkeyp
     assert calls == []
 
 
-def test_several_fakes_with_an_object_store_out_are_refused_before_any_work(tmp_path):
-    from typer.testing import CliRunner
-
-    from largeemb.cli import app
-
+def test_an_http_out_is_refused_before_any_work(tmp_path):
     fake = zarr_store(tmp_path / "fake.zarr", mixture(50, 4, 2))
-    result = CliRunner().invoke(app, ["evaluate", fake, fake, fake, "--out", "s3://b/runs"])
-    assert "several fakes cannot share an object-store --out" in one_error_line(result)
     assert "--out cannot be an http(s) URL" in one_error_line(cli_evaluate(fake, fake, "https://example.org/runs"))
 
 
-def test_cli_reference_build_into_s3_and_info(pair, s3):
-    from typer.testing import CliRunner
-
-    from largeemb.cli import app
-
-    _, remote = pair
-    ref_url = f"s3://{BUCKET}/refs/cli"
-    built = CliRunner().invoke(app, ["reference", "build", remote["real"], "--out", ref_url, "--k", "3"])
-    assert built.exit_code == 0, built.stderr
-    assert f"wrote reference {ref_url} " in built.stdout
-    info = CliRunner().invoke(app, ["reference", "info", ref_url])
-    assert info.exit_code == 0, info.stderr
-    assert "radii.zarr" in info.stdout and remote["real"] in info.stdout
-    again = CliRunner().invoke(app, ["reference", "build", remote["real"], "--out", ref_url, "--k", "3"])
-    assert "already holds a result (reference.json)" in one_error_line(again)
+@pytest.mark.slow
+def test_several_fakes_published_to_s3_equal_their_local_runs_and_resume(pair, s3, tmp_path):
+    local, remote = pair
+    other = zarr_store(tmp_path / "other.zarr", mixture(200, 6, 5, keep=4), (128, 6))
+    out_url = f"s3://{BUCKET}/results/several"
+    history = tmp_path / "history.jsonl"
+    args = ["evaluate", remote["real"], remote["fake"], other, "--out", out_url, "--k", "3", "--no-plots",
+            "--history", str(history)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.stderr
+    files = _remote_files(s3, out_url)
+    summary = json.loads(files["summary.json"])
+    assert [run["name"] for run in summary["runs"]] == ["fake", "other"]
+    for name, fake in (("fake", local["fake"]), ("other", other)):
+        there, alone = json.loads(files[f"{name}/{METRICS_FILE}"]), api.evaluate(local["real"], fake, **QUICK).to_dict()
+        for key in ("metrics", "by_k", "standard_errors"):  # the numbers (details differ: the shared real side)
+            assert there[key] == alone[key]
+        assert there["fake"]["fingerprint"] == alone["fake"]["fingerprint"]
+    # The history names where each result is; a second call is refused, and --resume finds both finished.
+    assert [json.loads(line)["result_dir"] for line in history.read_text().splitlines()] == [
+        f"{out_url}/fake", f"{out_url}/other"
+    ]
+    assert "summary.json" in one_error_line(CliRunner().invoke(app, args))
+    resumed = CliRunner().invoke(app, [*args, "--resume"])
+    assert resumed.exit_code == 0, resumed.stderr
+    assert resumed.stdout.count("already holds a finished result") == 2
+    assert len(history.read_text().splitlines()) == 2  # each result's line written once
+    assert not os.path.exists(os.path.dirname(local_side(out_url)))  # nothing left in staging

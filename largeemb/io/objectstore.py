@@ -29,6 +29,7 @@ import functools
 import hashlib
 import importlib
 import inspect
+import json
 import os
 import shutil
 import tempfile
@@ -86,6 +87,60 @@ def exists(url: str) -> bool:
 
 def join(url: str, *names: str) -> str:
     return "/".join([url.rstrip("/"), *names])
+
+
+def local_side(out: str) -> str:
+    """Where a run keeps the local part of ``out``: ``out`` itself, or an object-store ``out``'s staging directory
+    (its result before the upload, its ``.work``)."""
+    if not is_remote(out):
+        return out
+    root = os.environ.get(STAGING_ENV) or os.path.join(tempfile.gettempdir(), "largeemb-staging")
+    return os.path.join(root, hashlib.sha256(str(out).rstrip("/").encode()).hexdigest()[:16], "out")
+
+
+def drop_empty_staging(out: str) -> None:
+    """Remove an object-store ``out``'s staging directory once nothing is left in it."""
+    if is_remote(out):
+        for path in (local_side(out), os.path.dirname(local_side(out))):
+            try:
+                os.rmdir(path)
+            except FileNotFoundError:
+                continue
+            except OSError:  # not empty: .work kept for --resume, or another run's lock
+                return
+
+
+def exists_at(out: str, name: str) -> bool:
+    """Whether ``out`` (a directory or an object-store prefix) holds ``name``."""
+    return _remote_call(out, lambda: exists(join(out, name))) if is_remote(out) else os.path.exists(
+        os.path.join(out, name)
+    )
+
+
+def write_json_at(out: str, name: str, payload: dict) -> None:
+    """``out/name`` whole: in an object store one PUT (an object is replaced whole), locally a temporary file
+    renamed over the old one."""
+    text = json.dumps(payload, indent=2)
+    if is_remote(out):
+        fs, root = filesystem(out)
+        _remote_call(out, lambda: fs.pipe_file(f"{root}/{name}", text.encode()), f"{name} was not written")
+        return
+    os.makedirs(out, exist_ok=True)
+    tmp = os.path.join(out, f".{name}.tmp")
+    with open(tmp, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, os.path.join(out, name))
+
+
+def read_json_at(out: str, name: str):
+    """``out/name`` parsed (a directory or an object-store prefix); errors as ``open`` and ``json`` raise them."""
+    if not is_remote(out):
+        with open(os.path.join(out, name)) as fh:
+            return json.load(fh)
+    import fsspec
+
+    with fsspec.open(join(out, name), "r") as fh:
+        return json.load(fh)
 
 
 def published_remotely(result_files, reopen=None):
@@ -172,9 +227,8 @@ class _staging_for:
     """
 
     def __init__(self, url: str):
-        root = os.environ.get(STAGING_ENV) or os.path.join(tempfile.gettempdir(), "largeemb-staging")
-        self.home = os.path.join(root, hashlib.sha256(url.encode()).hexdigest()[:16])
-        self.local = os.path.join(self.home, "out")
+        self.url, self.local = url, local_side(url)
+        self.home = os.path.dirname(self.local)
         self.lock = None
 
     def __enter__(self) -> str:
@@ -196,10 +250,7 @@ class _staging_for:
         if exc_type is None:  # uploaded: nothing to keep (on an error, .work stays for --resume)
             shutil.rmtree(self.local, ignore_errors=True)
         self.lock.release()
-        try:
-            os.rmdir(self.home)
-        except OSError:
-            pass
+        drop_empty_staging(self.url)
         return False
 
 
