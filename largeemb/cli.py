@@ -99,7 +99,7 @@ def evaluate(
         typer.Option(
             "--out", "-o", metavar="DIR",
             help="Directory for metrics.json, report.html and plots (several fakes: DIR/NAME/ each, DIR/summary.json); "
-            "or s3://bucket/prefix, gs://... (one fake): staged locally, uploaded with metrics.json last.",
+            "or s3://bucket/prefix, gs://...: staged locally, then uploaded with metrics.json last.",
         ),
     ],
     k: Annotated[

@@ -20,7 +20,9 @@ whole result; an upload cut short leaves none, and the next run clears what
 it left (marked by ``UPLOADING``). An existing result, or files by a result's
 names that no upload of ours left, are refused without ``force``, before any
 work and again just before the upload. Two hosts writing one prefix at once are not
-locked out of each other (one host is: the staging directory's lock).
+locked out of each other (one host is: the staging directory's lock). Several
+fakes in one call upload each result to ``OUT/NAME/`` this way, and
+``summary.json`` as one PUT (:func:`write_json_at`: an object is replaced whole).
 """
 
 from __future__ import annotations
