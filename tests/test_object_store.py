@@ -218,6 +218,7 @@ def test_cli_evaluate_s3_to_s3_and_refused_without_force(pair, s3, tmp_path):
     assert "already holds a result" in line and "--force" in line
 
 
+@pytest.mark.slow
 def test_cli_reference_build_into_s3_and_info(pair, s3):
     _, remote = pair
     ref_url = f"s3://{BUCKET}/refs/cli"
