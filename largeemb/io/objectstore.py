@@ -279,7 +279,8 @@ def upload_result(local: str, url: str, result_files, force: bool) -> None:
             if fs.exists(f"{root}/{name}"):
                 fs.rm(f"{root}/{name}", recursive=True)
         files = [path for name in entries if name != mark for path in _files(os.path.join(local, name))]
-        fs.put(files, [f"{root}/{os.path.relpath(path, local).replace(os.sep, '/')}" for path in files])  # in parallel
+        if files:  # in parallel
+            fs.put(files, [f"{root}/{os.path.relpath(path, local).replace(os.sep, '/')}" for path in files])
         fs.put_file(os.path.join(local, mark), f"{root}/{mark}")  # the commit mark, once every other file is there
         fs.rm(f"{root}/{UPLOADING}")
 
