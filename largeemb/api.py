@@ -19,6 +19,7 @@ from largeemb import by_class, metrics
 from largeemb.config import EvaluateConfig
 from largeemb.errors import InputError, LargeembWarning
 from largeemb.io.checks import check_pair
+from largeemb.io.objectstore import exists_at, is_remote, join, published_remotely
 from largeemb.io.output import METRICS_FILE, result_dir
 from largeemb.io.reference import (
     REFERENCE_FILE,
@@ -163,6 +164,7 @@ def evaluate(
     return result
 
 
+@published_remotely(RESULT_FILES)  # an s3:// or gs:// out: staged here, then uploaded
 def evaluate_to(
     real,
     fake,
@@ -193,7 +195,8 @@ def evaluate_to(
     CLI prints them then); nothing is published before everything is written.
     ``label`` names the run in ``metrics.json["run"]`` (default: the fake
     set's name), beside the time it finished, the host and its elapsed time;
-    ``report.html`` is written too. Other parameters as for :func:`evaluate`.
+    ``report.html`` is written too. ``out`` may be an ``s3://`` or ``gs://``
+    prefix: see :mod:`largeemb.io.objectstore`. Other parameters as for :func:`evaluate`.
     """
     started = time.time()
     config = config_of(config, options, "evaluate_to")
@@ -245,11 +248,14 @@ def default_label(fake) -> str:
 
 def finished_run(out: str) -> str | None:
     """The result file of a run in ``out`` that finished (published, no unfinished work left), else None."""
+    if is_remote(out):  # uploaded, so committed and finished
+        return join(out, METRICS_FILE) if exists_at(out, METRICS_FILE) else None
     metrics = os.path.join(out, METRICS_FILE)
     unfinished = os.path.exists(os.path.join(out, checkpoint.WORK_DIR, checkpoint.MANIFEST))
     return metrics if os.path.isfile(metrics) and not unfinished else None
 
 
+@published_remotely(REFERENCE_FILES, reopen=load_reference)
 def build_reference(
     real,
     out: str,
@@ -269,7 +275,7 @@ def build_reference(
         Path or fsspec URL of the real zarr array or group (stored by location,
         so it must stay where it is).
     out
-        Directory for the reference; refused if it already holds one, unless
+        Directory (or ``s3://``/``gs://`` prefix) for the reference; refused if it already holds one, unless
         ``force``, and checked writable before any work. The reference is
         built in staging and published whole (a failed build leaves ``out``
         as it was, and removes it if it created it).

@@ -18,13 +18,13 @@ evaluated again, and each result's history line is written exactly once.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 
 from largeemb.api import config_of, default_label, evaluate_to, finished_run
 from largeemb.config import EvaluateConfig
 from largeemb.errors import GATE_FAILED, InputError
+from largeemb.io.objectstore import drop_empty_staging, exists_at, local_side, write_json_at
 from largeemb.io.reference import is_reference, load_reference
 from largeemb.io.results import read_metrics
 from largeemb.io.store import Source, open_source
@@ -137,7 +137,7 @@ def evaluate_all(
         FakeRun(os.path.basename(d) if several else default_label(f), f, d, label)
         for d, f, label in zip(dirs, fakes, labels)
     ]
-    if several and os.path.exists(os.path.join(out, SUMMARY_FILE)) and not (force or resume):
+    if several and exists_at(out, SUMMARY_FILE) and not (force or resume):
         raise InputError(
             "holds the results of an earlier call (summary.json)", f"in {out}",
             "pass --resume to finish it, or --force to replace it",
@@ -174,7 +174,8 @@ def evaluate_all(
     if several:
         _write_summary(out, runs)
     if several and not outcome.failed:  # the real side's checkpoints; kept for a resume while a fake is unfinished
-        checkpoint.discard(os.path.join(out, checkpoint.WORK_DIR))
+        checkpoint.discard(os.path.join(local_side(out), checkpoint.WORK_DIR))
+        drop_empty_staging(out)
     return outcome
 
 
@@ -210,7 +211,7 @@ def _real_side(real, config: EvaluateConfig, out: str, resume: bool, force: bool
     source = open_source(real, real_array, role="real")
     config = config.resolved(source.rows)
     check_sources(config, client, source)
-    work = os.path.join(out, checkpoint.WORK_DIR)
+    work = os.path.join(local_side(out), checkpoint.WORK_DIR)  # an object-store out: in its staging directory
     if force and not resume:
         checkpoint.discard(work)
     store = checkpoint.open_store(work, checkpoint.run_fingerprint(source, None, config.result_params()), resume)
@@ -234,7 +235,7 @@ def _record(run: FakeRun, outcome: Outcome, history, gates, regression_z, baseli
 
 
 def _write_summary(out: str, runs: list[FakeRun]) -> None:
-    """``out/summary.json``: one entry per fake, written whole (a temporary file renamed over the old one)."""
+    """``out/summary.json``: one entry per fake, written whole (renamed into place, or one object-store PUT)."""
     entries = []
     for run in runs:
         entry = {"name": run.name, "label": run.label, "fake": str(run.fake), "result_dir": run.name}
@@ -249,8 +250,4 @@ def _write_summary(out: str, runs: list[FakeRun]) -> None:
         else:
             entry["error"] = str(run.error)
         entries.append(entry)
-    os.makedirs(out, exist_ok=True)
-    tmp = os.path.join(out, f".{SUMMARY_FILE}.tmp")
-    with open(tmp, "w") as fh:
-        json.dump({"runs": entries}, fh, indent=2)
-    os.replace(tmp, os.path.join(out, SUMMARY_FILE))
+    write_json_at(out, SUMMARY_FILE, {"runs": entries})

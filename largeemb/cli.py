@@ -100,7 +100,8 @@ def evaluate(
         str,
         typer.Option(
             "--out", "-o", metavar="DIR",
-            help="Directory for metrics.json, report.html and plots (several fakes: DIR/NAME/ each, DIR/summary.json).",
+            help="Directory for metrics.json, report.html and plots (several fakes: DIR/NAME/ each, DIR/summary.json); "
+            "or s3://bucket/prefix, gs://...: staged locally, then uploaded with metrics.json last.",
         ),
     ],
     k: Annotated[

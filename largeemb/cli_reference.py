@@ -43,7 +43,9 @@ reference_app = typer.Typer(
 @reference_app.command("build", cls=Command)
 def reference_build(
     real: Real,
-    out: Annotated[str, typer.Option("--out", "-o", metavar="REF", help="Directory for the reference.")],
+    out: Annotated[
+        str, typer.Option("--out", "-o", metavar="REF", help="Directory (or s3://, gs:// prefix) for the reference.")
+    ],
     k: Annotated[
         str, typer.Option(metavar="K[,K...]", help="Neighbour counts to store radii for, e.g. 3,5,10.")
     ] = "3,5,10",

@@ -11,6 +11,7 @@ import yaml
 from typer.testing import CliRunner
 
 from largeemb.cli import app
+from largeemb.io.objectstore import STAGING_ENV
 
 ROOT = Path(__file__).parents[1]
 JOBS = ROOT / "jobs"
@@ -106,8 +107,10 @@ def test_the_manifests_run_the_image_the_dockerfile_builds_with_the_readmes_inst
     first_command = next(line for line in readme_block.splitlines() if line.strip() and not line.startswith("#"))
     readme_install = re.search(r"pip install [^&]+", first_command).group(0).strip()
     (run,) = [line for line in dockerfile.splitlines() if line.startswith("RUN") and "pip install" in line]
-    # the same install, from the checkout
-    assert re.search(r"pip install [^&\\]+", run).group(0).strip() == readme_install
+    # the same install, from the checkout, with the extras the build asks for (s3 by default: the manifests read s3://)
+    install = re.search(r"pip install [^&\\]+", run).group(0).strip()
+    assert install.replace('".${EXTRAS}"', ".") == readme_install
+    assert re.search(r"^ARG EXTRAS=\[s3\]$", dockerfile, re.MULTILINE)
     assert re.search(r"^FROM python:[\d.]+-slim\s*$", dockerfile, re.MULTILINE)
     user = int(re.search(r"^USER (\d+)", dockerfile, re.MULTILINE).group(1))
     assert user != 0
@@ -126,3 +129,19 @@ def test_the_sbatch_template_resumes_when_resubmitted_and_needs_no_venv():
     out_default = next(line for line in script.splitlines() if line.startswith("OUT="))
     assert "SLURM_JOB_ID" not in out_default  # a resubmitted job (a new id) finds the same OUT/.work
     assert "--resume" in script and "VENV=${VENV:-}" in script and 'if [ -n "${VENV}" ]' in script
+
+
+def test_the_kubernetes_job_says_how_it_gets_object_store_credentials():
+    text = (JOBS / "kubernetes" / "evaluate-job.yaml").read_text()
+    (doc,) = [doc for doc in yaml.safe_load_all(text) if doc]
+    _, (container,) = _containers(doc)
+    env = {entry["name"]: entry for entry in container["env"]}
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):  # from a Secret, optional: a role may serve instead
+        ref = env[key]["valueFrom"]["secretKeyRef"]
+        assert ref["key"] == key and ref["optional"] is True
+    # an s3:// OUT stages (and keeps .work) on the results volume, so that a retried pod resumes
+    staging = env[STAGING_ENV]["value"]
+    assert any(staging.startswith(mount["mountPath"] + "/") for mount in container["volumeMounts"]
+               if mount["name"] == "results")
+    for words in ("eks.amazonaws.com/role-arn", "iam.gke.io/gcp-service-account", "AWS_ENDPOINT_URL"):
+        assert words in text

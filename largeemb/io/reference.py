@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from largeemb.errors import InputError
+from largeemb.io.objectstore import BACKENDS, exists, filesystem, is_remote, join, require_backend, scheme
 from largeemb.io.store import Source, open_source
 from largeemb.kernels.moments import Moments
 from largeemb.kernels.prune import Partition
@@ -32,7 +33,28 @@ SCHEMA_VERSION = 1
 
 
 def is_reference(obj) -> bool:
-    return isinstance(obj, (str, os.PathLike)) and os.path.isfile(os.path.join(str(obj), REFERENCE_FILE))
+    if not isinstance(obj, (str, os.PathLike)):
+        return False
+    if scheme(obj) in BACKENDS:  # a reference in an object store (http stores are never asked: a HEAD may hang)
+        require_backend(obj, "for")
+        try:
+            return exists(join(str(obj), REFERENCE_FILE))
+        except Exception:  # an unreachable store is not a reference; opening it says why
+            return False
+    return os.path.isfile(os.path.join(str(obj), REFERENCE_FILE))
+
+
+def _open(path: str, name: str, mode: str = "rb"):
+    """A file of the reference in ``path``, local or in an object store."""
+    if not is_remote(path):
+        return open(os.path.join(path, name), mode)
+    import fsspec
+
+    return fsspec.open(join(path, name), mode)
+
+
+def _exists(path: str, name: str) -> bool:
+    return exists(join(path, name)) if is_remote(path) else os.path.exists(os.path.join(path, name))
 
 
 @dataclass(frozen=True)
@@ -59,7 +81,7 @@ class Reference:
         return stored[:, [self.k.index(k) for k in ks]]
 
     def moments(self) -> Moments:
-        with np.load(os.path.join(self.path, MOMENTS_FILE), allow_pickle=False) as saved:
+        with _open(self.path, MOMENTS_FILE) as fh, np.load(fh, allow_pickle=False) as saved:
             optional = [saved[name] if name in saved else None for name in ("metric_shift", "metric_s2", "unit_s2")]
             return Moments(
                 int(saved["count"]), saved["shift"], saved["s1"], saved["s2"], saved["metric_sum"], *optional
@@ -67,10 +89,9 @@ class Reference:
 
     def partition(self):
         """The groups the radii were pruned with (see :mod:`largeemb.kernels.prune`); None if there were none."""
-        path = os.path.join(self.path, PARTITION_FILE)
-        if not os.path.exists(path):  # built without pruning, or before it existed: evaluate without it
+        if not _exists(self.path, PARTITION_FILE):  # built without pruning, or before it existed: evaluate without it
             return None
-        with np.load(path, allow_pickle=False) as saved:
+        with _open(self.path, PARTITION_FILE) as fh, np.load(fh, allow_pickle=False) as saved:
             return Partition(saved["basis"], saved["centroids"])
 
     def check(self, metric: str, fingerprint: str) -> None:
@@ -109,14 +130,14 @@ class Reference:
             "metric": self.metric,
             "created_utc": self.created_utc,
             "holds": [
-                f"{name} ({what})" for name, what in holds.items() if os.path.exists(os.path.join(self.path, name))
+                f"{name} ({what})" for name, what in holds.items() if _exists(self.path, name)
             ],
         }
 
 
 def _read_meta(path: str) -> dict:
     try:
-        with open(os.path.join(path, REFERENCE_FILE)) as fh:
+        with _open(path, REFERENCE_FILE, "r") as fh:
             meta = json.load(fh)
     except (OSError, json.JSONDecodeError) as exc:
         raise InputError(
@@ -207,6 +228,10 @@ def move_reference(path: str, new_location: str) -> str:
         )
     location = new_location if "://" in new_location else os.path.abspath(new_location)
     meta["source"] = {**src, "location": location, "source": moved.name if "://" in new_location else location}
+    if is_remote(path):  # one PUT replaces an object whole: never a half-written reference.json
+        fs, target = filesystem(join(path, REFERENCE_FILE))
+        fs.pipe_file(target, json.dumps(meta, indent=2).encode())
+        return location
     target = os.path.join(path, REFERENCE_FILE)
     with open(target + ".tmp", "w") as fh:  # renamed into place: never a half-written reference.json
         json.dump(meta, fh, indent=2)

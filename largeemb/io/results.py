@@ -6,11 +6,14 @@ import json
 import os
 
 from largeemb.errors import InputError
+from largeemb.io.objectstore import is_remote, read_json_at
 from largeemb.io.output import METRICS_FILE
 
 
 def read_metrics(directory: str) -> dict:
-    """The ``metrics.json`` document of the result in ``directory``."""
+    """The ``metrics.json`` document of the result in ``directory`` (or an object-store prefix)."""
+    if is_remote(directory):
+        return _checked(_read_remote(directory), directory)
     if not os.path.isdir(directory):
         raise InputError(
             f"{directory} is not a directory", "for a result", "pass the --out directory of a `largeemb evaluate` run"
@@ -29,6 +32,24 @@ def read_metrics(directory: str) -> dict:
             f"cannot read metrics.json ({type(exc).__name__}: {exc})", f"in {directory}",
             "rerun `largeemb evaluate` there",
         ) from None
+    return _checked(doc, directory)
+
+
+def _read_remote(prefix: str) -> dict:
+    try:
+        return read_json_at(prefix, METRICS_FILE)
+    except FileNotFoundError:
+        raise InputError(
+            "no largeemb result found (no metrics.json)", f"at {prefix}",
+            "pass the --out prefix of a finished `largeemb evaluate` run",
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise InputError(
+            f"cannot read metrics.json ({type(exc).__name__}: {exc})", f"at {prefix}", "check it, and the credentials"
+        ) from None
+
+
+def _checked(doc, directory: str) -> dict:
     if not isinstance(doc, dict) or not all(
         isinstance(doc.get(key), dict) for key in ("by_k", "params", "metrics", "real", "fake")
     ):

@@ -22,6 +22,7 @@ from largeemb.errors import InputError
 from largeemb.io import faults
 from largeemb.io.chunks import check_chunks
 from largeemb.io.faults import first_unreadable_chunk, not_a_store_reason, read_failed, retrying, rows_text, short_error
+from largeemb.io.objectstore import require_backend
 
 FLOAT_KINDS = "f"
 CAST_KINDS = "iu"
@@ -258,6 +259,7 @@ def open_source(obj, array_name: str | None = None, role: str = "input") -> Sour
         )
     if isinstance(obj, (str, os.PathLike)):
         location = str(obj)
+        require_backend(location, f"for the {role} store")
         if not _is_url(location) and not os.path.exists(location):
             raise InputError(
                 f"{role} store not found", f"at {location}", "check the path"

@@ -48,7 +48,7 @@ def history_line(metrics_doc: dict, result_dir: str) -> dict:
     return {
         "history_version": HISTORY_VERSION,
         "run": run,
-        "result_dir": os.path.abspath(result_dir),
+        "result_dir": result_dir if "://" in str(result_dir) else os.path.abspath(result_dir),  # a URL as it is
         "metrics": metrics_doc["metrics"],
         "by_k": metrics_doc["by_k"],
         "standard_errors": metrics_doc.get("standard_errors", {}),
