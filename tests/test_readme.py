@@ -74,3 +74,10 @@ def test_other_shell_blocks_run(tmp_path):
             ["bash", "-euo", "pipefail", "-c", block], cwd=tmp_path, env=env, capture_output=True, text=True
         )
         assert proc.returncode == 0, f"{block}\n{proc.stderr[-2000:]}"
+
+
+def test_the_readme_stays_short():
+    """The README is what a newcomer reads first: at most 3,500 words (`wc -w`); details go to
+    OPERATIONS.md, ARCHITECTURE.md and BENCHMARKS.md."""
+    words = len((ROOT / "README.md").read_text().split())
+    assert words <= 3500, f"README.md has {words} words; move details to OPERATIONS.md"
