@@ -8,13 +8,12 @@ nearest-neighbour ratio
 
 and the row counts as memorised when ratio_j < 1/3, or when it is an exact copy
 (d = 0: also where real_i has copies of its own, whose radius is 0). 1/3 is the
-threshold of the nearest-over-second-nearest test (Yoon et al. 2023, used for
-memorisation in dgm-eval, Stein et al. 2023); the denominator here is the
-real row's own nearest-neighbour distance (the calibrated variant): what
-authenticity already needs (the real radii at k = 1 and each fake row's
-nearest real row, from the settle pass), so the audit costs no pass. The
-share with ratio < 1 (nearer to the real row than any other real row is) is
-reported beside it: about 1 − authenticity.
+threshold of the nearest-over-second-nearest memorisation test (Yoon et al.
+2023); here the denominator is the real row's own nearest-neighbour distance
+(a calibrated variant), which authenticity already needs (the real radii at
+k = 1 and each fake row's nearest real row, from the settle pass): the audit
+costs no pass. The share with ratio < 1 (nearer to the real row than any
+other real row is) is reported beside it: about 1 − authenticity.
 """
 
 from __future__ import annotations
@@ -65,7 +64,7 @@ def value(found: Found, config) -> Value:
                 "memorized_rows": int(flags.sum()),
                 "exact_copies": int(np.count_nonzero(ps.fake_nearest_dist == 0)),
                 "share_ratio_below_1": float(np.mean(memorized(ratio, ps.fake_nearest_dist, 1.0))),
-                "source": "calibrated nearest-neighbour ratio; threshold 1/3 as in Yoon et al. 2023 / dgm-eval",
+                "source": "calibrated nearest-neighbour ratio; the threshold of Yoon et al. 2023's 1/3 test",
             }
         },
         standard_errors={NAME: binomial_se(share, len(flags))},

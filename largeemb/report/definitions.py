@@ -31,7 +31,7 @@ DEFINITIONS = {
     "kid_subsets_mean": "KID as torch-fidelity averages it over seeded subsets (lower is better)",
     "kid_subsets_std": "spread of KID over those subsets",
     "memorization": (
-        "share of fake rows within 1/3 of their nearest real row's own nearest-neighbour distance of it, or copies"
+        "share of fake rows nearer their nearest real row than 1/3 of that row's own neighbour distance (copies)"
     ),
     "mifid": "FD divided by a memorisation penalty (mean min cosine distance real→fake, when below 0.1; Bai et al.)",
     "kad": "kernel audio distance: unbiased Gaussian-kernel MMD² × 100, bandwidth the fake set's median distance",
