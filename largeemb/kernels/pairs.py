@@ -16,6 +16,8 @@ import numpy as np
 
 #: The float64 unit roundoff.
 _U64 = 2.0**-53
+#: Pairs whose rows :func:`window` gathers at once.
+_GATHER = 4096
 
 
 def _sq_norms(rows: np.ndarray) -> np.ndarray:
@@ -103,7 +105,8 @@ def window(a, b, a_raw, b_raw, same: bool, lo: float, hi: float, panel_rows: int
         keep = np.triu(np.ones(sq.shape, bool), 1) if same and lo_a == lo_b else True  # pairs i < j once
         below += int(np.count_nonzero((sq < lo - slack) & keep))
         i, j = np.nonzero((sq >= lo - slack) & (sq <= hi + slack) & keep)
-        found.append(direct_sq(a_raw[lo_a + i], b_raw[lo_b + j]))
+        for c in range(0, len(i), _GATHER):  # gathered rows in chunks: a window may hold many pairs
+            found.append(direct_sq(a_raw[lo_a + i[c : c + _GATHER]], b_raw[lo_b + j[c : c + _GATHER]]))
     values, counts = np.unique(np.concatenate(found) if found else np.zeros(0), return_counts=True)
     return below, values, counts
 

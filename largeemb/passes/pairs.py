@@ -19,7 +19,7 @@ from largeemb.run.graph import Graph, run
 from largeemb.run.threads import one_thread
 
 #: Bins per selection pass, and the most pairs a window may hold before its distances are collected.
-BINS, WINDOW_PAIRS = 2048, 200_000
+BINS, WINDOW_PAIRS = 2048, 50_000
 
 
 def _raw(source: Source, block) -> np.ndarray:
