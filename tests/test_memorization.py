@@ -133,3 +133,14 @@ def test_mifid_without_penalty_is_fd_and_zero_rows_are_left_out():
     details = result.to_dict()["details"]["mifid"]
     assert details["penalty"] == 1.0 and details["real_rows_left_out"] == 1
     assert result.metrics["mifid"] == pytest.approx(result.metrics["fd"] / (1 + 10e-15), rel=1e-12)
+
+
+def test_memorization_and_kernel_companions_from_a_reference_equal_a_direct_run(write_zarr, tmp_path):
+    """A reference keeps the k = 1 radii the audit needs; the kernel passes read its real store."""
+    real, fake = _sets()["near copies"]
+    ref = largeemb.build_reference(write_zarr("real.zarr", real), str(tmp_path / "ref"), k=(3,))
+    companions = ("memorization", "mifid", "kad", "rke")
+    direct = largeemb.evaluate(real, fake, k=3, plots=False, companions=companions)
+    cached = largeemb.evaluate(ref.path, fake, k=3, plots=False, companions=companions)
+    for key in ("memorization", "mifid", "kad", "rke_real", "rke_fake"):
+        assert cached.metrics[key] == pytest.approx(direct.metrics[key], rel=1e-12), key

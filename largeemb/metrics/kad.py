@@ -36,7 +36,7 @@ def chosen(config) -> bool:
 def needs(config, real, fake) -> Needs:
     if fake is None:
         return Needs()
-    if min(real.rows, fake.rows) < 2 or (config.kad_bandwidth is None and fake.rows < 2):
+    if min(real.rows, fake.rows) < 2:  # the unbiased estimator divides by n(n − 1)
         raise InputError(
             "KAD needs at least 2 rows in each set", f"in {real.name} and {fake.name}", "pass larger sets"
         )
