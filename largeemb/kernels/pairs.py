@@ -111,11 +111,11 @@ def window(a, b, a_raw, b_raw, same: bool, lo: float, hi: float, panel_rows: int
     return below, values, counts
 
 
-def merged_window(parts):
-    """The windows of several tiles as one: (certainly below, distinct values, counts)."""
-    below = sum(p[0] for p in parts)
-    values = np.concatenate([p[1] for p in parts])
-    counts = np.concatenate([p[2] for p in parts])
+def merged_window(a, b):
+    """The windows of two tiles as one: (certainly below, distinct values, counts)."""
+    below = a[0] + b[0]
+    values = np.concatenate([a[1], b[1]])
+    counts = np.concatenate([a[2], b[2]])
     distinct, where = np.unique(values, return_inverse=True)
     return below, distinct, np.bincount(where, weights=counts, minlength=len(distinct)).astype(np.int64)
 

@@ -19,7 +19,7 @@ from largeemb.run.graph import Graph, run
 from largeemb.run.threads import one_thread
 
 #: Bins per selection pass, and the most pairs a window may hold before its distances are collected.
-BINS, WINDOW_PAIRS = 2048, 50_000
+BINS, WINDOW_PAIRS = 16384, 200_000
 
 
 def _raw(source: Source, block) -> np.ndarray:
@@ -112,17 +112,17 @@ def _window_task(src_a, a, src_b, b, same, centre, lo, hi, panel_rows):
     return pairs.window(rows_a, rows_b, raw_a, raw_b, same, lo, hi, panel_rows)
 
 
-def _add_histograms(*parts):
-    return sum(p[0] for p in parts), np.sum([p[1] for p in parts], axis=0)
+def _add_histograms(a, b):
+    return a[0] + b[0], a[1] + b[1]
 
 
-def _self_pass(ctx: PassContext, name: str, source: Source, func, *args):
-    """``func`` over the set's unordered block pairs, merged by ``combine`` of its results."""
+def _self_pass(ctx: PassContext, name: str, source: Source, combine, func, *args):
+    """``func`` over the set's unordered block pairs, its results merged by ``combine`` in a fixed tree."""
     g = Graph(name)
     (role,) = g.share([source])
     centre = np.asarray(ctx.centre, np.float64)
     tiles = _tiles(g, name, {"fake": role}, {"fake": ctx.blocks(source)}, ("fake",), func, centre, *args)
-    return run(g, [key for key, _ in tiles["fake"]], name)
+    return run(g, g.tree([key for key, _ in tiles["fake"]], combine, f"{name}-add"), name)
 
 
 def median_sq_distance(ctx: PassContext, name: str, source: Source) -> float:
@@ -147,8 +147,8 @@ def median_sq_distance(ctx: PassContext, name: str, source: Source) -> float:
     lo, width = 0.0, top / BINS
     # Each pass narrows the window BINS-fold (its units named by pass: a resumed run reloads the same pass).
     for step in range(40):
-        below, counts = _add_histograms(
-            *_self_pass(ctx, f"{name}-count{step}", source, _histogram_task, lo, width, ctx.panel_rows)
+        below, counts = _self_pass(
+            ctx, f"{name}-count{step}", source, _add_histograms, _histogram_task, lo, width, ctx.panel_rows
         )
         bin_ = int(np.searchsorted(np.cumsum(counts) + below, rank, side="right"))
         bin_ = min(bin_, BINS - 1)
@@ -158,8 +158,9 @@ def median_sq_distance(ctx: PassContext, name: str, source: Source) -> float:
         width /= BINS
     hi = lo + width
     for step in range(8):
-        parts = _self_pass(ctx, f"{name}-window{step}", source, _window_task, lo, hi, ctx.panel_rows)
-        value = pairs.pick(*pairs.merged_window(parts), rank, lo, hi)
+        window = _self_pass(ctx, f"{name}-window{step}", source, pairs.merged_window, _window_task, lo, hi,
+                            ctx.panel_rows)
+        value = pairs.pick(*window, rank, lo, hi)
         if value is not None:
             return value
         lo, hi = max(lo - width, 0.0), hi + width
