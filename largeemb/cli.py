@@ -57,6 +57,7 @@ from largeemb.cli_process import run_action
 from largeemb.cli_reference import reference_app
 from largeemb.cli_runs import evaluate_and_report
 from largeemb.cli_series import add_series_commands
+from largeemb.cli_worst import add_worst_command
 from largeemb.config import COMPANIONS, PCA_METHODS, EvaluateConfig
 from largeemb.errors import InputError
 from largeemb.version import __version__
@@ -171,6 +172,14 @@ def evaluate(
     kid_subset_size: Annotated[
         int, typer.Option(metavar="N", help="Rows of each set in a KID subset.")
     ] = DEFAULTS.kid_subset_size,
+    kad_bandwidth: Annotated[
+        float | None,
+        typer.Option(metavar="SIGMA", help="KAD's Gaussian bandwidth (default: the fake set's median pair distance)."),
+    ] = DEFAULTS.kad_bandwidth,
+    rke_bandwidth: Annotated[
+        float | None,
+        typer.Option(metavar="SIGMA", help="RKE's Gaussian bandwidth (default: half the RMS real pair distance)."),
+    ] = DEFAULTS.rke_bandwidth,
     scheduler: Scheduler = None,
     workers: Workers = None,
     threads_per_worker: ThreadsPerWorker = None,
@@ -198,7 +207,8 @@ def evaluate(
             k=parse_k(k), metric=metric, precision=precision, inclusive=inclusive, block_rows=block_rows,
             samples=samples, pca=pca, tsne_samples=tsne_samples, plot_samples=plot_samples, plots=not no_plots,
             prune=prune, companions=parse_names(companions), kid=kid, kid_subsets=kid_subsets,
-            kid_subset_size=kid_subset_size, workers=workers, threads_per_worker=threads_per_worker,
+            kid_subset_size=kid_subset_size, kad_bandwidth=kad_bandwidth, rke_bandwidth=rke_bandwidth,
+            workers=workers, threads_per_worker=threads_per_worker,
             scheduler=scheduler, **jobs_and_tls,
         )
         from largeemb.series.gates import parse_gates
@@ -326,62 +336,9 @@ def demo(
     run_action(debug, action)
 
 
-@app.command(cls=Command)
-def worst(
-    out: Annotated[
-        str, typer.Argument(metavar="DIR", help="The --out directory of an evaluate run.", show_default=False)
-    ],
-    n: Annotated[int, typer.Option("--n", metavar="N", help="Rows to list on each side (at least 1).")] = 20,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print one JSON object (for scripts) instead of tables.")
-    ] = False,
-    debug: Debug = False,
-):
-    """List the fake rows least supported by the real set and the real rows least covered."""
-    import json
-
-    from largeemb.io.samples import FAKE_ORDER, REAL_ORDER, read_samples, worst_rows, zero_radius_note
-
-    def action():
-        if n < 1:
-            raise InputError(f"--n must be at least 1, got {n}", "on the command line", "pass e.g. --n 20")
-        samples = read_samples(out)
-        fake, real = worst_rows(samples, n)
-        k = samples["k"][0]
-        if as_json:
-            typer.echo(
-                json.dumps(
-                    {"k": k, "fake": fake, "real": real, "fake_sorted_by": FAKE_ORDER, "real_sorted_by": REAL_ORDER},
-                    indent=2,
-                )
-            )
-            return
-        typer.echo(f"fake rows least supported by the real set (k={k}), sorted by {FAKE_ORDER}:")
-        _table(fake)
-        typer.echo(f"real rows least covered by the fake set (k={k}), sorted by {REAL_ORDER}:")
-        _table(real)
-        note = zero_radius_note(samples)
-        if note:
-            typer.echo(f"note: {note}")
-
-    run_action(debug, action)
-
-
-def _table(rows: list[dict]) -> None:
-    """Columns named as the arrays in samples.zarr (and the keys of --json), right-aligned."""
-    if not rows:
-        return
-    cells = [
-        [f"{v:.4f}" if isinstance(v, float) else "-" if v is None else str(v) for v in row.values()] for row in rows
-    ]
-    widths = [max(len(name), *(len(c[i]) for c in cells)) for i, name in enumerate(rows[0])]
-    typer.echo("  ".join(name.rjust(w) for name, w in zip(rows[0], widths)))
-    for c in cells:
-        typer.echo("  ".join(v.rjust(w) for v, w in zip(c, widths)))
-
-
 app.add_typer(reference_app, name="reference")
 add_series_commands(app)  # history, compare, report
+add_worst_command(app)
 
 
 def _ours(data_dir: str) -> bool:

@@ -12,7 +12,10 @@ from largeemb.errors import InputError
 METRICS = ("euclidean", "cosine")
 #: The companion metrics computed by default (each cheap next to the passes);
 #: KID over every pair is opt-in (``kid``): it costs a pass of its own.
-COMPANIONS = ("fscore", "authenticity", "vendi", "fd_infinity", "p_precision_recall", "cmmd")
+COMPANIONS = (
+    "fscore", "authenticity", "vendi", "fd_infinity", "p_precision_recall", "cmmd",
+    "memorization", "mifid", "kad", "rke",
+)
 #: Those on by default. P-precision/recall is opt-in: its common radius
 #: (1.2 × the mean 4-NN radius) holds most pairs of unclustered or
 #: high-dimensional data, so it visits nearly every pair the pruning would skip.
@@ -96,6 +99,10 @@ class EvaluateConfig:
     #: … of this many rows of each set, drawn with this seed (torch-fidelity's default).
     kid_subset_size: int = 1000
     kid_subset_seed: int = 2020
+    #: KAD's Gaussian bandwidth σ (None: the exact median pairwise distance of the fake set, as kadtk).
+    kad_bandwidth: float | None = None
+    #: RKE's Gaussian bandwidth σ (None: half the RMS distance of two real rows).
+    rke_bandwidth: float | None = None
     #: Compute the projections behind the plots (PCA backdrop, subsamples).
     plots: bool = field(default=True, metadata=PLOTS_ONLY)
     pca: str = field(default="moments", metadata=PLOTS_ONLY)
@@ -135,6 +142,14 @@ class EvaluateConfig:
                 "in the job configuration",
                 "pass e.g. --kid-subsets 100 --kid-subset-size 1000",
             )
+        for name in ("kad_bandwidth", "rke_bandwidth"):
+            value = getattr(self, name)
+            if value is not None and not (value > 0 and value < float("inf")):
+                raise InputError(
+                    f"{name} must be a positive number, got {value!r}",
+                    "in the job configuration",
+                    f"pass e.g. --{name.replace('_', '-')} 1.5, or leave it out for the default",
+                )
         if not self.k or any(v < 1 for v in self.k) or len(set(self.k)) != len(self.k):
             raise InputError(
                 f"k must be distinct whole numbers >= 1, got {self.k!r}",

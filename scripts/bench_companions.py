@@ -10,6 +10,13 @@ medians of --repeats runs. Pairs of runs differ only in the companions:
   (authenticity needs per-sample values, so it is left out here);
 - with per-sample values (no plots): none vs all four default companions;
 - full KID (--kid) on top of the metrics-only run, as a ratio.
+
+    python scripts/bench_companions.py --kernel [--real pypi.npy --fake npm.npy]
+
+--kernel instead times the kernel companions, each alone on top of the
+metrics-only run without companions: MiFID, KAD (its median bandwidth by
+selection passes, then the Gaussian sums), RKE; and the memorisation audit on
+top of a run with per-sample values (it needs them).
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ def main():
     parser.add_argument("--fake", help="fake embeddings, .npy")
     parser.add_argument("--k", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--kernel", action="store_true", help="time MiFID, KAD, RKE and memorization instead")
     parser.add_argument(
         "--every", action="store_true", help="one run with every metric on (KID over all pairs and 100 subsets)"
     )
@@ -47,6 +55,9 @@ def main():
             )
 
         print(what)
+        if args.kernel:
+            kernel_family(run, args.repeats)
+            return
         if args.every:
             from largeemb.config import COMPANIONS
 
@@ -75,6 +86,39 @@ def main():
         print(f"companions add {100 * (plus / base - 1):+.1f}% to a run with per-sample values")
         ratio = median["metrics only + full KID"] / median["metrics only, companions"]
         print(f"full KID: {ratio:.2f}x the metrics-only run")
+
+
+def kernel_family(run, repeats: int) -> None:
+    """Medians of ``repeats`` interleaved runs: each kernel companion alone, and what it adds."""
+    runs = {
+        "metrics only, no companions": ", samples=False, companions=()",
+        "metrics only + mifid": ", samples=False, companions=('mifid',)",
+        "metrics only + kad": ", samples=False, companions=('kad',)",
+        "metrics only + rke": ", samples=False, companions=('rke',)",
+        "per-sample values, no companions": ", companions=()",
+        "per-sample values + memorization": ", companions=('memorization',)",
+    }
+    seconds = {name: [] for name in runs}
+    passes = {}
+    for _ in range(repeats):
+        for name, options in runs.items():
+            res = run(options)
+            seconds[name].append(res["seconds"])
+            own = {k: v for k, v in res["timings"].items() if k in ("mifid", "kad", "rke")}
+            passes.setdefault(name, []).append(own)
+            if name.endswith(("kad", "rke", "mifid", "memorization")):
+                kept = ("mifid", "kad", "rke_real", "rke_fake", "memorization")
+                passes[name + " values"] = {k: round(v, 6) for k, v in res["metrics"].items() if k in kept}
+    median = {name: statistics.median(values) for name, values in seconds.items()}
+    for name, value in median.items():
+        print(f"{name:36} {value:8.2f} s   ({', '.join(f'{v:.2f}' for v in seconds[name])})")
+    for metric in ("mifid", "kad", "rke"):
+        own = statistics.median(t.get(metric, 0.0) for t in passes[f"metrics only + {metric}"])
+        print(f"{metric}: +{median[f'metrics only + {metric}'] - median['metrics only, no companions']:.2f} s "
+              f"on the run, its own pass {own:.2f} s; values {passes[f'metrics only + {metric} values']}")
+    extra = median["per-sample values + memorization"] - median["per-sample values, no companions"]
+    print(f"memorization: {extra:+.2f} s on a run with per-sample values; "
+          f"values {passes['per-sample values + memorization values']}")
 
 
 if __name__ == "__main__":

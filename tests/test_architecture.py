@@ -30,7 +30,7 @@ LAYERS = [
         "cli",
         (
             "largeemb.cli", "largeemb.cli_options", "largeemb.cli_process", "largeemb.cli_series", "largeemb.cli_runs",
-            "largeemb.cli_reference", "largeemb.__main__", "largeemb",
+            "largeemb.cli_reference", "largeemb.cli_worst", "largeemb.__main__", "largeemb",
         ),
     ),
 ]

@@ -51,7 +51,7 @@ def test_an_evaluate_asks_only_for_the_chosen_metrics():
     every = needs_of(EvaluateConfig(companions=COMPANIONS, kid=True, kid_subsets=3, kid_subset_size=100), real, fake)
     assert every.k == (1, 4) and every.unit == ("real", "fake") and every.prob_radii[0] == 4
     assert every.shells is not None and len(every.shells[0]) == fake.rows
-    assert [p.name for p in every.passes] == ["kid", "kid_subsets", "cmmd"]
+    assert [p.name for p in every.passes] == ["kid", "kid_subsets", "cmmd", "mifid", "kad", "rke"]
     # Few rows: Vendi from the rows (no unit moment), no FD∞ shells for a real set with rows <= dim.
     small = needs_of(EvaluateConfig(companions=("vendi", "fd_infinity")), shape(20, 32), shape(4000, 32))
     assert small.unit == ("fake",) and small.shells is None
@@ -73,12 +73,13 @@ def test_numbers_reach_metrics_json_in_registry_order():
     per_k = ["precision", "recall", "density", "coverage", "f1", "f8", "f1_8"]
     assert list(out["metrics"]) == per_k + [
         "fd", "fd_infinity", "authenticity", "vendi_real", "vendi_fake", "p_precision", "p_recall",
-        "kid", "kid_subsets_mean", "kid_subsets_std", "cmmd",
+        "kid", "kid_subsets_mean", "kid_subsets_std", "cmmd", "memorization", "mifid", "kad", "rke_real", "rke_fake",
     ]
     assert list(out["by_k"]) == ["3", "2"] and all(list(v) == per_k for v in out["by_k"].values())
-    assert list(out["standard_errors"]) == ["conditional_on", "3", "2", "authenticity", "kid"]
+    assert list(out["standard_errors"]) == ["conditional_on", "3", "2", "authenticity", "kid", "memorization"]
     assert list(out["details"]) == [
-        "fd_infinity", "p_precision_recall", "kid_se", "kid_subsets", "cmmd", "screening",
+        "fd_infinity", "p_precision_recall", "kid_se", "kid_subsets", "cmmd", "memorization", "mifid", "kad", "rke",
+        "screening",
     ]
     # The radii kept on the result are the config's k only (k = 1 and 4 were computed for the companions).
     assert result.real_radii.shape == (400, 2) and result.fake_radii.shape == (350, 2)

@@ -19,7 +19,12 @@ FAKE_ARRAYS = {
     "nearest_real_dist": ("fake_nearest_dist", "distance to the nearest real row"),
     "realism": ("fake_realism", "realism score, max over real rows with radius <= median of radius / distance"),
     "authentic": ("fake_authentic", "its nearest real row is nearer to another real row than to it (authenticity)"),
+    "memorization_ratio": (
+        "fake_memorization_ratio", "nearest_real_dist over that real row's own nearest-other distance (memorization)",
+    ),
 }
+#: Arrays of companions that may be off: absent from the store then.
+OPTIONAL = ("authentic", "memorization_ratio")
 REAL_ARRAYS = {
     "radius": ("real_radii", "k-NN radius within the real set, per k"),
     "covered": ("real_covered", "some fake row lies in the real row's ball, per k"),
@@ -39,9 +44,12 @@ def write_samples(result, path: str) -> None:
     for side, arrays in (("fake", FAKE_ARRAYS), ("real", REAL_ARRAYS)):
         sub = group.create_group(side)
         for name, (attr, description) in arrays.items():
-            if getattr(result, attr) is None:  # a companion that was not computed
+            values = getattr(result, attr, None)
+            if values is None:  # a metric's per-row array, or a companion that was not computed
+                values = result.rows.get(attr)
+            if values is None:
                 continue
-            values = np.asarray(getattr(result, attr))
+            values = np.asarray(values)
             arr = sub.create_array(
                 name, shape=values.shape, dtype=values.dtype, chunks=(CHUNK_ROWS,) + values.shape[1:]
             )
@@ -71,7 +79,7 @@ def read_samples(out: str) -> dict:
         group = zarr.open_group(path, mode="r")
         for side, arrays in (("fake", FAKE_ARRAYS), ("real", REAL_ARRAYS)):
             for name in arrays:
-                if name == "authentic" and name not in group[side]:  # a companion that may be off
+                if name in OPTIONAL and name not in group[side]:  # a companion that may be off
                     continue
                 where = f"{side}/{name}"
                 values[where] = group[side][name][...]
@@ -96,6 +104,24 @@ def zero_radius_note(samples: dict) -> str | None:
         "so they count as uncovered even with a fake row at distance 0 (--inclusive counts it); they are listed "
         "after the others"
     )
+
+
+COPIES_ORDER = "nearest_real_dist (ascending), then row"
+
+
+def copies(samples: dict, n: int) -> list[dict]:
+    """The n closest fake-real pairs: fake rows by the distance to their nearest real row, ascending
+    (exact copies first), with the memorisation ratio when it was computed."""
+    dist = samples["fake/nearest_real_dist"]
+    ratio = samples.get("fake/memorization_ratio")
+    order = np.lexsort((np.arange(len(dist)), dist))[:n]
+    out = []
+    for j in order:
+        row = {"row": int(j), "nearest_real": int(samples["fake/nearest_real"][j]), "nearest_real_dist": float(dist[j])}
+        if ratio is not None:
+            row["memorization_ratio"] = float(ratio[j]) if np.isfinite(ratio[j]) else None
+        out.append(row)
+    return out
 
 
 def worst_rows(samples: dict, n: int) -> tuple[list[dict], list[dict]]:

@@ -12,7 +12,8 @@ float64 resolution of unproven rows). The cross pass: ``cross``
 (memberships), ``nearest`` (per-sample shortlists), ``settle`` (exact
 per-sample values); ``shortlist`` is the pairs both passes keep. ``moments``:
 the streamed float64 moments and FD; ``highdim``: the dim × dim steps through
-the rows of a set with fewer rows than dims; ``kid``: KID's sums. Standard
+the rows of a set with fewer rows than dims; ``kid``: KID's sums; ``pairs``:
+the kernel companions' every-pair tiles (Gaussian sums, distance selection, |cos|). Standard
 errors that include the radii: ``splits`` (per-row masks and per-split totals
 of random halves and quarters) and ``stderr`` (the standard errors from them).
 """

@@ -3,7 +3,8 @@ appear in ``metrics.json``.
 
 Each module declares what it needs from the passes and computes its numbers
 from what they found (``base`` says how): ``prdc``, ``fscore``, ``fd``, ``fd_infinity``,
-``authenticity``, ``vendi``, ``ppr``, ``kid`` and ``cmmd``. The pipeline
+``authenticity``, ``vendi``, ``ppr``, ``kid``, ``cmmd``, ``memorization``, ``mifid``, ``kad``
+and ``rke``. The pipeline
 asks for the union of the chosen metrics' needs; ``api.evaluate`` loops over
 :func:`chosen`. Neither names a metric.
 """
@@ -13,11 +14,25 @@ from __future__ import annotations
 from functools import reduce
 from operator import or_
 
-from largeemb.metrics import authenticity, cmmd, fd, fd_infinity, fscore, kid, ppr, prdc, vendi
+from largeemb.metrics import (
+    authenticity,
+    cmmd,
+    fd,
+    fd_infinity,
+    fscore,
+    kad,
+    kid,
+    memorization,
+    mifid,
+    ppr,
+    prdc,
+    rke,
+    vendi,
+)
 from largeemb.metrics.base import Found, Needs, Pass, Value
 
 #: Every metric, in output order (a new metric: its module, and one entry here).
-REGISTRY = (prdc, fscore, fd, fd_infinity, authenticity, vendi, ppr, kid, cmmd)
+REGISTRY = (prdc, fscore, fd, fd_infinity, authenticity, vendi, ppr, kid, cmmd, memorization, mifid, kad, rke)
 
 __all__ = ["REGISTRY", "Found", "Needs", "Pass", "Value", "chosen", "needs_of"]
 

@@ -27,7 +27,18 @@ def needs(config, real, fake) -> Needs:
 
 
 def value(found: Found, config) -> Value:
-    return Value(metrics={NAME: frechet(found)})
+    return Value(metrics={NAME: frechet_once(found)})
+
+
+def frechet_once(found: Found) -> float:
+    """FD, computed once per evaluate (MiFID scales it too): kept in ``found.extra``."""
+    if _CACHED not in found.extra:
+        found.extra[_CACHED] = frechet(found)
+    return found.extra[_CACHED]
+
+
+#: Where FD is kept in ``Found.extra`` (no pass has this name).
+_CACHED = "fd (value)"
 
 
 def frechet(found: Found) -> float:

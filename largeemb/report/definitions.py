@@ -30,7 +30,14 @@ DEFINITIONS = {
     "kid": "kernel inception distance, unbiased MMD² over every pair (0 when alike; lower is better)",
     "kid_subsets_mean": "KID as torch-fidelity averages it over seeded subsets (lower is better)",
     "kid_subsets_std": "spread of KID over those subsets",
+    "memorization": (
+        "share of fake rows nearer their nearest real row than 1/3 of that row's own neighbour distance (copies)"
+    ),
+    "mifid": "FD divided by a memorisation penalty (mean min cosine distance real→fake, when below 0.1; Bai et al.)",
+    "kad": "kernel audio distance: unbiased Gaussian-kernel MMD² × 100, bandwidth the fake set's median distance",
+    "rke_real": "RKE mode count of the real set: n² / Σ k² over every pair (Gaussian kernel; Jalali et al. 2023)",
+    "rke_fake": "RKE mode count of the fake set: n² / Σ k² over every pair (Gaussian kernel; Jalali et al. 2023)",
 }
 
 #: Metrics where a lower value is the better one.
-LOWER_IS_BETTER = ("fd", "fd_infinity", "kid", "kid_subsets_mean")
+LOWER_IS_BETTER = ("fd", "fd_infinity", "kid", "kid_subsets_mean", "memorization", "mifid", "kad")
