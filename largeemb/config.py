@@ -12,11 +12,14 @@ from largeemb.errors import InputError
 METRICS = ("euclidean", "cosine")
 #: The companion metrics computed by default (each cheap next to the passes);
 #: KID over every pair is opt-in (``kid``): it costs a pass of its own.
-COMPANIONS = ("fscore", "authenticity", "vendi", "fd_infinity", "p_precision_recall", "cmmd")
+COMPANIONS = (
+    "fscore", "authenticity", "vendi", "fd_infinity", "p_precision_recall", "cmmd",
+    "clipped_density_coverage", "sym_precision_recall", "pr_cover", "rarity",
+)
 #: Those on by default. P-precision/recall is opt-in: its common radius
 #: (1.2 × the mean 4-NN radius) holds most pairs of unclustered or
 #: high-dimensional data, so it visits nearly every pair the pruning would skip.
-DEFAULT_COMPANIONS = ("fscore", "authenticity", "vendi", "fd_infinity")
+DEFAULT_COMPANIONS = ("fscore", "authenticity", "vendi", "fd_infinity", "sym_precision_recall", "pr_cover", "rarity")
 #: How the PCA basis of the plots is fitted: exactly from the streamed float64
 #: moments, or with scikit-learn's IncrementalPCA, block by block.
 PCA_METHODS = ("moments", "incremental")

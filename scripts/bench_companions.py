@@ -3,6 +3,7 @@
     python scripts/bench_companions.py [--rows 20000] [--dim 512] [--modes 10]
     python scripts/bench_companions.py --real pypi.npy --fake npm.npy
     python scripts/bench_companions.py --rows 200000 --dim 128 --every   # one run with every metric on
+    python scripts/bench_companions.py --family [--real pypi.npy --fake npm.npy]   # the k-NN family's cost
 
 Each largeemb run is a fresh process on the same zarr stores; times are
 medians of --repeats runs. Pairs of runs differ only in the companions:
@@ -10,6 +11,10 @@ medians of --repeats runs. Pairs of runs differ only in the companions:
   (authenticity needs per-sample values, so it is left out here);
 - with per-sample values (no plots): none vs all four default companions;
 - full KID (--kid) on top of the metrics-only run, as a ratio.
+
+--family: metrics only (no per-sample values, no plots), the default
+companions without the k-NN family against each of its members added, and
+all of them: what each adds to a default run (the runs interleaved, medians).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ def main():
     parser.add_argument(
         "--every", action="store_true", help="one run with every metric on (KID over all pairs and 100 subsets)"
     )
+    parser.add_argument("--family", action="store_true", help="the k-NN family's cost on a metrics-only run")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -47,6 +53,8 @@ def main():
             )
 
         print(what)
+        if args.family:
+            return family(run, args.repeats)
         if args.every:
             from largeemb.config import COMPANIONS
 
@@ -75,6 +83,32 @@ def main():
         print(f"companions add {100 * (plus / base - 1):+.1f}% to a run with per-sample values")
         ratio = median["metrics only + full KID"] / median["metrics only, companions"]
         print(f"full KID: {ratio:.2f}x the metrics-only run")
+
+
+def family(run, repeats: int) -> None:
+    """Each k-NN family member added to the default companions without the family, metrics only."""
+    from largeemb.config import DEFAULT_COMPANIONS
+
+    members = ("sym_precision_recall", "rarity", "pr_cover", "clipped_density_coverage")
+    base = tuple(c for c in DEFAULT_COMPANIONS if c not in members)
+    runs = {"default without the family": base, **{f"+ {m}": base + (m,) for m in members}}
+    runs["+ the family on by default"] = tuple(DEFAULT_COMPANIONS)
+    runs["+ the whole family"] = base + members
+    seconds = {name: [] for name in runs}
+    timings = {}
+    for _ in range(repeats):
+        for name, companions in runs.items():
+            res = run(f", samples=False, companions={companions!r}")
+            seconds[name].append(res["seconds"])
+            timings[name] = res["timings"]
+    first = statistics.median(seconds["default without the family"])
+    for name, values in seconds.items():
+        median = statistics.median(values)
+        spent = {k: round(v, 2) for k, v in timings[name].items() if k in ("radii", "cross", "real_in_real")}
+        print(
+            f"{name:32} {median:8.2f} s  {100 * (median / first - 1):+6.1f}%   "
+            f"({', '.join(f'{v:.2f}' for v in values)})  last run's passes: {spent}"
+        )
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ FAKE_ARRAYS = {
     "nearest_real_dist": ("fake_nearest_dist", "distance to the nearest real row"),
     "realism": ("fake_realism", "realism score, max over real rows with radius <= median of radius / distance"),
     "authentic": ("fake_authentic", "its nearest real row is nearer to another real row than to it (authenticity)"),
+    "rarity": ("fake_rarity", "rarity score at the first k: smallest radius of the real balls holding it (NaN: none)"),
 }
 REAL_ARRAYS = {
     "radius": ("real_radii", "k-NN radius within the real set, per k"),
@@ -26,6 +27,8 @@ REAL_ARRAYS = {
     "recalled": ("real_recalled", "the real row lies in some fake row's ball, per k"),
     "nearest_fake_dist": ("real_nearest_dist", "distance to the nearest fake row"),
 }
+#: Arrays of companions that may be off.
+OPTIONAL = ("authentic", "rarity")
 
 
 def write_samples(result, path: str) -> None:
@@ -71,7 +74,7 @@ def read_samples(out: str) -> dict:
         group = zarr.open_group(path, mode="r")
         for side, arrays in (("fake", FAKE_ARRAYS), ("real", REAL_ARRAYS)):
             for name in arrays:
-                if name == "authentic" and name not in group[side]:  # a companion that may be off
+                if name in OPTIONAL and name not in group[side]:  # a companion that may be off
                     continue
                 where = f"{side}/{name}"
                 values[where] = group[side][name][...]

@@ -3,7 +3,8 @@ appear in ``metrics.json``.
 
 Each module declares what it needs from the passes and computes its numbers
 from what they found (``base`` says how): ``prdc``, ``fscore``, ``fd``, ``fd_infinity``,
-``authenticity``, ``vendi``, ``ppr``, ``kid`` and ``cmmd``. The pipeline
+``authenticity``, ``vendi``, ``ppr``, ``kid``, ``cmmd``, and the k-NN family:
+``clipped``, ``sym_pr``, ``pr_cover``, ``rarity``. The pipeline
 asks for the union of the chosen metrics' needs; ``api.evaluate`` loops over
 :func:`chosen`. Neither names a metric.
 """
@@ -13,11 +14,25 @@ from __future__ import annotations
 from functools import reduce
 from operator import or_
 
-from largeemb.metrics import authenticity, cmmd, fd, fd_infinity, fscore, kid, ppr, prdc, vendi
+from largeemb.metrics import (
+    authenticity,
+    clipped,
+    cmmd,
+    fd,
+    fd_infinity,
+    fscore,
+    kid,
+    ppr,
+    pr_cover,
+    prdc,
+    rarity,
+    sym_pr,
+    vendi,
+)
 from largeemb.metrics.base import Found, Needs, Pass, Value
 
 #: Every metric, in output order (a new metric: its module, and one entry here).
-REGISTRY = (prdc, fscore, fd, fd_infinity, authenticity, vendi, ppr, kid, cmmd)
+REGISTRY = (prdc, fscore, fd, fd_infinity, authenticity, vendi, ppr, kid, cmmd, clipped, sym_pr, pr_cover, rarity)
 
 __all__ = ["REGISTRY", "Found", "Needs", "Pass", "Value", "chosen", "needs_of"]
 
