@@ -19,7 +19,10 @@ COMPANIONS = (
 #: Those on by default. P-precision/recall is opt-in: its common radius
 #: (1.2 × the mean 4-NN radius) holds most pairs of unclustered or
 #: high-dimensional data, so it visits nearly every pair the pruning would skip.
-DEFAULT_COMPANIONS = ("fscore", "authenticity", "vendi", "fd_infinity", "sym_precision_recall", "pr_cover", "rarity")
+#: Of the k-NN family, PR-cover (radii at k = 9 for both sets) and clipped
+#: density/coverage (a real × real pass) are opt-in: each adds about a fifth
+#: to a metrics-only run (scripts/bench_companions.py --family).
+DEFAULT_COMPANIONS = ("fscore", "authenticity", "vendi", "fd_infinity", "sym_precision_recall", "rarity")
 #: How the PCA basis of the plots is fitted: exactly from the streamed float64
 #: moments, or with scikit-learn's IncrementalPCA, block by block.
 PCA_METHODS = ("moments", "incremental")
