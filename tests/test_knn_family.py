@@ -295,6 +295,18 @@ def test_samples_zarr_holds_the_rarity_scores(tmp_path):
     np.testing.assert_array_equal(read_samples(out)["fake/rarity"], result.fake_rarity)
 
 
+def test_the_family_from_a_reference_equals_the_plain_run(tmp_path, write_zarr):
+    """A reference keeps the k = 9 radii (PR-cover) whatever it was built for; clipped density reads the real rows."""
+    real, fake = DATA["copies"]()
+    path = write_zarr("real.zarr", real, chunks=(300, 8))
+    ref = largeemb.build_reference(path, str(tmp_path / "ref"), k=(3,), block_rows=300)
+    plain = largeemb.evaluate(path, fake, k=3, plots=False, companions=FAMILY)
+    cached = largeemb.evaluate(ref.path, fake, k=3, plots=False, companions=FAMILY)
+    assert family(cached) == family(plain)
+    assert not [w for w in cached.warnings if "not computed" in w]
+    np.testing.assert_array_equal(cached.fake_rarity, plain.fake_rarity)
+
+
 def family(result):
     return {**{(k, key): result.by_k[k][key] for k in result.by_k for key in PER_K}, **{
         key: result.metrics[key] for key in FREE

@@ -89,7 +89,7 @@ def calibrated(y: float, k: int, n: int, m: int) -> float:
     above, increasing in m), by bisection on m: the first m >= k with f(m) >= y, over M + 1."""
     if not y > 0:
         return 0.0
-    if n <= k or _expected(m, k, n) < y:
+    if n <= k or m < k or _expected(m, k, n) < y:  # f never reaches y (with m < k, f is 0 throughout)
         return 1.0
     lo, hi = k, m  # f(hi) >= y
     while lo < hi:
