@@ -7,7 +7,6 @@ block :mod:`largeemb.kernels.settle`.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -15,7 +14,7 @@ import numpy as np
 
 from largeemb.io.store import Source
 from largeemb.kernels import cross, settle
-from largeemb.kernels.balls import Balls
+from largeemb.kernels.balls import BallPartial, Balls
 from largeemb.passes.blocks import load_block, taker
 from largeemb.passes.context import PassContext, note_screening
 from largeemb.run.graph import Graph, run, same
@@ -152,14 +151,47 @@ def cross_stage(
     return run(g, key, "cross")
 
 
+def _real_pair_task(real_src, a, b, ctx: PassContext, radii_a, radii_b):
+    """Real blocks a and b (a = b, or a before b): per row of a, b's balls (``<=``) holding it, and,
+    a before b, per row of b, a's: the cross kernel with a as the fake side, both as ball columns."""
+    one_thread()
+    strategy = ctx.strategy()
+    part_a = load_block(real_src, a, ctx)
+    part_b = part_a if a.index == b.index else load_block(real_src, b, ctx)
+    columns = radii_a.shape[1]
+    own = radii_a if a.index != b.index else np.zeros((a.rows, 0))  # a's balls over a's rows: once, as b's
+    balls = Balls(radii_b, (True,) * columns, own, (True,) * own.shape[1])
+    out = cross.block_pair(
+        part_a, part_b, np.zeros((a.rows, 1)), np.zeros((b.rows, 1)), None, ctx.kappa, False, ctx.panel_rows,
+        ctx.partition, None, strategy, balls,
+    )
+    note_screening(strategy)
+    held = out.balls if out.balls is not None else BallPartial.empty(a.rows, b.rows, columns, own.shape[1])
+    return held.fake_in_real, (held.real_in_fake if a.index != b.index else None)
+
+
+def _pick(pair, side: int):
+    return pair[side]
+
+
 def real_in_real_stage(ctx: PassContext, real_src: Source, radii: np.ndarray) -> np.ndarray:
     """Per real row and column of ``radii`` (real rows × columns): the other real rows whose ball
-    (``<=``) holds it. The cross pass with the real set on both sides; each row's own ball (at
-    distance 0, exactly, from float64 rows) is taken off."""
+    (``<=``) holds it. Each pair of real blocks once (a row's counts: the sum over the pairs it is
+    in); each row's own ball (at distance 0, exactly, from float64 rows) is taken off."""
     g = Graph("real-in-real")
-    ctx = dataclasses.replace(ctx, inclusive=True)
-    key = cross_graph(g, ctx, real_src, real_src, radii, np.zeros_like(radii))
-    return run(g, key, "real-in-real").fake_counts - 1
+    blocks = ctx.blocks(real_src)
+    slices = g.share([radii[b.start : b.stop] for b in blocks])
+    real_src, ctx = g.share([real_src, ctx])
+    parts = [[] for _ in blocks]
+    for a in blocks:
+        for b in blocks[a.index :]:
+            pair = g.unit(f"pair-{a.index}-{b.index}", _real_pair_task, real_src, a, b, ctx, slices[a.index],
+                          slices[b.index])
+            parts[a.index].append(g.task("pick", _pick, pair, 0))
+            if b.index != a.index:
+                parts[b.index].append(g.task("pick", _pick, pair, 1))
+    per_block = [g.tree(keys, np.add, "real-in-real-add", units=f"sum-{i}") for i, keys in enumerate(parts)]
+    return np.concatenate(run(g, per_block, "real-in-real")) - 1
 
 
 def _settle_fake_task(fake_src, real_src, fb, ctx: PassContext, nearest, realism, realism_radius):
