@@ -20,8 +20,8 @@ COMPANIONS = (
 #: (1.2 × the mean 4-NN radius) holds most pairs of unclustered or
 #: high-dimensional data, so it visits nearly every pair the pruning would skip.
 #: Of the k-NN family, PR-cover (radii at k = 9 for both sets) and clipped
-#: density/coverage (a real × real pass) are opt-in: each adds about a fifth
-#: to a metrics-only run (scripts/bench_companions.py --family).
+#: density/coverage (a real × real pass) are opt-in: they add 15-17% and
+#: 19-25% CPU to a metrics-only run (scripts/bench_companions.py --family).
 DEFAULT_COMPANIONS = ("fscore", "authenticity", "vendi", "fd_infinity", "sym_precision_recall", "rarity")
 #: How the PCA basis of the plots is fitted: exactly from the streamed float64
 #: moments, or with scikit-learn's IncrementalPCA, block by block.

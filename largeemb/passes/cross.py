@@ -2,7 +2,9 @@
 the settle pass (exact per-sample values from those shortlists), as tasks.
 
 The NumPy of one block pair is :mod:`largeemb.kernels.cross`, of one settled
-block :mod:`largeemb.kernels.settle`.
+block :mod:`largeemb.kernels.settle`. The k-NN family's extra balls (:class:`Ball`
+columns) ride on the cross pass; clipped density's real rows are counted in
+real balls by a real × real pass over each pair of blocks once.
 """
 
 from __future__ import annotations
