@@ -14,12 +14,16 @@ METRICS = ("euclidean", "cosine")
 #: KID over every pair is opt-in (``kid``): it costs a pass of its own.
 COMPANIONS = (
     "fscore", "authenticity", "vendi", "fd_infinity", "p_precision_recall", "cmmd",
+    "clipped_density_coverage", "sym_precision_recall", "pr_cover", "rarity",
     "memorization", "mifid", "kad", "rke",
 )
 #: Those on by default. P-precision/recall is opt-in: its common radius
 #: (1.2 × the mean 4-NN radius) holds most pairs of unclustered or
 #: high-dimensional data, so it visits nearly every pair the pruning would skip.
-DEFAULT_COMPANIONS = ("fscore", "authenticity", "vendi", "fd_infinity")
+#: Of the k-NN family, PR-cover (radii at k = 9 for both sets) and clipped
+#: density/coverage (a real × real pass) are opt-in: they add 15-17% and
+#: 19-25% CPU to a metrics-only run (scripts/bench_companions.py --family).
+DEFAULT_COMPANIONS = ("fscore", "authenticity", "vendi", "fd_infinity", "sym_precision_recall", "rarity")
 #: How the PCA basis of the plots is fitted: exactly from the streamed float64
 #: moments, or with scikit-learn's IncrementalPCA, block by block.
 PCA_METHODS = ("moments", "incremental")

@@ -60,6 +60,9 @@ class Passes:
     prob_radii: tuple[float, float] | None = None
     #: Results of the metrics' own passes (``Needs.passes``), by name.
     extra: dict = field(default_factory=dict)
+    #: The extra balls the cross pass counted in (``Needs.balls``), and the real × real counts (``Needs.real_in_real``).
+    balls: tuple = ()
+    real_in_real: dict = field(default_factory=dict)
     #: What the plots need; None with plots off.
     projection: Projection | None = None
     #: The reference directory the real side was read from, if any.
@@ -75,6 +78,7 @@ class Passes:
             real=real.source, fake=fake.source, k=self.context.k, real_moments=real.moments, fake_moments=fake.moments,
             real_radii=real.radii.values, fake_radii=fake.radii.values, memberships=self.memberships,
             per_sample=self.per_sample, prob_radii=self.prob_radii, extra=self.extra, reference=self.reference,
+            balls=self.balls, real_in_real=self.real_in_real,
         )
 
 
@@ -271,8 +275,16 @@ def run_passes(
         at, radius = k.index(needs.prob_radii[0]), needs.prob_radii[1]
         passes.prob_radii = (radius(real_set.radii.values[:, at]), radius(fake_set.radii.values[:, at]))
     realism = needs.realism(real_radii[:, 0]) if needs.realism is not None else None
+    passes.balls, balls = cross.ball_columns(needs.balls, k, real_set.radii.values, fake_set.radii.values)
     with timed(timings, "cross"):
-        passes.memberships = cross.cross_stage(ctx, real, fake, real_radii, fake_radii, realism, passes.prob_radii)
+        passes.memberships = cross.cross_stage(
+            ctx, real, fake, real_radii, fake_radii, realism, passes.prob_radii, balls
+        )
+    own = [b for b in needs.real_in_real if b.k in k]
+    if own:
+        with timed(timings, "real_in_real"):
+            counts = cross.real_in_real_stage(ctx, real, np.stack([b.of(k, real_set.radii.values) for b in own], 1))
+        passes.real_in_real = {b: counts[:, q] for q, b in enumerate(own)}
     if ctx.precision != "float32":
         passes.screening["cross"] = screening("cross-tile")
     if realism is not None:

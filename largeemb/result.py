@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from largeemb.kernels.moments import Moments
-from largeemb.metrics import Value, authenticity, prdc
+from largeemb.metrics import Value, authenticity, prdc, rarity
 from largeemb.metrics.base import leading
 from largeemb.passes.projection import Projection
 from largeemb.pipeline import Passes, float64_work
@@ -134,6 +134,11 @@ class EvaluationResult:
     def fake_authentic(self) -> np.ndarray | None:
         """Authenticity flag per fake row (its nearest real row is nearer to another real row than to it)."""
         return self.rows.get(authenticity.FLAGS)
+
+    @property
+    def fake_rarity(self) -> np.ndarray | None:
+        """Rarity score per fake row at the first k (NaN: in no real ball), when computed."""
+        return self.rows.get(rarity.ROWS)
 
     def standard_errors(self) -> dict:
         """Sampling standard errors of the metrics, per k and per metric.

@@ -55,7 +55,7 @@ def test_a_reference_given_as_fake_is_named_and_demo_runs_twice(tmp_path, write_
     with pytest.raises(InputError, match="is a largeemb reference.*pass the reference first, as REAL"):
         largeemb.evaluate(fake, ref)
     info = largeemb.io.reference.load_reference(ref, open_store=False).info()
-    assert info["k"] == sorted(info["k"]) and info["k_for_companions"] == [1, 4]
+    assert info["k"] == sorted(info["k"]) and info["k_for_companions"] == [1, 4, 9]
     runner = CliRunner()
     for _ in range(2):  # the demo may replace its own earlier output
         result = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--rows", "300", "--dim", "8"])

@@ -37,9 +37,9 @@ def test_needs_refuse_two_different_things_one_pass_computes_once():
 
 
 def test_a_reference_keeps_what_any_metric_may_need_of_the_real_set():
-    """Chosen or not: k = 1 (authenticity), k = 4 (P-precision/recall), the unit moment (Vendi)."""
+    """Chosen or not: k = 1 (authenticity), k = 4 (P-precision/recall), k = 9 (PR-cover), the unit moment (Vendi)."""
     needs = needs_of(EvaluateConfig(companions=()), shape(5000, 32), None)
-    assert needs.k == (1, 4) and needs.unit == ("real",)
+    assert needs.k == (1, 4, 9) and needs.unit == ("real",)
     assert needs.shells is None and needs.realism is None and needs.passes == ()
 
 
@@ -49,7 +49,7 @@ def test_an_evaluate_asks_only_for_the_chosen_metrics():
     assert bare == Needs()
     assert needs_of(EvaluateConfig(companions=()), real, fake).realism is prdc.realism_radii  # per-sample values
     every = needs_of(EvaluateConfig(companions=COMPANIONS, kid=True, kid_subsets=3, kid_subset_size=100), real, fake)
-    assert every.k == (1, 4) and every.unit == ("real", "fake") and every.prob_radii[0] == 4
+    assert every.k == (1, 4, 9) and every.unit == ("real", "fake") and every.prob_radii[0] == 4
     assert every.shells is not None and len(every.shells[0]) == fake.rows
     assert [p.name for p in every.passes] == ["kid", "kid_subsets", "cmmd", "mifid", "kad", "rke"]
     # Few rows: Vendi from the rows (no unit moment), no FD∞ shells for a real set with rows <= dim.
@@ -70,15 +70,20 @@ def test_numbers_reach_metrics_json_in_registry_order():
         block_rows=128,
     )
     out = result.to_dict()
-    per_k = ["precision", "recall", "density", "coverage", "f1", "f8", "f1_8"]
+    per_k = [
+        "precision", "recall", "density", "coverage", "f1", "f8", "f1_8",
+        "clipped_density", "clipped_coverage", "sym_precision", "sym_recall", "rarity_mean",
+    ]
     assert list(out["metrics"]) == per_k + [
         "fd", "fd_infinity", "authenticity", "vendi_real", "vendi_fake", "p_precision", "p_recall",
-        "kid", "kid_subsets_mean", "kid_subsets_std", "cmmd", "memorization", "mifid", "kad", "rke_real", "rke_fake",
+        "kid", "kid_subsets_mean", "kid_subsets_std", "cmmd", "cover_precision", "cover_recall",
+        "memorization", "mifid", "kad", "rke_real", "rke_fake",
     ]
     assert list(out["by_k"]) == ["3", "2"] and all(list(v) == per_k for v in out["by_k"].values())
     assert list(out["standard_errors"]) == ["conditional_on", "3", "2", "authenticity", "kid", "memorization"]
     assert list(out["details"]) == [
-        "fd_infinity", "p_precision_recall", "kid_se", "kid_subsets", "cmmd", "memorization", "mifid", "kad", "rke",
+        "fd_infinity", "p_precision_recall", "kid_se", "kid_subsets", "cmmd",
+        "clipped_density_coverage", "sym_precision_recall", "pr_cover", "memorization", "mifid", "kad", "rke",
         "screening",
     ]
     # The radii kept on the result are the config's k only (k = 1 and 4 were computed for the companions).

@@ -114,7 +114,7 @@ def test_cli_build_info_evaluate(fresh_stores, tmp_path):
     assert again.exit_code == 2 and "--force" in again.output
     info = runner.invoke(app, ["reference", "info", ref])
     shown = json.loads(info.output)
-    assert info.exit_code == 0 and shown["k"] == [1, 3, 4, 5] and shown["k_for_companions"] == [1, 4]  # always kept
+    assert info.exit_code == 0 and shown["k"] == [1, 3, 4, 5, 9] and shown["k_for_companions"] == [1, 4, 9]  # kept
     evaluated = cli_evaluate(ref, fake, out, "--k", "5,3", "--no-plots")
     assert evaluated.exit_code == 0, evaluated.output
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())

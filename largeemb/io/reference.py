@@ -124,9 +124,9 @@ class Reference:
                 ),
             },
             "fingerprint": self.fingerprint,
-            # The k evaluate may ask for; 1 and 4 are kept for authenticity and P-precision/recall.
+            # The k evaluate may ask for; 1, 4 and 9 are kept for authenticity, P-precision/recall and PR-cover.
             "k": sorted(self.k),
-            "k_for_companions": sorted(k for k in self.k if k in (1, 4)),
+            "k_for_companions": sorted(k for k in self.k if k in (1, 4, 9)),
             "metric": self.metric,
             "created_utc": self.created_utc,
             "holds": [

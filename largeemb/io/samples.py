@@ -19,18 +19,19 @@ FAKE_ARRAYS = {
     "nearest_real_dist": ("fake_nearest_dist", "distance to the nearest real row"),
     "realism": ("fake_realism", "realism score, max over real rows with radius <= median of radius / distance"),
     "authentic": ("fake_authentic", "its nearest real row is nearer to another real row than to it (authenticity)"),
+    "rarity": ("fake_rarity", "rarity score at the first k: smallest radius of the real balls holding it (NaN: none)"),
     "memorization_ratio": (
         "fake_memorization_ratio", "nearest_real_dist over that real row's own nearest-other distance (memorization)",
     ),
 }
-#: Arrays of companions that may be off: absent from the store then.
-OPTIONAL = ("authentic", "memorization_ratio")
 REAL_ARRAYS = {
     "radius": ("real_radii", "k-NN radius within the real set, per k"),
     "covered": ("real_covered", "some fake row lies in the real row's ball, per k"),
     "recalled": ("real_recalled", "the real row lies in some fake row's ball, per k"),
     "nearest_fake_dist": ("real_nearest_dist", "distance to the nearest fake row"),
 }
+#: Arrays of companions that may be off: absent from the store then.
+OPTIONAL = ("authentic", "rarity", "memorization_ratio")
 
 
 def write_samples(result, path: str) -> None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from largeemb.kernels import balls as more
 from largeemb.kernels.distance import Block, exact_pairs
 from largeemb.kernels.nearest import NEAR_COPY, nearest_exact, nearest_tile, realism_shortlist
 from largeemb.kernels.roundoff import UNIT_ROUNDOFF64, up32
@@ -83,11 +84,13 @@ class CrossPartial:
     real_nearest: Shortlist | None = None
     prob: ProbPartial | None = None
     float64_pairs: int = 0
+    balls: more.BallPartial | None = None  # counts in the k-NN family's extra balls (kernels/balls.py)
 
     def _merged_lists(self, other, out, how: str):
         out.float64_pairs = self.float64_pairs + other.float64_pairs
         if self.prob is not None:
             out.prob = getattr(self.prob, how)(other.prob)
+        out.balls = more.merged(self, other, how)
         if self.fake_nearest is not None:
             out.fake_nearest = (self.fake_nearest + other.fake_nearest).best(1)
             out.fake_realism = (self.fake_realism + other.fake_realism).for_max()
@@ -102,6 +105,7 @@ class CrossPartial:
         self.float64_pairs += tile.float64_pairs
         if self.prob is not None:
             self.prob.add(tile.prob, fake_rows, real_rows)
+        more.fold(self, tile, fake_rows, real_rows)
 
     def merge_real_blocks(self, other: CrossPartial) -> CrossPartial:
         """Same fake rows, two disjoint runs of real rows (self's first)."""
@@ -146,7 +150,7 @@ def _inside(d32, radii, eps, exact_of, inclusive):
     pairs = np.flatnonzero(unsure.any(axis=1))
     if len(pairs):
         exact = exact_of(pairs)[:, None]
-        decided = exact <= radii[pairs] if inclusive else exact < radii[pairs]
+        decided = np.where(inclusive, exact <= radii[pairs], exact < radii[pairs])  # one bool, or one per column
         inside[pairs] = np.where(unsure[pairs], decided, sure_in[pairs])
     return inside
 
@@ -174,16 +178,13 @@ def _log_ratios(d32, radius, eps, exact_of, owners, n):
 
 
 def _flags(rows, inside, n):
-    out = np.zeros((n, inside.shape[1]), bool)
-    for q in range(inside.shape[1]):
-        out[rows[inside[:, q]], q] = True
-    return out
+    return more.counts(rows, inside, n) > 0
 
 
 def block_pair(
     fake: Block, real: Block, fake_radii, real_radii, realism_radius, kappa, inclusive, panel_rows, partition=None,
     prob_radii=None,
-    strategy: TileStrategy = FLOAT32,
+    strategy: TileStrategy = FLOAT32, balls: more.Balls | None = None,
 ) -> CrossPartial:
     """One fake block × real block, tile by tile (see :func:`largeemb.kernels.tiles.cut_pair`).
 
@@ -197,11 +198,11 @@ def block_pair(
     the full tile. Fake rows that can matter only as a real row's nearest
     fake row (e.g. to real rows in a mode the fake set lacks) go through the
     lighter :func:`~largeemb.kernels.nearest.nearest_tile`. ``prob_radii`` (the common real and fake
-    radii of P-precision and P-recall, or None) widens every row's reach to them.
+    radii of P-precision and P-recall, or None) widens every row's reach to them, as ``balls`` do.
     ``strategy`` computes the tiles (float32 wherever per-sample values or
     P-precision/recall are asked for: those read every entry).
     """
-    reach_f, reach_r = fake_radii.max(axis=1), real_radii.max(axis=1)
+    reach_r, reach_f = more.widened(balls, real_radii.max(axis=1), fake_radii.max(axis=1))
     if prob_radii is not None:
         reach_r, reach_f = np.maximum(reach_r, prob_radii[0]), np.maximum(reach_f, prob_radii[1])
 
@@ -231,7 +232,7 @@ def block_pair(
         res = tile(
             part, taken(real, rows_r), taken_rows(real_right, rows_r), fake_radii[rows_f], real_radii[rows_r],
             realism_radius[rows_r] if samples else None, kappa, inclusive, prob_radii, strategy,
-            ((fake, rows_f), (real, rows_r)),
+            ((fake, rows_f), (real, rows_r)), balls and balls.taken(rows_f, rows_r),
         )
         out.add(res, rows_f, rows_r)
         if samples:
@@ -296,7 +297,7 @@ def block_pair(
 
 def tile(
     fake: Block, real: Block, real_right, fake_radii, real_radii, realism_radius, kappa, inclusive, prob_radii=None,
-    strategy: TileStrategy = FLOAT32, origins=(None, None),
+    strategy: TileStrategy = FLOAT32, origins=(None, None), balls: more.Balls | None = None,
 ) -> CrossPartial:
     """Memberships (and per-sample candidates) of one fake panel × real panel.
 
@@ -305,14 +306,14 @@ def tile(
     scores (radius not above the median), else 0; None to skip per-sample values.
     ``prob_radii``: (real R, fake R) of P-precision and P-recall, or None.
     ``strategy`` computes the tile; ``origins``: the (block, block-local rows)
-    each panel was taken from (:meth:`largeemb.kernels.screen.ScreenedTiles.tile`).
+    each panel was taken from (:meth:`largeemb.kernels.screen.ScreenedTiles.tile`); ``balls``: extra columns.
     """
     samples = realism_radius is not None
     exact_tiles = kappa == 0.0  # tile values are the brute force's squares (Lattice.exact)
     # One error bound per row (per column) that covers every pair in the tile.
     eps_fake = kappa * (fake.sqnorm + real.sqnorm.max())
     eps_real = kappa * (real.sqnorm + fake.sqnorm.max())
-    widest_real, widest_fake = real_radii.max(axis=1), fake_radii.max(axis=1)
+    widest_real, widest_fake = more.widened(balls, real_radii.max(axis=1), fake_radii.max(axis=1))
     if prob_radii is not None:
         widest_real, widest_fake = np.maximum(widest_real, prob_radii[0]), np.maximum(widest_fake, prob_radii[1])
     # Only entries within some ball's reach are read (open_entries: the finite entries of a screened tile, None: all).
@@ -327,7 +328,7 @@ def tile(
     f_rows, r_rows = np.divmod(below(dist, open_entries, up32(reach), True), dist.shape[1])
     d32 = dist[f_rows, r_rows].astype(np.float64)
     recomputed = []
-    exact_real_side = _exact_of(fake, real, f_rows, r_rows, d32, kappa == 0.0, recomputed)
+    exact_real_side = more.remembered(balls, _exact_of(fake, real, f_rows, r_rows, d32, kappa == 0.0, recomputed))
     pair_eps = kappa * (fake.sqnorm[f_rows] + real.sqnorm[r_rows])
     inside = _inside(d32, real_radii[r_rows], pair_eps, exact_real_side, inclusive)
     nk = inside.shape[1]
@@ -336,6 +337,7 @@ def tile(
         _flags(r_rows, inside, real.rows),
         None,
     )
+    out.balls = more.real_side(balls, out, f_rows, r_rows, _inside, d32, pair_eps, exact_real_side)
     if prob_radii is not None:
         prob_fake = _log_ratios(d32, prob_radii[0], pair_eps, exact_real_side, f_rows, fake.rows)
     if samples and exact_tiles:
@@ -355,11 +357,12 @@ def tile(
             reach = np.maximum(reach, np.maximum(near_cut_fake, NEAR_COPY * eps_fake))
     f_rows, r_rows = np.divmod(below(dist, open_entries, up32(reach), False), dist.shape[1])
     d32 = dist[f_rows, r_rows].astype(np.float64)
-    exact_fake_side = _exact_of(fake, real, f_rows, r_rows, d32, kappa == 0.0, recomputed)
+    exact_fake_side = more.remembered(balls, _exact_of(fake, real, f_rows, r_rows, d32, kappa == 0.0, recomputed))
     pair_eps = kappa * (fake.sqnorm[f_rows] + real.sqnorm[r_rows])
     out.real_recalled = _flags(
         r_rows, _inside(d32, fake_radii[f_rows], pair_eps, exact_fake_side, inclusive), real.rows
     )
+    more.fake_side(out.balls, balls, f_rows, r_rows, _inside, d32, pair_eps, exact_fake_side)
     if prob_radii is not None:
         out.prob = ProbPartial(
             *prob_fake, *_log_ratios(d32, prob_radii[1], pair_eps, exact_fake_side, r_rows, real.rows)

@@ -3,8 +3,9 @@ appear in ``metrics.json``.
 
 Each module declares what it needs from the passes and computes its numbers
 from what they found (``base`` says how): ``prdc``, ``fscore``, ``fd``, ``fd_infinity``,
-``authenticity``, ``vendi``, ``ppr``, ``kid``, ``cmmd``, ``memorization``, ``mifid``, ``kad``
-and ``rke``. The pipeline
+``authenticity``, ``vendi``, ``ppr``, ``kid``, ``cmmd``, the k-NN family
+(``clipped``, ``sym_pr``, ``pr_cover``, ``rarity``) and the kernel family (``memorization``,
+``mifid``, ``kad``, ``rke``). The pipeline
 asks for the union of the chosen metrics' needs; ``api.evaluate`` loops over
 :func:`chosen`. Neither names a metric.
 """
@@ -16,6 +17,7 @@ from operator import or_
 
 from largeemb.metrics import (
     authenticity,
+    clipped,
     cmmd,
     fd,
     fd_infinity,
@@ -25,14 +27,20 @@ from largeemb.metrics import (
     memorization,
     mifid,
     ppr,
+    pr_cover,
     prdc,
+    rarity,
     rke,
+    sym_pr,
     vendi,
 )
 from largeemb.metrics.base import Found, Needs, Pass, Value
 
 #: Every metric, in output order (a new metric: its module, and one entry here).
-REGISTRY = (prdc, fscore, fd, fd_infinity, authenticity, vendi, ppr, kid, cmmd, memorization, mifid, kad, rke)
+REGISTRY = (
+    prdc, fscore, fd, fd_infinity, authenticity, vendi, ppr, kid, cmmd, clipped, sym_pr, pr_cover, rarity,
+    memorization, mifid, kad, rke,
+)
 
 __all__ = ["REGISTRY", "Found", "Needs", "Pass", "Value", "chosen", "needs_of"]
 

@@ -23,9 +23,12 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 
 from largeemb.io.store import Source
+from largeemb.kernels.balls import BallPartial
 from largeemb.kernels.cross import CrossPartial
 from largeemb.kernels.moments import Moments
-from largeemb.passes.cross import PerSample
+from largeemb.passes.cross import Ball, PerSample
+
+__all__ = ["Ball", "Found", "InBall", "Needs", "Pass", "Value", "leading"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,11 @@ class Needs:
     prob_radii: tuple[int, Callable] | None = None
     #: Passes of the metric's own, in order.
     passes: tuple[Pass, ...] = ()
+    #: Extra balls the cross pass counts in (each with its own convention): :meth:`Found.ball`.
+    balls: tuple[Ball, ...] = ()
+    #: Real balls (``<=``) whose count of other real rows inside them, per real row, a real × real pass
+    #: finds (:attr:`Found.real_in_real`).
+    real_in_real: tuple[Ball, ...] = ()
 
     def __or__(self, other: Needs) -> Needs:
         """Both metrics' needs: the union of k, roles and passes (in order), the one shell or function asked for."""
@@ -72,7 +80,7 @@ class Needs:
 
 
 #: The fields of Needs that list things (joined as unions); the others name one thing.
-_LISTS = ("k", "unit", "passes")
+_LISTS = ("k", "unit", "passes", "balls", "real_in_real")
 
 
 @dataclass(frozen=True)
@@ -96,12 +104,44 @@ class Found:
     extra: dict = field(default_factory=dict)
     #: The reference directory the real side was read from, if any.
     reference: str | None = None
+    #: The extra balls the cross pass counted in (``Needs.balls`` at a k the radii have), in column order.
+    balls: tuple[Ball, ...] = ()
+    #: Per ``Needs.real_in_real`` ball computed: per real row, the other real rows' balls holding it.
+    real_in_real: dict = field(default_factory=dict)
+
+    def ball(self, ball: Ball) -> InBall | None:
+        """The cross pass's counts in one extra ball (None: not computed, e.g. a reference lacking its k)."""
+        if ball not in self.balls:
+            return None
+        columns = {role: [b for b in self.balls if b.role == role] for role in ("real", "fake")}
+        parts = self.memberships.balls
+        if parts is None:  # every tile pruned away: no pair within reach
+            parts = BallPartial.empty(
+                len(self.memberships.fake_counts), len(self.memberships.real_covered),
+                len(columns["real"]), len(columns["fake"]),
+            )
+        q = columns[ball.role].index(ball)
+        if ball.role == "real":
+            return InBall(parts.real_holds[:, q], parts.fake_in_real[:, q], parts.fake_min_radius[:, q])
+        return InBall(parts.fake_holds[:, q], parts.real_in_fake[:, q])
 
     def radii(self, role: str, k: int) -> np.ndarray | None:
         """One set's radii at ``k`` (None: not computed, e.g. a reference that lacks them)."""
         if k not in self.k:
             return None
         return (self.real_radii if role == "real" else self.fake_radii)[:, self.k.index(k)]
+
+
+@dataclass(frozen=True)
+class InBall:
+    """The cross pass's counts in one extra ball (:meth:`Found.ball`)."""
+
+    #: Per row of the ball's own set: rows of the other set inside its ball.
+    holds: np.ndarray
+    #: Per row of the other set: balls of this column holding it.
+    held_by: np.ndarray
+    #: Real balls only, per fake row: the smallest radius of the real balls holding it (inf: none).
+    min_radius: np.ndarray | None = None
 
 
 def leading(radii: np.ndarray, ks) -> np.ndarray:

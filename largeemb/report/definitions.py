@@ -6,7 +6,10 @@ One home for the names that reports, history tables and gates show or accept.
 from __future__ import annotations
 
 #: Computed once per k (``metrics.json["by_k"]``); the rest once per run.
-PER_K = ("precision", "recall", "density", "coverage", "f1", "f8", "f1_8")
+PER_K = (
+    "precision", "recall", "density", "coverage", "f1", "f8", "f1_8",
+    "clipped_density", "clipped_coverage", "sym_precision", "sym_recall", "rarity_mean",
+)
 #: The four k-NN metrics, all "higher is better": what history, compare and regressions follow.
 CORE = ("precision", "recall", "density", "coverage")
 
@@ -30,6 +33,17 @@ DEFINITIONS = {
     "kid": "kernel inception distance, unbiased MMD² over every pair (0 when alike; lower is better)",
     "kid_subsets_mean": "KID as torch-fidelity averages it over seeded subsets (lower is better)",
     "kid_subsets_std": "spread of KID over those subsets",
+    "clipped_density": "density with real radii clipped at their median and counts at k, over the real rows' own "
+    "(Salvy et al. 2026; at most 1)",
+    "clipped_coverage": "share of each real row's k nearest fake rows inside its ball, calibrated to a share of "
+    "real-like fake rows (Salvy et al. 2026)",
+    "sym_precision": "the lower of precision and the share of fake balls holding a real row "
+    "(Khayatkhoei & AbdAlmageed 2023)",
+    "sym_recall": "the lower of recall and coverage (Khayatkhoei & AbdAlmageed 2023)",
+    "cover_precision": "share of fake rows whose 9-NN ball holds at least 3 real rows (PR-cover, Cheema & Urner 2023)",
+    "cover_recall": "share of real rows whose 9-NN ball holds at least 3 fake rows (PR-cover, Cheema & Urner 2023)",
+    "rarity_mean": "mean over fake rows in some real ball of the smallest such ball's radius "
+    "(rarity score, Han et al. 2023; higher: rarer)",
     "memorization": (
         "share of fake rows nearer their nearest real row than 1/3 of that row's own neighbour distance (copies)"
     ),
