@@ -23,7 +23,10 @@ COMPANIONS = (
 #: Of the k-NN family, PR-cover (radii at k = 9 for both sets) and clipped
 #: density/coverage (a real × real pass) are opt-in: they add 15-17% and
 #: 19-25% CPU to a metrics-only run (scripts/bench_companions.py --family).
-DEFAULT_COMPANIONS = ("fscore", "authenticity", "vendi", "fd_infinity", "sym_precision_recall", "rarity")
+#: The memorisation audit reads only authenticity's per-sample values: on by default with them.
+DEFAULT_COMPANIONS = (
+    "fscore", "authenticity", "vendi", "fd_infinity", "sym_precision_recall", "rarity", "memorization",
+)
 #: How the PCA basis of the plots is fitted: exactly from the streamed float64
 #: moments, or with scikit-learn's IncrementalPCA, block by block.
 PCA_METHODS = ("moments", "incremental")
