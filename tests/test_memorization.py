@@ -116,9 +116,10 @@ def test_worst_copies_lists_the_closest_pairs_from_samples_zarr(tmp_path):
     assert text.startswith("closest fake-real pairs") and "memorization_ratio" in text
 
 
-def test_memorization_needs_per_sample_values_and_is_off_by_default():
+def test_memorization_needs_per_sample_values_and_is_on_by_default():
     real, fake = _sets()["gaussian"]
-    assert "memorization" not in largeemb.evaluate(real, fake, k=3, plots=False).metrics
+    assert "memorization" in largeemb.evaluate(real, fake, k=3, plots=False).metrics
+    assert "memorization" not in largeemb.evaluate(real, fake, k=3, plots=False, samples=False).metrics
     off = largeemb.evaluate(real, fake, k=3, plots=False, samples=False, companions=("memorization",))
     assert "memorization" not in off.metrics
 
