@@ -192,12 +192,30 @@ def finish(nb: Neighbours, own: np.ndarray, take_neighbours, ks: tuple[int, ...]
         windows.append((np.abs(d32 - at) <= 2 * eps) & (nb.idx >= 0))
         below.append((d32 < at - 2 * eps).sum(axis=1))
     need = np.logical_or.reduce(windows)
+    d64, computed = listed_exact(nb, own, take_neighbours, need)
+    radii = np.empty((rows_n, len(ks)))
+    for q, k in enumerate(ks):
+        in_window = np.sort(np.where(windows[q], d64, np.inf), axis=1)
+        radii[:, q] = in_window[np.arange(rows_n), k - below[q]]
+    widest = radii.max(axis=1)
+    # Entries never listed were at or above the row's bound when they were
+    # met, and bounds only fall: so at or above the last bound, or the floor.
+    lowest_rejected = np.minimum(nb.floor, nb.cut).astype(np.float64) - eps[:, 0]
+    proven = (widest * widest <= lowest_rejected) | (widest == 0.0)
+    return radii, np.flatnonzero(~proven), computed
+
+
+def listed_exact(nb: Neighbours, own: np.ndarray, take_neighbours, need: np.ndarray):
+    """float64 distances of the listed entries ``need`` marks (inf elsewhere), and how many pairs that computed.
+
+    Copies inside the block are at exactly 0 (:func:`~largeemb.kernels.distance.copy_labels`); of the rest,
+    one pair per (own row's copy group, neighbour) is computed: identical rows have identical differences.
+    """
+    rows_n = nb.idx.shape[0]
     d64 = np.full(nb.idx.shape, np.inf)
     own_rows, slots = np.nonzero(need)
     neighbours = nb.idx[own_rows, slots]
     label = copy_labels(own)  # identical own rows share a label
-    # Copies inside the block are at exactly 0; of the rest, one pair per
-    # (own row's label, neighbour) is computed: identical rows have identical differences.
     local = neighbours - nb.start
     copy = (local >= 0) & (local < rows_n)
     copy[copy] = label[own_rows[copy]] == label[local[copy]]
@@ -213,13 +231,4 @@ def finish(nb: Neighbours, own: np.ndarray, take_neighbours, ks: tuple[int, ...]
         diff = take_neighbours(neighbours[pick]) - own[own_rows[pick]]
         exact[lo : lo + EXACT_CHUNK] = np.sqrt((diff * diff).sum(axis=1))
     d64[own_rows[rest], slots[rest]] = exact[back]
-    radii = np.empty((rows_n, len(ks)))
-    for q, k in enumerate(ks):
-        in_window = np.sort(np.where(windows[q], d64, np.inf), axis=1)
-        radii[:, q] = in_window[np.arange(rows_n), k - below[q]]
-    widest = radii.max(axis=1)
-    # Entries never listed were at or above the row's bound when they were
-    # met, and bounds only fall: so at or above the last bound, or the floor.
-    lowest_rejected = np.minimum(nb.floor, nb.cut).astype(np.float64) - eps[:, 0]
-    proven = (widest * widest <= lowest_rejected) | (widest == 0.0)
-    return radii, np.flatnonzero(~proven), len(first)
+    return d64, len(first)

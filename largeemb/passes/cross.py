@@ -48,7 +48,10 @@ class RealSettled:
     pairs: int
 
 
-def _cross_task(fake_src, real_src, fb, rb, ctx: PassContext, fake_radii, real_radii, realism_radius, prob_radii):
+def _cross_task(
+    fake_src, real_src, fb, rb, ctx: PassContext, fake_radii, real_radii, realism_radius, prob_radii, fake_split=None,
+    real_split=None,
+):
     one_thread()
     # Nearest rows and realism need every entry of a tile, and P-precision/recall's common
     # radius holds most of them (measured: every screened tile fell back): float32 tiles then.
@@ -56,7 +59,7 @@ def _cross_task(fake_src, real_src, fb, rb, ctx: PassContext, fake_radii, real_r
     fake, real = load_block(fake_src, fb, ctx), load_block(real_src, rb, ctx)
     out = cross.block_pair(
         fake, real, fake_radii, real_radii, realism_radius, ctx.kappa, ctx.inclusive, ctx.panel_rows, ctx.partition,
-        prob_radii, strategy,
+        prob_radii, strategy, None if fake_split is None else (fake_split, real_split),
     )
     note_screening(strategy)
     return out
@@ -64,13 +67,14 @@ def _cross_task(fake_src, real_src, fb, rb, ctx: PassContext, fake_radii, real_r
 
 def cross_graph(
     g: Graph, ctx: PassContext, real_src: Source, fake_src: Source, real_radii, fake_radii, realism_radius=None,
-    prob_radii=None,
+    prob_radii=None, split_rows=None,
 ):
     """Key of the CrossPartial of the whole fake × real pass.
 
     ``realism_radius`` (per real row, 0 where it takes no part) turns on the
     per-sample values; None leaves them out. ``prob_radii`` (the common real
-    and fake radii) turns on P-precision and P-recall.
+    and fake radii) turns on P-precision and P-recall. ``split_rows``: both sets'
+    (fake, real) :class:`~largeemb.kernels.cross_splits.SplitRows` for the standard errors, or None.
     """
     real_blocks = ctx.blocks(real_src)
     fake_blocks = ctx.blocks(fake_src)
@@ -83,12 +87,15 @@ def cross_graph(
     real_src, fake_src, ctx = g.share([real_src, fake_src, ctx])
     real_slices, fake_slices = per_block(real_radii, real_blocks), per_block(fake_radii, fake_blocks)
     realism_slices = per_block(realism_radius, real_blocks)
+    fake_split, real_split = (None, None) if split_rows is None else split_rows
+    fake_split_slices, real_split_slices = per_block(fake_split, fake_blocks), per_block(real_split, real_blocks)
     per_fake = []
     for fb in fake_blocks:
         parts = [
             g.unit(
                 f"tile-{fb.index}-{rb.index}", _cross_task, fake_src, real_src, fb, rb, ctx,
                 fake_slices[fb.index], real_slices[rb.index], realism_slices[rb.index], prob_radii,
+                fake_split_slices[fb.index], real_split_slices[rb.index],
             )
             for rb in real_blocks
         ]
@@ -99,11 +106,13 @@ def cross_graph(
 
 
 def cross_stage(
-    ctx: PassContext, real_src: Source, fake_src: Source, real_radii, fake_radii, realism_radius=None, prob_radii=None
+    ctx: PassContext, real_src: Source, fake_src: Source, real_radii, fake_radii, realism_radius=None, prob_radii=None,
+    split_rows=None,
 ) -> cross.CrossPartial:
     """The fake × real pass: a CrossPartial over all rows."""
     g = Graph("cross")
-    return run(g, cross_graph(g, ctx, real_src, fake_src, real_radii, fake_radii, realism_radius, prob_radii), "cross")
+    keys = cross_graph(g, ctx, real_src, fake_src, real_radii, fake_radii, realism_radius, prob_radii, split_rows)
+    return run(g, keys, "cross")
 
 
 def _settle_fake_task(fake_src, real_src, fb, ctx: PassContext, nearest, realism, realism_radius):

@@ -33,8 +33,9 @@ from largeemb.version import __version__
 #: 5: bf16 screen counts in self-pass states and cross partials; 6: ``.released``
 #: markers, the k-NN pass's largest norm as a unit of its own; 7: a k-NN block's finish
 #: as a TilePass and a float64 chunk's as Radii, not tuples; records moved (Neighbours and
-#: Candidates to kernels.neighbours, Shortlist to kernels.shortlist), screen counts no longer in them).
-FORMAT = 7
+#: Candidates to kernels.neighbours, Shortlist to kernels.shortlist), screen counts no longer in them);
+#: 8: part radii in TilePass and Radii, split totals in CrossPartial (the standard errors).
+FORMAT = 8
 MANIFEST = "manifest.json"
 #: Per-segment content digests of each input, recorded by the moments pass.
 CONTENT = "content.json"
