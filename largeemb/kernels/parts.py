@@ -18,13 +18,14 @@ import numpy as np
 from largeemb.kernels.distance import exact_pairs
 from largeemb.kernels.neighbours import Neighbours, listed_exact
 from largeemb.kernels.shortlist import Shortlist
-from largeemb.kernels.splits import SPLITS, part_radii, split_words
+from largeemb.kernels.splits import SPLITS, part_index, part_radii, split_words
 
 
 def listed_size(k: int) -> int:
-    """Other rows a row lists for its part radii at k: a quarter then holds k of them for nearly every split
-    (as :func:`largeemb.kernels.stderr.listed_radii` starts)."""
-    return 5 * k + 24
+    """Other rows a row lists for its part radii at k. A quarter holds each listed row with chance 1/4, so
+    k of 8k + 24 for all 32 splits but for about 0.3% of rows at k = 5 (5k + 24: 8%, each then a float64
+    pass over the whole set), and fewer at larger k."""
+    return 8 * k + 24
 
 
 def padded(dist: np.ndarray, idx: np.ndarray, own_ids: np.ndarray, n: int, key: int, ks) -> np.ndarray:
@@ -38,8 +39,7 @@ def padded(dist: np.ndarray, idx: np.ndarray, own_ids: np.ndarray, n: int, key: 
     order = np.argsort(dist, axis=1, kind="stable")
     dist, idx = np.take_along_axis(dist, order, axis=1), np.take_along_axis(idx, order, axis=1)
     own = split_words(own_ids, n, key)
-    ids, where = np.unique(np.maximum(idx, 0), return_inverse=True)  # each row's word once
-    words = np.where(idx >= 0, split_words(ids, n, key)[where.reshape(idx.shape)], own[:, None])
+    words = _words(idx, own, n, key)
     pad = max(ks)
     dist = np.concatenate([dist, np.full((rows, pad), np.inf)], axis=1)
     words = np.concatenate([words, np.repeat(own[:, None], pad, axis=1)], axis=1)
@@ -53,24 +53,78 @@ def from_listed(nb: Neighbours, own, take_neighbours, ks, max_sqnorm: float, kap
     """Part radii (rows, len(ks), 64) of a block's rows from their candidate lists, the local rows whose
     radii the lists cannot prove (their values are then meaningless), and the float64 pairs computed.
 
-    Proof as in :func:`largeemb.kernels.neighbours.finish`: rows never listed
-    lie at float32 squared distance >= min(floor, cut), so at true squared
-    distance >= that minus the row's error bound; a radius whose square is
-    at most that is exact. With exact tiles (kappa 0) the listed values are
-    the brute force's squares: the radii are taken on them, then √.
+    With e the row's error bound (true squared distances lie within e of
+    the float32 values v) and t the k-th smallest v among a part's listed
+    rows, the part's true k-th distance T has T² within 3e of t, and rows
+    with v more than 2e from t are surely nearer or farther (the argument of
+    :func:`largeemb.kernels.neighbours.finish`). So listed rows within 4e of
+    some part's t get a float64 distance (one per neighbour, whatever the
+    parts that ask) and the others keep √v: every row then compares with
+    each T as its true distance does, and each part's k-th smallest of these
+    values is its exact radius. Rows never listed lie at float32 squared
+    distance >= min(floor, cut), so at true squared distance >= that minus e:
+    a radius whose square is at most that is exact. With exact tiles (kappa 0)
+    the listed values are the brute force's squares: no float64 at all.
     """
     ids = nb.start + np.arange(len(nb.idx))
-    listed = nb.idx >= 0
     lowest = np.minimum(nb.floor, nb.cut).astype(np.float64)
     if kappa == 0.0:
-        squares = padded(np.where(listed, nb.d32.astype(np.float64), np.inf), nb.idx, ids, n, key, ks)
+        squares = padded(np.where(nb.idx >= 0, nb.d32.astype(np.float64), np.inf), nb.idx, ids, n, key, ks)
         proven = (squares <= lowest[:, None, None]).all(axis=(1, 2))
         return np.sqrt(squares), np.flatnonzero(~proven), 0
-    d64, computed = listed_exact(nb, own, take_neighbours, listed & (nb.idx != ids[:, None]))
-    radii = padded(d64, nb.idx, ids, n, key, ks)
-    bound = lowest - kappa * (nb.sqnorm + max_sqnorm)
+    eps = kappa * (nb.sqnorm + max_sqnorm)
+    d32 = np.where((nb.idx >= 0) & (nb.idx != ids[:, None]), nb.d32.astype(np.float64), np.inf)
+    order = np.argsort(d32, axis=1, kind="stable")  # the row itself and empty slots last
+    d32, idx = np.take_along_axis(d32, order, axis=1), np.take_along_axis(nb.idx, order, axis=1)
+    listed = np.isfinite(d32)
+    own_index = part_index(split_words(ids, n, key))
+    rows, where = np.unique(np.maximum(idx, 0), return_inverse=True)
+    theirs = part_index(split_words(rows, n, key))[where.reshape(idx.shape)]  # (rows, W, 64)
+    same = (theirs == own_index[:, None, :]) & listed[:, :, None]
+    kth = _kth(same, ks)
+    need = np.zeros(idx.shape, bool)
+    for pos, _ in kth:
+        np.put_along_axis(need, pos, True, axis=1)
+    need = _near(need & listed, d32, 4 * eps)
+    d64, computed = listed_exact(nb.start, idx, own, take_neighbours, need)
+    value = np.where(need, d64, np.sqrt(np.maximum(d32, 0.0)))  # float32 squares of copies may be below 0
+    by_value = np.argsort(value, axis=1, kind="stable")
+    value, same = np.take_along_axis(value, by_value, axis=1), np.take_along_axis(same, by_value[:, :, None], axis=1)
+    kth = _kth(same, ks)
+    radii = np.stack([np.where(short, np.inf, np.take_along_axis(value, pos, axis=1)) for pos, short in kth], axis=1)
+    bound = lowest - eps
     proven = ((radii * radii <= bound[:, None, None]) | (radii == 0.0)).all(axis=(1, 2))
     return radii, np.flatnonzero(~proven), computed
+
+
+def _kth(same: np.ndarray, ks) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per k: (rows, 64) positions of each part's k-th listed row (in list order), and whether it has fewer."""
+    seen = np.zeros(same.shape[::2], np.int16)
+    pos = [np.zeros(same.shape[::2], np.int64) for _ in ks]
+    for t in range(same.shape[1]):  # a running count per part (10x faster than cumsum over the middle axis)
+        seen += same[:, t]
+        for k, at in zip(ks, pos):
+            at[(seen == k) & same[:, t]] = t
+    return [(at, seen < k) for k, at in zip(ks, pos)]
+
+
+def _near(marked: np.ndarray, values: np.ndarray, reach: np.ndarray) -> np.ndarray:
+    """Entries of each (sorted) row whose value lies within ``reach`` of a marked entry's."""
+    out = marked.copy()
+    for step in range(1, values.shape[1]):
+        with np.errstate(invalid="ignore"):  # inf - inf past the listed entries: not close
+            close = values[:, step:] - values[:, :-step] <= reach[:, None]  # sorted: farther steps are farther apart
+        if not close.any():
+            break
+        out[:, :-step] |= close & marked[:, step:]
+        out[:, step:] |= close & marked[:, :-step]
+    return out
+
+
+def _words(idx: np.ndarray, own: np.ndarray, n: int, key: int) -> np.ndarray:
+    """Split words of listed rows (each row's once), the row's own where nothing is listed."""
+    rows, where = np.unique(np.maximum(idx, 0), return_inverse=True)
+    return np.where(idx >= 0, split_words(rows, n, key)[where.reshape(idx.shape)], own[:, None])
 
 
 def from_shortlist(pairs: Shortlist, own: np.ndarray, take_set, own_ids: np.ndarray, width: int, ks, n: int, key: int):
