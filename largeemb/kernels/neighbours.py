@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from largeemb.kernels.distance import EXACT_CHUNK, copy_labels
+from largeemb.kernels.distance import CACHED_PAIRS, EXACT_CHUNK, copy_labels
 
 #: Candidates kept per row beyond k+1, so that the float32 order rarely needs
 #: the float64 pass.
@@ -26,8 +26,6 @@ BAND = 8.0
 #: ... but never more than this many; beyond, the first dropped lowers the
 #: floor (the row may then go to the float64 pass).
 MAX_CANDIDATES = 512
-#: Pairs whose float64 difference is taken at once (neighbours are read EXACT_CHUNK at a time).
-CACHED_PAIRS = 512
 
 
 def caps(band: np.ndarray, K: int) -> np.ndarray:
