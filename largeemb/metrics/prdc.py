@@ -64,9 +64,11 @@ def value(found: Found, config) -> Value:
         found.reference,
     )
     if found.split_parts == "missing":
+        k = ",".join(map(str, config.k))
         warnings.append(
-            "the reference holds no part radii (built by an older largeemb): no standard errors of precision, "
-            "recall, density and coverage; rebuild it with `largeemb reference build --force` to have them"
+            f"the reference holds no part radii at k={k} (built by an older largeemb, or for other k): no standard "
+            f"errors of precision, recall, density and coverage; rebuild it with `largeemb reference build --force "
+            f"--k {k}` to have them"
         )
     return Value(by_k=by_k, standard_errors=errors, standard_errors_given_real=given_real, warnings=warnings)
 
