@@ -96,6 +96,13 @@ def test_invariant_over_blocks_panels_and_workers(options, tmp_path):
     assert engine(largeemb.evaluate(*paths, k=K, **options, **FAST)) == base
 
 
+def test_sets_too_small_to_split_say_so():
+    rng = np.random.default_rng(1)
+    got = largeemb.evaluate(rng.standard_normal((40, 3)), rng.standard_normal((23, 3)), k=5, **FAST).to_dict()
+    assert "5" not in got["standard_errors"] and "standard_errors_given_real" not in got
+    assert [w for w in got["warnings"] if "quarter of each set" in w]
+
+
 @pytest.mark.slow
 def test_a_reference_gives_the_standard_errors_of_its_store(write_zarr, tmp_path):
     real, fake = data("duplicates")

@@ -30,8 +30,13 @@ def needs(config, real, fake) -> Needs:
 
     ``LARGEEMB_SPLITS=0`` in the environment leaves the splits out (no standard errors): a switch
     for measuring their cost, not an option."""
-    splits = os.environ.get("LARGEEMB_SPLITS", "1") != "0"
+    splits = os.environ.get("LARGEEMB_SPLITS", "1") != "0" and splittable(config, real, fake)
     return Needs(realism=realism_radii if fake is not None and config.samples else None, splits=splits)
+
+
+def splittable(config, real, fake) -> bool:
+    """Every quarter of each set holds more than k rows: a k-NN radius inside each exists."""
+    return all(src.rows // 4 > max(config.k) for src in (real, fake) if src is not None)
 
 
 def precision(found: Found, q: int) -> float:
@@ -63,6 +68,11 @@ def value(found: Found, config) -> Value:
         leading(found.real_radii, config.k), leading(found.fake_radii, config.k), config.k, config.inclusive,
         found.reference,
     )
+    if found.split_parts is None and not splittable(config, found.real, found.fake):
+        warnings.append(
+            "no standard errors of precision, recall, density and coverage: they need a quarter of each set "
+            f"to hold more than k = {max(config.k)} rows"
+        )
     if found.split_parts == "missing":
         k = ",".join(map(str, config.k))
         warnings.append(
