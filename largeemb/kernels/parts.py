@@ -89,8 +89,12 @@ def from_listed(nb: Neighbours, own, take_neighbours, ks, max_sqnorm: float, kap
     d64, computed = listed_exact(nb.start, idx, own, take_neighbours, need)
     value = np.where(need, d64, np.sqrt(np.maximum(d32, 0.0)))  # float32 squares of copies may be below 0
     by_value = np.argsort(value, axis=1, kind="stable")
-    value, same = np.take_along_axis(value, by_value, axis=1), np.take_along_axis(same, by_value[:, :, None], axis=1)
-    kth = _kth(same, ks)
+    value = np.take_along_axis(value, by_value, axis=1)
+    moved = np.flatnonzero((by_value != np.arange(by_value.shape[1])).any(axis=1))  # rows whose order changed
+    if len(moved):
+        again = _kth(np.take_along_axis(same[moved], by_value[moved][:, :, None], axis=1), ks)
+        for (pos, short), (pos_moved, short_moved) in zip(kth, again):
+            pos[moved], short[moved] = pos_moved, short_moved
     radii = np.stack([np.where(short, np.inf, np.take_along_axis(value, pos, axis=1)) for pos, short in kth], axis=1)
     bound = lowest - eps
     proven = ((radii * radii <= bound[:, None, None]) | (radii == 0.0)).all(axis=(1, 2))
@@ -111,13 +115,16 @@ def _kth(same: np.ndarray, ks) -> list[tuple[np.ndarray, np.ndarray]]:
 def _near(marked: np.ndarray, values: np.ndarray, reach: np.ndarray) -> np.ndarray:
     """Entries of each (sorted) row whose value lies within ``reach`` of a marked entry's."""
     out = marked.copy()
+    rows = np.arange(len(values))  # rows with entries still this close: sorted, so farther steps are farther apart
     for step in range(1, values.shape[1]):
         with np.errstate(invalid="ignore"):  # inf - inf past the listed entries: not close
-            close = values[:, step:] - values[:, :-step] <= reach[:, None]  # sorted: farther steps are farther apart
-        if not close.any():
+            close = values[rows, step:] - values[rows, :-step] <= reach[rows, None]
+        keep = close.any(axis=1)
+        rows, close = rows[keep], close[keep]
+        if not len(rows):
             break
-        out[:, :-step] |= close & marked[:, step:]
-        out[:, step:] |= close & marked[:, :-step]
+        out[rows, :-step] |= close & marked[rows, step:]
+        out[rows, step:] |= close & marked[rows, :-step]
     return out
 
 
