@@ -314,7 +314,7 @@ def build_reference(
         side = passes.real
         write_reference(
             staging, source, passes.context.k, config.metric, side.moments, side.fingerprint, side.radii.values,
-            passes.context.partition,
+            passes.context.partition, passes.context.split_k, side.radii.parts,
         )
     checkpoint.discard(work)
     return load_reference(out)

@@ -25,6 +25,7 @@ from largeemb.io.checks import check_scale
 from largeemb.io.reference import Reference
 from largeemb.io.store import Source
 from largeemb.kernels.cross import CrossPartial
+from largeemb.kernels.cross_splits import SplitRows
 from largeemb.kernels.moments import Moments
 from largeemb.metrics import Found, Needs, needs_of
 from largeemb.metrics.base import leading
@@ -70,6 +71,9 @@ class Passes:
     timings: dict[str, float] = field(default_factory=dict)
     #: The precision tiles ran at and, per pass, the share of screened tile entries recomputed in float32.
     screening: dict = field(default_factory=dict)
+    #: The standard errors' part masks of each set (real, fake), when the cross pass collected
+    #: ``memberships.splits``; "missing" when they were asked for but the real side holds no part radii.
+    split_parts: tuple | str | None = None
 
     def found(self) -> Found:
         """What the metrics are given: the arrays and records of both sets."""
@@ -78,7 +82,7 @@ class Passes:
             real=real.source, fake=fake.source, k=self.context.k, real_moments=real.moments, fake_moments=fake.moments,
             real_radii=real.radii.values, fake_radii=fake.radii.values, memberships=self.memberships,
             per_sample=self.per_sample, prob_radii=self.prob_radii, extra=self.extra, reference=self.reference,
-            balls=self.balls, real_in_real=self.real_in_real,
+            balls=self.balls, real_in_real=self.real_in_real, split_parts=self.split_parts,
         )
 
 
@@ -102,7 +106,10 @@ class ComputedReal:
     def partition(self, real_moments: Moments, ctx: PassContext, config: EvaluateConfig):
         return prune.partition_stage(self.source, real_moments, ctx.centre, config.metric, config.seed)
 
-    def radii(self, k: tuple[int, ...]) -> Radii | None:
+    def has_splits(self, k: tuple[int, ...]) -> bool:
+        return True
+
+    def radii(self, k: tuple[int, ...], split_k: tuple[int, ...] = ()) -> Radii | None:
         return None  # the radii stage computes them
 
 
@@ -137,8 +144,11 @@ class StoredReal:
     def partition(self, real_moments: Moments, ctx: PassContext, config: EvaluateConfig):
         return self.reference.partition()
 
-    def radii(self, k: tuple[int, ...]) -> Radii:
-        return Radii(self.reference.radii(k), 0)
+    def has_splits(self, k: tuple[int, ...]) -> bool:
+        return all(x in self.reference.split_k for x in k)
+
+    def radii(self, k: tuple[int, ...], split_k: tuple[int, ...] = ()) -> Radii:
+        return Radii(self.reference.radii(k), 0, parts=self.reference.parts(split_k) if split_k else None)
 
 
 class KnownReal:
@@ -151,6 +161,7 @@ class KnownReal:
     def __init__(self, passes: Passes):
         self.source, self._set = passes.real.source, passes.real
         self._k, self._partition = passes.context.k, passes.context.partition
+        self._split_k = passes.context.split_k
 
     @property
     def fingerprint(self) -> str:
@@ -169,10 +180,14 @@ class KnownReal:
     def partition(self, real_moments: Moments, ctx: PassContext, config: EvaluateConfig):
         return self._partition
 
-    def radii(self, k: tuple[int, ...]) -> Radii:
+    def has_splits(self, k: tuple[int, ...]) -> bool:
+        return all(x in self._split_k for x in k)
+
+    def radii(self, k: tuple[int, ...], split_k: tuple[int, ...] = ()) -> Radii:
         columns = [self._k.index(x) for x in k]
         found = self._set.radii
-        return dataclasses.replace(found, values=found.values[:, columns])
+        parts = found.parts[:, [self._split_k.index(x) for x in split_k]] if split_k else None
+        return dataclasses.replace(found, values=found.values[:, columns], parts=parts)
 
 
 def _shells(needs: Needs) -> dict | None:
@@ -180,11 +195,13 @@ def _shells(needs: Needs) -> dict | None:
 
 
 def context_of(
-    config: EvaluateConfig, real_moments: Moments, partition=None, k=None, fake_moments: Moments | None = None
+    config: EvaluateConfig, real_moments: Moments, partition=None, k=None, fake_moments: Moments | None = None,
+    split_k: tuple[int, ...] = (),
 ) -> PassContext:
     """The context every distance pass shares: float32 work is centred on the real set's metric mean.
 
-    ``k``: the neighbour counts the radii are computed for (default the config's).
+    ``k``: the neighbour counts the radii are computed for (default the config's);
+    ``split_k``: those the part radii of the standard errors are found for (none by default).
     Euclidean sets on a coarse enough lattice (both sets', when there is a
     fake one) get exact tiles, centred on 0 (:meth:`Lattice.exact`).
     """
@@ -202,6 +219,7 @@ def context_of(
         inclusive=config.inclusive,
         partition=partition,
         precision=resolve_precision(config.precision),
+        split_k=tuple(split_k),
     )
 
 
@@ -245,13 +263,17 @@ def run_passes(
     if fake is not None:
         check_scale(real_set.moments, fake_set.moments, real, fake)
 
-    ctx = context_of(config, real_set.moments, k=k, fake_moments=fake_set.moments if fake_set is not None else None)
+    # The standard errors' part radii at the config's k, when the real side has (or computes) them.
+    split_k = config.k if needs.splits and side.has_splits(config.k) else ()
+    ctx = context_of(
+        config, real_set.moments, k=k, fake_moments=fake_set.moments if fake_set is not None else None, split_k=split_k
+    )
     if config.prune:
         with timed(timings, "partition"):
             ctx = dataclasses.replace(ctx, partition=side.partition(real_set.moments, ctx, config))
 
     # The float32 tile pass, then the float64 pass for the rows it could not prove.
-    real_set.radii = side.radii(k)
+    real_set.radii = side.radii(k, split_k)
     own = [s for s in sets if s.radii is None]
     sources, roles = [s.source for s in own], tuple(s.role for s in own)
     with timed(timings, "radii"):
@@ -275,10 +297,19 @@ def run_passes(
         at, radius = k.index(needs.prob_radii[0]), needs.prob_radii[1]
         passes.prob_radii = (radius(real_set.radii.values[:, at]), radius(fake_set.radii.values[:, at]))
     realism = needs.realism(real_radii[:, 0]) if needs.realism is not None else None
+    split_rows = None
+    if split_k:
+        split_rows = (
+            SplitRows.of(fake_set.radii.parts, knn.split_key("fake")),
+            SplitRows.of(real_set.radii.parts, knn.split_key("real")),
+        )
+        passes.split_parts = (split_rows[1].parts, split_rows[0].parts)
+    elif needs.splits:
+        passes.split_parts = "missing"
     passes.balls, balls = cross.ball_columns(needs.balls, k, real_set.radii.values, fake_set.radii.values)
     with timed(timings, "cross"):
         passes.memberships = cross.cross_stage(
-            ctx, real, fake, real_radii, fake_radii, realism, passes.prob_radii, balls
+            ctx, real, fake, real_radii, fake_radii, realism, passes.prob_radii, balls, split_rows
         )
     own = [b for b in needs.real_in_real if b.k in k]
     if own:
@@ -310,7 +341,9 @@ def float64_work(passes: Passes) -> dict:
     pass's finish re-checked; ``radii_float64``: rows the tile pass left
     unproven and the pairs the float64 pass computed for them; ``cross``:
     memberships and per-sample candidates decided from float64 rows;
-    ``samples``: pairs the settle pass computed.
+    ``samples``: pairs the settle pass computed. ``part_radii`` (with standard
+    errors): pairs the part radii took from the candidate lists, and rows whose
+    lists were short, served by the float64 pass (both within ``radii``/``radii_float64``'s times).
     """
     sides = {role: side.radii for role, side in (("real", passes.real), ("fake", passes.fake)) if side is not None}
     out = {
@@ -321,6 +354,11 @@ def float64_work(passes: Passes) -> dict:
             **{f"{role}_pairs": int(r.float64_pairs) for role, r in sides.items()},
         },
     }
+    if passes.context.split_k:
+        out["part_radii"] = {
+            **{f"{role}_pairs": int(r.parts_pairs) for role, r in sides.items()},
+            **{f"{role}_float64_rows": int(r.parts_rows) for role, r in sides.items()},
+        }
     if passes.memberships is not None:
         out["cross"] = {"pairs": int(passes.memberships.float64_pairs)}
     if passes.per_sample is not None:

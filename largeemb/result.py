@@ -55,6 +55,8 @@ class EvaluationResult:
     details: dict = field(default_factory=dict)
     #: Sampling standard errors, as the metrics give them (see :meth:`standard_errors`).
     sampling_errors: dict = field(default_factory=dict)
+    #: Standard errors given the real set (see :meth:`standard_errors_given_real`).
+    sampling_errors_given_real: dict = field(default_factory=dict)
     #: Streamed float64 moments of each set as stored (mean, covariance).
     real_moments: Moments | None = field(default=None, repr=False)
     fake_moments: Moments | None = field(default=None, repr=False)
@@ -77,6 +79,7 @@ class EvaluationResult:
             merged.metrics.update(value.metrics)
             merged.details.update(value.details)
             merged.standard_errors.update(value.standard_errors)
+            merged.standard_errors_given_real.update(value.standard_errors_given_real)
             merged.rows.update(value.rows)
             merged.warnings += value.warnings
         merged.details["screening"] = passes.screening
@@ -112,6 +115,7 @@ class EvaluationResult:
             rows=merged.rows,
             details=merged.details,
             sampling_errors=merged.standard_errors,
+            sampling_errors_given_real=merged.standard_errors_given_real,
             real_moments=real.moments,
             fake_moments=fake.moments,
             projection=passes.projection,
@@ -141,14 +145,18 @@ class EvaluationResult:
         return self.rows.get(rarity.ROWS)
 
     def standard_errors(self) -> dict:
-        """Sampling standard errors of the metrics, per k and per metric.
+        """Sampling standard errors of the metrics, per k and per metric, with both sets samples.
 
-        Conditional on the radii (the real and fake balls are held fixed):
-        binomial for precision, recall and coverage from the per-row flags,
-        and the standard error of the mean per-fake ball count over k for
-        density; each metric's own for the others (authenticity, KID).
+        Precision, recall, density and coverage: from random halves and
+        quarters of both sets (:mod:`largeemb.kernels.splits`), radii and
+        rows alike resampled; each metric's own for the others (authenticity, KID).
         """
         return dict(self.sampling_errors)
+
+    def standard_errors_given_real(self) -> dict:
+        """Standard errors of precision, recall, density and coverage per k with the real set (or
+        reference) held fixed: what a comparison of fake sets against one real set needs."""
+        return dict(self.sampling_errors_given_real)
 
     def add_timings(self, timings: dict[str, float]) -> None:
         """Add the times of a later stage (the plots) and count them in the total."""
@@ -163,6 +171,7 @@ class EvaluationResult:
             "by_k": {str(k): v for k, v in self.by_k.items()},
             "standard_errors": self.standard_errors(),
             **self.classes,
+            **({"standard_errors_given_real": g} if (g := self.standard_errors_given_real()) else {}),
             "real": self.real,
             "fake": self.fake,
             "params": self.params,

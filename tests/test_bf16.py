@@ -247,7 +247,10 @@ def test_screening_on_lattice_data_changes_nothing(block_rows):
     assert got.to_dict()["details"]["screening"]["radii_real"]["entries"] > 0
 
 
-def test_metrics_only_run_is_screened_and_shares_are_recorded():
+def test_metrics_only_run_is_screened_and_shares_are_recorded(monkeypatch):
+    # The radii's own screening: the standard errors' longer lists (8k + 24 rows) put the cuts of these
+    # 1,000-row blocks so far out that most entries are rechecked (tests/test_standard_errors_engine.py).
+    monkeypatch.setenv("LARGEEMB_SPLITS", "0")
     real, fake = mixture(2000, 32, 3, modes=1), mixture(1800, 32, 4, modes=1)
     options = dict(k=3, block_rows=1000, plots=False, samples=False, companions=())
     got = largeemb.evaluate(real, fake, precision="bf16-emulated", **options)

@@ -46,7 +46,7 @@ def test_a_reference_keeps_what_any_metric_may_need_of_the_real_set():
 def test_an_evaluate_asks_only_for_the_chosen_metrics():
     real, fake = shape(5000, 32), shape(4000, 32)
     bare = needs_of(EvaluateConfig(companions=(), samples=False), real, fake)
-    assert bare == Needs()
+    assert bare == Needs(splits=True)  # precision, recall, density, coverage: their standard errors' splits
     assert needs_of(EvaluateConfig(companions=()), real, fake).realism is prdc.realism_radii  # per-sample values
     every = needs_of(EvaluateConfig(companions=COMPANIONS, kid=True, kid_subsets=3, kid_subset_size=100), real, fake)
     assert every.k == (1, 4, 9) and every.unit == ("real", "fake") and every.prob_radii[0] == 4
@@ -80,7 +80,8 @@ def test_numbers_reach_metrics_json_in_registry_order():
         "memorization", "mifid", "kad", "rke_real", "rke_fake",
     ]
     assert list(out["by_k"]) == ["3", "2"] and all(list(v) == per_k for v in out["by_k"].values())
-    assert list(out["standard_errors"]) == ["conditional_on", "3", "2", "authenticity", "kid", "memorization"]
+    assert list(out["standard_errors"]) == ["3", "2", "authenticity", "kid", "memorization"]
+    assert list(out["standard_errors_given_real"]) == ["3", "2"]
     assert list(out["details"]) == [
         "fd_infinity", "p_precision_recall", "kid_se", "kid_subsets", "cmmd",
         "clipped_density_coverage", "sym_precision_recall", "pr_cover", "memorization", "mifid", "kad", "rke",

@@ -57,14 +57,15 @@ def test_means_reproduce_the_metrics():
     assert np.mean(result.real_nearest_dist < result.real_radii[:, 0]) == result.by_k[4]["coverage"]
 
 
-def test_standard_errors_are_binomial_and_mean_based():
+def test_standard_errors_given_the_real_set_are_iid_for_precision_and_density():
+    """Given the real set, precision and density are means of per-fake-row values (the splits give the
+    others, and both standard errors: tests/test_standard_errors_engine.py)."""
     real, fake = mixture(1400, 10, 5), mixture(1000, 10, 6, keep=3)
     result = largeemb.evaluate(real, fake, k=5)
-    se = result.to_dict()["standard_errors"]
-    p = result.metrics["precision"]
-    assert se["5"]["precision"] == pytest.approx(np.sqrt(p * (1 - p) / 1000))
+    se = result.to_dict()["standard_errors_given_real"]
+    flags = (result.fake_counts[:, 0] > 0).astype(float)
+    assert se["5"]["precision"] == pytest.approx(np.std(flags, ddof=1) / np.sqrt(1000))
     assert se["5"]["density"] == pytest.approx(np.std(result.fake_counts[:, 0] / 5, ddof=1) / np.sqrt(1000))
-    assert se["conditional_on"] == "k-NN radii"
 
 
 def test_samples_can_be_left_out():

@@ -26,10 +26,13 @@ REFERENCE_FILE = "reference.json"
 RADII_STORE = "radii.zarr"
 MOMENTS_FILE = "moments.npz"
 PARTITION_FILE = "partition.npz"
+#: The part radii of the standard errors (:mod:`largeemb.kernels.splits`): (rows, len(split_k), 64).
+PARTS_STORE = "part_radii.zarr"
 #: Everything a reference consists of, its commit mark first.
-REFERENCE_FILES = (REFERENCE_FILE, RADII_STORE, MOMENTS_FILE, PARTITION_FILE)
+REFERENCE_FILES = (REFERENCE_FILE, RADII_STORE, MOMENTS_FILE, PARTITION_FILE, PARTS_STORE)
 KIND = "largeemb-reference"
-SCHEMA_VERSION = 1
+#: 2: part radii (``split_k``, PARTS_STORE) for the standard errors; a version 1 reference is read without them.
+SCHEMA_VERSION = 2
 
 
 def is_reference(obj) -> bool:
@@ -65,6 +68,8 @@ class Reference:
     metric: str
     fingerprint: str
     created_utc: str
+    #: The k whose part radii it holds (empty: built before version 2, or without them).
+    split_k: tuple[int, ...] = ()
 
     def radii(self, ks: tuple[int, ...]) -> np.ndarray:
         """Stored radii for the requested k, as a (rows, len(ks)) float64 array."""
@@ -79,6 +84,13 @@ class Reference:
             )
         stored = zarr.open_array(os.path.join(self.path, RADII_STORE), mode="r")[...]
         return stored[:, [self.k.index(k) for k in ks]]
+
+    def parts(self, ks: tuple[int, ...]) -> np.ndarray:
+        """Stored part radii for these k (all in ``split_k``), as (rows, len(ks), 64) float64."""
+        import zarr
+
+        stored = zarr.open_array(os.path.join(self.path, PARTS_STORE), mode="r")
+        return np.stack([stored[:, self.split_k.index(k)] for k in ks], axis=1)
 
     def moments(self) -> Moments:
         with _open(self.path, MOMENTS_FILE) as fh, np.load(fh, allow_pickle=False) as saved:
@@ -113,6 +125,7 @@ class Reference:
             RADII_STORE: "radii per k",
             MOMENTS_FILE: "float64 mean/covariance sums: FD, and the exact PCA basis of the plots",
             PARTITION_FILE: "principal axes and centroids that prune tile work",
+            PARTS_STORE: "part radii per k: the standard errors",
         }
         found = os.path.exists(self.source.location) or "://" in self.source.location
         return {
@@ -158,11 +171,12 @@ def load_reference(path: str, open_store: bool = True) -> Reference:
         src = meta["source"]
         location, array_path, fingerprint = src["location"], src["array_path"], src["fingerprint"]
         k, metric, created = tuple(int(x) for x in meta["k"]), str(meta["metric"]), meta["created_utc"]
+        split_k = tuple(int(x) for x in meta.get("split_k", ()))
     except (KeyError, TypeError, ValueError) as exc:
         raise _damaged(path, REFERENCE_FILE, f"lacks {exc}" if isinstance(exc, KeyError) else str(exc)) from None
     if not open_store:
         source = Source(location, array_path, src["rows"], src["dim"], src["dtype"], role="real")
-        return Reference(path, source, k, metric, fingerprint, created)
+        return Reference(path, source, k, metric, fingerprint, created, split_k)
     if "://" not in location and not os.path.exists(location):
         raise InputError(
             f"the reference's source (the real set it was built from) is not found at {location}",
@@ -170,7 +184,7 @@ def load_reference(path: str, open_store: bool = True) -> Reference:
             f"move it back, or point the reference at its new place with `largeemb reference move {path} NEW_PATH`",
         )
     source = open_source(location, array_path or None, role="real")
-    reference = Reference(path, source, k, metric, fingerprint, created)
+    reference = Reference(path, source, k, metric, fingerprint, created, split_k)
     _check_files(reference)
     return reference
 
@@ -204,6 +218,13 @@ def _check_files(ref: Reference) -> None:
         or moments.count != ref.source.rows
     ):
         raise _damaged(ref.path, MOMENTS_FILE, f"does not match the store's {ref.source.rows} rows × {ref.source.dim}")
+    if ref.split_k:
+        try:
+            shape = tuple(zarr.open_array(os.path.join(ref.path, PARTS_STORE), mode="r").shape)
+        except Exception as exc:
+            raise _damaged(ref.path, PARTS_STORE, f"cannot be read ({type(exc).__name__})") from None
+        if shape != (ref.source.rows, len(ref.split_k), 64):
+            raise _damaged(ref.path, PARTS_STORE, f"has shape {shape}, not ({ref.source.rows}, {len(ref.split_k)}, 64)")
     try:
         ref.partition()
     except Exception as exc:
@@ -246,9 +267,12 @@ RADII_CHUNK_ROWS = 65536
 
 
 def write_reference(
-    staging, source: Source, k, metric: str, moments: Moments, fingerprint: str, radii, partition
+    staging, source: Source, k, metric: str, moments: Moments, fingerprint: str, radii, partition, split_k=(),
+    parts=None,
 ) -> None:
-    """Write a reference's files into ``staging`` (an :class:`largeemb.io.output.Staging`), ``reference.json`` last."""
+    """Write a reference's files into ``staging`` (an :class:`largeemb.io.output.Staging`), ``reference.json`` last.
+
+    ``parts``: the part radii (rows, len(split_k), 64) of the standard errors, or None."""
     import zarr
 
     location = source.location if "://" in source.location else os.path.abspath(source.location)
@@ -259,6 +283,7 @@ def write_reference(
             **source.describe(), "location": location, "array_path": source.array_path, "fingerprint": fingerprint,
         },
         "k": list(k),
+        "split_k": list(split_k) if parts is not None else [],
         "metric": metric,
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
@@ -266,6 +291,12 @@ def write_reference(
         staging.file(RADII_STORE), shape=radii.shape, dtype="float64", chunks=(RADII_CHUNK_ROWS, radii.shape[1])
     )
     arr[...] = radii
+    if parts is not None:
+        stored = zarr.create_array(
+            staging.file(PARTS_STORE), shape=parts.shape, dtype="float64",
+            chunks=(RADII_CHUNK_ROWS // 16, parts.shape[1], parts.shape[2]),
+        )
+        stored[...] = parts
     extra = {} if moments.metric_s2 is None else {"metric_shift": moments.metric_shift, "metric_s2": moments.metric_s2}
     if moments.unit_s2 is not None:  # the Vendi score of the real set
         extra["unit_s2"] = moments.unit_s2

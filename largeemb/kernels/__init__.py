@@ -8,10 +8,12 @@ bound and exact float64 re-checks; ``bf16`` rounds operands to bfloat16 and
 ``tiles`` cuts block pairs into tiles and ``prune`` gives the group bounds
 that skip work. The self pass: ``knn`` (tiles into candidates), ``neighbours``
 (a block's candidate lists, their merges and exact radii), ``resolve`` (the
-float64 resolution of unproven rows). The cross pass: ``cross``
-(memberships), ``nearest`` (per-sample shortlists), ``settle`` (exact
-per-sample values), ``balls`` (the k-NN family's extra ball columns, each
-with its own convention, and the counts in them); ``shortlist`` is the pairs both passes keep. ``moments``:
+float64 resolution of unproven rows), ``parts`` (each row's exact part radii
+for the standard errors). The cross pass: ``cross`` (memberships, decided
+pair by pair in ``membership``), ``cross_splits`` (the standard errors' split
+totals), ``balls`` (the k-NN family's extra ball columns, each with its own
+convention, and the counts in them), ``nearest`` (per-sample shortlists),
+``settle`` (exact per-sample values); ``shortlist`` is the pairs both passes keep. ``moments``:
 the streamed float64 moments and FD; ``highdim``: the dim × dim steps through
 the rows of a set with fewer rows than dims; ``kid``: KID's sums; ``pairs``:
 the kernel companions' every-pair tiles (Gaussian sums, distance selection, |cos|). Standard

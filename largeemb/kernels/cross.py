@@ -17,9 +17,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from largeemb.kernels import balls as more
-from largeemb.kernels.distance import Block, exact_pairs
+from largeemb.kernels import cross_splits
+from largeemb.kernels.distance import Block
+from largeemb.kernels.membership import exact_of as _exact_of
+from largeemb.kernels.membership import inside as _inside
 from largeemb.kernels.nearest import NEAR_COPY, nearest_exact, nearest_tile, realism_shortlist
-from largeemb.kernels.roundoff import UNIT_ROUNDOFF64, up32
+from largeemb.kernels.roundoff import up32
 from largeemb.kernels.screen import FLOAT32, TileStrategy, below
 from largeemb.kernels.shortlist import Shortlist
 from largeemb.kernels.tiles import cut_pair, parted, taken, taken_rows, tile_rows
@@ -85,12 +88,16 @@ class CrossPartial:
     prob: ProbPartial | None = None
     float64_pairs: int = 0
     balls: more.BallPartial | None = None  # counts in the k-NN family's extra balls (kernels/balls.py)
+    #: Per split k, the :class:`~largeemb.kernels.splits.SplitCounts` of the standard errors (None: not asked for).
+    splits: list | None = None
 
     def _merged_lists(self, other, out, how: str):
         out.float64_pairs = self.float64_pairs + other.float64_pairs
         if self.prob is not None:
             out.prob = getattr(self.prob, how)(other.prob)
         out.balls = more.merged(self, other, how)
+        if self.splits is not None:
+            out.splits = getattr(cross_splits, how)(self.splits, other.splits)
         if self.fake_nearest is not None:
             out.fake_nearest = (self.fake_nearest + other.fake_nearest).best(1)
             out.fake_realism = (self.fake_realism + other.fake_realism).for_max()
@@ -106,6 +113,8 @@ class CrossPartial:
         if self.prob is not None:
             self.prob.add(tile.prob, fake_rows, real_rows)
         more.fold(self, tile, fake_rows, real_rows)
+        if self.splits is not None:
+            cross_splits.add(self.splits, tile.splits, fake_rows, real_rows)
 
     def merge_real_blocks(self, other: CrossPartial) -> CrossPartial:
         """Same fake rows, two disjoint runs of real rows (self's first)."""
@@ -130,29 +139,6 @@ class CrossPartial:
             ),
             "merge_fake_blocks",
         )
-
-
-def _inside(d32, radii, eps, exact_of, inclusive):
-    """Membership of candidate pairs in balls of the given radii, per k.
-
-    ``d32``: float32 squared distances (as float64); ``radii``: (pairs, nk);
-    ``eps``: per-pair float32 error bound; ``exact_of(pairs)``: float64 distances.
-    r² is itself rounded (r is the rounded √ of a square): pairs within 4
-    float64 roundoffs of it are decided by ``exact_of`` too, which matters
-    when eps is 0 (exact tiles: a pair tied with the radius must compare as
-    the brute force compares r with r, never as D with fl(r)²).
-    """
-    r2 = radii * radii
-    d = d32[:, None]
-    sure_in = d + eps[:, None] < r2 * (1 - 4 * UNIT_ROUNDOFF64)
-    unsure = ~sure_in & ~(d - eps[:, None] > r2 * (1 + 4 * UNIT_ROUNDOFF64))
-    inside = sure_in
-    pairs = np.flatnonzero(unsure.any(axis=1))
-    if len(pairs):
-        exact = exact_of(pairs)[:, None]
-        decided = np.where(inclusive, exact <= radii[pairs], exact < radii[pairs])  # one bool, or one per column
-        inside[pairs] = np.where(unsure[pairs], decided, sure_in[pairs])
-    return inside
 
 
 def _log_ratios(d32, radius, eps, exact_of, owners, n):
@@ -184,7 +170,7 @@ def _flags(rows, inside, n):
 def block_pair(
     fake: Block, real: Block, fake_radii, real_radii, realism_radius, kappa, inclusive, panel_rows, partition=None,
     prob_radii=None,
-    strategy: TileStrategy = FLOAT32, balls: more.Balls | None = None,
+    strategy: TileStrategy = FLOAT32, balls: more.Balls | None = None, split_rows=None,
 ) -> CrossPartial:
     """One fake block × real block, tile by tile (see :func:`largeemb.kernels.tiles.cut_pair`).
 
@@ -200,9 +186,11 @@ def block_pair(
     lighter :func:`~largeemb.kernels.nearest.nearest_tile`. ``prob_radii`` (the common real and fake
     radii of P-precision and P-recall, or None) widens every row's reach to them, as ``balls`` do.
     ``strategy`` computes the tiles (float32 wherever per-sample values or
-    P-precision/recall are asked for: those read every entry).
+    P-precision/recall are asked for: those read every entry). ``split_rows``: the
+    blocks' (fake, real) :class:`~largeemb.kernels.cross_splits.SplitRows` (None: no standard errors).
     """
     reach_r, reach_f = more.widened(balls, real_radii.max(axis=1), fake_radii.max(axis=1))
+    reach_f, reach_r = cross_splits.reach(split_rows, reach_f, reach_r)
     if prob_radii is not None:
         reach_r, reach_f = np.maximum(reach_r, prob_radii[0]), np.maximum(reach_f, prob_radii[1])
 
@@ -219,6 +207,7 @@ def block_pair(
     )
     if prob_radii is not None:
         out.prob = ProbPartial.empty(fake.rows, real.rows)
+    out.splits = cross_splits.empty(split_rows, real.rows, fake.rows)
     real_right = real.right()
     samples = realism_radius is not None
     lists = {"fake_nearest": [], "fake_realism": [], "real_nearest": []}
@@ -233,6 +222,7 @@ def block_pair(
             part, taken(real, rows_r), taken_rows(real_right, rows_r), fake_radii[rows_f], real_radii[rows_r],
             realism_radius[rows_r] if samples else None, kappa, inclusive, prob_radii, strategy,
             ((fake, rows_f), (real, rows_r)), balls and balls.taken(rows_f, rows_r),
+            cross_splits.taken(split_rows, rows_f, rows_r),
         )
         out.add(res, rows_f, rows_r)
         if samples:
@@ -297,7 +287,7 @@ def block_pair(
 
 def tile(
     fake: Block, real: Block, real_right, fake_radii, real_radii, realism_radius, kappa, inclusive, prob_radii=None,
-    strategy: TileStrategy = FLOAT32, origins=(None, None), balls: more.Balls | None = None,
+    strategy: TileStrategy = FLOAT32, origins=(None, None), balls: more.Balls | None = None, split_rows=None,
 ) -> CrossPartial:
     """Memberships (and per-sample candidates) of one fake panel × real panel.
 
@@ -306,7 +296,8 @@ def tile(
     scores (radius not above the median), else 0; None to skip per-sample values.
     ``prob_radii``: (real R, fake R) of P-precision and P-recall, or None.
     ``strategy`` computes the tile; ``origins``: the (block, block-local rows)
-    each panel was taken from (:meth:`largeemb.kernels.screen.ScreenedTiles.tile`); ``balls``: extra columns.
+    each panel was taken from (:meth:`largeemb.kernels.screen.ScreenedTiles.tile`); ``balls``: extra columns;
+    ``split_rows``: the tile's (fake, real) :class:`~largeemb.kernels.cross_splits.SplitRows`, or None.
     """
     samples = realism_radius is not None
     exact_tiles = kappa == 0.0  # tile values are the brute force's squares (Lattice.exact)
@@ -316,6 +307,7 @@ def tile(
     widest_real, widest_fake = more.widened(balls, real_radii.max(axis=1), fake_radii.max(axis=1))
     if prob_radii is not None:
         widest_real, widest_fake = np.maximum(widest_real, prob_radii[0]), np.maximum(widest_fake, prob_radii[1])
+    widest_fake, widest_real = cross_splits.reach(split_rows, widest_fake, widest_real)
     # Only entries within some ball's reach are read (open_entries: the finite entries of a screened tile, None: all).
     row_cut, col_cut = up32(widest_fake * widest_fake + eps_fake), up32(widest_real * widest_real + eps_real)
     dist, open_entries = strategy.tile(fake, real_right, row_cut, col_cut, *origins)
@@ -338,6 +330,8 @@ def tile(
         None,
     )
     out.balls = more.real_side(balls, out, f_rows, r_rows, _inside, d32, pair_eps, exact_real_side)
+    out.splits = cross_splits.real_side(split_rows, real.rows, fake.rows, f_rows, r_rows, d32, pair_eps,
+                                        exact_real_side, inclusive)
     if prob_radii is not None:
         prob_fake = _log_ratios(d32, prob_radii[0], pair_eps, exact_real_side, f_rows, fake.rows)
     if samples and exact_tiles:
@@ -363,6 +357,7 @@ def tile(
         r_rows, _inside(d32, fake_radii[f_rows], pair_eps, exact_fake_side, inclusive), real.rows
     )
     more.fake_side(out.balls, balls, f_rows, r_rows, _inside, d32, pair_eps, exact_fake_side)
+    cross_splits.fake_side(out.splits, split_rows, f_rows, r_rows, d32, pair_eps, exact_fake_side, inclusive)
     if prob_radii is not None:
         out.prob = ProbPartial(
             *prob_fake, *_log_ratios(d32, prob_radii[1], pair_eps, exact_fake_side, r_rows, real.rows)
@@ -381,20 +376,3 @@ def tile(
         )
     out.float64_pairs = sum(recomputed)
     return out
-
-
-def _exact_of(fake: Block, real: Block, f_rows, r_rows, d32, exact_tiles: bool, recomputed: list):
-    """float64 distances of chosen candidate pairs (indices into f_rows/r_rows/d32).
-
-    With exact tiles (kappa 0, :meth:`largeemb.kernels.moments.Lattice.exact`)
-    √ of the tile value *is* the brute force's distance, so no row is read;
-    else the pairs' float64 rows are subtracted, and their count recorded.
-    """
-
-    def exact_of(sel):
-        if exact_tiles:
-            return np.sqrt(d32[sel])
-        recomputed.append(len(sel))
-        return exact_pairs(fake.exact, real.exact, f_rows[sel], r_rows[sel])
-
-    return exact_of

@@ -203,3 +203,37 @@ class SplitCounts:
             self.recall | other.recall,
             self.density + other.density,
         )
+
+
+def part_index(words: np.ndarray) -> np.ndarray:
+    """``(rows, 64)`` uint8: the row's part at each split bit: its half (0-1) at bit h, its quarter (0-3) at 32 + h."""
+    quarter = ((words[:, None] >> (2 * np.arange(SPLITS, dtype=np.uint64))) & np.uint64(3)).astype(np.uint8)
+    return np.concatenate([quarter >> 1, quarter], axis=1)
+
+
+def packed(inside_bits: np.ndarray) -> np.ndarray:
+    """(pairs, 64) bools (column h: bit h) as one uint64 word per pair."""
+    return np.packbits(inside_bits, axis=1, bitorder="little").view("<u8")[:, 0].astype(np.uint64)
+
+
+def _or_at(target: np.ndarray, rows: np.ndarray, words: np.ndarray) -> None:
+    np.bitwise_or.at(target, rows, words)
+
+
+def fold_real_pairs(counts: SplitCounts, f, r, words, fake_parts, real_parts, fake_index, real_index) -> None:
+    """:meth:`SplitCounts.add_real_balls` for sparse pairs: fake row ``f[i]`` lies in real row ``r[i]``'s part
+    balls ``words[i]`` (pairs with no bit set may be left out). ``*_parts``/``*_index``: :func:`part_masks`,
+    :func:`part_index` of the rows ``f``, ``r`` index (the same rows as ``counts``)."""
+    for p in range(4):
+        _or_at(counts.precision[:, p], f, words & real_parts[r, p])
+        _or_at(counts.coverage[:, p], r, words & fake_parts[f, p])
+    pair, bit = np.nonzero(np.unpackbits(words[:, None].astype("<u8").view(np.uint8), axis=1, bitorder="little"))
+    # Each split bit puts a pair in exactly one (real part, fake part) cell: count it there.
+    cell = (real_index[r[pair], bit].astype(np.int64) * 4 + fake_index[f[pair], bit]) * 64 + bit
+    counts.density += np.bincount(cell, minlength=4 * 4 * 64).reshape(4, 4, 64)
+
+
+def fold_fake_pairs(counts: SplitCounts, r, f, words, fake_parts) -> None:
+    """:meth:`SplitCounts.add_fake_balls` for sparse pairs: real row ``r[i]`` lies in fake row ``f[i]``'s part balls."""
+    for p in range(4):
+        _or_at(counts.recall[:, p], r, words & fake_parts[f, p])

@@ -64,6 +64,9 @@ class Needs:
     #: Real balls (``<=``) whose count of other real rows inside them, per real row, a real × real pass
     #: finds (:attr:`Found.real_in_real`).
     real_in_real: tuple[Ball, ...] = ()
+    #: The standard errors' random splits: part radii at the config's k in the self pass, part masks
+    #: and per-split totals in the cross pass (:mod:`largeemb.kernels.splits`).
+    splits: bool = False
 
     def __or__(self, other: Needs) -> Needs:
         """Both metrics' needs: the union of k, roles and passes (in order), the one shell or function asked for."""
@@ -72,6 +75,8 @@ class Needs:
             mine, theirs = getattr(self, f.name), getattr(other, f.name)
             if f.name in _LISTS:
                 joined[f.name] = mine + tuple(v for v in theirs if v not in mine)
+            elif f.name in _FLAGS:
+                joined[f.name] = mine or theirs
             elif mine is None or theirs is None or mine is theirs:
                 joined[f.name] = theirs if mine is None else mine
             else:
@@ -81,6 +86,8 @@ class Needs:
 
 #: The fields of Needs that list things (joined as unions); the others name one thing.
 _LISTS = ("k", "unit", "passes", "balls", "real_in_real")
+#: The fields of Needs that are on or off (on when any metric asks).
+_FLAGS = ("splits",)
 
 
 @dataclass(frozen=True)
@@ -108,6 +115,9 @@ class Found:
     balls: tuple[Ball, ...] = ()
     #: Per ``Needs.real_in_real`` ball computed: per real row, the other real rows' balls holding it.
     real_in_real: dict = field(default_factory=dict)
+    #: (real, fake) part masks of the standard errors (``memberships.splits`` holds the totals);
+    #: "missing": asked for, but the reference holds no part radii; None: not asked for.
+    split_parts: tuple | str | None = None
 
     def ball(self, ball: Ball) -> InBall | None:
         """The cross pass's counts in one extra ball (None: not computed, e.g. a reference lacking its k)."""
@@ -160,5 +170,7 @@ class Value:
     details: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     standard_errors: dict = field(default_factory=dict)
+    #: Standard errors given the real set (held fixed: comparing fakes against one real set), as ``standard_errors``.
+    standard_errors_given_real: dict = field(default_factory=dict)
     #: Per-row arrays kept on the result (not in the JSON), by name.
     rows: dict[str, np.ndarray] = field(default_factory=dict)

@@ -1,13 +1,17 @@
 """Precision, recall, density and coverage per k (Kynkäänniemi et al. 2019;
 Naeem et al. 2020), from the cross pass's per-row memberships; their sampling
-standard errors; the realism radii of the per-sample values; and the warning
-about empty balls of duplicate rows.
+standard errors (random halves and quarters of both sets: :mod:`largeemb.kernels.splits`,
+both sets sampled and given the real set); the realism radii of the per-sample values;
+and the warnings about empty balls of duplicate rows and a reference without part radii.
 """
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
+from largeemb.kernels import stderr
 from largeemb.metrics.base import Found, Needs, Value, leading
 
 NAME = "prdc"
@@ -21,8 +25,18 @@ def chosen(config) -> bool:
 
 
 def needs(config, real, fake) -> Needs:
-    """The radii and memberships at the config's k (every run has them); per-sample values when the config asks."""
-    return Needs(realism=realism_radii) if fake is not None and config.samples else Needs()
+    """The radii and memberships at the config's k (every run has them); per-sample values when the config asks;
+    the random splits of the standard errors (a reference keeps the real set's part radii).
+
+    ``LARGEEMB_SPLITS=0`` in the environment leaves the splits out (no standard errors): a switch
+    for measuring their cost, not an option."""
+    splits = os.environ.get("LARGEEMB_SPLITS", "1") != "0" and splittable(config, real, fake)
+    return Needs(realism=realism_radii if fake is not None and config.samples else None, splits=splits)
+
+
+def splittable(config, real, fake) -> bool:
+    """Every quarter of each set holds more than k rows: a k-NN radius inside each exists."""
+    return all(src.rows // 4 > max(config.k) for src in (real, fake) if src is not None)
 
 
 def precision(found: Found, q: int) -> float:
@@ -37,8 +51,7 @@ def recall(found: Found, q: int) -> float:
 
 def value(found: Found, config) -> Value:
     m = found.memberships
-    n_fake, n_real = len(m.fake_counts), len(m.real_covered)
-    by_k, errors = {}, {"conditional_on": "k-NN radii"}
+    by_k, errors, given_real = {}, {}, {}
     for q, k in enumerate(config.k):
         counts = m.fake_counts[:, q]
         by_k[k] = {
@@ -47,19 +60,27 @@ def value(found: Found, config) -> Value:
             DENSITY: float(counts.sum() / (k * len(counts))),
             COVERAGE: float(np.mean(m.real_covered[:, q])),
         }
-        # Conditional on the radii (the balls held fixed): binomial for the shares,
-        # the standard error of the mean ball count over k for density.
-        errors[str(k)] = {
-            PRECISION: binomial_se(by_k[k][PRECISION], n_fake),
-            RECALL: binomial_se(by_k[k][RECALL], n_real),
-            DENSITY: float(np.std(counts / k, ddof=1) / np.sqrt(n_fake)),
-            COVERAGE: binomial_se(by_k[k][COVERAGE], n_real),
-        }
+        if isinstance(found.split_parts, tuple):
+            real_parts, fake_parts = found.split_parts
+            se = stderr.standard_errors(m.splits[q], real_parts, fake_parts, k, counts)
+            errors[str(k)], given_real[str(k)] = se["both"], se["given_real"]
     warnings = radius_warnings(
         leading(found.real_radii, config.k), leading(found.fake_radii, config.k), config.k, config.inclusive,
         found.reference,
     )
-    return Value(by_k=by_k, standard_errors=errors, warnings=warnings)
+    if found.split_parts is None and not splittable(config, found.real, found.fake):
+        warnings.append(
+            "no standard errors of precision, recall, density and coverage: they need a quarter of each set "
+            f"to hold more than k = {max(config.k)} rows"
+        )
+    if found.split_parts == "missing":
+        k = ",".join(map(str, config.k))
+        warnings.append(
+            f"the reference holds no part radii at k={k} (built by an older largeemb, or for other k): no standard "
+            f"errors of precision, recall, density and coverage; rebuild it with `largeemb reference build --force "
+            f"--k {k}` to have them"
+        )
+    return Value(by_k=by_k, standard_errors=errors, standard_errors_given_real=given_real, warnings=warnings)
 
 
 def binomial_se(p: float, n: int) -> float:

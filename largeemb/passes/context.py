@@ -44,6 +44,9 @@ class PassContext:
     exact: bool = False
     #: "float32", "bf16" or "bf16-emulated": how screened tiles multiply first (never "auto").
     precision: str = "float32"
+    #: The k whose part radii the self pass also finds, for the standard errors (:mod:`largeemb.kernels.splits`;
+    #: empty: none). The config's own k.
+    split_k: tuple[int, ...] = ()
 
     @property
     def kappa(self) -> float:

@@ -87,7 +87,8 @@ def ball_columns(balls, ks, real_radii: np.ndarray, fake_radii: np.ndarray):
 
 
 def _cross_task(
-    fake_src, real_src, fb, rb, ctx: PassContext, fake_radii, real_radii, realism_radius, prob_radii, balls=None
+    fake_src, real_src, fb, rb, ctx: PassContext, fake_radii, real_radii, realism_radius, prob_radii, balls=None,
+    fake_split=None, real_split=None,
 ):
     one_thread()
     # Nearest rows and realism need every entry of a tile, and P-precision/recall's common
@@ -97,6 +98,7 @@ def _cross_task(
     out = cross.block_pair(
         fake, real, fake_radii, real_radii, realism_radius, ctx.kappa, ctx.inclusive, ctx.panel_rows, ctx.partition,
         prob_radii, strategy, Balls(*balls) if balls else None,
+        None if fake_split is None else (fake_split, real_split),
     )
     note_screening(strategy)
     return out
@@ -104,13 +106,14 @@ def _cross_task(
 
 def cross_graph(
     g: Graph, ctx: PassContext, real_src: Source, fake_src: Source, real_radii, fake_radii, realism_radius=None,
-    prob_radii=None, balls: Balls | None = None,
+    prob_radii=None, balls: Balls | None = None, split_rows=None,
 ):
     """Key of the CrossPartial of the whole fake × real pass.
 
     ``realism_radius`` (per real row, 0 where it takes no part) turns on the
     per-sample values; None leaves them out. ``prob_radii`` (the common real
-    and fake radii) turns on P-precision and P-recall; ``balls``, the counts in extra balls.
+    and fake radii) turns on P-precision and P-recall; ``balls``, the counts in extra balls. ``split_rows``:
+    both sets' (fake, real) :class:`~largeemb.kernels.cross_splits.SplitRows` for the standard errors, or None.
     """
     real_blocks = ctx.blocks(real_src)
     fake_blocks = ctx.blocks(fake_src)
@@ -125,15 +128,18 @@ def cross_graph(
     realism_slices = per_block(realism_radius, real_blocks)
     if balls is not None:
         real_balls, fake_balls = per_block(balls.real, real_blocks), per_block(balls.fake, fake_blocks)
+    fake_split, real_split = (None, None) if split_rows is None else split_rows
+    fake_split_slices, real_split_slices = per_block(fake_split, fake_blocks), per_block(real_split, real_blocks)
     per_fake = []
     for fb in fake_blocks:
         parts = [
             g.unit(
                 f"tile-{fb.index}-{rb.index}", _cross_task, fake_src, real_src, fb, rb, ctx,
                 fake_slices[fb.index], real_slices[rb.index], realism_slices[rb.index], prob_radii,
-                *(() if balls is None else (
-                    (real_balls[rb.index], balls.real_inclusive, fake_balls[fb.index], balls.fake_inclusive),
-                )),
+                None if balls is None else (
+                    real_balls[rb.index], balls.real_inclusive, fake_balls[fb.index], balls.fake_inclusive,
+                ),
+                fake_split_slices[fb.index], real_split_slices[rb.index],
             )
             for rb in real_blocks
         ]
@@ -145,11 +151,12 @@ def cross_graph(
 
 def cross_stage(
     ctx: PassContext, real_src: Source, fake_src: Source, real_radii, fake_radii, realism_radius=None, prob_radii=None,
-    balls: Balls | None = None,
+    balls: Balls | None = None, split_rows=None,
 ) -> cross.CrossPartial:
     """The fake × real pass: a CrossPartial over all rows."""
     g = Graph("cross")
-    key = cross_graph(g, ctx, real_src, fake_src, real_radii, fake_radii, realism_radius, prob_radii, balls)
+    key = cross_graph(g, ctx, real_src, fake_src, real_radii, fake_radii, realism_radius, prob_radii, balls,
+                      split_rows)
     return run(g, key, "cross")
 
 

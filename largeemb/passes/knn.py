@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from largeemb.io.store import Source
-from largeemb.kernels import knn, neighbours, resolve
+from largeemb.kernels import knn, neighbours, parts, resolve
 from largeemb.kernels.distance import metric_rows, sqdist_error_scale
 from largeemb.kernels.plan import bands, tree
 from largeemb.kernels.roundoff import UNIT_ROUNDOFF64
@@ -40,6 +40,11 @@ class Radii:
     float64_rows: int
     tile_pairs: int = 0
     float64_pairs: int = 0
+    #: (rows, len(split_k), 64) float64 part radii (:mod:`largeemb.kernels.parts`), or None; the float64
+    #: pairs their lists took, and the rows the float64 pass served (their lists were short).
+    parts: np.ndarray | None = None
+    parts_pairs: int = 0
+    parts_rows: int = 0
 
 
 @dataclass
@@ -50,14 +55,23 @@ class TilePass:
     values: np.ndarray
     unproven: np.ndarray
     pairs: int = 0
+    #: Part radii (rows, len(split_k), 64), the global rows whose part radii the lists could not prove,
+    #: and the float64 pairs the lists took.
+    parts: np.ndarray | None = None
+    parts_unproven: np.ndarray | None = None
+    parts_pairs: int = 0
 
     @classmethod
     def joined(cls, blocks: list[TilePass]) -> TilePass:
         """The whole set's, from its blocks' (in order)."""
+        with_parts = blocks[0].parts is not None
         return cls(
             np.concatenate([b.values for b in blocks]),
             np.concatenate([b.unproven for b in blocks]),
             sum(int(b.pairs) for b in blocks),
+            np.concatenate([b.parts for b in blocks]) if with_parts else None,
+            np.concatenate([b.parts_unproven for b in blocks]) if with_parts else None,
+            sum(int(b.parts_pairs) for b in blocks),
         )
 
 
@@ -93,10 +107,23 @@ def _max_sqnorm_task(*states) -> float:
     return max(float(s.sqnorm.max()) for s in states)
 
 
-def _finish_task(source, block, ctx: PassContext, nb, max_sqnorm):
+def split_key(role: str) -> int:
+    """Which random splits a set's rows are dealt by (:func:`largeemb.kernels.splits.split_words`): the real
+    set's 0, the fake set's 1."""
+    return 1 if role == "fake" else 0
+
+
+def _finish_task(source, block, ctx: PassContext, nb, max_sqnorm, role):
     own = metric_rows(source.read(block.start, block.stop), ctx.metric)
-    radii, unproven, pairs = neighbours.finish(nb, own, taker(source, ctx.metric), ctx.k, max_sqnorm, ctx.kappa)
-    return TilePass(radii, unproven + block.start, pairs)
+    take = taker(source, ctx.metric)
+    radii, unproven, pairs = neighbours.finish(nb, own, take, ctx.k, max_sqnorm, ctx.kappa)
+    if not ctx.split_k:
+        return TilePass(radii, unproven + block.start, pairs)
+    # Only the part radii are kept: the lists leave with this task.
+    found, short, more = parts.from_listed(
+        nb, own, take, ctx.split_k, max_sqnorm, ctx.kappa, source.rows, split_key(role)
+    )
+    return TilePass(radii, unproven + block.start, pairs, found, short + block.start, more)
 
 
 def radii_graph(g: Graph, ctx: PassContext, source: Source, role: str = "set"):
@@ -110,6 +137,8 @@ def radii_graph(g: Graph, ctx: PassContext, source: Source, role: str = "set"):
     """
     blocks = ctx.blocks(source)
     K = neighbours.candidates_per_row(max(ctx.k), source.rows)
+    if ctx.split_k:  # the row itself and the others its part radii take (kernels/parts.py)
+        K = max(K, min(parts.listed_size(max(ctx.split_k)) + 1, source.rows))
     source, ctx = g.share([source, ctx])  # on a cluster: references to data sent once
     diags = [g.unit(f"{role}-within-{b.index}", _diag_task, source, b, ctx, K) for b in blocks]
     state = list(diags)
@@ -127,7 +156,7 @@ def radii_graph(g: Graph, ctx: PassContext, source: Source, role: str = "set"):
     # so that those leave the disk once the first round is merged.
     max_sqnorm = g.unit(f"{role}-norm", _max_sqnorm_task, *state)
     return [
-        g.unit(f"{role}-finish-{blk.index}", _finish_task, source, blk, ctx, nb, max_sqnorm)
+        g.unit(f"{role}-finish-{blk.index}", _finish_task, source, blk, ctx, nb, max_sqnorm, role)
         for blk, nb in zip(blocks, state)
     ]
 
@@ -175,6 +204,53 @@ def resolve_graph(g: Graph, ctx: PassContext, source: Source, unproven: np.ndarr
     return out
 
 
+def _parts_task(source, ctx: PassContext, rows, pairs, width, role):
+    """Part radii of some rows from their merged float64 shortlist, and which of them it left short."""
+    one_thread()
+    own = metric_rows(source.read_rows(rows), ctx.metric)
+    return parts.from_shortlist(
+        pairs, own, taker(source, ctx.metric), rows, width, ctx.split_k, source.rows, split_key(role)
+    )
+
+
+def parts_graph(g: Graph, ctx: PassContext, source: Source, rows: np.ndarray, width: int, role: str):
+    """Keys of (part radii, short positions) of ``rows`` from float64 shortlists of ``width`` (self included),
+    one per chunk of ``RESOLVE_ROWS``: the float64 pass of :func:`resolve_graph`, with a wider shortlist."""
+    blocks = ctx.blocks(source)
+    source, ctx = g.share([source, ctx])
+    out = []
+    for c, lo in enumerate(range(0, len(rows), RESOLVE_ROWS)):
+        [chunk] = g.share([rows[lo : lo + RESOLVE_ROWS]])
+        found = [
+            g.unit(f"{role}-parts-{width}-{c}-{b.index}", _resolve_task, source, b, ctx, chunk, width) for b in blocks
+        ]
+        merged = tree(found, lambda a, b: g.task("parts-merge", _resolve_merge, a, b, width))
+        out.append(g.unit(f"{role}-parts-{width}-{c}", _parts_task, source, ctx, chunk, merged, width, role))
+    return out
+
+
+def parts_stage(ctx: PassContext, sources, tiles: list[TilePass], roles=("real", "fake")) -> None:
+    """Part radii of the rows the lists left short, in float64, into ``tiles`` (their lists widened until
+    every part holds k rows of them). Rounds: each doubles the width for the rows still short."""
+    if not ctx.split_k:
+        return
+    todo = [t.parts_unproven for t in tiles]
+    width = parts.listed_size(max(ctx.split_k)) + 1
+    while any(len(rows) for rows in todo):
+        g = Graph("float64-parts")
+        live = [i for i, rows in enumerate(todo) if len(rows)]
+        widths = {i: min(width, sources[i].rows) for i in live}
+        keys = [parts_graph(g, ctx, sources[i], todo[i], widths[i], roles[i]) for i in live]
+        for i, chunks in zip(live, run(g, keys, "float64")):
+            found = np.concatenate([c[0] for c in chunks])
+            tiles[i].parts[todo[i]] = found
+            short = np.concatenate([c[1] + lo for c, lo in zip(chunks, range(0, len(todo[i]), RESOLVE_ROWS))])
+            if len(short) and widths[i] >= sources[i].rows:
+                raise AssertionError("a row that met every row of its set cannot be short")
+            todo[i] = todo[i][short]
+        width *= 2
+
+
 def radii_stage(ctx: PassContext, sources, roles=("real", "fake")) -> list[TilePass]:
     """The float32 tile pass of each source: radii, exact for every row it could prove."""
     g = Graph("radii")
@@ -192,4 +268,12 @@ def resolve_stage(ctx: PassContext, sources, tiles: list[TilePass], roles=("real
             if len(t.unproven):
                 t.values[t.unproven] = np.concatenate([chunk.values for chunk in parts])
                 pairs[i] = sum(int(chunk.float64_pairs) for chunk in parts)
-    return [Radii(t.values, len(t.unproven), t.pairs, n) for t, n in zip(tiles, pairs)]
+    parts_stage(ctx, sources, tiles, roles)
+    return [
+        Radii(t.values, len(t.unproven), t.pairs, n, t.parts, t.parts_pairs, _count(t.parts_unproven))
+        for t, n in zip(tiles, pairs)
+    ]
+
+
+def _count(rows) -> int:
+    return 0 if rows is None else len(rows)

@@ -34,7 +34,8 @@ from largeemb.version import __version__
 #: markers, the k-NN pass's largest norm as a unit of its own; 7: a k-NN block's finish
 #: as a TilePass and a float64 chunk's as Radii, not tuples; records moved (Neighbours and
 #: Candidates to kernels.neighbours, Shortlist to kernels.shortlist), screen counts no longer in them);
-#: 8: CrossPartial.balls (the k-NN family's counts in extra balls).
+#: 8: CrossPartial.balls (the k-NN family's counts in extra balls); part radii in TilePass and Radii, split
+#: totals in CrossPartial (the standard errors).
 FORMAT = 8
 MANIFEST = "manifest.json"
 #: Per-segment content digests of each input, recorded by the moments pass.
