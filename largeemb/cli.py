@@ -125,6 +125,13 @@ def evaluate(
     samples: Annotated[
         bool, typer.Option("--samples/--no-samples", help="Write per-sample values to samples.zarr.")
     ] = DEFAULTS.samples,
+    standard_errors: Annotated[
+        bool,
+        typer.Option(
+            "--standard-errors/--no-standard-errors",
+            help="Standard errors of precision, recall, density and coverage (random splits; 2.5-3x the CPU).",
+        ),
+    ] = DEFAULTS.standard_errors,
     pca: Annotated[
         str,
         typer.Option(
@@ -205,7 +212,8 @@ def evaluate(
     def action():
         config = EvaluateConfig(
             k=parse_k(k), metric=metric, precision=precision, inclusive=inclusive, block_rows=block_rows,
-            samples=samples, pca=pca, tsne_samples=tsne_samples, plot_samples=plot_samples, plots=not no_plots,
+            samples=samples, standard_errors=standard_errors,
+            pca=pca, tsne_samples=tsne_samples, plot_samples=plot_samples, plots=not no_plots,
             prune=prune, companions=parse_names(companions), kid=kid, kid_subsets=kid_subsets,
             kid_subset_size=kid_subset_size, kad_bandwidth=kad_bandwidth, rke_bandwidth=rke_bandwidth,
             workers=workers, threads_per_worker=threads_per_worker,

@@ -250,9 +250,8 @@ def test_screening_on_lattice_data_changes_nothing(block_rows):
 def test_metrics_only_run_is_screened_and_shares_are_recorded(monkeypatch):
     # The radii's own screening: the standard errors' longer lists (8k + 24 rows) put the cuts of these
     # 1,000-row blocks so far out that most entries are rechecked (tests/test_standard_errors_engine.py).
-    monkeypatch.setenv("LARGEEMB_SPLITS", "0")
     real, fake = mixture(2000, 32, 3, modes=1), mixture(1800, 32, 4, modes=1)
-    options = dict(k=3, block_rows=1000, plots=False, samples=False, companions=())
+    options = dict(k=3, block_rows=1000, plots=False, samples=False, companions=(), standard_errors=False)
     got = largeemb.evaluate(real, fake, precision="bf16-emulated", **options)
     base = largeemb.evaluate(real, fake, precision="float32", **options)
     np.testing.assert_array_equal(got.fake_counts, base.fake_counts)

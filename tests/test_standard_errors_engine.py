@@ -103,6 +103,16 @@ def test_sets_too_small_to_split_say_so():
     assert [w for w in got["warnings"] if "quarter of each set" in w]
 
 
+def test_turned_off_they_are_left_out_and_the_metrics_unchanged():
+    """--no-standard-errors: no split SEs of precision, recall, density, coverage; the same metrics."""
+    real, fake = data("duplicates")
+    on = largeemb.evaluate(real, fake, k=K, **FAST)
+    off = largeemb.evaluate(real, fake, k=K, standard_errors=False, **FAST)
+    doc = off.to_dict()
+    assert not any(str(k) in doc["standard_errors"] for k in K) and "standard_errors_given_real" not in doc
+    assert off.metrics == on.metrics and off.by_k == on.by_k and doc["params"]["standard_errors"] is False
+
+
 @pytest.mark.slow
 def test_a_reference_gives_the_standard_errors_of_its_store(write_zarr, tmp_path):
     real, fake = data("duplicates")

@@ -34,9 +34,9 @@ def test_unproven_rows_are_resolved_in_tasks(monkeypatch):
     monkeypatch.setattr(neighbours, "MARGIN", 0)
     monkeypatch.setattr(neighbours, "BAND", 0.0)
     monkeypatch.setattr(radii_pass, "RESOLVE_ROWS", 64)
-    monkeypatch.setenv("LARGEEMB_SPLITS", "0")  # the part radii's longer lists (and float64 pass) are not counted here
     real, fake = mixture(900, 8, 1), mixture(800, 8, 2)
-    result = largeemb.evaluate(real, fake, k=3, block_rows=200, samples=False, plots=False)
+    # the part radii's longer lists (and float64 pass) are not counted here
+    result = largeemb.evaluate(real, fake, k=3, block_rows=200, samples=False, plots=False, standard_errors=False)
     unproven = result.real["float64_fallback_rows"] + result.fake["float64_fallback_rows"]
     assert unproven > 64
     assert calls and not any(main for _, main in calls)

@@ -7,8 +7,6 @@ and the warnings about empty balls of duplicate rows and a reference without par
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
 from largeemb.kernels import stderr
@@ -26,11 +24,9 @@ def chosen(config) -> bool:
 
 def needs(config, real, fake) -> Needs:
     """The radii and memberships at the config's k (every run has them); per-sample values when the config asks;
-    the random splits of the standard errors (a reference keeps the real set's part radii).
-
-    ``LARGEEMB_SPLITS=0`` in the environment leaves the splits out (no standard errors): a switch
-    for measuring their cost, not an option."""
-    splits = os.environ.get("LARGEEMB_SPLITS", "1") != "0" and splittable(config, real, fake)
+    the random splits of the standard errors unless the config turns them off (a reference keeps the real
+    set's part radii)."""
+    splits = config.standard_errors and splittable(config, real, fake)
     return Needs(realism=realism_radii if fake is not None and config.samples else None, splits=splits)
 
 
