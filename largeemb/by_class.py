@@ -45,7 +45,7 @@ CLASSES_DIR = "classes"
 #: What the kept split was made of (written once both sets are split).
 SPLIT_RECORD = "split.json"
 #: What each class's evaluation keeps (the numbers, as at the top level of metrics.json).
-CLASS_KEYS = ("metrics", "by_k", "standard_errors", "warnings")
+CLASS_KEYS = ("metrics", "by_k", "standard_errors", "standard_errors_given_real", "warnings")
 
 
 @dataclass
@@ -159,6 +159,7 @@ def class_averaged(by_class: dict, left_out: dict, real_given: str, fake_given: 
         "metrics": _means([doc["metrics"] for doc in docs], list(by_class), partial, ""),
         "by_k": by_k,
         "standard_errors": _mean_errors([doc.get("standard_errors") or {} for doc in docs]),
+        "standard_errors_given_real": _mean_errors([doc.get("standard_errors_given_real") or {} for doc in docs]),
         **({"partial": partial} if partial else {}),
     }
 
@@ -166,7 +167,7 @@ def class_averaged(by_class: dict, left_out: dict, real_given: str, fake_given: 
 def _mean_errors(errors: list[dict]) -> dict:
     """Standard errors of the class means: the classes are disjoint rows of both sets, so their
     estimates are independent and the mean of C of them has sqrt(sum of se²) / C. Numbers only where
-    every class has one; what is not a number (``conditional_on``) is kept where the classes agree."""
+    every class has one; what is not a number is kept where the classes agree."""
     out = {}
     for key in errors[0] if errors else ():
         values = [e.get(key) for e in errors]

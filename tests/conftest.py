@@ -203,28 +203,16 @@ def same_metrics(a: dict, b: dict) -> bool:
 
 def nightly_result(out, real, fake, label=None, **options) -> dict:
     """Evaluate with the real ``largeemb.evaluate_to`` into ``out`` and return its metrics.json document,
-    adding the nightly fields evaluate does not write yet (``run``; ``standard_errors_given_real``, for now
-    today's conditional standard errors) and writing them back. Delete the adding once evaluate writes them."""
+    with ``label`` as its run's label (written back)."""
     import json
-    import socket
-    import time
 
     import largeemb
 
-    start = time.time()
     largeemb.evaluate_to(real, fake, str(out), **options)
     path = os.path.join(str(out), "metrics.json")
     with open(path) as fh:
         doc = json.load(fh)
-    doc.setdefault(
-        "run",
-        {
-            "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "host": socket.gethostname(),
-            "elapsed_s": time.time() - start,
-        },
-    )
     doc["run"]["label"] = label or doc["run"].get("label") or os.path.basename(str(out))
-    doc.setdefault("standard_errors_given_real", {k: dict(v) for k, v in doc["standard_errors"].items() if k.isdigit()})
     with open(path, "w") as fh:
         json.dump(doc, fh, indent=2)
     return doc

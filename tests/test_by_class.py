@@ -93,9 +93,9 @@ def test_class_averaged_is_the_mean_over_classes(by_labels):
     # Disjoint classes: independent estimates, so the mean's variance is the sum of theirs over C².
     for k in ("5", "3"):
         for key in KEYS:
-            each = [c["standard_errors"][k][key] for c in classes.values()]
-            assert averaged["standard_errors"][k][key] == pytest.approx(np.sqrt(np.sum(np.square(each))) / 3)
-    assert averaged["standard_errors"]["conditional_on"] == classes["0"]["standard_errors"]["conditional_on"]
+            for errors in ("standard_errors", "standard_errors_given_real"):
+                each = [c[errors][k][key] for c in classes.values()]
+                assert averaged[errors][k][key] == pytest.approx(np.sqrt(np.sum(np.square(each))) / 3)
 
 
 def test_classes_in_one_set_or_too_small_are_warned_and_left_out(by_labels):

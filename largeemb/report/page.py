@@ -142,10 +142,8 @@ def _metrics_table(doc: dict, k: str) -> str:
         for name, value in values.items()
         if isinstance(value, (int, float))
     ]
-    note = doc.get("standard_errors", {}).get("conditional_on")
     header = ["metric", "value", "SE (both sets sampled)", "SE (real set fixed)", "what it measures"]
     notes = f"Per-k metrics ({', '.join(n for n in PER_K if n in values)}) at the primary k = {k}."
-    notes += f" Standard errors are conditional on the {html.esc(note)}." if note else ""
     return html.table(header, rows, numeric=(1, 2, 3), classes={0: "name", 4: "def"}) + f"<p class='note'>{notes}</p>"
 
 
