@@ -118,7 +118,8 @@ def nearest_listed(dist: np.ndarray, K: int) -> tuple[np.ndarray, np.ndarray]:
 
 def listed_radii(dist: np.ndarray, words: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Each row's radius (k-th nearest) and part radii, listing more neighbours until every quarter has k."""
-    K = min(5 * k + 24, len(dist) - 1)
+    # Enough that a quarter (a quarter of the listed rows, binomially) rarely holds fewer than k: no second try.
+    K = min(12 * k + 48, len(dist) - 1)
     while True:
         rho, order = nearest_listed(dist, K)
         try:
