@@ -1,13 +1,16 @@
 """Are the standard errors honest? The spread of each metric over seeded repetitions against its mean standard error.
 
-    python scripts/bench_calibration.py [--reps 200] [--rows 1000] [--data gauss,mixture,text] [--k 3,5,10]
-                                        [--method splits|jackknife] [--inclusive]
+    python scripts/bench_calibration.py [--reps 200] [--n 1000] [--data gauss,mixture,text] [--k 3,5,10]
+                                        [--settings both,fixed] [--method splits|jackknife] [--inclusive]
+                                        [--without-replacement] [--jobs 1] [--dump PREFIX]
 
 Three data sets, n = m = rows:
 - ``gauss``: real N(0, I) in dim 16, fake 1.1 N(0, I) + 0.1 (no ties);
 - ``mixture``: 10 Gaussian modes in dim 16 (centres N(0, 3²)), the fake shifted by 0.05 and missing 3 modes;
 - ``text``: rows drawn with replacement from /work/shared/data/text-lsa (real pypi.npy, fake npm.npy):
-  exact duplicates, zero radii, k-NN radii as large as typical distances.
+  exact duplicates, zero radii, k-NN radii as large as typical distances. Drawing with replacement makes
+  each set an iid sample of the pool (what the standard errors assume); ``--without-replacement`` draws
+  distinct pool rows instead (the data's own duplicates only).
 
 Two settings per data set, each checking the standard error it is meant for:
 ``both`` draws both sets anew each repetition (SE ``both``), ``fixed`` keeps one
@@ -18,8 +21,14 @@ own error over R repetitions (relative sd ≈ sqrt((kurtosis - 1) / (4R)), i.e.
 the SE (its coefficient of variation, %), the spread against the root mean
 square SE (the check of the variance estimate itself: where a few rows
 dominate, SEs are skewed and their mean falls below their rms even when the
-variance estimate is unbiased), and spread / mean SE for the old standard
-error that holds the radii fixed. A ratio above 1: the SE is too small.
+variance estimate is unbiased), against the median SE (the typical run's
+error bar), and spread / mean SE for the old standard error that holds the
+radii fixed. A ratio above 1: the SE is too small.
+
+``--jobs`` runs repetitions in worker processes (the same seeds: the table
+does not depend on it); ``--dump PREFIX`` saves each repetition's metrics,
+cell metrics and fake ball counts to PREFIX_<data>_<setting>.npz, from which
+other standard-error formulas can be tried without recomputing.
 
 Prototype path: float64 brute-force distances (identical rows get exactly equal
 distances, so ties are real ties), then the kernels' collection
@@ -150,7 +159,7 @@ def repetition(data: Data, setting: str, rep: int, ks, method: str, inclusive: b
             se = jackknife(dists, k, inclusive, which)
         else:
             counts, real_parts, fake_parts, fake_counts = collect_dense(*dists, k, inclusive=inclusive, key=rep)
-            got = standard_errors(counts, real_parts, fake_parts, k, fake_counts)[which]
+            got = standard_errors(counts, real_parts, fake_parts, k, fake_counts, dict(zip(METRICS, v)))[which]
             se = [got[m] for m in METRICS]
             kept = (replicates(counts, real_parts, fake_parts, k), fake_counts) if dump else None
         out[k] = (v, se, conditional(in_real, in_fake, v, k), kept)
