@@ -60,6 +60,8 @@ def test_standard_errors_combine_the_cells_as_documented():
     counts, real_parts, fake_parts, fake_counts = collect_dense(*dense(real, fake), k)
     theta = replicates(counts, real_parts, fake_parts, k)
     got = standard_errors(counts, real_parts, fake_parts, k, fake_counts)
+    values = oracle.prdc(real, fake, k)
+    scaled = standard_errors(counts, real_parts, fake_parts, k, fake_counts, values)
     for m in METRICS:
         # Var from cells: pairs of cells differing in both parts (both) or in the fake part only (given the real set)
         half, quarter = theta["half"][m], theta["quarter"][m]
@@ -72,6 +74,14 @@ def test_standard_errors_combine_the_cells_as_documented():
         assert cell_variances(quarter)[0] == pytest.approx(v_quarter, rel=1e-12)
         ratio = min(max(v_half / v_quarter, 0.5), 1.0)
         assert got["both"][m] == pytest.approx(np.sqrt(v_half * ratio), rel=1e-12), m
+        # Given the full sample's values, proportions extrapolate Var / p(1 - p), p the cells' mean at each size.
+        w_half, w_quarter, w_full = (p * (1 - p) for p in (half.mean(), quarter.mean(), values[m]))
+        if m == "density":  # not a proportion: unscaled
+            w_half = w_quarter = w_full = 1.0
+        else:
+            assert min(w_half, w_quarter, w_full) > 0 and abs(w_half / w_quarter - 1) > 1e-3  # the scaling is exercised
+        ratio = min(max(v_half / w_half / (v_quarter / w_quarter), 0.5), 1.0)
+        assert scaled["both"][m] == pytest.approx(np.sqrt(v_half / w_half * ratio * w_full), rel=1e-12), m
     precise = (fake_counts > 0).astype(float)
     assert got["given_real"]["precision"] == pytest.approx(precise.std(ddof=1) / np.sqrt(len(precise)), rel=1e-12)
 
@@ -157,8 +167,8 @@ def calibration(reps, real_fixed, k=5, rows=96, data="gaussian"):
         real = fixed if real_fixed else draw(data, rng, rows, False)
         fake = draw(data, rng, rows, True)
         counts, real_parts, fake_parts, fake_counts = collect_dense(*dense(real, fake), k, key=rep)
-        got = standard_errors(counts, real_parts, fake_parts, k, fake_counts)[which]
         truth = oracle.prdc(real, fake, k)
+        got = standard_errors(counts, real_parts, fake_parts, k, fake_counts, truth)[which]
         values.append([truth[m] for m in METRICS])
         ses.append([got[m] for m in METRICS])
         old.append([np.sqrt(truth[m] * (1 - truth[m]) / rows) if m != "density" else np.nan for m in METRICS])
