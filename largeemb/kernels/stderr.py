@@ -13,14 +13,14 @@ How honest they are (``scripts/bench_calibration.py``, BENCHMARKS.md): on
 Gaussian and mixture data the metrics spread 0.85-1.15 times the mean SE. On
 text embeddings (n = 1,000) two things are beyond a one-sample estimate.
 Given the real set, density's variance comes mostly from a few "hub" fake rows
-that lie in hundreds of real balls (4 of 20,000 carry 50-80% of it): its SE²
-is unbiased (spread / rms SE 1.00 over 20,000 repetitions), but a sample
-without a hub reports a small SE, so spread / mean SE is 1.25-1.35 at 1,000
-rows, 1.15-1.23 at 2,000, 1.05-1.12 at 4,000, 1.00-1.03 at 8,000, and the z
-test of two fakes still raises fewer false alarms than nominal (the SE grows
-with the hub that moves the metric). Recall's variance is not a power law of
-the size there (at k = 5 it grows from 500 to 1,000 rows), which halves and
-quarters cannot see: its SEs are 1.2-1.4 times too small.
+that lie in hundreds of real balls (4 of 20,000): its SE² is unbiased (spread
+/ rms SE 1.00 over 20,000 repetitions), but a sample without a hub reports a
+small SE, so spread / mean SE is 1.25-1.35 at 1,000 rows, 1.05-1.12 at 4,000,
+1.00-1.03 at 8,000, and the z test of two fakes raises fewer false alarms than
+nominal (the hub that moves the metric raises its SE too). Recall's variance
+is not a power law of the size there (at k = 5 it grows from 500 to 1,000
+rows), which halves and quarters cannot see: its SEs stay 1.2-1.3 times too
+small after the p(1 - p) scaling of :func:`binomial_scales`.
 """
 
 from __future__ import annotations
