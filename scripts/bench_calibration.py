@@ -1,13 +1,16 @@
 """Are the standard errors honest? The spread of each metric over seeded repetitions against its mean standard error.
 
-    python scripts/bench_calibration.py [--reps 200] [--rows 1000] [--data gauss,mixture,text] [--k 3,5,10]
-                                        [--method splits|jackknife] [--inclusive]
+    python scripts/bench_calibration.py [--reps 200] [--n 1000] [--data gauss,mixture,text] [--k 3,5,10]
+                                        [--settings both,fixed] [--method splits|jackknife] [--inclusive]
+                                        [--without-replacement] [--jobs 1] [--dump PREFIX]
 
 Three data sets, n = m = rows:
 - ``gauss``: real N(0, I) in dim 16, fake 1.1 N(0, I) + 0.1 (no ties);
 - ``mixture``: 10 Gaussian modes in dim 16 (centres N(0, 3²)), the fake shifted by 0.05 and missing 3 modes;
 - ``text``: rows drawn with replacement from /work/shared/data/text-lsa (real pypi.npy, fake npm.npy):
-  exact duplicates, zero radii, k-NN radii as large as typical distances.
+  exact duplicates, zero radii, k-NN radii as large as typical distances. Drawing with replacement makes
+  each set an iid sample of the pool (what the standard errors assume); ``--without-replacement`` draws
+  distinct pool rows instead (the data's own duplicates only).
 
 Two settings per data set, each checking the standard error it is meant for:
 ``both`` draws both sets anew each repetition (SE ``both``), ``fixed`` keeps one
@@ -18,8 +21,14 @@ own error over R repetitions (relative sd ≈ sqrt((kurtosis - 1) / (4R)), i.e.
 the SE (its coefficient of variation, %), the spread against the root mean
 square SE (the check of the variance estimate itself: where a few rows
 dominate, SEs are skewed and their mean falls below their rms even when the
-variance estimate is unbiased), and spread / mean SE for the old standard
-error that holds the radii fixed. A ratio above 1: the SE is too small.
+variance estimate is unbiased), against the median SE (the typical run's
+error bar), and spread / mean SE for the old standard error that holds the
+radii fixed. A ratio above 1: the SE is too small.
+
+``--jobs`` runs repetitions in worker processes (the same seeds: the table
+does not depend on it); ``--dump PREFIX`` saves each repetition's metrics,
+cell metrics and fake ball counts to PREFIX_<data>_<setting>.npz, from which
+other standard-error formulas can be tried without recomputing.
 
 Prototype path: float64 brute-force distances (identical rows get exactly equal
 distances, so ties are real ties), then the kernels' collection
@@ -31,12 +40,15 @@ of rows (radii recomputed, brute force): the rejected delete-a-group jackknife.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
+import sys
 import time
+from contextlib import nullcontext
 
 import numpy as np
 from scipy.stats import kurtosis
 
-from largeemb.kernels.stderr import collect_dense, standard_errors
+from largeemb.kernels.stderr import collect_dense, replicates, standard_errors
 
 METRICS = ("precision", "recall", "density", "coverage")
 TEXT = "/work/shared/data/text-lsa"
@@ -45,8 +57,8 @@ TEXT = "/work/shared/data/text-lsa"
 class Data:
     """Draws real and fake rows and gives their float64 distance matrices."""
 
-    def __init__(self, name: str, rows: int):
-        self.name, self.rows = name, rows
+    def __init__(self, name: str, rows: int, replace: bool = True):
+        self.name, self.rows, self.replace = name, rows, replace
         if name == "text":
             pypi = np.load(f"{TEXT}/pypi.npy").astype(np.float64)
             npm = np.load(f"{TEXT}/npm.npy").astype(np.float64)
@@ -61,7 +73,7 @@ class Data:
     def real(self, rng):
         n = self.rows
         if self.name == "text":
-            return self.real_ids[rng.integers(0, len(self.real_ids), n)]
+            return self.real_ids[self.draw(rng, len(self.real_ids), n)]
         if self.name == "mixture":
             return self.centres[rng.integers(0, 10, n)] + rng.standard_normal((n, 16))
         return rng.standard_normal((n, 16))
@@ -69,10 +81,13 @@ class Data:
     def fake(self, rng):
         m = self.rows
         if self.name == "text":
-            return self.fake_ids[rng.integers(0, len(self.fake_ids), m)]
+            return self.fake_ids[self.draw(rng, len(self.fake_ids), m)]
         if self.name == "mixture":
             return self.centres[rng.integers(0, 7, m)] + rng.standard_normal((m, 16)) + 0.05
         return 1.1 * rng.standard_normal((m, 16)) + 0.1
+
+    def draw(self, rng, pool, size):
+        return rng.integers(0, pool, size) if self.replace else rng.choice(pool, size, replace=False)
 
     def distances(self, real, fake):
         if self.name != "text":
@@ -129,28 +144,59 @@ def jackknife(dists, k, inclusive, which, groups=20):
     return list(np.sqrt(variances))
 
 
-def run(data: Data, setting: str, reps: int, ks, method: str, inclusive: bool):
+def repetition(data: Data, setting: str, rep: int, ks, method: str, inclusive: bool, dump: bool):
+    """One seeded repetition: per k, the four metrics, their standard errors, the old SEs (and the cells to dump)."""
     which = "both" if setting == "both" else "given_real"
     seed = {"gauss": 0, "mixture": 1, "text": 2}[data.name]
-    fixed = data.real(np.random.default_rng([seed, 12345]))
-    values, ses, old = ({k: [] for k in ks} for _ in range(3))
-    for rep in range(reps):
-        rng = np.random.default_rng([seed, 1 if setting == "both" else 2, rep])
-        real = data.real(rng) if setting == "both" else fixed
-        dists = data.distances(real, data.fake(rng))
+    rng = np.random.default_rng([seed, 1 if setting == "both" else 2, rep])
+    real = data.real(rng) if setting == "both" else data.real(np.random.default_rng([seed, 12345]))
+    dists = data.distances(real, data.fake(rng))
+    out = {}
+    for k in ks:
+        in_real, in_fake, v = prdc(*dists, k, inclusive)
+        kept = None
+        if method == "jackknife":
+            se = jackknife(dists, k, inclusive, which)
+        else:
+            counts, real_parts, fake_parts, fake_counts = collect_dense(*dists, k, inclusive=inclusive, key=rep)
+            got = standard_errors(counts, real_parts, fake_parts, k, fake_counts, dict(zip(METRICS, v)))[which]
+            se = [got[m] for m in METRICS]
+            kept = (replicates(counts, real_parts, fake_parts, k), fake_counts) if dump else None
+        out[k] = (v, se, conditional(in_real, in_fake, v, k), kept)
+    return out
+
+
+_DATA = {}
+
+
+def _repetition(args):
+    name, *rest = args
+    return repetition(_DATA[name], *rest)
+
+
+def run(data: Data, setting: str, reps: int, ks, method: str, inclusive: bool, dump=None, jobs=1):
+    which = "both" if setting == "both" else "given_real"
+    _DATA[data.name] = data  # worker processes inherit it (fork)
+    tasks = [(data.name, setting, rep, ks, method, inclusive, bool(dump)) for rep in range(reps)]
+    results = []
+    with multiprocessing.get_context("fork").Pool(jobs) if jobs > 1 else nullcontext() as pool:
+        for i, got in enumerate(pool.imap(_repetition, tasks) if pool else map(_repetition, tasks)):
+            if i % 20 == 0:
+                print(f"  {data.name} {setting}: {i}/{reps}", file=sys.stderr, flush=True)
+            results.append(got)
+    if dump:
+        arrays = {}
         for k in ks:
-            in_real, in_fake, v = prdc(*dists, k, inclusive)
-            values[k].append(v)
-            old[k].append(conditional(in_real, in_fake, v, k))
-            if method == "jackknife":
-                ses[k].append(jackknife(dists, k, inclusive, which))
-            else:
-                counts, real_parts, fake_parts, fake_counts = collect_dense(*dists, k, inclusive=inclusive, key=rep)
-                got = standard_errors(counts, real_parts, fake_parts, k, fake_counts)[which]
-                ses[k].append([got[m] for m in METRICS])
+            arrays[f"values_{k}"] = np.array([r[k][0] for r in results])
+            arrays[f"old_{k}"] = np.array([r[k][2] for r in results])
+            arrays[f"fake_counts_{k}"] = np.array([r[k][3][1] for r in results])
+            for level in ("half", "quarter"):
+                for m in METRICS:
+                    arrays[f"theta_{k}_{level}_{m}"] = np.array([r[k][3][0][level][m] for r in results])
+        np.savez_compressed(f"{dump}_{data.name}_{setting}.npz", **arrays)
     rows = []
     for k in ks:
-        v, s, o = np.array(values[k]), np.array(ses[k]), np.array(old[k])
+        v, s, o = (np.array([r[k][i] for r in results]) for i in range(3))
         spread = v.std(axis=0, ddof=1)
         rel = np.sqrt((np.maximum(kurtosis(v, axis=0, fisher=False), 1.0) - 1) / (4 * (reps - 1)))
         cells = []
@@ -159,7 +205,7 @@ def run(data: Data, setting: str, reps: int, ks, method: str, inclusive: bool):
             cells.append(
                 f"{ratio:.2f} ({ratio * (1 - 1.96 * rel[j]):.2f}–{ratio * (1 + 1.96 * rel[j]):.2f}) "
                 f"±{100 * s[:, j].std() / s[:, j].mean():.0f}%, rms {spread[j] / np.sqrt((s[:, j] ** 2).mean()):.2f}, "
-                f"old {spread[j] / o[:, j].mean():.2f}"
+                f"med {spread[j] / np.median(s[:, j]):.2f}, old {spread[j] / o[:, j].mean():.2f}"
             )
         rows.append(f"| {data.name} | {which} | {k} | " + " | ".join(cells) + " |")
     return rows
@@ -168,7 +214,11 @@ def run(data: Data, setting: str, reps: int, ks, method: str, inclusive: bool):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=200)
-    parser.add_argument("--rows", type=int, default=1000)
+    parser.add_argument("--n", "--rows", dest="rows", type=int, default=1000, help="rows per set (n = m)")
+    parser.add_argument("--without-replacement", action="store_true", help="text: draw rows without replacement")
+    parser.add_argument("--settings", default="both,fixed")
+    parser.add_argument("--jobs", type=int, default=1, help="repetitions in parallel (worker processes)")
+    parser.add_argument("--dump", help="save per-repetition values and cell metrics to DUMP_<data>_<setting>.npz")
     parser.add_argument("--data", default="gauss,mixture,text")
     parser.add_argument("--k", default="3,5,10")
     parser.add_argument("--method", choices=("splits", "jackknife"), default="splits")
@@ -183,9 +233,9 @@ def main():
     print("| data | SE | k | " + " | ".join(METRICS) + " |")
     print("|---|---|---|" + "---|" * 4)
     for name in args.data.split(","):
-        data = Data(name, args.rows)
-        for setting in ("both", "fixed"):
-            for row in run(data, setting, args.reps, ks, args.method, args.inclusive):
+        data = Data(name, args.rows, not args.without_replacement)
+        for setting in args.settings.split(","):
+            for row in run(data, setting, args.reps, ks, args.method, args.inclusive, args.dump, args.jobs):
                 print(row, flush=True)
     print(f"\nwall time {time.perf_counter() - start:.0f} s")
 

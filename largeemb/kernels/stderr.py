@@ -8,6 +8,19 @@ the two standard errors (the derivation is in :mod:`largeemb.kernels.splits`).
 :func:`collect_dense` collects the same arrays from dense float64 distance
 matrices: the reference for small sets and the prototype path of
 ``scripts/bench_calibration.py``.
+
+How honest they are (``scripts/bench_calibration.py``, BENCHMARKS.md): on
+Gaussian and mixture data the metrics spread 0.85-1.15 times the mean SE. On
+text embeddings (n = 1,000) two things are beyond a one-sample estimate.
+Given the real set, density's variance comes mostly from a few "hub" fake rows
+that lie in hundreds of real balls (4 of 20,000): its SE² is unbiased (spread
+/ rms SE 1.00 over 20,000 repetitions), but a sample without a hub reports a
+small SE, so spread / mean SE is 1.25-1.35 at 1,000 rows, 1.05-1.12 at 4,000,
+1.00-1.03 at 8,000, and the z test of two fakes raises fewer false alarms than
+nominal (the hub that moves the metric raises its SE too). Recall's variance
+is not a power law of the size there (at k = 5 it grows from 500 to 1,000
+rows), which halves and quarters cannot see: its SEs stay 1.2-1.3 times too
+small after the p(1 - p) scaling of :func:`binomial_scales`.
 """
 
 from __future__ import annotations
@@ -85,20 +98,48 @@ def extrapolated(half: float, quarter: float) -> float:
     return half * min(max(half / quarter, 0.5), 1.0)
 
 
-def standard_errors(counts: SplitCounts, real_parts, fake_parts, k: int, fake_counts: np.ndarray) -> dict:
+#: Fractions of rows: their variance is extrapolated per unit of p(1 - p) when the full sample's value is given.
+PROPORTIONS = ("precision", "recall", "coverage")
+
+
+def binomial_scales(theta: dict, key: str, value: float | None) -> tuple[float, float, float]:
+    """p(1 - p) at half size, quarter size (p: the mean of the cells) and full size (p: ``value``); ones where
+    that does not apply (density, no value given, or p = 0 or 1 somewhere: nothing to scale by).
+
+    A part's balls are larger than the full sample's, so its proportions sit
+    nearer 1: on text embeddings recall is 0.75 at 1,000 rows and higher in
+    a quarter, and its variance, which moves with p(1 - p) like a binomial's,
+    falls with the size for that reason as well as the sample's. Extrapolating
+    Var / p(1 - p) and multiplying by the full sample's p(1 - p) takes that
+    level out (BENCHMARKS.md: text-lsa recall 1.44 -> 1.23 times too small at
+    k = 5; Gaussian and mixture data within 0.02 of before).
+    """
+    if key not in PROPORTIONS or value is None:
+        return 1.0, 1.0, 1.0
+    scales = []
+    for p in (float(np.mean(theta["half"][key])), float(np.mean(theta["quarter"][key])), float(value)):
+        scales.append(p * (1 - p))
+    return tuple(scales) if min(scales) > 0 else (1.0, 1.0, 1.0)
+
+
+def standard_errors(counts: SplitCounts, real_parts, fake_parts, k: int, fake_counts: np.ndarray, values=None) -> dict:
     """``{"both": {metric: se}, "given_real": {metric: se}}`` for one k.
 
     ``fake_counts``: the real balls holding each fake row (the full sample's
     per-row counts): given the real set, precision and density are means of
-    per-fake-row values and take the exact iid formula.
+    per-fake-row values and take the exact iid formula. ``values``: the full
+    sample's metrics (``{metric: value}``); given, the proportions' variances
+    are extrapolated per unit of p(1 - p) (:func:`binomial_scales`).
     """
     theta = replicates(counts, real_parts, fake_parts, k)
     out = {"both": {}, "given_real": {}}
     for key in METRICS:
         half_both, half_given = cell_variances(theta["half"][key])
         quarter_both, quarter_given = cell_variances(theta["quarter"][key])
-        out["both"][key] = float(np.sqrt(extrapolated(half_both, quarter_both)))
-        out["given_real"][key] = float(np.sqrt(extrapolated(half_given, quarter_given)))
+        at_half, at_quarter, at_full = binomial_scales(theta, key, (values or {}).get(key))
+        both = extrapolated(half_both / at_half, quarter_both / at_quarter) * at_full
+        given = extrapolated(half_given / at_half, quarter_given / at_quarter) * at_full
+        out["both"][key], out["given_real"][key] = float(np.sqrt(both)), float(np.sqrt(given))
     m = len(fake_counts)
     for key, per_row in (("precision", (fake_counts > 0).astype(float)), ("density", fake_counts / k)):
         out["given_real"][key] = float(np.std(per_row, ddof=1) / np.sqrt(m)) if m > 1 else float("nan")
@@ -118,7 +159,8 @@ def nearest_listed(dist: np.ndarray, K: int) -> tuple[np.ndarray, np.ndarray]:
 
 def listed_radii(dist: np.ndarray, words: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Each row's radius (k-th nearest) and part radii, listing more neighbours until every quarter has k."""
-    K = min(5 * k + 24, len(dist) - 1)
+    # Enough that a quarter (a quarter of the listed rows, binomially) rarely holds fewer than k: no second try.
+    K = min(12 * k + 48, len(dist) - 1)
     while True:
         rho, order = nearest_listed(dist, K)
         try:
