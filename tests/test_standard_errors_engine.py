@@ -46,7 +46,7 @@ def dense(real, fake, ks, inclusive=False):
     out = {"both": {}, "given_real": {}}
     for k in ks:
         counts, real_parts, fake_parts, fake_counts = collect_dense(rr, ff, fr, k, inclusive=inclusive)
-        se = standard_errors(counts, real_parts, fake_parts, k, fake_counts)
+        se = standard_errors(counts, real_parts, fake_parts, k, fake_counts, oracle.prdc(real, fake, k, inclusive))
         out["both"][str(k)], out["given_real"][str(k)] = se["both"], se["given_real"]
     return out
 

@@ -58,7 +58,7 @@ def value(found: Found, config) -> Value:
         }
         if isinstance(found.split_parts, tuple):
             real_parts, fake_parts = found.split_parts
-            se = stderr.standard_errors(m.splits[q], real_parts, fake_parts, k, counts)
+            se = stderr.standard_errors(m.splits[q], real_parts, fake_parts, k, counts, by_k[k])
             errors[str(k)], given_real[str(k)] = se["both"], se["given_real"]
     warnings = radius_warnings(
         leading(found.real_radii, config.k), leading(found.fake_radii, config.k), config.k, config.inclusive,
