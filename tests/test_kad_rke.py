@@ -143,12 +143,14 @@ def test_identical_sets_and_mode_counts_of_separated_modes():
 
 
 @pytest.mark.slow
-def test_kad_and_rke_are_the_same_on_two_worker_processes(write_zarr):
+def test_kernel_companions_are_the_same_on_two_worker_processes(write_zarr):
+    """KAD, RKE, MiFID, CMMD (every-pair sums) and the memorisation audit (per-sample values)."""
     real, fake = (np.float32(s) for s in _sets()["duplicates"])
     paths = write_zarr("real.zarr", real, chunks=(120, 5)), write_zarr("fake.zarr", fake, chunks=(120, 5))
-    options = dict(k=3, plots=False, samples=False, block_rows=128, companions=("kad", "rke", "mifid"))
+    companions = ("kad", "rke", "mifid", "cmmd", "memorization")
+    options = dict(k=3, plots=False, block_rows=128, companions=companions)
     local = largeemb.evaluate(*paths, **options)
     remote = largeemb.evaluate(*paths, workers=2, threads_per_worker=1, **options)
-    for key in ("kad", "rke_real", "rke_fake", "mifid"):
+    for key in ("kad", "rke_real", "rke_fake", "mifid", "cmmd", "memorization"):
         assert remote.metrics[key] == pytest.approx(local.metrics[key], rel=1e-12, abs=1e-15), key
     assert remote.to_dict()["details"]["kad"] == local.to_dict()["details"]["kad"]
