@@ -49,7 +49,9 @@ def padded(dist: np.ndarray, idx: np.ndarray, own_ids: np.ndarray, n: int, key: 
     return out
 
 
-def from_listed(nb: Neighbours, own, take_neighbours, ks, max_sqnorm: float, kappa: float, n: int, key: int):
+def from_listed(
+    nb: Neighbours, own, take_neighbours, ks, max_sqnorm: float, kappa: float, n: int, key: int, known=None
+):
     """Part radii (rows, len(ks), 64) of a block's rows from their candidate lists, the local rows whose
     radii the lists cannot prove (their values are then meaningless), and the float64 pairs computed.
 
@@ -65,6 +67,8 @@ def from_listed(nb: Neighbours, own, take_neighbours, ks, max_sqnorm: float, kap
     distance >= min(floor, cut), so at true squared distance >= that minus e:
     a radius whose square is at most that is exact. With exact tiles (kappa 0)
     the listed values are the brute force's squares: no float64 at all.
+    ``known``: float64 distances of listed rows already computed (:func:`~largeemb.kernels.neighbours.finish`'s,
+    inf where not), taken as they are.
     """
     ids = nb.start + np.arange(len(nb.idx))
     lowest = np.minimum(nb.floor, nb.cut).astype(np.float64)
@@ -77,15 +81,19 @@ def from_listed(nb: Neighbours, own, take_neighbours, ks, max_sqnorm: float, kap
     order = np.argsort(d32, axis=1, kind="stable")  # the row itself and empty slots last
     d32, idx = np.take_along_axis(d32, order, axis=1), np.take_along_axis(nb.idx, order, axis=1)
     listed = np.isfinite(d32)
-    rows, where = np.unique(np.maximum(idx, 0), return_inverse=True)
-    theirs = split_words(rows, n, key)[where.reshape(idx.shape)]  # (rows, W): one word per listed row
+    theirs = _listed_words(np.maximum(idx, 0), n, key)
     same = _same_parts(np.where(listed, theirs ^ split_words(ids, n, key)[:, None], ~np.uint64(0)))
     kth = _kth(same, ks)
     need = np.zeros(idx.shape, bool)
     for pos, _ in kth:
         np.put_along_axis(need, pos, True, axis=1)
     need = _near(need & listed, d32, 4 * eps)
-    d64, computed = listed_exact(nb.start, idx, own, take_neighbours, need)
+    if known is not None:  # the k-NN radii's window computed some already: the same pairs, the same values
+        known = np.take_along_axis(known, order, axis=1)
+        d64, computed = listed_exact(nb.start, idx, own, take_neighbours, need & np.isinf(known))
+        d64 = np.where(np.isinf(known), d64, known)
+    else:
+        d64, computed = listed_exact(nb.start, idx, own, take_neighbours, need)
     value = np.where(need, d64, np.sqrt(np.maximum(d32, 0.0)))  # float32 squares of copies may be below 0
     by_value = np.argsort(value, axis=1, kind="stable")
     value = np.take_along_axis(value, by_value, axis=1)
@@ -98,6 +106,15 @@ def from_listed(nb: Neighbours, own, take_neighbours, ks, max_sqnorm: float, kap
     bound = lowest - eps
     proven = ((radii * radii <= bound[:, None, None]) | (radii == 0.0)).all(axis=(1, 2))
     return radii, np.flatnonzero(~proven), computed
+
+
+def _listed_words(idx: np.ndarray, n: int, key: int) -> np.ndarray:
+    """Split words of listed rows ``idx`` (global, >= 0), each row's computed once: for lists that name
+    more entries than the set has rows, every row's (no sort; a small set's blocks list nearly all)."""
+    if idx.size >= n:
+        return split_words(np.arange(n), n, key)[idx]
+    rows, where = np.unique(idx, return_inverse=True)
+    return split_words(rows, n, key)[where.reshape(idx.shape)]
 
 
 def _same_table() -> np.ndarray:
