@@ -72,17 +72,23 @@ def taken(split_rows, fake_rows, real_rows):
     return None if split_rows is None else (split_rows[0][fake_rows], split_rows[1][real_rows])
 
 
-def part_words(d32, radii, eps, exact_of, inclusive) -> np.ndarray:
-    """(pairs,) uint64: bit h set when the pair lies in the part ball of column h (radii: (pairs, 64)).
+def part_words(d32, rows, radii, eps, exact_of, inclusive) -> np.ndarray:
+    """(pairs,) uint64: bit h set when the pair lies in the part ball of column h of its row ``rows[i]``
+    (``radii``: (rows, 64), indexed by ``rows``).
 
-    Pairs surely beyond the largest radius (float32 value minus its bound
-    above it, with the same 4-roundoff margin as ``inside``) set nothing.
+    Pairs surely beyond the row's largest radius (float32 value minus its
+    bound above it, with the same 4-roundoff margin as ``inside``) set
+    nothing; pairs surely below its smallest (value plus bound below it)
+    set every bit, as ``inside`` would column by column (r² only grows with
+    r). Only the rest are tested column by column, their radii gathered.
     """
-    widest = radii.max(axis=1)
-    near = np.flatnonzero(~(d32 - eps > widest * widest * (1 + 4 * UNIT_ROUNDOFF64)))
-    words = np.zeros(len(d32), np.uint64)
+    widest, narrowest = radii.max(axis=1), radii.min(axis=1)
+    widest2, narrowest2 = widest * widest, narrowest * narrowest
+    beyond = d32 - eps > widest2[rows] * (1 + 4 * UNIT_ROUNDOFF64)
+    words = np.where(d32 + eps < narrowest2[rows] * (1 - 4 * UNIT_ROUNDOFF64), ~np.uint64(0), np.uint64(0))
+    near = np.flatnonzero(~beyond & (words == 0))
     if len(near):
-        bits = inside(d32[near], radii[near], eps[near], lambda sel: exact_of(near[sel]), inclusive)
+        bits = inside(d32[near], radii[rows[near]], eps[near], lambda sel: exact_of(near[sel]), inclusive)
         words[near] = packed(bits)
     return words
 
@@ -95,7 +101,7 @@ def real_side(split_rows, real_rows, fake_rows, f_rows, r_rows, d32, eps, exact_
         return None
     fake, real = split_rows
     for q, counts in enumerate(splits):
-        words = part_words(d32, real.radii[r_rows, q], eps, exact_of, inclusive)
+        words = part_words(d32, r_rows, real.radii[:, q], eps, exact_of, inclusive)
         hit = words != 0
         fold_real_pairs(counts, f_rows[hit], r_rows[hit], words[hit], fake.parts, real.parts, fake.index, real.index)
     return splits
@@ -107,7 +113,7 @@ def fake_side(splits, split_rows, f_rows, r_rows, d32, eps, exact_of, inclusive)
         return
     fake = split_rows[0]
     for q, counts in enumerate(splits):
-        words = part_words(d32, fake.radii[f_rows, q], eps, exact_of, inclusive)
+        words = part_words(d32, f_rows, fake.radii[:, q], eps, exact_of, inclusive)
         hit = words != 0
         fold_fake_pairs(counts, r_rows[hit], f_rows[hit], words[hit], fake.parts)
 

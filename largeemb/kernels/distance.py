@@ -160,7 +160,10 @@ def exact_pairs(take_a, take_b, ia: np.ndarray, ib: np.ndarray) -> np.ndarray:
     out = np.empty(len(ia), dtype=np.float64)
     for lo in range(0, len(ia), CACHED_PAIRS):
         hi = lo + CACHED_PAIRS
-        out[lo:hi] = exact_pair_dist(take_a(ia[lo:hi]), take_b(ib[lo:hi]))
+        # exact_pair_dist's operations (and sum order), squared in place: one temporary per chunk, not two.
+        diff = np.subtract(take_a(ia[lo:hi]), take_b(ib[lo:hi]), dtype=np.float64)
+        np.multiply(diff, diff, out=diff)
+        np.sqrt(diff.sum(axis=1), out=out[lo : lo + len(diff)])
     return out
 
 

@@ -116,12 +116,12 @@ def split_key(role: str) -> int:
 def _finish_task(source, block, ctx: PassContext, nb, max_sqnorm, role):
     own = metric_rows(source.read(block.start, block.stop), ctx.metric)
     take = taker(source, ctx.metric)
-    radii, unproven, pairs = neighbours.finish(nb, own, take, ctx.k, max_sqnorm, ctx.kappa)
+    radii, unproven, pairs, known = neighbours.finish(nb, own, take, ctx.k, max_sqnorm, ctx.kappa)
     if not ctx.split_k:
         return TilePass(radii, unproven + block.start, pairs)
     # Only the part radii are kept: the lists leave with this task.
     found, short, more = parts.from_listed(
-        nb, own, take, ctx.split_k, max_sqnorm, ctx.kappa, source.rows, split_key(role)
+        nb, own, take, ctx.split_k, max_sqnorm, ctx.kappa, source.rows, split_key(role), known
     )
     return TilePass(radii, unproven + block.start, pairs, found, short + block.start, more)
 
