@@ -55,8 +55,11 @@ def test_demo_runs_end_to_end(tmp_path):
     result = runner.invoke(app, ["demo", "--out", str(out), "--rows", "2000", "--dim", "16"])
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "metrics.json").read_text())
-    # P-precision/recall: opt-in.
-    companions = {"f1", "f8", "f1_8", "authenticity", "vendi_real", "vendi_fake", "fd_infinity"}
+    # The default companions (P-precision/recall, PR-cover, clipped density/coverage and the kernels: opt-in).
+    companions = {
+        "f1", "f8", "f1_8", "authenticity", "vendi_real", "vendi_fake", "fd_infinity", "sym_precision", "sym_recall",
+        "rarity_mean", "memorization",
+    }
     assert set(metrics["metrics"]) == {"precision", "recall", "density", "coverage", "fd"} | companions
     assert metrics["schema_version"] == 3
     for key in ("real", "fake", "params", "warnings", "timings_s", "versions", "by_k"):
