@@ -8,8 +8,8 @@ Writes a synthetic real/fake pair (or copies two .npy files, memory-mapped)
 to zarr stores in a temporary directory, then runs each tool in its own
 fresh process (so each peak RSS is its own): prdc loads both arrays into
 memory, largeemb streams them from the stores. Like for like, largeemb
-computes what prdc computes (the four metrics, plus FD): per-sample values
-and plot projections off. A second largeemb run with the default options
+computes what prdc computes (the four metrics, plus FD): per-sample values,
+standard errors and plot projections off. A second largeemb run with the default options
 (per-sample values and PCA projections on) is shown too, and one with pruning
 off (--no-prune: every tile computed in full), which is what data without
 cluster structure costs (--modes 1 writes such data); ``--metrics-only``
@@ -80,14 +80,15 @@ def main():
         runs = [
             (
                 "largeemb" if len(precisions) == 1 else p,
-                largeemb_run(f", samples=False, plots=False, precision={p!r}{extra}"),
+                largeemb_run(f", samples=False, plots=False, standard_errors=False, precision={p!r}{extra}"),
             )
             for p in precisions
         ]
         ours = min((res for _, res in runs), key=lambda res: res["seconds"])
         if not args.metrics_only:
             runs += [
-                ("no-prune", largeemb_run(", samples=False, plots=False, prune=False")), ("defaults", largeemb_run("")),
+                ("no-prune", largeemb_run(", samples=False, plots=False, standard_errors=False, prune=False")),
+                ("defaults", largeemb_run("")),
             ]
         theirs = prdc_run(real, fake, args.k)
 
