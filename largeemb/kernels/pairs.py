@@ -1,5 +1,5 @@
 """Every-pair work of the kernel companions, one tile at a time, in float64:
-Gaussian kernel sums (KAD, RKE), counts and windows of squared distances (the
+Gaussian kernel sums (KAD, RKE, CMMD), counts and windows of squared distances (the
 exact median pairwise distance, by selection), and the largest |cosine| of
 each row against a set (MiFID's memorisation penalty).
 

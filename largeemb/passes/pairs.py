@@ -1,5 +1,5 @@
 """Every-pair passes of the kernel companions (opt-in), as tasks: Gaussian
-kernel sums (KAD, RKE), the exact median pairwise distance of a set (KAD's
+kernel sums (KAD, RKE, CMMD), the exact median pairwise distance of a set (KAD's
 bandwidth), and each real row's largest |cosine| to the fake set (MiFID).
 
 Each set meets itself once per unordered block pair and the other set once
