@@ -1,5 +1,5 @@
 """Every-pair work of the kernel companions, one tile at a time, in float64:
-Gaussian kernel sums (KAD, RKE), counts and windows of squared distances (the
+Gaussian kernel sums (KAD, RKE, CMMD), counts and windows of squared distances (the
 exact median pairwise distance, by selection), and the largest |cosine| of
 each row against a set (MiFID's memorisation penalty).
 
@@ -33,11 +33,16 @@ def sq_distances(a: np.ndarray, b: np.ndarray, a_sq: np.ndarray, b_sq: np.ndarra
     return np.maximum(sq, 0.0, out=sq)
 
 
-def _panels(a: np.ndarray, b: np.ndarray, panel_rows: int, same: bool):
-    """(a offset, b offset, squared distances, weight) of each panel pair; ``same`` (a is b): the upper
-    panels only, weight 2 off the diagonal panels, whose own diagonal is exactly 0."""
+def _norms(a: np.ndarray, b: np.ndarray, same: bool) -> tuple[np.ndarray, np.ndarray]:
     a_sq = _sq_norms(a)
-    b_sq = a_sq if same else _sq_norms(b)
+    return a_sq, (a_sq if same else _sq_norms(b))
+
+
+def _panels(a: np.ndarray, b: np.ndarray, panel_rows: int, same: bool, norms=None):
+    """(a offset, b offset, squared distances, weight) of each panel pair; ``same`` (a is b): the upper
+    panels only, weight 2 off the diagonal panels, whose own diagonal is exactly 0. ``norms``: the rows'
+    squared norms (:func:`_norms`) when the caller has them."""
+    a_sq, b_sq = _norms(a, b, same) if norms is None else norms
     for lo in range(0, len(a), panel_rows):
         for bo in range(lo if same else 0, len(b), panel_rows):
             sq = sq_distances(a[lo : lo + panel_rows], b[bo : bo + panel_rows], a_sq[lo : lo + panel_rows],
@@ -97,9 +102,8 @@ def window(a, b, a_raw, b_raw, same: bool, lo: float, hi: float, panel_rows: int
     """
     dim = a.shape[1]
     below, found = 0, []
-    a_sq = _sq_norms(a)
-    b_sq = a_sq if same else _sq_norms(b)
-    for lo_a, lo_b, sq, _ in _panels(a, b, panel_rows, same):
+    a_sq, b_sq = _norms(a, b, same)
+    for lo_a, lo_b, sq, _ in _panels(a, b, panel_rows, same, (a_sq, b_sq)):
         pa, pb = a_sq[lo_a : lo_a + panel_rows], b_sq[lo_b : lo_b + panel_rows]
         slack = 16.0 * (dim + 4) * _U64 * (float(pa.max()) + float(pb.max()))
         keep = np.triu(np.ones(sq.shape, bool), 1) if same and lo_a == lo_b else True  # pairs i < j once

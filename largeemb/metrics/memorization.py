@@ -53,7 +53,7 @@ def value(found: Found, config) -> Value:
         return Value(warnings=["memorization not computed: the reference holds no k=1 radii (rebuild it)"])
     ps = found.per_sample
     ratio = ratios(nearest_other, ps.fake_nearest_real, ps.fake_nearest_dist)
-    flags = memorized(ratio, ps.fake_nearest_dist, THRESHOLD)
+    flags = ratio < THRESHOLD  # an exact copy's ratio is 0
     share = float(np.mean(flags))
     return Value(
         metrics={NAME: share},
@@ -63,7 +63,7 @@ def value(found: Found, config) -> Value:
                 "threshold": THRESHOLD,
                 "memorized_rows": int(flags.sum()),
                 "exact_copies": int(np.count_nonzero(ps.fake_nearest_dist == 0)),
-                "share_ratio_below_1": float(np.mean(memorized(ratio, ps.fake_nearest_dist, 1.0))),
+                "share_ratio_below_1": float(np.mean(ratio < 1.0)),
                 "source": "calibrated nearest-neighbour ratio; the threshold of Yoon et al. 2023's 1/3 test",
             }
         },
@@ -81,7 +81,3 @@ def ratios(real_nearest_other: np.ndarray, fake_nearest_real: np.ndarray, fake_n
         out = np.where(own > 0, dist / np.where(own > 0, own, 1.0), np.inf)
     out[dist == 0] = 0.0
     return out
-
-
-def memorized(ratio: np.ndarray, fake_nearest_dist: np.ndarray, threshold: float) -> np.ndarray:
-    return (ratio < threshold) | (np.asarray(fake_nearest_dist) == 0)

@@ -1,5 +1,5 @@
 """Every-pair passes of the kernel companions (opt-in), as tasks: Gaussian
-kernel sums (KAD, RKE), the exact median pairwise distance of a set (KAD's
+kernel sums (KAD, RKE, CMMD), the exact median pairwise distance of a set (KAD's
 bandwidth), and each real row's largest |cosine| to the fake set (MiFID).
 
 Each set meets itself once per unordered block pair and the other set once
@@ -171,20 +171,15 @@ def median_sq_distance(ctx: PassContext, name: str, source: Source) -> float:
 # -- MiFID: each real row's largest |cosine| to the fake set ------------------
 
 
-def _unit(source, block):
-    return pairs.unit_rows(_raw(source, block))
-
-
 def _cosine_task(real, r, fake, f, panel_rows):
+    """Each real row's max |cos| over the tile's nonzero fake rows; NaN for a zero real row (NaN wins every
+    np.maximum, so the merged maxima also say which real rows are zero: no second read of the real set)."""
     one_thread()
-    real_unit, _ = _unit(real, r)
-    fake_unit, fake_nonzero = _unit(fake, f)
-    return pairs.max_abs_cosine(real_unit, fake_unit[fake_nonzero], panel_rows)
-
-
-def _nonzero_task(real, r):
-    one_thread()
-    return _unit(real, r)[1]
+    real_unit, real_nonzero = pairs.unit_rows(_raw(real, r))
+    fake_unit, fake_nonzero = pairs.unit_rows(_raw(fake, f))
+    best = pairs.max_abs_cosine(real_unit, fake_unit[fake_nonzero], panel_rows)
+    best[~real_nonzero] = np.nan
+    return best
 
 
 def nearest_cosine(ctx: PassContext, name: str, real: Source, fake: Source) -> tuple[np.ndarray, np.ndarray]:
@@ -192,11 +187,11 @@ def nearest_cosine(ctx: PassContext, name: str, real: Source, fake: Source) -> t
     g = Graph(name)
     real_role, fake_role = g.share([real, fake])
     fake_blocks = ctx.blocks(fake)
-    best, nonzero = [], []
-    for r in ctx.blocks(real):
-        tiles = [g.unit(f"{name}-{r.index}-{f.index}", _cosine_task, real_role, r, fake_role, f, ctx.panel_rows)
-                 for f in fake_blocks]
-        best.append(g.tree(tiles, np.maximum, f"{name}-max"))
-        nonzero.append(g.task(f"{name}-nonzero", _nonzero_task, real_role, r))
-    best, nonzero = run(g, [best, nonzero], name)
-    return np.concatenate(best), np.concatenate(nonzero)
+    best = [
+        g.tree([g.unit(f"{name}-{r.index}-{f.index}", _cosine_task, real_role, r, fake_role, f, ctx.panel_rows)
+                for f in fake_blocks], np.maximum, f"{name}-max")
+        for r in ctx.blocks(real)
+    ]
+    best = np.concatenate(run(g, best, name))
+    nonzero = ~np.isnan(best)
+    return np.where(nonzero, best, 0.0), nonzero
