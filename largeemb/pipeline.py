@@ -323,7 +323,8 @@ def run_passes(
             passes.per_sample = cross.settle_stage(ctx, real, fake, passes.memberships, realism)
     for extra in needs.passes:
         with timed(timings, extra.name):
-            passes.extra[extra.name] = extra.run(ctx, real, fake)
+            moments = (real_set.moments, fake_set.moments) if extra.moments else ()
+            passes.extra[extra.name] = extra.run(ctx, real, fake, *moments)
     if config.plots:
         with timed(timings, "projection"):
             passes.projection = project(

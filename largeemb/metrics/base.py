@@ -33,13 +33,15 @@ __all__ = ["Ball", "Found", "InBall", "Needs", "Pass", "Value", "leading"]
 
 @dataclass(frozen=True)
 class Pass:
-    """A pass of a metric's own, run after the cross pass as ``run(ctx, real, fake)``.
+    """A pass of a metric's own, run after the cross pass as ``run(ctx, real, fake)``
+    (``moments``: ``run(ctx, real, fake, real_moments, fake_moments)``, the moments pass's).
 
     Its result is ``Found.extra[name]``; its time is ``timings_s[name]``.
     """
 
     name: str
     run: Callable
+    moments: bool = False
 
 
 @dataclass(frozen=True)

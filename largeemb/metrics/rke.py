@@ -10,8 +10,8 @@ largeemb sums every pair exactly (k² = exp(−‖x − y‖²/σ²), float64), 
 set: ``rke_real``, ``rke_fake``. Opt-in (``--companions rke``).
 
 σ: ``--rke-bandwidth``, else one σ for both sets: half the root-mean-square
-distance between two distinct real rows, √(2 tr Σ_real) / 2 (one streamed
-read of the real set). The reference has no default; one σ for both sets
+distance between two distinct real rows, √(2 tr Σ_real) / 2 (from the moments
+pass's float64 sums: no read of its own). The reference has no default; one σ for both sets
 keeps the two counts comparable. Recorded in the details.
 """
 
@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from largeemb.metrics.base import Found, Needs, Pass, Value
-from largeemb.passes.pairs import gaussian_sums, mean_sq_distance
+from largeemb.passes.pairs import gaussian_sums
 
 NAME = "rke"
 REAL, FAKE = "rke_real", "rke_fake"
@@ -36,15 +36,15 @@ def needs(config, real, fake) -> Needs:
     if fake is None:
         return Needs()
 
-    def rke_pass(ctx, real, fake):
-        if config.rke_bandwidth is None:
-            sigma, rule = float(np.sqrt(mean_sq_distance(ctx, f"{NAME}-spread", real)) / 2.0), "default"
+    def rke_pass(ctx, real, fake, real_moments, fake_moments):
+        if config.rke_bandwidth is None:  # the mean of ‖x_i − x_i'‖² over i ≠ i' is 2 tr Σ
+            sigma, rule = float(np.sqrt(2.0 * real_moments.total_variance()) / 2.0), "default"
         else:
             sigma, rule = float(config.rke_bandwidth), "given"
         # k² = exp(−d²/σ²): the Gaussian sums at γ = 1/σ².
         return sigma, rule, gaussian_sums(ctx, NAME, real, fake, 1.0 / sigma**2, ("real", "fake"))
 
-    return Needs(passes=(Pass(NAME, rke_pass),))
+    return Needs(passes=(Pass(NAME, rke_pass, moments=True),))
 
 
 def value(found: Found, config) -> Value:

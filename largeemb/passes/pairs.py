@@ -70,26 +70,6 @@ def gaussian_sums(ctx: PassContext, name: str, real: Source, fake: Source, gamma
     }
 
 
-def _spread_task(source, block, centre):
-    one_thread()
-    rows = _raw(source, block) - centre
-    return rows.sum(axis=0), float(np.einsum("ij,ij->", rows, rows)), len(rows)
-
-
-def _add_spreads(a, b):
-    return a[0] + b[0], a[1] + b[1], a[2] + b[2]
-
-
-def mean_sq_distance(ctx: PassContext, name: str, source: Source) -> float:
-    """The mean of ‖x_i − x_i'‖² over ordered pairs i ≠ i' of a set: 2 tr Σ (Σ unbiased), in one read."""
-    g = Graph(name)
-    (role,) = g.share([source])
-    centre = np.asarray(ctx.centre, np.float64)
-    parts = [g.unit(f"{name}-{b.index}", _spread_task, role, b, centre) for b in ctx.blocks(source)]
-    total, squares, n = run(g, g.tree(parts, _add_spreads, f"{name}-add"), name)
-    return 2.0 * (squares - float(total @ total) / n) / (n - 1)
-
-
 # -- the exact median pairwise distance of one set ----------------------------
 
 
