@@ -149,21 +149,3 @@ def fake_side(partial: BallPartial | None, balls: Balls | None, f_rows, r_rows, 
     partial.fake_holds = counts(f_rows, held, len(partial.fake_holds))
     partial.real_in_fake = counts(r_rows, held, len(partial.real_in_fake))
 
-
-def remembered(balls: Balls | None, exact_of):
-    """``exact_of`` computing each pair's float64 distance once: the extra balls ask again for pairs the
-    run's own memberships asked for (unchanged without balls)."""
-    if balls is None:
-        return exact_of
-    known = np.full(0, np.nan)  # by pair index; NaN: not computed (no distance is NaN)
-
-    def of(sel):
-        nonlocal known
-        if len(sel) and sel.max() >= len(known):
-            known = np.concatenate([known, np.full(sel.max() + 1 - len(known), np.nan)])
-        missing = sel[np.isnan(known[sel])]
-        if len(missing):
-            known[missing] = exact_of(missing)
-        return known[sel]
-
-    return of

@@ -320,7 +320,7 @@ def tile(
     f_rows, r_rows = np.divmod(below(dist, open_entries, up32(reach), True), dist.shape[1])
     d32 = dist[f_rows, r_rows].astype(np.float64)
     recomputed = []
-    exact_real_side = more.remembered(balls, _exact_of(fake, real, f_rows, r_rows, d32, kappa == 0.0, recomputed))
+    exact_real_side = _exact_of(fake, real, f_rows, r_rows, d32, kappa == 0.0, recomputed)
     pair_eps = kappa * (fake.sqnorm[f_rows] + real.sqnorm[r_rows])
     inside = _inside(d32, real_radii[r_rows], pair_eps, exact_real_side, inclusive)
     nk = inside.shape[1]
@@ -351,7 +351,7 @@ def tile(
             reach = np.maximum(reach, np.maximum(near_cut_fake, NEAR_COPY * eps_fake))
     f_rows, r_rows = np.divmod(below(dist, open_entries, up32(reach), False), dist.shape[1])
     d32 = dist[f_rows, r_rows].astype(np.float64)
-    exact_fake_side = more.remembered(balls, _exact_of(fake, real, f_rows, r_rows, d32, kappa == 0.0, recomputed))
+    exact_fake_side = _exact_of(fake, real, f_rows, r_rows, d32, kappa == 0.0, recomputed)
     pair_eps = kappa * (fake.sqnorm[f_rows] + real.sqnorm[r_rows])
     out.real_recalled = _flags(
         r_rows, _inside(d32, fake_radii[f_rows], pair_eps, exact_fake_side, inclusive), real.rows
