@@ -95,7 +95,8 @@ class CrossPartial:
         out.float64_pairs = self.float64_pairs + other.float64_pairs
         if self.prob is not None:
             out.prob = getattr(self.prob, how)(other.prob)
-        out.balls = more.merged(self, other, how)
+        if self.balls is not None:
+            out.balls = getattr(self.balls, how)(other.balls)
         if self.splits is not None:
             out.splits = getattr(cross_splits, how)(self.splits, other.splits)
         if self.fake_nearest is not None:
@@ -112,7 +113,8 @@ class CrossPartial:
         self.float64_pairs += tile.float64_pairs
         if self.prob is not None:
             self.prob.add(tile.prob, fake_rows, real_rows)
-        more.fold(self, tile, fake_rows, real_rows)
+        if self.balls is not None:
+            self.balls.add(tile.balls, fake_rows, real_rows)
         if self.splits is not None:
             cross_splits.add(self.splits, tile.splits, fake_rows, real_rows)
 
@@ -207,6 +209,7 @@ def block_pair(
     )
     if prob_radii is not None:
         out.prob = ProbPartial.empty(fake.rows, real.rows)
+    out.balls = more.empty(balls, fake.rows, real.rows)
     out.splits = cross_splits.empty(split_rows, real.rows, fake.rows)
     real_right = real.right()
     samples = realism_radius is not None

@@ -16,7 +16,7 @@ import numpy as np
 
 from largeemb.io.store import Source
 from largeemb.kernels import cross, settle
-from largeemb.kernels.balls import BallPartial, Balls
+from largeemb.kernels.balls import Balls
 from largeemb.passes.blocks import load_block, taker
 from largeemb.passes.context import PassContext, note_screening
 from largeemb.run.graph import Graph, run, same
@@ -175,8 +175,7 @@ def _real_pair_task(real_src, a, b, ctx: PassContext, radii_a, radii_b):
         ctx.partition, None, strategy, balls,
     )
     note_screening(strategy)
-    held = out.balls if out.balls is not None else BallPartial.empty(a.rows, b.rows, columns, own.shape[1])
-    return held.fake_in_real, (held.real_in_fake if a.index != b.index else None)
+    return out.balls.fake_in_real, (out.balls.real_in_fake if a.index != b.index else None)
 
 
 def _pick(pair, side: int):
