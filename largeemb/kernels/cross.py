@@ -326,12 +326,7 @@ def tile(
     exact_real_side = _exact_of(fake, real, f_rows, r_rows, d32, kappa == 0.0, recomputed)
     pair_eps = kappa * (fake.sqnorm[f_rows] + real.sqnorm[r_rows])
     inside = _inside(d32, real_radii[r_rows], pair_eps, exact_real_side, inclusive)
-    nk = inside.shape[1]
-    out = CrossPartial(
-        np.stack([np.bincount(f_rows[inside[:, q]], minlength=fake.rows) for q in range(nk)], axis=1).astype(np.int64),
-        _flags(r_rows, inside, real.rows),
-        None,
-    )
+    out = CrossPartial(more.counts(f_rows, inside, fake.rows), _flags(r_rows, inside, real.rows), None)
     out.balls = more.real_side(balls, out, f_rows, r_rows, _inside, d32, pair_eps, exact_real_side)
     out.splits = cross_splits.real_side(split_rows, real.rows, fake.rows, f_rows, r_rows, d32, pair_eps,
                                         exact_real_side, inclusive)
