@@ -185,7 +185,14 @@ def _pick(pair, side: int):
 def real_in_real_stage(ctx: PassContext, real_src: Source, radii: np.ndarray) -> np.ndarray:
     """Per real row and column of ``radii`` (real rows × columns): the other real rows whose ball
     (``<=``) holds it. Each pair of real blocks once (a row's counts: the sum over the pairs it is
-    in); each row's own ball (at distance 0, exactly, from float64 rows) is taken off."""
+    in); each row's own ball (at distance 0, exactly, from float64 rows) is taken off.
+
+    A pass of its own, not counts kept by the self pass, which also meets every near real pair:
+    a clipped radius, min(r, median of all r), is known only once the self pass has ended, and a
+    ``<=`` ball holds every row within it, all copies included, where the self pass keeps per row a
+    few more than k + 1 nearest and the near-ties of its (k+1)-th, at most
+    :data:`~largeemb.kernels.neighbours.MAX_CANDIDATES`, and its float64 pass keeps no lists.
+    """
     g = Graph("real-in-real")
     blocks = ctx.blocks(real_src)
     slices = g.share([radii[b.start : b.stop] for b in blocks])
