@@ -344,3 +344,20 @@ def test_the_family_is_the_same_on_two_worker_processes(write_zarr):
     )
     assert family(remote) == family(local)
     np.testing.assert_array_equal(remote.fake_rarity, local.fake_rarity)
+
+
+def test_the_family_counts_nothing_in_block_pairs_whose_tiles_are_all_pruned():
+    """Two far clusters, one block each: the fake × real and real × real block pairs across them have
+    no pair within any ball's reach, so every tile is pruned away; their counts are zeros."""
+    rng = np.random.default_rng(9)
+    real = np.vstack([rng.standard_normal((300, 6)), rng.standard_normal((300, 6)) + 100]).astype(np.float32)
+    fake = np.vstack([rng.standard_normal((300, 6)) + 100, rng.standard_normal((300, 6))]).astype(np.float32)
+    result = largeemb.evaluate(real, fake, k=K, plots=False, companions=FAMILY, block_rows=300, samples=False)
+    real, fake = real.astype(np.float64), fake.astype(np.float64)
+    for k in K:
+        oracle = brute(real, fake, k)
+        assert result.by_k[k]["clipped_density"] == pytest.approx(oracle["clipped_density"], rel=1e-12)
+        assert result.by_k[k]["sym_precision"] == oracle["sym_precision"]
+        assert result.by_k[k]["sym_recall"] == oracle["sym_recall"]
+        assert result.by_k[k]["rarity_mean"] == pytest.approx(np.nanmean(oracle["rarity"]), rel=1e-12)
+    assert (result.metrics["cover_precision"], result.metrics["cover_recall"]) == brute_cover(real, fake)

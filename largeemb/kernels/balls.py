@@ -98,29 +98,11 @@ def counts(owners, inside, n) -> np.ndarray:
     return out
 
 
-def fold(partial, tile, fake_rows, real_rows) -> None:
-    """Add a tile's ball counts (``tile.balls``) into a block pair's CrossPartial (made on the first tile)."""
-    if tile.balls is None:
-        return
-    if partial.balls is None:
-        nf, nr = len(partial.fake_counts), len(partial.real_covered)
-        partial.balls = BallPartial.empty(nf, nr, tile.balls.real_holds.shape[1], tile.balls.fake_holds.shape[1])
-    partial.balls.add(tile.balls, fake_rows, real_rows)
-
-
-def merged(one, other, how: str) -> BallPartial | None:
-    """The ball counts of two merged CrossPartials (``how``: their merge); a block pair
-    whose tiles were all pruned away has none: zeros then."""
-    if one.balls is None and other.balls is None:
+def empty(balls: Balls | None, fake_rows: int, real_rows: int) -> BallPartial | None:
+    """Zero counts of these rows in every column of ``balls`` (None without balls)."""
+    if balls is None:
         return None
-
-    def of(partial, model):
-        if partial.balls is not None:
-            return partial.balls
-        shape = model.balls.real_holds.shape[1], model.balls.fake_holds.shape[1]
-        return BallPartial.empty(len(partial.fake_counts), len(partial.real_covered), *shape)
-
-    return getattr(of(one, other), how)(of(other, one))
+    return BallPartial.empty(fake_rows, real_rows, balls.real.shape[1], balls.fake.shape[1])
 
 
 def real_side(balls: Balls | None, out, f_rows, r_rows, inside, d32, eps, exact_of) -> BallPartial | None:
@@ -131,7 +113,7 @@ def real_side(balls: Balls | None, out, f_rows, r_rows, inside, d32, eps, exact_
     if balls is None:
         return None
     nf, nr = len(out.fake_counts), len(out.real_covered)
-    partial = BallPartial.empty(nf, nr, balls.real.shape[1], balls.fake.shape[1])
+    partial = empty(balls, nf, nr)
     radii = balls.real[r_rows]
     held = inside(d32, radii, eps, exact_of, np.array(balls.real_inclusive, bool))
     partial.fake_in_real = counts(f_rows, held, nf)
@@ -149,21 +131,3 @@ def fake_side(partial: BallPartial | None, balls: Balls | None, f_rows, r_rows, 
     partial.fake_holds = counts(f_rows, held, len(partial.fake_holds))
     partial.real_in_fake = counts(r_rows, held, len(partial.real_in_fake))
 
-
-def remembered(balls: Balls | None, exact_of):
-    """``exact_of`` computing each pair's float64 distance once: the extra balls ask again for pairs the
-    run's own memberships asked for (unchanged without balls)."""
-    if balls is None:
-        return exact_of
-    known = np.full(0, np.nan)  # by pair index; NaN: not computed (no distance is NaN)
-
-    def of(sel):
-        nonlocal known
-        if len(sel) and sel.max() >= len(known):
-            known = np.concatenate([known, np.full(sel.max() + 1 - len(known), np.nan)])
-        missing = sel[np.isnan(known[sel])]
-        if len(missing):
-            known[missing] = exact_of(missing)
-        return known[sel]
-
-    return of

@@ -95,7 +95,8 @@ class CrossPartial:
         out.float64_pairs = self.float64_pairs + other.float64_pairs
         if self.prob is not None:
             out.prob = getattr(self.prob, how)(other.prob)
-        out.balls = more.merged(self, other, how)
+        if self.balls is not None:
+            out.balls = getattr(self.balls, how)(other.balls)
         if self.splits is not None:
             out.splits = getattr(cross_splits, how)(self.splits, other.splits)
         if self.fake_nearest is not None:
@@ -112,7 +113,8 @@ class CrossPartial:
         self.float64_pairs += tile.float64_pairs
         if self.prob is not None:
             self.prob.add(tile.prob, fake_rows, real_rows)
-        more.fold(self, tile, fake_rows, real_rows)
+        if self.balls is not None:
+            self.balls.add(tile.balls, fake_rows, real_rows)
         if self.splits is not None:
             cross_splits.add(self.splits, tile.splits, fake_rows, real_rows)
 
@@ -207,6 +209,7 @@ def block_pair(
     )
     if prob_radii is not None:
         out.prob = ProbPartial.empty(fake.rows, real.rows)
+    out.balls = more.empty(balls, fake.rows, real.rows)
     out.splits = cross_splits.empty(split_rows, real.rows, fake.rows)
     real_right = real.right()
     samples = realism_radius is not None
@@ -320,15 +323,10 @@ def tile(
     f_rows, r_rows = np.divmod(below(dist, open_entries, up32(reach), True), dist.shape[1])
     d32 = dist[f_rows, r_rows].astype(np.float64)
     recomputed = []
-    exact_real_side = more.remembered(balls, _exact_of(fake, real, f_rows, r_rows, d32, kappa == 0.0, recomputed))
+    exact_real_side = _exact_of(fake, real, f_rows, r_rows, d32, kappa == 0.0, recomputed)
     pair_eps = kappa * (fake.sqnorm[f_rows] + real.sqnorm[r_rows])
     inside = _inside(d32, real_radii[r_rows], pair_eps, exact_real_side, inclusive)
-    nk = inside.shape[1]
-    out = CrossPartial(
-        np.stack([np.bincount(f_rows[inside[:, q]], minlength=fake.rows) for q in range(nk)], axis=1).astype(np.int64),
-        _flags(r_rows, inside, real.rows),
-        None,
-    )
+    out = CrossPartial(more.counts(f_rows, inside, fake.rows), _flags(r_rows, inside, real.rows), None)
     out.balls = more.real_side(balls, out, f_rows, r_rows, _inside, d32, pair_eps, exact_real_side)
     out.splits = cross_splits.real_side(split_rows, real.rows, fake.rows, f_rows, r_rows, d32, pair_eps,
                                         exact_real_side, inclusive)
@@ -351,7 +349,7 @@ def tile(
             reach = np.maximum(reach, np.maximum(near_cut_fake, NEAR_COPY * eps_fake))
     f_rows, r_rows = np.divmod(below(dist, open_entries, up32(reach), False), dist.shape[1])
     d32 = dist[f_rows, r_rows].astype(np.float64)
-    exact_fake_side = more.remembered(balls, _exact_of(fake, real, f_rows, r_rows, d32, kappa == 0.0, recomputed))
+    exact_fake_side = _exact_of(fake, real, f_rows, r_rows, d32, kappa == 0.0, recomputed)
     pair_eps = kappa * (fake.sqnorm[f_rows] + real.sqnorm[r_rows])
     out.real_recalled = _flags(
         r_rows, _inside(d32, fake_radii[f_rows], pair_eps, exact_fake_side, inclusive), real.rows

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 
 from largeemb.io.store import Source
-from largeemb.kernels.balls import BallPartial
 from largeemb.kernels.cross import CrossPartial
 from largeemb.kernels.moments import Moments
 from largeemb.passes.cross import Ball, PerSample
@@ -127,11 +126,6 @@ class Found:
             return None
         columns = {role: [b for b in self.balls if b.role == role] for role in ("real", "fake")}
         parts = self.memberships.balls
-        if parts is None:  # every tile pruned away: no pair within reach
-            parts = BallPartial.empty(
-                len(self.memberships.fake_counts), len(self.memberships.real_covered),
-                len(columns["real"]), len(columns["fake"]),
-            )
         q = columns[ball.role].index(ball)
         if ball.role == "real":
             return InBall(parts.real_holds[:, q], parts.fake_in_real[:, q], parts.fake_min_radius[:, q])

@@ -16,7 +16,7 @@ import numpy as np
 
 from largeemb.io.store import Source
 from largeemb.kernels import cross, settle
-from largeemb.kernels.balls import BallPartial, Balls
+from largeemb.kernels.balls import Balls
 from largeemb.passes.blocks import load_block, taker
 from largeemb.passes.context import PassContext, note_screening
 from largeemb.run.graph import Graph, run, same
@@ -175,8 +175,7 @@ def _real_pair_task(real_src, a, b, ctx: PassContext, radii_a, radii_b):
         ctx.partition, None, strategy, balls,
     )
     note_screening(strategy)
-    held = out.balls if out.balls is not None else BallPartial.empty(a.rows, b.rows, columns, own.shape[1])
-    return held.fake_in_real, (held.real_in_fake if a.index != b.index else None)
+    return out.balls.fake_in_real, (out.balls.real_in_fake if a.index != b.index else None)
 
 
 def _pick(pair, side: int):
@@ -186,7 +185,14 @@ def _pick(pair, side: int):
 def real_in_real_stage(ctx: PassContext, real_src: Source, radii: np.ndarray) -> np.ndarray:
     """Per real row and column of ``radii`` (real rows × columns): the other real rows whose ball
     (``<=``) holds it. Each pair of real blocks once (a row's counts: the sum over the pairs it is
-    in); each row's own ball (at distance 0, exactly, from float64 rows) is taken off."""
+    in); each row's own ball (at distance 0, exactly, from float64 rows) is taken off.
+
+    A pass of its own, not counts kept by the self pass, which also meets every near real pair:
+    a clipped radius, min(r, median of all r), is known only once the self pass has ended, and a
+    ``<=`` ball holds every row within it, all copies included, where the self pass keeps per row a
+    few more than k + 1 nearest and the near-ties of its (k+1)-th, at most
+    :data:`~largeemb.kernels.neighbours.MAX_CANDIDATES`, and its float64 pass keeps no lists.
+    """
     g = Graph("real-in-real")
     blocks = ctx.blocks(real_src)
     slices = g.share([radii[b.start : b.stop] for b in blocks])
