@@ -35,8 +35,9 @@ from largeemb.version import __version__
 #: as a TilePass and a float64 chunk's as Radii, not tuples; records moved (Neighbours and
 #: Candidates to kernels.neighbours, Shortlist to kernels.shortlist), screen counts no longer in them);
 #: 8: CrossPartial.balls (the k-NN family's counts in extra balls); part radii in TilePass and Radii, split
-#: totals in CrossPartial (the standard errors).
-FORMAT = 8
+#: totals in CrossPartial (the standard errors); 9: CrossPartial.balls always present (zero counts for a
+#: block pair whose tiles are all pruned), MiFID's tiles mark a zero real row NaN.
+FORMAT = 9
 MANIFEST = "manifest.json"
 #: Per-segment content digests of each input, recorded by the moments pass.
 CONTENT = "content.json"
