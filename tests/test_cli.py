@@ -309,6 +309,15 @@ def test_convert_reads_a_csv_of_numbers_and_evaluate_names_the_command(tmp_path,
     assert refused.exit_code == 2 and f"largeemb convert {src} emb.zarr" in refused.output
 
 
+@pytest.mark.parametrize("text", ["", "a,b,c\n", "a,b,c\n\n  \n"])
+def test_convert_refuses_a_text_file_without_rows(tmp_path, text):
+    src = tmp_path / "emb.csv"
+    src.write_text(text)
+    result = runner.invoke(app, ["convert", str(src), str(tmp_path / "emb.zarr")])
+    assert result.exit_code == 2 and "holds no rows" in result.output
+    assert not (tmp_path / "emb.zarr").exists()
+
+
 @pytest.mark.parametrize("layout", ["vector column", "column per dimension"])
 def test_convert_reads_parquet_embeddings(tmp_path, layout):
     """Both layouts Hugging Face datasets and pandas write; oracle: the array written."""
