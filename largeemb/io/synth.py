@@ -80,24 +80,24 @@ def write_synth(
 def convert_npy(
     src: str, dst: str, *, key: str | None = None, chunk_rows: int = DEFAULT_CHUNK_ROWS, force: bool = False
 ) -> str:
-    """Copy a .npy file (or an .npz member, ``key``) or a text file of numbers (CSV) into a chunked zarr
-    array without loading it whole."""
+    """Copy a .npy file (or an .npz member, ``key``), a Parquet table (its vector column, ``key``) or a text
+    file of numbers (CSV) into a chunked zarr array without loading it whole."""
     import zarr
 
-    from largeemb.io.npfile import row_chunks
+    from largeemb.io.npfile import is_numpy_file, row_chunks
     from largeemb.io.parquet import is_parquet_file, parquet_chunks
     from largeemb.io.textfile import is_text_file, text_chunks
 
     if os.path.isdir(src):
         raise InputError(
-            "convert reads a .npy or .npz file, got a directory", f"at {src}",
+            "convert reads a file, got a directory", f"at {src}",
             "pass the file itself (a zarr store needs no conversion)",
         )
     if is_text_file(src):
         shape, dtype, chunks = text_chunks(src, chunk_rows)
     elif is_parquet_file(str(src)):
         shape, dtype, chunks = parquet_chunks(str(src), key, chunk_rows)
-    elif str(src).lower().endswith((".npy", ".npz")):
+    elif is_numpy_file(src):
         shape, dtype, chunks = row_chunks(src, key, chunk_rows)
     else:
         raise InputError(
