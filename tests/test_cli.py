@@ -318,6 +318,27 @@ def test_convert_refuses_a_text_file_without_rows(tmp_path, text):
     assert not (tmp_path / "emb.zarr").exists()
 
 
+def test_convert_failing_midway_leaves_no_half_store_and_keeps_the_one_force_would_replace(tmp_path):
+    import zarr
+
+    from largeemb.errors import InputError
+    from largeemb.io.synth import convert_npy
+
+    src, dst = tmp_path / "emb.csv", tmp_path / "emb.zarr"
+    np.savetxt(src, np.ones((500, 3)), delimiter=",")
+    with open(src, "a") as fh:
+        fh.write("1,2,x\n")  # the last chunk of 100 rows fails, after four were written
+    with pytest.raises(InputError, match="not a table of numbers"):
+        convert_npy(str(src), str(dst), chunk_rows=100)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["emb.csv"]
+    earlier = np.arange(12, dtype=np.float32).reshape(4, 3)
+    zarr.create_array(str(dst), shape=earlier.shape, dtype="float32")[:] = earlier
+    with pytest.raises(InputError, match="not a table of numbers"):
+        convert_npy(str(src), str(dst), chunk_rows=100, force=True)
+    np.testing.assert_array_equal(zarr.open_array(str(dst), mode="r")[:], earlier)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["emb.csv", "emb.zarr"]
+
+
 @pytest.mark.parametrize("layout", ["vector column", "column per dimension"])
 def test_convert_reads_parquet_embeddings(tmp_path, layout):
     """Both layouts Hugging Face datasets and pandas write; oracle: the array written."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 
 import numpy as np
 
@@ -41,11 +42,13 @@ def synth_rows(
     return np.concatenate(out).astype(np.float32)
 
 
-def _refuse_existing(dst: str, force: bool):
+def _refuse_existing(dst: str, force: bool, remove: bool = True):
+    """Refuse an existing ``dst`` without ``force``; with it, remove ``dst`` (unless ``remove`` is False)."""
     if os.path.exists(dst):
         if not force:
             raise InputError(f"{dst} already exists", "as the output store", "choose another path or pass --force")
-        shutil.rmtree(dst) if os.path.isdir(dst) else os.remove(dst)
+        if remove:
+            shutil.rmtree(dst) if os.path.isdir(dst) else os.remove(dst)
 
 
 def write_synth(
@@ -106,10 +109,32 @@ def convert_npy(
         )
     if len(shape) != 2:
         raise InputError(f"array must be 2-D (rows, dim), got shape {shape}", f"at {src}", "reshape before saving")
-    _refuse_existing(dst, force)
-    arr = zarr.create_array(dst, shape=shape, chunks=(min(chunk_rows, max(1, shape[0])), shape[1]), dtype=dtype)
-    start = 0
-    for rows in chunks:
-        arr[start : start + len(rows)] = rows
-        start += len(rows)
+
+    def write(path: str) -> None:
+        arr = zarr.create_array(path, shape=shape, chunks=(min(chunk_rows, max(1, shape[0])), shape[1]), dtype=dtype)
+        start = 0
+        for rows in chunks:
+            arr[start : start + len(rows)] = rows
+            start += len(rows)
+
+    return _written_whole(dst, force, write)
+
+
+def _written_whole(dst: str, force: bool, write) -> str:
+    """``write(path)`` into a hidden sibling of ``dst``, moved to ``dst`` once complete: a reader's error midway
+    (a bad line deep in a CSV) leaves no half-written store, and the store that --force was to replace stays."""
+    if "://" in str(dst):  # a URL: written in place, as zarr opens it
+        _refuse_existing(dst, force)
+        write(dst)
+        return dst
+    _refuse_existing(dst, force, remove=False)  # removed only once the new store is whole
+    parent = os.path.dirname(os.path.abspath(dst))
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".largeemb-convert-", dir=parent)
+    try:
+        write(os.path.join(staging, "store"))
+        _refuse_existing(dst, force)
+        os.replace(os.path.join(staging, "store"), dst)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return dst
