@@ -339,6 +339,24 @@ def test_convert_failing_midway_leaves_no_half_store_and_keeps_the_one_force_wou
     assert sorted(p.name for p in tmp_path.iterdir()) == ["emb.csv", "emb.zarr"]
 
 
+def test_convert_refuses_rows_wider_than_the_first_chunk(tmp_path):
+    """Zarr keeps the first columns of a wider block without a word: convert must refuse it (text and Parquet)."""
+    from largeemb.errors import InputError
+    from largeemb.io.synth import convert_npy
+
+    (tmp_path / "emb.csv").write_text("1,2\n" * 3 + "1,2,3\n" * 3)
+    sources = [tmp_path / "emb.csv"]
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    vectors = pa.array([[1.0, 2.0]] * 3 + [[1.0, 2.0, 3.0]] * 3, type=pa.list_(pa.float32()))
+    pq.write_table(pa.table({"embedding": vectors}), tmp_path / "emb.parquet", row_group_size=3)
+    sources.append(tmp_path / "emb.parquet")
+    for src in sources:
+        with pytest.raises(InputError, match="rows 4-6 have 3 values each, the first ones 2"):
+            convert_npy(str(src), str(tmp_path / "emb.zarr"), chunk_rows=3)
+        assert not (tmp_path / "emb.zarr").exists()
+
+
 @pytest.mark.parametrize("layout", ["vector column", "column per dimension"])
 def test_convert_reads_parquet_embeddings(tmp_path, layout):
     """Both layouts Hugging Face datasets and pandas write; oracle: the array written."""

@@ -114,6 +114,11 @@ def convert_npy(
         arr = zarr.create_array(path, shape=shape, chunks=(min(chunk_rows, max(1, shape[0])), shape[1]), dtype=dtype)
         start = 0
         for rows in chunks:
+            if rows.shape[1:] != tuple(shape[1:]):  # zarr would keep the first columns of wider rows, silently
+                raise InputError(
+                    f"rows {start + 1}-{start + len(rows)} have {rows.shape[1]} values each, the first ones {shape[1]}",
+                    f"in {src}", "write the same number of values on every row",
+                )
             arr[start : start + len(rows)] = rows
             start += len(rows)
 
