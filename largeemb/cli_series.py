@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from largeemb.cli_options import Command, Debug
+from largeemb.cli_options import Command, Debug, force_option
 from largeemb.cli_process import run_action
 from largeemb.errors import GATE_FAILED, InputError
 
@@ -45,9 +45,7 @@ def add_series_commands(app: typer.Typer) -> None:
             list[str] | None,
             typer.Option("--add", metavar="RESULT", help="First append the run in this result directory (repeatable)."),
         ] = None,
-        force: Annotated[
-            bool, typer.Option("--force", help="Replace trend.png/history.html in --out that another tool wrote.")
-        ] = False,
+        force: force_option("Replace trend.png/history.html in --out that another tool wrote.") = False,
         debug: Debug = False,
     ):
         """Show the runs of a history file: a table, trend.png and history.html."""

@@ -154,7 +154,9 @@ class EvaluateConfig:
             )
         for name in ("kad_bandwidth", "rke_bandwidth"):
             value = getattr(self, name)
-            if value is not None and not (value > 0 and value < float("inf")):
+            # A number from a job file may be a string or a bool: refused here, not a TypeError later.
+            real = isinstance(value, numbers.Real) and not isinstance(value, bool)
+            if value is not None and not (real and 0 < value < float("inf")):
                 raise InputError(
                     f"{name} must be a positive number, got {value!r}",
                     "in the job configuration",

@@ -309,6 +309,54 @@ def test_convert_reads_a_csv_of_numbers_and_evaluate_names_the_command(tmp_path,
     assert refused.exit_code == 2 and f"largeemb convert {src} emb.zarr" in refused.output
 
 
+@pytest.mark.parametrize("text", ["", "a,b,c\n", "a,b,c\n\n  \n"])
+def test_convert_refuses_a_text_file_without_rows(tmp_path, text):
+    src = tmp_path / "emb.csv"
+    src.write_text(text)
+    result = runner.invoke(app, ["convert", str(src), str(tmp_path / "emb.zarr")])
+    assert result.exit_code == 2 and "holds no rows" in result.output
+    assert not (tmp_path / "emb.zarr").exists()
+
+
+def test_convert_failing_midway_leaves_no_half_store_and_keeps_the_one_force_would_replace(tmp_path):
+    import zarr
+
+    from largeemb.errors import InputError
+    from largeemb.io.synth import convert_npy
+
+    src, dst = tmp_path / "emb.csv", tmp_path / "emb.zarr"
+    np.savetxt(src, np.ones((500, 3)), delimiter=",")
+    with open(src, "a") as fh:
+        fh.write("1,2,x\n")  # the last chunk of 100 rows fails, after four were written
+    with pytest.raises(InputError, match="not a table of numbers"):
+        convert_npy(str(src), str(dst), chunk_rows=100)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["emb.csv"]
+    earlier = np.arange(12, dtype=np.float32).reshape(4, 3)
+    zarr.create_array(str(dst), shape=earlier.shape, dtype="float32")[:] = earlier
+    with pytest.raises(InputError, match="not a table of numbers"):
+        convert_npy(str(src), str(dst), chunk_rows=100, force=True)
+    np.testing.assert_array_equal(zarr.open_array(str(dst), mode="r")[:], earlier)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["emb.csv", "emb.zarr"]
+
+
+def test_convert_refuses_rows_wider_than_the_first_chunk(tmp_path):
+    """Zarr keeps the first columns of a wider block without a word: convert must refuse it (text and Parquet)."""
+    from largeemb.errors import InputError
+    from largeemb.io.synth import convert_npy
+
+    (tmp_path / "emb.csv").write_text("1,2\n" * 3 + "1,2,3\n" * 3)
+    sources = [tmp_path / "emb.csv"]
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    vectors = pa.array([[1.0, 2.0]] * 3 + [[1.0, 2.0, 3.0]] * 3, type=pa.list_(pa.float32()))
+    pq.write_table(pa.table({"embedding": vectors}), tmp_path / "emb.parquet", row_group_size=3)
+    sources.append(tmp_path / "emb.parquet")
+    for src in sources:
+        with pytest.raises(InputError, match="rows 4-6 have 3 values each, the first ones 2"):
+            convert_npy(str(src), str(tmp_path / "emb.zarr"), chunk_rows=3)
+        assert not (tmp_path / "emb.zarr").exists()
+
+
 @pytest.mark.parametrize("layout", ["vector column", "column per dimension"])
 def test_convert_reads_parquet_embeddings(tmp_path, layout):
     """Both layouts Hugging Face datasets and pandas write; oracle: the array written."""

@@ -121,7 +121,7 @@ def test_given_bandwidths_are_used_and_recorded_and_bad_ones_refused():
     assert details["kad"]["bandwidth_from"] == "--kad-bandwidth"
     assert result.metrics["kad"] == pytest.approx(kadtk_kad(real, fake, 2.5), rel=1e-9)
     assert result.metrics["rke_fake"] == pytest.approx(authors_rke(fake, 4.0), rel=1e-10)
-    for bad in (0.0, -1.0, float("nan")):
+    for bad in (0.0, -1.0, float("nan"), float("inf"), "1.5", True):
         with pytest.raises(InputError, match="kad_bandwidth must be a positive number"):
             largeemb.evaluate(real, fake, k=3, companions=("kad",), plots=False, kad_bandwidth=bad)
 

@@ -318,6 +318,8 @@ def test_plot_of_several_runs_overlays_their_fakes_on_one_basis(tmp_path):
     assert (tmp_path / "ov" / "overlay.png").is_file()
     again = runner.invoke(app, ["plot", *runs, "--out", str(tmp_path / "ov")])
     assert again.exit_code == 2 and "--force" in again.output
+    coarse = runner.invoke(app, ["plot", *runs, "--out", str(tmp_path / "ov3"), "--dpi", "5"])
+    assert coarse.exit_code == 2 and "--dpi 5 is out of range" in coarse.output
     other = tmp_path / "other"
     np.save(tmp_path / "real2.npy", rng.standard_normal((600, 6)).astype(np.float32))
     assert runner.invoke(app, ["evaluate", str(tmp_path / "real2.npy"), str(tmp_path / "f0.npy"), "--out", str(other),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 
 import numpy as np
 
@@ -41,11 +42,13 @@ def synth_rows(
     return np.concatenate(out).astype(np.float32)
 
 
-def _refuse_existing(dst: str, force: bool):
+def _refuse_existing(dst: str, force: bool, remove: bool = True):
+    """Refuse an existing ``dst`` without ``force``; with it, remove ``dst`` (unless ``remove`` is False)."""
     if os.path.exists(dst):
         if not force:
             raise InputError(f"{dst} already exists", "as the output store", "choose another path or pass --force")
-        shutil.rmtree(dst) if os.path.isdir(dst) else os.remove(dst)
+        if remove:
+            shutil.rmtree(dst) if os.path.isdir(dst) else os.remove(dst)
 
 
 def write_synth(
@@ -80,24 +83,24 @@ def write_synth(
 def convert_npy(
     src: str, dst: str, *, key: str | None = None, chunk_rows: int = DEFAULT_CHUNK_ROWS, force: bool = False
 ) -> str:
-    """Copy a .npy file (or an .npz member, ``key``) or a text file of numbers (CSV) into a chunked zarr
-    array without loading it whole."""
+    """Copy a .npy file (or an .npz member, ``key``), a Parquet table (its vector column, ``key``) or a text
+    file of numbers (CSV) into a chunked zarr array without loading it whole."""
     import zarr
 
-    from largeemb.io.npfile import row_chunks
+    from largeemb.io.npfile import is_numpy_file, row_chunks
     from largeemb.io.parquet import is_parquet_file, parquet_chunks
     from largeemb.io.textfile import is_text_file, text_chunks
 
     if os.path.isdir(src):
         raise InputError(
-            "convert reads a .npy or .npz file, got a directory", f"at {src}",
+            "convert reads a file, got a directory", f"at {src}",
             "pass the file itself (a zarr store needs no conversion)",
         )
     if is_text_file(src):
         shape, dtype, chunks = text_chunks(src, chunk_rows)
     elif is_parquet_file(str(src)):
         shape, dtype, chunks = parquet_chunks(str(src), key, chunk_rows)
-    elif str(src).lower().endswith((".npy", ".npz")):
+    elif is_numpy_file(src):
         shape, dtype, chunks = row_chunks(src, key, chunk_rows)
     else:
         raise InputError(
@@ -106,10 +109,37 @@ def convert_npy(
         )
     if len(shape) != 2:
         raise InputError(f"array must be 2-D (rows, dim), got shape {shape}", f"at {src}", "reshape before saving")
-    _refuse_existing(dst, force)
-    arr = zarr.create_array(dst, shape=shape, chunks=(min(chunk_rows, max(1, shape[0])), shape[1]), dtype=dtype)
-    start = 0
-    for rows in chunks:
-        arr[start : start + len(rows)] = rows
-        start += len(rows)
+
+    def write(path: str) -> None:
+        arr = zarr.create_array(path, shape=shape, chunks=(min(chunk_rows, max(1, shape[0])), shape[1]), dtype=dtype)
+        start = 0
+        for rows in chunks:
+            if rows.shape[1:] != tuple(shape[1:]):  # zarr would keep the first columns of wider rows, silently
+                raise InputError(
+                    f"rows {start + 1}-{start + len(rows)} have {rows.shape[1]} values each, the first ones {shape[1]}",
+                    f"in {src}", "write the same number of values on every row",
+                )
+            arr[start : start + len(rows)] = rows
+            start += len(rows)
+
+    return _written_whole(dst, force, write)
+
+
+def _written_whole(dst: str, force: bool, write) -> str:
+    """``write(path)`` into a hidden sibling of ``dst``, moved to ``dst`` once complete: a reader's error midway
+    (a bad line deep in a CSV) leaves no half-written store, and the store that --force was to replace stays."""
+    if "://" in str(dst):  # a URL: written in place, as zarr opens it
+        _refuse_existing(dst, force)
+        write(dst)
+        return dst
+    _refuse_existing(dst, force, remove=False)  # removed only once the new store is whole
+    parent = os.path.dirname(os.path.abspath(dst))
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".largeemb-convert-", dir=parent)
+    try:
+        write(os.path.join(staging, "store"))
+        _refuse_existing(dst, force)
+        os.replace(os.path.join(staging, "store"), dst)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return dst

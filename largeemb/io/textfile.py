@@ -34,12 +34,13 @@ def text_chunks(path, chunk_rows: int):
     path = str(path)
     with open(path) as fh:
         lines = (line for line in fh if line.strip())
-        first = next(lines, None)
-        if first is None:
-            raise InputError("the text file holds no rows", f"at {path}", "write one row of numbers per line")
+        first = next(lines, "")
         delimiter = next((d for d in (",", "\t", ";") if d in first), None)
-        header = not _numbers(first, delimiter)
-        rows = sum(1 for _ in lines) + (0 if header else 1)
+        header = bool(first) and not _numbers(first, delimiter)
+        data_line = next(lines, "") if header else first  # its column count is the dimension
+        if not data_line:  # empty, or a header alone
+            raise InputError("the text file holds no rows", f"at {path}", "write one row of numbers per line")
+        rows = 1 + sum(1 for _ in lines)
     skip = 1 if header else 0
 
     def chunks():
@@ -59,7 +60,5 @@ def text_chunks(path, chunk_rows: int):
                     ) from None
                 start += len(part)
 
-    with open(path) as fh:
-        data_line = next(itertools.islice((line for line in fh if line.strip()), skip, None), "")
     dim = len(data_line.split(delimiter))
     return (rows, dim), np.dtype(np.float32), chunks()

@@ -207,9 +207,9 @@ def _radius_circles(ax, centres: np.ndarray, radii: np.ndarray) -> int:
     return int(fits.sum())
 
 
-def _legend_below(ax) -> None:
-    """The legend under the axes, in one row: never over the data (it hid a fake contour at 200k rows)."""
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, fontsize="small", frameon=False)
+def _legend_below(ax, columns: int = 2, **options) -> None:
+    """The legend under the axes, in rows of ``columns``: never over the data (it hid a fake contour at 200k rows)."""
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=columns, fontsize="small", frameon=False, **options)
 
 
 def _smoothed(counts: np.ndarray) -> np.ndarray:
@@ -332,7 +332,7 @@ def overlay_figure(real_coords: np.ndarray, fakes: list[tuple[str, np.ndarray]],
     ax.set_xlabel(axis_labels[0])
     ax.set_ylabel(axis_labels[1])
     ax.set_title(wrapped(title))
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3, fontsize="small", frameon=False, markerscale=3)
+    _legend_below(ax, columns=3, markerscale=3)
     return fig
 
 

@@ -16,8 +16,7 @@ import numpy as np
 from largeemb.errors import InputError
 from largeemb.io.lock import OutputLock
 from largeemb.io.output import Staging
-from largeemb.io.results import read_metrics
-from largeemb.report.stage import FORMATS, load_run
+from largeemb.report.stage import check_figure_options, load_run
 
 OVERLAY = "overlay"
 
@@ -26,8 +25,7 @@ def draw_overlay(runs: list[str], out: str, force: bool = False, fmt: str = "png
     """Write ``out/overlay.<fmt>`` from the results in ``runs``; refuses runs that do not share a real set and basis."""
     from largeemb.report import figures
 
-    if fmt not in FORMATS:
-        raise InputError(f"cannot draw figures as {fmt!r}", "in --format", f"choose one of {', '.join(FORMATS)}")
+    check_figure_options(fmt, dpi)
     loaded = [(run, *load_run(run)) for run in runs]
     first_run, first, first_metrics = loaded[0]
     for run, data, metrics in loaded[1:]:
@@ -48,7 +46,7 @@ def draw_overlay(runs: list[str], out: str, force: bool = False, fmt: str = "png
         raise InputError(f"{name} already exists", f"in {out}", "choose another --out or pass --force to replace it")
     ratio = first["explained_variance_ratio"]
     labels = tuple(f"PC {i + 1} ({ratio[i]:.1%} of real variance)" for i in range(2))
-    fakes = [(_label(run), data["fake_plot_coords"]) for run, data, _ in loaded]
+    fakes = [(_label(run, metrics), data["fake_plot_coords"]) for run, data, metrics in loaded]
     fig = figures.overlay_figure(first["real_plot_coords"], fakes, axis_labels=labels,
                                  title=f"Fake sets of {len(runs)} results on the real set's PCA basis")
     os.makedirs(out, exist_ok=True)
@@ -58,6 +56,6 @@ def draw_overlay(runs: list[str], out: str, force: bool = False, fmt: str = "png
     return path
 
 
-def _label(run: str) -> str:
-    run_record = read_metrics(run).get("run") or {}
+def _label(run: str, metrics: dict) -> str:
+    run_record = metrics.get("run") or {}
     return str(run_record.get("label") or os.path.basename(os.path.normpath(run)))

@@ -140,6 +140,14 @@ def in_format(name: str, fmt: str) -> str:
     return f"{os.path.splitext(name)[0]}.{fmt}"
 
 
+def check_figure_options(fmt: str, dpi: int | None) -> None:
+    """``--format`` and ``--dpi`` of ``largeemb plot``, checked before any figure is drawn (one run or several)."""
+    if fmt not in FORMATS:
+        raise InputError(f"cannot draw figures as {fmt!r}", "in --format", f"choose one of {', '.join(FORMATS)}")
+    if dpi is not None and not 20 <= dpi <= 1200:
+        raise InputError(f"--dpi {dpi} is out of range", "on the command line", "pass a value from 20 to 1200")
+
+
 def redraw(
     directory: str, out: str | None = None, force: bool = False, fmt: str = "png", dpi: int | None = None
 ) -> list[str]:
@@ -148,10 +156,7 @@ def redraw(
     The run's own figures are replaced; figures in another directory only with ``force``. ``fmt``: png,
     svg or pdf; ``dpi``: the raster resolution (default the figures' own).
     """
-    if fmt not in FORMATS:
-        raise InputError(f"cannot draw figures as {fmt!r}", "in --format", f"choose one of {', '.join(FORMATS)}")
-    if dpi is not None and not 20 <= dpi <= 1200:
-        raise InputError(f"--dpi {dpi} is out of range", "on the command line", "pass a value from 20 to 1200")
+    check_figure_options(fmt, dpi)
     data, metrics = load_run(directory)
     out = out or directory
     elsewhere = os.path.isdir(out) and not os.path.samefile(out, directory)
