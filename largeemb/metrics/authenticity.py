@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from largeemb.metrics.base import Found, Needs, Value
-from largeemb.metrics.prdc import binomial_se
+from largeemb.metrics.prdc import share_errors
 
 NAME = "authenticity"
 #: The per-row flags are kept on the result (and in samples.zarr) under this name.
@@ -39,7 +39,7 @@ def value(found: Found, config) -> Value:
     ps = found.per_sample
     flags = authentic(nearest_other, ps.fake_nearest_real, ps.fake_nearest_dist)
     share = float(np.mean(flags))
-    return Value(metrics={NAME: share}, standard_errors={NAME: binomial_se(share, len(flags))}, rows={FLAGS: flags})
+    return Value(metrics={NAME: share}, standard_errors_given_real=share_errors(NAME, flags), rows={FLAGS: flags})
 
 
 def authentic(

@@ -22,7 +22,7 @@ import numpy as np
 
 from largeemb.metrics.authenticity import needs as authenticity_needs
 from largeemb.metrics.base import Found, Needs, Value
-from largeemb.metrics.prdc import binomial_se
+from largeemb.metrics.prdc import share_errors
 
 NAME = "memorization"
 #: The per-row ratios are kept on the result (and in samples.zarr) under this name.
@@ -67,7 +67,7 @@ def value(found: Found, config) -> Value:
                 "source": "calibrated nearest-neighbour ratio; the threshold of Yoon et al. 2023's 1/3 test",
             }
         },
-        standard_errors={NAME: binomial_se(share, len(flags))},
+        standard_errors_given_real=share_errors(NAME, flags),
         rows={RATIOS: ratio},
     )
 

@@ -84,6 +84,13 @@ def binomial_se(p: float, n: int) -> float:
     return float(np.sqrt(p * (1 - p) / n))
 
 
+def share_errors(name: str, flags: np.ndarray) -> dict:
+    """A share of per-fake-row flags, the real set held fixed: its binomial standard error, for
+    ``standard_errors_given_real`` (none at a share of 0 or 1, where p(1 - p) = 0 says nothing)."""
+    share = float(np.mean(flags))
+    return {name: binomial_se(share, len(flags))} if 0.0 < share < 1.0 else {}
+
+
 def realism_radii(real_radii: np.ndarray) -> np.ndarray:
     """Radii of the real rows that take part in realism scores, 0 for the rest.
 

@@ -144,6 +144,11 @@ def _metrics_table(doc: dict, k: str) -> str:
     ]
     header = ["metric", "value", "SE (both sets sampled)", "SE (real set fixed)", "what it measures"]
     notes = f"Per-k metrics ({', '.join(n for n in PER_K if n in values)}) at the primary k = {k}."
+    notes += (
+        " Standard errors: 'both sets sampled' is the error bar of this result (the real and fake rows and their"
+        " k-NN radii all vary); 'real set fixed' counts the fake set's variation alone, for comparing fakes"
+        " against this real set. Neither covers a metric's bias or the choice of k or embedding."
+    )
     return html.table(header, rows, numeric=(1, 2, 3), classes={0: "name", 4: "def"}) + f"<p class='note'>{notes}</p>"
 
 
