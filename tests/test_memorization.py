@@ -118,7 +118,12 @@ def test_worst_copies_lists_the_closest_pairs_from_samples_zarr(tmp_path):
 
 def test_memorization_needs_per_sample_values_and_is_on_by_default():
     real, fake = _sets()["gaussian"]
-    assert "memorization" in largeemb.evaluate(real, fake, k=3, plots=False).metrics
+    on = largeemb.evaluate(real, fake, k=3, plots=False).to_dict()
+    assert "memorization" in on["metrics"]
+    # A share of 0 or 1 gets no binomial standard error (p(1 - p) = 0 would claim certainty).
+    share = on["metrics"]["memorization"]
+    assert ("memorization" in on["standard_errors_given_real"]) == (0 < share < 1)
+    assert "memorization" not in on["standard_errors"]
     assert "memorization" not in largeemb.evaluate(real, fake, k=3, plots=False, samples=False).metrics
     off = largeemb.evaluate(real, fake, k=3, plots=False, samples=False, companions=("memorization",))
     assert "memorization" not in off.metrics
