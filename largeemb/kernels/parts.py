@@ -49,9 +49,7 @@ def padded(dist: np.ndarray, idx: np.ndarray, own_ids: np.ndarray, n: int, key: 
     return out
 
 
-def from_listed(
-    nb: Neighbours, own, take_neighbours, ks, max_sqnorm: float, kappa: float, n: int, key: int, known=None
-):
+def from_listed(nb: Neighbours, own, take_neighbours, ks, max_sqnorm: float, kappa: float, n: int, key: int, known):
     """Part radii (rows, len(ks), 64) of a block's rows from their candidate lists, the local rows whose
     radii the lists cannot prove (their values are then meaningless), and the float64 pairs computed.
 
@@ -68,7 +66,7 @@ def from_listed(
     a radius whose square is at most that is exact. With exact tiles (kappa 0)
     the listed values are the brute force's squares: no float64 at all.
     ``known``: float64 distances of listed rows already computed (:func:`~largeemb.kernels.neighbours.finish`'s,
-    inf where not), taken as they are.
+    inf where not; None with exact tiles), taken as they are.
     """
     ids = nb.start + np.arange(len(nb.idx))
     lowest = np.minimum(nb.floor, nb.cut).astype(np.float64)
@@ -88,12 +86,10 @@ def from_listed(
     for pos, _ in kth:
         np.put_along_axis(need, pos, True, axis=1)
     need = _near(need & listed, d32, 4 * eps)
-    if known is not None:  # the k-NN radii's window computed some already: the same pairs, the same values
-        known = np.take_along_axis(known, order, axis=1)
-        d64, computed = listed_exact(nb.start, idx, own, take_neighbours, need & np.isinf(known))
-        d64 = np.where(np.isinf(known), d64, known)
-    else:
-        d64, computed = listed_exact(nb.start, idx, own, take_neighbours, need)
+    # The k-NN radii's window computed some already: the same pairs, the same values.
+    known = np.take_along_axis(known, order, axis=1)
+    d64, computed = listed_exact(nb.start, idx, own, take_neighbours, need & np.isinf(known))
+    d64 = np.where(np.isinf(known), d64, known)
     value = np.where(need, d64, np.sqrt(np.maximum(d32, 0.0)))  # float32 squares of copies may be below 0
     by_value = np.argsort(value, axis=1, kind="stable")
     value = np.take_along_axis(value, by_value, axis=1)
@@ -169,8 +165,7 @@ def _near(marked: np.ndarray, values: np.ndarray, reach: np.ndarray) -> np.ndarr
 
 def _words(idx: np.ndarray, own: np.ndarray, n: int, key: int) -> np.ndarray:
     """Split words of listed rows (each row's once), the row's own where nothing is listed."""
-    rows, where = np.unique(np.maximum(idx, 0), return_inverse=True)
-    return np.where(idx >= 0, split_words(rows, n, key)[where.reshape(idx.shape)], own[:, None])
+    return np.where(idx >= 0, _listed_words(np.maximum(idx, 0), n, key), own[:, None])
 
 
 def from_shortlist(pairs: Shortlist, own: np.ndarray, take_set, own_ids: np.ndarray, width: int, ks, n: int, key: int):
