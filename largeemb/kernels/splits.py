@@ -181,33 +181,6 @@ class SplitCounts:
         words = np.zeros((m, 4), np.uint64), np.zeros((n, 4), np.uint64), np.zeros((n, 4), np.uint64)
         return cls(*words, np.zeros((4, 4, 64), np.int64))
 
-    def add_real_balls(self, mask: np.ndarray, fakes, reals, fake_parts: np.ndarray, real_parts: np.ndarray) -> None:
-        """Fold in one tile of :func:`inside` masks of fake rows ``fakes`` against real balls ``reals``."""
-        for p in range(4):
-            self.precision[fakes, p] |= np.bitwise_or.reduce(mask & real_parts[reals, p][None, :], axis=1)
-            self.coverage[reals, p] |= np.bitwise_or.reduce(mask & fake_parts[fakes, p][:, None], axis=0)
-        f, r = np.nonzero(mask)  # most pairs lie outside every ball
-        words = mask[f, r]
-        for p in range(4):
-            for q in range(4):
-                both = words & real_parts[reals][r, p] & fake_parts[fakes][f, q]
-                bits = np.unpackbits(both[:, None].astype("<u8").view(np.uint8), axis=1, bitorder="little")
-                self.density[p, q] += bits.sum(axis=0, dtype=np.int64)
-
-    def add_fake_balls(self, mask: np.ndarray, reals, fakes, fake_parts: np.ndarray) -> None:
-        """Fold in one tile of masks of real rows ``reals`` against fake balls ``fakes``."""
-        for p in range(4):
-            self.recall[reals, p] |= np.bitwise_or.reduce(mask & fake_parts[fakes, p][None, :], axis=1)
-
-    def merged(self, other: SplitCounts) -> SplitCounts:
-        """Two collections over disjoint tiles of the same rows."""
-        return SplitCounts(
-            self.precision | other.precision,
-            self.coverage | other.coverage,
-            self.recall | other.recall,
-            self.density + other.density,
-        )
-
 
 def part_index(words: np.ndarray) -> np.ndarray:
     """``(rows, 64)`` uint8: the row's part at each split bit: its half (0-1) at bit h, its quarter (0-3) at 32 + h."""
@@ -225,8 +198,8 @@ def _or_at(target: np.ndarray, rows: np.ndarray, words: np.ndarray) -> None:
 
 
 def fold_real_pairs(counts: SplitCounts, f, r, words, fake_parts, real_parts, fake_index, real_index) -> None:
-    """:meth:`SplitCounts.add_real_balls` for sparse pairs: fake row ``f[i]`` lies in real row ``r[i]``'s part
-    balls ``words[i]`` (pairs with no bit set may be left out). ``*_parts``/``*_index``: :func:`part_masks`,
+    """Fold pairs into ``counts``: fake row ``f[i]`` lies in real row ``r[i]``'s part balls ``words[i]``
+    (:func:`inside`'s bits; pairs with no bit set may be left out). ``*_parts``/``*_index``: :func:`part_masks`,
     :func:`part_index` of the rows ``f``, ``r`` index (the same rows as ``counts``)."""
     for p in range(4):
         _or_at(counts.precision[:, p], f, words & real_parts[r, p])
@@ -238,6 +211,6 @@ def fold_real_pairs(counts: SplitCounts, f, r, words, fake_parts, real_parts, fa
 
 
 def fold_fake_pairs(counts: SplitCounts, r, f, words, fake_parts) -> None:
-    """:meth:`SplitCounts.add_fake_balls` for sparse pairs: real row ``r[i]`` lies in fake row ``f[i]``'s part balls."""
+    """Fold pairs into ``counts``: real row ``r[i]`` lies in fake row ``f[i]``'s part balls ``words[i]``."""
     for p in range(4):
         _or_at(counts.recall[:, p], r, words & fake_parts[f, p])
