@@ -311,6 +311,10 @@ def run_passes(
         passes.memberships = cross.cross_stage(
             ctx, real, fake, real_radii, fake_radii, realism, passes.prob_radii, balls, split_rows
         )
+    if split_rows is not None:
+        # The cross pass was the last reader of the fake set's part radii (the real set's serve the next fake
+        # and a reference build) and of the per-row part indices: they leave before the later passes allocate.
+        fake_set.radii.parts = split_rows = None
     own = [b for b in needs.real_in_real if b.k in k]
     if own:
         with timed(timings, "real_in_real"):
