@@ -186,7 +186,11 @@ class KnownReal:
     def radii(self, k: tuple[int, ...], split_k: tuple[int, ...] = ()) -> Radii:
         columns = [self._k.index(x) for x in k]
         found = self._set.radii
-        parts = found.parts[:, [self._split_k.index(x) for x in split_k]] if split_k else None
+        parts = None
+        if split_k:
+            # Every fake of a batch asks for the same k: the array itself, not a (rows, k, 64) float64 copy per fake.
+            same = tuple(split_k) == self._split_k
+            parts = found.parts if same else found.parts[:, [self._split_k.index(x) for x in split_k]]
         return dataclasses.replace(found, values=found.values[:, columns], parts=parts)
 
 
