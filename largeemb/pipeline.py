@@ -186,7 +186,11 @@ class KnownReal:
     def radii(self, k: tuple[int, ...], split_k: tuple[int, ...] = ()) -> Radii:
         columns = [self._k.index(x) for x in k]
         found = self._set.radii
-        parts = found.parts[:, [self._split_k.index(x) for x in split_k]] if split_k else None
+        parts = None
+        if split_k:
+            # Every fake of a batch asks for the same k: the array itself, not a (rows, k, 64) float64 copy per fake.
+            same = tuple(split_k) == self._split_k
+            parts = found.parts if same else found.parts[:, [self._split_k.index(x) for x in split_k]]
         return dataclasses.replace(found, values=found.values[:, columns], parts=parts)
 
 
@@ -311,6 +315,10 @@ def run_passes(
         passes.memberships = cross.cross_stage(
             ctx, real, fake, real_radii, fake_radii, realism, passes.prob_radii, balls, split_rows
         )
+    if split_rows is not None:
+        # The cross pass was the last reader of the fake set's part radii (the real set's serve the next fake
+        # and a reference build) and of the per-row part indices: they leave before the later passes allocate.
+        fake_set.radii.parts = split_rows = None
     own = [b for b in needs.real_in_real if b.k in k]
     if own:
         with timed(timings, "real_in_real"):

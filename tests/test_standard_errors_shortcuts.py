@@ -10,8 +10,7 @@ import pytest
 from largeemb.kernels.cross_splits import part_words
 from largeemb.kernels.membership import inside
 from largeemb.kernels.neighbours import _by_key_then_index
-from largeemb.kernels.parts import _UNPERM, _same_parts
-from largeemb.kernels.splits import packed, part_index, split_words
+from largeemb.kernels.splits import UNPERM, packed, part_index, same_parts, split_words
 
 
 def test_merge_order_is_lexsort_by_key_then_index():
@@ -30,7 +29,7 @@ def test_same_parts_table_equals_comparing_part_indices():
     listed = rng.integers(0, n, (300, 40))
     listed[:, :3] = own[:, None]  # the row itself: same part everywhere
     words = split_words(listed.ravel(), n, 7).reshape(listed.shape)
-    same = _same_parts(words ^ split_words(own, n, 7)[:, None])[..., _UNPERM]
+    same = same_parts(words ^ split_words(own, n, 7)[:, None])[..., UNPERM]
     expected = part_index(words.ravel()).reshape(300, 40, 64) == part_index(split_words(own, n, 7))[:, None, :]
     np.testing.assert_array_equal(same, expected)
     assert same[:, :3].all() and not same.all()

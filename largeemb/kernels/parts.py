@@ -18,7 +18,7 @@ import numpy as np
 from largeemb.kernels.distance import exact_pairs
 from largeemb.kernels.neighbours import Neighbours, listed_exact
 from largeemb.kernels.shortlist import Shortlist
-from largeemb.kernels.splits import SPLITS, part_radii, split_words
+from largeemb.kernels.splits import SPLITS, UNPERM, part_radii, same_parts, split_words
 
 
 def listed_size(k: int) -> int:
@@ -49,9 +49,7 @@ def padded(dist: np.ndarray, idx: np.ndarray, own_ids: np.ndarray, n: int, key: 
     return out
 
 
-def from_listed(
-    nb: Neighbours, own, take_neighbours, ks, max_sqnorm: float, kappa: float, n: int, key: int, known=None
-):
+def from_listed(nb: Neighbours, own, take_neighbours, ks, max_sqnorm: float, kappa: float, n: int, key: int, known):
     """Part radii (rows, len(ks), 64) of a block's rows from their candidate lists, the local rows whose
     radii the lists cannot prove (their values are then meaningless), and the float64 pairs computed.
 
@@ -68,7 +66,7 @@ def from_listed(
     a radius whose square is at most that is exact. With exact tiles (kappa 0)
     the listed values are the brute force's squares: no float64 at all.
     ``known``: float64 distances of listed rows already computed (:func:`~largeemb.kernels.neighbours.finish`'s,
-    inf where not), taken as they are.
+    inf where not; None with exact tiles), taken as they are.
     """
     ids = nb.start + np.arange(len(nb.idx))
     lowest = np.minimum(nb.floor, nb.cut).astype(np.float64)
@@ -82,18 +80,16 @@ def from_listed(
     d32, idx = np.take_along_axis(d32, order, axis=1), np.take_along_axis(nb.idx, order, axis=1)
     listed = np.isfinite(d32)
     theirs = _listed_words(np.maximum(idx, 0), n, key)
-    same = _same_parts(np.where(listed, theirs ^ split_words(ids, n, key)[:, None], ~np.uint64(0)))
+    same = same_parts(np.where(listed, theirs ^ split_words(ids, n, key)[:, None], ~np.uint64(0)))
     kth = _kth(same, ks)
     need = np.zeros(idx.shape, bool)
     for pos, _ in kth:
         np.put_along_axis(need, pos, True, axis=1)
     need = _near(need & listed, d32, 4 * eps)
-    if known is not None:  # the k-NN radii's window computed some already: the same pairs, the same values
-        known = np.take_along_axis(known, order, axis=1)
-        d64, computed = listed_exact(nb.start, idx, own, take_neighbours, need & np.isinf(known))
-        d64 = np.where(np.isinf(known), d64, known)
-    else:
-        d64, computed = listed_exact(nb.start, idx, own, take_neighbours, need)
+    # The k-NN radii's window computed some already: the same pairs, the same values.
+    known = np.take_along_axis(known, order, axis=1)
+    d64, computed = listed_exact(nb.start, idx, own, take_neighbours, need & np.isinf(known))
+    d64 = np.where(np.isinf(known), d64, known)
     value = np.where(need, d64, np.sqrt(np.maximum(d32, 0.0)))  # float32 squares of copies may be below 0
     by_value = np.argsort(value, axis=1, kind="stable")
     value = np.take_along_axis(value, by_value, axis=1)
@@ -117,38 +113,16 @@ def _listed_words(idx: np.ndarray, n: int, key: int) -> np.ndarray:
     return split_words(rows, n, key)[where.reshape(idx.shape)]
 
 
-def _same_table() -> np.ndarray:
-    """(256, 8) bools: for a byte of XORed split words (4 splits, 2 bits each), whether each of its splits
-    has the two rows in the same half (bit 2j+1 equal; entries 0-3) and in the same quarter (both bits
-    equal; entries 4-7)."""
-    byte = np.arange(256)[:, None] >> (2 * np.arange(4))
-    return np.concatenate([(byte & 2) == 0, (byte & 3) == 0], axis=1)
-
-
-_SAME = _same_table()
-#: Column ``8b + j`` of :func:`_same_parts` is split 4b + j's half (j < 4) or quarter (j >= 4); ``[:, _UNPERM]``
-#: puts columns in :func:`~largeemb.kernels.splits.part_index`'s order (half of split h at h, quarter at 32 + h).
-_UNPERM = np.argsort([4 * b + j if j < 4 else 32 + 4 * b + j - 4 for b in range(8) for j in range(8)])
-
-
-def _same_parts(xor: np.ndarray) -> np.ndarray:
-    """(rows, W, 64) bools from (rows, W) XORs of split words: whether the listed row shares the row's half
-    or quarter, columns in table order (``[..., _UNPERM]``: part_index's). A table per byte, gathered
-    straight into place: 4x faster than comparing part indices."""
-    rows, width = xor.shape
-    return _SAME[np.ascontiguousarray(xor, "<u8").view(np.uint8).reshape(rows, width, 8)].reshape(rows, width, 64)
-
-
 def _kth(same: np.ndarray, ks) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per k: (rows, 64) positions of each part's k-th listed row (in list order), and whether it has fewer
-    (``same`` from :func:`_same_parts`; the answers in part_index's column order)."""
+    (``same`` from :func:`same_parts`; the answers in part_index's column order)."""
     seen = np.zeros(same.shape[::2], np.int16)
     pos = [np.zeros(same.shape[::2], np.int64) for _ in ks]
     for t in range(same.shape[1]):  # a running count per part (10x faster than cumsum over the middle axis)
         seen += same[:, t]
         for k, at in zip(ks, pos):
             at[(seen == k) & same[:, t]] = t
-    return [(at[:, _UNPERM], (seen < k)[:, _UNPERM]) for k, at in zip(ks, pos)]
+    return [(at[:, UNPERM], (seen < k)[:, UNPERM]) for k, at in zip(ks, pos)]
 
 
 def _near(marked: np.ndarray, values: np.ndarray, reach: np.ndarray) -> np.ndarray:
@@ -169,8 +143,7 @@ def _near(marked: np.ndarray, values: np.ndarray, reach: np.ndarray) -> np.ndarr
 
 def _words(idx: np.ndarray, own: np.ndarray, n: int, key: int) -> np.ndarray:
     """Split words of listed rows (each row's once), the row's own where nothing is listed."""
-    rows, where = np.unique(np.maximum(idx, 0), return_inverse=True)
-    return np.where(idx >= 0, split_words(rows, n, key)[where.reshape(idx.shape)], own[:, None])
+    return np.where(idx >= 0, _listed_words(np.maximum(idx, 0), n, key), own[:, None])
 
 
 def from_shortlist(pairs: Shortlist, own: np.ndarray, take_set, own_ids: np.ndarray, width: int, ks, n: int, key: int):

@@ -117,12 +117,26 @@ def part_masks(words: np.ndarray) -> np.ndarray:
     return out
 
 
-def same_part(neighbour_words: np.ndarray, own: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(rows, K, SPLITS) bools: listed neighbour t shares the row's half / quarter in split h."""
-    shifts = 2 * np.arange(SPLITS, dtype=np.uint64)
-    theirs = (neighbour_words[:, :, None] >> shifts) & np.uint64(3)
-    mine = (own[:, None, None] >> shifts) & np.uint64(3)
-    return (theirs >> np.uint64(1)) == (mine >> np.uint64(1)), theirs == mine
+def _same_table() -> np.ndarray:
+    """(256, 8) bools: for a byte of XORed split words (4 splits, 2 bits each), whether each of its splits
+    has the two rows in the same half (bit 2j+1 equal; entries 0-3) and in the same quarter (both bits
+    equal; entries 4-7)."""
+    byte = np.arange(256)[:, None] >> (2 * np.arange(4))
+    return np.concatenate([(byte & 2) == 0, (byte & 3) == 0], axis=1)
+
+
+_SAME = _same_table()
+#: Column ``8b + j`` of :func:`same_parts` is split 4b + j's half (j < 4) or quarter (j >= 4); ``[:, UNPERM]``
+#: puts columns in :func:`part_index`'s order (half of split h at h, quarter at 32 + h).
+UNPERM = np.argsort([4 * b + j if j < 4 else 32 + 4 * b + j - 4 for b in range(8) for j in range(8)])
+
+
+def same_parts(xor: np.ndarray) -> np.ndarray:
+    """(rows, W, 64) bools from (rows, W) XORs of split words: whether the listed row shares the row's half
+    or quarter, columns in table order (``[..., UNPERM]``: part_index's). A table per byte, gathered
+    straight into place: 4x faster than comparing part indices."""
+    rows, width = xor.shape
+    return _SAME[np.ascontiguousarray(xor, "<u8").view(np.uint8).reshape(rows, width, 8)].reshape(rows, width, 64)
 
 
 def part_radii(rho: np.ndarray, neighbour_words: np.ndarray, own: np.ndarray, k: int) -> np.ndarray:
@@ -139,13 +153,12 @@ def part_radii(rho: np.ndarray, neighbour_words: np.ndarray, own: np.ndarray, k:
     n, K = rho.shape
     out = np.empty((n, 2 * SPLITS))
     for lo in range(0, n, 4096):
-        halves, quarters = same_part(neighbour_words[lo : lo + 4096], own[lo : lo + 4096])
-        for col, same in ((0, halves), (SPLITS, quarters)):
-            seen = np.cumsum(same, axis=1, dtype=np.int16)  # (rows, K, SPLITS)
-            if (seen[:, -1, :] < k).any():
-                raise ValueError(f"{K} listed neighbours are too few: a part holds fewer than k = {k} of them")
-            at = np.argmax(seen >= k, axis=1)  # (rows, SPLITS): position of the k-th in the part
-            out[lo : lo + 4096, col : col + SPLITS] = np.take_along_axis(rho[lo : lo + 4096], at, axis=1)
+        same = same_parts(neighbour_words[lo : lo + 4096] ^ own[lo : lo + 4096, None])[..., UNPERM]
+        seen = np.cumsum(same, axis=1, dtype=np.int16)  # (rows, K, 64)
+        if (seen[:, -1, :] < k).any():
+            raise ValueError(f"{K} listed neighbours are too few: a part holds fewer than k = {k} of them")
+        at = np.argmax(seen >= k, axis=1)  # (rows, 64): position of the k-th in the part
+        out[lo : lo + 4096] = np.take_along_axis(rho[lo : lo + 4096], at, axis=1)
     return out
 
 
@@ -181,33 +194,6 @@ class SplitCounts:
         words = np.zeros((m, 4), np.uint64), np.zeros((n, 4), np.uint64), np.zeros((n, 4), np.uint64)
         return cls(*words, np.zeros((4, 4, 64), np.int64))
 
-    def add_real_balls(self, mask: np.ndarray, fakes, reals, fake_parts: np.ndarray, real_parts: np.ndarray) -> None:
-        """Fold in one tile of :func:`inside` masks of fake rows ``fakes`` against real balls ``reals``."""
-        for p in range(4):
-            self.precision[fakes, p] |= np.bitwise_or.reduce(mask & real_parts[reals, p][None, :], axis=1)
-            self.coverage[reals, p] |= np.bitwise_or.reduce(mask & fake_parts[fakes, p][:, None], axis=0)
-        f, r = np.nonzero(mask)  # most pairs lie outside every ball
-        words = mask[f, r]
-        for p in range(4):
-            for q in range(4):
-                both = words & real_parts[reals][r, p] & fake_parts[fakes][f, q]
-                bits = np.unpackbits(both[:, None].astype("<u8").view(np.uint8), axis=1, bitorder="little")
-                self.density[p, q] += bits.sum(axis=0, dtype=np.int64)
-
-    def add_fake_balls(self, mask: np.ndarray, reals, fakes, fake_parts: np.ndarray) -> None:
-        """Fold in one tile of masks of real rows ``reals`` against fake balls ``fakes``."""
-        for p in range(4):
-            self.recall[reals, p] |= np.bitwise_or.reduce(mask & fake_parts[fakes, p][None, :], axis=1)
-
-    def merged(self, other: SplitCounts) -> SplitCounts:
-        """Two collections over disjoint tiles of the same rows."""
-        return SplitCounts(
-            self.precision | other.precision,
-            self.coverage | other.coverage,
-            self.recall | other.recall,
-            self.density + other.density,
-        )
-
 
 def part_index(words: np.ndarray) -> np.ndarray:
     """``(rows, 64)`` uint8: the row's part at each split bit: its half (0-1) at bit h, its quarter (0-3) at 32 + h."""
@@ -225,8 +211,8 @@ def _or_at(target: np.ndarray, rows: np.ndarray, words: np.ndarray) -> None:
 
 
 def fold_real_pairs(counts: SplitCounts, f, r, words, fake_parts, real_parts, fake_index, real_index) -> None:
-    """:meth:`SplitCounts.add_real_balls` for sparse pairs: fake row ``f[i]`` lies in real row ``r[i]``'s part
-    balls ``words[i]`` (pairs with no bit set may be left out). ``*_parts``/``*_index``: :func:`part_masks`,
+    """Fold pairs into ``counts``: fake row ``f[i]`` lies in real row ``r[i]``'s part balls ``words[i]``
+    (:func:`inside`'s bits; pairs with no bit set may be left out). ``*_parts``/``*_index``: :func:`part_masks`,
     :func:`part_index` of the rows ``f``, ``r`` index (the same rows as ``counts``)."""
     for p in range(4):
         _or_at(counts.precision[:, p], f, words & real_parts[r, p])
@@ -238,6 +224,6 @@ def fold_real_pairs(counts: SplitCounts, f, r, words, fake_parts, real_parts, fa
 
 
 def fold_fake_pairs(counts: SplitCounts, r, f, words, fake_parts) -> None:
-    """:meth:`SplitCounts.add_fake_balls` for sparse pairs: real row ``r[i]`` lies in fake row ``f[i]``'s part balls."""
+    """Fold pairs into ``counts``: real row ``r[i]`` lies in fake row ``f[i]``'s part balls ``words[i]``."""
     for p in range(4):
         _or_at(counts.recall[:, p], r, words & fake_parts[f, p])

@@ -32,7 +32,10 @@ from largeemb.kernels.splits import (
     QUARTER_SHIFT,
     SPLITS,
     SplitCounts,
+    fold_fake_pairs,
+    fold_real_pairs,
     inside,
+    part_index,
     part_masks,
     part_radii,
     split_words,
@@ -180,6 +183,7 @@ def collect_dense(real_real, fake_fake, fake_real, k, inclusive=False, tile=None
     n, m = len(real_real), len(fake_fake)
     real_words, fake_words = split_words(np.arange(n), n, 2 * key), split_words(np.arange(m), m, 2 * key + 1)
     real_parts, fake_parts = part_masks(real_words), part_masks(fake_words)
+    real_index, fake_index = part_index(real_words), part_index(fake_words)
     real_radius, real_radii = listed_radii(real_real, real_words, k)
     _, fake_radii = listed_radii(fake_fake, fake_words, k)
     below = np.less_equal if inclusive else np.less
@@ -188,9 +192,13 @@ def collect_dense(real_real, fake_fake, fake_real, k, inclusive=False, tile=None
     step = tile or max(n, m)
     for lo in range(0, m, step):
         for co in range(0, n, step):
-            fakes, reals = slice(lo, min(lo + step, m)), slice(co, min(co + step, n))
-            block = fake_real[fakes, reals]
-            counts.add_real_balls(inside(block, real_radii[reals], inclusive), fakes, reals, fake_parts, real_parts)
-            fake_counts[fakes] += below(block, real_radius[None, reals]).sum(axis=1)
-            counts.add_fake_balls(inside(block.T, fake_radii[fakes], inclusive), reals, fakes, fake_parts)
+            block = fake_real[lo : lo + step, co : co + step]
+            # The engine's fold (kernels/cross_splits.py), on the pairs of the tile inside some part ball.
+            mask = inside(block, real_radii[co : co + step], inclusive)
+            f, r = np.nonzero(mask)
+            fold_real_pairs(counts, f + lo, r + co, mask[f, r], fake_parts, real_parts, fake_index, real_index)
+            fake_counts[lo : lo + step] += below(block, real_radius[None, co : co + step]).sum(axis=1)
+            mask = inside(block.T, fake_radii[lo : lo + step], inclusive)
+            r, f = np.nonzero(mask)
+            fold_fake_pairs(counts, r + co, f + lo, mask[r, f], fake_parts)
     return counts, real_parts, fake_parts, fake_counts
