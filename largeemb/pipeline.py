@@ -72,8 +72,10 @@ class Passes:
     #: The precision tiles ran at and, per pass, the share of screened tile entries recomputed in float32.
     screening: dict = field(default_factory=dict)
     #: The standard errors' part masks of each set (real, fake), when the cross pass collected
-    #: ``memberships.splits``; "missing" when they were asked for but the real side holds no part radii.
-    split_parts: tuple | str | None = None
+    #: ``memberships.splits``.
+    split_parts: tuple | None = None
+    #: The standard errors were asked for, but the real side (a reference) holds no part radii at these k.
+    splits_missing: bool = False
 
     def found(self) -> Found:
         """What the metrics are given: the arrays and records of both sets."""
@@ -83,6 +85,7 @@ class Passes:
             real_radii=real.radii.values, fake_radii=fake.radii.values, memberships=self.memberships,
             per_sample=self.per_sample, prob_radii=self.prob_radii, extra=self.extra, reference=self.reference,
             balls=self.balls, real_in_real=self.real_in_real, split_parts=self.split_parts,
+            splits_missing=self.splits_missing,
         )
 
 
@@ -309,7 +312,7 @@ def run_passes(
         )
         passes.split_parts = (split_rows[1].parts, split_rows[0].parts)
     elif needs.splits:
-        passes.split_parts = "missing"
+        passes.splits_missing = True
     passes.balls, balls = cross.ball_columns(needs.balls, k, real_set.radii.values, fake_set.radii.values)
     with timed(timings, "cross"):
         passes.memberships = cross.cross_stage(

@@ -101,6 +101,9 @@ def test_sets_too_small_to_split_say_so():
     got = largeemb.evaluate(rng.standard_normal((40, 3)), rng.standard_normal((23, 3)), k=5, **FAST).to_dict()
     assert "5" not in got["standard_errors"] and "standard_errors_given_real" not in got
     assert [w for w in got["warnings"] if "quarter of each set" in w]
+    off = largeemb.evaluate(rng.standard_normal((40, 3)), rng.standard_normal((23, 3)), k=5, standard_errors=False,
+                            **FAST).to_dict()
+    assert not [w for w in off["warnings"] if "quarter of each set" in w]  # not asked for: nothing to excuse
 
 
 def test_turned_off_they_are_left_out_and_the_metrics_unchanged():

@@ -116,9 +116,10 @@ class Found:
     balls: tuple[Ball, ...] = ()
     #: Per ``Needs.real_in_real`` ball computed: per real row, the other real rows' balls holding it.
     real_in_real: dict = field(default_factory=dict)
-    #: (real, fake) part masks of the standard errors (``memberships.splits`` holds the totals);
-    #: "missing": asked for, but the reference holds no part radii; None: not asked for.
-    split_parts: tuple | str | None = None
+    #: (real, fake) part masks of the standard errors (``memberships.splits`` holds the totals); None: not collected.
+    split_parts: tuple | None = None
+    #: The standard errors were asked for, but the reference holds no part radii at these k.
+    splits_missing: bool = False
 
     def ball(self, ball: Ball) -> InBall | None:
         """The cross pass's counts in one extra ball (None: not computed, e.g. a reference lacking its k)."""

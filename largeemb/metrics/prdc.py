@@ -56,7 +56,7 @@ def value(found: Found, config) -> Value:
             DENSITY: float(counts.sum() / (k * len(counts))),
             COVERAGE: float(np.mean(m.real_covered[:, q])),
         }
-        if isinstance(found.split_parts, tuple):
+        if found.split_parts is not None:
             real_parts, fake_parts = found.split_parts
             se = stderr.standard_errors(m.splits[q], real_parts, fake_parts, k, counts, by_k[k])
             errors[str(k)], given_real[str(k)] = se["both"], se["given_real"]
@@ -64,12 +64,12 @@ def value(found: Found, config) -> Value:
         leading(found.real_radii, config.k), leading(found.fake_radii, config.k), config.k, config.inclusive,
         found.reference,
     )
-    if found.split_parts is None and not splittable(config, found.real, found.fake):
+    if config.standard_errors and not splittable(config, found.real, found.fake):
         warnings.append(
             "no standard errors of precision, recall, density and coverage: they need a quarter of each set "
             f"to hold more than k = {max(config.k)} rows"
         )
-    if found.split_parts == "missing":
+    if found.splits_missing:
         k = ",".join(map(str, config.k))
         warnings.append(
             f"the reference holds no part radii at k={k} (built by an older largeemb, or for other k): no standard "
