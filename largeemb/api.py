@@ -7,6 +7,7 @@ executor the options ask for, and builds the result.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -36,7 +37,7 @@ from largeemb.report.page import REPORT_FILE, write_report
 from largeemb.report.stage import PLOT_FILES, write_plots
 from largeemb.result import EvaluationResult
 from largeemb.run import checkpoint
-from largeemb.run.session import check_reachable, check_sources, open_run
+from largeemb.run.session import check_reachable, check_sources, one_executor, open_run
 
 logger = logging.getLogger("largeemb")
 
@@ -131,34 +132,37 @@ def evaluate(
     needs = metrics.needs_of(config, real_src, fake_src)
     config = config.resolved(max(real_src.rows, fake_src.rows))
     check_sources(config, client, real_src, fake_src)
-    store = None
-    if checkpoint_dir is not None:
-        store = checkpoint.open_store(
-            checkpoint_dir, checkpoint.run_fingerprint(real_src, fake_src, config.result_params()), resume
-        )
-    with checkpoint.kept_only_if_worth_it(checkpoint_dir), open_run(config, client, store) as run:
-        logger.debug("running %s", run.executor.describe())
-        check_reachable(run, (real_src, fake_src), checkpoint_dir)
-        passes = run_passes(real_src, fake_src, config, reference, needs, known)
-        if store is not None:
-            logger.info("%s", run.summary())
+    # Per-class: the whole sets and every class on one executor (one LocalCluster or set of worker jobs, not one each).
+    with one_executor(config, client) if classes is not None else contextlib.nullcontext():
+        store = None
+        if checkpoint_dir is not None:
+            store = checkpoint.open_store(
+                checkpoint_dir, checkpoint.run_fingerprint(real_src, fake_src, config.result_params()), resume
+            )
+        with checkpoint.kept_only_if_worth_it(checkpoint_dir), open_run(config, client, store) as run:
+            logger.debug("running %s", run.executor.describe())
+            check_reachable(run, (real_src, fake_src), checkpoint_dir)
+            passes = run_passes(real_src, fake_src, config, reference, needs, known)
+            if store is not None:
+                logger.info("%s", run.summary())
 
-    if passes.real.fingerprint == passes.fake.fingerprint:
-        warnings.append(
-            "the fake set has the same content as the real set (equal fingerprints): every metric compares a set "
-            "with itself; check the inputs"
-        )
-    found, values = passes.found(), []
-    for metric in metrics.chosen(config):
-        with timed(passes.timings, metric.TIMING):
-            values.append(metric.value(found, config))
-    result = EvaluationResult.of(passes, values, config, warnings)
-    if classes is not None:
-        result.classes, lines, timings = by_class.evaluate_classes(
-            evaluate, classes, real_src, fake_src, given, checkpoint_dir=checkpoint_dir, client=client, resume=resume
-        )
-        result.warnings += lines
-        result.add_timings(timings)
+        if passes.real.fingerprint == passes.fake.fingerprint:
+            warnings.append(
+                "the fake set has the same content as the real set (equal fingerprints): every metric compares a set "
+                "with itself; check the inputs"
+            )
+        found, values = passes.found(), []
+        for metric in metrics.chosen(config):
+            with timed(passes.timings, metric.TIMING):
+                values.append(metric.value(found, config))
+        result = EvaluationResult.of(passes, values, config, warnings)
+        if classes is not None:
+            result.classes, lines, timings = by_class.evaluate_classes(
+                evaluate, classes, real_src, fake_src, given, checkpoint_dir=checkpoint_dir, client=client,
+                resume=resume,
+            )
+            result.warnings += lines
+            result.add_timings(timings)
     for line in result.warnings:  # where a notebook or script sees them; the CLI prints its own lines instead
         python_warnings.warn(line, LargeembWarning, stacklevel=2)
     return result
