@@ -20,7 +20,7 @@ from largeemb import by_class, metrics
 from largeemb.config import EvaluateConfig
 from largeemb.errors import InputError, LargeembWarning
 from largeemb.io.checks import check_pair
-from largeemb.io.objectstore import exists_at, is_remote, join, published_remotely
+from largeemb.io.objectstore import exists_at, is_remote, published_remotely
 from largeemb.io.output import METRICS_FILE, result_dir
 from largeemb.io.reference import (
     REFERENCE_FILE,
@@ -250,13 +250,12 @@ def default_label(fake) -> str:
     return name or str(fake)
 
 
-def finished_run(out: str) -> str | None:
-    """The result file of a run in ``out`` that finished (published, no unfinished work left), else None."""
+def finished_run(out: str) -> bool:
+    """Whether ``out`` holds the result of a run that finished (published, no unfinished work left)."""
     if is_remote(out):  # uploaded, so committed and finished
-        return join(out, METRICS_FILE) if exists_at(out, METRICS_FILE) else None
-    metrics = os.path.join(out, METRICS_FILE)
+        return exists_at(out, METRICS_FILE)
     unfinished = os.path.exists(os.path.join(out, checkpoint.WORK_DIR, checkpoint.MANIFEST))
-    return metrics if os.path.isfile(metrics) and not unfinished else None
+    return os.path.isfile(os.path.join(out, METRICS_FILE)) and not unfinished
 
 
 @published_remotely(REFERENCE_FILES, reopen=load_reference)
@@ -322,8 +321,6 @@ def build_reference(
         )
     checkpoint.discard(work)
     return load_reference(out)
-
-
 
 
 def _paths(inputs) -> list[str]:

@@ -144,7 +144,7 @@ def evaluate_all(
         )
     if history is not None and os.path.exists(history):
         read_history(history)  # an unreadable history is refused before any work
-    finished = [resume and not force and finished_run(run.out) is not None for run in runs]
+    finished = [resume and not force and finished_run(run.out) for run in runs]
     # Several fakes share the real side, computed once (unless a reference holds it, or every fake is done).
     shared = several and not all(finished) and not is_reference(real) and not isinstance(real, KnownReal)
     side = _real_side(real, config, out, resume, force, client, real_array) if shared else real
