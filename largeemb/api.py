@@ -304,23 +304,30 @@ def build_reference(
     # everything is built in staging and published only whole.
     work = os.path.join(out, checkpoint.WORK_DIR)
     with result_dir(out, force, REFERENCE_FILES, inputs=_paths([real])) as staging:
-        source: Source = open_source(real, real_array, role="real")
-        config = config.resolved(source.rows)
-        check_sources(config, client, source)
-        if force and not resume:
-            checkpoint.discard(work)
-        store = checkpoint.open_store(work, checkpoint.run_fingerprint(source, None, config.result_params()), resume)
-        with checkpoint.kept_only_if_worth_it(work), open_run(config, client, store) as run:
-            check_reachable(run, (source,), work)
-            passes = run_passes(source, None, config)
-            logger.info("%s", run.summary())
+        passes = real_passes(real, config, work, real_array=real_array, client=client, force=force, resume=resume)
         side = passes.real
         write_reference(
-            staging, source, passes.context.k, config.metric, side.moments, side.fingerprint, side.radii.values,
+            staging, side.source, passes.context.k, config.metric, side.moments, side.fingerprint, side.radii.values,
             passes.context.partition, passes.context.split_k, side.radii.parts,
         )
     checkpoint.discard(work)
     return load_reference(out)
+
+
+def real_passes(real, config: EvaluateConfig, work: str, *, real_array=None, client=None, force=False, resume=False):
+    """The real set's passes alone (moments, fingerprint, partition, radii at every k of ``config``), finished
+    tasks kept in ``work``: what :func:`build_reference` stores and several fakes of one call share."""
+    source: Source = open_source(real, real_array, role="real")
+    config = config.resolved(source.rows)
+    check_sources(config, client, source)
+    if force and not resume:
+        checkpoint.discard(work)
+    store = checkpoint.open_store(work, checkpoint.run_fingerprint(source, None, config.result_params()), resume)
+    with checkpoint.kept_only_if_worth_it(work), open_run(config, client, store) as run:
+        check_reachable(run, (source,), work)
+        passes = run_passes(source, None, config)
+        logger.info("%s", run.summary())
+    return passes
 
 
 def _paths(inputs) -> list[str]:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from largeemb.api import config_of, default_label, evaluate_to, finished_run
+from largeemb.api import config_of, default_label, evaluate_to, finished_run, real_passes
 from largeemb.config import EvaluateConfig
 from largeemb.errors import GATE_FAILED, InputError
 from largeemb.io.objectstore import drop_empty_staging, exists_at, local_side, write_json_at
@@ -29,9 +29,8 @@ from largeemb.io.reference import is_reference, load_reference
 from largeemb.io.results import read_metrics
 from largeemb.io.store import Source, open_source
 from largeemb.passes import moments
-from largeemb.pipeline import KnownReal, run_passes
+from largeemb.pipeline import KnownReal
 from largeemb.run import checkpoint
-from largeemb.run.session import check_reachable, check_sources, open_run
 from largeemb.series.gates import failed_gates, regression_against
 from largeemb.series.history import append_history, history_line, read_history
 from largeemb.series.record import same_run
@@ -208,16 +207,8 @@ def _fingerprint(data, array: str | None, role: str) -> str:
 
 def _real_side(real, config: EvaluateConfig, out: str, resume: bool, force: bool, client, real_array) -> KnownReal:
     """The real set's moments, partition and radii (every k a reference keeps), checkpointed in ``out/.work``."""
-    source = open_source(real, real_array, role="real")
-    config = config.resolved(source.rows)
-    check_sources(config, client, source)
     work = os.path.join(local_side(out), checkpoint.WORK_DIR)  # an object-store out: in its staging directory
-    if force and not resume:
-        checkpoint.discard(work)
-    store = checkpoint.open_store(work, checkpoint.run_fingerprint(source, None, config.result_params()), resume)
-    with checkpoint.kept_only_if_worth_it(work), open_run(config, client, store) as run:
-        check_reachable(run, (source,), work)
-        return KnownReal(run_passes(source, None, config))
+    return KnownReal(real_passes(real, config, work, real_array=real_array, client=client, force=force, resume=resume))
 
 
 def _record(run: FakeRun, outcome: Outcome, history, gates, regression_z, baseline, several: bool) -> None:
