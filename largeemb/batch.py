@@ -18,6 +18,7 @@ evaluated again, and each result's history line is written exactly once.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
 
@@ -31,6 +32,7 @@ from largeemb.io.store import Source, open_source
 from largeemb.passes import moments
 from largeemb.pipeline import KnownReal
 from largeemb.run import checkpoint
+from largeemb.run.session import one_executor
 from largeemb.series.gates import failed_gates, regression_against
 from largeemb.series.history import append_history, history_line, read_history
 from largeemb.series.record import same_run
@@ -146,30 +148,32 @@ def evaluate_all(
     finished = [resume and not force and finished_run(run.out) for run in runs]
     # Several fakes share the real side, computed once (unless a reference holds it, or every fake is done).
     shared = several and not all(finished) and not is_reference(real) and not isinstance(real, KnownReal)
-    side = _real_side(real, config, out, resume, force, client, real_array) if shared else real
-    unchanged = _Unchanged(side, real_array, fake_array)
-    outcome = Outcome(runs)
-    for run, done in zip(runs, finished):
-        if done:
-            run.document, run.earlier = read_metrics(run.out), True
-            unchanged.check(run)
-        else:
-            try:
-                result = evaluate_to(
-                    side, run.fake, run.out, config, real_array=real_array, fake_array=fake_array,
-                    real_labels=real_labels, fake_labels=fake_labels, force=force, resume=resume, client=client,
-                    label=run.label,
-                    on_metrics=None if on_metrics is None else (lambda result, run=run: on_metrics(run, result)),
-                )
-            except InputError as exc:  # a bad or unreadable fake set: the others still get their results
-                if not several:
-                    raise
-                run.error = exc
-                if on_failure is not None:
-                    on_failure(run)
-                continue
-            run.document = result.to_dict()
-        _record(run, outcome, history, gates, regression_z, baseline, several)
+    # Several fakes: the real side and every fake on one executor (one LocalCluster or set of worker jobs).
+    with one_executor(config, client) if several and not all(finished) else contextlib.nullcontext():
+        side = _real_side(real, config, out, resume, force, client, real_array) if shared else real
+        unchanged = _Unchanged(side, real_array, fake_array)
+        outcome = Outcome(runs)
+        for run, done in zip(runs, finished):
+            if done:
+                run.document, run.earlier = read_metrics(run.out), True
+                unchanged.check(run)
+            else:
+                try:
+                    result = evaluate_to(
+                        side, run.fake, run.out, config, real_array=real_array, fake_array=fake_array,
+                        real_labels=real_labels, fake_labels=fake_labels, force=force, resume=resume, client=client,
+                        label=run.label,
+                        on_metrics=None if on_metrics is None else (lambda result, run=run: on_metrics(run, result)),
+                    )
+                except InputError as exc:  # a bad or unreadable fake set: the others still get their results
+                    if not several:
+                        raise
+                    run.error = exc
+                    if on_failure is not None:
+                        on_failure(run)
+                    continue
+                run.document = result.to_dict()
+            _record(run, outcome, history, gates, regression_z, baseline, several)
     if several:
         _write_summary(out, runs)
     if several and not outcome.failed:  # the real side's checkpoints; kept for a resume while a fake is unfinished
