@@ -7,6 +7,7 @@ executor the options ask for, and builds the result.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -19,7 +20,7 @@ from largeemb import by_class, metrics
 from largeemb.config import EvaluateConfig
 from largeemb.errors import InputError, LargeembWarning
 from largeemb.io.checks import check_pair
-from largeemb.io.objectstore import exists_at, is_remote, join, published_remotely
+from largeemb.io.objectstore import exists_at, is_remote, published_remotely
 from largeemb.io.output import METRICS_FILE, result_dir
 from largeemb.io.reference import (
     REFERENCE_FILE,
@@ -36,7 +37,7 @@ from largeemb.report.page import REPORT_FILE, write_report
 from largeemb.report.stage import PLOT_FILES, write_plots
 from largeemb.result import EvaluationResult
 from largeemb.run import checkpoint
-from largeemb.run.session import check_reachable, check_sources, open_run
+from largeemb.run.session import check_reachable, check_sources, one_executor, open_run
 
 logger = logging.getLogger("largeemb")
 
@@ -131,34 +132,37 @@ def evaluate(
     needs = metrics.needs_of(config, real_src, fake_src)
     config = config.resolved(max(real_src.rows, fake_src.rows))
     check_sources(config, client, real_src, fake_src)
-    store = None
-    if checkpoint_dir is not None:
-        store = checkpoint.open_store(
-            checkpoint_dir, checkpoint.run_fingerprint(real_src, fake_src, config.result_params()), resume
-        )
-    with checkpoint.kept_only_if_worth_it(checkpoint_dir), open_run(config, client, store) as run:
-        logger.debug("running %s", run.executor.describe())
-        check_reachable(run, (real_src, fake_src), checkpoint_dir)
-        passes = run_passes(real_src, fake_src, config, reference, needs, known)
-        if store is not None:
-            logger.info("%s", run.summary())
+    # Per-class: the whole sets and every class on one executor (one LocalCluster or set of worker jobs, not one each).
+    with one_executor(config, client) if classes is not None else contextlib.nullcontext():
+        store = None
+        if checkpoint_dir is not None:
+            store = checkpoint.open_store(
+                checkpoint_dir, checkpoint.run_fingerprint(real_src, fake_src, config.result_params()), resume
+            )
+        with checkpoint.kept_only_if_worth_it(checkpoint_dir), open_run(config, client, store) as run:
+            logger.debug("running %s", run.executor.describe())
+            check_reachable(run, (real_src, fake_src), checkpoint_dir)
+            passes = run_passes(real_src, fake_src, config, reference, needs, known)
+            if store is not None:
+                logger.info("%s", run.summary())
 
-    if passes.real.fingerprint == passes.fake.fingerprint:
-        warnings.append(
-            "the fake set has the same content as the real set (equal fingerprints): every metric compares a set "
-            "with itself; check the inputs"
-        )
-    found, values = passes.found(), []
-    for metric in metrics.chosen(config):
-        with timed(passes.timings, metric.TIMING):
-            values.append(metric.value(found, config))
-    result = EvaluationResult.of(passes, values, config, warnings)
-    if classes is not None:
-        result.classes, lines, timings = by_class.evaluate_classes(
-            evaluate, classes, real_src, fake_src, given, checkpoint_dir=checkpoint_dir, client=client, resume=resume
-        )
-        result.warnings += lines
-        result.add_timings(timings)
+        if passes.real.fingerprint == passes.fake.fingerprint:
+            warnings.append(
+                "the fake set has the same content as the real set (equal fingerprints): every metric compares a set "
+                "with itself; check the inputs"
+            )
+        found, values = passes.found(), []
+        for metric in metrics.chosen(config):
+            with timed(passes.timings, metric.TIMING):
+                values.append(metric.value(found, config))
+        result = EvaluationResult.of(passes, values, config, warnings)
+        if classes is not None:
+            result.classes, lines, timings = by_class.evaluate_classes(
+                evaluate, classes, real_src, fake_src, given, checkpoint_dir=checkpoint_dir, client=client,
+                resume=resume,
+            )
+            result.warnings += lines
+            result.add_timings(timings)
     for line in result.warnings:  # where a notebook or script sees them; the CLI prints its own lines instead
         python_warnings.warn(line, LargeembWarning, stacklevel=2)
     return result
@@ -246,13 +250,12 @@ def default_label(fake) -> str:
     return name or str(fake)
 
 
-def finished_run(out: str) -> str | None:
-    """The result file of a run in ``out`` that finished (published, no unfinished work left), else None."""
+def finished_run(out: str) -> bool:
+    """Whether ``out`` holds the result of a run that finished (published, no unfinished work left)."""
     if is_remote(out):  # uploaded, so committed and finished
-        return join(out, METRICS_FILE) if exists_at(out, METRICS_FILE) else None
-    metrics = os.path.join(out, METRICS_FILE)
+        return exists_at(out, METRICS_FILE)
     unfinished = os.path.exists(os.path.join(out, checkpoint.WORK_DIR, checkpoint.MANIFEST))
-    return metrics if os.path.isfile(metrics) and not unfinished else None
+    return os.path.isfile(os.path.join(out, METRICS_FILE)) and not unfinished
 
 
 @published_remotely(REFERENCE_FILES, reopen=load_reference)
@@ -301,25 +304,30 @@ def build_reference(
     # everything is built in staging and published only whole.
     work = os.path.join(out, checkpoint.WORK_DIR)
     with result_dir(out, force, REFERENCE_FILES, inputs=_paths([real])) as staging:
-        source: Source = open_source(real, real_array, role="real")
-        config = config.resolved(source.rows)
-        check_sources(config, client, source)
-        if force and not resume:
-            checkpoint.discard(work)
-        store = checkpoint.open_store(work, checkpoint.run_fingerprint(source, None, config.result_params()), resume)
-        with checkpoint.kept_only_if_worth_it(work), open_run(config, client, store) as run:
-            check_reachable(run, (source,), work)
-            passes = run_passes(source, None, config)
-            logger.info("%s", run.summary())
+        passes = real_passes(real, config, work, real_array=real_array, client=client, force=force, resume=resume)
         side = passes.real
         write_reference(
-            staging, source, passes.context.k, config.metric, side.moments, side.fingerprint, side.radii.values,
+            staging, side.source, passes.context.k, config.metric, side.moments, side.fingerprint, side.radii.values,
             passes.context.partition, passes.context.split_k, side.radii.parts,
         )
     checkpoint.discard(work)
     return load_reference(out)
 
 
+def real_passes(real, config: EvaluateConfig, work: str, *, real_array=None, client=None, force=False, resume=False):
+    """The real set's passes alone (moments, fingerprint, partition, radii at every k of ``config``), finished
+    tasks kept in ``work``: what :func:`build_reference` stores and several fakes of one call share."""
+    source: Source = open_source(real, real_array, role="real")
+    config = config.resolved(source.rows)
+    check_sources(config, client, source)
+    if force and not resume:
+        checkpoint.discard(work)
+    store = checkpoint.open_store(work, checkpoint.run_fingerprint(source, None, config.result_params()), resume)
+    with checkpoint.kept_only_if_worth_it(work), open_run(config, client, store) as run:
+        check_reachable(run, (source,), work)
+        passes = run_passes(source, None, config)
+        logger.info("%s", run.summary())
+    return passes
 
 
 def _paths(inputs) -> list[str]:

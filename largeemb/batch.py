@@ -18,10 +18,11 @@ evaluated again, and each result's history line is written exactly once.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
 
-from largeemb.api import config_of, default_label, evaluate_to, finished_run
+from largeemb.api import config_of, default_label, evaluate_to, finished_run, real_passes
 from largeemb.config import EvaluateConfig
 from largeemb.errors import GATE_FAILED, InputError
 from largeemb.io.objectstore import drop_empty_staging, exists_at, local_side, write_json_at
@@ -29,9 +30,9 @@ from largeemb.io.reference import is_reference, load_reference
 from largeemb.io.results import read_metrics
 from largeemb.io.store import Source, open_source
 from largeemb.passes import moments
-from largeemb.pipeline import KnownReal, run_passes
+from largeemb.pipeline import KnownReal
 from largeemb.run import checkpoint
-from largeemb.run.session import check_reachable, check_sources, open_run
+from largeemb.run.session import one_executor
 from largeemb.series.gates import failed_gates, regression_against
 from largeemb.series.history import append_history, history_line, read_history
 from largeemb.series.record import same_run
@@ -144,33 +145,35 @@ def evaluate_all(
         )
     if history is not None and os.path.exists(history):
         read_history(history)  # an unreadable history is refused before any work
-    finished = [resume and not force and finished_run(run.out) is not None for run in runs]
+    finished = [resume and not force and finished_run(run.out) for run in runs]
     # Several fakes share the real side, computed once (unless a reference holds it, or every fake is done).
     shared = several and not all(finished) and not is_reference(real) and not isinstance(real, KnownReal)
-    side = _real_side(real, config, out, resume, force, client, real_array) if shared else real
-    unchanged = _Unchanged(side, real_array, fake_array)
-    outcome = Outcome(runs)
-    for run, done in zip(runs, finished):
-        if done:
-            run.document, run.earlier = read_metrics(run.out), True
-            unchanged.check(run)
-        else:
-            try:
-                result = evaluate_to(
-                    side, run.fake, run.out, config, real_array=real_array, fake_array=fake_array,
-                    real_labels=real_labels, fake_labels=fake_labels, force=force, resume=resume, client=client,
-                    label=run.label,
-                    on_metrics=None if on_metrics is None else (lambda result, run=run: on_metrics(run, result)),
-                )
-            except InputError as exc:  # a bad or unreadable fake set: the others still get their results
-                if not several:
-                    raise
-                run.error = exc
-                if on_failure is not None:
-                    on_failure(run)
-                continue
-            run.document = result.to_dict()
-        _record(run, outcome, history, gates, regression_z, baseline, several)
+    # Several fakes: the real side and every fake on one executor (one LocalCluster or set of worker jobs).
+    with one_executor(config, client) if several and not all(finished) else contextlib.nullcontext():
+        side = _real_side(real, config, out, resume, force, client, real_array) if shared else real
+        unchanged = _Unchanged(side, real_array, fake_array)
+        outcome = Outcome(runs)
+        for run, done in zip(runs, finished):
+            if done:
+                run.document, run.earlier = read_metrics(run.out), True
+                unchanged.check(run)
+            else:
+                try:
+                    result = evaluate_to(
+                        side, run.fake, run.out, config, real_array=real_array, fake_array=fake_array,
+                        real_labels=real_labels, fake_labels=fake_labels, force=force, resume=resume, client=client,
+                        label=run.label,
+                        on_metrics=None if on_metrics is None else (lambda result, run=run: on_metrics(run, result)),
+                    )
+                except InputError as exc:  # a bad or unreadable fake set: the others still get their results
+                    if not several:
+                        raise
+                    run.error = exc
+                    if on_failure is not None:
+                        on_failure(run)
+                    continue
+                run.document = result.to_dict()
+            _record(run, outcome, history, gates, regression_z, baseline, several)
     if several:
         _write_summary(out, runs)
     if several and not outcome.failed:  # the real side's checkpoints; kept for a resume while a fake is unfinished
@@ -208,16 +211,8 @@ def _fingerprint(data, array: str | None, role: str) -> str:
 
 def _real_side(real, config: EvaluateConfig, out: str, resume: bool, force: bool, client, real_array) -> KnownReal:
     """The real set's moments, partition and radii (every k a reference keeps), checkpointed in ``out/.work``."""
-    source = open_source(real, real_array, role="real")
-    config = config.resolved(source.rows)
-    check_sources(config, client, source)
     work = os.path.join(local_side(out), checkpoint.WORK_DIR)  # an object-store out: in its staging directory
-    if force and not resume:
-        checkpoint.discard(work)
-    store = checkpoint.open_store(work, checkpoint.run_fingerprint(source, None, config.result_params()), resume)
-    with checkpoint.kept_only_if_worth_it(work), open_run(config, client, store) as run:
-        check_reachable(run, (source,), work)
-        return KnownReal(run_passes(source, None, config))
+    return KnownReal(real_passes(real, config, work, real_array=real_array, client=client, force=force, resume=resume))
 
 
 def _record(run: FakeRun, outcome: Outcome, history, gates, regression_z, baseline, several: bool) -> None:

@@ -17,7 +17,16 @@ per class, in ``classes/`` of the run's work directory (a temporary directory wi
 and the normal engine evaluates each class from those arrays, so every pass over a class
 reads only its rows. Each class keeps its finished tasks in ``classes/work-<label>``, so an
 interrupted run resumes there too; the split itself is kept (``split.json`` records what it
-was made of) and made again only when the inputs or labels differ.
+was made of) and made again only when the inputs or labels differ. The whole sets and every
+class run on one executor (:func:`largeemb.run.session.one_executor`): a LocalCluster or worker
+jobs start once, not once per class.
+
+The split is a read of each set beyond those of the whole-set evaluation, on purpose: the
+whole-set passes do not always read the rows (a reference holds the real side's moments and
+radii, several fakes share one real side, a resumed run loads finished tasks), their tasks run
+on workers in any order while the split fills each class's chunks in row order from one
+process, and the read costs little (0.67 s of a 52.6 s text-lsa run with 10 classes,
+BENCHMARKS.md).
 
 This module does not import :mod:`largeemb.api`: ``evaluate`` hands itself in.
 """

@@ -289,3 +289,29 @@ def test_a_class_an_option_cannot_serve_is_warned_and_left_out():
     assert why.startswith("cannot be evaluated: KID subsets of 100 rows need at least that many rows")
     assert any(line.startswith("class 1 (cannot be evaluated: KID subsets") for line in doc["warnings"])
     assert doc["class_averaged"]["metrics"] == doc["by_class"]["0"]["metrics"]
+
+
+@pytest.mark.slow
+def test_two_worker_processes_change_nothing_and_start_one_cluster(sets, by_labels, write_zarr, monkeypatch):
+    """Per-class on a LocalCluster equals the in-process run, and the whole sets and every class share one
+    cluster (starting one per class cost seconds each, minutes with worker jobs)."""
+    from largeemb.run import cluster
+
+    real, fake, real_labels, fake_labels = sets
+    started, local_cluster = [], cluster.LocalCluster
+
+    def counted(*args, **kwargs):
+        started.append(kwargs["n_workers"])
+        return local_cluster(*args, **kwargs)
+
+    monkeypatch.setattr(cluster, "LocalCluster", counted)
+    doc = quiet_evaluate(
+        write_zarr("real.zarr", real), write_zarr("fake.zarr", fake), real_labels=real_labels,
+        fake_labels=fake_labels, workers=2, threads_per_worker=1, **OPTIONS,
+    ).to_dict()
+    assert started == [2]
+    assert doc["by_class"].keys() == by_labels["by_class"].keys()
+    for label, got in doc["by_class"].items():
+        want = by_labels["by_class"][label]
+        assert same_metrics(got["metrics"], want["metrics"]) and got["by_k"] == want["by_k"], label
+    assert doc["class_averaged"]["by_k"] == by_labels["class_averaged"]["by_k"]

@@ -279,3 +279,24 @@ def test_a_killed_three_fake_run_resumed_appends_each_history_line_once(tmp_path
     assert sorted(line["run"]["label"] for line in lines) == ["f0", "f1", "f2"]
     with open(history) as fh:
         assert all(json.loads(text) for text in fh.read().splitlines())  # no torn line
+
+
+@pytest.mark.slow
+def test_two_worker_processes_change_nothing_and_start_one_cluster(sets, tmp_path, monkeypatch):
+    """Several fakes on a LocalCluster (.npy files, mapped by each worker) equal the in-process call, and the
+    real side and every fake share one cluster (one each before: four starts for three fakes)."""
+    from largeemb.run import cluster
+
+    fakes = [sets["step0"], sets["step1"], sets["step2"]]
+    in_process = evaluate_all(sets["real"], fakes, str(tmp_path / "threads"), **OPTIONS)
+    started, local_cluster = [], cluster.LocalCluster
+
+    def counted(*args, **kwargs):
+        started.append(kwargs["n_workers"])
+        return local_cluster(*args, **kwargs)
+
+    monkeypatch.setattr(cluster, "LocalCluster", counted)
+    outcome = evaluate_all(sets["real"], fakes, str(tmp_path / "workers"), workers=2, threads_per_worker=1, **OPTIONS)
+    assert outcome.exit_code == 0 and started == [2]
+    for got, want in zip(outcome.runs, in_process.runs):
+        assert _numbers(got.document) == _numbers(want.document), got.name

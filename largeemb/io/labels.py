@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from largeemb.errors import InputError
-from largeemb.io.store import MEMORY, Source
+from largeemb.io.store import MEMORY, Source, open_node
 
 #: Labels read at a time (they are 1/dim of the data, so this is small).
 CENSUS_ROWS = 1 << 20
@@ -111,8 +111,6 @@ def _npy(path: str, role: str, option: str):
 def _store_array(name: str, source: Source, role: str, option: str):
     """Array ``name`` of the zarr group ``source`` lives in."""
     import zarr
-
-    from largeemb.io.store import open_node
 
     node = None
     if source.location != MEMORY and not source.from_numpy_file:

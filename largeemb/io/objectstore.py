@@ -39,6 +39,7 @@ import uuid
 
 from largeemb.errors import InputError, OutputExistsError, StoreReadError
 from largeemb.io.lock import OutputLock
+from largeemb.io.output import remove_entry
 
 #: URL scheme → (the fsspec backend's package, the largeemb extra that installs it).
 BACKENDS = {"s3": ("s3fs", "s3"), "s3a": ("s3fs", "s3"), "gs": ("gcsfs", "gcs"), "gcs": ("gcsfs", "gcs")}
@@ -245,7 +246,7 @@ class _staging_for:
         self.lock.acquire()
         for name in os.listdir(self.local):
             if not name.startswith("."):  # .work (checkpoints), the inner lock and staging are the run's own
-                _remove(os.path.join(self.local, name))
+                remove_entry(os.path.join(self.local, name))
         return self.local
 
     def __exit__(self, exc_type, *_):
@@ -254,13 +255,6 @@ class _staging_for:
         self.lock.release()
         drop_empty_staging(self.url)
         return False
-
-
-def _remove(path: str) -> None:
-    if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path)
-    else:
-        os.remove(path)
 
 
 def upload_result(local: str, url: str, result_files, force: bool) -> None:

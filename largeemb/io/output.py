@@ -200,7 +200,8 @@ class Staging:
         return False
 
 
-def _remove(path: str) -> None:
+def remove_entry(path: str) -> None:
+    """A file, link or directory tree gone (nothing to do if absent)."""
     if os.path.isdir(path) and not os.path.islink(path):
         shutil.rmtree(path)
     elif os.path.lexists(path):
@@ -227,7 +228,7 @@ def _delete_old(out: str, token: str, aside: list[str]) -> None:
     for name in aside:
         path = os.path.join(out, f"{OLD_PREFIX}{token}.{name}")
         try:
-            _remove(path)
+            remove_entry(path)
         except OSError as exc:
             logger.warning("could not delete the replaced %s (%s); it is kept as %s", name, exc.strerror or exc, path)
 
@@ -280,9 +281,9 @@ def recover_interrupted_publish(out: str, result_files) -> None:
         path = os.path.join(out, name)
         try:
             if committed or original is None:
-                _remove(path)
+                remove_entry(path)
             else:
-                _remove(os.path.join(out, original))
+                remove_entry(os.path.join(out, original))
                 os.replace(path, os.path.join(out, original))
         except OSError:
             pass
@@ -290,7 +291,7 @@ def recover_interrupted_publish(out: str, result_files) -> None:
         for name in result_files:
             if name not in originals and os.path.lexists(os.path.join(out, name)):
                 try:
-                    _remove(os.path.join(out, name))
+                    remove_entry(os.path.join(out, name))
                 except OSError:
                     pass
 

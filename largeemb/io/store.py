@@ -180,7 +180,7 @@ MIN_SLAB_ROWS = 2048
 _SLABS = _SlabCache(SLAB_CACHE_BYTES)
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=64)  # a worker maps each file once, not once per task that receives its Source
 def _numpy_file_source(location, array_path, rows, dim, dtype, token, role) -> Source:
     """A numpy-file :class:`Source` in another process: the same file, mapped again."""
     from largeemb.io.npfile import open_rows
@@ -189,6 +189,7 @@ def _numpy_file_source(location, array_path, rows, dim, dtype, token, role) -> S
     return Source(location, array_path, rows, dim, dtype, data=data, token=token, role=role)
 
 
+@functools.lru_cache(maxsize=64)
 def _slab_rows(location: str, array_path: str, token: str) -> int:
     """Rows per cached slab: a whole number of (inner) chunks, or 0 to bypass the cache."""
     arr = open_array(location, array_path, token)

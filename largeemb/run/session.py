@@ -13,7 +13,7 @@ import contextvars
 import functools
 import os
 from collections import Counter
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 
 from largeemb.errors import InputError
@@ -21,6 +21,8 @@ from largeemb.run.checkpoint import CheckpointStore
 from largeemb.run.executor import Executor, InProcess
 
 _current_run: contextvars.ContextVar[Run | None] = contextvars.ContextVar("largeemb_run", default=None)
+#: The executor :func:`one_executor` keeps open for the runs inside it.
+_lent_executor: contextvars.ContextVar[Executor | None] = contextvars.ContextVar("largeemb_executor", default=None)
 
 
 @dataclass
@@ -52,16 +54,36 @@ def open_run(config, client=None, store: CheckpointStore | None = None):
     ``client`` (a ``dask.distributed.Client``) wins over the config; then
     ``config.scheduler`` (connect), ``config.cluster`` (submit worker jobs), or
     ``config.workers`` (start a LocalCluster of that many processes), else in-process threads
-    (``config.threads_per_worker`` of them, default all cores).
+    (``config.threads_per_worker`` of them, default all cores). Inside :func:`one_executor`, that block's.
     """
+    lent = _lent_executor.get()
+    opened = nullcontext(lent) if lent is not None else _executor(config, client)
+    with opened as executor, activated(Run(executor, store)) as run:
+        yield run
+
+
+@contextmanager
+def one_executor(config, client=None):
+    """Every run opened inside the block (:func:`open_run`) uses one executor, started here where the config
+    asks for a cluster of its own (a LocalCluster, worker jobs): per-class evaluation starts it once for the
+    whole sets and every class, not once for each. A client given, or in-process threads, cost nothing to open."""
+    if _lent_executor.get() is not None or client is not None or not runs_on_cluster(config):
+        yield
+        return
+    with _executor(config, client) as executor:
+        reset = _lent_executor.set(executor)
+        try:
+            yield
+        finally:
+            _lent_executor.reset(reset)
+
+
+def _executor(config, client):
     if runs_on_cluster(config, client):
         from largeemb.run import cluster
 
-        opened = cluster.open_executor(client, config.scheduler, config.workers, config.threads_per_worker, config)
-    else:
-        opened = _in_process(config.threads_per_worker)
-    with opened as executor, activated(Run(executor, store)) as run:
-        yield run
+        return cluster.open_executor(client, config.scheduler, config.workers, config.threads_per_worker, config)
+    return _in_process(config.threads_per_worker)
 
 
 def in_one_run(func):
