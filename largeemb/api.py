@@ -127,6 +127,8 @@ def evaluate(
     fake_src = open_source(fake, fake_array, role="fake")
     warnings = check_pair(real_src, fake_src, config.max_k)
     classes = by_class.plan(real_labels, fake_labels, real_src, fake_src, config.max_k)  # refused before any work
+    if classes is not None:
+        by_class.check_split_reachable(config, client, checkpoint_dir)
     given = config
     # refuses what a metric cannot do with these inputs, before any work
     needs = metrics.needs_of(config, real_src, fake_src)

@@ -107,6 +107,18 @@ def plan(real_labels, fake_labels, real: Source, fake: Source, max_k: int) -> Cl
     return ClassPlan(real_side, fake_side, real_counts, fake_counts, (real_digest, fake_digest), classes, left_out)
 
 
+def check_split_reachable(config, client, checkpoint_dir: str | None) -> None:
+    """Workers on other hosts read the per-class stores: they must lie in a work directory they see, not in
+    this process's temporary directory (``evaluate_to`` and the CLI put them in ``OUT/.work``)."""
+    remote = client is not None or config.scheduler or config.cluster
+    if remote and checkpoint_dir is None:
+        raise InputError(
+            "per-class evaluation on a dask cluster splits the sets into stores its workers must read",
+            "without a checkpoint_dir (a temporary directory of this process)",
+            "pass checkpoint_dir= a directory every worker sees, or use largeemb.evaluate_to",
+        )
+
+
 def evaluate_classes(
     evaluate, classes: ClassPlan, real: Source, fake: Source, config, *, checkpoint_dir, client, resume
 ) -> tuple[dict, list[str], dict[str, float]]:

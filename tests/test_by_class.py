@@ -202,6 +202,10 @@ def test_bad_labels_are_one_line_errors_before_any_work(tmp_path, write_zarr):
         largeemb.evaluate(real, fake, real_labels=0)
     with pytest.raises(InputError, match="labels must be integers"):
         largeemb.evaluate(real, fake, real_labels=0, fake_labels=[0.5] * 50)
+    # On a cluster without a work directory the workers could not read the per-class stores: refused first.
+    real_store = write_zarr("real.zarr", real_data)
+    with pytest.raises(InputError, match="checkpoint_dir"):
+        largeemb.evaluate(real_store, fake, real_labels=0, fake_labels=0, scheduler="tcp://127.0.0.1:9")
 
 
 @pytest.mark.slow
