@@ -2,7 +2,7 @@
 
     python scripts/bench_calibration.py [--reps 200] [--n 1000] [--data gauss,mixture,text] [--k 3,5,10]
                                         [--settings both,fixed] [--method splits|jackknife] [--inclusive]
-                                        [--without-replacement] [--jobs 1] [--dump PREFIX]
+                                        [--without-replacement] [--distinct] [--engine] [--jobs 1] [--dump PREFIX]
 
 Three data sets, n = m = rows:
 - ``gauss``: real N(0, I) in dim 16, fake 1.1 N(0, I) + 0.1 (no ties);
@@ -10,7 +10,8 @@ Three data sets, n = m = rows:
 - ``text``: rows drawn with replacement from /work/shared/data/text-lsa (real pypi.npy, fake npm.npy):
   exact duplicates, zero radii, k-NN radii as large as typical distances. Drawing with replacement makes
   each set an iid sample of the pool (what the standard errors assume); ``--without-replacement`` draws
-  distinct pool rows instead (the data's own duplicates only).
+  distinct pool rows instead (the data's own duplicates only); ``--distinct`` keeps one row of each
+  group of identical pool rows (no duplicates in the data, only those of drawing with replacement).
 
 Two settings per data set, each checking the standard error it is meant for:
 ``both`` draws both sets anew each repetition (SE ``both``), ``fixed`` keeps one
@@ -33,6 +34,10 @@ other standard-error formulas can be tried without recomputing.
 Prototype path: float64 brute-force distances (identical rows get exactly equal
 distances, so ties are real ties), then the kernels' collection
 (``largeemb.kernels.stderr.collect_dense``) and standard errors.
+``--engine`` instead runs the product itself, ``largeemb.evaluate`` (the streamed passes, float32 or bf16
+screening and the float64 re-check, its own fixed splits) on the same rows, and reads
+``standard_errors`` / ``standard_errors_given_real`` from its result: the SEs users get, at sizes the
+brute force cannot reach (about 2 s a repetition at n = m = 4,000, dim 256). Not with ``--dump``.
 ``--method jackknife`` instead recomputes every metric without each of 20 groups
 of rows (radii recomputed, brute force): the rejected delete-a-group jackknife.
 """
@@ -57,7 +62,7 @@ TEXT = "/work/shared/data/text-lsa"
 class Data:
     """Draws real and fake rows and gives their float64 distance matrices."""
 
-    def __init__(self, name: str, rows: int, replace: bool = True):
+    def __init__(self, name: str, rows: int, replace: bool = True, distinct: bool = False):
         self.name, self.rows, self.replace = name, rows, replace
         if name == "text":
             pypi = np.load(f"{TEXT}/pypi.npy").astype(np.float64)
@@ -65,6 +70,8 @@ class Data:
             # Rows as ids of distinct vectors: identical rows get bit-identical distances (ties stay ties).
             self.vectors, ids = np.unique(np.concatenate([pypi, npm]), axis=0, return_inverse=True)
             self.real_ids, self.fake_ids = ids.ravel()[: len(pypi)], ids.ravel()[len(pypi) :]
+            if distinct:  # each distinct vector of a pool once: no duplicate groups in the data
+                self.real_ids, self.fake_ids = np.unique(self.real_ids), np.unique(self.fake_ids)
         elif name == "mixture":
             self.centres = np.random.default_rng(99).normal(0, 3.0, (10, 16))
         elif name != "gauss":
@@ -85,6 +92,10 @@ class Data:
         if self.name == "mixture":
             return self.centres[rng.integers(0, 7, m)] + rng.standard_normal((m, 16)) + 0.05
         return 1.1 * rng.standard_normal((m, 16)) + 0.1
+
+    def rows_of(self, drawn):
+        """The vectors of drawn rows (text: ids of distinct vectors), as the engine reads them."""
+        return self.vectors[drawn].astype(np.float32) if self.name == "text" else drawn
 
     def draw(self, rng, pool, size):
         return rng.integers(0, pool, size) if self.replace else rng.choice(pool, size, replace=False)
@@ -144,13 +155,33 @@ def jackknife(dists, k, inclusive, which, groups=20):
     return list(np.sqrt(variances))
 
 
+def engine(data: Data, real, fake, ks, which: str, inclusive: bool, rep: int):
+    """The product's own numbers and SEs (the old conditional SEs are not computed: nan)."""
+    import warnings
+
+    import largeemb
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "only 1,000 rows": known
+        got = largeemb.evaluate(
+            data.rows_of(real), data.rows_of(fake), k=tuple(ks), companions=(), plots=False, samples=False,
+            inclusive=inclusive, seed=rep,
+        ).to_dict()
+    se = got["standard_errors" if which == "both" else "standard_errors_given_real"]
+    return {k: ([got["by_k"][str(k)][m] for m in METRICS], [se[str(k)][m] for m in METRICS], [np.nan] * 4, None)
+            for k in ks}
+
+
 def repetition(data: Data, setting: str, rep: int, ks, method: str, inclusive: bool, dump: bool):
     """One seeded repetition: per k, the four metrics, their standard errors, the old SEs (and the cells to dump)."""
     which = "both" if setting == "both" else "given_real"
     seed = {"gauss": 0, "mixture": 1, "text": 2}[data.name]
     rng = np.random.default_rng([seed, 1 if setting == "both" else 2, rep])
     real = data.real(rng) if setting == "both" else data.real(np.random.default_rng([seed, 12345]))
-    dists = data.distances(real, data.fake(rng))
+    fake = data.fake(rng)
+    if method == "engine":
+        return engine(data, real, fake, ks, which, inclusive, rep)
+    dists = data.distances(real, fake)
     out = {}
     for k in ks:
         in_real, in_fake, v = prdc(*dists, k, inclusive)
@@ -216,15 +247,21 @@ def main():
     parser.add_argument("--reps", type=int, default=200)
     parser.add_argument("--n", "--rows", dest="rows", type=int, default=1000, help="rows per set (n = m)")
     parser.add_argument("--without-replacement", action="store_true", help="text: draw rows without replacement")
+    parser.add_argument("--distinct", action="store_true", help="text: each distinct pool vector once (no duplicates)")
     parser.add_argument("--settings", default="both,fixed")
     parser.add_argument("--jobs", type=int, default=1, help="repetitions in parallel (worker processes)")
     parser.add_argument("--dump", help="save per-repetition values and cell metrics to DUMP_<data>_<setting>.npz")
     parser.add_argument("--data", default="gauss,mixture,text")
     parser.add_argument("--k", default="3,5,10")
     parser.add_argument("--method", choices=("splits", "jackknife"), default="splits")
+    parser.add_argument("--engine", action="store_true", help="the product's SEs, not the prototype's")
     parser.add_argument("--inclusive", action="store_true", help="'<=' for ball membership")
     args = parser.parse_args()
     ks = [int(k) for k in args.k.split(",")]
+    if args.engine:
+        if args.dump or args.method != "splits":
+            raise SystemExit("--engine reports the product's SEs: not with --dump or --method jackknife")
+        args.method = "engine"
     start = time.perf_counter()
     print(
         f"{args.method}: spread / mean SE (95% interval) ±SE variation, spread / rms SE, old SE's spread / mean SE; "
@@ -233,7 +270,7 @@ def main():
     print("| data | SE | k | " + " | ".join(METRICS) + " |")
     print("|---|---|---|" + "---|" * 4)
     for name in args.data.split(","):
-        data = Data(name, args.rows, not args.without_replacement)
+        data = Data(name, args.rows, not args.without_replacement, args.distinct)
         for setting in args.settings.split(","):
             for row in run(data, setting, args.reps, ks, args.method, args.inclusive, args.dump, args.jobs):
                 print(row, flush=True)

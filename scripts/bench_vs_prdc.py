@@ -25,7 +25,10 @@ Prints wall time, peak RSS, their ratios, and whether the metrics agree.
 ``--cli`` times instead what a user runs: ``largeemb evaluate REAL FAKE --out
 DIR`` with default options, end to end in a fresh process (start-up, metrics,
 per-sample values, projections, t-SNE, figures, publishing), against prdc's
-``compute_prdc`` on the same data in the same run.
+``compute_prdc`` on the same data in the same run. ``--cli-options`` adds
+options to that command (e.g. ``"--no-plots --no-samples --no-standard-errors"``:
+what prdc computes, plus the default companions and FD), and with
+``--precision`` it runs once per listed precision (``--precision P`` added).
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ def main():
     parser.add_argument(
         "--precision", default="auto", help="comma-separated precisions, one largeemb run each (e.g. float32,bf16)"
     )
+    parser.add_argument("--cli-options", default="", help="with --cli: options added to `largeemb evaluate`")
     parser.add_argument("--companions", help="companion metrics, comma-separated, or 'none' (default: the engine's)")
     args = parser.parse_args()
     if (args.real is None) != (args.fake is None):
@@ -146,20 +150,27 @@ def cli_vs_prdc(args) -> None:
         real, fake = (
             npy_pair(tmp, args.real, args.fake) if args.real else synth_pair(tmp, args.rows, args.dim, args.modes)
         )
-        command = [sys.executable, "-m", "largeemb", "evaluate", real, fake, "--out", f"{tmp}/out", "--k", str(args.k)]
-        start = time.perf_counter()
-        subprocess.run(command, check=True, capture_output=True)
-        seconds = time.perf_counter() - start
-        with open(f"{tmp}/out/metrics.json") as fh:
-            ours = json.load(fh)
+        base = [sys.executable, "-m", "largeemb", "evaluate", real, fake, "--k", str(args.k), *args.cli_options.split()]
+        precisions = args.precision.split(",") if "," in args.precision or args.precision != "auto" else [None]
+        runs = []
+        for i, precision in enumerate(precisions):
+            out = f"{tmp}/out{i}"
+            command = base + ["--out", out] + (["--precision", precision] if precision else [])
+            start = time.perf_counter()
+            subprocess.run(command, check=True, capture_output=True)
+            seconds = time.perf_counter() - start
+            with open(f"{out}/metrics.json") as fh:
+                runs.append((precision or "default", seconds, json.load(fh)))
         theirs = prdc_run(real, fake, args.k)
-    stages = ", ".join(f"{name} {value:.1f}" for name, value in ours["timings_s"].items() if name != "total")
-    print(
-        f"n = m = {args.rows}, dim {args.dim}, k {args.k}, {args.modes} modes; `largeemb evaluate` with default options"
-    )
-    print(f"largeemb CLI {seconds:.2f} s wall (stages: {stages}); prdc {theirs['seconds']:.2f} s")
-    print(f"speed-up: {theirs['seconds'] / seconds:.1f}x")
-    same = all(abs(ours["metrics"][k] - theirs[k]) <= 1e-12 for k in KEYS)
+    what = f"{args.real} vs {args.fake}" if args.real else f"n = m = {args.rows}, dim {args.dim}, {args.modes} modes"
+    print(f"{what}, k {args.k}; `largeemb evaluate REAL FAKE --out DIR --k {args.k} {args.cli_options}`".rstrip())
+    for name, seconds, ours in runs:
+        stages = ", ".join(f"{stage} {value:.2f}" for stage, value in ours["timings_s"].items() if stage != "total")
+        used = ours.get("details", {}).get("screening", {}).get("precision")
+        print(f"largeemb CLI ({name}, ran {used}) {seconds:.2f} s wall (stages: {stages})")
+        print(f"  speed-up: {theirs['seconds'] / seconds:.1f}x")
+    print(f"prdc {theirs['seconds']:.2f} s")
+    same = all(abs(ours["metrics"][k] - theirs[k]) <= 1e-12 for k in KEYS for _, _, ours in runs)
     print("metrics identical" if same else "METRICS DIFFER")
     raise SystemExit(0 if same else 1)
 
