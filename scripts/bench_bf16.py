@@ -1,8 +1,8 @@
 """bfloat16 GEMM against NumPy's float32 matmul on this CPU, and what screening costs.
 
-    python scripts/bench_bf16.py [--threads 2] [--mkl /path/to/libmkl_rt.so.2]
+    python scripts/bench_bf16.py [--threads 2] [--dim 512] [--mkl /path/to/libmkl_rt.so.2]
 
-1. One 4096 x 4096 x 512 GEMM (best of 5): NumPy float32, oneDNN bf16 (the
+1. One 4096 x 4096 x dim GEMM (best of 5; ``--dim``, default 512): NumPy float32, oneDNN bf16 (the
    ``bf16`` extra, when it loads), MKL's ``cblas_gemm_bf16bf16f32`` (with
    ``--mkl``: MKL is not a dependency, this only measures it), and the
    emulation the tests use; plus rounding one 4096 x 514 operand to bfloat16.
@@ -39,6 +39,7 @@ def best(func, reps: int = 5) -> float:
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--dim", type=int, default=512, help="inner dimension of part 1's GEMM")
     parser.add_argument("--mkl", help="path of libmkl_rt (measures MKL's bf16 GEMM too)")
     args = parser.parse_args()
     os.environ["LARGEEMB_BF16_THREADS"] = str(args.threads)
@@ -50,7 +51,7 @@ def main():
     from largeemb.kernels.screen import ScreenedTiles, below
 
     m = n = 4096
-    k = 512
+    k = args.dim
     flops = 2.0 * m * n * k
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((m, k), dtype=np.float32), rng.standard_normal((n, k), dtype=np.float32)

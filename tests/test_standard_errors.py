@@ -74,8 +74,9 @@ def test_standard_errors_combine_the_cells_as_documented():
         assert cell_variances(quarter)[0] == pytest.approx(v_quarter, rel=1e-12)
         ratio = min(max(v_half / v_quarter, 0.5), 1.0)
         assert got["both"][m] == pytest.approx(np.sqrt(v_half * ratio), rel=1e-12), m
-        # Given the full sample's values, proportions extrapolate Var / p(1 - p), p the cells' mean at each size.
-        w_half, w_quarter, w_full = (p * (1 - p) for p in (half.mean(), quarter.mean(), values[m]))
+        # Given the full sample's values, proportions extrapolate the logit's variance, Var / (p(1 - p))², p the
+        # cells' mean at each size.
+        w_half, w_quarter, w_full = ((p * (1 - p)) ** 2 for p in (half.mean(), quarter.mean(), values[m]))
         if m == "density":  # not a proportion: unscaled
             w_half = w_quarter = w_full = 1.0
         else:

@@ -31,8 +31,8 @@ sizes, log-linearly in log size:
 
 which is V_{n/2}/2 when the variance falls as 1/n and right for any power
 law; the exponent is held between 0 and 1 (:func:`largeemb.kernels.stderr.extrapolated`).
-For precision, recall and coverage it is Var / p(1 - p) that is extrapolated
-(:func:`largeemb.kernels.stderr.binomial_scales`): a part's proportions sit nearer 1.
+For precision, recall and coverage it is Var / (p(1 - p))², the variance of the logit, that is
+extrapolated (:func:`largeemb.kernels.stderr.binomial_scales`): a part's proportions sit nearer 1.
 ``both`` (real and fake both samples: what a reader of one result needs) uses
 the first form, ``given_real`` (the real set fixed: what a comparison of two
 fake sets against one real set or reference needs) the second. Given the real

@@ -19,8 +19,10 @@ small SE, so spread / mean SE is 1.25-1.35 at 1,000 rows, 1.05-1.12 at 4,000,
 1.00-1.03 at 8,000, and the z test of two fakes raises fewer false alarms than
 nominal (the hub that moves the metric raises its SE too). Recall's variance
 is not a power law of the size there (at k = 5 it grows from 500 to 1,000
-rows), which halves and quarters cannot see: its SEs stay 1.2-1.3 times too
-small after the p(1 - p) scaling of :func:`binomial_scales`.
+rows), which halves and quarters cannot see: after the logit scaling of
+:func:`binomial_scales` its SEs stay up to 1.22 times too small at 1,000 and
+4,000 rows, and as much with the data's duplicate groups removed (BENCHMARKS.md,
+"The product's own standard errors").
 """
 
 from __future__ import annotations
@@ -101,27 +103,32 @@ def extrapolated(half: float, quarter: float) -> float:
     return half * min(max(half / quarter, 0.5), 1.0)
 
 
-#: Fractions of rows: their variance is extrapolated per unit of p(1 - p) when the full sample's value is given.
+#: Fractions of rows: their variance is extrapolated on the logit scale when the full sample's value is given.
 PROPORTIONS = ("precision", "recall", "coverage")
 
 
 def binomial_scales(theta: dict, key: str, value: float | None) -> tuple[float, float, float]:
-    """p(1 - p) at half size, quarter size (p: the mean of the cells) and full size (p: ``value``); ones where
-    that does not apply (density, no value given, or p = 0 or 1 somewhere: nothing to scale by).
+    """(p(1 - p))² at half size, quarter size (p: the mean of the cells) and full size (p: ``value``); ones
+    where that does not apply (density, no value given, or p = 0 or 1 somewhere: nothing to scale by).
 
     A part's balls are larger than the full sample's, so its proportions sit
     nearer 1: on text embeddings recall is 0.75 at 1,000 rows and higher in
-    a quarter, and its variance, which moves with p(1 - p) like a binomial's,
-    falls with the size for that reason as well as the sample's. Extrapolating
-    Var / p(1 - p) and multiplying by the full sample's p(1 - p) takes that
-    level out (BENCHMARKS.md: text-lsa recall 1.44 -> 1.23 times too small at
-    k = 5; Gaussian and mixture data within 0.02 of before).
+    a quarter, and its variance falls with the size for that reason as well
+    as the sample's. What is extrapolated is the variance of the proportion's
+    logit, Var / (p(1 - p))² (the delta method: the scale on which a proportion
+    near 0 or 1 has a size-stable spread), then multiplied back by the full
+    sample's (p(1 - p))². Against extrapolating Var / p(1 - p) (the arcsine
+    scale, before), text-lsa recall's spread / mean SE went from 1.18-1.28 to
+    1.07-1.18 at 1,000 rows and at k = 10 from 1.25/1.39 to 0.99/1.06 at 4,000
+    (both / given the real set); no Gaussian or mixture cell left 0.88-1.14
+    (BENCHMARKS.md, "The product's own standard errors"). Against Var itself
+    (no scaling) the arcsine scale had taken k = 5 from 1.44 to 1.23.
     """
     if key not in PROPORTIONS or value is None:
         return 1.0, 1.0, 1.0
     scales = []
     for p in (float(np.mean(theta["half"][key])), float(np.mean(theta["quarter"][key])), float(value)):
-        scales.append(p * (1 - p))
+        scales.append((p * (1 - p)) ** 2)
     return tuple(scales) if min(scales) > 0 else (1.0, 1.0, 1.0)
 
 
@@ -132,7 +139,7 @@ def standard_errors(counts: SplitCounts, real_parts, fake_parts, k: int, fake_co
     per-row counts): given the real set, precision and density are means of
     per-fake-row values and take the exact iid formula. ``values``: the full
     sample's metrics (``{metric: value}``); given, the proportions' variances
-    are extrapolated per unit of p(1 - p) (:func:`binomial_scales`).
+    are extrapolated on the logit scale (:func:`binomial_scales`).
     """
     theta = replicates(counts, real_parts, fake_parts, k)
     out = {"both": {}, "given_real": {}}
