@@ -151,7 +151,7 @@ def cli_vs_prdc(args) -> None:
             npy_pair(tmp, args.real, args.fake) if args.real else synth_pair(tmp, args.rows, args.dim, args.modes)
         )
         base = [sys.executable, "-m", "largeemb", "evaluate", real, fake, "--k", str(args.k), *args.cli_options.split()]
-        precisions = args.precision.split(",") if "," in args.precision or args.precision != "auto" else [None]
+        precisions = [None] if args.precision == "auto" else args.precision.split(",")  # None: no --precision
         runs = []
         for i, precision in enumerate(precisions):
             out = f"{tmp}/out{i}"
