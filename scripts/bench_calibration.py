@@ -236,7 +236,8 @@ def run(data: Data, setting: str, reps: int, ks, method: str, inclusive: bool, d
             cells.append(
                 f"{ratio:.2f} ({ratio * (1 - 1.96 * rel[j]):.2f}–{ratio * (1 + 1.96 * rel[j]):.2f}) "
                 f"±{100 * s[:, j].std() / s[:, j].mean():.0f}%, rms {spread[j] / np.sqrt((s[:, j] ** 2).mean()):.2f}, "
-                f"med {spread[j] / np.median(s[:, j]):.2f}, old {spread[j] / o[:, j].mean():.2f}"
+                f"med {spread[j] / np.median(s[:, j]):.2f}"
+                + ("" if method == "engine" else f", old {spread[j] / o[:, j].mean():.2f}")  # engine: no old SEs
             )
         rows.append(f"| {data.name} | {which} | {k} | " + " | ".join(cells) + " |")
     return rows
@@ -264,7 +265,9 @@ def main():
         args.method = "engine"
     start = time.perf_counter()
     print(
-        f"{args.method}: spread / mean SE (95% interval) ±SE variation, spread / rms SE, old SE's spread / mean SE; "
+        f"{args.method}: spread / mean SE (95% interval) ±SE variation, spread / rms SE, spread / median SE"
+        + ("" if args.method == "engine" else ", old SE's spread / mean SE")
+        + "; "
         f"{args.reps} reps, n = m = {args.rows}\n"
     )
     print("| data | SE | k | " + " | ".join(METRICS) + " |")
