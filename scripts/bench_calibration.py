@@ -37,7 +37,8 @@ distances, so ties are real ties), then the kernels' collection
 ``--engine`` instead runs the product itself, ``largeemb.evaluate`` (the streamed passes, float32 or bf16
 screening and the float64 re-check, its own fixed splits) on the same rows, and reads
 ``standard_errors`` / ``standard_errors_given_real`` from its result: the SEs users get, at sizes the
-brute force cannot reach (about 2 s a repetition at n = m = 4,000, dim 256). Not with ``--dump``.
+brute force cannot reach (about 2 s a repetition at n = m = 4,000, dim 256); with ``--dump`` it saves the
+engine's own cells (``scripts/calibration_replay.py`` replays other formulas on them).
 ``--method jackknife`` instead recomputes every metric without each of 20 groups
 of rows (radii recomputed, brute force): the rejected delete-a-group jackknife.
 """
@@ -155,21 +156,33 @@ def jackknife(dists, k, inclusive, which, groups=20):
     return list(np.sqrt(variances))
 
 
-def engine(data: Data, real, fake, ks, which: str, inclusive: bool, rep: int):
-    """The product's own numbers and SEs (the old conditional SEs are not computed: nan)."""
+def engine(data: Data, real, fake, ks, which: str, inclusive: bool, rep: int, dump: bool = False):
+    """The product's own numbers and SEs (the old conditional SEs are not computed: nan); with ``dump``, the
+    cells its standard errors were computed from, caught on their way into ``kernels.stderr.standard_errors``."""
     import warnings
 
     import largeemb
+    from largeemb.kernels import stderr
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "only 1,000 rows": known
-        got = largeemb.evaluate(
-            data.rows_of(real), data.rows_of(fake), k=tuple(ks), companions=(), plots=False, samples=False,
-            inclusive=inclusive, seed=rep,
-        ).to_dict()
+    caught, formula = {}, stderr.standard_errors
+
+    def catching(counts, real_parts, fake_parts, k, fake_counts, values=None):
+        caught[k] = (replicates(counts, real_parts, fake_parts, k), np.array(fake_counts))
+        return formula(counts, real_parts, fake_parts, k, fake_counts, values)
+
+    stderr.standard_errors = catching if dump else formula
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "only 1,000 rows": known
+            got = largeemb.evaluate(
+                data.rows_of(real), data.rows_of(fake), k=tuple(ks), companions=(), plots=False, samples=False,
+                inclusive=inclusive, seed=rep,
+            ).to_dict()
+    finally:
+        stderr.standard_errors = formula
     se = got["standard_errors" if which == "both" else "standard_errors_given_real"]
-    return {k: ([got["by_k"][str(k)][m] for m in METRICS], [se[str(k)][m] for m in METRICS], [np.nan] * 4, None)
-            for k in ks}
+    return {k: ([got["by_k"][str(k)][m] for m in METRICS], [se[str(k)][m] for m in METRICS], [np.nan] * 4,
+                caught.get(k)) for k in ks}
 
 
 def repetition(data: Data, setting: str, rep: int, ks, method: str, inclusive: bool, dump: bool):
@@ -180,7 +193,7 @@ def repetition(data: Data, setting: str, rep: int, ks, method: str, inclusive: b
     real = data.real(rng) if setting == "both" else data.real(np.random.default_rng([seed, 12345]))
     fake = data.fake(rng)
     if method == "engine":
-        return engine(data, real, fake, ks, which, inclusive, rep)
+        return engine(data, real, fake, ks, which, inclusive, rep, dump)
     dists = data.distances(real, fake)
     out = {}
     for k in ks:
@@ -260,8 +273,8 @@ def main():
     args = parser.parse_args()
     ks = [int(k) for k in args.k.split(",")]
     if args.engine:
-        if args.dump or args.method != "splits":
-            raise SystemExit("--engine reports the product's SEs: not with --dump or --method jackknife")
+        if args.method != "splits":
+            raise SystemExit("--engine reports the product's SEs: not with --method jackknife")
         args.method = "engine"
     start = time.perf_counter()
     print(

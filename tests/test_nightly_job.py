@@ -87,7 +87,7 @@ def test_a_regression_exits_4_after_every_output_is_published(nightly):
 def test_a_killed_reference_build_does_not_leave_the_nightly_stuck(nightly, tmp_path):
     env, output, run = nightly
     env["REAL_SOURCE"] = zarr_store(
-        str(tmp_path / "big.zarr"), np.random.default_rng(4).standard_normal((40_000, 6)).astype(np.float32)
+        str(tmp_path / "big.zarr"), np.random.default_rng(4).standard_normal((8_000, 6)).astype(np.float32)
     )
     output("step-1", 0.0)
     # The nightly's own build, killed as soon as its work directory exists (SIGKILL: nothing cleaned up).
