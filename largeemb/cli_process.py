@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from contextlib import contextmanager
 
 import typer
 
@@ -37,49 +38,90 @@ def run_action(debug: bool, action):
     (what SLURM and Kubernetes send first), both unwound like an error, so the
     lock and staging go and the previous result stays.
     """
-    import signal
+    with interrupts_unwind():
+        try:
+            return action()
+        except InputError as exc:
+            if debug:
+                raise
+            fail(f"error: {exc}", exc.exit_code)
+        except BrokenPipeError:
+            closed_pipe()
+        except OSError as exc:
+            if debug:
+                raise
+            from largeemb.io.output import write_failure
 
-    previous = terminate_as_interrupt(signal)
-    try:
-        return action()
-    except InputError as exc:
-        if debug:
-            raise
-        fail(f"error: {exc}", exc.exit_code)
-    except BrokenPipeError:
-        closed_pipe()
-    except OSError as exc:
-        if debug:
-            raise
-        from largeemb.io.output import write_failure
-
-        fail(f"error: {write_failure(exc)}", 2)
-    except KeyboardInterrupt as exc:
-        terminated = isinstance(exc, Terminated)
-        fail(
-            f"error: {'terminated (SIGTERM)' if terminated else 'interrupted'}, nothing was published",
-            143 if terminated else 130,
-        )
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+            fail(f"error: {write_failure(exc)}", 2)
+        except KeyboardInterrupt as exc:
+            terminated = isinstance(exc, Terminated)
+            fail(
+                f"error: {'terminated (SIGTERM)' if terminated else 'interrupted'}, nothing was published",
+                143 if terminated else 130,
+            )
 
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM, unwound exactly like Ctrl-C."""
 
 
-def terminate_as_interrupt(signal):
-    """Handle SIGTERM like SIGINT while a command runs (main thread only); the handler it replaced."""
+@contextmanager
+def interrupts_unwind():
+    """Inside, Ctrl-C raises KeyboardInterrupt and SIGTERM :class:`Terminated` (main thread only), even where
+    Python drops what a handler raises.
+
+    Python runs a signal handler wherever the main thread is, also inside an object's ``__del__`` or a gc
+    callback (dask's scheduler adds one to this process), where what it raises is only printed ("Exception
+    ignored in ...") and dropped: the run went on to the end and exited 0. Such an interrupt reaches the
+    unraisable hook instead, unprinted, and a helper thread signals the main thread again: it is raised at the
+    next line of ordinary code (a handler that finds itself inside the hook, where it would be dropped too, asks again).
+    """
+    import queue
+    import signal
     import threading
 
     if threading.current_thread() is not threading.main_thread():
-        return None
+        yield
+        return
+    again: queue.SimpleQueue = queue.SimpleQueue()  # interrupts to raise again; None: stop
+    over = threading.Event()  # the command has returned: one still on its way came too late, as after the end
 
-    def terminate(signum, frame):
-        raise Terminated()
+    def interrupt(signum, frame):
+        if _called_from(frame, dropped.__code__):
+            again.put(signum)
+            return
+        raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
-    return signal.signal(signal.SIGTERM, terminate)
+    def dropped(unraisable):
+        if unraisable.exc_type is not None and issubclass(unraisable.exc_type, KeyboardInterrupt):
+            again.put(signal.SIGTERM if issubclass(unraisable.exc_type, Terminated) else signal.SIGINT)
+        else:
+            hook(unraisable)
+
+    def raise_again():  # a signal, not interrupt_main(): it also ends a wait the main thread is blocked in
+        for signum in iter(again.get, None):
+            if not over.is_set():
+                signal.pthread_kill(threading.main_thread().ident, signum)
+
+    handlers = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    hook, sys.unraisablehook = sys.unraisablehook, dropped
+    helper = threading.Thread(target=raise_again, name="largeemb-interrupts", daemon=True)
+    helper.start()
+    try:
+        yield
+    finally:
+        over.set()
+        again.put(None)
+        sys.unraisablehook = hook
+        for sig, handler in handlers.items():
+            if handler is not None:
+                signal.signal(sig, handler)
+
+
+def _called_from(frame, code) -> bool:
+    while frame is not None and frame.f_code is not code:
+        frame = frame.f_back
+    return frame is not None
 
 
 def fail(line: str, code: int):

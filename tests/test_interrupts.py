@@ -109,3 +109,124 @@ def _alive(pid: int) -> bool:
             return "zombie" not in next(line for line in fh if line.startswith("State:"))
     except OSError:
         return False
+
+
+@pytest.mark.parametrize("name", ["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("where", ["__del__", "gc callback", "unraisable hook"])
+def test_an_interrupt_that_python_swallows_still_ends_the_run(where, name, monkeypatch):
+    """Python runs a signal handler wherever the main thread is, also in an object's __del__ or a gc callback
+    (dask's scheduler adds one to the CLI's process), where the KeyboardInterrupt it raises is only printed
+    ("Exception ignored in ...") and dropped: the run went on to the end and exited 0. Also while the
+    unraisable hook reports another error (there, it is raised again once the hook has returned)."""
+    import gc
+    import signal
+    import sys
+    import time
+
+    import typer
+
+    from largeemb.cli_process import run_action
+
+    sig = getattr(signal, name)
+
+    class Dropped:
+        def __del__(self):
+            signal.raise_signal(sig)  # its handler runs here, in __del__
+
+    def in_gc_callback(phase, info):
+        gc.callbacks.remove(in_gc_callback)
+        signal.raise_signal(sig)  # its handler runs here, in the gc callback
+
+    class Failing:
+        def __del__(self):
+            raise ValueError("not an interrupt")
+
+    def reporting(unraisable):
+        signal.raise_signal(sig)  # its handler runs here, in the hook
+        time.sleep(0.05)
+
+    def action():
+        if where == "__del__":
+            Dropped()
+        elif where == "unraisable hook":
+            Failing()
+        else:
+            gc.callbacks.append(in_gc_callback)
+            gc.collect()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:  # the run goes on
+            time.sleep(0.01)
+        return "ran to the end"
+
+    if where == "unraisable hook":
+        monkeypatch.setattr(sys, "unraisablehook", reporting)  # the one that the CLI's hook passes other errors to
+    try:
+        with pytest.raises(typer.Exit) as stopped:
+            run_action(False, action)
+    finally:
+        if in_gc_callback in gc.callbacks:
+            gc.callbacks.remove(in_gc_callback)
+    assert stopped.value.exit_code == (130 if name == "SIGINT" else 143)
+
+
+def test_a_signal_while_processes_start_is_held_then_raised():
+    """While the cluster starts (signals_for_this_process_only), a Ctrl-C that the kernel gives to another thread
+    (one that does not block it, as any thread started before) waits until the cluster has started, then
+    interrupts: it was lost while the job's signals were ignored (SIG_IGN) meanwhile."""
+    import signal
+    import threading
+    import time
+
+    from largeemb.run.job_signals import signals_for_this_process_only
+
+    go, sent = threading.Event(), threading.Event()
+
+    def another_thread():
+        go.wait(10)
+        signal.pthread_kill(threading.get_ident(), signal.SIGINT)  # the kernel's choice of thread, made here
+        sent.set()
+
+    threading.Thread(target=another_thread, daemon=True).start()
+    held = False
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # an earlier test's import may have replaced it
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with signals_for_this_process_only():
+                go.set()
+                assert sent.wait(10)
+                time.sleep(0.05)  # Python code runs meanwhile: the handler too, which only notes the signal
+                held = True
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert held  # not cut half-way
+    assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+
+
+def test_processes_started_while_the_cluster_starts_are_deaf_to_the_job_signals():
+    """As dask's nanny starts a worker: from a thread started inside, after a spawn context's first lock (which
+    starts multiprocessing's resource tracker, and that unblocks the signals in the thread that starts it). The
+    process is born with them blocked: a Ctrl-C to the process group while it starts leaves it quiet."""
+    import subprocess
+    import sys
+
+    script = """
+import multiprocessing, signal, subprocess, sys, threading
+from largeemb.run.job_signals import signals_for_this_process_only
+
+def start():
+    multiprocessing.get_context("spawn").Lock()
+    deaf = "import signal; print([s in signal.pthread_sigmask(signal.SIG_BLOCK, []) or signal.getsignal(s) is "
+    deaf += "signal.SIG_IGN for s in (signal.SIGINT, signal.SIGTERM)])"  # blocked (now) or ignored (before)
+    print(subprocess.run([sys.executable, "-c", deaf], capture_output=True, text=True, check=True).stdout)
+
+with signals_for_this_process_only():
+    thread = threading.Thread(target=start)
+    thread.start()
+    thread.join()
+"""
+    child = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=Path(__file__).parents[1]
+    )
+    assert child.returncode == 0, child.stderr
+    assert child.stdout.split() == ["[True,", "True]"]

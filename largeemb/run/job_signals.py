@@ -5,7 +5,7 @@ reaches this process, which says it in its one error line)."""
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
@@ -17,10 +17,14 @@ JOB_SIGNALS = ("SIGINT", "SIGTERM")
 
 @contextmanager
 def signals_for_this_process_only():
-    """Start what is started inside with the job's signals ignored: spawned processes inherit that (across exec).
+    """Start what is started inside deaf to the job's signals; in this process they are held meanwhile, not lost.
 
-    In this process they are blocked meanwhile, not lost: one that arrives
-    is delivered to its handler on the way out.
+    They are blocked in this thread: the threads started inside (the cluster's event loop, and the threads it
+    starts worker processes from, restarts included) inherit that mask, and so do those processes, across exec.
+    multiprocessing's resource tracker is started first: starting it unblocks them in the thread that does.
+    Never ``SIG_IGN`` here: that is for the whole process, and a Ctrl-C that the kernel gave meanwhile to
+    another thread (any thread not blocking it) was dropped; the run went on to the end and exited 0. A signal
+    that reaches Python meanwhile is only noted, so that what starts is not cut half-way, and raised on the way out.
     """
     import signal
     import threading
@@ -28,19 +32,26 @@ def signals_for_this_process_only():
     if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
         yield
         return
+    from multiprocessing import resource_tracker
+
+    resource_tracker.ensure_running()
     signals = [getattr(signal, name) for name in JOB_SIGNALS]
-    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
-    handlers = {sig: signal.signal(sig, signal.SIG_IGN) for sig in signals}
+    held: list[int] = []
     try:
-        yield
+        with ExitStack() as put_back:  # every one put back, even if a handler raises as soon as it is back
+            for sig in signals:
+                put_back.callback(signal.signal, sig, signal.signal(sig, lambda signum, _: held.append(signum)))
+            blocked = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+            put_back.callback(signal.pthread_sigmask, signal.SIG_SETMASK, blocked)  # first: one pending is held too
+            yield
     finally:
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
-        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        for sig in dict.fromkeys(held):
+            signal.raise_signal(sig)
 
 
 class DeafToJobSignals(WorkerPlugin):
-    """The same for a worker process that the nanny restarts later (only on a LocalCluster this job started)."""
+    """The same, ignored by each worker process itself, also one the nanny restarts later (only on a LocalCluster
+    this job started): born with them blocked, it stays deaf should anything unblock them there."""
 
     def setup(self, worker):
         import signal
