@@ -129,7 +129,7 @@ def evaluate(
         bool,
         typer.Option(
             "--standard-errors/--no-standard-errors",
-            help="Standard errors of precision, recall, density and coverage (random splits; 2.4-2.6x the CPU).",
+            help="Standard errors of precision, recall, density and coverage (random splits; about 2.1x the CPU).",
         ),
     ] = DEFAULTS.standard_errors,
     pca: Annotated[

@@ -74,7 +74,8 @@ Precision = Annotated[
         metavar=choices(PRECISIONS),
         help="How tiles multiply first; results are exact either way. "
         "bf16 screens tiles in bfloat16 (needs largeemb[bf16]); "
-        "auto: bf16 on CPUs with AVX512-BF16 or AMX when the extra is installed, else float32.",
+        "auto: bf16 on CPUs with AVX512-BF16 or AMX when oneDNN is installed and the standard "
+        "errors are off, else float32 (faster with their long neighbour lists).",
     ),
 ]
 

@@ -87,7 +87,7 @@ class EvaluateConfig:
     seed: int = 0
     samples: bool = True
     #: Standard errors of precision, recall, density and coverage from random splits of both sets
-    #: (largeemb.kernels.splits): 2.4-2.6x the CPU of a metrics-only run; off leaves them out of the result.
+    #: (largeemb.kernels.splits): about 2.1x the CPU of a metrics-only run; off leaves them out of the result.
     standard_errors: bool = True
     #: Skip tile work that provably cannot change an answer (exact either way;
     #: see largeemb.kernels.prune). Off only to measure what it saves.

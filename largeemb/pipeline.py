@@ -225,7 +225,7 @@ def context_of(
         panel_rows=config.panel_rows,
         inclusive=config.inclusive,
         partition=partition,
-        precision=resolve_precision(config.precision),
+        precision=resolve_precision(config.precision, tuple(split_k)),
         split_k=tuple(split_k),
     )
 
@@ -291,7 +291,7 @@ def run_passes(
         s.radii = radii
     passes = Passes(
         ctx, real_set, fake_set, timings=timings, reference=side.path,
-        screening=tile_arithmetic(config.precision, ctx.precision),
+        screening=tile_arithmetic(config.precision, ctx.precision, ctx.split_k),
     )
     if ctx.precision != "float32":
         passes.screening.update({f"radii_{role}": screening(f"radii-{role}") for role in roles})

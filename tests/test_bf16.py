@@ -22,7 +22,7 @@ from largeemb.kernels import bf16, screen
 from largeemb.kernels.bf16 import Rounded
 from largeemb.kernels.distance import prepare_block, sqdist32, sqdist_error_scale
 from largeemb.kernels.screen import ScreenedTiles, below, bf16_error_scale, bf16_tile, rounding_terms
-from largeemb.passes.context import resolve_precision, tile_arithmetic
+from largeemb.passes.context import WITH_PART_RADII, resolve_precision, tile_arithmetic
 
 
 @pytest.fixture(autouse=True)
@@ -301,6 +301,17 @@ def test_auto_says_why_it_chose_its_precision(monkeypatch):
         assert tile_arithmetic("float32", "float32") == {"precision": "float32"}
     finally:
         onednn.onednn.cache_clear()
+
+
+def test_auto_stays_float32_with_part_radii_to_list(monkeypatch):
+    """Where auto would screen, a run with standard errors (part radii at some k) multiplies in float32
+    and says why; without them it screens."""
+    monkeypatch.setattr(onednn, "auto_choice", lambda: ("bf16", "this CPU multiplies bfloat16 in hardware"))
+    assert resolve_precision("auto") == "bf16"
+    assert resolve_precision("auto", (5,)) == "float32"
+    assert tile_arithmetic("auto", "float32", (5,)) == {"precision": "float32", "auto": WITH_PART_RADII}
+    monkeypatch.setattr(onednn, "auto_choice", lambda: ("float32", "no bf16 here"))
+    assert tile_arithmetic("auto", "float32", (5,)) == {"precision": "float32", "auto": "no bf16 here"}
 
 
 @pytest.mark.slow

@@ -30,6 +30,11 @@ def data(name: str):
         centres = 30 * rng.standard_normal((40, 8))
         clump = lambda rows: centres[rng.integers(0, 40, rows)] + 3e-4 * rng.standard_normal((rows, 8))  # noqa: E731
         return clump(300).astype(np.float32), clump(280).astype(np.float32)
+    if name == "float64":  # near-ties in float64, the first block (128 rows) on the float32 grid: each float64 path
+        centres = 30 * rng.standard_normal((40, 8))
+        real, fake = (centres[rng.integers(0, 40, rows)] + 3e-4 * rng.standard_normal((rows, 8)) for rows in (300, 280))
+        real[:128], fake[:128] = real[:128].astype(np.float32), fake[:128].astype(np.float32)
+        return real, fake
     real = rng.standard_normal((300, 8)).astype(np.float32)
     fake = (1.1 * rng.standard_normal((280, 8)) + 0.1).astype(np.float32)
     if name == "duplicates":  # copies inside each set and across: zero distances, tied part radii
@@ -56,7 +61,7 @@ def engine(result) -> dict:
     return {"both": doc["standard_errors"], "given_real": doc["standard_errors_given_real"]}
 
 
-@pytest.mark.parametrize("name", ["gaussian", "duplicates", "near-ties", "lattice"])
+@pytest.mark.parametrize("name", ["gaussian", "duplicates", "near-ties", "float64", "lattice"])
 @pytest.mark.parametrize("inclusive", [False, True])
 def test_equal_to_the_dense_reference(name, inclusive):
     real, fake = data(name)

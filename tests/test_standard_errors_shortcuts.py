@@ -1,7 +1,8 @@
 """The shortcuts that make the split standard errors cheaper give what the plain forms give, exactly (the
 end-to-end equality with the dense float64 reference is tests/test_standard_errors_engine.py): the list
-merge's sort against ``np.lexsort``, the byte table of same halves/quarters against part indices compared,
-the cross pass's part words against the 64-column membership test of every pair, on tie-heavy values.
+merge's sort against ``np.lexsort``, the bit-sliced same halves/quarters and their k-th listed rows
+against part indices compared and counted, the cross pass's part words against the 64-column
+membership test of every pair, on tie-heavy values.
 """
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 from largeemb.kernels.cross_splits import part_words
 from largeemb.kernels.membership import inside
 from largeemb.kernels.neighbours import _by_key_then_index
-from largeemb.kernels.splits import UNPERM, packed, part_index, same_parts, split_words
+from largeemb.kernels.splits import COLUMN_BITS, kth_in_parts, packed, part_index, same_words, split_words
 
 
 def test_merge_order_is_lexsort_by_key_then_index():
@@ -22,17 +23,41 @@ def test_merge_order_is_lexsort_by_key_then_index():
         np.testing.assert_array_equal(_by_key_then_index(key, idx), np.lexsort((idx, key)))
 
 
-def test_same_parts_table_equals_comparing_part_indices():
+def _same_columns(words: np.ndarray) -> np.ndarray:
+    """(..., 64) bools in part_index's column order from same_words' words."""
+    return ((words[..., None] >> COLUMN_BITS.astype(np.uint64)) & np.uint64(1)).astype(bool)
+
+
+def test_same_words_equal_comparing_part_indices():
     rng = np.random.default_rng(1)
     n = 5000
     own = np.arange(300)
     listed = rng.integers(0, n, (300, 40))
     listed[:, :3] = own[:, None]  # the row itself: same part everywhere
     words = split_words(listed.ravel(), n, 7).reshape(listed.shape)
-    same = same_parts(words ^ split_words(own, n, 7)[:, None])[..., UNPERM]
+    same = _same_columns(same_words(words ^ split_words(own, n, 7)[:, None]))
     expected = part_index(words.ravel()).reshape(300, 40, 64) == part_index(split_words(own, n, 7))[:, None, :]
     np.testing.assert_array_equal(same, expected)
     assert same[:, :3].all() and not same.all()
+    assert not same_words(np.full(5, ~np.uint64(0))).any()  # no row listed: no part shared
+
+
+@pytest.mark.parametrize("width", [1, 7, 64, 200])
+def test_kth_in_parts_equals_counting_each_part(width):
+    """Against a plain running count per part: positions of the k-th, and parts short of k; with lists
+    long enough (200) that the bit-sliced counts wrap several times."""
+    rng = np.random.default_rng(width)
+    rows, ks = 150, (1, 3, 5, 10)
+    density = rng.uniform(0.02, 0.6, (rows, 1, 1))  # sparse rows leave some parts short of k
+    bits = rng.random((rows, width, 64)) < density
+    packed_bits = np.packbits(bits[..., np.argsort(COLUMN_BITS)], axis=2, bitorder="little")
+    same = np.ascontiguousarray(packed_bits).view("<u8")[..., 0]
+    seen = np.cumsum(_same_columns(same), axis=1)  # (rows, width, 64)
+    for k, (at, short) in zip(ks, kth_in_parts(same, ks)):
+        np.testing.assert_array_equal(short, seen[:, -1, :] < k)
+        expected = np.where(seen[:, -1, :] < k, 0, np.argmax(seen >= k, axis=1))
+        np.testing.assert_array_equal(at, expected)
+    assert any(short.any() and not short.all() for _, short in kth_in_parts(same, ks))
 
 
 @pytest.mark.parametrize("eps_scale", [0.0, 1e-3])

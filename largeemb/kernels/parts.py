@@ -18,7 +18,7 @@ import numpy as np
 from largeemb.kernels.distance import exact_pairs
 from largeemb.kernels.neighbours import Neighbours, listed_exact
 from largeemb.kernels.shortlist import Shortlist
-from largeemb.kernels.splits import SPLITS, UNPERM, part_radii, same_parts, split_words
+from largeemb.kernels.splits import SPLITS, kth_in_parts, part_radii, same_words, split_words
 
 
 def listed_size(k: int) -> int:
@@ -80,8 +80,8 @@ def from_listed(nb: Neighbours, own, take_neighbours, ks, max_sqnorm: float, kap
     d32, idx = np.take_along_axis(d32, order, axis=1), np.take_along_axis(nb.idx, order, axis=1)
     listed = np.isfinite(d32)
     theirs = _listed_words(np.maximum(idx, 0), n, key)
-    same = same_parts(np.where(listed, theirs ^ split_words(ids, n, key)[:, None], ~np.uint64(0)))
-    kth = _kth(same, ks)
+    same = same_words(np.where(listed, theirs ^ split_words(ids, n, key)[:, None], ~np.uint64(0)))
+    kth = kth_in_parts(same, ks)
     need = np.zeros(idx.shape, bool)
     for pos, _ in kth:
         np.put_along_axis(need, pos, True, axis=1)
@@ -95,7 +95,7 @@ def from_listed(nb: Neighbours, own, take_neighbours, ks, max_sqnorm: float, kap
     value = np.take_along_axis(value, by_value, axis=1)
     moved = np.flatnonzero((by_value != np.arange(by_value.shape[1])).any(axis=1))  # rows whose order changed
     if len(moved):
-        again = _kth(np.take_along_axis(same[moved], by_value[moved][:, :, None], axis=1), ks)
+        again = kth_in_parts(np.take_along_axis(same[moved], by_value[moved], axis=1), ks)
         for (pos, short), (pos_moved, short_moved) in zip(kth, again):
             pos[moved], short[moved] = pos_moved, short_moved
     radii = np.stack([np.where(short, np.inf, np.take_along_axis(value, pos, axis=1)) for pos, short in kth], axis=1)
@@ -111,18 +111,6 @@ def _listed_words(idx: np.ndarray, n: int, key: int) -> np.ndarray:
         return split_words(np.arange(n), n, key)[idx]
     rows, where = np.unique(idx, return_inverse=True)
     return split_words(rows, n, key)[where.reshape(idx.shape)]
-
-
-def _kth(same: np.ndarray, ks) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per k: (rows, 64) positions of each part's k-th listed row (in list order), and whether it has fewer
-    (``same`` from :func:`same_parts`; the answers in part_index's column order)."""
-    seen = np.zeros(same.shape[::2], np.int16)
-    pos = [np.zeros(same.shape[::2], np.int64) for _ in ks]
-    for t in range(same.shape[1]):  # a running count per part (10x faster than cumsum over the middle axis)
-        seen += same[:, t]
-        for k, at in zip(ks, pos):
-            at[(seen == k) & same[:, t]] = t
-    return [(at[:, UNPERM], (seen < k)[:, UNPERM]) for k, at in zip(ks, pos)]
 
 
 def _near(marked: np.ndarray, values: np.ndarray, reach: np.ndarray) -> np.ndarray:

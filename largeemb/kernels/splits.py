@@ -117,26 +117,64 @@ def part_masks(words: np.ndarray) -> np.ndarray:
     return out
 
 
-def _same_table() -> np.ndarray:
-    """(256, 8) bools: for a byte of XORed split words (4 splits, 2 bits each), whether each of its splits
-    has the two rows in the same half (bit 2j+1 equal; entries 0-3) and in the same quarter (both bits
-    equal; entries 4-7)."""
-    byte = np.arange(256)[:, None] >> (2 * np.arange(4))
-    return np.concatenate([(byte & 2) == 0, (byte & 3) == 0], axis=1)
+_EVEN = np.uint64(0x5555555555555555)
+#: ``COLUMN_BITS[c]``: the bit of a :func:`same_words` word that answers :func:`part_index`'s column c
+#: (the half of split h at column h, its quarter at 32 + h).
+COLUMN_BITS = np.array([2 * h for h in range(SPLITS)] + [2 * h + 1 for h in range(SPLITS)])
 
 
-_SAME = _same_table()
-#: Column ``8b + j`` of :func:`same_parts` is split 4b + j's half (j < 4) or quarter (j >= 4); ``[:, UNPERM]``
-#: puts columns in :func:`part_index`'s order (half of split h at h, quarter at 32 + h).
-UNPERM = np.argsort([4 * b + j if j < 4 else 32 + 4 * b + j - 4 for b in range(8) for j in range(8)])
+def same_words(xor: np.ndarray) -> np.ndarray:
+    """One uint64 per XOR of two rows' split words: bit 2h set when the rows share split h's half (the high
+    bits of their quarters agree), bit 2h + 1 when they share its quarter (both bits agree). An XOR of
+    all ones (no row) shares nothing."""
+    low = xor & _EVEN
+    high = (xor >> np.uint64(1)) & _EVEN
+    return (~high & _EVEN) | ((~(high | low) & _EVEN) << np.uint64(1))
 
 
-def same_parts(xor: np.ndarray) -> np.ndarray:
-    """(rows, W, 64) bools from (rows, W) XORs of split words: whether the listed row shares the row's half
-    or quarter, columns in table order (``[..., UNPERM]``: part_index's). A table per byte, gathered
-    straight into place: 4x faster than comparing part indices."""
-    rows, width = xor.shape
-    return _SAME[np.ascontiguousarray(xor, "<u8").view(np.uint8).reshape(rows, width, 8)].reshape(rows, width, 64)
+def kth_in_parts(same: np.ndarray, ks) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per k: (rows, 64) positions (in list order) of each part's k-th listed row, and whether the part
+    holds fewer than k listed rows (position 0 then); columns in :func:`part_index`'s order.
+
+    ``same``: (rows, W) :func:`same_words` of each row's listed rows. The 64 parts' running counts
+    are bit-sliced (counter bit b of all 64 parts in one word per row), so each list position costs a
+    few word operations per row, not 64 counts: a count may wrap past 2^bits, but only its first time at
+    k is taken.
+    """
+    rows, width = same.shape
+    bits = max(ks).bit_length()
+    spots = max(width - 1, 1).bit_length()
+    count = np.zeros((bits, rows), np.uint64)
+    done = np.zeros((len(ks), rows), np.uint64)
+    at = np.zeros((len(ks), spots, rows), np.uint64)
+    carry, hit = np.empty(rows, np.uint64), np.empty(rows, np.uint64)
+    full = ~np.uint64(0)
+    shared = np.flatnonzero(same.any(axis=0))  # list positions past the last shared row change nothing
+    columns = np.ascontiguousarray(same[:, : shared[-1] + 1 if len(shared) else 0].T)
+    for t, word in enumerate(columns):
+        if t % 16 == 0 and t and (done == full).all():  # every part of every row has its k-th
+            break
+        np.copyto(carry, word)
+        for b in range(bits):  # count += word, bit-sliced
+            count[b] ^= carry
+            carry &= ~count[b]
+        for q, k in enumerate(ks):
+            np.bitwise_and(word, ~done[q], out=hit)
+            for b in range(bits):
+                hit &= count[b] if (k >> b) & 1 else ~count[b]
+            done[q] |= hit
+            for b in range(spots):
+                if (t >> b) & 1:
+                    at[q, b] |= hit
+    return [(_unsliced(at[q]), _unsliced(done[q][None]) == 0) for q in range(len(ks))]
+
+
+def _unsliced(planes: np.ndarray) -> np.ndarray:
+    """(rows, 64) int64 in part_index's column order from (planes, rows) bit-sliced uint64 words."""
+    flat = np.ascontiguousarray(planes.T, "<u8").view(np.uint8).reshape(planes.shape[1], planes.shape[0], 8)
+    bit = np.unpackbits(flat, axis=2, bitorder="little").astype(np.int64)  # (rows, planes, 64)
+    value = (bit << np.arange(planes.shape[0], dtype=np.int64)[None, :, None]).sum(axis=1)
+    return value[:, COLUMN_BITS]
 
 
 def part_radii(rho: np.ndarray, neighbour_words: np.ndarray, own: np.ndarray, k: int) -> np.ndarray:
@@ -153,11 +191,9 @@ def part_radii(rho: np.ndarray, neighbour_words: np.ndarray, own: np.ndarray, k:
     n, K = rho.shape
     out = np.empty((n, 2 * SPLITS))
     for lo in range(0, n, 4096):
-        same = same_parts(neighbour_words[lo : lo + 4096] ^ own[lo : lo + 4096, None])[..., UNPERM]
-        seen = np.cumsum(same, axis=1, dtype=np.int16)  # (rows, K, 64)
-        if (seen[:, -1, :] < k).any():
+        ((at, short),) = kth_in_parts(same_words(neighbour_words[lo : lo + 4096] ^ own[lo : lo + 4096, None]), [k])
+        if short.any():
             raise ValueError(f"{K} listed neighbours are too few: a part holds fewer than k = {k} of them")
-        at = np.argmax(seen >= k, axis=1)  # (rows, 64): position of the k-th in the part
         out[lo : lo + 4096] = np.take_along_axis(rho[lo : lo + 4096], at, axis=1)
     return out
 

@@ -85,19 +85,35 @@ def screening(kind: str) -> dict:
     return ScreenCounts(noted[(kind, "screen_entries")], noted[(kind, "screen_rechecked")]).as_dict()
 
 
-def tile_arithmetic(asked: str, resolved: str) -> dict:
+#: Why ``auto`` stays float32 with the standard errors on (their part radii), on a CPU where it would screen.
+WITH_PART_RADII = (
+    "standard errors on: the self pass lists 8k + 24 neighbours a row for their part radii, and cuts "
+    "that loose send most bf16 tiles back to float32 (the default command ran 7-12% faster in float32)"
+)
+
+
+def auto_choice(split_k: tuple = ()) -> tuple[str, str]:
+    """What ``auto`` becomes for a run with these part-radius k (empty: no standard errors), and why:
+    bf16 where it pays (:func:`largeemb.io.onednn.auto_choice`), but not with part radii to list
+    (``scripts/bench_vs_prdc.py --cli --precision float32,auto``: on machine D the radii pass
+    re-checked 13% of its screened entries in float32 and ran slower than float32 alone)."""
+    choice = onednn.auto_choice()
+    return ("float32", WITH_PART_RADII) if choice[0] == "bf16" and split_k else choice
+
+
+def tile_arithmetic(asked: str, resolved: str, split_k: tuple = ()) -> dict:
     """metrics.json's note of how tiles multiplied, and, for ``auto``, why (logged once per run)."""
     if asked != "auto":
         return {"precision": resolved}
-    why = onednn.auto_choice()[1]
+    why = auto_choice(split_k)[1]
     logging.getLogger("largeemb").info("--precision auto: %s, as %s", resolved, why)
     return {"precision": resolved, "auto": why}
 
 
-def resolve_precision(precision: str) -> str:
-    """The precision tiles run at: "auto" becomes "bf16" where it pays, else "float32"."""
+def resolve_precision(precision: str, split_k: tuple = ()) -> str:
+    """The precision tiles run at: "auto" becomes "bf16" where it pays (:func:`auto_choice`), else "float32"."""
     if precision == "auto":
-        return onednn.auto_choice()[0]
+        return auto_choice(split_k)[0]
     if precision == "bf16" and onednn.onednn() is None:
         raise InputError(
             "--precision bf16 needs oneDNN, which did not load",
