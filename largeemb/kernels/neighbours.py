@@ -107,11 +107,15 @@ def merge(nb: Neighbours, batches: list[Candidates]) -> Neighbours:
     offered = np.concatenate([c.rows for c in batches]) if batches else np.empty(0, np.int64)
     if not len(offered):
         return Neighbours(nb.start, nb.d32, nb.idx, floor, nb.sqnorm, nb.cut, nb.band, nb.K, nb.k)
-    touched = np.unique(offered)
+    # The rows offered something, ascending, and each offer's place among them: by counting (the block's
+    # rows are few), not by sorting every offer.
+    was_offered = np.bincount(offered, minlength=nb.d32.shape[0]) > 0
+    touched = np.flatnonzero(was_offered)
+    place = np.cumsum(was_offered) - 1
     W = nb.d32.shape[1]
     old_d32, old_idx = nb.d32[touched].ravel(), nb.idx[touched].ravel()
     real = old_idx >= 0
-    rows = np.concatenate([np.repeat(np.arange(len(touched)), W)[real], np.searchsorted(touched, offered)])
+    rows = np.concatenate([np.repeat(np.arange(len(touched)), W)[real], place[offered]])
     d32 = np.concatenate([old_d32[real]] + [c.d32 for c in batches])
     idx = np.concatenate([old_idx[real]] + [c.idx for c in batches])
     # Sort on (row, distance, index); row and distance share one 64-bit key.
