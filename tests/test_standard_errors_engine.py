@@ -30,7 +30,7 @@ def data(name: str):
         centres = 30 * rng.standard_normal((40, 8))
         clump = lambda rows: centres[rng.integers(0, 40, rows)] + 3e-4 * rng.standard_normal((rows, 8))  # noqa: E731
         return clump(300).astype(np.float32), clump(280).astype(np.float32)
-    if name == "float64":  # near-ties in float64, the first block (128 rows) on the float32 grid: each float64 path
+    if name == "float64":  # near-ties in float64 data (float64 rows gathered), some rows on the float32 grid
         centres = 30 * rng.standard_normal((40, 8))
         real, fake = (centres[rng.integers(0, 40, rows)] + 3e-4 * rng.standard_normal((rows, 8)) for rows in (300, 280))
         real[:128], fake[:128] = real[:128].astype(np.float32), fake[:128].astype(np.float32)

@@ -118,6 +118,15 @@ def metric_rows(raw: np.ndarray, metric: str) -> np.ndarray:
     return rows
 
 
+def exact_rows(raw: np.ndarray, metric: str) -> np.ndarray:
+    """The metric's rows in a dtype that holds them exactly: float32 data as read under the euclidean
+    metric, else :func:`metric_rows`. float32 to float64 is exact, so differences taken in float64
+    (``np.subtract(..., dtype=np.float64)``) are the float64 rows' bit for bit, from half the bytes."""
+    if raw.dtype == np.float32 and metric == "euclidean":
+        return np.asarray(raw)
+    return metric_rows(raw, metric)
+
+
 def prepare_block(raw: np.ndarray, start: int, centre: np.ndarray, metric: str) -> Block:
     """Centre a block and lay it out for the augmented GEMM.
 

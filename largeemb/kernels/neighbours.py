@@ -179,8 +179,10 @@ def _ordered_bits(values: np.ndarray) -> np.ndarray:
 def finish(nb: Neighbours, own: np.ndarray, take_neighbours, ks: tuple[int, ...], max_sqnorm: float, kappa: float):
     """Exact radii for each k, and the local rows whose exactness could not be shown.
 
-    ``own`` holds the block's float64 metric rows; ``take_neighbours(global
-    rows)`` gives float64 metric rows. With s the (k+1)-th smallest float32
+    ``own`` holds the block's metric rows; ``take_neighbours(global rows)``
+    gives metric rows of the same dtype: float64, or float32 rows as read
+    (:func:`~largeemb.kernels.distance.exact_rows`; differences are taken in
+    float64 either way, :func:`listed_exact`). With s the (k+1)-th smallest float32
     value of a row and e its error bound, candidates below s - 2e are surely
     among the k+1 nearest and those above s + 2e surely not, so only the few
     within s ± 2e get a float64 distance: the radius is the right one of those.
@@ -227,7 +229,8 @@ def finish(nb: Neighbours, own: np.ndarray, take_neighbours, ks: tuple[int, ...]
 
 def listed_exact(start: int, idx: np.ndarray, own: np.ndarray, take_neighbours, need: np.ndarray):
     """float64 distances of the listed rows ``idx`` (global; a block's from ``start``) that ``need`` marks
-    (inf elsewhere), and how many pairs that computed.
+    (inf elsewhere), and how many pairs that computed. ``own`` and ``take_neighbours``' rows share a dtype
+    (:func:`finish`).
 
     Copies inside the block are at exactly 0 (:func:`~largeemb.kernels.distance.copy_labels`); of the rest,
     one pair per (own row's copy group, neighbour) is computed: identical rows have identical differences.
@@ -249,41 +252,24 @@ def listed_exact(start: int, idx: np.ndarray, own: np.ndarray, take_neighbours, 
     by_neighbour = np.argsort(neighbours[first], kind="stable")  # each chunk reads fewer rows, each once
     first, back = first[by_neighbour], np.argsort(by_neighbour)[back]
     exact = np.empty(len(first))
-    own_kept = _as_float32(own)
-    # Buffers reused by every chunk: no allocation per chunk.
+    # Buffers reused by every chunk: no allocation per chunk. float64 own rows are gathered into diff
+    # itself (a third float64 buffer would leave the cache).
     diff = np.empty((min(CACHED_PAIRS, len(first)), own.shape[1]))
-    narrow, wide = None, None
+    wide = own.dtype == np.float64
+    t_buffer, o_buffer = (np.empty_like(diff), diff) if wide else np.empty((2, *diff.shape), own.dtype)
     for lo in range(0, len(first), EXACT_CHUNK):
         pick = first[lo : lo + EXACT_CHUNK]
-        # A neighbour serves several own rows: each is read (and made float64) once per chunk.
+        # A neighbour serves several own rows: each is read (and made metric rows) once per chunk.
         wanted, where = np.unique(neighbours[pick], return_inverse=True)
-        theirs, mine = take_neighbours(wanted), own
-        if own_kept is not None and (theirs_kept := _as_float32(theirs)) is not None:
-            theirs, mine = theirs_kept, own_kept  # half the bytes to gather; the difference is the same
-        if theirs.dtype == np.float32:
-            narrow = np.empty((2, *diff.shape), np.float32) if narrow is None else narrow
-            t_buffer, o_buffer = narrow
-        else:  # own rows gathered into diff itself: a third float64 buffer would leave the cache
-            wide = np.empty_like(diff) if wide is None else wide
-            t_buffer, o_buffer = wide, diff
+        theirs = take_neighbours(wanted)
         for at in range(0, len(pick), CACHED_PAIRS):  # small enough to stay in cache: twice as fast here
             some = pick[at : at + CACHED_PAIRS]
             d, t, o = diff[: len(some)], t_buffer[: len(some)], o_buffer[: len(some)]
             # theirs - own, squared, summed per row: the very operations (and sum order) of a brute force.
             np.take(theirs, where.ravel()[at : at + CACHED_PAIRS], axis=0, out=t)
-            np.take(mine, own_rows[some], axis=0, out=o)
+            np.take(own, own_rows[some], axis=0, out=o)
             np.subtract(t, o, out=d, dtype=np.float64)
             np.multiply(d, d, out=d)
             np.sqrt(d.sum(axis=1), out=exact[lo + at : lo + at + len(some)])
     d64[own_rows[rest], slots[rest]] = exact[back]
     return d64, len(first)
-
-
-def _as_float32(rows: np.ndarray) -> np.ndarray | None:
-    """float64 rows as float32 where that is exact (rows read from float32 data), else None.
-
-    Converting a float32 value to float64 is exact, so subtracting in float64
-    from float32 copies gives the float64 rows' differences bit for bit.
-    """
-    narrow = rows.astype(np.float32)
-    return narrow if np.array_equal(narrow, rows) else None

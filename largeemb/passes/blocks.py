@@ -19,11 +19,12 @@ def load_block(source: Source, block: RowBlock, ctx: PassContext) -> Block:
     return prepare_block(source.read(block.start, block.stop), block.start, ctx.centre, ctx.metric)
 
 
-def taker(source: Source, metric: str):
-    """Gather float64 metric rows by global index (any order, repeats allowed)."""
+def taker(source: Source, metric: str, as_rows=metric_rows):
+    """Gather metric rows by global index (any order, repeats allowed): float64 (:func:`metric_rows`),
+    or ``as_rows`` of what was read (:func:`~largeemb.kernels.distance.exact_rows`)."""
 
     def take(rows):
         wanted, where = np.unique(rows, return_inverse=True)
-        return metric_rows(source.read_rows(wanted), metric)[where]
+        return as_rows(source.read_rows(wanted), metric)[where]
 
     return take

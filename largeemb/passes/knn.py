@@ -15,7 +15,7 @@ import numpy as np
 
 from largeemb.io.store import Source
 from largeemb.kernels import knn, neighbours, parts, resolve
-from largeemb.kernels.distance import metric_rows, sqdist_error_scale
+from largeemb.kernels.distance import exact_rows, metric_rows, sqdist_error_scale
 from largeemb.kernels.plan import bands, tree
 from largeemb.kernels.roundoff import UNIT_ROUNDOFF64
 from largeemb.passes.blocks import load_block, taker
@@ -114,8 +114,8 @@ def split_key(role: str) -> int:
 
 
 def _finish_task(source, block, ctx: PassContext, nb, max_sqnorm, role):
-    own = metric_rows(source.read(block.start, block.stop), ctx.metric)
-    take = taker(source, ctx.metric)
+    own = exact_rows(source.read(block.start, block.stop), ctx.metric)
+    take = taker(source, ctx.metric, exact_rows)
     radii, unproven, pairs, known = neighbours.finish(nb, own, take, ctx.k, max_sqnorm, ctx.kappa)
     if not ctx.split_k:
         return TilePass(radii, unproven + block.start, pairs)
