@@ -28,7 +28,7 @@ from largeemb.run import cluster, graph, session
 from largeemb.run import threads as thread_policy
 
 runner = CliRunner()
-ARGS = ["--k", "3,5", "--block-rows", "512"]
+ARGS = ["--k", "3,5", "--block-rows", "512", "--no-plots"]  # the numbers are the point, not the figures
 LARGE_GRAPH = "distributed.admin.large-graph-warning-threshold"
 
 

@@ -34,6 +34,7 @@ def nightly(tmp_path, write_zarr):
         **os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "PYTHONPATH": str(REPO), "REAL_SOURCE": real,
         "REFERENCE": str(tmp_path / "ref"), "GENERATED": str(tmp_path / "generated"),
         "RESULTS": str(tmp_path / "results"), "K": "5", "WORKERS": "0",
+        "EVALUATE_OPTIONS": "--tsne-samples 200",  # quick figures: the job, not the t-SNE, is tested here
     }
     os.makedirs(env["GENERATED"])
 
@@ -74,11 +75,14 @@ def test_a_regression_exits_4_after_every_output_is_published(nightly):
     assert run().returncode == 0
     output("worse", 1.5, age_s=10)
     output("fine", 0.0)
-    gated = run(FAIL_ON_REGRESSION="3")
+    gated = run(FAIL_ON_REGRESSION="3", EVALUATE_OPTIONS="--no-plots --precision float32")
     assert gated.returncode == 4, gated.stderr
     assert "worse: regression:" in gated.stdout
     results = Path(env["RESULTS"])
     assert (results / "worse" / "metrics.json").is_file() and (results / "fine" / "metrics.json").is_file()
+    assert (results / "good" / "tsne.png").is_file() and not (results / "fine" / "tsne.png").exists()  # the options
+    with open(results / "fine" / "metrics.json") as fh:
+        assert json.load(fh)["params"]["precision"] == "float32"
     assert len(read_history(str(results / "history.jsonl"))) == 3
     with open(results / "trend" / "history.html") as fh:
         assert "worse" in fh.read()

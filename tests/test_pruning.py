@@ -12,13 +12,21 @@ import pytest
 
 import largeemb
 from conftest import mixture
-from largeemb.kernels import cross, knn
+from largeemb.kernels import cross, knn, tiles
 from largeemb.kernels import prune as groups
 from largeemb.kernels.distance import prepare_block
 from oracle import per_sample, prdc, radii
 
+TILE_COST = tiles.TILE_COST  # the product's, before the fixture below sets it to 0
 FIELDS = ("real_radii", "fake_radii", "fake_counts", "real_covered", "real_recalled")
 SAMPLE_FIELDS = ("fake_nearest_dist", "fake_nearest_real", "fake_realism", "real_nearest_dist")
+
+
+@pytest.fixture(autouse=True)
+def groups_at_test_size(monkeypatch):
+    """Groups wherever they skip MIN_SKIPPED of the pairs: at these sizes the tiles' cost rule
+    (:func:`largeemb.kernels.tiles.groups_pay`) would cut the blocks into plain panels."""
+    monkeypatch.setattr(tiles, "TILE_COST", 0.0)
 
 
 @pytest.fixture(scope="module")
@@ -130,6 +138,42 @@ def test_unclustered_data_falls_back_to_full_tiles(monkeypatch):
     pruned = run(real, fake)
     assert seen["pairs"] <= full_pairs * 1.1  # nothing to skip: about the same work, no waste
     assert pruned.by_k == full.by_k
+
+
+def test_grouped_tiles_must_pay_for_themselves(monkeypatch):
+    """groups_pay: a quarter of the pairs skipped, and the work skipped (pairs x (dim + PAIR_DIMS))
+    at least TILE_COST per tile added."""
+    monkeypatch.setattr(tiles, "TILE_COST", TILE_COST)
+    pairs = 4096 * 4096
+    four_tiles = [(0, np.arange(1024), np.arange(3072))] * 4  # 3/4 of the pairs computed
+    skipped = pairs - 4 * 1024 * 3072
+    assert skipped == pairs // 4
+    enough = int(skipped * (64 + tiles.PAIR_DIMS) // TILE_COST)
+    assert tiles.groups_pay(four_tiles, pairs, 64, enough)
+    assert not tiles.groups_pay(four_tiles, pairs, 64, enough + 1)
+    assert not tiles.groups_pay(four_tiles + [(0, np.arange(1), np.arange(1))], pairs, 64, 0)  # under a quarter
+    assert tiles.groups_pay([], pairs, 64, -3)  # every pair skipped in fewer tiles
+
+
+def test_small_blocks_of_many_groups_run_as_panels(clustered, monkeypatch):
+    """64-row blocks cut into up to 16 groups each would run tiles of a few rows, each costing more
+    than the pairs it skips: with the product's TILE_COST every block pair is one plain tile, and
+    every value is what the grouped tiles and the unpruned run give."""
+    real, fake = clustered[0][:700], clustered[1][:600]
+    options = dict(block_rows=64, panel_rows=64, samples=False, standard_errors=False)
+    calls = []
+    original = cross.tile
+    monkeypatch.setattr(cross, "tile", lambda *a, **kw: calls.append(1) or original(*a, **kw))
+    grouped = run(real, fake, **options)
+    assert len(calls) > 2 * 11 * 10  # TILE_COST 0 (the fixture): more tiles than block pairs
+    monkeypatch.setattr(tiles, "TILE_COST", TILE_COST)
+    calls.clear()
+    paneled = run(real, fake, **options)
+    assert len(calls) == 11 * 10  # 600 / 64 and 700 / 64 blocks, rounded up: one tile per block pair
+    full = run(real, fake, prune=False, **options)
+    for name in FIELDS:
+        assert np.array_equal(getattr(paneled, name), getattr(grouped, name)), name
+        assert np.array_equal(getattr(paneled, name), getattr(full, name)), name
 
 
 def test_group_and_row_lower_bounds_never_exceed_true_distances():

@@ -14,10 +14,12 @@
 #   FAIL_ON_REGRESSION  Z: exit 4 when precision, recall, density or coverage falls by
 #                more than Z standard errors against the previous run (default 3; empty: off)
 #   FAIL_IF      gate expressions, e.g. "precision<0.6,recall<0.5" (default: none)
+#   EVALUATE_OPTIONS  further options of evaluate, split at spaces, e.g. "--no-plots" or
+#                "--precision float32 --tsne-samples 500" (default: none)
 # The commands it runs:
 #   largeemb reference build "$REAL_SOURCE" --out "$REFERENCE" --k "$K" --resume   (only when it holds no reference.json)
 #   largeemb evaluate "$REFERENCE" OUTPUT... --out "$RESULTS" --k "$K" --workers "$WORKERS" \
-#       --history "$RESULTS/history.jsonl" --resume [--fail-on-regression Z] [--fail-if EXPR]
+#       --history "$RESULTS/history.jsonl" --resume [--fail-on-regression Z] [--fail-if EXPR] [$EVALUATE_OPTIONS]
 #   largeemb history "$RESULTS/history.jsonl" --out "$RESULTS/trend"
 #
 # The reference holds the real set's radii for each k in K, so evaluate skips the
@@ -35,6 +37,7 @@ K=${K:-3,5,10}
 WORKERS=${WORKERS:-$(nproc)}
 FAIL_ON_REGRESSION=${FAIL_ON_REGRESSION-3}
 FAIL_IF=${FAIL_IF:-}
+read -r -a OPTIONS <<< "${EVALUATE_OPTIONS:-}"
 
 mkdir -p "${RESULTS}"
 exec 9>"${RESULTS}/.nightly.lock"
@@ -76,7 +79,7 @@ else
         OUT="${RESULTS}/${name%.npy}"
     fi
     largeemb evaluate "${REFERENCE}" "${BACKLOG[@]}" --out "${OUT}" --k "${K}" "${WHERE[@]}" \
-        --history "${HISTORY}" --resume "${GATES[@]}" || status=$?
+        --history "${HISTORY}" --resume "${GATES[@]}" "${OPTIONS[@]}" || status=$?
 fi
 if [ -f "${HISTORY}" ]; then
     largeemb history "${HISTORY}" --out "${RESULTS}/trend" > /dev/null

@@ -18,7 +18,7 @@ import numpy as np
 from largeemb.kernels import tiles as tiling
 from largeemb.kernels.distance import Block, sqdist32, sqdist_error_scale
 from largeemb.kernels.neighbours import Candidates, Neighbours, band_of, caps, merge
-from largeemb.kernels.prune import MIN_SKIPPED, Partition
+from largeemb.kernels.prune import Partition
 from largeemb.kernels.screen import FLOAT32, TileStrategy, below
 
 #: A row with more candidates than this many times K in one tile keeps only
@@ -214,6 +214,11 @@ def within(
     if band is None:
         band = band_of(block.sqnorm, sqdist_error_scale(block.dim) if kappa is None else kappa)
     cut = tiling.panels(block, panel_rows) if partition is None else tiling.grouped(block, panel_rows, partition)
+    if cut.groups is not None:  # what the groups must beat: panels, each meeting the later ones once
+        panel_count = len(tiling.panels(block, panel_rows))
+        half = (block.rows**2 - sum(len(rows) ** 2 for rows in cut.rows)) / 2
+        if not tiling.groups_pay([], half, block.dim, len(cut) - panel_count):  # even skipping every pair
+            return within(block, K, k, panel_rows, band=band, strategy=strategy)
     parts = [tiling.taken(block, rows) for rows in cut.rows]
     # faiss computes a diagonal part's full square: halve large ones first.
     local = [
@@ -235,8 +240,8 @@ def within(
         pairing = tiling.Pairing.of(cut, cut, _needed(block, block, bound, bound), panel_rows)
     tiles = pairing.tiles(upper=True)
     if cut.groups is not None:
-        sizes = np.array([len(rows) for rows in cut.rows])
-        if tiling.tiled_share(tiles, (block.rows**2 - (sizes**2).sum()) / 2) > 1 - MIN_SKIPPED:
+        extra = len(tiles) + len(cut) - panel_count * (panel_count + 1) // 2  # off-diagonal tiles and diagonals
+        if not tiling.groups_pay(tiles, half, block.dim, extra):
             return within(block, K, k, panel_rows, band=band, strategy=strategy)
     state = Neighbours(block.start, d32, idx, floor, block.sqnorm, bound, band, K, k)
     reach = Reach.of(state)

@@ -17,6 +17,12 @@ import numpy as np
 from largeemb.kernels.distance import Block, Gathered
 from largeemb.kernels.prune import MIN_SKIPPED, Groups, Partition
 
+#: The fixed cost of one more tile (the NumPy calls around its GEMM: about a millisecond), in row pairs
+#: times (dim + PAIR_DIMS), the work of one pair: its GEMM share plus what is done with its entry
+#: (chosen with scripts/bench_tiles.py). Grouping pays only where it skips more than its tiles cost.
+TILE_COST = 5e7
+PAIR_DIMS = 64
+
 
 @dataclass(frozen=True)
 class Cut:
@@ -127,6 +133,18 @@ def tiled_share(tiles, total: float) -> float:
     return sum(len(a) * len(b) for _, a, b in tiles) / total if total else 1.0
 
 
+def groups_pay(tiles, total: float, dim: int, extra_tiles: int) -> bool:
+    """Whether grouped ``tiles`` beat plain panels, which compute all ``total`` row pairs in
+    ``extra_tiles`` fewer tiles.
+
+    They must leave out MIN_SKIPPED of the pairs, and the work left out must
+    outweigh the fixed cost of the tiles they add: small blocks cut into many
+    small groups would otherwise spend more on tiles than they skip.
+    """
+    skipped = total * (1 - tiled_share(tiles, total))
+    return skipped >= MIN_SKIPPED * total and skipped * (dim + PAIR_DIMS) >= TILE_COST * extra_tiles
+
+
 def panels(block: Block, panel_rows: int) -> Cut:
     return Cut([np.arange(lo, min(lo + panel_rows, block.rows)) for lo in range(0, block.rows, panel_rows)])
 
@@ -140,17 +158,16 @@ def cut_pair(a: Block, b: Block, panel_rows: int, partition: Partition | None, n
     """Both blocks cut for tiles, and the tiles (see :class:`Pairing`).
 
     With a partition, both are cut into groups and ``needed`` decides which
-    rows meet. The groups are used when their tiles leave out at least
-    MIN_SKIPPED of the row pairs; else the blocks are cut into panels whose
-    tiles cover every pair.
+    rows meet. The groups are used when they pay (:func:`groups_pay`); else
+    the blocks are cut into panels whose tiles cover every pair.
     """
+    plain = Pairing.panels(panels(a, panel_rows), panels(b, panel_rows), panel_rows)
     if partition is not None:
         pairing = Pairing.of(grouped(a, panel_rows, partition), grouped(b, panel_rows, partition), needed, panel_rows)
         tiles = pairing.tiles()
-        if tiled_share(tiles, a.rows * b.rows) <= 1 - MIN_SKIPPED:
+        if groups_pay(tiles, a.rows * b.rows, a.dim, len(tiles) - len(plain.a) * len(plain.b)):
             return pairing, tiles
-    pairing = Pairing.panels(panels(a, panel_rows), panels(b, panel_rows), panel_rows)
-    return pairing, pairing.tiles()
+    return plain, plain.tiles()
 
 
 def taken(block: Block, rows: np.ndarray) -> Block:
