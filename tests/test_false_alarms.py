@@ -11,16 +11,17 @@ Conversely, if the per-pair false-alarm rate were 15% (standard errors about hal
 P(at most 2 of 50) = 0.014: the test bounds the false-alarm rate of --fail-on-regression 3 to below
 about 15% with 98.6% confidence, and catches standard errors that are grossly too small.
 
-Until evaluate writes honest ``standard_errors_given_real``, the fixture copies today's standard errors
-(conditional on the radii) into that field. Those leave out how the fake set's own draw moves the fake
-radii (recall) and shares one draw across real rows (coverage), so they may be too small.
+The fakes are evaluated against a reference built from the real set, as a nightly job does (its
+numbers equal a plain evaluate's: tests/test_reference.py); compare reads ``standard_errors_given_real``.
 """
 
 import os
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+import largeemb
 from conftest import mixture, nightly_result
 from largeemb.cli import app
 
@@ -30,12 +31,15 @@ MAX_ALARMS = 2
 
 @pytest.mark.slow
 def test_same_distribution_pairs_seldom_alarm(tmp_path):
-    real = mixture(ROWS, DIM, 0)
+    np.save(tmp_path / "real.npy", mixture(ROWS, DIM, 0))
+    reference = str(tmp_path / "reference")
+    largeemb.build_reference(str(tmp_path / "real.npy"), reference, k=(5,))
     runs = []
     for i in range(2 * PAIRS):
         out = tmp_path / f"fake-{i}"
         nightly_result(
-            out, real, mixture(ROWS, DIM, 1000 + i), label=f"fake-{i}", k=5, plots=False, samples=False, companions=()
+            out, reference, mixture(ROWS, DIM, 1000 + i), label=f"fake-{i}", k=5, plots=False, samples=False,
+            companions=(),
         )
         runs.append(str(out))
     runner = CliRunner()
