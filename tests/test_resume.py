@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 import largeemb
 from conftest import (
+    QUICK_PLOTS,
     SUMMARY,
     cli_evaluate,
     failing_units,
@@ -38,7 +39,7 @@ from largeemb.kernels.shortlist import Shortlist
 from largeemb.run import checkpoint, progress
 
 runner = CliRunner()
-ARGS = ["--k", "3,5", "--block-rows", "128"]
+ARGS = ["--k", "3,5", "--block-rows", "128", *QUICK_PLOTS]  # figures drawn, with a quick t-SNE
 
 
 @pytest.fixture(scope="module")
