@@ -4,9 +4,9 @@
 
     python scripts/bench_tiles.py [--repeats 3] [--cases 900x6/64,900x6/128,2400x24/512,20000x64/4096]
 
-Each case is ROWSxDIM/BLOCK_ROWS: a real and a fake Gaussian mixture of ROWS rows (10 modes, the fake
-lacking 3), evaluated in this process with metrics only (per-sample values and standard errors on,
-as the default command runs). Prints, per case and setting, the median seconds of the radii and cross
+Each case is ROWSxDIM/BLOCK_ROWS: a real and a fake set of ROWS rows as ``largeemb synth`` writes them
+(10 modes, the fake lacking 3 and shifted 0.05), evaluated in this process with per-sample values and
+standard errors on, no plots. Prints, per case and setting, the median seconds of the radii and cross
 passes (``metrics.json``'s timings) over ``--repeats`` runs, interleaved, and checks that the three
 settings give the same metrics.
 """
@@ -15,15 +15,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import warnings
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-import largeemb  # noqa: E402
-from conftest import mixture  # noqa: E402
-from largeemb.kernels import tiles  # noqa: E402
+import largeemb
+from largeemb.io.synth import DEFAULT_CHUNK_ROWS, synth_rows
+from largeemb.kernels import tiles
 
 SETTINGS = ("cost rule", "TILE_COST = 0", "no pruning")
 
@@ -55,8 +51,8 @@ def main() -> None:
     for case in args.cases.split(","):
         shape, block_rows = case.split("/")
         rows, dim = map(int, shape.split("x"))
-        real = mixture(rows, dim, 1, modes=10, spread=4.0)
-        fake = mixture(rows, dim, 2, modes=10, keep=7, spread=4.0, shift=0.05)
+        real = synth_rows(0, rows, dim, 0, 0.0, 10, 0, DEFAULT_CHUNK_ROWS)
+        fake = synth_rows(0, rows, dim, 1, 0.05, 10, 3, DEFAULT_CHUNK_ROWS)
         seconds = {s: [] for s in SETTINGS}
         metrics = {}
         for _ in range(args.repeats):

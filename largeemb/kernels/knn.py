@@ -214,10 +214,11 @@ def within(
     if band is None:
         band = band_of(block.sqnorm, sqdist_error_scale(block.dim) if kappa is None else kappa)
     cut = tiling.panels(block, panel_rows) if partition is None else tiling.grouped(block, panel_rows, partition)
-    if cut.groups is not None:  # what the groups must beat: panels, each meeting the later ones once
-        panel_count = len(tiling.panels(block, panel_rows))
+    if cut.groups is not None:  # what the groups must beat: panels, each a diagonal and a tile per later one
+        p = tiling.panel_count(block.rows, panel_rows)
+        plain_tiles = p * (p + 1) // 2
         half = (block.rows**2 - sum(len(rows) ** 2 for rows in cut.rows)) / 2
-        if not tiling.groups_pay([], half, block.dim, len(cut) - panel_count):  # even skipping every pair
+        if not tiling.groups_pay([], half, block.dim, len(cut) - plain_tiles):  # even skipping every pair
             return within(block, K, k, panel_rows, band=band, strategy=strategy)
     parts = [tiling.taken(block, rows) for rows in cut.rows]
     # faiss computes a diagonal part's full square: halve large ones first.
@@ -240,8 +241,7 @@ def within(
         pairing = tiling.Pairing.of(cut, cut, _needed(block, block, bound, bound), panel_rows)
     tiles = pairing.tiles(upper=True)
     if cut.groups is not None:
-        extra = len(tiles) + len(cut) - panel_count * (panel_count + 1) // 2  # off-diagonal tiles and diagonals
-        if not tiling.groups_pay(tiles, half, block.dim, extra):
+        if not tiling.groups_pay(tiles, half, block.dim, len(tiles) + len(cut) - plain_tiles):
             return within(block, K, k, panel_rows, band=band, strategy=strategy)
     state = Neighbours(block.start, d32, idx, floor, block.sqnorm, bound, band, K, k)
     reach = Reach.of(state)

@@ -20,7 +20,7 @@ from largeemb.kernels.prune import MIN_SKIPPED, Groups, Partition
 #: The fixed cost of one more tile (the NumPy calls around its GEMM: about a millisecond), in row pairs
 #: times (dim + PAIR_DIMS), the work of one pair: its GEMM share plus what is done with its entry
 #: (chosen with scripts/bench_tiles.py). Grouping pays only where it skips more than its tiles cost.
-TILE_COST = 5e7
+TILE_COST = 1e7
 PAIR_DIMS = 64
 
 
@@ -145,6 +145,11 @@ def groups_pay(tiles, total: float, dim: int, extra_tiles: int) -> bool:
     return skipped >= MIN_SKIPPED * total and skipped * (dim + PAIR_DIMS) >= TILE_COST * extra_tiles
 
 
+def panel_count(rows: int, panel_rows: int) -> int:
+    """How many panels :func:`panels` cuts ``rows`` rows into."""
+    return -(-rows // panel_rows)
+
+
 def panels(block: Block, panel_rows: int) -> Cut:
     return Cut([np.arange(lo, min(lo + panel_rows, block.rows)) for lo in range(0, block.rows, panel_rows)])
 
@@ -161,13 +166,14 @@ def cut_pair(a: Block, b: Block, panel_rows: int, partition: Partition | None, n
     rows meet. The groups are used when they pay (:func:`groups_pay`); else
     the blocks are cut into panels whose tiles cover every pair.
     """
-    plain = Pairing.panels(panels(a, panel_rows), panels(b, panel_rows), panel_rows)
     if partition is not None:
         pairing = Pairing.of(grouped(a, panel_rows, partition), grouped(b, panel_rows, partition), needed, panel_rows)
         tiles = pairing.tiles()
-        if groups_pay(tiles, a.rows * b.rows, a.dim, len(tiles) - len(plain.a) * len(plain.b)):
+        plain_tiles = panel_count(a.rows, panel_rows) * panel_count(b.rows, panel_rows)
+        if groups_pay(tiles, a.rows * b.rows, a.dim, len(tiles) - plain_tiles):
             return pairing, tiles
-    return plain, plain.tiles()
+    pairing = Pairing.panels(panels(a, panel_rows), panels(b, panel_rows), panel_rows)
+    return pairing, pairing.tiles()
 
 
 def taken(block: Block, rows: np.ndarray) -> Block:
