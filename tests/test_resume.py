@@ -218,6 +218,8 @@ def test_checkpoint_round_trip_keeps_values_and_dtypes(tmp_path):
             *(Shortlist(rng.integers(0, 9, 5), rng.integers(0, 9, 5), rng.random(5), rng.random(5)) for _ in range(3)),
         ),
         [1.5, float("inf"), True, 3],
+        # int64 row indices are stored as int32 where they fit: the edges, one past them, empty arrays
+        [np.array([-(2**31), 2**31 - 1]), np.array([2**31]), np.array([-(2**31) - 1, 0]), np.empty((0, 2), np.int64)],
     ]
     for i, value in enumerate(values):
         path = str(tmp_path / f"{i}.npz")

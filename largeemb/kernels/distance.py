@@ -90,8 +90,9 @@ class Block:
         return right
 
     def exact(self, local_rows: np.ndarray) -> np.ndarray:
-        """float64 rows as the metric sees them: the values a brute force uses."""
-        return metric_rows(self.raw[local_rows], self.metric)
+        """Rows as the metric sees them, in a dtype that holds the brute force's float64 values exactly
+        (:func:`exact_rows`: float32 data as read, not copied to float64 first)."""
+        return exact_rows(self.raw[local_rows], self.metric)
 
     def panel(self, lo: int, hi: int) -> Block:
         """Rows lo:hi as a Block of their own (views, no copies)."""
@@ -164,7 +165,8 @@ def exact_pair_dist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def exact_pairs(take_a, take_b, ia: np.ndarray, ib: np.ndarray) -> np.ndarray:
     """float64 distances ``|A[ia] - B[ib]|`` in bounded chunks.
 
-    ``take_a``/``take_b`` map row indices to float64 metric rows (e.g. ``Block.exact``).
+    ``take_a``/``take_b`` map row indices to metric rows (e.g. ``Block.exact``), float64 or
+    :func:`exact_rows`' float32: the difference is taken in float64 either way, bit for bit the same.
     """
     out = np.empty(len(ia), dtype=np.float64)
     for lo in range(0, len(ia), CACHED_PAIRS):
