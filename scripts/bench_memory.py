@@ -17,17 +17,16 @@ import tempfile
 from _bench import run_child
 from bench_run import ensure_store
 from largeemb.kernels.parts import listed_size
+from largeemb.kernels.splits import SPLITS
 
 
-#: Bytes of bookkeeping per row of each set: K float32 distances + int64
-#: indices (K = k + 5; with standard errors the part radii's lists, 8k + 25),
-#: radii/counts per k (8 B each), flags, per-sample arrays (about six 8-byte
-#: values), shortlists of about two pairs; with standard errors also the 64
-#: part radii (float64) and three split masks of 4 words per row.
-def bookkeeping_bytes(rows: int, k: int = 5, standard_errors: bool = True) -> int:
-    K = listed_size(k) + 1 if standard_errors else k + 5
-    splits = 64 * 8 + 3 * 4 * 8 if standard_errors else 0
-    return rows * (K * 12 + 16 + 2 + 6 * 8 + 2 * 32 + splits)
+#: Bytes of bookkeeping per row of each set in a default run (standard errors on): K float32
+#: distances + int64 indices (K: the part radii's lists, 8k + 25), radii/counts per k (8 B each),
+#: flags, per-sample arrays (about six 8-byte values), shortlists of about two pairs, the part
+#: radii (2 x SPLITS float64) and three split masks of 4 words.
+def bookkeeping_bytes(rows: int, k: int = 5) -> int:
+    K = listed_size(k) + 1
+    return rows * (K * 12 + 16 + 2 + 6 * 8 + 2 * 32 + 2 * SPLITS * 8 + 3 * 4 * 8)
 
 
 def child_peak(real, fake, out) -> float:
