@@ -1,6 +1,6 @@
 """When grouped tiles pay: the radii and cross passes on clustered data with the groups' cost rule
 (``largeemb.kernels.tiles.groups_pay``), with groups whenever they skip MIN_SKIPPED of the pairs
-(the rule before it: ``TILE_COST = 0``), and with pruning off.
+(the rule before it: ``TILE_COST = 0`` and ``SAMPLES_TILE_COST = 0``), and with pruning off.
 
     python scripts/bench_tiles.py [--repeats 3] [--cases 900x6/64,900x6/128,2400x24/512,20000x64/4096]
 
@@ -25,8 +25,9 @@ SETTINGS = ("cost rule", "TILE_COST = 0", "no pruning")
 
 
 def run(real, fake, block_rows: int, setting: str):
-    rule = tiles.TILE_COST
-    tiles.TILE_COST = 0 if setting == "TILE_COST = 0" else rule
+    rule = tiles.TILE_COST, tiles.SAMPLES_TILE_COST
+    if setting == "TILE_COST = 0":
+        tiles.TILE_COST = tiles.SAMPLES_TILE_COST = 0
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -34,7 +35,7 @@ def run(real, fake, block_rows: int, setting: str):
                 real, fake, k=5, block_rows=block_rows, plots=False, prune=setting != "no pruning"
             )
     finally:
-        tiles.TILE_COST = rule
+        tiles.TILE_COST, tiles.SAMPLES_TILE_COST = rule
     timings = result.to_dict()["timings_s"]
     return timings["radii"] + timings["cross"], result.by_k
 
@@ -44,9 +45,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cases", default="900x6/64,900x6/128,2400x24/512,20000x64/4096")
     parser.add_argument("--tile-cost", type=float, default=tiles.TILE_COST, help="the rule's TILE_COST")
+    parser.add_argument("--samples-tile-cost", type=float, default=tiles.SAMPLES_TILE_COST,
+                        help="the rule's SAMPLES_TILE_COST (the cross pass with per-sample values)")
     args = parser.parse_args()
-    tiles.TILE_COST = args.tile_cost
-    print(f"TILE_COST = {tiles.TILE_COST:g}, PAIR_DIMS = {tiles.PAIR_DIMS}; radii + cross pass seconds, median")
+    tiles.TILE_COST, tiles.SAMPLES_TILE_COST = args.tile_cost, args.samples_tile_cost
+    print(f"TILE_COST = {tiles.TILE_COST:g}, SAMPLES_TILE_COST = {tiles.SAMPLES_TILE_COST:g}, "
+          f"PAIR_DIMS = {tiles.PAIR_DIMS}; radii + cross pass seconds, median")
     print(f"{'case':>16} " + " ".join(f"{s:>14}" for s in SETTINGS))
     for case in args.cases.split(","):
         shape, block_rows = case.split("/")

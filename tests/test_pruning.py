@@ -15,9 +15,11 @@ from conftest import mixture
 from largeemb.kernels import cross, knn, tiles
 from largeemb.kernels import prune as groups
 from largeemb.kernels.distance import prepare_block
+from largeemb.kernels.nearest import PILOT_ROWS, pilot
 from oracle import per_sample, prdc, radii
 
 TILE_COST = tiles.TILE_COST  # the product's, before the fixture below sets it to 0
+SAMPLES_TILE_COST = tiles.SAMPLES_TILE_COST
 FIELDS = ("real_radii", "fake_radii", "fake_counts", "real_covered", "real_recalled")
 SAMPLE_FIELDS = ("fake_nearest_dist", "fake_nearest_real", "fake_realism", "real_nearest_dist")
 
@@ -27,6 +29,7 @@ def groups_at_test_size(monkeypatch):
     """Groups wherever they skip MIN_SKIPPED of the pairs: at these sizes the tiles' cost rule
     (:func:`largeemb.kernels.tiles.groups_pay`) would cut the blocks into plain panels."""
     monkeypatch.setattr(tiles, "TILE_COST", 0.0)
+    monkeypatch.setattr(tiles, "SAMPLES_TILE_COST", 0.0)
 
 
 @pytest.fixture(scope="module")
@@ -153,6 +156,48 @@ def test_grouped_tiles_must_pay_for_themselves(monkeypatch):
     assert not tiles.groups_pay(four_tiles, pairs, 64, enough + 1)
     assert not tiles.groups_pay(four_tiles + [(0, np.arange(1), np.arange(1))], pairs, 64, 0)  # under a quarter
     assert tiles.groups_pay([], pairs, 64, -3)  # every pair skipped in fewer tiles
+    # Tiles that take per-sample values cost more each: the same skip pays for fewer of them.
+    assert SAMPLES_TILE_COST > TILE_COST
+    assert not tiles.groups_pay(four_tiles, pairs, 64, enough, SAMPLES_TILE_COST)
+    assert tiles.groups_pay(four_tiles, pairs, 64, int(skipped * (64 + tiles.PAIR_DIMS) // SAMPLES_TILE_COST),
+                            SAMPLES_TILE_COST)
+
+
+@pytest.mark.parametrize("samples", [False, True])
+def test_the_cross_pass_weighs_its_tiles_at_the_samples_cost_when_it_takes_per_sample_values(
+    clustered, samples, monkeypatch
+):
+    """Groups that would pay at TILE_COST (0 here) but not at SAMPLES_TILE_COST (infinite here): the
+    cross pass runs plain panels, one tile per block pair, exactly when per-sample values are on."""
+    monkeypatch.setattr(tiles, "SAMPLES_TILE_COST", float("inf"))
+    calls = []
+    original = cross.tile
+    monkeypatch.setattr(cross, "tile", lambda *a, **kw: calls.append(1) or original(*a, **kw))
+    real, fake = clustered
+    got = run(real, fake, samples=samples, standard_errors=False, block_rows=1024, panel_rows=1024)
+    assert (len(calls) == 3 * 2) == samples  # 2,400 / 1,024 and 2,000 / 1,024 blocks, rounded up
+    full = run(real, fake, samples=samples, standard_errors=False, prune=False)
+    for name in FIELDS + (SAMPLE_FIELDS if samples else ()):
+        assert np.array_equal(getattr(got, name), getattr(full, name)), name
+
+
+def test_the_pilot_guesses_what_the_full_search_can_only_improve_on(clustered):
+    """pilot(): each fake row's least squared distance to evenly spaced real rows, each real row's to
+    evenly spaced fake rows, each fake row's best squared realism ratio among them; float64 brute force
+    over the same rows (float32 tiles: relative error under 1e-4 here), and never better than over all rows."""
+    real, fake = (rows[:700] for rows in clustered)
+    centre = real.mean(axis=0)
+    a, b = prepare_block(fake, 0, centre, "euclidean"), prepare_block(real, 0, centre, "euclidean")
+    radius = np.where(np.arange(700) % 3 == 0, 0.0, np.linspace(0.5, 3.0, 700))  # every third not eligible
+    near_f, near_r, ratio = pilot(a, b, b.right(), radius)
+    d2 = ((fake.astype(np.float64)[:, None, :] - real.astype(np.float64)[None, :, :]) ** 2).sum(axis=2)
+    some = np.linspace(0, 699, PILOT_ROWS).astype(np.int64)
+    assert np.allclose(near_f, d2[:, some].min(axis=1), rtol=1e-4)
+    assert np.allclose(near_r, d2[some].min(axis=0), rtol=1e-4)
+    assert np.allclose(ratio, (radius[some] ** 2 / d2[:, some]).max(axis=1), rtol=1e-4)
+    assert (near_f >= d2.min(axis=1) * (1 - 1e-4)).all() and (near_r >= d2.min(axis=0) * (1 - 1e-4)).all()
+    assert (ratio <= (radius**2 / d2).max(axis=1) * (1 + 1e-4)).all()
+    assert (near_f > d2.min(axis=1) * 1.01).mean() > 0.5  # a guess: looser than the full search for most rows
 
 
 def test_small_blocks_of_many_groups_run_as_panels(clustered, monkeypatch):

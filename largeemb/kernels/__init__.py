@@ -10,7 +10,7 @@ that skip work. The self pass: ``knn`` (tiles into candidates), ``neighbours``
 (a block's candidate lists, their merges and exact radii), ``resolve`` (the
 float64 resolution of unproven rows), ``parts`` (each row's exact part radii
 for the standard errors). The cross pass: ``cross`` (memberships, decided
-pair by pair in ``membership``), ``cross_splits`` (the standard errors' split
+pair by pair in ``membership``; P-precision/recall's sums in ``prob``), ``cross_splits`` (the standard errors' split
 totals), ``balls`` (the k-NN family's extra ball columns, each with its own
 convention, and the counts in them), ``nearest`` (per-sample shortlists),
 ``settle`` (exact per-sample values); ``shortlist`` is the pairs both passes keep. ``moments``:

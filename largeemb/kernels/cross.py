@@ -21,48 +21,12 @@ from largeemb.kernels import cross_splits
 from largeemb.kernels.distance import Block
 from largeemb.kernels.membership import exact_of as _exact_of
 from largeemb.kernels.membership import inside as _inside
-from largeemb.kernels.nearest import NEAR_COPY, nearest_exact, nearest_tile, realism_shortlist
+from largeemb.kernels.nearest import NEAR_COPY, nearest_exact, nearest_tile, pilot, realism_shortlist
+from largeemb.kernels.prob import ProbPartial, log_ratios
 from largeemb.kernels.roundoff import up32
 from largeemb.kernels.screen import FLOAT32, TileStrategy, below
 from largeemb.kernels.shortlist import Shortlist
 from largeemb.kernels.tiles import cut_pair, parted, taken, taken_rows, tile_rows
-
-
-@dataclass
-class ProbPartial:
-    """P-precision / P-recall sums (Park & Kim 2023): per row, Σ log(d/R) over the
-    other set's rows within the common radius R, and whether one lies at d = 0.
-
-    ``fake_log[j]`` runs over real rows (R = the real radius), ``real_log[i]``
-    over fake rows (R = the fake radius); Π(d/R) = exp(log sum), 0 with a zero.
-    """
-
-    fake_log: np.ndarray
-    fake_zero: np.ndarray
-    real_log: np.ndarray
-    real_zero: np.ndarray
-
-    @classmethod
-    def empty(cls, fake_rows: int, real_rows: int) -> ProbPartial:
-        return cls(np.zeros(fake_rows), np.zeros(fake_rows, bool), np.zeros(real_rows), np.zeros(real_rows, bool))
-
-    def add(self, tile: ProbPartial, fake_rows, real_rows) -> None:
-        self.fake_log[fake_rows] += tile.fake_log
-        self.fake_zero[fake_rows] |= tile.fake_zero
-        self.real_log[real_rows] += tile.real_log
-        self.real_zero[real_rows] |= tile.real_zero
-
-    def merge_real_blocks(self, other: ProbPartial) -> ProbPartial:
-        return ProbPartial(
-            self.fake_log + other.fake_log, self.fake_zero | other.fake_zero,
-            np.concatenate([self.real_log, other.real_log]), np.concatenate([self.real_zero, other.real_zero]),
-        )
-
-    def merge_fake_blocks(self, other: ProbPartial) -> ProbPartial:
-        return ProbPartial(
-            np.concatenate([self.fake_log, other.fake_log]), np.concatenate([self.fake_zero, other.fake_zero]),
-            self.real_log + other.real_log, self.real_zero | other.real_zero,
-        )
 
 
 @dataclass
@@ -143,30 +107,30 @@ class CrossPartial:
         )
 
 
-def _log_ratios(d32, radius, eps, exact_of, owners, n):
-    """Σ log(d/R) per owner row over candidate pairs with d < R, and which owners meet a pair at d = 0.
-
-    Pairs whose float32 value cannot be told from 0 or from R² within their
-    error bound get float64 distances; elsewhere log(d/R) is taken from the
-    float32 value (relative error of d under eps/d², a few 1e-7 here).
-    """
-    r2 = radius * radius
-    unsure = (d32 <= NEAR_COPY * eps) | (np.abs(d32 - r2) <= eps)
-    dist = np.sqrt(np.maximum(d32, 0.0))
-    picked = np.flatnonzero(unsure)
-    if len(picked):
-        dist[picked] = exact_of(picked)
-    inside = dist < radius
-    zero = inside & (dist == 0)
-    logs = np.log(dist[inside & ~zero] / radius)
-    total = np.bincount(owners[inside & ~zero], weights=logs, minlength=n)
-    met_zero = np.zeros(n, bool)
-    met_zero[owners[zero]] = True
-    return total, met_zero
-
-
 def _flags(rows, inside, n):
     return more.counts(rows, inside, n) > 0
+
+
+def unmet(rows_f, rows_r, done_f, done_r):
+    """The pairs of rows_f × rows_r outside done_f × done_r, as two (fake rows, real rows) rectangles."""
+    return (
+        (rows_f, np.setdiff1d(rows_r, done_r, assume_unique=True)),
+        (np.setdiff1d(rows_f, done_f, assume_unique=True), np.intersect1d(rows_r, done_r, assume_unique=True)),
+    )
+
+
+def _sample_needs(guess, ratio2, cf, cr, far_f, far_r):
+    """Which rows per-sample values may need to meet which part, from the pilot's ``guess``
+    (:func:`~largeemb.kernels.nearest.pilot`) and squared bounds ``far_f``, ``far_r``:
+    as the pairs after the first tiles are chosen, with the guess in place of the values found."""
+    near_f, near_r, ratio_f = guess
+    top_r = cr.maxima(ratio2)
+    with np.errstate(invalid="ignore"):  # 0 * inf: a copy of an eligible row, which nothing beats
+        need_f = (far_f <= near_f[:, None]) | (top_r > 0) & (top_r >= far_f * ratio_f[:, None])
+        need_r = (far_r <= np.maximum(near_r[:, None], cf.maxima(near_f)[None, :])) | (
+            (ratio2 > 0)[:, None] & (ratio2[:, None] >= far_r * -cf.maxima(-ratio_f))
+        )
+    return need_f, need_r
 
 
 def block_pair(
@@ -185,8 +149,12 @@ def block_pair(
     farther than what they are compared with, so ties and results are as in
     the full tile. Fake rows that can matter only as a real row's nearest
     fake row (e.g. to real rows in a mode the fake set lacks) go through the
-    lighter :func:`~largeemb.kernels.nearest.nearest_tile`. ``prob_radii`` (the common real and fake
-    radii of P-precision and P-recall, or None) widens every row's reach to them, as ``balls`` do.
+    lighter :func:`~largeemb.kernels.nearest.nearest_tile`. Whether the block pair is
+    grouped at all is decided with those per-sample pairs counted in, as a pilot
+    (:func:`~largeemb.kernels.nearest.pilot`) guesses them, and each tile then costing
+    SAMPLES_TILE_COST (:func:`~largeemb.kernels.tiles.cut_pair`); the first tiles include them.
+    ``prob_radii`` (the common real and fake radii of P-precision and P-recall, or None)
+    widens every row's reach to them, as ``balls`` do.
     ``strategy`` computes the tiles (float32 wherever per-sample values or
     P-precision/recall are asked for: those read every entry). ``split_rows``: the
     blocks' (fake, real) :class:`~largeemb.kernels.cross_splits.SplitRows` (None: no standard errors).
@@ -196,13 +164,19 @@ def block_pair(
     if prob_radii is not None:
         reach_r, reach_f = np.maximum(reach_r, prob_radii[0]), np.maximum(reach_f, prob_radii[1])
 
-    def in_reach(cf, cr, far_f, far_r):
-        return (
-            far_f <= np.maximum(reach_f[:, None], cr.maxima(reach_r)[None, :]),
-            far_r <= np.maximum(reach_r[:, None], cf.maxima(reach_f)[None, :]),
-        )
+    real_right = real.right()
+    samples = realism_radius is not None
+    guess = pilot(fake, real, real_right, realism_radius) if samples and partition is not None else None
 
-    pairing, tiles = cut_pair(fake, real, panel_rows, partition, in_reach)
+    def in_reach(cf, cr, far_f, far_r):
+        need_f = far_f <= np.maximum(reach_f[:, None], cr.maxima(reach_r)[None, :])
+        need_r = far_r <= np.maximum(reach_r[:, None], cf.maxima(reach_f)[None, :])
+        if guess is None:
+            return need_f, need_r
+        more_f, more_r = _sample_needs(guess, realism_radius**2, cf, cr, far_f**2, far_r**2)
+        return need_f | more_f, need_r | more_r
+
+    pairing, tiles = cut_pair(fake, real, panel_rows, partition, in_reach, samples)
     nk = fake_radii.shape[1]
     out = CrossPartial(
         np.zeros((fake.rows, nk), np.int64), np.zeros((real.rows, nk), bool), np.zeros((real.rows, nk), bool)
@@ -211,8 +185,6 @@ def block_pair(
         out.prob = ProbPartial.empty(fake.rows, real.rows)
     out.balls = more.empty(balls, fake.rows, real.rows)
     out.splits = cross_splits.empty(split_rows, real.rows, fake.rows)
-    real_right = real.right()
-    samples = realism_radius is not None
     lists = {"fake_nearest": [], "fake_realism": [], "real_nearest": []}
     fake_ids, real_ids = np.arange(fake.rows) + fake.start, np.arange(real.rows) + real.start
     if samples:
@@ -269,14 +241,14 @@ def block_pair(
             need_r = (
                 near_r | (fr <= fake_near[rows_f].max()) | ((ratio2 > 0) & (ratio2 >= fr * fake_ratio[rows_f].min()))
             )
-        more_f, more_r = tile_rows(rows_f, need_f, need_r, label_r)
-        full(more_f, np.setdiff1d(more_r, done_r, assume_unique=True))
-        full(np.setdiff1d(more_f, done_f, assume_unique=True), np.intersect1d(more_r, done_r, assume_unique=True))
-        # Rows the first tiles met may meet these real rows again here: that
-        # only repeats a nearest candidate, which changes nothing.
+        for pairs in unmet(*tile_rows(rows_f, need_f, need_r, label_r), done_f, done_r):
+            full(*pairs)
+        # Fake rows the first tiles did not pair with these real rows may still be their nearest.
+        # (Rows just met may meet them again here: that only repeats a nearest candidate.)
         only_near = ~need_f & (ff <= cr.maxima(real_near)[None, :])
-        for_real, real_rows = tile_rows(rows_f, only_near, near_r, label_r)
-        if len(for_real):
+        for for_real, real_rows in unmet(*tile_rows(rows_f, only_near, near_r, label_r), done_f, done_r):
+            if not (len(for_real) and len(real_rows)):
+                continue
             part = taken(fake, for_real)
             for rows_r in pairing.pieces(real_rows):
                 near = nearest_tile(part, taken(real, rows_r), taken_rows(real_right, rows_r), kappa)
@@ -331,7 +303,7 @@ def tile(
     out.splits = cross_splits.real_side(split_rows, real.rows, fake.rows, f_rows, r_rows, d32, pair_eps,
                                         exact_real_side, inclusive)
     if prob_radii is not None:
-        prob_fake = _log_ratios(d32, prob_radii[0], pair_eps, exact_real_side, f_rows, fake.rows)
+        prob_fake = log_ratios(d32, prob_radii[0], pair_eps, exact_real_side, f_rows, fake.rows)
     if samples and exact_tiles:
         out.real_nearest = nearest_exact(dist, 0, real.start, fake.start)
     elif samples:
@@ -358,7 +330,7 @@ def tile(
     cross_splits.fake_side(out.splits, split_rows, f_rows, r_rows, d32, pair_eps, exact_fake_side, inclusive)
     if prob_radii is not None:
         out.prob = ProbPartial(
-            *prob_fake, *_log_ratios(d32, prob_radii[1], pair_eps, exact_fake_side, r_rows, real.rows)
+            *prob_fake, *log_ratios(d32, prob_radii[1], pair_eps, exact_fake_side, r_rows, real.rows)
         )
     if samples:
         if exact_tiles:

@@ -18,11 +18,31 @@ from largeemb.kernels.shortlist import Shortlist
 #: Pairs closer than this many float32 error bounds are always re-checked for
 #: realism (near-copies of real rows, whose ratio float32 cannot rank).
 NEAR_COPY = 8.0
+#: Evenly spaced rows of the other set that :func:`pilot` meets each row with.
+PILOT_ROWS = 64
 
 
 def pairs(mask: np.ndarray):
     """(row, column) of the True entries (flat search: much faster than 2-D nonzero)."""
     return np.divmod(np.flatnonzero(mask), mask.shape[1])
+
+
+def pilot(fake: Block, real: Block, real_right, realism_radius):
+    """What the per-sample values will need, guessed before any tile: (fake rows' squared nearest distances,
+    real rows' squared nearest distances, fake rows' squared best realism ratios), each over PILOT_ROWS
+    evenly spaced rows of the other set, in float32: values the full search can only improve on.
+
+    :func:`largeemb.kernels.cross.block_pair` weighs grouped tiles against plain panels with them;
+    nothing the results rest on.
+    """
+    some_real = np.linspace(0, real.rows - 1, min(PILOT_ROWS, real.rows)).astype(np.int64)
+    some_fake = np.linspace(0, fake.rows - 1, min(PILOT_ROWS, fake.rows)).astype(np.int64)
+    to_real = sqdist32(fake, real_right[some_real])
+    to_fake = fake.left[some_fake] @ real_right.T
+    top = (realism_radius[some_real] ** 2).astype(np.float32)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(top > 0, top / to_real, 0).max(axis=1)
+    return to_real.min(axis=1), to_fake.min(axis=0), ratio
 
 
 def nearest_tile(fake: Block, real: Block, real_right, kappa) -> Shortlist:

@@ -22,6 +22,10 @@ from largeemb.kernels.prune import MIN_SKIPPED, Groups, Partition
 #: (chosen with scripts/bench_tiles.py). Grouping pays only where it skips more than its tiles cost.
 TILE_COST = 1e7
 PAIR_DIMS = 64
+#: The same with per-sample values: each tile also takes every row's and column's nearest and best
+#: ratio among its own entries, and those lists are merged after (about 3 ms a tile at dim 64, where
+#: grouping 47% of the pairs was 1.7 times slower than plain panels: scripts/bench_tiles.py).
+SAMPLES_TILE_COST = 5e7
 
 
 @dataclass(frozen=True)
@@ -133,16 +137,17 @@ def tiled_share(tiles, total: float) -> float:
     return sum(len(a) * len(b) for _, a, b in tiles) / total if total else 1.0
 
 
-def groups_pay(tiles, total: float, dim: int, extra_tiles: int) -> bool:
+def groups_pay(tiles, total: float, dim: int, extra_tiles: int, tile_cost: float | None = None) -> bool:
     """Whether grouped ``tiles`` beat plain panels, which compute all ``total`` row pairs in
-    ``extra_tiles`` fewer tiles.
+    ``extra_tiles`` fewer tiles, each of ``tile_cost`` (default TILE_COST).
 
     They must leave out MIN_SKIPPED of the pairs, and the work left out must
     outweigh the fixed cost of the tiles they add: small blocks cut into many
     small groups would otherwise spend more on tiles than they skip.
     """
     skipped = total * (1 - tiled_share(tiles, total))
-    return skipped >= MIN_SKIPPED * total and skipped * (dim + PAIR_DIMS) >= TILE_COST * extra_tiles
+    tile_cost = TILE_COST if tile_cost is None else tile_cost
+    return skipped >= MIN_SKIPPED * total and skipped * (dim + PAIR_DIMS) >= tile_cost * extra_tiles
 
 
 def panel_count(rows: int, panel_rows: int) -> int:
@@ -159,18 +164,22 @@ def grouped(block: Block, panel_rows: int, partition: Partition) -> Cut:
     return Cut(groups.index, groups)
 
 
-def cut_pair(a: Block, b: Block, panel_rows: int, partition: Partition | None, needed) -> tuple[Pairing, list]:
+def cut_pair(
+    a: Block, b: Block, panel_rows: int, partition: Partition | None, needed, samples: bool = False
+) -> tuple[Pairing, list]:
     """Both blocks cut for tiles, and the tiles (see :class:`Pairing`).
 
     With a partition, both are cut into groups and ``needed`` decides which
-    rows meet. The groups are used when they pay (:func:`groups_pay`); else
-    the blocks are cut into panels whose tiles cover every pair.
+    rows meet. The groups are used when they pay (:func:`groups_pay`, each tile
+    costing SAMPLES_TILE_COST where the tiles take per-sample values); else the
+    blocks are cut into panels whose tiles cover every pair.
     """
     if partition is not None:
         pairing = Pairing.of(grouped(a, panel_rows, partition), grouped(b, panel_rows, partition), needed, panel_rows)
         tiles = pairing.tiles()
         plain_tiles = panel_count(a.rows, panel_rows) * panel_count(b.rows, panel_rows)
-        if groups_pay(tiles, a.rows * b.rows, a.dim, len(tiles) - plain_tiles):
+        tile_cost = SAMPLES_TILE_COST if samples else TILE_COST
+        if groups_pay(tiles, a.rows * b.rows, a.dim, len(tiles) - plain_tiles, tile_cost):
             return pairing, tiles
     pairing = Pairing.panels(panels(a, panel_rows), panels(b, panel_rows), panel_rows)
     return pairing, pairing.tiles()

@@ -3,7 +3,7 @@ in the other set's support, 1 - Π(d/R) over that set's rows within a common
 radius R; R is PPR_A times the set's mean k-NN radius at k = PPR_K.
 
 The cross pass sums log(d/R) per row over the pairs within R
-(:class:`largeemb.kernels.cross.ProbPartial`); this module picks R and turns
+(:class:`largeemb.kernels.prob.ProbPartial`); this module picks R and turns
 the sums into the two scores.
 """
 
