@@ -48,7 +48,6 @@ class ProbPartial:
         )
 
 
-
 def log_ratios(d32, radius, eps, exact_of, owners, n):
     """Σ log(d/R) per owner row over candidate pairs with d < R, and which owners meet a pair at d = 0.
 
