@@ -182,14 +182,14 @@ def test_the_cross_pass_weighs_its_tiles_at_the_samples_cost_when_it_takes_per_s
 
 
 def test_the_pilot_guesses_what_the_full_search_can_only_improve_on(clustered):
-    """pilot(): each fake row's least squared distance to evenly spaced real rows, each real row's to
-    evenly spaced fake rows, each fake row's best squared realism ratio among them; float64 brute force
+    """pilot(): each fake row's least squared distance to evenly spaced real rows and its best squared
+    realism ratio among them, each real row's least to evenly spaced fake rows; float64 brute force
     over the same rows (float32 tiles: relative error under 1e-4 here), and never better than over all rows."""
     real, fake = (rows[:700] for rows in clustered)
     centre = real.mean(axis=0)
     a, b = prepare_block(fake, 0, centre, "euclidean"), prepare_block(real, 0, centre, "euclidean")
     radius = np.where(np.arange(700) % 3 == 0, 0.0, np.linspace(0.5, 3.0, 700))  # every third not eligible
-    near_f, near_r, ratio = pilot(a, b, b.right(), radius)
+    near_f, ratio, near_r = pilot(a, b, b.right(), radius)
     d2 = ((fake.astype(np.float64)[:, None, :] - real.astype(np.float64)[None, :, :]) ** 2).sum(axis=2)
     some = np.linspace(0, 699, PILOT_ROWS).astype(np.int64)
     assert np.allclose(near_f, d2[:, some].min(axis=1), rtol=1e-4)

@@ -119,16 +119,22 @@ def unmet(rows_f, rows_r, done_f, done_r):
     )
 
 
-def _sample_needs(guess, ratio2, cf, cr, far_f, far_r):
-    """Which rows per-sample values may need to meet which part, from the pilot's ``guess``
-    (:func:`~largeemb.kernels.nearest.pilot`) and squared bounds ``far_f``, ``far_r``:
-    as the pairs after the first tiles are chosen, with the guess in place of the values found."""
-    near_f, near_r, ratio_f = guess
-    top_r = cr.maxima(ratio2)
-    with np.errstate(invalid="ignore"):  # 0 * inf: a copy of an eligible row, which nothing beats
+def _sample_needs(far_f, far_r, found, part_near, part_ratio, ratio2, top_r):
+    """Which fake rows per-sample values need to meet which real part, and which real rows which fake part.
+
+    ``far_f`` (fake rows, real parts), ``far_r`` (real rows, fake parts): squared distance bounds;
+    ``found``: (fake rows' squared nearest distances, their squared best realism ratios, real rows'
+    squared nearest distances) so far, or as the pilot guesses them (:func:`~largeemb.kernels.nearest.pilot`);
+    ``part_near``/``part_ratio``: per fake part, the largest of the first and the smallest of the second;
+    ``ratio2``: the real rows' squared realism radii, ``top_r`` their largest per real part.
+    A ratio bound is inf for a copy of an eligible real row (exact tiles): 0 * inf is nan,
+    compares False, and rightly so, as nothing beats an infinite score.
+    """
+    near_f, ratio_f, near_r = found
+    with np.errstate(invalid="ignore"):
         need_f = (far_f <= near_f[:, None]) | (top_r > 0) & (top_r >= far_f * ratio_f[:, None])
-        need_r = (far_r <= np.maximum(near_r[:, None], cf.maxima(near_f)[None, :])) | (
-            (ratio2 > 0)[:, None] & (ratio2[:, None] >= far_r * -cf.maxima(-ratio_f))
+        need_r = (far_r <= np.maximum(near_r[:, None], part_near)) | (
+            (ratio2 > 0)[:, None] & (ratio2[:, None] >= far_r * part_ratio)
         )
     return need_f, need_r
 
@@ -167,13 +173,17 @@ def block_pair(
     real_right = real.right()
     samples = realism_radius is not None
     guess = pilot(fake, real, real_right, realism_radius) if samples and partition is not None else None
+    ratio2 = realism_radius**2 if samples else None
 
     def in_reach(cf, cr, far_f, far_r):
         need_f = far_f <= np.maximum(reach_f[:, None], cr.maxima(reach_r)[None, :])
         need_r = far_r <= np.maximum(reach_r[:, None], cf.maxima(reach_f)[None, :])
         if guess is None:
             return need_f, need_r
-        more_f, more_r = _sample_needs(guess, realism_radius**2, cf, cr, far_f**2, far_r**2)
+        near_f, ratio_f, _ = guess
+        more_f, more_r = _sample_needs(
+            far_f**2, far_r**2, guess, cf.maxima(near_f), -cf.maxima(-ratio_f), ratio2, cr.maxima(ratio2)
+        )
         return need_f | more_f, need_r | more_r
 
     pairing, tiles = cut_pair(fake, real, panel_rows, partition, in_reach, samples)
@@ -225,22 +235,16 @@ def block_pair(
         return out
     cf, cr, label_r = pairing.a, pairing.b, pairing.b.labels()
     far_f, far_r = pairing.far_a**2, pairing.far_b**2  # squared distance bounds, row to part
-    ratio2 = realism_radius**2
     ratio_top = cr.maxima(ratio2)
     done = [(done_f, np.concatenate(pieces) if pieces else np.empty(0, np.int64)) for done_f, pieces in done]
     for i, (done_f, done_r) in enumerate(done):
         rows_f = cf.rows[i]
         ff, fr = far_f[rows_f], far_r[:, i]
-        # A ratio bound is inf for a copy of an eligible real row (exact tiles): 0 * inf
-        # is nan, compares False, and rightly so, as nothing beats an infinite score.
-        with np.errstate(invalid="ignore"):
-            need_f = (ff <= fake_near[rows_f][:, None]) | (
-                (ratio_top > 0)[None, :] & (ratio_top[None, :] >= ff * fake_ratio[rows_f][:, None])
-            )
-            near_r = fr <= real_near
-            need_r = (
-                near_r | (fr <= fake_near[rows_f].max()) | ((ratio2 > 0) & (ratio2 >= fr * fake_ratio[rows_f].min()))
-            )
+        near_f, ratio_f = fake_near[rows_f], fake_ratio[rows_f]
+        need_f, need_r = _sample_needs(
+            ff, fr[:, None], (near_f, ratio_f, real_near), near_f.max(), ratio_f.min(), ratio2, ratio_top
+        )
+        need_r, near_r = need_r[:, 0], fr <= real_near
         for pairs in unmet(*tile_rows(rows_f, need_f, need_r, label_r), done_f, done_r):
             full(*pairs)
         # Fake rows the first tiles did not pair with these real rows may still be their nearest.

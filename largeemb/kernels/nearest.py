@@ -29,7 +29,7 @@ def pairs(mask: np.ndarray):
 
 def pilot(fake: Block, real: Block, real_right, realism_radius):
     """What the per-sample values will need, guessed before any tile: (fake rows' squared nearest distances,
-    real rows' squared nearest distances, fake rows' squared best realism ratios), each over PILOT_ROWS
+    their squared best realism ratios, real rows' squared nearest distances), each over PILOT_ROWS
     evenly spaced rows of the other set, in float32: values the full search can only improve on.
 
     :func:`largeemb.kernels.cross.block_pair` weighs grouped tiles against plain panels with them;
@@ -42,7 +42,7 @@ def pilot(fake: Block, real: Block, real_right, realism_radius):
     top = (realism_radius[some_real] ** 2).astype(np.float32)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(top > 0, top / to_real, 0).max(axis=1)
-    return to_real.min(axis=1), to_fake.min(axis=0), ratio
+    return to_real.min(axis=1), ratio, to_fake.min(axis=0)
 
 
 def nearest_tile(fake: Block, real: Block, real_right, kappa) -> Shortlist:
