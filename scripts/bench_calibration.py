@@ -3,6 +3,7 @@
     python scripts/bench_calibration.py [--reps 200] [--n 1000] [--data gauss,mixture,text] [--k 3,5,10]
                                         [--settings both,fixed] [--method splits|jackknife] [--inclusive]
                                         [--without-replacement] [--distinct] [--engine] [--jobs 1] [--dump PREFIX]
+                                        [--first-rep 0]
 
 Three data sets, n = m = rows:
 - ``gauss``: real N(0, I) in dim 16, fake 1.1 N(0, I) + 0.1 (no ties);
@@ -218,10 +219,10 @@ def _repetition(args):
     return repetition(_DATA[name], *rest)
 
 
-def run(data: Data, setting: str, reps: int, ks, method: str, inclusive: bool, dump=None, jobs=1):
+def run(data: Data, setting: str, reps: int, ks, method: str, inclusive: bool, dump=None, jobs=1, first=0):
     which = "both" if setting == "both" else "given_real"
     _DATA[data.name] = data  # worker processes inherit it (fork)
-    tasks = [(data.name, setting, rep, ks, method, inclusive, bool(dump)) for rep in range(reps)]
+    tasks = [(data.name, setting, rep, ks, method, inclusive, bool(dump)) for rep in range(first, first + reps)]
     results = []
     with multiprocessing.get_context("fork").Pool(jobs) if jobs > 1 else nullcontext() as pool:
         for i, got in enumerate(pool.imap(_repetition, tasks) if pool else map(_repetition, tasks)):
@@ -259,6 +260,7 @@ def run(data: Data, setting: str, reps: int, ks, method: str, inclusive: bool, d
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=200)
+    parser.add_argument("--first-rep", type=int, default=0, help="seeds of repetitions FIRST.. (held-out checks)")
     parser.add_argument("--n", "--rows", dest="rows", type=int, default=1000, help="rows per set (n = m)")
     parser.add_argument("--without-replacement", action="store_true", help="text: draw rows without replacement")
     parser.add_argument("--distinct", action="store_true", help="text: each distinct pool vector once (no duplicates)")
@@ -288,7 +290,8 @@ def main():
     for name in args.data.split(","):
         data = Data(name, args.rows, not args.without_replacement, args.distinct)
         for setting in args.settings.split(","):
-            for row in run(data, setting, args.reps, ks, args.method, args.inclusive, args.dump, args.jobs):
+            rows = run(data, setting, args.reps, ks, args.method, args.inclusive, args.dump, args.jobs, args.first_rep)
+            for row in rows:
                 print(row, flush=True)
     print(f"\nwall time {time.perf_counter() - start:.0f} s")
 

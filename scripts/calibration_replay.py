@@ -2,7 +2,8 @@
 
     python scripts/bench_calibration.py --engine --data text --n 4000 --dump /tmp/cal/e4000
     python scripts/calibration_replay.py /tmp/cal/e4000 --data text [--scale logit|arcsine|none]
-        [--model power|two-term] [--exponent 0,1] [--given-density iid|cells|max] [--given-all-real] [--sizes]
+        [--model power|two-term] [--exponent 0,1] [--given-recall-exponent -1,1]
+        [--given-density iid|cells|max] [--given-all-real] [--sizes]
 
 Each cell prints spread / mean SE and spread / rms SE for the formula asked
 for; the defaults are the product's (``kernels/stderr.py``), so they reproduce
@@ -14,6 +15,8 @@ law of the size, which the extrapolation assumes.
 - ``--scale``: what is extrapolated, Var / (p(1-p))² (logit), Var / p(1-p) (arcsine) or Var.
 - ``--model``: ``power`` (V_n = V_½² / V_¼, the size exponent held in ``--exponent``) or ``two-term``
   (V(s) = a/s + b/s² through both part sizes: V_n = (6 V_½ - V_¼) / 8, held in the same bounds).
+- ``--given-recall-exponent``: the bounds for recall given the real set (the product's
+  ``GIVEN_REAL_EXPONENTS``; ``0,1`` replays the formula before them).
 - ``--given-density``: given the real set, density's SE from the iid formula (the product), from the cells
   like the other metrics, or the larger of the two.
 - ``--given-all-real``: given the real set, recall's and coverage's variance between fake parts over all
@@ -26,7 +29,7 @@ import argparse
 
 import numpy as np
 
-from largeemb.kernels.stderr import cell_variances
+from largeemb.kernels.stderr import GIVEN_REAL_EXPONENTS, cell_variances
 
 METRICS = ("precision", "recall", "density", "coverage")
 SCALES = {"logit": 2, "arcsine": 1, "none": 0}
@@ -55,7 +58,8 @@ def split_se(half, quarter, value, key, which, args) -> float:
     if key != "density" and SCALES[args.scale]:
         got = [(p * (1 - p)) ** SCALES[args.scale] for p in (np.mean(half), np.mean(quarter), value)]
         scales = got if min(got) > 0 else scales
-    return float(np.sqrt(extrapolated(h / scales[0], q / scales[1], args.model, *args.exponent) * scales[2]))
+    bounds = args.given_recall_exponent if (which, key) == ("given_real", "recall") else args.exponent
+    return float(np.sqrt(extrapolated(h / scales[0], q / scales[1], args.model, *bounds) * scales[2]))
 
 
 def table(dump, which: str, args) -> list[str]:
@@ -93,11 +97,14 @@ def main():
     parser.add_argument("--scale", choices=tuple(SCALES), default="logit")
     parser.add_argument("--model", choices=("power", "two-term"), default="power")
     parser.add_argument("--exponent", default="0,1", help="bounds of the size exponent: LOW,HIGH")
+    default = ",".join(str(x) for x in GIVEN_REAL_EXPONENTS["recall"])
+    parser.add_argument("--given-recall-exponent", default=default, help="bounds for recall given the real set")
     parser.add_argument("--given-density", choices=("iid", "cells", "max"), default="iid")
     parser.add_argument("--given-all-real", action="store_true", help="recall, coverage: all real rows per fake part")
     parser.add_argument("--sizes", action="store_true", help="the metric and its variance at full, half, quarter size")
     args = parser.parse_args()
     args.exponent = tuple(float(x) for x in args.exponent.split(","))
+    args.given_recall_exponent = tuple(float(x) for x in args.given_recall_exponent.split(","))
     head = ("metric full/half/quarter: variance ×1e5 full (actual)/half/quarter" if args.sizes
             else "spread / mean SE / spread / rms SE")
     print(f"{args.data}, {head}\n\n| SE | k | " + " | ".join(METRICS) + " |\n|---|---|" + "---|" * 4)

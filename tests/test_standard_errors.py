@@ -83,8 +83,33 @@ def test_standard_errors_combine_the_cells_as_documented():
             assert min(w_half, w_quarter, w_full) > 0 and abs(w_half / w_quarter - 1) > 1e-3  # the scaling is exercised
         ratio = min(max(v_half / w_half / (v_quarter / w_quarter), 0.5), 1.0)
         assert scaled["both"][m] == pytest.approx(np.sqrt(v_half / w_half * ratio * w_full), rel=1e-12), m
+        # Given the real set: pairs of cells in one real part; recall's variance may grow with the size.
+        g_half = np.mean([(half[:, a, 0] - half[:, a, 1]) ** 2 / 2 for a in range(2)])
+        same_real = [(a, b, d) for a, b, c, d in cells if a == c and b < d]
+        g_quarter = np.mean([(quarter[:, a, b] - quarter[:, a, d]) ** 2 / 2 for a, b, d in same_real])
+        low, high = (-1.0, 1.0) if m == "recall" else (0.0, 1.0)
+        ratio = min(max(g_half / w_half / (g_quarter / w_quarter), 2.0**-high), 2.0**-low)
+        if m in ("recall", "coverage"):  # precision and density: the iid formula below
+            assert scaled["given_real"][m] == pytest.approx(np.sqrt(g_half / w_half * ratio * w_full), rel=1e-12), m
     precise = (fake_counts > 0).astype(float)
     assert got["given_real"]["precision"] == pytest.approx(precise.std(ddof=1) / np.sqrt(len(precise)), rel=1e-12)
+
+
+def test_given_the_real_set_recall_may_grow_with_the_size():
+    """Given the real set, recall's variance is extrapolated with the exponent down to -1: on these rows its
+    logit variance is larger at half size than at a quarter, and the SE follows instead of holding at the half's."""
+    real, fake = points("gaussian", np.random.default_rng(10))
+    k = 3
+    counts, real_parts, fake_parts, fake_counts = collect_dense(*dense(real, fake), k)
+    theta = replicates(counts, real_parts, fake_parts, k)
+    value = oracle.prdc(real, fake, k)["recall"]
+    w_half, w_quarter, w_full = ((p * (1 - p)) ** 2 for p in (theta["half"]["recall"].mean(),
+                                                               theta["quarter"]["recall"].mean(), value))
+    g_half = cell_variances(theta["half"]["recall"])[1] / w_half
+    g_quarter = cell_variances(theta["quarter"]["recall"])[1] / w_quarter
+    assert 1 < g_half / g_quarter < 2  # grows, within the bound
+    got = standard_errors(counts, real_parts, fake_parts, k, fake_counts, {"recall": value})["given_real"]["recall"]
+    assert got == pytest.approx(np.sqrt(g_half**2 / g_quarter * w_full), rel=1e-12)
 
 
 def test_extrapolation_is_exact_for_power_laws():
@@ -93,6 +118,12 @@ def test_extrapolation_is_exact_for_power_laws():
         assert extrapolated(v_n * 2**exponent, v_n * 4**exponent) == pytest.approx(v_n, rel=1e-12)
     assert extrapolated(4e-4, 1e-4) == pytest.approx(4e-4)  # growing with size: noise, held at the half's
     assert extrapolated(1e-4, 1e-3) == pytest.approx(0.5e-4)  # falling faster than 1/n: noise, held at 1/n
+    for exponent in (-1.0, -0.4, 0.5, 1.6, 2.0):  # other bounds (given the real set, recall's are (-1, 1))
+        v_n = 1e-4
+        got = extrapolated(v_n * 2**exponent, v_n * 4**exponent, (-1.0, 2.0))
+        assert got == pytest.approx(v_n, rel=1e-12)
+    assert extrapolated(4e-4, 1e-4, (-1.0, 1.0)) == pytest.approx(8e-4)  # grows at most as the size
+    assert extrapolated(1e-4, 1e-3, (-1.0, 1.0)) == pytest.approx(0.5e-4)
 
 
 @pytest.mark.parametrize("n", [1, 2, 7, 1000, 1001, 4099])

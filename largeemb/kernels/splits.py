@@ -30,7 +30,8 @@ sizes, log-linearly in log size:
     Var(theta_n) = Var(theta_{n/2})² / Var(theta_{n/4})
 
 which is V_{n/2}/2 when the variance falls as 1/n and right for any power
-law; the exponent is held between 0 and 1 (:func:`largeemb.kernels.stderr.extrapolated`).
+law; the exponent is held between 0 and 1 (:func:`largeemb.kernels.stderr.extrapolated`), and for recall given
+the real set between -1 and 1 (:data:`largeemb.kernels.stderr.GIVEN_REAL_EXPONENTS`).
 For precision, recall and coverage it is Var / (p(1 - p))², the variance of the logit, that is
 extrapolated (:func:`largeemb.kernels.stderr.binomial_scales`): a part's proportions sit nearer 1.
 ``both`` (real and fake both samples: what a reader of one result needs) uses
