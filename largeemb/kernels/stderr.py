@@ -92,12 +92,16 @@ def _cell_pairs(parts: int):
     return [(x, y) for i, x in enumerate(cells) for y in cells[i + 1 :]]
 
 
-def extrapolated(half: float, quarter: float, exponents: tuple[float, float] = (0.0, 1.0)) -> float:
+#: The size exponent's bounds unless said otherwise (:func:`extrapolated`).
+EXPONENTS = (0.0, 1.0)
+
+
+def extrapolated(half: float, quarter: float, exponents: tuple[float, float] = EXPONENTS) -> float:
     """Var(theta_n) from Var(theta_{n/2}) and Var(theta_{n/4}): log-linear in log size.
 
     V_{n/2}²/V_{n/4}, with the size exponent e (Var ∝ size^-e) held in
-    ``exponents``: by default between 0 (variance that does not fall) and 1
-    (falls as 1/n, as a mean's does); a noisy ratio beyond those is noise.
+    ``exponents``, by default between 0 (a variance that does not fall) and 1
+    (one that falls as 1/n, as a mean's does): a noisy ratio beyond those is noise.
     """
     if not half > 0 or not quarter > 0:
         return max(half, 0.0) / 2
@@ -105,14 +109,14 @@ def extrapolated(half: float, quarter: float, exponents: tuple[float, float] = (
     return half * min(max(half / quarter, 2.0**-high), 2.0**-low)
 
 
-#: The size exponent's bounds given the real set, where only the fake sample varies (the default (0, 1)
+#: The size exponent's bounds given the real set, where only the fake sample varies (EXPONENTS
 #: elsewhere). Recall there: each fake row added shrinks its neighbours' balls and brings its own, and its
 #: variance can grow with the fake sample's size (text-lsa, 8,000 rows, k = 5: 89.7 / 122.7 / 154.6 e-5 at a
 #: quarter, half and the full size); the exponent goes down to -1 (at most twice the half's variance).
 #: Measured (BENCHMARKS.md, "calibration-bounds"): text-lsa recall given the real set 1.20-1.24 -> about 1.15
 #: at 4,000 and 8,000 rows, no Gaussian or mixture cell moved. Coverage's variance there falls faster than 1/n
 #: (its balls are fixed; each stays empty with a chance that falls exponentially), but allowing that shrank
-#: its SE at 96 rows far below its spread (1.02 -> 1.28): left at (0, 1).
+#: its SE at 96 rows far below its spread (1.02 -> 1.28): left at EXPONENTS.
 GIVEN_REAL_EXPONENTS = {"recall": (-1.0, 1.0)}
 
 
@@ -161,8 +165,8 @@ def standard_errors(counts: SplitCounts, real_parts, fake_parts, k: int, fake_co
         quarter_both, quarter_given = cell_variances(theta["quarter"][key])
         at_half, at_quarter, at_full = binomial_scales(theta, key, (values or {}).get(key))
         both = extrapolated(half_both / at_half, quarter_both / at_quarter) * at_full
-        bounds = GIVEN_REAL_EXPONENTS.get(key, (0.0, 1.0))
-        given = extrapolated(half_given / at_half, quarter_given / at_quarter, bounds) * at_full
+        exponents = GIVEN_REAL_EXPONENTS.get(key, EXPONENTS)
+        given = extrapolated(half_given / at_half, quarter_given / at_quarter, exponents) * at_full
         out["both"][key], out["given_real"][key] = float(np.sqrt(both)), float(np.sqrt(given))
     m = len(fake_counts)
     for key, per_row in (("precision", (fake_counts > 0).astype(float)), ("density", fake_counts / k)):
