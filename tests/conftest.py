@@ -294,3 +294,12 @@ def slurm(tmp_path_factory):
             os.environ.pop("SLURM_CONF", None)
         else:
             os.environ["SLURM_CONF"] = previous
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (``-n 2``; ``--dist loadgroup`` is in pyproject's addopts) each module's tests run on
+    one process, so that its module-scoped fixtures (stores, reference runs) are computed once, and every test
+    that uses the session's SLURM cluster runs on one process (the `slurm` fixture starts a cluster per process)."""
+    for item in items:
+        group = "slurm" if item.get_closest_marker("slurm") else item.module.__name__
+        item.add_marker(pytest.mark.xdist_group(group))

@@ -34,8 +34,8 @@ def test_the_readme_has_code_blocks():
 @pytest.mark.slow
 @pytest.mark.parametrize("index", range(len(blocks("python"))))
 def test_python_block_runs(index, tmp_path, monkeypatch):
-    zarr_store(tmp_path / "real.zarr", mixture(1200, 8, 1))
-    zarr_store(tmp_path / "fake.zarr", mixture(1100, 8, 2, keep=6))
+    zarr_store(tmp_path / "real.zarr", mixture(600, 8, 1))
+    zarr_store(tmp_path / "fake.zarr", mixture(550, 8, 2, keep=6))
     monkeypatch.chdir(tmp_path)
     code = blocks("python")[index]
     exec(compile(code, f"README.md python block {index}", "exec"), {"__name__": "readme"})
@@ -57,7 +57,7 @@ def test_opening_block_is_what_ci_runs():
 
 @pytest.mark.slow
 def test_other_shell_blocks_run(tmp_path):
-    real, fake = mixture(1200, 8, 1), mixture(1100, 8, 2, keep=6)
+    real, fake = mixture(600, 8, 1), mixture(550, 8, 2, keep=6)
     zarr_store(tmp_path / "real.zarr", real)
     zarr_store(tmp_path / "fake.zarr", fake)
     np.save(tmp_path / "real.npy", real)

@@ -49,7 +49,7 @@ def tls_cluster(tmp_path_factory):
     ours, theirs = Security.temporary(), Security.temporary()
     with LocalCluster(
         n_workers=1, threads_per_worker=2, processes=True, protocol="tls://", security=ours, host="127.0.0.1",
-        dashboard_address=None,
+        dashboard_address="127.0.0.1:0",
     ) as local:
         yield local.scheduler_address, _pem_files(folder, ours, "ours"), _pem_files(folder, theirs, "theirs")
 
