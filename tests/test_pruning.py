@@ -24,12 +24,14 @@ FIELDS = ("real_radii", "fake_radii", "fake_counts", "real_covered", "real_recal
 SAMPLE_FIELDS = ("fake_nearest_dist", "fake_nearest_real", "fake_realism", "real_nearest_dist")
 
 
-@pytest.fixture(autouse=True)
-def groups_at_test_size(monkeypatch):
+@pytest.fixture(scope="module", autouse=True)
+def groups_at_test_size():
     """Groups wherever they skip MIN_SKIPPED of the pairs: at these sizes the tiles' cost rule
     (:func:`largeemb.kernels.tiles.groups_pay`) would cut the blocks into plain panels."""
-    monkeypatch.setattr(tiles, "TILE_COST", 0.0)
-    monkeypatch.setattr(tiles, "SAMPLES_TILE_COST", 0.0)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tiles, "TILE_COST", 0.0)
+        patch.setattr(tiles, "SAMPLES_TILE_COST", 0.0)
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -40,13 +42,10 @@ def clustered():
 
 
 @pytest.fixture(scope="module")
-def clustered_run(clustered):
-    """The pruned run of ``clustered`` at the default options, groups at test size: the base the block sizes
-    are compared with (computed once for the module)."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(tiles, "TILE_COST", 0.0)
-        patch.setattr(tiles, "SAMPLES_TILE_COST", 0.0)
-        return run(*clustered)
+def clustered_run(groups_at_test_size, clustered):
+    """The pruned run of ``clustered`` at the default options: the base the block sizes are compared with
+    (computed once for the module)."""
+    return run(*clustered)
 
 
 def counted(monkeypatch):
