@@ -2,7 +2,8 @@
 
     python scripts/bench_calibration.py [--reps 200] [--n 1000] [--data gauss,mixture,text] [--k 3,5,10]
                                         [--settings both,fixed] [--method splits|jackknife] [--inclusive]
-                                        [--without-replacement] [--distinct] [--engine] [--jobs 1] [--dump PREFIX]
+                                        [--without-replacement] [--distinct] [--unit-rows] [--engine] [--jobs 1]
+                                        [--dump PREFIX]
                                         [--first-rep 0]
 
 Three data sets, n = m = rows:
@@ -12,7 +13,9 @@ Three data sets, n = m = rows:
   exact duplicates, zero radii, k-NN radii as large as typical distances. Drawing with replacement makes
   each set an iid sample of the pool (what the standard errors assume); ``--without-replacement`` draws
   distinct pool rows instead (the data's own duplicates only); ``--distinct`` keeps one row of each
-  group of identical pool rows (no duplicates in the data, only those of drawing with replacement).
+  group of identical pool rows (no duplicates in the data, only those of drawing with replacement);
+  ``--unit-rows`` leaves out the 15 pool rows that are not unit vectors (11 PyPI, 4 npm: near-empty texts,
+  norm 0 to 0.1, at distance about 1 from every other row and so inside up to two thirds of the real balls).
 
 Two settings per data set, each checking the standard error it is meant for:
 ``both`` draws both sets anew each repetition (SE ``both``), ``fixed`` keeps one
@@ -64,7 +67,7 @@ TEXT = "/work/shared/data/text-lsa"
 class Data:
     """Draws real and fake rows and gives their float64 distance matrices."""
 
-    def __init__(self, name: str, rows: int, replace: bool = True, distinct: bool = False):
+    def __init__(self, name: str, rows: int, replace: bool = True, distinct: bool = False, unit: bool = False):
         self.name, self.rows, self.replace = name, rows, replace
         if name == "text":
             pypi = np.load(f"{TEXT}/pypi.npy").astype(np.float64)
@@ -74,6 +77,9 @@ class Data:
             self.real_ids, self.fake_ids = ids.ravel()[: len(pypi)], ids.ravel()[len(pypi) :]
             if distinct:  # each distinct vector of a pool once: no duplicate groups in the data
                 self.real_ids, self.fake_ids = np.unique(self.real_ids), np.unique(self.fake_ids)
+            if unit:  # only the unit vectors (every row but the near-empty texts)
+                norm = np.linalg.norm(self.vectors, axis=1)
+                self.real_ids, self.fake_ids = (ids[norm[ids] > 0.5] for ids in (self.real_ids, self.fake_ids))
         elif name == "mixture":
             self.centres = np.random.default_rng(99).normal(0, 3.0, (10, 16))
         elif name != "gauss":
@@ -264,6 +270,7 @@ def main():
     parser.add_argument("--n", "--rows", dest="rows", type=int, default=1000, help="rows per set (n = m)")
     parser.add_argument("--without-replacement", action="store_true", help="text: draw rows without replacement")
     parser.add_argument("--distinct", action="store_true", help="text: each distinct pool vector once (no duplicates)")
+    parser.add_argument("--unit-rows", action="store_true", help="text: leave out the rows that are not unit vectors")
     parser.add_argument("--settings", default="both,fixed")
     parser.add_argument("--jobs", type=int, default=1, help="repetitions in parallel (worker processes)")
     parser.add_argument("--dump", help="save per-repetition values and cell metrics to DUMP_<data>_<setting>.npz")
@@ -288,7 +295,7 @@ def main():
     print("| data | SE | k | " + " | ".join(METRICS) + " |")
     print("|---|---|---|" + "---|" * 4)
     for name in args.data.split(","):
-        data = Data(name, args.rows, not args.without_replacement, args.distinct)
+        data = Data(name, args.rows, not args.without_replacement, args.distinct, args.unit_rows)
         for setting in args.settings.split(","):
             rows = run(data, setting, args.reps, ks, args.method, args.inclusive, args.dump, args.jobs, args.first_rep)
             for row in rows:

@@ -88,3 +88,28 @@ def test_a_references_zero_radii_are_said_in_full_at_build_and_shortly_on_each_e
         assert result.exit_code == 0, result.output
         assert "the reference's zero radii (140 at k=5)" in result.output
         assert "real rows have a zero k-NN radius" not in result.output
+
+
+def test_fake_rows_that_carry_density_are_named_with_their_ball_counts():
+    """Near-empty inputs among unit-vector embeddings (as text-lsa's near-empty texts) sit at about the same
+    distance from every row, inside every real ball larger than that: density rests on them. The counts in the
+    warning are checked against a float64 brute force; ordinary rows raise no such warning."""
+    rng = np.random.default_rng(21)
+
+    def unit(rows):
+        x = rng.standard_normal((rows, 64))
+        return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+    real, fake = unit(600), unit(600)
+    fake[[17, 400]] *= [[0.05], [0.4]]  # two near-empty inputs
+    result = api.evaluate(real, fake, k=(3, 5), plots=False, samples=False, companions=())
+    (warning,) = [w for w in result.warnings if "density rests on" in w]
+    between = np.sqrt(((real[:, None] - real[None]) ** 2).sum(-1))
+    radius = np.sort(between, axis=1)[:, 3]  # the 3rd neighbour, the row itself first
+    inside = (np.sqrt(((fake[:, None] - real[None]) ** 2).sum(-1)) < radius[None]).sum(1)
+    low, high = sorted(inside[[17, 400]])
+    assert low < high and np.sort(inside)[-3] < 600 / 10  # two hubs, in different numbers of balls
+    assert f"density rests on 2 of 600 fake rows (row 17, 400): they lie in {low}-{high} of the 600 real" in warning
+    assert "at k=3 (the median row: " + f"{int(np.median(inside))})" in warning
+    ordinary = api.evaluate(real, unit(600), k=(3, 5), plots=False, samples=False, companions=())
+    assert not any("density rests on" in w for w in ordinary.warnings)

@@ -13,11 +13,15 @@ How honest they are (``scripts/bench_calibration.py``, BENCHMARKS.md): on
 Gaussian and mixture data the metrics spread 0.85-1.15 times the mean SE. On
 text embeddings (n = 1,000) two things are beyond a one-sample estimate.
 Given the real set, density's variance comes mostly from a few "hub" fake rows
-that lie in hundreds of real balls (4 of 20,000): its SE² is unbiased (spread
-/ rms SE 1.00 over 20,000 repetitions), but a sample without a hub reports a
-small SE, so spread / mean SE is 1.25-1.35 at 1,000 rows, 1.05-1.12 at 4,000,
-1.00-1.03 at 8,000, and the z test of two fakes raises fewer false alarms than
-nominal (the hub that moves the metric raises its SE too). Recall's variance
+that lie in hundreds of real balls (4 near-empty texts of 20,000): its SE² is
+unbiased (spread / rms SE 1.00 over 20,000 repetitions), but a sample without a
+hub reports a small SE, so spread / mean SE is 1.25-1.35 at 1,000 rows (0.94-0.96
+without those 4 rows), 1.05-1.12 at 4,000, 1.00-1.03 at 8,000, and the z test
+of two fakes raises fewer false alarms than nominal (the hub that moves the
+metric raises its SE too). No one-sample SE can count rows that most samples
+lack (``scripts/bench_hubs.py``); ``metrics/prdc.py`` warns when density rests
+on such rows. Recall's too: one lone fake row can alone hold a tenth of the real
+set (BENCHMARKS.md, "calibration-hubs"). Recall's variance
 is not a power law of the size there (given the real set it can grow with the
 fake sample's size, :data:`GIVEN_REAL_EXPONENTS`): after the logit scaling of
 :func:`binomial_scales` and that exponent bound its SEs stay up to 1.16 times
