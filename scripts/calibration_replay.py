@@ -3,7 +3,7 @@
     python scripts/bench_calibration.py --engine --data text --n 4000 --dump /tmp/cal/e4000
     python scripts/calibration_replay.py /tmp/cal/e4000 --data text [--scale logit|arcsine|none]
         [--model power|two-term] [--exponent 0,1] [--given-recall-exponent -1,1]
-        [--given-density iid|cells|max] [--given-all-real] [--sizes]
+        [--given-density iid|cells|max] [--given-all-real] [--both-alone] [--sizes]
 
 Each cell prints spread / mean SE and spread / rms SE for the formula asked
 for; the defaults are the product's (``kernels/stderr.py``), so they reproduce
@@ -21,6 +21,9 @@ law of the size, which the extrapolation assumes.
   like the other metrics, or the larger of the two.
 - ``--given-all-real``: given the real set, recall's and coverage's variance between fake parts over all
   real rows (the cells averaged over real parts), so that only the fake sample's size changes.
+- ``--both-alone``: with both sets drawn, the split SE as it comes (the formula before 2026-12-08; the
+  product takes at least the run's own SE given the real set: by the law of total variance the first cannot
+  be the smaller in expectation, but estimated from different cell pairs they cross by noise).
 """
 
 from __future__ import annotations
@@ -62,6 +65,20 @@ def split_se(half, quarter, value, key, which, args) -> float:
     return float(np.sqrt(extrapolated(h / scales[0], q / scales[1], args.model, *bounds) * scales[2]))
 
 
+def replayed(dump, k, key, v, half, quarter, which, args) -> np.ndarray:
+    """Every repetition's SE of one metric at one k, as ``args`` say."""
+    se = np.array([split_se(half[r], quarter[r], v[r], key, which, args) for r in range(len(v))])
+    if which == "given_real" and key in ("precision", "density"):
+        counts = dump[f"fake_counts_{k}"]
+        per_row = (counts > 0).astype(float) if key == "precision" else counts / k
+        iid = per_row.std(axis=1, ddof=1) / np.sqrt(per_row.shape[1])
+        if key == "precision" or args.given_density == "iid":
+            se = iid
+        elif args.given_density == "max":
+            se = np.maximum(se, iid)
+    return se
+
+
 def table(dump, which: str, args) -> list[str]:
     rows = []
     for k in (3, 5, 10):
@@ -76,15 +93,9 @@ def table(dump, which: str, args) -> list[str]:
                 cells.append(f"{v.mean():.3f}/{half.mean():.3f}/{quarter.mean():.3f}: "
                              f"{spread**2 * 1e5:.1f}/{half_var * 1e5:.1f}/{quarter_var * 1e5:.1f}")
                 continue
-            se = np.array([split_se(half[r], quarter[r], v[r], key, which, args) for r in range(len(v))])
-            if which == "given_real" and key in ("precision", "density"):
-                counts = dump[f"fake_counts_{k}"]
-                per_row = (counts > 0).astype(float) if key == "precision" else counts / k
-                iid = per_row.std(axis=1, ddof=1) / np.sqrt(per_row.shape[1])
-                if key == "precision" or args.given_density == "iid":
-                    se = iid
-                elif args.given_density == "max":
-                    se = np.maximum(se, iid)
+            se = replayed(dump, k, key, v, half, quarter, which, args)
+            if which == "both" and not args.both_alone:
+                se = np.maximum(se, replayed(dump, k, key, v, half, quarter, "given_real", args))
             cells.append(f"{spread / se.mean():.2f}/{spread / np.sqrt((se**2).mean()):.2f}")
         rows.append(f"| {which} | {k} | " + " | ".join(cells) + " |")
     return rows
@@ -101,6 +112,7 @@ def main():
     parser.add_argument("--given-recall-exponent", default=default, help="bounds for recall given the real set")
     parser.add_argument("--given-density", choices=("iid", "cells", "max"), default="iid")
     parser.add_argument("--given-all-real", action="store_true", help="recall, coverage: all real rows per fake part")
+    parser.add_argument("--both-alone", action="store_true", help="both: the split SE, not raised to the given-real SE")
     parser.add_argument("--sizes", action="store_true", help="the metric and its variance at full, half, quarter size")
     args = parser.parse_args()
     args.exponent = tuple(float(x) for x in args.exponent.split(","))

@@ -54,14 +54,19 @@ def test_every_cell_equals_the_brute_force_on_its_rows(name, inclusive, k, tile)
     assert np.array_equal(fake_counts, inside(oracle.pairwise(fake, real), oracle.radii(real, k)[None, :]).sum(1))
 
 
-def test_standard_errors_combine_the_cells_as_documented():
-    real, fake = points("lattice", np.random.default_rng(5))
+@pytest.mark.parametrize("seed, raised", [(5, ()), (6, ("recall",))])
+def test_standard_errors_combine_the_cells_as_documented(seed, raised):
+    """``raised``: the metrics whose SE with both sets sampled comes out below their SE given the real set on
+    these rows, and is raised to it (a variance over both samples holds the one given the real set)."""
+    real, fake = points("lattice", np.random.default_rng(seed))
     k = 3
     counts, real_parts, fake_parts, fake_counts = collect_dense(*dense(real, fake), k)
     theta = replicates(counts, real_parts, fake_parts, k)
     got = standard_errors(counts, real_parts, fake_parts, k, fake_counts)
     values = oracle.prdc(real, fake, k)
     scaled = standard_errors(counts, real_parts, fake_parts, k, fake_counts, values)
+    per_row = {"precision": (fake_counts > 0).astype(float), "density": fake_counts / k}
+    below = []
     for m in METRICS:
         # Var from cells: pairs of cells differing in both parts (both) or in the fake part only (given the real set)
         half, quarter = theta["half"][m], theta["quarter"][m]
@@ -72,27 +77,30 @@ def test_standard_errors_combine_the_cells_as_documented():
         )
         assert cell_variances(half)[0] == pytest.approx(v_half, rel=1e-12)
         assert cell_variances(quarter)[0] == pytest.approx(v_quarter, rel=1e-12)
-        ratio = min(max(v_half / v_quarter, 0.5), 1.0)
-        assert got["both"][m] == pytest.approx(np.sqrt(v_half * ratio), rel=1e-12), m
-        # Given the full sample's values, proportions extrapolate the logit's variance, Var / (p(1 - p))², p the
-        # cells' mean at each size.
-        w_half, w_quarter, w_full = ((p * (1 - p)) ** 2 for p in (half.mean(), quarter.mean(), values[m]))
-        if m == "density":  # not a proportion: unscaled
-            w_half = w_quarter = w_full = 1.0
-        else:
-            assert min(w_half, w_quarter, w_full) > 0 and abs(w_half / w_quarter - 1) > 1e-3  # the scaling is exercised
-        ratio = min(max(v_half / w_half / (v_quarter / w_quarter), 0.5), 1.0)
-        assert scaled["both"][m] == pytest.approx(np.sqrt(v_half / w_half * ratio * w_full), rel=1e-12), m
-        # Given the real set: pairs of cells in one real part; recall's variance may grow with the size.
+        # Given the real set: pairs of cells in one real part; recall's variance may grow with the size;
+        # precision and density: the iid formula over fake rows.
         g_half = np.mean([(half[:, a, 0] - half[:, a, 1]) ** 2 / 2 for a in range(2)])
         same_real = [(a, b, d) for a, b, c, d in cells if a == c and b < d]
         g_quarter = np.mean([(quarter[:, a, b] - quarter[:, a, d]) ** 2 / 2 for a, b, d in same_real])
         low, high = (-1.0, 1.0) if m == "recall" else (0.0, 1.0)
-        ratio = min(max(g_half / w_half / (g_quarter / w_quarter), 2.0**-high), 2.0**-low)
-        if m in ("recall", "coverage"):  # precision and density: the iid formula below
-            assert scaled["given_real"][m] == pytest.approx(np.sqrt(g_half / w_half * ratio * w_full), rel=1e-12), m
-    precise = (fake_counts > 0).astype(float)
-    assert got["given_real"]["precision"] == pytest.approx(precise.std(ddof=1) / np.sqrt(len(precise)), rel=1e-12)
+        for values_given, out in ((None, got), (values, scaled)):
+            # Given the full sample's values, proportions extrapolate the logit's variance, Var / (p(1 - p))², p
+            # the cells' mean at each size; density (not a proportion) and runs without values: unscaled.
+            w_half = w_quarter = w_full = 1.0
+            if values_given is not None and m != "density":
+                w_half, w_quarter, w_full = ((p * (1 - p)) ** 2 for p in (half.mean(), quarter.mean(), values[m]))
+                assert min(w_half, w_quarter, w_full) > 0 and abs(w_half / w_quarter - 1) > 1e-3  # exercised
+            ratio = min(max(v_half / w_half / (v_quarter / w_quarter), 0.5), 1.0)
+            both = np.sqrt(v_half / w_half * ratio * w_full)
+            ratio = min(max(g_half / w_half / (g_quarter / w_quarter), 2.0**-high), 2.0**-low)
+            given = np.sqrt(g_half / w_half * ratio * w_full)
+            if m in per_row:
+                given = per_row[m].std(ddof=1) / np.sqrt(len(fake_counts))
+            assert out["given_real"][m] == pytest.approx(given, rel=1e-12), m
+            assert out["both"][m] == pytest.approx(max(both, given), rel=1e-12), m
+            if values_given is not None and given > both:
+                below.append(m)
+    assert tuple(below) == raised
 
 
 def test_given_the_real_set_recall_may_grow_with_the_size():
