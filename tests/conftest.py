@@ -297,7 +297,7 @@ def slurm(tmp_path_factory):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist (``-n 2``; ``--dist loadgroup`` is in pyproject's addopts) each module's tests run on
+    """Under pytest-xdist (``-n 3``; ``--dist loadgroup`` is in pyproject's addopts) each module's tests run on
     one process, so that its module-scoped fixtures (stores, reference runs) are computed once, and every test
     that uses the session's SLURM cluster runs on one process (the `slurm` fixture starts a cluster per process)."""
     for item in items:
