@@ -64,6 +64,11 @@ METRICS = ("precision", "recall", "density", "coverage")
 TEXT = "/work/shared/data/text-lsa"
 
 
+def near_empty(vectors: np.ndarray) -> np.ndarray:
+    """text-lsa's near-empty texts: the rows that are not unit vectors (norm 0 to 0.1 among rows of norm 1)."""
+    return np.linalg.norm(vectors, axis=1) < 0.5
+
+
 class Data:
     """Draws real and fake rows and gives their float64 distance matrices."""
 
@@ -78,8 +83,8 @@ class Data:
             if distinct:  # each distinct vector of a pool once: no duplicate groups in the data
                 self.real_ids, self.fake_ids = np.unique(self.real_ids), np.unique(self.fake_ids)
             if unit:  # only the unit vectors (every row but the near-empty texts)
-                norm = np.linalg.norm(self.vectors, axis=1)
-                self.real_ids, self.fake_ids = (ids[norm[ids] > 0.5] for ids in (self.real_ids, self.fake_ids))
+                empty = near_empty(self.vectors)
+                self.real_ids, self.fake_ids = (ids[~empty[ids]] for ids in (self.real_ids, self.fake_ids))
         elif name == "mixture":
             self.centres = np.random.default_rng(99).normal(0, 3.0, (10, 16))
         elif name != "gauss":

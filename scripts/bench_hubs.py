@@ -25,7 +25,7 @@ import argparse
 
 import numpy as np
 
-from bench_calibration import Data, gemm, kth
+from bench_calibration import Data, gemm, kth, near_empty
 
 
 def main():
@@ -39,7 +39,7 @@ def main():
     data = Data("text", args.n)
     real = data.vectors[data.real(np.random.default_rng([2, 12345]))]  # bench_calibration's fixed real set
     pool = data.vectors[data.fake_ids]
-    hub = np.linalg.norm(pool, axis=1) < 0.5
+    hub = near_empty(pool)
     between = gemm(real, real)
     np.fill_diagonal(between, 0.0)
     m = args.n

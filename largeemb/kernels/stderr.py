@@ -20,8 +20,8 @@ without those 4 rows), 1.05-1.12 at 4,000, 1.00-1.03 at 8,000, and the z test
 of two fakes raises fewer false alarms than nominal (the hub that moves the
 metric raises its SE too). No one-sample SE can count rows that most samples
 lack (``scripts/bench_hubs.py``); ``metrics/prdc.py`` warns when density rests
-on such rows. Recall's too: one lone fake row can alone hold a tenth of the real
-set (BENCHMARKS.md, "calibration-hubs"). Recall's variance
+on such rows. Recall rests on rare rows too: one lone fake row can alone hold a
+tenth of the real set (BENCHMARKS.md, "calibration-hubs"); and its variance
 is not a power law of the size there (given the real set it can grow with the
 fake sample's size, :data:`GIVEN_REAL_EXPONENTS`): after the logit scaling of
 :func:`binomial_scales` and that exponent bound its SEs stay up to 1.16 times
